@@ -1,0 +1,69 @@
+//! Interval bound propagation (Gowal et al. 2018) through a [`Node`] list, keeping the input box
+//! of every node: FastLip and CROWN read the pre-activation boxes from this trace.
+
+use super::interval::Interval;
+use super::linear_map::affine_image;
+use super::net::Node;
+use super::{max_pool, relu};
+use crate::error::{Error, Result};
+
+/// The box at the input of one node (and, for a residual block, of its inner nodes).
+#[derive(Debug, Clone)]
+pub enum Trace {
+    Leaf(Interval),
+    Residual {
+        input: Interval,
+        main: Vec<Trace>,
+        shortcut: Vec<Trace>,
+    },
+}
+
+impl Trace {
+    /// The box at this node's input.
+    pub fn input(&self) -> &Interval {
+        match self {
+            Trace::Leaf(b) => b,
+            Trace::Residual { input, .. } => input,
+        }
+    }
+}
+
+/// Propagates `input` through `nodes`: returns each node's input box and the output box.
+pub fn ibp(nodes: &[Node], input: Interval) -> Result<(Vec<Trace>, Interval)> {
+    let mut traces = Vec::with_capacity(nodes.len());
+    let mut cur = input;
+    for node in nodes {
+        let next = match node {
+            Node::Affine(a) => {
+                let out = affine_image(a.op.map(), a.bias.as_deref(), &cur)?;
+                traces.push(Trace::Leaf(cur));
+                out
+            }
+            Node::Relu => {
+                let out = relu::ibp(&cur);
+                traces.push(Trace::Leaf(cur));
+                out
+            }
+            Node::MaxPool2 { c, h, w } => {
+                if cur.len() != c * h * w {
+                    return Err(Error::Internal("max-pool input size mismatch".into()));
+                }
+                let out = max_pool::ibp(&cur, *c, *h, *w);
+                traces.push(Trace::Leaf(cur));
+                out
+            }
+            Node::Residual { main, shortcut } => {
+                let (tm, om) = ibp(main, cur.clone())?;
+                let (ts, os) = ibp(shortcut, cur.clone())?;
+                traces.push(Trace::Residual {
+                    input: cur,
+                    main: tm,
+                    shortcut: ts,
+                });
+                om.add(&os)?
+            }
+        };
+        cur = next;
+    }
+    Ok((traces, cur))
+}

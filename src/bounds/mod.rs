@@ -1,0 +1,25 @@
+//! Bound propagation (auto_LiRPA style: one rule per layer kind, one file each): the network as
+//! host f64 operations, interval bounds (IBP), backward linear relaxations (CROWN), softmax and
+//! energy bounds from logit bounds, and the input sets (ℓ2 / ℓ∞ balls, optionally ∩ [0,1]).
+
+pub mod avg_pool;
+pub mod conv;
+pub mod dense;
+pub mod diag;
+pub mod interval;
+pub mod linear_map;
+pub mod net;
+pub mod round;
+
+pub use interval::Interval;
+pub use linear_map::LinearMap;
+pub use net::{Affine, LinearOp, Net, Node};
+pub mod ball;
+pub mod ibp;
+pub mod max_pool;
+pub mod relu;
+
+pub use ball::{Ball, Norm};
+pub use ibp::{Trace, ibp};
+pub mod energy;
+pub mod softmax;

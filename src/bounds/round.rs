@@ -1,0 +1,61 @@
+//! Outward rounding for sound f64 bound arithmetic.
+//!
+//! Every bound that decides soundness is widened here: a dot product of n terms computed in
+//! f64 is within γ_n·Σ|aᵢbᵢ| of the exact value (Higham 2002, Thm 3.1 / eq. 3.5, γ_n = nu/(1-nu),
+//! u = 2⁻⁵³). [`dot_err`] returns a generous multiple of it that also absorbs the few extra
+//! roundings (adding the bias, subtracting the radius, computing the magnitude itself).
+
+/// The next representable f64 above `x` (identity on +∞ and NaN).
+pub fn next_up(x: f64) -> f64 {
+    if x.is_nan() || x == f64::INFINITY {
+        return x;
+    }
+    if x == 0.0 {
+        return f64::from_bits(1);
+    }
+    let b = x.to_bits();
+    f64::from_bits(if x > 0.0 { b + 1 } else { b - 1 })
+}
+
+/// The next representable f64 below `x` (identity on −∞ and NaN).
+pub fn next_down(x: f64) -> f64 {
+    -next_up(-x)
+}
+
+/// Relative error budget for a sum of `n` products and a bias: 4(n+4)u, u = 2⁻⁵³ (≥ 2γ_{n+4}).
+pub fn dot_err(n: usize) -> f64 {
+    2.0 * (n as f64 + 4.0) * f64::EPSILON
+}
+
+/// Absolute floor added to every widened bound (covers underflow of tiny products).
+pub const ABS_FLOOR: f64 = 1e-290;
+
+/// An upper bound of a non-negative quantity `x` known up to relative error `rel`: x(1+rel)+floor.
+pub fn widen_up(x: f64, rel: f64) -> f64 {
+    next_up(x * (1.0 + rel) + ABS_FLOOR)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_up_and_down_bracket() {
+        for x in [0.0, 1.0, -1.0, 1e-300, -3.5e10, f64::MIN_POSITIVE] {
+            assert!(next_up(x) > x && next_down(x) < x, "{x}");
+            assert_eq!(next_down(next_up(x)), if x == 0.0 { 0.0 } else { x });
+        }
+        assert_eq!(next_up(f64::INFINITY), f64::INFINITY);
+        assert_eq!(next_up(f64::MAX), f64::INFINITY);
+    }
+
+    #[test]
+    fn dot_err_covers_a_bad_cancellation() {
+        // Σ of n terms ±1 + 1e-16 style: the computed sum is within dot_err(n)·Σ|terms|.
+        let v: Vec<f64> = (0..1000).map(|i| if i % 2 == 0 { 1.0 + 1e-16 * i as f64 } else { -1.0 }).collect();
+        let s: f64 = v.iter().sum();
+        let exact: f64 = (0..500).map(|i| 1e-16 * (2 * i) as f64).sum();
+        let mag: f64 = v.iter().map(|x| x.abs()).sum();
+        assert!((s - exact).abs() <= dot_err(1000) * mag);
+    }
+}

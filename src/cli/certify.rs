@@ -1,0 +1,279 @@
+//! `oodcert certify`: randomized-smoothing certificates of the detector (Cohen et al. 2019) and of
+//! the clipped energy (theory.md §3–4) for an ID test set and OOD sets; writes certify.csv,
+//! curves.csv and manifest.json into --out (one shard of the run with --shard).
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Classifier, Model};
+use crate::score::ScoreKind;
+use crate::smoothing::calibrate::{CalibrationSpec, GammaSource, calibrate};
+use crate::smoothing::clip::ClipRange;
+use crate::smoothing::engine::{ModelScorer, progress_bar};
+use crate::smoothing::manifest::{
+    CANDLE_VERSION, CertifyManifest, DatasetEntry, FORMAT, RunConfig, conventions,
+};
+use crate::smoothing::noise::NOISE_LAYOUT;
+use crate::smoothing::output::write_run;
+use crate::smoothing::run::{CertifySet, certify_sets, used};
+use crate::smoothing::sample::{SmoothingParams, Thresholds};
+use crate::smoothing::shard::Shard;
+use std::path::PathBuf;
+
+/// Flags of `oodcert certify`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Model file (oodcert safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// In-distribution test set, DATASET[:split] (its samples have is_id = 1).
+    #[arg(long)]
+    pub data: String,
+    /// Out-of-distribution test set(s), DATASET[:split]; repeat for several (is_id = 0).
+    #[arg(long)]
+    pub ood: Vec<String>,
+    /// Noise level σ (ℓ2, pixel units of [0,1] images).
+    #[arg(long)]
+    pub sigma: f64,
+    /// Selection samples of CERTIFY.
+    #[arg(long, default_value_t = 100)]
+    pub n0: u64,
+    /// Estimation samples.
+    #[arg(long, default_value_t = 100_000)]
+    pub n: u64,
+    /// Failure probability of each certificate, in (0, 0.5].
+    #[arg(long, default_value_t = 0.001)]
+    pub alpha: f64,
+    /// Certify only the first K images of each dataset.
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Certify one slice: k/N (0-based k), env (Slurm array) or env/N (Slurm or Kubernetes Indexed Job).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Output directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Noisy copies per forward pass (does not change results).
+    #[arg(long, default_value_t = 1000)]
+    pub batch: usize,
+    /// Seed of the noise streams.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Detector score (larger = more OOD).
+    #[arg(long, value_enum, default_value_t = ScoreKind::Energy)]
+    pub score: ScoreKind,
+    /// Temperature T of the energy.
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// ID validation set for γ, [a, b] and γ' (default: the train split of --data's dataset).
+    #[arg(long)]
+    pub id_val: Option<String>,
+    /// Auxiliary (outlier) validation set for b (default: b from ID validation scores).
+    #[arg(long)]
+    pub aux_val: Option<String>,
+    /// Noisy copies per validation sample.
+    #[arg(long, default_value_t = 100)]
+    pub cal_n: u64,
+    /// Validation samples used (the first K).
+    #[arg(long, default_value_t = 1000)]
+    pub cal_limit: u64,
+    /// Quantile levels QA,QB of noisy validation scores giving a and b.
+    #[arg(long, default_value = "0.01,0.99")]
+    pub clip_quantiles: String,
+    /// Fixed clip range A,B (skips its calibration).
+    #[arg(long, allow_hyphen_values = true)]
+    pub clip: Option<String>,
+    /// Fixed γ of the base detector (skips its calibration).
+    #[arg(long, allow_hyphen_values = true)]
+    pub gamma: Option<f64>,
+    /// Which ID validation scores set γ.
+    #[arg(long, value_enum, default_value_t = GammaSource::Clean)]
+    pub gamma_from: GammaSource,
+    /// Fixed γ' of the smoothed clipped score (skips its calibration).
+    #[arg(long, allow_hyphen_values = true)]
+    pub gamma_smoothed: Option<f64>,
+    /// Radius step of curves.csv (default σ/10).
+    #[arg(long)]
+    pub radius_step: Option<f64>,
+    /// Write 0 in the time column, so outputs are byte-reproducible.
+    #[arg(long)]
+    pub no_timing: bool,
+    /// Device: cpu or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Data directory (default: $OODCERT_DATA or data/ at the repository root).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Parses "X,Y" into two floats for `flag`.
+fn pair(text: &str, flag: &str) -> Result<(f64, f64)> {
+    let bad = || Error::BadInput(format!("--{flag} {text}: expected two numbers X,Y"));
+    let (x, y) = text.split_once(',').ok_or_else(bad)?;
+    Ok((x.trim().parse().map_err(|_| bad())?, y.trim().parse().map_err(|_| bad())?))
+}
+
+fn dataset_entry(d: &Dataset, role: &str, used: u64) -> DatasetEntry {
+    DatasetEntry {
+        name: d.name.clone(),
+        sha256: d.sha256.clone(),
+        role: role.to_string(),
+        size: d.len() as u64,
+        used,
+    }
+}
+
+/// Runs `oodcert certify`.
+pub fn run(a: Args) -> Result<()> {
+    let params = SmoothingParams {
+        sigma: a.sigma,
+        n0: a.n0,
+        n: a.n,
+        alpha: a.alpha,
+        batch: a.batch,
+    };
+    params.check()?;
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
+    let clip_quantiles = pair(&a.clip_quantiles, "clip-quantiles")?;
+    let (qa, qb) = clip_quantiles;
+    if !((0.0..=1.0).contains(&qa) && (0.0..=1.0).contains(&qb) && qa < qb) {
+        return Err(Error::BadInput(format!(
+            "--clip-quantiles {}: need 0 <= QA < QB <= 1",
+            a.clip_quantiles
+        )));
+    }
+    let clip = a
+        .clip
+        .as_deref()
+        .map(|c| pair(c, "clip").and_then(|(x, y)| ClipRange::new(x, y)))
+        .transpose()?;
+    let radius_step = a.radius_step.unwrap_or(a.sigma / 10.0);
+    if !(radius_step.is_finite() && radius_step > 0.0) {
+        return Err(Error::BadInput(format!("--radius-step must be > 0, got {radius_step}")));
+    }
+    let device = crate::device::parse_device(&a.device)?;
+    let model = Model::load(&a.model, &device)?;
+    let model_sha256 = crate::model::sha256_file(&a.model)?;
+    let shape = model.spec().input_shape;
+    let root = a.data_dir.clone().unwrap_or_else(crate::data::default_data_dir);
+    let load = |spec: &str| -> Result<Dataset> {
+        let d = crate::data::load_as(spec, &root, shape)?;
+        d.validate()?;
+        Ok(d)
+    };
+    let id = load(&a.data)?;
+    let oods = a.ood.iter().map(|s| load(s)).collect::<Result<Vec<_>>>()?;
+    let spec = CalibrationSpec {
+        n_cal: a.cal_n,
+        tpr: 0.95,
+        clip_quantiles,
+        gamma_source: a.gamma_from,
+        gamma: a.gamma,
+        clip,
+        gamma_smoothed: a.gamma_smoothed,
+    };
+    let need_val = a.gamma.is_none() || clip.is_none() || a.gamma_smoothed.is_none();
+    let id_val = if need_val {
+        let name = a.id_val.clone().unwrap_or_else(|| {
+            let base = a.data.split([':', '?']).next().unwrap_or(&a.data);
+            format!("{base}:train")
+        });
+        eprintln!("certify: ID validation set {name} (first {} images)", a.cal_limit);
+        Some(load(&name)?.take(a.cal_limit as usize))
+    } else {
+        None
+    };
+    let aux_val = match (&a.aux_val, clip) {
+        (Some(s), None) => Some(load(s)?.take(a.cal_limit as usize)),
+        _ => None,
+    };
+    let scorer = ModelScorer {
+        model: &model,
+        device: device.clone(),
+        kind: a.score,
+        temperature: a.temperature,
+    };
+    let val_len = id_val.as_ref().map_or(0, |d| d.len()) + aux_val.as_ref().map_or(0, |d| d.len());
+    let cal_bar = progress_bar(val_len as u64 * a.cal_n, "calibrate");
+    let cal = calibrate(
+        &scorer,
+        &spec,
+        id_val.as_ref(),
+        aux_val.as_ref(),
+        a.sigma,
+        a.seed,
+        a.batch,
+        &cal_bar,
+    )?;
+    cal_bar.finish_and_clear();
+    eprintln!(
+        "certify: gamma = {} ({}), clip [{}, {}], gamma' = {} (t = {})",
+        cal.gamma, cal.gamma_rule, cal.clip.lo, cal.clip.hi, cal.gamma_smoothed, cal.t
+    );
+    let mut sets = vec![CertifySet { data: &id, is_id: true }];
+    sets.extend(oods.iter().map(|d| CertifySet { data: d, is_id: false }));
+    let mut datasets: Vec<DatasetEntry> = sets
+        .iter()
+        .map(|s| dataset_entry(s.data, if s.is_id { "id" } else { "ood" }, used(s.data.len(), a.limit)))
+        .collect();
+    if let Some(d) = &id_val {
+        datasets.push(dataset_entry(d, "id-val", d.len() as u64));
+    }
+    if let Some(d) = &aux_val {
+        datasets.push(dataset_entry(d, "aux-val", d.len() as u64));
+    }
+    let total: u64 = sets.iter().map(|s| used(s.data.len(), a.limit)).sum();
+    let mine = shard.map_or(total, |s| {
+        let r = s.range(total);
+        r.end - r.start
+    });
+    let manifest = CertifyManifest {
+        format: FORMAT.to_string(),
+        oodcert_version: env!("CARGO_PKG_VERSION").to_string(),
+        candle_version: CANDLE_VERSION.to_string(),
+        config: RunConfig {
+            sigma: a.sigma,
+            n0: a.n0,
+            n: a.n,
+            alpha: a.alpha,
+            seed: a.seed,
+            limit: a.limit,
+            score: a.score.name().to_string(),
+            temperature: a.temperature,
+            radius_step,
+            cal_n: a.cal_n,
+            cal_limit: need_val.then_some(a.cal_limit),
+            clip_quantiles,
+            tpr: 0.95,
+            timing: !a.no_timing,
+        },
+        calibration: cal.clone(),
+        datasets,
+        model_sha256,
+        model_spec: serde_json::to_value(model.spec())
+            .map_err(|e| Error::Internal(format!("serialising the model spec: {e}")))?,
+        device: crate::device::describe(&device),
+        noise_layout: NOISE_LAYOUT.to_string(),
+        conventions: conventions(),
+        total_samples: total,
+        shard,
+    };
+    let th = Thresholds {
+        gamma: cal.gamma,
+        gamma_smoothed: cal.gamma_smoothed,
+        clip: cal.clip,
+    };
+    eprintln!(
+        "certify: {mine} of {total} samples × {} noisy passes, batch {}, {} threads",
+        a.n0 + a.n,
+        a.batch,
+        rayon::current_num_threads()
+    );
+    let bar = progress_bar(mine * (a.n0 + a.n), "certify");
+    let records = certify_sets(
+        &scorer, &params, &th, a.seed, &sets, a.limit, shard, !a.no_timing, &bar,
+    )?;
+    bar.finish_and_clear();
+    write_run(&a.out, &records, &manifest)?;
+    eprintln!("certify: wrote {}/{{certify.csv,curves.csv,manifest.json}}", a.out.display());
+    Ok(())
+}

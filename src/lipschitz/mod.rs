@@ -1,0 +1,12 @@
+//! Lipschitz analysis of the energy score S(x) = −T·logsumexp(f(x)/T): empirical lower bounds
+//! (gradient norm, ball sampling, PGD, CLEVER), certified global and local upper bounds, and
+//! certified radii (theory.md §1–2; proofs in proofs/lipschitz_*.md).
+
+pub mod global;
+pub mod operator_norm;
+
+pub use crate::bounds::{Ball, Norm};
+pub use global::{GlobalBound, global_bound};
+pub mod empirical;
+pub mod local;
+pub mod radius;

@@ -1,0 +1,191 @@
+//! Sound upper bounds on operator norms of the linear layers.
+//!
+//! - ℓ2 of a dense matrix R: the largest eigenvalue λ̂ of the Gram matrix G = RRᵀ (or RᵀR, the
+//!   smaller side d) from nalgebra's symmetric eigen-solver, widened by the rounding error of
+//!   forming G (γ_k‖R‖²_F, Higham Thm 3.5) and a backward-error allowance 8d²u‖G‖ ≤ 8d²u‖R‖²_F
+//!   for the eigen-solver (Weyl's inequality turns a backward error into a forward one).
+//! - ℓ∞→ℓ∞ of a matrix: the largest absolute row sum (exact, rounded up).
+//! - ℓ2 of a convolution with zero padding and any stride: ≤ √(kh·kw)·min‖Rᵢ‖₂ over four
+//!   reshapings of the kernel (Singla & Feizi 2021; proof in proofs/lipschitz_operator_norms.md),
+//!   or the exact spectral norm of the unrolled matrix when it is small.
+
+use crate::bounds::conv::Conv;
+use crate::bounds::linear_map::LinearMap;
+use crate::bounds::round::{dot_err, next_up, widen_up};
+use nalgebra::DMatrix;
+
+/// A certified ‖R‖₂ for R row-major `(rows, cols)`.
+pub fn spectral_upper(rows: usize, cols: usize, r: &[f64]) -> f64 {
+    if rows == 0 || cols == 0 {
+        return 0.0;
+    }
+    let (d, k, gram): (usize, usize, Vec<f64>) = if rows <= cols {
+        let mut g = vec![0.0; rows * rows];
+        for i in 0..rows {
+            let ri = &r[i * cols..(i + 1) * cols];
+            for j in i..rows {
+                let rj = &r[j * cols..(j + 1) * cols];
+                let v: f64 = ri.iter().zip(rj).map(|(a, b)| a * b).sum();
+                g[i * rows + j] = v;
+                g[j * rows + i] = v;
+            }
+        }
+        (rows, cols, g)
+    } else {
+        // RᵀR accumulated row by row.
+        let mut g = vec![0.0; cols * cols];
+        for i in 0..rows {
+            let ri = &r[i * cols..(i + 1) * cols];
+            for a in 0..cols {
+                let va = ri[a];
+                if va == 0.0 {
+                    continue;
+                }
+                let row = &mut g[a * cols..(a + 1) * cols];
+                for (gb, vb) in row.iter_mut().zip(ri) {
+                    *gb += va * vb;
+                }
+            }
+        }
+        (cols, rows, g)
+    };
+    let frob2: f64 = widen_up(r.iter().map(|v| v * v).sum::<f64>(), dot_err(r.len()));
+    let lam = DMatrix::from_row_slice(d, d, &gram)
+        .symmetric_eigenvalues()
+        .iter()
+        .fold(0.0f64, |m, v| m.max(*v));
+    let eta = (dot_err(k) + 8.0 * (d * d) as f64 * f64::EPSILON) * frob2;
+    let bound = next_up(next_up(lam + eta).sqrt() * (1.0 + 2.0 * f64::EPSILON));
+    // Never above the Frobenius norm (itself a certified bound).
+    bound.min(next_up(frob2.sqrt() * (1.0 + 2.0 * f64::EPSILON)))
+}
+
+/// A certified ‖R‖_{∞→∞} = max_i Σ_j |R_ij|.
+pub fn linf_upper(rows: usize, cols: usize, r: &[f64]) -> f64 {
+    (0..rows)
+        .map(|i| widen_up(r[i * cols..(i + 1) * cols].iter().map(|v| v.abs()).sum(), dot_err(cols)))
+        .fold(0.0, f64::max)
+}
+
+/// A certified ‖R‖_{2→∞} = max_i ‖R_i‖₂ (largest row norm).
+pub fn l2_to_linf_upper(rows: usize, cols: usize, r: &[f64]) -> f64 {
+    (0..rows)
+        .map(|i| {
+            let s: f64 = r[i * cols..(i + 1) * cols].iter().map(|v| v * v).sum();
+            next_up(widen_up(s, dot_err(cols)).sqrt() * (1.0 + 2.0 * f64::EPSILON))
+        })
+        .fold(0.0, f64::max)
+}
+
+/// The dense matrix of a linear map (column by column), for small maps only.
+pub fn unroll(map: &dyn LinearMap) -> Vec<f64> {
+    let (m, n) = (map.out_dim(), map.in_dim());
+    let mut a = vec![0.0; m * n];
+    let mut e = vec![0.0; n];
+    for j in 0..n {
+        e[j] = 1.0;
+        let col = map.apply(&e, false);
+        for i in 0..m {
+            a[i * n + j] = col[i];
+        }
+        e[j] = 0.0;
+    }
+    a
+}
+
+/// Largest unrolled matrix (entries) whose exact spectral norm we compute.
+pub const UNROLL_MAX_ENTRIES: usize = 4_000_000;
+/// Largest Gram side for the two mixed reshapings of a kernel.
+pub const RESHAPE_MAX_GRAM: usize = 1200;
+
+/// A certified ℓ2 operator norm of a convolution and the rule that produced it.
+pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
+    let (co, ci, kh, kw) = (conv.c_out, conv.c_in, conv.kh, conv.kw);
+    let at = |o: usize, c: usize, a: usize, b: usize| conv.at(o, c, a, b);
+    let mut best = f64::INFINITY;
+    let mut rule = String::new();
+    let mut consider = |v: f64, name: &str| {
+        if v < best {
+            best = v;
+            rule = name.to_string();
+        }
+    };
+    let scale = next_up(((kh * kw) as f64).sqrt() * (1.0 + 2.0 * f64::EPSILON));
+    // R1: c_out × (c_in·kh·kw) — the kernel's own layout.
+    consider(next_up(scale * spectral_upper(co, ci * kh * kw, &conv.k)), "singla-feizi R1 (cout x cin*kh*kw)");
+    // R2: (c_out·kh·kw) × c_in.
+    let mut r2 = Vec::with_capacity(co * kh * kw * ci);
+    for o in 0..co {
+        for a in 0..kh {
+            for b in 0..kw {
+                for c in 0..ci {
+                    r2.push(at(o, c, a, b));
+                }
+            }
+        }
+    }
+    consider(next_up(scale * spectral_upper(co * kh * kw, ci, &r2)), "singla-feizi R2 (cout*kh*kw x cin)");
+    // R3: (kh·c_out) × (kw·c_in), block (a, b) = K[:, :, a, b].
+    if (kh * co).min(kw * ci) <= RESHAPE_MAX_GRAM {
+        let mut r3 = Vec::with_capacity(kh * co * kw * ci);
+        for a in 0..kh {
+            for o in 0..co {
+                for b in 0..kw {
+                    for c in 0..ci {
+                        r3.push(at(o, c, a, b));
+                    }
+                }
+            }
+        }
+        consider(next_up(scale * spectral_upper(kh * co, kw * ci, &r3)), "singla-feizi R3 (kh*cout x kw*cin)");
+    }
+    // R4: (kw·c_out) × (kh·c_in), block (b, a) = K[:, :, a, b].
+    if (kw * co).min(kh * ci) <= RESHAPE_MAX_GRAM {
+        let mut r4 = Vec::with_capacity(kw * co * kh * ci);
+        for b in 0..kw {
+            for o in 0..co {
+                for a in 0..kh {
+                    for c in 0..ci {
+                        r4.push(at(o, c, a, b));
+                    }
+                }
+            }
+        }
+        consider(next_up(scale * spectral_upper(kw * co, kh * ci, &r4)), "singla-feizi R4 (kw*cout x kh*cin)");
+    }
+    let (m, n) = (conv.out_dim(), conv.in_dim());
+    if m * n <= UNROLL_MAX_ENTRIES && m.min(n) <= 2000 {
+        consider(spectral_upper(m, n, &unroll(conv)), "exact SVD of the unrolled matrix");
+    }
+    (best, rule)
+}
+
+/// A certified ℓ∞→ℓ∞ norm of a convolution: max_o Σ_{c,a,b} |K[o,c,a,b]| (≥ every row sum).
+pub fn conv_linf_upper(conv: &Conv) -> f64 {
+    linf_upper(conv.c_out, conv.c_in * conv.kh * conv.kw, &conv.k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spectral_of_known_matrices() {
+        // diag(3, 1) rotated: singular values 3 and 1.
+        let (c, s) = (0.6f64, 0.8f64);
+        let r = [3.0 * c, -3.0 * s, 1.0 * s, 1.0 * c];
+        let v = spectral_upper(2, 2, &r);
+        assert!(v >= 3.0 && v < 3.0 * (1.0 + 1e-10), "{v}");
+        // A wide rank-one matrix u vᵀ: ‖·‖₂ = ‖u‖‖v‖.
+        let u = [1.0, 2.0];
+        let w = [3.0, 0.0, 4.0];
+        let r: Vec<f64> = u.iter().flat_map(|a| w.iter().map(move |b| a * b)).collect();
+        let v = spectral_upper(2, 3, &r);
+        let exact = 5f64.sqrt() * 5.0;
+        assert!(v >= exact && v < exact * (1.0 + 1e-10));
+        let vt = spectral_upper(3, 2, &(0..6).map(|i| r[(i % 2) * 3 + i / 2]).collect::<Vec<_>>());
+        assert!(vt >= exact && vt < exact * (1.0 + 1e-10));
+        assert_eq!(linf_upper(2, 3, &r) >= 14.0, true);
+        assert!(l2_to_linf_upper(2, 3, &r) >= 10.0 && l2_to_linf_upper(2, 3, &r) < 10.0 + 1e-9);
+    }
+}

@@ -1,0 +1,25 @@
+//! The `oodcert` binary: a thin layer over the library.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // SAFETY: first statement of main, before any thread exists.
+    unsafe { oodcert::train::second_order::enable_at_startup() };
+    // clap prints its own message; usage errors exit 2, --help/--version exit 0.
+    let cli = match oodcert::cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match oodcert::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("oodcert: error: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,28 @@
+//! The architectures, each a function from a [`ModelSpec`] to an explicit layer sequence whose
+//! last layer is the classifier's final `Linear` (its input = the penultimate features).
+
+mod lenet;
+mod mlp;
+mod resnet18;
+
+pub use lenet::lenet_flat_features;
+
+use super::layers::{Layer, Normalize};
+use super::params::ParamStore;
+use super::spec::{Arch, ModelSpec};
+use crate::error::Result;
+
+/// Builds the layers of `spec.arch`, asking `store` for each parameter in module order.
+pub(crate) fn build(spec: &ModelSpec, store: &mut ParamStore) -> Result<Vec<Layer>> {
+    spec.check()?;
+    let (dtype, device) = (store.dtype(), store.device().clone());
+    let mut layers = vec![Layer::Normalize(Normalize::new(
+        &spec.mean, &spec.std, dtype, &device,
+    )?)];
+    match &spec.arch {
+        Arch::Mlp { hidden } => mlp::build(spec, hidden, store, &mut layers)?,
+        Arch::Lenet => lenet::build(spec, store, &mut layers)?,
+        Arch::Resnet18 => resnet18::build(spec, store, &mut layers)?,
+    }
+    Ok(layers)
+}

@@ -1,0 +1,164 @@
+//! BatchNorm over channels of `(n, c, h, w)` (Ioffe & Szegedy 2015), PyTorch semantics:
+//! training normalises with the biased batch variance and updates the running statistics with
+//! momentum 0.1 and the unbiased variance; evaluation is the fixed affine map
+//! y = γ (x − μ_run) / √(σ²_run + ε) + β.
+
+use crate::error::{Error, Result};
+use crate::model::init::Init;
+use crate::model::params::{ParamKind, ParamStore};
+use candle_core::{Tensor, Var};
+
+/// PyTorch's default ε.
+pub const BN_EPS: f64 = 1e-5;
+/// PyTorch's default momentum for the running statistics.
+pub const BN_MOMENTUM: f64 = 0.1;
+
+/// `nn.BatchNorm2d(c)`: affine γ, β and running mean/variance buffers.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    name: String,
+    weight: Var,
+    bias: Var,
+    running_mean: Var,
+    running_var: Var,
+    eps: f64,
+    momentum: f64,
+}
+
+impl BatchNorm2d {
+    /// A BatchNorm layer from existing tensors (all of shape `(c)`).
+    pub fn new(
+        name: impl Into<String>,
+        weight: Var,
+        bias: Var,
+        running_mean: Var,
+        running_var: Var,
+    ) -> Result<Self> {
+        let name = name.into();
+        let c = weight.dims();
+        if c.len() != 1 || bias.dims() != c || running_mean.dims() != c || running_var.dims() != c {
+            return Err(Error::BadInput(format!(
+                "{name}: BatchNorm tensors must all have shape [c], got {:?} {:?} {:?} {:?}",
+                weight.dims(),
+                bias.dims(),
+                running_mean.dims(),
+                running_var.dims()
+            )));
+        }
+        Ok(Self {
+            name,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps: BN_EPS,
+            momentum: BN_MOMENTUM,
+        })
+    }
+
+    /// Creates `{name}.weight` (γ = 1), `.bias` (β = 0), `.running_mean` (0), `.running_var` (1).
+    pub(crate) fn build(store: &mut ParamStore, name: &str, c: usize) -> Result<Self> {
+        let mut t = |suffix: &str, v: f64, kind| {
+            store.take(&format!("{name}.{suffix}"), &[c], Init::Constant(v), kind)
+        };
+        let w = t("weight", 1.0, ParamKind::Trainable)?;
+        let b = t("bias", 0.0, ParamKind::Trainable)?;
+        let rm = t("running_mean", 0.0, ParamKind::Buffer)?;
+        let rv = t("running_var", 1.0, ParamKind::Buffer)?;
+        Self::new(name, w, b, rm, rv)
+    }
+
+    /// The PyTorch-style name prefix (`bn1`, `layer1.0.bn2`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// γ, shape `(c)`.
+    pub fn weight(&self) -> &Tensor {
+        self.weight.as_tensor()
+    }
+
+    /// β, shape `(c)`.
+    pub fn bias(&self) -> &Tensor {
+        self.bias.as_tensor()
+    }
+
+    /// Running mean μ_run, shape `(c)`.
+    pub fn running_mean(&self) -> &Tensor {
+        self.running_mean.as_tensor()
+    }
+
+    /// Running variance σ²_run, shape `(c)`.
+    pub fn running_var(&self) -> &Tensor {
+        self.running_var.as_tensor()
+    }
+
+    /// ε added to the variance.
+    pub fn eps(&self) -> f64 {
+        self.eps
+    }
+
+    /// Momentum of the running-statistics update.
+    pub fn momentum(&self) -> f64 {
+        self.momentum
+    }
+
+    /// Evaluation mode as a diagonal affine map y = s ⊙ x + t per channel:
+    /// s = γ / √(σ²_run + ε), t = β − s μ_run (each of shape `(c)`).
+    pub fn eval_scale_shift(&self) -> Result<(Tensor, Tensor)> {
+        let s = self
+            .weight
+            .as_tensor()
+            .div(&(self.running_var.as_tensor() + self.eps)?.sqrt()?)?;
+        let t = self
+            .bias
+            .as_tensor()
+            .sub(&s.mul(self.running_mean.as_tensor())?)?;
+        Ok((s, t))
+    }
+
+    /// Normalises `(n, c, h, w)`; in training mode with batch statistics (and updates the running
+    /// statistics, detached), otherwise with the running statistics.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        if c != self.weight.dims()[0] {
+            return Err(Error::BadInput(format!(
+                "{}: input has {c} channels, BatchNorm has {}",
+                self.name,
+                self.weight.dims()[0]
+            )));
+        }
+        let gamma = self.weight.as_tensor().reshape((1, c, 1, 1))?;
+        let beta = self.bias.as_tensor().reshape((1, c, 1, 1))?;
+        if !train {
+            let mean = self.running_mean.as_tensor().reshape((1, c, 1, 1))?;
+            let var = self.running_var.as_tensor().reshape((1, c, 1, 1))?;
+            let xhat = x
+                .broadcast_sub(&mean)?
+                .broadcast_div(&(var + self.eps)?.sqrt()?)?;
+            return Ok(xhat.broadcast_mul(&gamma)?.broadcast_add(&beta)?);
+        }
+        let count = n * h * w;
+        if count < 2 {
+            return Err(Error::BadInput(format!(
+                "{}: BatchNorm in training mode needs more than one value per channel \
+                 (batch {n}, {h}×{w})",
+                self.name
+            )));
+        }
+        let mean = x.mean_keepdim((0, 2, 3))?;
+        let centred = x.broadcast_sub(&mean)?;
+        let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
+        let xhat = centred.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
+        let y = xhat.broadcast_mul(&gamma)?.broadcast_add(&beta)?;
+
+        let m = self.momentum;
+        let batch_mean = mean.detach().flatten_all()?;
+        let unbiased = (var.detach().flatten_all()? * (count as f64 / (count as f64 - 1.0)))?;
+        let new_mean = ((self.running_mean.as_detached_tensor() * (1.0 - m))? + (batch_mean * m)?)?;
+        let new_var = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+        self.running_mean.set(&new_mean)?;
+        self.running_var.set(&new_var)?;
+        Ok(y)
+    }
+}

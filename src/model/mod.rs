@@ -1,0 +1,35 @@
+//! Models: the [`Classifier`] trait, the architectures, layers candle lacks or gets wrong, and
+//! safetensors I/O (ours and PyTorch's).
+
+pub mod arch;
+pub mod double_backprop;
+pub mod init;
+pub mod io;
+pub mod layers;
+mod network;
+pub mod params;
+pub mod pytorch;
+mod spec;
+
+pub use double_backprop::{DOUBLE_BACKPROP_ENV, double_backprop_enabled, double_backprop_probe};
+pub use io::sha256_file;
+pub use layers::Layer;
+pub use network::Model;
+pub use params::{NamedParam, ParamKind};
+pub use spec::{Arch, ModelSpec};
+
+use crate::error::Result;
+use candle_core::Tensor;
+
+/// A classifier on pixels in [0,1]: normalisation is its first layer.
+pub trait Classifier: Send + Sync {
+    /// The architecture, input shape and normalisation.
+    fn spec(&self) -> &ModelSpec;
+    /// `(penultimate features (n, d), logits (n, K))` for inputs `(n, c, h, w)` in [0,1].
+    /// `train` selects batch statistics in BatchNorm (and updates the running statistics).
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)>;
+    /// Logits in evaluation mode.
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_t(x, false)?.1)
+    }
+}

@@ -1,0 +1,212 @@
+//! Detector scores from logits, all oriented so that larger = more OOD, and their input gradients.
+//!
+//! Energy (Liu et al. 2020): S(x) = -T·logsumexp(f(x)/T). MSP (Hendrycks & Gimpel 2017) and max-logit
+//! (Hendrycks et al. 2022) are negated so every score here follows the energy's orientation.
+
+use crate::error::{Error, Result};
+use crate::model::Classifier;
+use candle_core::{D, DType, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+/// Which detector score to compute; every variant is "larger = more OOD".
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreKind {
+    /// S = -T·logsumexp(z/T).
+    Energy,
+    /// -max_k softmax(z)_k.
+    Msp,
+    /// -max_k z_k.
+    Maxlogit,
+}
+
+impl ScoreKind {
+    /// Lower-case name as used on the command line and in CSV files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoreKind::Energy => "energy",
+            ScoreKind::Msp => "msp",
+            ScoreKind::Maxlogit => "maxlogit",
+        }
+    }
+}
+
+/// Checks a temperature: finite and > 0.
+pub fn check_temperature(t: f64) -> Result<()> {
+    if t.is_finite() && t > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::BadInput(format!(
+            "temperature must be finite and > 0, got {t}"
+        )))
+    }
+}
+
+/// Energy S = -T·logsumexp(z/T) of logits `(n, K)`, as `(n,)`; differentiable (second order too).
+pub fn energy(logits: &Tensor, temperature: f64) -> Result<Tensor> {
+    check_temperature(temperature)?;
+    if temperature == 1.0 {
+        return Ok(logits.log_sum_exp(D::Minus1)?.neg()?);
+    }
+    Ok((logits.affine(1.0 / temperature, 0.0)?.log_sum_exp(D::Minus1)? * (-temperature))?)
+}
+
+/// The chosen score of logits `(n, K)`, as `(n,)`, larger = more OOD.
+pub fn score(logits: &Tensor, kind: ScoreKind, temperature: f64) -> Result<Tensor> {
+    match kind {
+        ScoreKind::Energy => energy(logits, temperature),
+        ScoreKind::Msp => Ok(candle_nn::ops::softmax(logits, D::Minus1)?
+            .max(D::Minus1)?
+            .neg()?),
+        ScoreKind::Maxlogit => Ok(logits.max(D::Minus1)?.neg()?),
+    }
+}
+
+/// Scores of a batch `(n,c,h,w)` in evaluation mode, as f64 on the host.
+///
+/// Errors (never silently continues) when a logit is NaN or infinite.
+pub fn score_batch(
+    model: &dyn Classifier,
+    x: &Tensor,
+    kind: ScoreKind,
+    temperature: f64,
+) -> Result<Vec<f64>> {
+    let logits = model.logits(x)?;
+    check_finite_logits(&logits)?;
+    to_f64_vec(&score(&logits, kind, temperature)?)
+}
+
+/// Scores `(n,)` and input gradients ∇ₓscore `(n,c,h,w)` of a batch, in evaluation mode.
+///
+/// Samples are independent in eval mode, so ∇ of Σᵢ score(xᵢ) w.r.t. x gives every per-sample gradient
+/// in one backward pass. The returned gradient is detached.
+pub fn score_and_input_grad(
+    model: &dyn Classifier,
+    x: &Tensor,
+    kind: ScoreKind,
+    temperature: f64,
+) -> Result<(Tensor, Tensor)> {
+    let xv = Var::from_tensor(&x.detach())?;
+    let logits = model.logits(xv.as_tensor())?;
+    check_finite_logits(&logits)?;
+    let s = score(&logits, kind, temperature)?;
+    let grads = s.sum_all()?.backward()?;
+    let g = grads
+        .get(xv.as_tensor())
+        .ok_or_else(|| Error::Internal("score does not depend on the input".into()))?
+        .detach();
+    Ok((s.detach(), g))
+}
+
+/// Per-sample ℓ_q norms of a batch of gradients `(n, …)`; q = 2, 1 or ∞ (`f64::INFINITY`).
+pub fn per_sample_norm(g: &Tensor, q: f64) -> Result<Vec<f64>> {
+    let n = g.dim(0)?;
+    let flat = g.to_dtype(DType::F64)?.reshape((n, ()))?;
+    let v = if q == 2.0 {
+        flat.sqr()?.sum(1)?.sqrt()?
+    } else if q == 1.0 {
+        flat.abs()?.sum(1)?
+    } else if q.is_infinite() {
+        flat.abs()?.max(1)?
+    } else {
+        return Err(Error::BadInput(format!(
+            "unsupported dual norm q = {q} (use 1, 2 or inf)"
+        )));
+    };
+    Ok(v.to_vec1::<f64>()?)
+}
+
+/// Errors with the offending sample when any logit is NaN or ±∞.
+pub fn check_finite_logits(logits: &Tensor) -> Result<()> {
+    let v = logits.to_dtype(DType::F64)?.to_vec2::<f64>()?;
+    for (i, row) in v.iter().enumerate() {
+        if let Some(k) = row.iter().position(|z| !z.is_finite()) {
+            return Err(Error::CheckFailed(format!(
+                "model produced a non-finite logit ({}) for sample {i} of the batch, class {k}",
+                row[k]
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn to_f64_vec(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?)
+}
+
+/// Energy of one logit vector in f64 on the host: -T·logsumexp(z/T), computed stably.
+pub fn energy_f64(logits: &[f64], temperature: f64) -> f64 {
+    let m = logits
+        .iter()
+        .map(|z| z / temperature)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let s: f64 = logits.iter().map(|z| (z / temperature - m).exp()).sum();
+    -temperature * (m + s.ln())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn logits() -> Tensor {
+        Tensor::new(&[[1.0f64, 2.0, 3.0], [-5.0, 0.0, 10.0], [0.0, 0.0, 0.0]], &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn energy_matches_host_formula_at_several_temperatures() {
+        let z = logits();
+        let rows = z.to_vec2::<f64>().unwrap();
+        for t in [0.5, 1.0, 2.0, 1000.0] {
+            let e = energy(&z, t).unwrap().to_vec1::<f64>().unwrap();
+            for (r, got) in rows.iter().zip(&e) {
+                let want = energy_f64(r, t);
+                assert!((got - want).abs() < 1e-12, "T={t}: {got} vs {want}");
+            }
+        }
+        // Three equal logits: S = -log 3 at T = 1.
+        let e = energy(&z, 1.0).unwrap().to_vec1::<f64>().unwrap();
+        assert!((e[2] + 3f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn msp_and_maxlogit_are_negated_maxima() {
+        let z = logits();
+        let msp = score(&z, ScoreKind::Msp, 1.0).unwrap().to_vec1::<f64>().unwrap();
+        let ml = score(&z, ScoreKind::Maxlogit, 1.0).unwrap().to_vec1::<f64>().unwrap();
+        assert_eq!(ml, vec![-3.0, -10.0, 0.0]);
+        assert!((msp[2] + 1.0 / 3.0).abs() < 1e-12);
+        let p0 = 3f64.exp() / (1f64.exp() + 2f64.exp() + 3f64.exp());
+        assert!((msp[0] + p0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn energy_is_stable_for_huge_logits() {
+        let z = Tensor::new(&[[1e4f32, 0.0], [-1e4, -1e4]], &Device::Cpu).unwrap();
+        let e = energy(&z, 1.0).unwrap().to_vec1::<f32>().unwrap();
+        assert!((e[0] + 1e4).abs() < 1e-2, "{e:?}");
+        assert!((e[1] - (1e4 - 2f32.ln())).abs() < 1e-1, "{e:?}");
+    }
+
+    #[test]
+    fn bad_temperature_is_an_error() {
+        assert!(energy(&logits(), 0.0).is_err());
+        assert!(energy(&logits(), f64::NAN).is_err());
+    }
+
+    #[test]
+    fn nan_logits_are_reported() {
+        let z = Tensor::new(&[[1.0f32, f32::NAN]], &Device::Cpu).unwrap();
+        let err = check_finite_logits(&z).unwrap_err().to_string();
+        assert!(err.contains("sample 0") && err.contains("class 1"), "{err}");
+    }
+
+    #[test]
+    fn norms() {
+        let g = Tensor::new(&[[3.0f64, -4.0], [1.0, 1.0]], &Device::Cpu).unwrap();
+        assert_eq!(per_sample_norm(&g, 2.0).unwrap(), vec![5.0, 2f64.sqrt()]);
+        assert_eq!(per_sample_norm(&g, 1.0).unwrap(), vec![7.0, 2.0]);
+        assert_eq!(per_sample_norm(&g, f64::INFINITY).unwrap(), vec![4.0, 1.0]);
+        assert!(per_sample_norm(&g, 3.0).is_err());
+    }
+}

@@ -1,0 +1,124 @@
+//! The smoothed detector of Cohen, Rosenfeld & Kolter (2019) with two outcomes: the base detector
+//! says ID iff S(x) ≤ γ; g(x) is the outcome h(x+δ) takes with the larger probability. CERTIFY
+//! gives g(x) with an ℓ2 radius σ·Φ⁻¹(p_lo); PREDICT gives g(x) or abstains (theory.md §3).
+
+use super::binomial::{binomial_test_two_sided, clopper_pearson_lower};
+use super::lemma::shrink_radius;
+use super::normal::phi_inv;
+use crate::error::Result;
+
+/// A detection outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// In-distribution: S ≤ γ.
+    Id,
+    /// Out-of-distribution: S > γ.
+    Ood,
+}
+
+impl Decision {
+    /// The CSV code: 1 = ID, 0 = OOD (abstentions are written as -1 elsewhere).
+    pub fn code(self) -> i64 {
+        match self {
+            Decision::Id => 1,
+            Decision::Ood => 0,
+        }
+    }
+
+    /// The base detector's decision for a score: ID iff `score ≤ gamma`.
+    pub fn of_score(score: f64, gamma: f64) -> Decision {
+        if score <= gamma { Decision::Id } else { Decision::Ood }
+    }
+
+    /// Decision of the ground-truth role.
+    pub fn of_role(is_id: bool) -> Decision {
+        if is_id { Decision::Id } else { Decision::Ood }
+    }
+}
+
+/// The outcome of CERTIFY for one input.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CohenCertificate {
+    /// The guess from the n0 selection samples (the outcome counted in the n estimation samples).
+    pub guess: Decision,
+    /// `Some(guess)` when certified, `None` when CERTIFY abstains (p_lo ≤ ½).
+    pub prediction: Option<Decision>,
+    /// Hits of the guess among the n estimation samples.
+    pub count: u64,
+    /// One-sided (1-α) Clopper–Pearson lower bound on P(h(x+δ) = guess).
+    pub p_lo: f64,
+    /// Certified ℓ2 radius σ·Φ⁻¹(p_lo) (0 when abstaining).
+    pub radius: f64,
+}
+
+/// The guess of CERTIFY from the selection counts: the majority outcome among `n0` (OOD on a tie).
+pub fn guess_from_counts(id_hits: u64, n0: u64) -> Decision {
+    if 2 * id_hits > n0 { Decision::Id } else { Decision::Ood }
+}
+
+/// CERTIFY (Cohen et al. 2019, Alg. 1, two outcomes) from `count` hits of `guess` among `n`
+/// fresh samples: p_lo = Beta quantile B(α; count, n-count+1); abstain when p_lo ≤ ½, else
+/// radius σ·Φ⁻¹(p_lo) (shrunk by a relative 1e-9 against rounding).
+pub fn certify_from_counts(
+    guess: Decision,
+    count: u64,
+    n: u64,
+    alpha: f64,
+    sigma: f64,
+) -> Result<CohenCertificate> {
+    let p_lo = clopper_pearson_lower(count, n, alpha)?;
+    let (prediction, radius) = if p_lo > 0.5 {
+        (Some(guess), shrink_radius(sigma * phi_inv(p_lo)))
+    } else {
+        (None, 0.0)
+    };
+    Ok(CohenCertificate {
+        guess,
+        prediction,
+        count,
+        p_lo,
+        radius,
+    })
+}
+
+/// PREDICT (Cohen et al. 2019, Alg. 1) from `id_hits` ID outcomes among `n` samples: the majority
+/// outcome if the two-sided binomial test against ½ rejects at level α, else abstain (`None`).
+/// Returns the decision and the p-value.
+pub fn predict_from_counts(id_hits: u64, n: u64, alpha: f64) -> Result<(Option<Decision>, f64)> {
+    let p_value = binomial_test_two_sided(id_hits, n)?;
+    // Compare with a relative margin so a p-value rounded low cannot flip an abstention.
+    let decision = if p_value * (1.0 + 1e-9) <= alpha {
+        Some(if 2 * id_hits > n { Decision::Id } else { Decision::Ood })
+    } else {
+        None
+    };
+    Ok((decision, p_value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::smoothing::normal::phi;
+
+    #[test]
+    fn certify_matches_hand_computation() {
+        // 1000 of 1000 hits at α = 0.001: p_lo = 0.001^(1/1000), radius σ·Φ⁻¹(p_lo).
+        let c = certify_from_counts(Decision::Id, 1000, 1000, 0.001, 0.5).unwrap();
+        let p = 0.001f64.powf(1e-3);
+        assert!((c.p_lo - p).abs() < 1e-8);
+        assert!((phi(c.radius / 0.5) - p).abs() < 1e-8);
+        assert_eq!(c.prediction, Some(Decision::Id));
+        let a = certify_from_counts(Decision::Ood, 520, 1000, 0.001, 0.5).unwrap();
+        assert_eq!(a.prediction, None);
+        assert_eq!(a.radius, 0.0);
+    }
+
+    #[test]
+    fn predict_abstains_on_close_counts() {
+        assert_eq!(predict_from_counts(52, 100, 0.05).unwrap().0, None);
+        assert_eq!(predict_from_counts(80, 100, 0.05).unwrap().0, Some(Decision::Id));
+        assert_eq!(predict_from_counts(3, 100, 0.05).unwrap().0, Some(Decision::Ood));
+        assert_eq!(guess_from_counts(5, 10), Decision::Ood);
+        assert_eq!(guess_from_counts(6, 10), Decision::Id);
+    }
+}

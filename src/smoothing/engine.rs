@@ -1,0 +1,142 @@
+//! The Monte Carlo engine: scores of noisy copies x + σ·z of one input, in batches.
+//!
+//! Copy c of sample i always gets the noise of [`NoiseKey::add_noise`]`(i, c)`, whatever the batch
+//! size or thread count; batches are filled in parallel (rayon) and scored one batch at a time,
+//! so memory is O(batch·d) whatever the number of copies.
+
+use super::noise::NoiseKey;
+use crate::error::{Error, Result};
+use crate::model::Classifier;
+use crate::score::{ScoreKind, score_batch};
+use candle_core::{Device, Tensor};
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use std::ops::Range;
+
+/// Something that scores a batch of inputs (larger = more OOD), e.g. a model's energy.
+pub trait BatchScorer: Sync {
+    /// Values per input (`c·h·w`).
+    fn dim(&self) -> usize;
+    /// Scores of `count` inputs stored row-major in `x` (`count·dim` values).
+    fn score_flat(&self, x: &[f32], count: usize) -> Result<Vec<f64>>;
+}
+
+/// A [`Classifier`] scored by [`score_batch`] on a device.
+pub struct ModelScorer<'a> {
+    /// The classifier.
+    pub model: &'a dyn Classifier,
+    /// Where the forward passes run.
+    pub device: Device,
+    /// Which score.
+    pub kind: ScoreKind,
+    /// Temperature T of the energy.
+    pub temperature: f64,
+}
+
+impl BatchScorer for ModelScorer<'_> {
+    fn dim(&self) -> usize {
+        self.model.spec().input_shape.iter().product()
+    }
+
+    fn score_flat(&self, x: &[f32], count: usize) -> Result<Vec<f64>> {
+        let [c, h, w] = self.model.spec().input_shape;
+        let t = Tensor::from_slice(x, (count, c, h, w), &self.device)?;
+        score_batch(self.model, &t, self.kind, self.temperature)
+    }
+}
+
+/// A host-side scorer from a closure `(x, count) -> scores` (analytic models in tests).
+pub struct FnScorer<F> {
+    /// Values per input.
+    pub dim: usize,
+    /// The scoring function.
+    pub f: F,
+}
+
+impl<F: Fn(&[f32], usize) -> Result<Vec<f64>> + Sync> BatchScorer for FnScorer<F> {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    fn score_flat(&self, x: &[f32], count: usize) -> Result<Vec<f64>> {
+        (self.f)(x, count)
+    }
+}
+
+/// Scores `x` itself (no noise) for a batch of inputs, checking the count and finiteness.
+pub fn clean_scores(scorer: &dyn BatchScorer, x: &[f32], count: usize) -> Result<Vec<f64>> {
+    let s = scorer.score_flat(x, count)?;
+    check_scores(&s, count)?;
+    Ok(s)
+}
+
+/// Scores of the noisy copies `copies` of sample `index` (input `x`) in batches of `batch`,
+/// passing each batch's scores, in copy order, to `visit`. Ticks `progress` per forward pass.
+#[allow(clippy::too_many_arguments)]
+pub fn noisy_scores(
+    scorer: &dyn BatchScorer,
+    key: &NoiseKey,
+    index: u64,
+    x: &[f32],
+    sigma: f64,
+    copies: Range<u64>,
+    batch: usize,
+    progress: &ProgressBar,
+    mut visit: impl FnMut(&[f64]) -> Result<()>,
+) -> Result<()> {
+    let d = scorer.dim();
+    if x.len() != d {
+        return Err(Error::BadInput(format!(
+            "input has {} values but the model expects {d}",
+            x.len()
+        )));
+    }
+    if batch == 0 {
+        return Err(Error::BadInput("--batch must be at least 1".into()));
+    }
+    let mut buf = vec![0.0f32; batch.min((copies.end - copies.start) as usize) * d];
+    let mut start = copies.start;
+    while start < copies.end {
+        let count = ((copies.end - start) as usize).min(batch);
+        let chunk = &mut buf[..count * d];
+        chunk
+            .par_chunks_mut(d.max(1))
+            .enumerate()
+            .for_each(|(j, row)| key.add_noise(index, start + j as u64, sigma, x, row));
+        let s = scorer.score_flat(chunk, count)?;
+        check_scores(&s, count)?;
+        visit(&s)?;
+        progress.inc(count as u64);
+        start += count as u64;
+    }
+    Ok(())
+}
+
+fn check_scores(s: &[f64], count: usize) -> Result<()> {
+    if s.len() != count {
+        return Err(Error::Internal(format!(
+            "scorer returned {} scores for {count} inputs",
+            s.len()
+        )));
+    }
+    if let Some(i) = s.iter().position(|v| !v.is_finite()) {
+        return Err(Error::CheckFailed(format!(
+            "score of input {i} of a batch is {} (must be finite)",
+            s[i]
+        )));
+    }
+    Ok(())
+}
+
+/// A progress bar on stderr counting noisy forward passes, with their rate.
+pub fn progress_bar(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template(
+        "{prefix} [{elapsed_precise}] {wide_bar} {human_pos}/{human_len} noisy passes, {per_sec}, eta {eta}",
+    );
+    if let Ok(style) = style {
+        bar.set_style(style);
+    }
+    bar.set_prefix(what.to_string());
+    bar
+}

@@ -1,0 +1,22 @@
+//! Randomized smoothing certificates (theory.md §3–4): Cohen et al. (2019)'s two-outcome smoothed
+//! detector and the clipped smoothed energy with Hoeffding / CDF-based (Kumar et al. 2020) bounds
+//! and the Φ⁻¹-Lipschitz lemma; counter-based noise streams; the Monte Carlo engine; run outputs
+//! (certify.csv, curves.csv, manifest.json), shards and their merge.
+
+pub mod binomial;
+pub mod clip;
+pub mod cohen;
+pub mod curves;
+pub mod engine;
+pub mod lemma;
+pub mod mean_bounds;
+pub mod noise;
+pub mod normal;
+pub mod record;
+pub mod sample;
+pub mod calibrate;
+pub mod manifest;
+pub mod merge;
+pub mod output;
+pub mod run;
+pub mod shard;

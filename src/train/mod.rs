@@ -1,0 +1,14 @@
+//! Training: validated config, losses, optimisers, schedules, resumable checkpoints and the loop.
+
+pub mod checkpoint;
+pub mod config;
+pub mod log;
+pub mod losses;
+pub mod optim;
+pub mod samplers;
+pub mod schedule;
+pub mod second_order;
+mod trainer;
+
+pub use config::TrainConfig;
+pub use trainer::{TrainOptions, TrainOutcome, channel_stats, stream_seed, train};

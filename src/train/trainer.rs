@@ -1,0 +1,442 @@
+//! The training loop: mini-batches in a seeded order, loss, backward, optimiser step, log rows,
+//! periodic checkpoints, and the final model written atomically.
+
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::model::{Classifier, Model, ModelSpec};
+use crate::score;
+use crate::train::checkpoint;
+use crate::train::losses::{
+    PenaltyForm, PenaltyNorm, cross_entropy, energy_margin, grad_penalty, outlier_exposure,
+};
+use crate::train::second_order;
+use crate::train::config::TrainConfig;
+use crate::train::log::{LogRow, TrainLog};
+use crate::train::optim::Optimizer;
+use crate::train::schedule::learning_rate;
+use candle_core::{D, DType, Device, Tensor, Var};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+
+/// Where and how to run.
+pub struct TrainOptions {
+    pub out: PathBuf,
+    pub data_root: PathBuf,
+    pub device: Device,
+    /// Continue from the newest checkpoint in `out` (error if the config differs).
+    pub resume: bool,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+/// What a finished run produced.
+pub struct TrainOutcome {
+    pub steps: usize,
+    pub model_path: PathBuf,
+    pub last: Option<LogRow>,
+    pub id_train: Dataset,
+    pub aux_train: Option<Dataset>,
+}
+
+/// Per-channel mean and standard deviation (population) of a dataset's pixels.
+pub fn channel_stats(d: &Dataset) -> (Vec<f32>, Vec<f32>) {
+    let [c, h, w] = d.shape;
+    let plane = h * w;
+    let mut sum = vec![0f64; c];
+    let mut sq = vec![0f64; c];
+    for i in 0..d.len() {
+        let img = d.image(i);
+        for ch in 0..c {
+            for &v in &img[ch * plane..(ch + 1) * plane] {
+                sum[ch] += v as f64;
+                sq[ch] += (v as f64) * (v as f64);
+            }
+        }
+    }
+    let n = (d.len() * plane) as f64;
+    let mean: Vec<f32> = sum.iter().map(|s| (s / n) as f32).collect();
+    let std: Vec<f32> = (0..c)
+        .map(|ch| {
+            let m = sum[ch] / n;
+            ((sq[ch] / n - m * m).max(0.0).sqrt().max(1e-6)) as f32
+        })
+        .collect();
+    (mean, std)
+}
+
+/// A 64-bit seed for one named random stream of a run (SHA-256 of seed, tag and index).
+pub fn stream_seed(seed: u64, tag: &str, index: u64) -> u64 {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(tag.as_bytes());
+    h.update(index.to_le_bytes());
+    let d = h.finalize();
+    u64::from_le_bytes(d[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// The order of the ID training set in `epoch`: a seeded permutation, independent of the step at
+/// which a run was resumed.
+fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(stream_seed(seed, "batch-order", epoch as u64));
+    idx.shuffle(&mut rng);
+    idx
+}
+
+fn config_sha256(cfg: &TrainConfig) -> String {
+    let s = serde_json::to_string(cfg).unwrap_or_default();
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+/// The auxiliary-outlier batch at `step`: positions `[step·A, (step+1)·A)` of an endless sequence of
+/// seeded permutations of the auxiliary set (so a resumed run draws the same batches).
+fn aux_batch(seed: u64, step: usize, a: usize, m: usize) -> Vec<usize> {
+    let mut out = Vec::with_capacity(a);
+    let mut cached: Option<(usize, Vec<usize>)> = None;
+    for pos in step * a..(step + 1) * a {
+        let (e, i) = (pos / m, pos % m);
+        if cached.as_ref().is_none_or(|c| c.0 != e) {
+            let mut idx: Vec<usize> = (0..m).collect();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(stream_seed(seed, "aux-order", e as u64));
+            idx.shuffle(&mut rng);
+            cached = Some((e, idx));
+        }
+        if let Some((_, idx)) = &cached {
+            out.push(idx[i]);
+        }
+    }
+    out
+}
+
+/// Trains a model as `cfg` says, writing `model.safetensors`, `train_log.csv` and checkpoints in
+/// `opts.out`.
+pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
+    cfg.check()?;
+    let mut id = data::load(&cfg.data.id, &opts.data_root)?;
+    if cfg.data.limit > 0 {
+        id = id.take(cfg.data.limit);
+    }
+    id.validate()?;
+    let k = id.num_classes();
+    if k < 2 {
+        return Err(Error::BadInput(format!(
+            "`data.id` = {} has {k} class(es); a classifier needs labelled data with at least 2 classes",
+            cfg.data.id
+        )));
+    }
+    let aux = match (&cfg.data.aux, cfg.uses_aux()) {
+        (Some(spec), true) => {
+            let a = data::load_as(spec, &opts.data_root, id.shape)?;
+            a.validate()?;
+            Some(a)
+        }
+        (Some(spec), false) => {
+            eprintln!("oodcert: note: `data.aux` = {spec} is not used (every outlier loss weight is 0)");
+            None
+        }
+        _ => None,
+    };
+    if cfg.loss.lambda_grad > 0.0 {
+        second_order::require()?;
+    }
+    let (mean, std) = match (&cfg.model.mean, &cfg.model.std) {
+        (Some(m), Some(s)) => (m.clone(), s.clone()),
+        _ => channel_stats(&id),
+    };
+    let spec = ModelSpec {
+        arch: cfg.arch()?,
+        input_shape: id.shape,
+        num_classes: k,
+        mean,
+        std,
+    };
+    spec.check()?;
+    let model = match &cfg.model.init_from {
+        Some(p) => {
+            let m = Model::load(Path::new(p), &opts.device)?;
+            let s = m.spec();
+            if s.input_shape != spec.input_shape || s.num_classes != spec.num_classes || s.arch != spec.arch {
+                return Err(Error::BadInput(format!(
+                    "`model.init_from` = {p} is a {:?} model on {:?} with {} classes; the config asks for {:?} on {:?} with {k}",
+                    s.arch, s.input_shape, s.num_classes, spec.arch, spec.input_shape
+                )));
+            }
+            m
+        }
+        None => Model::init(spec, &opts.device, DType::F32, cfg.seed)?,
+    };
+    std::fs::create_dir_all(&opts.out)
+        .map_err(|e| Error::io(format!("creating {}", opts.out.display()), e))?;
+
+    let n = id.len();
+    let bs = cfg.train.batch_size.min(n);
+    let steps_per_epoch = n.div_ceil(bs);
+    let mut total = cfg.train.epochs * steps_per_epoch;
+    if cfg.train.max_steps > 0 {
+        total = total.min(cfg.train.max_steps);
+    }
+    let csha = config_sha256(cfg);
+    let mut opt = Optimizer::new(&cfg.optim, model.trainable_vars());
+    let mut start = 0;
+    if opts.resume {
+        if let Some(r) = checkpoint::load(&opts.out, &csha, &opts.device)? {
+            copy_weights(&r.model, &model)?;
+            opt.load_state(&r.optim_state, r.step as u64)?;
+            start = r.step;
+            eprintln!("oodcert: resuming {} at step {start}/{total}", opts.out.display());
+        }
+    }
+    let terms = LossTerms::from_config(cfg)?;
+    let mut log = TrainLog::open(&opts.out, start)?;
+    let pb = progress_bar(opts.progress, total as u64, start as u64);
+    let mut order = (usize::MAX, Vec::new());
+    let mut last = None;
+    for step in start..total {
+        let epoch = step / steps_per_epoch;
+        if order.0 != epoch {
+            order = (epoch, epoch_order(cfg.seed, epoch, n));
+        }
+        let pos = step % steps_per_epoch;
+        let idx = &order.1[pos * bs..((pos + 1) * bs).min(n)];
+        let aux_idx = aux.as_ref().map(|a| {
+            let ab = cfg.train.aux_batch_size.unwrap_or(bs).min(a.len());
+            aux_batch(cfg.seed, step, ab, a.len())
+        });
+        let batch = Batch {
+            id: &id,
+            idx,
+            aux: aux.as_ref().zip(aux_idx.as_deref()),
+        };
+        let lr = learning_rate(&cfg.schedule, cfg.optim.lr, step, total, steps_per_epoch);
+        let log_now = (step + 1) % cfg.train.log_every == 0 || step + 1 == total;
+        let row = train_step(&terms, &model, &mut opt, &batch, lr, log_now, &opts.device)
+            .map_err(|e| match e {
+                Error::CheckFailed(m) => Error::CheckFailed(format!("step {}: {m}", step + 1)),
+                other => other,
+            })?;
+        if let Some(mut row) = row {
+            row.step = step + 1;
+            row.epoch = (step + 1) as f64 / steps_per_epoch as f64;
+            pb.set_message(format!(
+                "loss {:.4} ce {:.4} L_S {:.4} L_∇ {:.4} acc {:.3} |∇S| {:.3}",
+                row.loss, row.ce, row.loss_energy, row.loss_grad, row.acc, row.grad_norm_in
+            ));
+            log.write(&row)?;
+            last = Some(row);
+        }
+        pb.inc(1);
+        let every = cfg.train.checkpoint_every;
+        if every > 0 && (step + 1) % every == 0 && step + 1 < total {
+            checkpoint::save(&opts.out, step + 1, &model, &opt, &csha)?;
+        }
+    }
+    pb.finish_and_clear();
+    checkpoint::save(&opts.out, total, &model, &opt, &csha)?;
+    let model_path = opts.out.join("model.safetensors");
+    model.save(&model_path)?;
+    Ok(TrainOutcome {
+        steps: total,
+        model_path,
+        last,
+        id_train: id,
+        aux_train: aux,
+    })
+}
+
+/// The weighted loss terms of a run, parsed once.
+struct LossTerms {
+    lambda_energy: f64,
+    lambda_grad: f64,
+    lambda_oe: f64,
+    m_in: f64,
+    m_out: f64,
+    temperature: f64,
+    form: PenaltyForm,
+    norm: PenaltyNorm,
+}
+
+impl LossTerms {
+    fn from_config(cfg: &TrainConfig) -> Result<Self> {
+        let l = &cfg.loss;
+        Ok(LossTerms {
+            lambda_energy: l.lambda_energy,
+            lambda_grad: l.lambda_grad,
+            lambda_oe: l.lambda_oe,
+            m_in: l.m_in,
+            m_out: l.m_out,
+            temperature: l.temperature,
+            form: PenaltyForm::parse(&l.penalty_form)?,
+            norm: PenaltyNorm::parse(&l.penalty_norm)?,
+        })
+    }
+}
+
+/// One step's data: ID indices and, when a loss term needs them, auxiliary outliers.
+struct Batch<'a> {
+    id: &'a Dataset,
+    idx: &'a [usize],
+    aux: Option<(&'a Dataset, &'a [usize])>,
+}
+
+fn scalar(t: &Tensor) -> Result<f64> {
+    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
+}
+
+/// One optimiser step: L = CE + λ_S·L_S + λ_OE·L_OE + λ_∇·L_∇ on the ID batch and the auxiliary
+/// batch (forwarded together, as in the energy-OOD/GReg code); returns a log row when `log_now`.
+fn train_step(
+    t: &LossTerms,
+    model: &Model,
+    opt: &mut Optimizer,
+    b: &Batch,
+    lr: f64,
+    log_now: bool,
+    device: &Device,
+) -> Result<Option<LogRow>> {
+    let n_in = b.idx.len();
+    let x_in = b.id.batch(b.idx, device)?;
+    let y = b.id.batch_labels(b.idx, device)?;
+    let x = match b.aux {
+        Some((a, ai)) => Tensor::cat(&[&x_in, &a.batch(ai, device)?], 0)?,
+        None => x_in,
+    };
+    let n = x.dim(0)?;
+    let n_aux = n - n_in;
+    // The input is a variable only when its gradient is needed (penalty, or ‖∇ₓS‖ on logged
+    // steps): it costs a backward pass through the first layer.
+    let xv = if log_now || t.lambda_grad > 0.0 { Some(Var::from_tensor(&x)?) } else { None };
+    let input = xv.as_ref().map_or(&x, |v| v.as_tensor());
+    let (_features, logits) = model.forward_t(input, true)?;
+    let logits_in = logits.narrow(0, 0, n_in)?;
+    let ce = cross_entropy(&logits_in, &y)?;
+    let s = score::energy(&logits, t.temperature)?;
+    let mut loss = ce.clone();
+    let (mut l_energy, mut l_grad) = (0.0, 0.0);
+    let mut frac = (f64::NAN, f64::NAN);
+    if n_aux > 0 {
+        let s_in = s.narrow(0, 0, n_in)?;
+        let s_aux = s.narrow(0, n_in, n_aux)?;
+        if t.lambda_energy > 0.0 {
+            let term = (energy_margin(&s_in, &s_aux, t.m_in, t.m_out)? * t.lambda_energy)?;
+            l_energy = scalar(&term)?;
+            loss = (loss + term)?;
+        }
+        if t.lambda_oe > 0.0 {
+            let term = (outlier_exposure(&logits.narrow(0, n_in, n_aux)?)? * t.lambda_oe)?;
+            loss = (loss + term)?;
+        }
+        if t.lambda_grad > 0.0 {
+            let xin = xv.as_ref().map(|v| v.as_tensor()).ok_or_else(|| Error::Internal("penalty without an input variable".into()))?;
+            let p = grad_penalty(xin, &s, n_in, t.m_in, t.m_out, t.form, t.norm)?;
+            frac = (p.frac_in_masked, p.frac_aux_masked);
+            let term = (p.loss * t.lambda_grad)?;
+            l_grad = scalar(&term)?;
+            loss = (loss + term)?;
+        }
+    }
+    let loss_v = scalar(&loss)?;
+    if !loss_v.is_finite() {
+        return Err(Error::CheckFailed(format!(
+            "the loss is {loss_v}: training diverged; lower `optim.lr` or check the data"
+        )));
+    }
+    let grads = loss.backward()?;
+    // Statistics are read before the update: candle's Var::set writes the weights in place.
+    let row = if let (true, Some(xv)) = (log_now, &xv) {
+        let gx = s.sum_all()?.backward()?;
+        let g = gx
+            .get(xv.as_tensor())
+            .ok_or_else(|| Error::Internal("energy does not depend on the input".into()))?;
+        let norms = score::per_sample_norm(g, 2.0)?;
+        let s_host = s.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+        let mean = |r: std::ops::Range<usize>| {
+            if r.is_empty() { f64::NAN } else { let l = r.len() as f64; norms[r].iter().sum::<f64>() / l }
+        };
+        if frac.0.is_nan() {
+            let share = |r: std::ops::Range<usize>, f: &dyn Fn(f64) -> bool| {
+                if r.is_empty() { f64::NAN } else { let l = r.len() as f64; s_host[r].iter().filter(|&&v| f(v)).count() as f64 / l }
+            };
+            frac = (share(0..n_in, &|v| v <= t.m_in), share(n_in..n, &|v| v >= t.m_out));
+        }
+        let pred = logits_in.argmax(D::Minus1)?.to_dtype(DType::U32)?;
+        let acc = scalar(&pred.eq(&y)?.to_dtype(DType::F64)?.mean_all()?)?;
+        Some(LogRow {
+            step: 0,
+            epoch: 0.0,
+            lr,
+            loss: loss_v,
+            ce: scalar(&ce)?,
+            loss_energy: l_energy,
+            loss_grad: l_grad,
+            frac_in_masked: frac.0,
+            frac_aux_masked: frac.1,
+            grad_norm_in: mean(0..n_in),
+            grad_norm_aux: mean(n_in..n),
+            acc,
+        })
+    } else {
+        None
+    };
+    opt.step(&grads, lr)?;
+    Ok(row)
+}
+
+/// Copies every trainable weight and buffer of `from` into `to` (same architecture).
+fn copy_weights(from: &Model, to: &Model) -> Result<()> {
+    let src: std::collections::HashMap<String, Tensor> = from.all_tensors().into_iter().collect();
+    for p in to.params() {
+        let t = src
+            .get(&p.name)
+            .ok_or_else(|| Error::BadInput(format!("checkpoint lacks tensor {}", p.name)))?;
+        p.var.set(t)?;
+    }
+    Ok(())
+}
+
+fn progress_bar(show: bool, total: u64, start: u64) -> ProgressBar {
+    let pb = ProgressBar::with_draw_target(
+        Some(total),
+        if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+    );
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_position(start);
+    pb
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_orders_are_permutations_and_differ() {
+        let a = epoch_order(1, 0, 100);
+        let b = epoch_order(1, 1, 100);
+        let mut s = a.clone();
+        s.sort();
+        assert_eq!(s, (0..100).collect::<Vec<_>>());
+        assert_ne!(a, b);
+        assert_eq!(a, epoch_order(1, 0, 100));
+        assert_ne!(a, epoch_order(2, 0, 100));
+    }
+
+    #[test]
+    fn channel_stats_of_known_data() {
+        let d = Dataset {
+            name: "t".into(),
+            images: vec![0.0, 1.0, 0.5, 0.5, 0.0, 0.0, 1.0, 1.0],
+            labels: vec![0, 1],
+            shape: [2, 1, 2],
+            sha256: String::new(),
+        };
+        let (m, s) = channel_stats(&d);
+        assert_eq!(m, vec![0.25, 0.75]);
+        assert!((s[0] - (3.0f32 / 16.0).sqrt()).abs() < 1e-6, "{s:?}");
+        assert!((s[1] - 0.25).abs() < 1e-6, "{s:?}");
+    }
+}

@@ -1,0 +1,539 @@
+//! Gradient checks (f64, CPU) for every layer kind and every architecture: first-order input and
+//! weight gradients, and the second-order quantity GReg needs — the weight gradient of
+//! Q = Σₙ ‖∇ₓ S(xₙ)‖₂ with S = −logsumexp(logits) — by double backprop, all against central
+//! finite differences. Runs in its own test binary because double backprop needs
+//! `CANDLE_GRAD_DO_NOT_DETACH` set before any thread's first `backward()`.
+
+use candle_core::{DType, Device, Tensor, Var};
+use oodcert::model::layers::{
+    BasicBlock, BatchNorm2d, Conv2d, Layer, Linear, Normalize, forward_layers, max_pool2,
+};
+use oodcert::model::{
+    Arch, Classifier, DOUBLE_BACKPROP_ENV, Model, ModelSpec, double_backprop_probe,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::sync::Once;
+
+static ENABLE: Once = Once::new();
+
+/// Turns on candle's double backprop for this process, then checks it on the calling thread.
+fn enable_double_backprop() {
+    ENABLE.call_once(|| {
+        // SAFETY: `set_var` is unsafe because another thread could read or write the environment
+        // at the same moment. Every test in this binary calls this function before doing anything
+        // else, and `Once` blocks all of them until the write has finished; no test thread
+        // touches the environment (or candle, which reads it) before that point.
+        unsafe { std::env::set_var(DOUBLE_BACKPROP_ENV, "1") };
+    });
+    let d = double_backprop_probe().unwrap();
+    assert!(
+        (d - 24.0).abs() < 1e-12,
+        "d/dw (dy/dx) for y=(wx)² at w=2,x=3 is {d}, not 24"
+    );
+}
+
+const H: f64 = 1e-6;
+
+fn rng(seed: u64) -> ChaCha8Rng {
+    ChaCha8Rng::seed_from_u64(seed)
+}
+
+/// A tensor of U(−scale, scale) (or U(lo, lo + width)) entries.
+fn uniform(r: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = (0..n).map(|_| lo + (hi - lo) * r.random::<f64>()).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn var(r: &mut ChaCha8Rng, shape: &[usize], lo: f64, hi: f64) -> Var {
+    Var::from_tensor(&uniform(r, shape, lo, hi)).unwrap()
+}
+
+fn scalar(t: &Tensor) -> f64 {
+    t.to_scalar::<f64>().unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f64> {
+    t.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+}
+
+/// S(x) = −logsumexp(z) per row of logits z `(n, K)`, stable form.
+fn energy(z: &Tensor) -> Tensor {
+    let m = z.max_keepdim(1).unwrap().detach();
+    let lse = z
+        .broadcast_sub(&m)
+        .unwrap()
+        .exp()
+        .unwrap()
+        .sum_keepdim(1)
+        .unwrap()
+        .log()
+        .unwrap();
+    (lse + m).unwrap().squeeze(1).unwrap().neg().unwrap()
+}
+
+/// Q = Σₙ ‖∇ₓ S(xₙ)‖₂ where `net` maps x to logits; the returned tensor keeps its graph.
+fn grad_norm_sum(net: &dyn Fn(&Tensor) -> Tensor, x: &Var) -> Tensor {
+    let s = energy(&net(x.as_tensor())).sum_all().unwrap();
+    let g = s
+        .backward()
+        .unwrap()
+        .remove(x.as_tensor())
+        .expect("input gradient");
+    let n = g.dims()[0];
+    let sq = g.sqr().unwrap().reshape((n, ())).unwrap().sum(1).unwrap();
+    (sq + 1e-12).unwrap().sqrt().unwrap().sum_all().unwrap()
+}
+
+/// Compares d f / d v (by `backward`) with central differences at up to `per_var` entries of
+/// each var; panics with the worst entry if |analytic − fd| > 1e-7 + 1e-5·|fd|.
+fn check(label: &str, f: &dyn Fn() -> Tensor, vars: &[(&str, &Var)], per_var: usize, seed: u64) {
+    let grads = f().backward().unwrap();
+    let mut r = rng(seed);
+    let mut largest_fd = 0.0f64;
+    for (name, v) in vars {
+        let analytic = grads
+            .get(v.as_tensor())
+            .map(|g| values(&g.detach()))
+            .unwrap_or_else(|| vec![0.0; v.elem_count()]);
+        let original = values(v.as_tensor());
+        let shape = v.dims().to_vec();
+        let n = original.len();
+        let picks: Vec<usize> = if n <= per_var {
+            (0..n).collect()
+        } else {
+            (0..per_var).map(|_| r.random_range(0..n)).collect()
+        };
+        for i in picks {
+            let mut at = |delta: f64| {
+                let mut w = original.clone();
+                w[i] += delta;
+                v.set(&Tensor::from_vec(w, shape.as_slice(), &Device::Cpu).unwrap())
+                    .unwrap();
+                scalar(&f().detach())
+            };
+            let fd = (at(H) - at(-H)) / (2.0 * H);
+            v.set(&Tensor::from_vec(original.clone(), shape.as_slice(), &Device::Cpu).unwrap())
+                .unwrap();
+            let a = analytic[i];
+            largest_fd = largest_fd.max(fd.abs());
+            assert!(
+                (a - fd).abs() <= 1e-7 + 1e-5 * fd.abs(),
+                "{label}: d/d{name}[{i}]: analytic {a:.10e} vs finite difference {fd:.10e}"
+            );
+        }
+    }
+    assert!(
+        largest_fd > 1e-5,
+        "{label}: all finite differences ≈ 0 ({largest_fd:e}): a toothless check"
+    );
+}
+
+/// Runs the three checks on a network `layers` (ending in logits) with input `x0`:
+/// first order w.r.t. x and the weights of L = Σ S(x), second order w.r.t. the weights of Q.
+fn check_layers(label: &str, layers: &[Layer], x0: Tensor, weights: &[(&str, &Var)], train: bool) {
+    enable_double_backprop();
+    let x = Var::from_tensor(&x0).unwrap();
+    let net = |t: &Tensor| forward_layers(layers, t, train).unwrap();
+    let first = || energy(&net(x.as_tensor())).sum_all().unwrap();
+    let mut all = vec![("x", &x)];
+    all.extend_from_slice(weights);
+    check(&format!("{label} first order"), &first, &all, 12, 1);
+    let second = || grad_norm_sum(&net, &x);
+    check(&format!("{label} second order"), &second, weights, 12, 2);
+}
+
+fn linear(r: &mut ChaCha8Rng, name: &str, inp: usize, out: usize) -> (Linear, Var, Var) {
+    let b = 1.0 / (inp as f64).sqrt();
+    let w = var(r, &[out, inp], -2.0 * b, 2.0 * b);
+    let bias = var(r, &[out], -b, b);
+    (
+        Linear::new(name, w.clone(), Some(bias.clone())).unwrap(),
+        w,
+        bias,
+    )
+}
+
+fn conv(
+    r: &mut ChaCha8Rng,
+    name: &str,
+    inp: usize,
+    out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    bias: bool,
+) -> (Conv2d, Var, Option<Var>) {
+    let b = 1.0 / ((inp * k * k) as f64).sqrt();
+    let w = var(r, &[out, inp, k, k], -2.0 * b, 2.0 * b);
+    let bv = bias.then(|| var(r, &[out], -b, b));
+    (
+        Conv2d::new(name, w.clone(), bv.clone(), stride, pad).unwrap(),
+        w,
+        bv,
+    )
+}
+
+fn batch_norm(r: &mut ChaCha8Rng, name: &str, c: usize) -> (BatchNorm2d, Var, Var) {
+    let g = var(r, &[c], 0.5, 1.5);
+    let b = var(r, &[c], -0.3, 0.3);
+    let rm = var(r, &[c], -0.2, 0.2);
+    let rv = var(r, &[c], 0.5, 2.0);
+    (
+        BatchNorm2d::new(name, g.clone(), b.clone(), rm, rv).unwrap(),
+        g,
+        b,
+    )
+}
+
+#[test]
+fn double_backprop_self_test_gives_24() {
+    enable_double_backprop();
+    // On a fresh thread too (candle reads the flag once per thread).
+    std::thread::spawn(|| assert!((double_backprop_probe().unwrap() - 24.0).abs() < 1e-12))
+        .join()
+        .unwrap();
+}
+
+#[test]
+fn linear_and_relu() {
+    let mut r = rng(10);
+    let (l1, w1, b1) = linear(&mut r, "fc1", 6, 8);
+    let (l2, w2, b2) = linear(&mut r, "fc2", 8, 4);
+    let layers = [Layer::Linear(l1), Layer::Relu, Layer::Linear(l2)];
+    let x = uniform(&mut r, &[3, 6], -1.0, 1.0);
+    let ws = [
+        ("fc1.w", &w1),
+        ("fc1.b", &b1),
+        ("fc2.w", &w2),
+        ("fc2.b", &b2),
+    ];
+    check_layers("linear+relu", &layers, x, &ws, false);
+}
+
+#[test]
+fn normalize_and_flatten() {
+    let mut r = rng(11);
+    let norm = Normalize::new(&[0.3, 0.6], &[0.2, 0.5], DType::F64, &Device::Cpu).unwrap();
+    let (l, w, b) = linear(&mut r, "fc", 2 * 3 * 3, 5);
+    let layers = [Layer::Normalize(norm), Layer::Flatten, Layer::Linear(l)];
+    let x = uniform(&mut r, &[2, 2, 3, 3], 0.0, 1.0);
+    check_layers(
+        "normalize+flatten",
+        &layers,
+        x,
+        &[("fc.w", &w), ("fc.b", &b)],
+        false,
+    );
+}
+
+#[test]
+fn conv2d_strides_and_paddings() {
+    // (in, out, k, stride, pad, h, w): stride 2 with even and odd sizes exercises
+    // conv_transpose2d's output padding in the input gradient.
+    for (i, &(cin, cout, k, s, p, h, w)) in [
+        (2, 3, 3, 1, 1, 5, 5),
+        (2, 3, 3, 2, 1, 6, 6),
+        (2, 3, 3, 2, 1, 7, 7),
+        (3, 2, 1, 2, 0, 6, 6),
+        (1, 2, 5, 1, 2, 6, 7),
+        (2, 2, 5, 1, 0, 7, 6),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut r = rng(20 + i as u64);
+        let (c, cw, cb) = conv(&mut r, "conv", cin, cout, k, s, p, true);
+        let (oh, ow) = c.output_hw(h, w).unwrap();
+        let (l, lw, lb) = linear(&mut r, "fc", cout * oh * ow, 4);
+        let layers = [Layer::Conv2d(c), Layer::Flatten, Layer::Linear(l)];
+        let x = uniform(&mut r, &[2, cin, h, w], 0.0, 1.0);
+        let cb = cb.unwrap();
+        let ws = [
+            ("conv.w", &cw),
+            ("conv.b", &cb),
+            ("fc.w", &lw),
+            ("fc.b", &lb),
+        ];
+        check_layers(&format!("conv2d case {i}"), &layers, x, &ws, false);
+    }
+}
+
+#[test]
+fn max_pool_reshape_trick() {
+    for (i, &(h, w)) in [(6, 6), (7, 5)].iter().enumerate() {
+        let mut r = rng(30 + i as u64);
+        let (c, cw, cb) = conv(&mut r, "conv", 2, 3, 3, 1, 1, true);
+        let (l, lw, lb) = linear(&mut r, "fc", 3 * (h / 2) * (w / 2), 4);
+        let layers = [
+            Layer::Conv2d(c),
+            Layer::Relu,
+            Layer::MaxPool2,
+            Layer::Flatten,
+            Layer::Linear(l),
+        ];
+        let x = uniform(&mut r, &[2, 2, h, w], 0.0, 1.0);
+        let cb = cb.unwrap();
+        let ws = [
+            ("conv.w", &cw),
+            ("conv.b", &cb),
+            ("fc.w", &lw),
+            ("fc.b", &lb),
+        ];
+        check_layers(&format!("maxpool {h}×{w}"), &layers, x, &ws, false);
+    }
+}
+
+#[test]
+fn max_pool_forward_equals_candle_and_drops_odd_edges() {
+    let mut r = rng(35);
+    let x = uniform(&mut r, &[2, 3, 6, 8], -1.0, 1.0);
+    let ours = values(&max_pool2(&x).unwrap());
+    let candle = values(&x.max_pool2d(2).unwrap());
+    assert_eq!(ours, candle);
+    let odd = uniform(&mut r, &[1, 1, 5, 3], -1.0, 1.0);
+    let y = max_pool2(&odd).unwrap();
+    assert_eq!(y.dims(), [1, 1, 2, 1]);
+    let v = values(&odd);
+    let expect0 = [v[0], v[1], v[3], v[4]]
+        .into_iter()
+        .fold(f64::MIN, f64::max);
+    assert_eq!(values(&y)[0], expect0);
+    assert!(max_pool2(&uniform(&mut r, &[1, 1, 1, 4], 0.0, 1.0)).is_err());
+}
+
+#[test]
+fn global_avg_pool() {
+    let mut r = rng(40);
+    let (c, cw, _) = conv(&mut r, "conv", 2, 5, 3, 1, 1, false);
+    let (l, lw, lb) = linear(&mut r, "fc", 5, 3);
+    let layers = [
+        Layer::Conv2d(c),
+        Layer::Relu,
+        Layer::GlobalAvgPool,
+        Layer::Linear(l),
+    ];
+    let x = uniform(&mut r, &[2, 2, 5, 4], 0.0, 1.0);
+    check_layers(
+        "global avg pool",
+        &layers,
+        x,
+        &[("conv.w", &cw), ("fc.w", &lw), ("fc.b", &lb)],
+        false,
+    );
+}
+
+#[test]
+fn batch_norm_eval_and_train() {
+    for train in [false, true] {
+        let mut r = rng(50);
+        let (c, cw, _) = conv(&mut r, "conv", 2, 3, 3, 1, 1, false);
+        let (bn, g, b) = batch_norm(&mut r, "bn", 3);
+        let (l, lw, lb) = linear(&mut r, "fc", 3 * 4 * 4, 4);
+        let layers = [
+            Layer::Conv2d(c),
+            Layer::BatchNorm2d(bn),
+            Layer::Relu,
+            Layer::Flatten,
+            Layer::Linear(l),
+        ];
+        let x = uniform(&mut r, &[3, 2, 4, 4], 0.0, 1.0);
+        let ws = [
+            ("conv.w", &cw),
+            ("bn.gamma", &g),
+            ("bn.beta", &b),
+            ("fc.w", &lw),
+            ("fc.b", &lb),
+        ];
+        check_layers(&format!("batchnorm train={train}"), &layers, x, &ws, train);
+    }
+}
+
+#[test]
+fn batch_norm_train_statistics_match_pytorch_semantics() {
+    let mut r = rng(55);
+    let (bn, g, b) = batch_norm(&mut r, "bn", 2);
+    let rm0 = values(bn.running_mean());
+    let rv0 = values(bn.running_var());
+    let x = uniform(&mut r, &[3, 2, 2, 3], -1.0, 2.0);
+    let y = bn.forward(&x, true).unwrap();
+    let (xv, yv) = (values(&x), values(&y));
+    let (gv, bv) = (values(g.as_tensor()), values(b.as_tensor()));
+    for c in 0..2 {
+        let idx: Vec<usize> = (0..3)
+            .flat_map(|n| (0..6).map(move |k| n * 12 + c * 6 + k))
+            .collect();
+        let m = idx.iter().map(|&i| xv[i]).sum::<f64>() / 18.0;
+        let var = idx.iter().map(|&i| (xv[i] - m).powi(2)).sum::<f64>() / 18.0;
+        for &i in &idx {
+            let expect = gv[c] * (xv[i] - m) / (var + 1e-5).sqrt() + bv[c];
+            assert!((yv[i] - expect).abs() < 1e-12);
+        }
+        let rm = values(bn.running_mean())[c];
+        let rv = values(bn.running_var())[c];
+        assert!((rm - (0.9 * rm0[c] + 0.1 * m)).abs() < 1e-12);
+        assert!((rv - (0.9 * rv0[c] + 0.1 * var * 18.0 / 17.0)).abs() < 1e-12);
+    }
+    // Eval mode is the affine map given by eval_scale_shift.
+    let (s, t) = bn.eval_scale_shift().unwrap();
+    let ye = values(&bn.forward(&x, false).unwrap());
+    let (sv, tv) = (values(&s), values(&t));
+    for (i, (xi, yi)) in xv.iter().zip(&ye).enumerate() {
+        let c = (i / 6) % 2;
+        assert!((yi - (sv[c] * xi + tv[c])).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn basic_block_identity_and_projection() {
+    for (train, stride, cin, cout) in [
+        (false, 1, 3, 3),
+        (false, 2, 2, 3),
+        (true, 2, 2, 3),
+        (true, 1, 3, 3),
+    ] {
+        let mut r = rng(60 + stride as u64 + 10 * train as u64);
+        let (c1, c1w, _) = conv(&mut r, "b.conv1", cin, cout, 3, stride, 1, false);
+        let (bn1, g1, _) = batch_norm(&mut r, "b.bn1", cout);
+        let (c2, c2w, _) = conv(&mut r, "b.conv2", cout, cout, 3, 1, 1, false);
+        let (bn2, g2, b2) = batch_norm(&mut r, "b.bn2", cout);
+        let (shortcut, sw) = if stride != 1 || cin != cout {
+            let (sc, scw, _) = conv(&mut r, "b.shortcut.0", cin, cout, 1, stride, 0, false);
+            let (sbn, _, _) = batch_norm(&mut r, "b.shortcut.1", cout);
+            (Some((sc, sbn)), Some(scw))
+        } else {
+            (None, None)
+        };
+        let block = BasicBlock::new("b", c1, bn1, c2, bn2, shortcut);
+        let (l, lw, _) = linear(&mut r, "fc", cout, 4);
+        let layers = [
+            Layer::BasicBlock(Box::new(block)),
+            Layer::GlobalAvgPool,
+            Layer::Linear(l),
+        ];
+        let x = uniform(&mut r, &[2, cin, 6, 6], -1.0, 1.0);
+        let mut ws = vec![
+            ("conv1.w", &c1w),
+            ("bn1.g", &g1),
+            ("conv2.w", &c2w),
+            ("bn2.g", &g2),
+            ("bn2.b", &b2),
+            ("fc.w", &lw),
+        ];
+        if let Some(sw) = &sw {
+            ws.push(("shortcut.w", sw));
+        }
+        check_layers(
+            &format!("basic block train={train} stride={stride}"),
+            &layers,
+            x,
+            &ws,
+            train,
+        );
+    }
+}
+
+/// Checks a whole [`Model`] on `x0`: first and second order w.r.t. the named weights.
+fn check_model(spec: ModelSpec, names: &[&str], train: bool, n: usize, seed: u64) {
+    enable_double_backprop();
+    let shape = spec.input_shape;
+    let model = Model::init(spec, &Device::Cpu, DType::F64, seed).unwrap();
+    let vars = model.trainable_vars();
+    let picked: Vec<(&str, &Var)> = names
+        .iter()
+        .map(|n| {
+            let v = &vars
+                .iter()
+                .find(|(name, _)| name == n)
+                .unwrap_or_else(|| panic!("no {n}"))
+                .1;
+            (*n, v)
+        })
+        .collect();
+    let mut r = rng(seed);
+    let x = Var::from_tensor(&uniform(
+        &mut r,
+        &[n, shape[0], shape[1], shape[2]],
+        0.0,
+        1.0,
+    ))
+    .unwrap();
+    let net = |t: &Tensor| model.forward_t(t, train).unwrap().1;
+    let label = format!("{:?} train={train}", model.spec().arch);
+    let first = || energy(&net(x.as_tensor())).sum_all().unwrap();
+    let mut all = vec![("x", &x)];
+    all.extend_from_slice(&picked);
+    check(&format!("{label} first order"), &first, &all, 6, 3);
+    let second = || grad_norm_sum(&net, &x);
+    check(&format!("{label} second order"), &second, &picked, 6, 4);
+}
+
+fn spec(arch: Arch, shape: [usize; 3], k: usize) -> ModelSpec {
+    let c = shape[0];
+    ModelSpec {
+        arch,
+        input_shape: shape,
+        num_classes: k,
+        mean: vec![0.45; c],
+        std: vec![0.25; c],
+    }
+}
+
+#[test]
+fn mlp_model() {
+    let s = spec(
+        Arch::Mlp {
+            hidden: vec![10, 8],
+        },
+        [1, 3, 4],
+        4,
+    );
+    check_model(
+        s,
+        &[
+            "fc1.weight",
+            "fc1.bias",
+            "fc2.weight",
+            "fc3.weight",
+            "fc3.bias",
+        ],
+        false,
+        3,
+        70,
+    );
+}
+
+#[test]
+fn lenet_model() {
+    let s = spec(Arch::Lenet, [1, 13, 12], 5);
+    check_model(
+        s,
+        &[
+            "conv1.weight",
+            "conv1.bias",
+            "conv2.weight",
+            "fc1.weight",
+            "fc3.weight",
+        ],
+        false,
+        2,
+        71,
+    );
+}
+
+#[test]
+fn resnet18_model_eval_and_train() {
+    let names = [
+        "conv1.weight",
+        "bn1.weight",
+        "layer1.0.conv1.weight",
+        "layer2.0.conv1.weight",
+        "layer2.0.shortcut.0.weight",
+        "layer3.0.shortcut.1.weight",
+        "layer4.1.bn2.bias",
+        "linear.weight",
+    ];
+    check_model(spec(Arch::Resnet18, [1, 8, 8], 3), &names, false, 2, 72);
+    check_model(spec(Arch::Resnet18, [1, 8, 8], 3), &names, true, 2, 73);
+}

@@ -1,0 +1,161 @@
+//! The GReg gradient penalty by exact double backprop equals central finite differences of the
+//! penalty w.r.t. the weights (f64, tiny ReLU MLP and LeNet-free conv-free nets), in both forms and
+//! both norms; and the energy margin / OE terms equal their formulas.
+//!
+//! Needs CANDLE_GRAD_DO_NOT_DETACH=1 from process start (.cargo/config.toml sets it for tests).
+
+use candle_core::{DType, Device, Tensor, Var};
+use oodcert::model::{Arch, Classifier, Model, ModelSpec};
+use oodcert::score::energy;
+use oodcert::train::losses::{
+    PenaltyForm, PenaltyNorm, energy_margin, grad_penalty, outlier_exposure,
+};
+
+fn tiny_model(seed: u64) -> Model {
+    let spec = ModelSpec {
+        arch: Arch::Mlp { hidden: vec![7, 5] },
+        input_shape: [1, 3, 2],
+        num_classes: 3,
+        mean: vec![0.3],
+        std: vec![0.7],
+    };
+    Model::init(spec, &Device::Cpu, DType::F64, seed).unwrap()
+}
+
+fn batch(seed: u64, n: usize) -> Tensor {
+    // Deterministic pseudo-random pixels in [0,1] (splitmix64).
+    let mut s = seed;
+    let v: Vec<f64> = (0..n * 6)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        })
+        .collect();
+    Tensor::from_vec(v, (n, 1, 3, 2), &Device::Cpu).unwrap()
+}
+
+/// The penalty as a function of the current weights, masks from margins.
+fn penalty(
+    model: &Model,
+    x: &Tensor,
+    n_in: usize,
+    m: (f64, f64),
+    form: PenaltyForm,
+    norm: PenaltyNorm,
+) -> (Tensor, f64, f64) {
+    let xv = Var::from_tensor(x).unwrap();
+    let logits = model.logits(xv.as_tensor()).unwrap();
+    let s = energy(&logits, 1.0).unwrap();
+    let p = grad_penalty(xv.as_tensor(), &s, n_in, m.0, m.1, form, norm).unwrap();
+    (p.loss, p.frac_in_masked, p.frac_aux_masked)
+}
+
+#[test]
+fn penalty_weight_gradient_matches_finite_differences() {
+    assert_eq!(
+        std::env::var("CANDLE_GRAD_DO_NOT_DETACH").as_deref(),
+        Ok("1"),
+        "run through cargo test (.cargo/config.toml sets the flag)"
+    );
+    let model = tiny_model(3);
+    let x = batch(11, 8);
+    let n_in = 4;
+    // Margins at the medians of each group so that both masks are mixed (some rows penalised).
+    let s: Vec<f64> = energy(&model.logits(&x).unwrap(), 1.0).unwrap().to_vec1().unwrap();
+    let mut si = s[..n_in].to_vec();
+    si.sort_by(f64::total_cmp);
+    let mut sa = s[n_in..].to_vec();
+    sa.sort_by(f64::total_cmp);
+    let m = ((si[1] + si[2]) / 2.0, (sa[1] + sa[2]) / 2.0);
+    for form in [PenaltyForm::PerSample, PenaltyForm::GroupScaled] {
+        for norm in [PenaltyNorm::L2, PenaltyNorm::L1] {
+            let (loss, fi, fa) = penalty(&model, &x, n_in, m, form, norm);
+            assert_eq!((fi, fa), (0.5, 0.5), "masks must be mixed for the test to bite");
+            let lv = loss.to_scalar::<f64>().unwrap();
+            assert!(lv > 0.0);
+            let grads = loss.backward().unwrap();
+            let mut checked = 0;
+            for (name, var) in model.trainable_vars() {
+                let g = grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{form:?}/{norm:?}: no gradient for {name}"))
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap();
+                let w0 = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                // A few coordinates per tensor.
+                for j in (0..w0.len()).step_by(w0.len().div_ceil(3).max(1)) {
+                    let h = 1e-6;
+                    let mut eval = |delta: f64| {
+                        let mut w = w0.clone();
+                        w[j] += delta;
+                        var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap())
+                            .unwrap();
+                        let v = penalty(&model, &x, n_in, m, form, norm)
+                            .0
+                            .to_scalar::<f64>()
+                            .unwrap();
+                        var.set(
+                            &Tensor::from_vec(w0.clone(), var.shape(), &Device::Cpu).unwrap(),
+                        )
+                        .unwrap();
+                        v
+                    };
+                    let fd = (eval(h) - eval(-h)) / (2.0 * h);
+                    let tol = 1e-5 * (1.0 + fd.abs());
+                    assert!(
+                        (g[j] - fd).abs() < tol,
+                        "{form:?}/{norm:?} {name}[{j}]: double backprop {} vs finite difference {fd}",
+                        g[j]
+                    );
+                    checked += 1;
+                }
+            }
+            assert!(checked >= 6);
+        }
+    }
+}
+
+#[test]
+fn group_scaled_is_the_per_sample_penalty_scaled_by_group_sizes() {
+    // With every row masked in both groups and equal group sizes n, group-scaled = per-sample / (2n):
+    // per-sample = mean_in + mean_aux; group-scaled = (Σ_in/n + Σ_aux/n) / (2n).
+    let model = tiny_model(5);
+    let x = batch(17, 6);
+    let m = (1e9, -1e9); // everything penalised
+    let (ps, ..) = penalty(&model, &x, 3, m, PenaltyForm::PerSample, PenaltyNorm::L2);
+    let (gs, ..) = penalty(&model, &x, 3, m, PenaltyForm::GroupScaled, PenaltyNorm::L2);
+    let (ps, gs) = (ps.to_scalar::<f64>().unwrap(), gs.to_scalar::<f64>().unwrap());
+    assert!((gs - ps / 6.0).abs() < 1e-9 * ps.abs().max(1.0), "{gs} vs {ps}/6");
+}
+
+#[test]
+fn penalty_of_unmasked_rows_is_zero() {
+    let model = tiny_model(7);
+    let x = batch(19, 4);
+    let (l, fi, fa) = penalty(&model, &x, 2, (-1e9, 1e9), PenaltyForm::PerSample, PenaltyNorm::L2);
+    assert_eq!((fi, fa), (0.0, 0.0));
+    assert_eq!(l.to_scalar::<f64>().unwrap(), 0.0);
+}
+
+#[test]
+fn energy_margin_and_outlier_exposure_match_formulas() {
+    let dev = Device::Cpu;
+    let s_in = Tensor::new(&[-30.0f64, -20.0, -25.0], &dev).unwrap();
+    let s_aux = Tensor::new(&[-10.0f64, -5.0], &dev).unwrap();
+    let l = energy_margin(&s_in, &s_aux, -25.0, -7.0)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap();
+    // mean(0, 25, 0) + mean(9, 0) = 25/3 + 4.5
+    assert!((l - (25.0 / 3.0 + 4.5)).abs() < 1e-12, "{l}");
+    let z = Tensor::new(&[[1.0f64, 2.0, 3.0], [0.0, 0.0, 0.0]], &dev).unwrap();
+    let oe = outlier_exposure(&z).unwrap().to_scalar::<f64>().unwrap();
+    let lse0 = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
+    let want = ((lse0 - 2.0) + 3f64.ln()) / 2.0;
+    assert!((oe - want).abs() < 1e-12, "{oe} vs {want}");
+}
