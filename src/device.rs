@@ -24,7 +24,8 @@ pub fn parse_device(name: &str) -> Result<Device> {
 
 #[cfg(feature = "cuda")]
 fn cuda(ordinal: usize) -> Result<Device> {
-    Device::new_cuda(ordinal).map_err(|e| Error::BadInput(format!("cannot open CUDA device {ordinal}: {e}")))
+    Device::new_cuda(ordinal)
+        .map_err(|e| Error::BadInput(format!("cannot open CUDA device {ordinal}: {e}")))
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -53,6 +54,11 @@ mod tests {
         assert!(parse_device("tpu").is_err());
         assert!(parse_device("cuda:x").is_err());
         #[cfg(not(feature = "cuda"))]
-        assert!(parse_device("cuda").unwrap_err().to_string().contains("--features cuda"));
+        assert!(
+            parse_device("cuda")
+                .unwrap_err()
+                .to_string()
+                .contains("--features cuda")
+        );
     }
 }

@@ -62,11 +62,17 @@ pub fn score_dataset(
         let x = d.batch(chunk, device)?;
         let logits = model.logits(&x)?;
         score::check_finite_logits(&logits).map_err(|e| {
-            Error::CheckFailed(format!("{} (dataset {}, from index {})", e, d.name, chunk[0]))
+            Error::CheckFailed(format!(
+                "{} (dataset {}, from index {})",
+                e, d.name, chunk[0]
+            ))
         })?;
         let s = score::score(&logits, kind, temperature)?;
         scores.extend(s.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-        let p = logits.argmax(D::Minus1)?.to_dtype(DType::I64)?.to_vec1::<i64>()?;
+        let p = logits
+            .argmax(D::Minus1)?
+            .to_dtype(DType::I64)?
+            .to_vec1::<i64>()?;
         predictions.extend(p);
         pb.inc(chunk.len() as u64);
     }
@@ -122,7 +128,9 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
     score::check_temperature(cfg.temperature)?;
     cfg.rule.validate()?;
     if cfg.ood.is_empty() {
-        return Err(Error::BadInput("eval needs at least one OOD set (--ood)".into()));
+        return Err(Error::BadInput(
+            "eval needs at least one OOD set (--ood)".into(),
+        ));
     }
     let model = Model::load(&cfg.model, device)?;
     let shape = model.spec().input_shape;
@@ -148,10 +156,28 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let sid = score_dataset(&model, &id, cfg.score, cfg.temperature, cfg.batch_size, device, &pb)?;
+    let sid = score_dataset(
+        &model,
+        &id,
+        cfg.score,
+        cfg.temperature,
+        cfg.batch_size,
+        device,
+        &pb,
+    )?;
     let soods: Vec<ScoredSet> = oods
         .iter()
-        .map(|d| score_dataset(&model, d, cfg.score, cfg.temperature, cfg.batch_size, device, &pb))
+        .map(|d| {
+            score_dataset(
+                &model,
+                d,
+                cfg.score,
+                cfg.temperature,
+                cfg.batch_size,
+                device,
+                &pb,
+            )
+        })
         .collect::<Result<_>>()?;
     pb.finish_and_clear();
     let id_accuracy = sid.accuracy();
@@ -173,8 +199,18 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
     let convention = convention_name(cfg.rule.convention);
     write_csv_atomic(&cfg.out.join("metrics.csv"), |w| {
         w.write_record([
-            "ood", "fpr95", "auroc", "aupr_in", "aupr_out", "detection_error", "id_accuracy",
-            "n_id", "n_ood", "score", "convention", "tpr",
+            "ood",
+            "fpr95",
+            "auroc",
+            "aupr_in",
+            "aupr_out",
+            "detection_error",
+            "id_accuracy",
+            "n_id",
+            "n_ood",
+            "score",
+            "convention",
+            "tpr",
         ])
         .map_err(csv_err)?;
         for r in &rows {
@@ -293,4 +329,32 @@ impl EvalReport {
         );
         s
     }
+}
+
+/// Mean ‖∇ₓS‖₂ (energy, temperature `t`) over the first `limit` images of `d` (0 = all), in
+/// evaluation mode: the quantity GReg penalises (the paper's Figure 3).
+pub fn mean_energy_grad_norm(
+    model: &dyn Classifier,
+    d: &Dataset,
+    t: f64,
+    limit: usize,
+    batch: usize,
+    device: &Device,
+) -> Result<f64> {
+    let n = if limit == 0 {
+        d.len()
+    } else {
+        limit.min(d.len())
+    };
+    if n == 0 {
+        return Err(Error::BadInput(format!("dataset {} is empty", d.name)));
+    }
+    let idx: Vec<usize> = (0..n).collect();
+    let mut sum = 0.0;
+    for chunk in idx.chunks(batch.max(1)) {
+        let x = d.batch(chunk, device)?;
+        let (_, g) = score::score_and_input_grad(model, &x, ScoreKind::Energy, t)?;
+        sum += score::per_sample_norm(&g, 2.0)?.iter().sum::<f64>();
+    }
+    Ok(sum / n as f64)
 }

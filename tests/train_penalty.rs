@@ -49,7 +49,8 @@ fn penalty(
     let xv = Var::from_tensor(x).unwrap();
     let logits = model.logits(xv.as_tensor()).unwrap();
     let s = energy(&logits, 1.0).unwrap();
-    let p = grad_penalty(xv.as_tensor(), &s, n_in, m.0, m.1, form, norm).unwrap();
+    let n = x.dim(0).unwrap();
+    let p = grad_penalty(xv.as_tensor(), &s, n_in, n_in..n, m.0, m.1, form, norm).unwrap();
     (p.loss, p.frac_in_masked, p.frac_aux_masked)
 }
 
@@ -64,7 +65,10 @@ fn penalty_weight_gradient_matches_finite_differences() {
     let x = batch(11, 8);
     let n_in = 4;
     // Margins at the medians of each group so that both masks are mixed (some rows penalised).
-    let s: Vec<f64> = energy(&model.logits(&x).unwrap(), 1.0).unwrap().to_vec1().unwrap();
+    let s: Vec<f64> = energy(&model.logits(&x).unwrap(), 1.0)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let mut si = s[..n_in].to_vec();
     si.sort_by(f64::total_cmp);
     let mut sa = s[n_in..].to_vec();
@@ -73,7 +77,11 @@ fn penalty_weight_gradient_matches_finite_differences() {
     for form in [PenaltyForm::PerSample, PenaltyForm::GroupScaled] {
         for norm in [PenaltyNorm::L2, PenaltyNorm::L1] {
             let (loss, fi, fa) = penalty(&model, &x, n_in, m, form, norm);
-            assert_eq!((fi, fa), (0.5, 0.5), "masks must be mixed for the test to bite");
+            assert_eq!(
+                (fi, fa),
+                (0.5, 0.5),
+                "masks must be mixed for the test to bite"
+            );
             let lv = loss.to_scalar::<f64>().unwrap();
             assert!(lv > 0.0);
             let grads = loss.backward().unwrap();
@@ -86,7 +94,12 @@ fn penalty_weight_gradient_matches_finite_differences() {
                     .unwrap()
                     .to_vec1::<f64>()
                     .unwrap();
-                let w0 = var.as_tensor().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+                let w0 = var
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap();
                 // A few coordinates per tensor.
                 for j in (0..w0.len()).step_by(w0.len().div_ceil(3).max(1)) {
                     let h = 1e-6;
@@ -99,10 +112,8 @@ fn penalty_weight_gradient_matches_finite_differences() {
                             .0
                             .to_scalar::<f64>()
                             .unwrap();
-                        var.set(
-                            &Tensor::from_vec(w0.clone(), var.shape(), &Device::Cpu).unwrap(),
-                        )
-                        .unwrap();
+                        var.set(&Tensor::from_vec(w0.clone(), var.shape(), &Device::Cpu).unwrap())
+                            .unwrap();
                         v
                     };
                     let fd = (eval(h) - eval(-h)) / (2.0 * h);
@@ -129,15 +140,66 @@ fn group_scaled_is_the_per_sample_penalty_scaled_by_group_sizes() {
     let m = (1e9, -1e9); // everything penalised
     let (ps, ..) = penalty(&model, &x, 3, m, PenaltyForm::PerSample, PenaltyNorm::L2);
     let (gs, ..) = penalty(&model, &x, 3, m, PenaltyForm::GroupScaled, PenaltyNorm::L2);
-    let (ps, gs) = (ps.to_scalar::<f64>().unwrap(), gs.to_scalar::<f64>().unwrap());
-    assert!((gs - ps / 6.0).abs() < 1e-9 * ps.abs().max(1.0), "{gs} vs {ps}/6");
+    let (ps, gs) = (
+        ps.to_scalar::<f64>().unwrap(),
+        gs.to_scalar::<f64>().unwrap(),
+    );
+    assert!(
+        (gs - ps / 6.0).abs() < 1e-9 * ps.abs().max(1.0),
+        "{gs} vs {ps}/6"
+    );
+}
+
+#[test]
+fn rows_outside_the_aux_range_are_not_penalised() {
+    // Two-way GReg+: rows [n_in, aux.start) feed only L_S. Penalising rows 0..2 and 4..6 of 6 must
+    // equal the penalty of the batch with rows 2..4 removed.
+    let model = tiny_model(9);
+    let x = batch(23, 6);
+    let m = (1e9, -1e9);
+    let full = {
+        let xv = Var::from_tensor(&x).unwrap();
+        let s = energy(&model.logits(xv.as_tensor()).unwrap(), 1.0).unwrap();
+        grad_penalty(
+            xv.as_tensor(),
+            &s,
+            2,
+            4..6,
+            m.0,
+            m.1,
+            PenaltyForm::PerSample,
+            PenaltyNorm::L2,
+        )
+        .unwrap()
+        .loss
+        .to_scalar::<f64>()
+        .unwrap()
+    };
+    let kept = Tensor::cat(
+        &[&x.narrow(0, 0, 2).unwrap(), &x.narrow(0, 4, 2).unwrap()],
+        0,
+    )
+    .unwrap();
+    let (want, ..) = penalty(&model, &kept, 2, m, PenaltyForm::PerSample, PenaltyNorm::L2);
+    let want = want.to_scalar::<f64>().unwrap();
+    assert!(
+        (full - want).abs() < 1e-12 * want.max(1.0),
+        "{full} vs {want}"
+    );
 }
 
 #[test]
 fn penalty_of_unmasked_rows_is_zero() {
     let model = tiny_model(7);
     let x = batch(19, 4);
-    let (l, fi, fa) = penalty(&model, &x, 2, (-1e9, 1e9), PenaltyForm::PerSample, PenaltyNorm::L2);
+    let (l, fi, fa) = penalty(
+        &model,
+        &x,
+        2,
+        (-1e9, 1e9),
+        PenaltyForm::PerSample,
+        PenaltyNorm::L2,
+    );
     assert_eq!((fi, fa), (0.0, 0.0));
     assert_eq!(l.to_scalar::<f64>().unwrap(), 0.0);
 }

@@ -8,7 +8,8 @@ Writes tests/reference/metrics/cases.json. Run from the repository root:
 Convention: `score` is the energy S (larger = more OOD); `is_id` marks in-distribution samples.
 Small cases store their inputs; the two large cases (n = 10^5) store only the parameters of a
 SplitMix64-hash workload that src/metrics/synthetic.rs regenerates bit for bit.
-Expected floats are written as strings with 17 significant digits ('%.17g').
+Expected floats are written as strings with 17 significant digits ('%.17g'), input scores as
+strings of Python's shortest round-trip repr (JSON number parsers may be off by one ulp).
 """
 
 import json
@@ -165,7 +166,7 @@ def small_cases():
 def main():
     cases = []
     for name, s, y in small_cases():
-        case = {"name": name, "scores": [float(x) for x in s], "is_id": [int(b) for b in y]}
+        case = {"name": name, "scores": [repr(float(x)) for x in s], "is_id": [int(b) for b in y]}
         case.update(expected(s, y, with_curves=len(s) <= CURVE_MAX_N))
         cases.append(case)
         print(f"{name}: n={len(s)} auroc={case['auroc']}", file=sys.stderr)

@@ -71,20 +71,32 @@ impl Ball {
     /// A ball; ε must be finite and ≥ 0, the centre finite (and in [0,1] when `unit_box`).
     pub fn new(center: Vec<f64>, eps: f64, norm: Norm, unit_box: bool) -> Result<Ball> {
         if !(eps.is_finite() && eps >= 0.0) {
-            return Err(Error::BadInput(format!("ball radius must be finite and ≥ 0, got {eps}")));
+            return Err(Error::BadInput(format!(
+                "ball radius must be finite and ≥ 0, got {eps}"
+            )));
         }
         if center.iter().any(|v| !v.is_finite()) {
             return Err(Error::BadInput("ball centre has a non-finite entry".into()));
         }
         if unit_box && center.iter().any(|v| !(0.0..=1.0).contains(v)) {
-            return Err(Error::BadInput("ball centre must lie in [0,1] when intersected with the pixel box".into()));
+            return Err(Error::BadInput(
+                "ball centre must lie in [0,1] when intersected with the pixel box".into(),
+            ));
         }
-        Ok(Ball { center, eps, norm, unit_box })
+        Ok(Ball {
+            center,
+            eps,
+            norm,
+            unit_box,
+        })
     }
 
     /// The same ball with another radius.
     pub fn with_eps(&self, eps: f64) -> Ball {
-        Ball { eps, ..self.clone() }
+        Ball {
+            eps,
+            ..self.clone()
+        }
     }
 
     /// A box containing the set (rounded outward): [x − ε, x + ε] (∩ [0, 1]).
@@ -97,7 +109,10 @@ impl Ball {
             let h = next_up(c + self.eps);
             if self.unit_box { h.min(1.0) } else { h }
         });
-        Interval { lo: lo.collect(), hi: hi.collect() }
+        Interval {
+            lo: lo.collect(),
+            hi: hi.collect(),
+        }
     }
 
     /// A lower bound of min aᵀx over the set (rounded down): aᵀx₀ − ε‖a‖_q, and for the box
@@ -134,7 +149,12 @@ impl Ball {
                 }
             }
             Norm::L2 => {
-                let d: f64 = y.iter().zip(&self.center).map(|(v, c)| (v - c) * (v - c)).sum::<f64>().sqrt();
+                let d: f64 = y
+                    .iter()
+                    .zip(&self.center)
+                    .map(|(v, c)| (v - c) * (v - c))
+                    .sum::<f64>()
+                    .sqrt();
                 if d > self.eps {
                     // Shrink a hair more than needed so rounding never leaves the ball.
                     let k = self.eps / d * (1.0 - 4.0 * f64::EPSILON);
@@ -154,6 +174,7 @@ impl Ball {
     /// True when `y` lies in the set.
     pub fn contains(&self, y: &[f64]) -> bool {
         let d: Vec<f64> = y.iter().zip(&self.center).map(|(a, b)| a - b).collect();
-        self.norm.norm(&d) <= self.eps && (!self.unit_box || y.iter().all(|v| (0.0..=1.0).contains(v)))
+        self.norm.norm(&d) <= self.eps
+            && (!self.unit_box || y.iter().all(|v| (0.0..=1.0).contains(v)))
     }
 }

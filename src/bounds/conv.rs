@@ -37,7 +37,11 @@ impl Conv {
         let lo = if off >= 0 { 0 } else { ((-off) + s - 1) / s };
         // largest i with i·s + off ≤ n − 1
         let top = n as isize - 1 - off;
-        let hi = if top < 0 { -1 } else { (top / s).min(no as isize - 1) };
+        let hi = if top < 0 {
+            -1
+        } else {
+            (top / s).min(no as isize - 1)
+        };
         if hi < lo {
             (0, 0)
         } else {
@@ -47,7 +51,14 @@ impl Conv {
 
     fn run(&self, x: &[f64], abs: bool, transpose: bool) -> Vec<f64> {
         let (hw_in, hw_out) = (self.h * self.w, self.ho * self.wo);
-        let mut out = vec![0.0; if transpose { self.c_in * hw_in } else { self.c_out * hw_out }];
+        let mut out = vec![
+            0.0;
+            if transpose {
+                self.c_in * hw_in
+            } else {
+                self.c_out * hw_out
+            }
+        ];
         let s = self.stride;
         for o in 0..self.c_out {
             for c in 0..self.c_in {

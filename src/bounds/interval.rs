@@ -81,8 +81,12 @@ impl Interval {
 
     /// The intersection with another box of the same length (both must contain the true set).
     pub fn intersect(&self, other: &Interval) -> Interval {
-        let lo = (0..self.len()).map(|i| self.lo[i].max(other.lo[i])).collect();
-        let hi = (0..self.len()).map(|i| self.hi[i].min(other.hi[i])).collect();
+        let lo = (0..self.len())
+            .map(|i| self.lo[i].max(other.lo[i]))
+            .collect();
+        let hi = (0..self.len())
+            .map(|i| self.hi[i].min(other.hi[i]))
+            .collect();
         Interval { lo, hi }
     }
 

@@ -42,7 +42,11 @@ fn interval_image(
     let (c, r) = iv.center_radius();
     let yc = apply(&c, false);
     let yr = apply(&r, true);
-    let mag_in: Vec<f64> = c.iter().zip(&r).map(|(c, r)| next_up(c.abs() + r)).collect();
+    let mag_in: Vec<f64> = c
+        .iter()
+        .zip(&r)
+        .map(|(c, r)| next_up(c.abs() + r))
+        .collect();
     let mag = apply(&mag_in, true);
     let e = dot_err(n_terms + 1);
     let m = yc.len();
@@ -64,11 +68,15 @@ pub fn affine_image(map: &dyn LinearMap, bias: Option<&[f64]>, iv: &Interval) ->
     if let Some(b) = bias {
         check_len("affine bias", b.len(), map.out_dim())?;
     }
-    Ok(interval_image(iv, bias, map.fan_in(), |v, a| map.apply(v, a)))
+    Ok(interval_image(iv, bias, map.fan_in(), |v, a| {
+        map.apply(v, a)
+    }))
 }
 
 /// {Aᵀ g : g ∈ box} ⊆ the returned box (backward rule of a gradient bound, rounded outward).
 pub fn adjoint_image(map: &dyn LinearMap, iv: &Interval) -> Result<Interval> {
     check_len("adjoint image", iv.len(), map.out_dim())?;
-    Ok(interval_image(iv, None, map.fan_out(), |v, a| map.apply_t(v, a)))
+    Ok(interval_image(iv, None, map.fan_out(), |v, a| {
+        map.apply_t(v, a)
+    }))
 }

@@ -7,7 +7,8 @@ use super::net::pool_windows;
 /// {maxpool(x) : x ∈ box} = [max lo, max hi] per window (exact).
 pub fn ibp(x: &Interval, c: usize, h: usize, w: usize) -> Interval {
     let wins = pool_windows(c, h, w);
-    let f = |v: &[f64], win: &[usize; 4]| win.iter().map(|&i| v[i]).fold(f64::NEG_INFINITY, f64::max);
+    let f =
+        |v: &[f64], win: &[usize; 4]| win.iter().map(|&i| v[i]).fold(f64::NEG_INFINITY, f64::max);
     Interval {
         lo: wins.iter().map(|win| f(&x.lo, win)).collect(),
         hi: wins.iter().map(|win| f(&x.hi, win)).collect(),
@@ -16,8 +17,14 @@ pub fn ibp(x: &Interval, c: usize, h: usize, w: usize) -> Interval {
 
 /// Which entries of a window can be its maximum somewhere on the box: hi_i ≥ max_j lo_j.
 pub fn candidates(x: &Interval, win: &[usize; 4]) -> Vec<usize> {
-    let best_lo = win.iter().map(|&i| x.lo[i]).fold(f64::NEG_INFINITY, f64::max);
-    win.iter().copied().filter(|&i| x.hi[i] >= best_lo).collect()
+    let best_lo = win
+        .iter()
+        .map(|&i| x.lo[i])
+        .fold(f64::NEG_INFINITY, f64::max);
+    win.iter()
+        .copied()
+        .filter(|&i| x.hi[i] >= best_lo)
+        .collect()
 }
 
 /// Gradient box at the pool input from one at its output: a unique candidate receives the

@@ -59,7 +59,11 @@ pub enum Node {
     /// max(x, 0) entrywise.
     Relu,
     /// 2×2 stride-2 max-pool of a `(c, h, w)` input (odd trailing row/column dropped).
-    MaxPool2 { c: usize, h: usize, w: usize },
+    MaxPool2 {
+        c: usize,
+        h: usize,
+        w: usize,
+    },
     /// main(x) + shortcut(x); an empty shortcut is the identity.
     Residual {
         main: Vec<Node>,
@@ -121,7 +125,12 @@ fn conv_node(conv: &Conv2d, shape: &mut [usize; 3]) -> Result<Node> {
     };
     *shape = [d[0], ho, wo];
     let bias = match conv.bias() {
-        Some(b) => Some(host(b)?.iter().flat_map(|&v| std::iter::repeat_n(v, ho * wo)).collect()),
+        Some(b) => Some(
+            host(b)?
+                .iter()
+                .flat_map(|&v| std::iter::repeat_n(v, ho * wo))
+                .collect(),
+        ),
         None => None,
     };
     Ok(Node::Affine(Affine {
@@ -136,7 +145,11 @@ fn bn_node(bn: &BatchNorm2d, shape: &[usize; 3]) -> Result<Node> {
     let (s, t) = bn.eval_scale_shift()?;
     let (s, t) = (host(&s)?, host(&t)?);
     if s.len() != c {
-        return Err(Error::Internal(format!("{}: {} channels, input has {c}", bn.name(), s.len())));
+        return Err(Error::Internal(format!(
+            "{}: {} channels, input has {c}",
+            bn.name(),
+            s.len()
+        )));
     }
     let hw = h * w;
     Ok(Node::Affine(Affine {
@@ -160,10 +173,16 @@ impl Net {
                 Layer::Normalize(n) => {
                     let [c, h, w] = shape;
                     if n.mean().len() != c {
-                        return Err(Error::Internal("normalisation channels ≠ input channels".into()));
+                        return Err(Error::Internal(
+                            "normalisation channels ≠ input channels".into(),
+                        ));
                     }
                     let hw = h * w;
-                    let scale = n.std().iter().flat_map(|&s| std::iter::repeat_n(1.0 / s as f64, hw)).collect();
+                    let scale = n
+                        .std()
+                        .iter()
+                        .flat_map(|&s| std::iter::repeat_n(1.0 / s as f64, hw))
+                        .collect();
                     let bias = n
                         .mean()
                         .iter()
@@ -226,13 +245,19 @@ impl Net {
                             let mut s2 = in_shape;
                             let c = conv_node(conv, &mut s2)?;
                             if s2 != shape {
-                                return Err(Error::Internal(format!("{}: shortcut shape mismatch", b.name())));
+                                return Err(Error::Internal(format!(
+                                    "{}: shortcut shape mismatch",
+                                    b.name()
+                                )));
                             }
                             vec![c, bn_node(bn, &s2)?]
                         }
                         None => {
                             if in_shape != shape {
-                                return Err(Error::Internal(format!("{}: identity shortcut changes shape", b.name())));
+                                return Err(Error::Internal(format!(
+                                    "{}: identity shortcut changes shape",
+                                    b.name()
+                                )));
                             }
                             vec![]
                         }
@@ -273,7 +298,11 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
         x = match node {
             Node::Affine(a) => {
                 if x.len() != a.op.map().in_dim() {
-                    return Err(Error::Internal(format!("{}: input length {}", a.name, x.len())));
+                    return Err(Error::Internal(format!(
+                        "{}: input length {}",
+                        a.name,
+                        x.len()
+                    )));
                 }
                 a.forward(&x)
             }

@@ -61,7 +61,11 @@ pub fn relaxation(l: f64, u: f64) -> (f64, f64, f64) {
         // (covered by widening b) is at most a few ulps of u.
         let b = -s * l;
         let lo_slope = if u >= -l { 1.0 } else { 0.0 };
-        (lo_slope, s, super::round::next_up(b * (1.0 + 4.0 * f64::EPSILON)))
+        (
+            lo_slope,
+            s,
+            super::round::next_up(b * (1.0 + 4.0 * f64::EPSILON)),
+        )
     }
 }
 
@@ -71,7 +75,13 @@ mod tests {
 
     #[test]
     fn relaxation_brackets_relu_on_a_grid() {
-        for (l, u) in [(-1.0, 2.0), (-3.0, 0.5), (0.1, 4.0), (-2.0, -0.1), (-1e-3, 1e3)] {
+        for (l, u) in [
+            (-1.0, 2.0),
+            (-3.0, 0.5),
+            (0.1, 4.0),
+            (-2.0, -0.1),
+            (-1e-3, 1e3),
+        ] {
             let (al, au, bu) = relaxation(l, u);
             for k in 0..=1000 {
                 let z = l + (u - l) * k as f64 / 1000.0;

@@ -52,7 +52,15 @@ mod tests {
     #[test]
     fn dot_err_covers_a_bad_cancellation() {
         // Σ of n terms ±1 + 1e-16 style: the computed sum is within dot_err(n)·Σ|terms|.
-        let v: Vec<f64> = (0..1000).map(|i| if i % 2 == 0 { 1.0 + 1e-16 * i as f64 } else { -1.0 }).collect();
+        let v: Vec<f64> = (0..1000)
+            .map(|i| {
+                if i % 2 == 0 {
+                    1.0 + 1e-16 * i as f64
+                } else {
+                    -1.0
+                }
+            })
+            .collect();
         let s: f64 = v.iter().sum();
         let exact: f64 = (0..500).map(|i| 1e-16 * (2 * i) as f64).sum();
         let mag: f64 = v.iter().map(|x| x.abs()).sum();

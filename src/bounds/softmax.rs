@@ -15,8 +15,14 @@ pub fn softmax_box(z: &Interval, t: f64) -> Interval {
     let mut hi = Vec::with_capacity(k);
     for i in 0..k {
         // p_i ≥ 1 / (1 + Σ_{j≠i} exp((u_j − l_i)/T))
-        let s_lo: f64 = (0..k).filter(|&j| j != i).map(|j| ((z.hi[j] - z.lo[i]) / t).exp()).sum();
-        let s_hi: f64 = (0..k).filter(|&j| j != i).map(|j| ((z.lo[j] - z.hi[i]) / t).exp()).sum();
+        let s_lo: f64 = (0..k)
+            .filter(|&j| j != i)
+            .map(|j| ((z.hi[j] - z.lo[i]) / t).exp())
+            .sum();
+        let s_hi: f64 = (0..k)
+            .filter(|&j| j != i)
+            .map(|j| ((z.lo[j] - z.hi[i]) / t).exp())
+            .sum();
         let pl = 1.0 / (1.0 + s_lo * (1.0 + SOFT_REL));
         let ph = 1.0 / (1.0 + s_hi * (1.0 - SOFT_REL));
         lo.push(next_down(pl * (1.0 - SOFT_REL)).max(0.0));
@@ -65,7 +71,9 @@ pub fn max_linear_box_simplex(c: &[f64], p: &Interval) -> f64 {
     }
     // Rounding of the budget (≤ (k+2)·eps of mass) times the largest |c|, plus the sum's error.
     let cmax = c.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-    next_up(val + (2.0 * k as f64 + 4.0) * f64::EPSILON * (mag + 2.0 * cmax) + super::round::ABS_FLOOR)
+    next_up(
+        val + (2.0 * k as f64 + 4.0) * f64::EPSILON * (mag + 2.0 * cmax) + super::round::ABS_FLOOR,
+    )
 }
 
 #[cfg(test)]

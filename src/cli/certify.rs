@@ -109,7 +109,10 @@ pub struct Args {
 fn pair(text: &str, flag: &str) -> Result<(f64, f64)> {
     let bad = || Error::BadInput(format!("--{flag} {text}: expected two numbers X,Y"));
     let (x, y) = text.split_once(',').ok_or_else(bad)?;
-    Ok((x.trim().parse().map_err(|_| bad())?, y.trim().parse().map_err(|_| bad())?))
+    Ok((
+        x.trim().parse().map_err(|_| bad())?,
+        y.trim().parse().map_err(|_| bad())?,
+    ))
 }
 
 fn dataset_entry(d: &Dataset, role: &str, used: u64) -> DatasetEntry {
@@ -148,13 +151,18 @@ pub fn run(a: Args) -> Result<()> {
         .transpose()?;
     let radius_step = a.radius_step.unwrap_or(a.sigma / 10.0);
     if !(radius_step.is_finite() && radius_step > 0.0) {
-        return Err(Error::BadInput(format!("--radius-step must be > 0, got {radius_step}")));
+        return Err(Error::BadInput(format!(
+            "--radius-step must be > 0, got {radius_step}"
+        )));
     }
     let device = crate::device::parse_device(&a.device)?;
     let model = Model::load(&a.model, &device)?;
     let model_sha256 = crate::model::sha256_file(&a.model)?;
     let shape = model.spec().input_shape;
-    let root = a.data_dir.clone().unwrap_or_else(crate::data::default_data_dir);
+    let root = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::data::default_data_dir);
     let load = |spec: &str| -> Result<Dataset> {
         let d = crate::data::load_as(spec, &root, shape)?;
         d.validate()?;
@@ -177,7 +185,10 @@ pub fn run(a: Args) -> Result<()> {
             let base = a.data.split([':', '?']).next().unwrap_or(&a.data);
             format!("{base}:train")
         });
-        eprintln!("certify: ID validation set {name} (first {} images)", a.cal_limit);
+        eprintln!(
+            "certify: ID validation set {name} (first {} images)",
+            a.cal_limit
+        );
         Some(load(&name)?.take(a.cal_limit as usize))
     } else {
         None
@@ -209,11 +220,23 @@ pub fn run(a: Args) -> Result<()> {
         "certify: gamma = {} ({}), clip [{}, {}], gamma' = {} (t = {})",
         cal.gamma, cal.gamma_rule, cal.clip.lo, cal.clip.hi, cal.gamma_smoothed, cal.t
     );
-    let mut sets = vec![CertifySet { data: &id, is_id: true }];
-    sets.extend(oods.iter().map(|d| CertifySet { data: d, is_id: false }));
+    let mut sets = vec![CertifySet {
+        data: &id,
+        is_id: true,
+    }];
+    sets.extend(oods.iter().map(|d| CertifySet {
+        data: d,
+        is_id: false,
+    }));
     let mut datasets: Vec<DatasetEntry> = sets
         .iter()
-        .map(|s| dataset_entry(s.data, if s.is_id { "id" } else { "ood" }, used(s.data.len(), a.limit)))
+        .map(|s| {
+            dataset_entry(
+                s.data,
+                if s.is_id { "id" } else { "ood" },
+                used(s.data.len(), a.limit),
+            )
+        })
         .collect();
     if let Some(d) = &id_val {
         datasets.push(dataset_entry(d, "id-val", d.len() as u64));
@@ -270,10 +293,21 @@ pub fn run(a: Args) -> Result<()> {
     );
     let bar = progress_bar(mine * (a.n0 + a.n), "certify");
     let records = certify_sets(
-        &scorer, &params, &th, a.seed, &sets, a.limit, shard, !a.no_timing, &bar,
+        &scorer,
+        &params,
+        &th,
+        a.seed,
+        &sets,
+        a.limit,
+        shard,
+        !a.no_timing,
+        &bar,
     )?;
     bar.finish_and_clear();
     write_run(&a.out, &records, &manifest)?;
-    eprintln!("certify: wrote {}/{{certify.csv,curves.csv,manifest.json}}", a.out.display());
+    eprintln!(
+        "certify: wrote {}/{{certify.csv,curves.csv,manifest.json}}",
+        a.out.display()
+    );
     Ok(())
 }

@@ -60,7 +60,11 @@ pub fn run(args: Args) -> Result<()> {
             let size = |s: Option<usize>| s.map_or("-".to_string(), |n| n.to_string());
             for e in named::CATALOGUE {
                 let [c, h, w] = e.shape;
-                let present = if named::is_present(&root, e) { "yes" } else { "no" };
+                let present = if named::is_present(&root, e) {
+                    "yes"
+                } else {
+                    "no"
+                };
                 println!(
                     "{}\t{}\t{}\t{c}x{h}x{w}\t{present}\t{}",
                     e.name,
@@ -76,7 +80,12 @@ pub fn run(args: Args) -> Result<()> {
             let secs = t.elapsed().as_secs_f64();
             let n = ds.images.len() as f64;
             let mean = ds.images.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = ds.images.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+            let var = ds
+                .images
+                .iter()
+                .map(|&v| (v as f64 - mean).powi(2))
+                .sum::<f64>()
+                / n;
             let [c, h, w] = ds.shape;
             let mut counts = std::collections::BTreeMap::new();
             for &l in &ds.labels {

@@ -9,6 +9,7 @@ pub mod data;
 pub mod eval;
 pub mod merge;
 pub mod metrics;
+pub mod reproduce;
 pub mod train;
 
 /// Certified out-of-distribution detection for energy-scored classifiers.
@@ -29,8 +30,10 @@ pub enum Command {
     Train(train::Args),
     /// Evaluate a model as an OOD detector: ID test set vs OOD sets.
     Eval(eval::Args),
+    /// The main job: fetch data, pre-train, fine-tune energy vs GReg, evaluate, compare.
+    Reproduce(reproduce::Args),
     /// Randomized-smoothing certificates of the detector and of the clipped energy.
-    Certify(certify::Args),
+    Certify(Box<certify::Args>),
     /// Join `certify --shard` outputs into the output of a single run.
     Merge(merge::Args),
 }
@@ -42,7 +45,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Metrics(a) => metrics::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
-        Command::Certify(a) => certify::run(a),
+        Command::Reproduce(a) => reproduce::run(a),
+        Command::Certify(a) => certify::run(*a),
         Command::Merge(a) => merge::run(a),
     }
 }

@@ -3,7 +3,8 @@
 use crate::error::Result;
 use crate::evidence::{DatasetRecord, Manifest, sha256_file};
 use crate::train::{TrainConfig, TrainOptions};
-use std::path::PathBuf;
+use candle_core::Device;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, clap::Args)]
@@ -38,7 +39,6 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let t0 = Instant::now();
     let mut sets = a.set.clone();
     if let Some(s) = a.seed {
         sets.push(format!("seed={s}"));
@@ -48,38 +48,75 @@ pub fn run(a: Args) -> Result<()> {
     }
     let cfg = TrainConfig::load(&a.config, &sets)?;
     let device = crate::device::parse_device(&a.device)?;
+    let root = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::data::default_data_dir);
+    let model = run_config(&cfg, &a.config, &a.out, &root, &device, a.resume, a.quiet)?;
+    println!("{}", model.display());
+    Ok(())
+}
+
+/// Trains `cfg` into `out` and writes its manifest; returns the model file.
+pub fn run_config(
+    cfg: &TrainConfig,
+    config_path: &Path,
+    out: &Path,
+    data_root: &Path,
+    device: &Device,
+    resume: bool,
+    quiet: bool,
+) -> Result<PathBuf> {
+    let t0 = Instant::now();
     let opts = TrainOptions {
-        out: a.out.clone(),
-        data_root: a.data_dir.clone().unwrap_or_else(crate::data::default_data_dir),
+        out: out.to_path_buf(),
+        data_root: data_root.to_path_buf(),
         device: device.clone(),
-        resume: a.resume,
-        progress: !a.quiet,
+        resume,
+        progress: !quiet,
     };
-    eprintln!("oodcert: training {} → {}", a.config.display(), a.out.display());
-    let outcome = crate::train::train(&cfg, &opts)?;
-    let mut m = Manifest::new(
-        "train",
-        serde_json::to_value(&cfg).unwrap_or_default(),
-        &crate::device::describe(&device),
+    eprintln!(
+        "oodcert: training {} → {}",
+        config_path.display(),
+        out.display()
     );
-    m.seeds = vec![cfg.seed];
-    m.datasets.push(DatasetRecord {
-        name: outcome.id_train.name.clone(),
-        sha256: outcome.id_train.sha256.clone(),
-        n: outcome.id_train.len(),
-        role: "id-train".into(),
+    let outcome = crate::train::train(cfg, &opts)?;
+    let mut config = serde_json::to_value(cfg).unwrap_or_default();
+    config["penalty_form_used"] = serde_json::json!(if cfg.loss.lambda_grad > 0.0 {
+        cfg.loss.penalty_form.as_str()
+    } else {
+        "none (lambda_grad = 0)"
     });
+    let mut m = Manifest::new("train", config, &crate::device::describe(device));
+    m.seeds = vec![cfg.seed];
+    for (d, role) in std::iter::once((&outcome.id_train, "id-train"))
+        .chain(outcome.aux_train.iter().map(|d| (d, "aux-train")))
+    {
+        m.datasets.push(DatasetRecord {
+            name: d.name.clone(),
+            sha256: d.sha256.clone(),
+            n: d.len(),
+            role: role.into(),
+        });
+    }
+    if let Some(p) = &cfg.model.init_from {
+        m.datasets.push(DatasetRecord {
+            name: format!("init_from:{p}"),
+            sha256: sha256_file(Path::new(p))?,
+            n: 0,
+            role: "initial-weights".into(),
+        });
+    }
     m.model_sha256 = Some(sha256_file(&outcome.model_path)?);
-    m.add_output(&a.out, "model.safetensors")?;
-    m.add_output(&a.out, "train_log.csv")?;
+    m.add_output(out, "model.safetensors")?;
+    m.add_output(out, "train_log.csv")?;
     m.elapsed_s = t0.elapsed().as_secs_f64();
-    m.write(&a.out)?;
+    m.write(out)?;
     if let Some(r) = &outcome.last {
         eprintln!(
             "oodcert: {} steps in {:.1}s; last logged step: loss {:.4}, batch accuracy {:.3}, mean |∇S| {:.4}",
             outcome.steps, m.elapsed_s, r.loss, r.acc, r.grad_norm_in
         );
     }
-    println!("{}", outcome.model_path.display());
-    Ok(())
+    Ok(outcome.model_path)
 }

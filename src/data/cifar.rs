@@ -63,7 +63,10 @@ pub fn parse_cifar(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<(Images
     if bytes.len() % rec != 0 {
         return Err(Error::bad_file(
             path,
-            format!("{} bytes is not a whole number of {rec}-byte {kind:?} records", bytes.len()),
+            format!(
+                "{} bytes is not a whole number of {rec}-byte {kind:?} records",
+                bytes.len()
+            ),
         ));
     }
     let n = bytes.len() / rec;

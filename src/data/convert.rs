@@ -49,7 +49,9 @@ pub fn convert_channels(img: &[f32], [c, h, w]: [usize; 3], target_c: usize) -> 
         (a, b) if a == b => img.to_vec(),
         (3, 1) => (0..hw)
             .map(|i| {
-                (BT601_LUMA[0] * img[i] + BT601_LUMA[1] * img[hw + i] + BT601_LUMA[2] * img[2 * hw + i])
+                (BT601_LUMA[0] * img[i]
+                    + BT601_LUMA[1] * img[hw + i]
+                    + BT601_LUMA[2] * img[2 * hw + i])
                     .clamp(0.0, 1.0)
             })
             .collect(),
@@ -115,14 +117,21 @@ mod tests {
         let img: Vec<f32> = (0..12).map(|i| i as f32 / 11.0).collect();
         assert_eq!(resize_bilinear(&img, [1, 3, 4], 3, 4), img);
         let flat = vec![0.25f32; 9];
-        assert!(resize_bilinear(&flat, [1, 3, 3], 7, 5).iter().all(|&v| (v - 0.25).abs() < 1e-7));
+        assert!(
+            resize_bilinear(&flat, [1, 3, 3], 7, 5)
+                .iter()
+                .all(|&v| (v - 0.25).abs() < 1e-7)
+        );
     }
 
     #[test]
     fn luma_and_replication() {
         let rgb = vec![1.0, 0.0, 0.0];
         assert!((convert_channels(&rgb, [3, 1, 1], 1).unwrap()[0] - 0.299).abs() < 1e-7);
-        assert_eq!(convert_channels(&[0.5], [1, 1, 1], 3).unwrap(), vec![0.5, 0.5, 0.5]);
+        assert_eq!(
+            convert_channels(&[0.5], [1, 1, 1], 3).unwrap(),
+            vec![0.5, 0.5, 0.5]
+        );
         assert!(convert_channels(&[0.5; 2], [2, 1, 1], 1).is_err());
     }
 }

@@ -25,7 +25,8 @@ pub fn shape_for_columns(p: usize) -> Option<[usize; 3]> {
 }
 
 fn is_float_literal(s: &str) -> bool {
-    s.bytes().any(|b| matches!(b, b'.' | b'e' | b'E' | b'n' | b'N' | b'i' | b'I'))
+    s.bytes()
+        .any(|b| matches!(b, b'.' | b'e' | b'E' | b'n' | b'N' | b'i' | b'I'))
 }
 
 /// Parses CSV text (already gunzipped) into images and labels.
@@ -57,7 +58,10 @@ pub fn parse_csv_pixels(path: &Path, bytes: &[u8]) -> Result<(Images, Vec<i64>)>
     };
     let cols = first.len();
     if cols < 2 {
-        return Err(Error::bad_file(path, "rows need pixel columns and a label column"));
+        return Err(Error::bad_file(
+            path,
+            "rows need pixel columns and a label column",
+        ));
     }
     let p = cols - 1;
     let shape = shape_for_columns(p).ok_or_else(|| {
@@ -66,9 +70,7 @@ pub fn parse_csv_pixels(path: &Path, bytes: &[u8]) -> Result<(Images, Vec<i64>)>
             format!("{p} pixel columns is neither s² (grey s×s) nor 3s² (RGB s×s)"),
         )
     })?;
-    let floats = data
-        .iter()
-        .any(|r| r.iter().take(p).any(is_float_literal));
+    let floats = data.iter().any(|r| r.iter().take(p).any(is_float_literal));
     let mut pixels = Vec::with_capacity(data.len() * p);
     let mut labels = Vec::with_capacity(data.len());
     for (k, r) in data.iter().enumerate() {
@@ -76,21 +78,33 @@ pub fn parse_csv_pixels(path: &Path, bytes: &[u8]) -> Result<(Images, Vec<i64>)>
         if r.len() != cols {
             return Err(Error::bad_file(
                 path,
-                format!("line {line}: {} fields, expected {cols} (pixels then label)", r.len()),
+                format!(
+                    "line {line}: {} fields, expected {cols} (pixels then label)",
+                    r.len()
+                ),
             ));
         }
         for (j, f) in r.iter().take(p).enumerate() {
             let v = if floats {
                 let v: f64 = f.parse().map_err(|_| {
-                    Error::bad_file(path, format!("line {line}, column {}: {f:?} is not a number", j + 1))
+                    Error::bad_file(
+                        path,
+                        format!("line {line}, column {}: {f:?} is not a number", j + 1),
+                    )
                 })?;
                 if !v.is_finite() {
-                    return Err(Error::bad_file(path, format!("line {line}, column {}: {f} is not finite", j + 1)));
+                    return Err(Error::bad_file(
+                        path,
+                        format!("line {line}, column {}: {f} is not finite", j + 1),
+                    ));
                 }
                 if !(0.0..=1.0).contains(&v) {
                     return Err(Error::bad_file(
                         path,
-                        format!("line {line}, column {}: float pixel {v} is outside [0,1] (float tables must be pre-scaled)", j + 1),
+                        format!(
+                            "line {line}, column {}: float pixel {v} is outside [0,1] (float tables must be pre-scaled)",
+                            j + 1
+                        ),
                     ));
                 }
                 v as f32
@@ -98,7 +112,10 @@ pub fn parse_csv_pixels(path: &Path, bytes: &[u8]) -> Result<(Images, Vec<i64>)>
                 let v: u8 = f.parse().map_err(|_| {
                     Error::bad_file(
                         path,
-                        format!("line {line}, column {}: {f:?} is not an integer 0-255", j + 1),
+                        format!(
+                            "line {line}, column {}: {f:?} is not an integer 0-255",
+                            j + 1
+                        ),
                     )
                 })?;
                 v as f32 / 255.0
@@ -110,7 +127,10 @@ pub fn parse_csv_pixels(path: &Path, bytes: &[u8]) -> Result<(Images, Vec<i64>)>
             Error::bad_file(path, format!("line {line}: label {lf:?} is not an integer"))
         })?;
         if label < -1 {
-            return Err(Error::bad_file(path, format!("line {line}: label {label} is negative (use -1 for none)")));
+            return Err(Error::bad_file(
+                path,
+                format!("line {line}: label {label} is negative (use -1 for none)"),
+            ));
         }
         labels.push(label);
     }

@@ -114,6 +114,10 @@ impl Dataset {
 
     /// Number of classes: 1 + the largest label (0 for unlabelled sets).
     pub fn num_classes(&self) -> usize {
-        self.labels.iter().copied().max().map_or(0, |m| (m + 1).max(0) as usize)
+        self.labels
+            .iter()
+            .copied()
+            .max()
+            .map_or(0, |m| (m + 1).max(0) as usize)
     }
 }

@@ -11,7 +11,10 @@ pub const DIGITS8_MAX: f32 = 16.0;
 /// f32 little-endian values (X then y) as smartcore ships them.
 pub fn load_digits8() -> Result<(Images, Vec<i64>, String)> {
     let ds = smartcore::dataset::digits::load_dataset();
-    if ds.num_features != 64 || ds.data.len() != ds.num_samples * 64 || ds.target.len() != ds.num_samples {
+    if ds.num_features != 64
+        || ds.data.len() != ds.num_samples * 64
+        || ds.target.len() != ds.num_samples
+    {
         return Err(Error::Internal(format!(
             "smartcore digits: {} samples × {} features, {} values, {} targets",
             ds.num_samples,
@@ -26,7 +29,9 @@ pub fn load_digits8() -> Result<(Images, Vec<i64>, String)> {
     let mut pixels = Vec::with_capacity(ds.data.len());
     for (i, &v) in ds.data.iter().enumerate() {
         if !(0.0..=DIGITS8_MAX).contains(&v) {
-            return Err(Error::Internal(format!("smartcore digits: value {i} is {v}, outside 0-16")));
+            return Err(Error::Internal(format!(
+                "smartcore digits: value {i} is {v}, outside 0-16"
+            )));
         }
         pixels.push(v / DIGITS8_MAX);
     }
@@ -37,11 +42,20 @@ pub fn load_digits8() -> Result<(Images, Vec<i64>, String)> {
             if t.fract() == 0.0 && (0.0..10.0).contains(&t) {
                 Ok(t as i64)
             } else {
-                Err(Error::Internal(format!("smartcore digits: label {t} is not 0-9")))
+                Err(Error::Internal(format!(
+                    "smartcore digits: label {t} is not 0-9"
+                )))
             }
         })
         .collect::<Result<Vec<_>>>()?;
-    Ok((Images { shape: [1, 8, 8], pixels }, labels, sha))
+    Ok((
+        Images {
+            shape: [1, 8, 8],
+            pixels,
+        },
+        labels,
+        sha,
+    ))
 }
 
 #[cfg(test)]
@@ -58,6 +72,9 @@ mod tests {
         for &l in &y {
             counts[l as usize] += 1;
         }
-        assert!(counts.iter().all(|&c| (170..=190).contains(&c)), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| (170..=190).contains(&c)),
+            "{counts:?}"
+        );
     }
 }

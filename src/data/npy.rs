@@ -55,7 +55,10 @@ fn parse_header(path: &Path, text: &str) -> Result<Header> {
         if q != '\'' && q != '"' {
             return Err(bad(format!("expected a quoted key at {rest:?}")));
         }
-        let end = rest[1..].find(q).ok_or_else(|| bad("unterminated key".into()))? + 1;
+        let end = rest[1..]
+            .find(q)
+            .ok_or_else(|| bad("unterminated key".into()))?
+            + 1;
         let key = &rest[1..end];
         rest = rest[end + 1..].trim_start();
         rest = rest
@@ -96,7 +99,11 @@ fn parse_header(path: &Path, text: &str) -> Result<Header> {
                 fortran = Some(match value {
                     "True" => true,
                     "False" => false,
-                    v => return Err(bad(format!("fortran_order is {v:?}, expected True or False"))),
+                    v => {
+                        return Err(bad(format!(
+                            "fortran_order is {v:?}, expected True or False"
+                        )));
+                    }
                 })
             }
             "shape" => {
@@ -109,9 +116,9 @@ fn parse_header(path: &Path, text: &str) -> Result<Header> {
                     .map(str::trim)
                     .filter(|s| !s.is_empty())
                     .map(|s| {
-                        s.trim_end_matches('L')
-                            .parse::<usize>()
-                            .map_err(|_| bad(format!("shape entry {s:?} is not a non-negative integer")))
+                        s.trim_end_matches('L').parse::<usize>().map_err(|_| {
+                            bad(format!("shape entry {s:?} is not a non-negative integer"))
+                        })
                     })
                     .collect::<Result<Vec<_>>>()?;
                 shape = Some(dims);
@@ -132,7 +139,10 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
         return Err(Error::bad_file(path, "file is empty"));
     }
     if bytes.len() < 10 || &bytes[..6] != NPY_MAGIC {
-        return Err(Error::bad_file(path, "not an NPY file (magic \\x93NUMPY missing)"));
+        return Err(Error::bad_file(
+            path,
+            "not an NPY file (magic \\x93NUMPY missing)",
+        ));
     }
     let major = bytes[6];
     let (hlen, start) = match major {
@@ -149,17 +159,24 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
         v => {
             return Err(Error::bad_file(
                 path,
-                format!("NPY format version {v}.{} is not supported (1, 2 or 3)", bytes[7]),
+                format!(
+                    "NPY format version {v}.{} is not supported (1, 2 or 3)",
+                    bytes[7]
+                ),
             ));
         }
     };
     let end = start
         .checked_add(hlen)
         .filter(|&e| e <= bytes.len())
-        .ok_or_else(|| Error::bad_file(path, format!("NPY header truncated (declares {hlen} bytes)")))?;
-    let text = std::str::from_utf8(&bytes[start..end]).map_err(|_| {
-        Error::bad_file(path, "bad NPY header: not valid text")
-    })?;
+        .ok_or_else(|| {
+            Error::bad_file(
+                path,
+                format!("NPY header truncated (declares {hlen} bytes)"),
+            )
+        })?;
+    let text = std::str::from_utf8(&bytes[start..end])
+        .map_err(|_| Error::bad_file(path, "bad NPY header: not valid text"))?;
     let h = parse_header(path, text)?;
     if h.fortran_order {
         return Err(Error::bad_file(
@@ -177,7 +194,9 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
         d => {
             return Err(Error::bad_file(
                 path,
-                format!("NPY dtype {d:?} is not supported (|u1, <f4, <f8 for images; <i8, <i4 for labels)"),
+                format!(
+                    "NPY dtype {d:?} is not supported (|u1, <f4, <f8 for images; <i8, <i4 for labels)"
+                ),
             ));
         }
     };
@@ -185,7 +204,11 @@ pub fn parse_npy(path: &Path, bytes: &[u8]) -> Result<NpyArray> {
         .checked_mul(item)
         .ok_or_else(|| Error::bad_file(path, "NPY shape overflows"))?;
     if payload.len() != want {
-        let what = if payload.len() < want { "truncated" } else { "oversized" };
+        let what = if payload.len() < want {
+            "truncated"
+        } else {
+            "oversized"
+        };
         return Err(Error::bad_file(
             path,
             format!(
@@ -305,7 +328,10 @@ pub fn npy_to_labels(path: &Path, a: &NpyArray) -> Result<Vec<i64>> {
     match &a.data {
         NpyData::I64(v) => Ok(v.clone()),
         NpyData::U8(v) => Ok(v.iter().map(|&b| b as i64).collect()),
-        _ => Err(Error::bad_file(path, "NPY labels must be an integer array (<i8, <i4 or |u1)")),
+        _ => Err(Error::bad_file(
+            path,
+            "NPY labels must be an integer array (<i8, <i4 or |u1)",
+        )),
     }
 }
 
@@ -318,7 +344,8 @@ pub fn encode_npy(descr: &str, shape: &[usize], fortran: bool, payload: &[u8]) -
         format!("({})", dims.join(", "))
     };
     let f = if fortran { "True" } else { "False" };
-    let mut header = format!("{{'descr': '{descr}', 'fortran_order': {f}, 'shape': {shape_txt}, }}");
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {f}, 'shape': {shape_txt}, }}");
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -338,28 +365,52 @@ mod tests {
     #[test]
     fn header_variants() {
         let p = Path::new("a.npy");
-        let h = parse_header(p, "{'descr': '<f8', 'fortran_order': False, 'shape': (200, 25, 25), }   \n").unwrap();
+        let h = parse_header(
+            p,
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (200, 25, 25), }   \n",
+        )
+        .unwrap();
         assert_eq!(h.shape, vec![200, 25, 25]);
         assert_eq!(h.descr, "<f8");
-        let h = parse_header(p, "{\"shape\": (3,), \"fortran_order\": True, \"descr\": \"|u1\"}").unwrap();
+        let h = parse_header(
+            p,
+            "{\"shape\": (3,), \"fortran_order\": True, \"descr\": \"|u1\"}",
+        )
+        .unwrap();
         assert_eq!(h.shape, vec![3]);
         assert!(h.fortran_order);
         assert!(parse_header(p, "{'descr': '<f8'}").is_err());
         assert!(parse_header(p, "'descr'").is_err());
-        assert!(parse_header(p, "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': ()}").is_err());
+        assert!(
+            parse_header(
+                p,
+                "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': ()}"
+            )
+            .is_err()
+        );
     }
 
     #[test]
-    fn nhwc_is_transposed() {
+    fn nhwc_is_transposed_and_ambiguous_is_nchw() {
         let p = Path::new("a.npy");
-        // one 1x2 RGB image: pixel0 = (0,1,2), pixel1 = (3,4,5)
+        // one 2x1 RGB image (n,h,w,c): pixel0 = (0,1,2), pixel1 = (3,4,5)
         let a = NpyArray {
-            shape: vec![1, 1, 2, 3],
+            shape: vec![1, 2, 1, 3],
             data: NpyData::U8(vec![0, 1, 2, 3, 4, 5]),
         };
         let im = npy_to_images(p, &a).unwrap();
-        assert_eq!(im.shape, [3, 1, 2]);
-        let back: Vec<u8> = im.pixels.iter().map(|v| (v * 255.0).round() as u8).collect();
+        assert_eq!(im.shape, [3, 2, 1]);
+        let back: Vec<u8> = im
+            .pixels
+            .iter()
+            .map(|v| (v * 255.0).round() as u8)
+            .collect();
         assert_eq!(back, vec![0, 3, 1, 4, 2, 5]);
+        // (1,1,2,3) fits both readings: documented to be (n,c,h,w)
+        let b = NpyArray {
+            shape: vec![1, 1, 2, 3],
+            data: NpyData::U8(vec![0, 1, 2, 3, 4, 5]),
+        };
+        assert_eq!(npy_to_images(p, &b).unwrap().shape, [1, 2, 3]);
     }
 }

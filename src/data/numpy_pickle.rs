@@ -49,7 +49,9 @@ impl<'a> Cursor<'a> {
             .pos
             .checked_add(n)
             .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| Error::bad_file(self.path, format!("pickle truncated at byte {}", self.pos)))?;
+            .ok_or_else(|| {
+                Error::bad_file(self.path, format!("pickle truncated at byte {}", self.pos))
+            })?;
         let s = &self.b[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -89,18 +91,25 @@ impl<'a> Cursor<'a> {
     fn utf8(&mut self, n: usize) -> Result<String> {
         let path = self.path;
         let s = self.take(n)?;
-        String::from_utf8(s.to_vec()).map_err(|_| Error::bad_file(path, "pickle string is not UTF-8"))
+        String::from_utf8(s.to_vec())
+            .map_err(|_| Error::bad_file(path, "pickle string is not UTF-8"))
     }
 }
 
 /// Runs the restricted pickle machine and returns the top-of-stack value at STOP.
 fn run(path: &Path, bytes: &[u8]) -> Result<Value> {
     let bad = |m: String| Error::bad_file(path, format!("unsupported pickle: {m}"));
-    let mut c = Cursor { path, b: bytes, pos: 0 };
+    let mut c = Cursor {
+        path,
+        b: bytes,
+        pos: 0,
+    };
     let mut stack: Vec<Value> = Vec::new();
     let mut memo: HashMap<usize, Value> = HashMap::new();
     let pop = |stack: &mut Vec<Value>| -> Result<Value> {
-        stack.pop().ok_or_else(|| Error::bad_file(path, "pickle stack underflow"))
+        stack
+            .pop()
+            .ok_or_else(|| Error::bad_file(path, "pickle stack underflow"))
     };
     let pop_mark = |stack: &mut Vec<Value>| -> Result<Vec<Value>> {
         let m = stack
@@ -235,16 +244,30 @@ fn run(path: &Path, bytes: &[u8]) -> Result<Value> {
                 stack.push(Value::Built(Box::new(obj), Box::new(state)));
             }
             0x94 => {
-                let top = stack.last().cloned().ok_or_else(|| bad("MEMOIZE on empty stack".into()))?;
+                let top = stack
+                    .last()
+                    .cloned()
+                    .ok_or_else(|| bad("MEMOIZE on empty stack".into()))?;
                 memo.insert(memo.len(), top);
             }
             b'q' | b'r' => {
-                let k = if op == b'q' { c.u8()? as usize } else { c.u32()? };
-                let top = stack.last().cloned().ok_or_else(|| bad("PUT on empty stack".into()))?;
+                let k = if op == b'q' {
+                    c.u8()? as usize
+                } else {
+                    c.u32()?
+                };
+                let top = stack
+                    .last()
+                    .cloned()
+                    .ok_or_else(|| bad("PUT on empty stack".into()))?;
                 memo.insert(k, top);
             }
             b'h' | b'j' => {
-                let k = if op == b'h' { c.u8()? as usize } else { c.u32()? };
+                let k = if op == b'h' {
+                    c.u8()? as usize
+                } else {
+                    c.u32()?
+                };
                 let v = memo
                     .get(&k)
                     .cloned()
@@ -273,12 +296,22 @@ fn payload_bytes(path: &Path, v: &Value) -> Result<Vec<u8>> {
                 if m == "_codecs" && n == "encode" && (enc == "latin1" || enc == "latin-1") =>
             {
                 s.chars()
-                    .map(|ch| u8::try_from(ch as u32).map_err(|_| Error::bad_file(path, "latin1 payload has a character above U+00FF")))
+                    .map(|ch| {
+                        u8::try_from(ch as u32).map_err(|_| {
+                            Error::bad_file(path, "latin1 payload has a character above U+00FF")
+                        })
+                    })
                     .collect()
             }
-            _ => Err(Error::bad_file(path, "unsupported pickle: array payload is neither bytes nor _codecs.encode")),
+            _ => Err(Error::bad_file(
+                path,
+                "unsupported pickle: array payload is neither bytes nor _codecs.encode",
+            )),
         },
-        _ => Err(Error::bad_file(path, "unsupported pickle: array payload is not bytes")),
+        _ => Err(Error::bad_file(
+            path,
+            "unsupported pickle: array payload is not bytes",
+        )),
     }
 }
 
@@ -293,7 +326,8 @@ pub fn parse_numpy_pickle(path: &Path, bytes: &[u8]) -> Result<PickledArray> {
         return Err(bad("top object is not a reconstructed ndarray"));
     };
     match obj.as_ref() {
-        Value::Call(f, _) if matches!(f.as_ref(), Value::Global(m, n) if m.starts_with("numpy") && n == "_reconstruct") => {}
+        Value::Call(f, _) if matches!(f.as_ref(), Value::Global(m, n) if m.starts_with("numpy") && n == "_reconstruct") =>
+            {}
         _ => return Err(bad("top object is not numpy's _reconstruct")),
     }
     // ndarray.__setstate__ state: (version, shape, dtype, is_fortran, data)
@@ -301,10 +335,15 @@ pub fn parse_numpy_pickle(path: &Path, bytes: &[u8]) -> Result<PickledArray> {
         return Err(bad("array state is not a tuple"));
     };
     let [_, Value::Tuple(shape), dtype, fortran, data] = st.as_slice() else {
-        return Err(bad("array state is not (version, shape, dtype, fortran, data)"));
+        return Err(bad(
+            "array state is not (version, shape, dtype, fortran, data)",
+        ));
     };
     if as_int(fortran) != Some(0) {
-        return Err(Error::bad_file(path, "pickled array is Fortran-ordered; only C order is supported"));
+        return Err(Error::bad_file(
+            path,
+            "pickled array is Fortran-ordered; only C order is supported",
+        ));
     }
     let shape = shape
         .iter()
@@ -316,10 +355,12 @@ pub fn parse_numpy_pickle(path: &Path, bytes: &[u8]) -> Result<PickledArray> {
         return Err(bad("dtype is not a numpy.dtype object"));
     };
     let dtype_name = match dcall.as_ref() {
-        Value::Call(f, args) if matches!(f.as_ref(), Value::Global(_, n) if n == "dtype") => match args.first() {
-            Some(Value::Str(s)) => s.clone(),
-            _ => return Err(bad("dtype name missing")),
-        },
+        Value::Call(f, args) if matches!(f.as_ref(), Value::Global(_, n) if n == "dtype") => {
+            match args.first() {
+                Some(Value::Str(s)) => s.clone(),
+                _ => return Err(bad("dtype name missing")),
+            }
+        }
         _ => return Err(bad("dtype is not a numpy.dtype object")),
     };
     let byte_order = match dstate.as_ref() {
@@ -335,7 +376,12 @@ pub fn parse_numpy_pickle(path: &Path, bytes: &[u8]) -> Result<PickledArray> {
         "u2" | "i2" | "f2" => 2,
         "u4" | "i4" | "f4" => 4,
         "u8" | "i8" | "f8" => 8,
-        d => return Err(Error::bad_file(path, format!("pickled dtype {d:?} is not supported"))),
+        d => {
+            return Err(Error::bad_file(
+                path,
+                format!("pickled dtype {d:?} is not supported"),
+            ));
+        }
     };
     let want = checked_product(path, &shape)?
         .checked_mul(item)
@@ -361,7 +407,10 @@ impl PickledArray {
     /// The payload as unsigned bytes (dtype `u1` only).
     pub fn as_u8(&self, path: &Path) -> Result<&[u8]> {
         if self.dtype != "u1" {
-            return Err(Error::bad_file(path, format!("expected a uint8 array, found {}", self.dtype)));
+            return Err(Error::bad_file(
+                path,
+                format!("expected a uint8 array, found {}", self.dtype),
+            ));
         }
         Ok(&self.data)
     }
@@ -375,7 +424,10 @@ impl PickledArray {
                 .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
                 .collect()),
             ("u1", _) => Ok(self.data.iter().map(|&b| b as i64).collect()),
-            (d, o) => Err(Error::bad_file(path, format!("expected int64 labels, found {o}{d}"))),
+            (d, o) => Err(Error::bad_file(
+                path,
+                format!("expected int64 labels, found {o}{d}"),
+            )),
         }
     }
 }
@@ -397,7 +449,9 @@ mod tests {
         b.push(0x93);
         s(&mut b, "numpy");
         s(&mut b, "ndarray");
-        b.extend_from_slice(&[0x93, 0x94, b'K', 0, 0x85, b'C', 1, b'b', 0x87, b'R', b'(', b'K', 1]);
+        b.extend_from_slice(&[
+            0x93, 0x94, b'K', 0, 0x85, b'C', 1, b'b', 0x87, b'R', b'(', b'K', 1,
+        ]);
         b.push(b'(');
         for &d in dims {
             b.extend_from_slice(&[b'K', d]);
@@ -409,7 +463,10 @@ mod tests {
         s(&mut b, "u1");
         b.extend_from_slice(&[0x89, 0x88, 0x87, b'R', b'(', b'K', 3]);
         s(&mut b, "|");
-        b.extend_from_slice(&[b'N', b'N', b'N', b'J', 255, 255, 255, 255, b'J', 255, 255, 255, 255, b'K', 0, b't', b'b', 0x89]);
+        b.extend_from_slice(&[
+            b'N', b'N', b'N', b'J', 255, 255, 255, 255, b'J', 255, 255, 255, 255, b'K', 0, b't',
+            b'b', 0x89,
+        ]);
         b.push(b'B');
         b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         b.extend_from_slice(payload);
@@ -432,6 +489,11 @@ mod tests {
             assert!(parse_numpy_pickle(p, &ok[..cut]).is_err(), "cut at {cut}");
         }
         // an unknown opcode
-        assert!(parse_numpy_pickle(p, &[0x80, 4, b'Z', b'.']).unwrap_err().to_string().contains("opcode"));
+        assert!(
+            parse_numpy_pickle(p, &[0x80, 4, b'Z', b'.'])
+                .unwrap_err()
+                .to_string()
+                .contains("opcode")
+        );
     }
 }

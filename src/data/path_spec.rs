@@ -43,14 +43,22 @@ pub fn label_candidates(path: &Path) -> Vec<PathBuf> {
         .collect()
 }
 
-fn sibling_labels(path: &Path, n: usize, read: impl Fn(&Path) -> Result<Vec<i64>>) -> Result<(Vec<i64>, Option<Vec<u8>>)> {
+fn sibling_labels(
+    path: &Path,
+    n: usize,
+    read: impl Fn(&Path) -> Result<Vec<i64>>,
+) -> Result<(Vec<i64>, Option<Vec<u8>>)> {
     for cand in label_candidates(path) {
         if cand.is_file() {
             let labels = read(&cand)?;
             if labels.len() != n {
                 return Err(Error::bad_file(
                     &cand,
-                    format!("{} labels for {n} images in {}", labels.len(), path.display()),
+                    format!(
+                        "{} labels for {n} images in {}",
+                        labels.len(),
+                        path.display()
+                    ),
                 ));
             }
             let raw = read_file(&cand)?;
@@ -60,12 +68,21 @@ fn sibling_labels(path: &Path, n: usize, read: impl Fn(&Path) -> Result<Vec<i64>
     Ok((vec![NO_LABEL; n], None))
 }
 
-fn finish(spec_name: String, im: Images, labels: Vec<i64>, sha256: String, path: &Path) -> Result<Dataset> {
+fn finish(
+    spec_name: String,
+    im: Images,
+    labels: Vec<i64>,
+    sha256: String,
+    path: &Path,
+) -> Result<Dataset> {
     if im.is_empty() {
         return Err(Error::bad_file(path, "holds no images"));
     }
     if labels.len() != im.len() {
-        return Err(Error::bad_file(path, format!("{} labels for {} images", labels.len(), im.len())));
+        return Err(Error::bad_file(
+            path,
+            format!("{} labels for {} images", labels.len(), im.len()),
+        ));
     }
     let ds = Dataset {
         name: spec_name,
@@ -74,7 +91,8 @@ fn finish(spec_name: String, im: Images, labels: Vec<i64>, sha256: String, path:
         shape: im.shape,
         sha256,
     };
-    ds.validate().map_err(|e| Error::bad_file(path, e.to_string()))?;
+    ds.validate()
+        .map_err(|e| Error::bad_file(path, e.to_string()))?;
     Ok(ds)
 }
 
@@ -90,10 +108,16 @@ pub fn load_path(file: &Path) -> Result<Dataset> {
         return Err(Error::bad_file(file, "file is empty"));
     }
     let lower = file.to_string_lossy().to_ascii_lowercase();
-    let bytes = if raw.starts_with(&GZIP_MAGIC) { gunzip_if_gzip(file, raw.clone())? } else { raw.clone() };
+    let bytes = if raw.starts_with(&GZIP_MAGIC) {
+        gunzip_if_gzip(file, raw.clone())?
+    } else {
+        raw.clone()
+    };
     if bytes.starts_with(NPY_MAGIC) {
         let im = npy::npy_to_images(file, &npy::parse_npy(file, &bytes)?)?;
-        let (labels, lraw) = sibling_labels(file, im.len(), |p| npy::npy_to_labels(p, &npy::read_npy(p)?))?;
+        let (labels, lraw) = sibling_labels(file, im.len(), |p| {
+            npy::npy_to_labels(p, &npy::read_npy(p)?)
+        })?;
         let sha = sha256_concat_hex([raw.as_slice(), lraw.as_deref().unwrap_or(&[])]);
         return finish(name, im, labels, sha, file);
     }
@@ -104,7 +128,8 @@ pub fn load_path(file: &Path) -> Result<Dataset> {
     }
     let ext_csv = lower.ends_with(".csv") || lower.ends_with(".csv.gz");
     let ext_bin = lower.ends_with(".bin");
-    let idx_magic = bytes.len() >= 4 && bytes[0] == 0 && bytes[1] == 0 && (1..=4).contains(&bytes[3]);
+    let idx_magic =
+        bytes.len() >= 4 && bytes[0] == 0 && bytes[1] == 0 && (1..=4).contains(&bytes[3]);
     if idx_magic && !ext_bin || lower.contains("ubyte") || lower.ends_with(".idx") {
         let im = idx::idx_to_images(file, &idx::parse_idx(file, &bytes)?)?;
         let (labels, lraw) = sibling_labels(file, im.len(), idx::read_idx_labels)?;

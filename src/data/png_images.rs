@@ -60,7 +60,8 @@ pub fn read_png(path: &Path) -> Result<Images> {
 }
 
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
-    let rd = std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let rd =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
     let mut v = Vec::new();
     for e in rd {
         let e = e.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
@@ -88,7 +89,10 @@ pub fn list_png_folder(dir: &Path) -> Result<(Vec<PathBuf>, Vec<i64>, Vec<String
     let mut classes = Vec::new();
     let mut class_dirs = Vec::new();
     for d in subdirs {
-        let pngs: Vec<PathBuf> = sorted_entries(d)?.into_iter().filter(|p| is_png(p)).collect();
+        let pngs: Vec<PathBuf> = sorted_entries(d)?
+            .into_iter()
+            .filter(|p| is_png(p))
+            .collect();
         if !pngs.is_empty() {
             class_dirs.push((d.clone(), pngs));
         }
@@ -104,7 +108,11 @@ pub fn list_png_folder(dir: &Path) -> Result<(Vec<PathBuf>, Vec<i64>, Vec<String
         files = top;
     } else {
         for (k, (d, pngs)) in class_dirs.into_iter().enumerate() {
-            classes.push(d.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            classes.push(
+                d.file_name()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            );
             labels.extend(std::iter::repeat_n(k as i64, pngs.len()));
             files.extend(pngs);
         }
@@ -140,7 +148,11 @@ pub fn read_png_folder(dir: &Path) -> Result<(Images, Vec<i64>, String)> {
         pixels.extend(px);
     }
     let shape = shape.ok_or_else(|| Error::bad_file(dir, "folder holds no .png files"))?;
-    Ok((Images { shape, pixels }, labels, hex::encode(hasher.finalize())))
+    Ok((
+        Images { shape, pixels },
+        labels,
+        hex::encode(hasher.finalize()),
+    ))
 }
 
 /// Encodes 8- or 16-bit samples as a PNG (used by tests and for writing previews).

@@ -7,7 +7,11 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
 /// Train/test index lists of a stratified split with `train_fraction` per class.
-pub fn stratified_split(labels: &[i64], train_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+pub fn stratified_split(
+    labels: &[i64],
+    train_fraction: f64,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
     let mut classes: Vec<i64> = labels.to_vec();
     classes.sort_unstable();
     classes.dedup();

@@ -76,15 +76,31 @@ pub fn pip_command() -> Result<Command> {
 }
 
 /// `pip download --no-deps -d DEST PKG==VER [extra…]` with `TMPDIR=tmp`.
-pub fn pip_download(pkg: &str, version: &str, extra: &[&str], dest: &Path, tmp: &Path) -> Result<ToolRun> {
+pub fn pip_download(
+    pkg: &str,
+    version: &str,
+    extra: &[&str],
+    dest: &Path,
+    tmp: &Path,
+) -> Result<ToolRun> {
     let mut c = pip_command()?;
-    c.args(["download", "--no-deps", "--disable-pip-version-check", "--no-input", "-d"])
-        .arg(dest)
-        .args(extra)
-        .arg(format!("{pkg}=={version}"))
-        .env("TMPDIR", tmp)
-        .env("PIP_NO_INPUT", "1");
-    run_tool(c, &format!("pip download {pkg}=={version}"), "needed for PyPI")
+    c.args([
+        "download",
+        "--no-deps",
+        "--disable-pip-version-check",
+        "--no-input",
+        "-d",
+    ])
+    .arg(dest)
+    .args(extra)
+    .arg(format!("{pkg}=={version}"))
+    .env("TMPDIR", tmp)
+    .env("PIP_NO_INPUT", "1");
+    run_tool(
+        c,
+        &format!("pip download {pkg}=={version}"),
+        "needed for PyPI",
+    )
 }
 
 /// Turns a failed pip run into a clear error naming PyPI and what to check.
@@ -92,7 +108,11 @@ pub fn pip_error(pkg: &str, version: &str, run: &ToolRun) -> Error {
     let o = run.output.to_ascii_lowercase();
     let why = if o.contains("no matching distribution") || o.contains("could not find a version") {
         "the package/version was not found (PyPI unreachable, or not published for this platform)"
-    } else if o.contains("connection") || o.contains("network") || o.contains("resolve") || o.contains("timed out") {
+    } else if o.contains("connection")
+        || o.contains("network")
+        || o.contains("resolve")
+        || o.contains("timed out")
+    {
         "PyPI is unreachable"
     } else {
         "pip failed"
@@ -141,7 +161,11 @@ pub fn apt_download(pkg: &str, version: &str, dir: &Path) -> Result<ToolRun> {
 pub fn dpkg_extract(deb: &Path, dest: &Path) -> Result<()> {
     let mut c = Command::new("dpkg-deb");
     c.arg("-x").arg(deb).arg(dest);
-    let r = run_tool(c, "dpkg-deb -x", "install dpkg (Debian/Ubuntu) to unpack .deb packages")?;
+    let r = run_tool(
+        c,
+        "dpkg-deb -x",
+        "install dpkg (Debian/Ubuntu) to unpack .deb packages",
+    )?;
     if !r.success {
         return Err(Error::Data(format!(
             "dpkg-deb -x {} failed: {}",

@@ -81,7 +81,8 @@ impl Manifest {
     pub fn read(path: &Path) -> Result<Manifest> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        serde_json::from_str(&text).map_err(|e| Error::bad_file(path, format!("not a manifest: {e}")))
+        serde_json::from_str(&text)
+            .map_err(|e| Error::bad_file(path, format!("not a manifest: {e}")))
     }
 }
 

@@ -30,14 +30,21 @@ impl GradOracle<'_> {
             let mut flat = Vec::with_capacity(chunk.len() * d);
             for x in chunk {
                 if x.len() != d {
-                    return Err(Error::BadInput(format!("point has {} values, model expects {d}", x.len())));
+                    return Err(Error::BadInput(format!(
+                        "point has {} values, model expects {d}",
+                        x.len()
+                    )));
                 }
                 flat.extend_from_slice(x);
             }
-            let t = Tensor::from_vec(flat, (chunk.len(), c, h, w), self.model.device())?.to_dtype(self.model.dtype())?;
+            let t = Tensor::from_vec(flat, (chunk.len(), c, h, w), self.model.device())?
+                .to_dtype(self.model.dtype())?;
             let (s, g) = score_and_input_grad(self.model, &t, ScoreKind::Energy, self.temperature)?;
             let s = s.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
-            let g = g.to_dtype(candle_core::DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+            let g = g
+                .to_dtype(candle_core::DType::F64)?
+                .flatten_all()?
+                .to_vec1::<f64>()?;
             for (i, si) in s.into_iter().enumerate() {
                 out.push((si, g[i * d..(i + 1) * d].to_vec()));
             }
@@ -47,7 +54,11 @@ impl GradOracle<'_> {
 
     /// ‖∇ₓS‖_q at each point.
     pub fn grad_norms(&self, xs: &[Vec<f64>], norm: Norm) -> Result<Vec<f64>> {
-        Ok(self.score_grads(xs)?.iter().map(|(_, g)| norm.dual_norm(g)).collect())
+        Ok(self
+            .score_grads(xs)?
+            .iter()
+            .map(|(_, g)| norm.dual_norm(g))
+            .collect())
     }
 }
 
@@ -56,12 +67,27 @@ impl GradOracle<'_> {
 pub fn sample_ball(ball: &Ball, rng: &mut ChaCha8Rng) -> Vec<f64> {
     let n = ball.center.len();
     let mut y: Vec<f64> = match ball.norm {
-        Norm::Linf => ball.center.iter().map(|c| c + ball.eps * (2.0 * rng.random::<f64>() - 1.0)).collect(),
+        Norm::Linf => ball
+            .center
+            .iter()
+            .map(|c| c + ball.eps * (2.0 * rng.random::<f64>() - 1.0))
+            .collect(),
         Norm::L2 => {
-            let dir: Vec<f64> = (0..n).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
-            let len = dir.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+            let dir: Vec<f64> = (0..n)
+                .map(|_| rng.sample::<f64, _>(StandardNormal))
+                .collect();
+            let len = dir
+                .iter()
+                .map(|v| v * v)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
             let r = ball.eps * rng.random::<f64>().powf(1.0 / n as f64);
-            ball.center.iter().zip(&dir).map(|(c, d)| c + r * d / len).collect()
+            ball.center
+                .iter()
+                .zip(&dir)
+                .map(|(c, d)| c + r * d / len)
+                .collect()
         }
     };
     ball.project(&mut y);
@@ -69,10 +95,18 @@ pub fn sample_ball(ball: &Ball, rng: &mut ChaCha8Rng) -> Vec<f64> {
 }
 
 /// max over `m` uniform samples of the ball of ‖∇ₓS‖_q (the centre included).
-pub fn lower_by_sampling(oracle: &GradOracle, ball: &Ball, m: usize, rng: &mut ChaCha8Rng) -> Result<f64> {
+pub fn lower_by_sampling(
+    oracle: &GradOracle,
+    ball: &Ball,
+    m: usize,
+    rng: &mut ChaCha8Rng,
+) -> Result<f64> {
     let mut pts = vec![ball.center.clone()];
     pts.extend((0..m).map(|_| sample_ball(ball, rng)));
-    Ok(oracle.grad_norms(&pts, ball.norm)?.into_iter().fold(0.0, f64::max))
+    Ok(oracle
+        .grad_norms(&pts, ball.norm)?
+        .into_iter()
+        .fold(0.0, f64::max))
 }
 
 /// Settings of projected gradient ascent on ‖∇ₓS‖_q.
@@ -88,7 +122,12 @@ pub struct PgdConfig {
 
 impl Default for PgdConfig {
     fn default() -> Self {
-        Self { steps: 20, restarts: 4, step_frac: 0.15, fd_frac: 1e-3 }
+        Self {
+            steps: 20,
+            restarts: 4,
+            step_frac: 0.15,
+            fd_frac: 1e-3,
+        }
     }
 }
 
@@ -97,9 +136,24 @@ fn norm_direction(g: &[f64], norm: Norm) -> Vec<f64> {
     match norm {
         Norm::L2 => {
             let n = g.iter().map(|v| v * v).sum::<f64>().sqrt();
-            if n == 0.0 { vec![0.0; g.len()] } else { g.iter().map(|v| v / n).collect() }
+            if n == 0.0 {
+                vec![0.0; g.len()]
+            } else {
+                g.iter().map(|v| v / n).collect()
+            }
         }
-        Norm::Linf => g.iter().map(|v| if *v > 0.0 { 1.0 } else if *v < 0.0 { -1.0 } else { 0.0 }).collect(),
+        Norm::Linf => g
+            .iter()
+            .map(|v| {
+                if *v > 0.0 {
+                    1.0
+                } else if *v < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
     }
 }
 
@@ -107,12 +161,25 @@ fn norm_direction(g: &[f64], norm: Norm) -> Vec<f64> {
 /// the others at uniform points. The ascent direction ∇ₓ‖∇ₓS‖_q = H·∂‖g‖/∂g uses a central
 /// finite difference of gradients for the Hessian-vector product (no second-order backward).
 /// Returns the largest ‖∇ₓS‖_q seen at any point of the ball.
-pub fn lower_by_pgd(oracle: &GradOracle, ball: &Ball, cfg: &PgdConfig, rng: &mut ChaCha8Rng) -> Result<f64> {
+pub fn lower_by_pgd(
+    oracle: &GradOracle,
+    ball: &Ball,
+    cfg: &PgdConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<f64> {
     if ball.eps == 0.0 {
         return Ok(oracle.grad_norms(std::slice::from_ref(&ball.center), ball.norm)?[0]);
     }
     let r = cfg.restarts.max(1);
-    let mut xs: Vec<Vec<f64>> = (0..r).map(|i| if i == 0 { ball.center.clone() } else { sample_ball(ball, rng) }).collect();
+    let mut xs: Vec<Vec<f64>> = (0..r)
+        .map(|i| {
+            if i == 0 {
+                ball.center.clone()
+            } else {
+                sample_ball(ball, rng)
+            }
+        })
+        .collect();
     let mut best = 0.0f64;
     let h = cfg.fd_frac * ball.eps;
     let alpha = cfg.step_frac * ball.eps;
@@ -123,7 +190,12 @@ pub fn lower_by_pgd(oracle: &GradOracle, ball: &Ball, cfg: &PgdConfig, rng: &mut
         for (k, (_, g)) in g0.iter().enumerate() {
             best = best.max(ball.norm.dual_norm(g));
             let v = norm_direction(g, ball.norm);
-            let vn = v.iter().map(|a| a * a).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+            let vn = v
+                .iter()
+                .map(|a| a * a)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
             let plus: Vec<f64> = xs[k].iter().zip(&v).map(|(x, v)| x + h * v / vn).collect();
             let minus: Vec<f64> = xs[k].iter().zip(&v).map(|(x, v)| x - h * v / vn).collect();
             probes.push(plus);
@@ -138,13 +210,25 @@ pub fn lower_by_pgd(oracle: &GradOracle, ball: &Ball, cfg: &PgdConfig, rng: &mut
                 }
             }
             // H v ≈ (∇S(x + h v̂) − ∇S(x − h v̂)) / (2h) · ‖v‖.
-            let mut hv: Vec<f64> = gp[2 * k].1.iter().zip(&gp[2 * k + 1].1).map(|(a, b)| (a - b) / (2.0 * h) * dirs[k]).collect();
+            let mut hv: Vec<f64> = gp[2 * k]
+                .1
+                .iter()
+                .zip(&gp[2 * k + 1].1)
+                .map(|(a, b)| (a - b) / (2.0 * h) * dirs[k])
+                .collect();
             if hv.iter().all(|v| *v == 0.0) {
-                hv = (0..hv.len()).map(|_| rng.sample::<f64, _>(StandardNormal)).collect();
+                hv = (0..hv.len())
+                    .map(|_| rng.sample::<f64, _>(StandardNormal))
+                    .collect();
             }
             let step: Vec<f64> = match ball.norm {
                 Norm::L2 => {
-                    let n = hv.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+                    let n = hv
+                        .iter()
+                        .map(|v| v * v)
+                        .sum::<f64>()
+                        .sqrt()
+                        .max(f64::MIN_POSITIVE);
                     hv.iter().map(|v| alpha * v / n).collect()
                 }
                 Norm::Linf => hv.iter().map(|v| alpha * v.signum()).collect(),

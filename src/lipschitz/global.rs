@@ -10,7 +10,9 @@
 //!   ℓq... norm), which S's 1-Lipschitzness in ℓ∞ of the logits allows.
 //! Every factor records the rule that produced it.
 
-use super::operator_norm::{conv_l2_upper, conv_linf_upper, l2_to_linf_upper, linf_upper, spectral_upper};
+use super::operator_norm::{
+    conv_l2_upper, conv_linf_upper, l2_to_linf_upper, linf_upper, spectral_upper,
+};
 use crate::bounds::net::{Affine, LinearOp, Net, Node};
 use crate::bounds::round::next_up;
 use crate::bounds::{Norm, conv::Conv, dense::Dense, diag::Diag};
@@ -43,15 +45,27 @@ fn mul_up(a: f64, b: f64) -> f64 {
 /// A certified ‖A‖_{p→p} of one linear operation with its rule.
 fn op_norm(op: &LinearOp, norm: Norm) -> (f64, String) {
     match (op, norm) {
-        (LinearOp::Dense(d), Norm::L2) => (spectral_upper(d.out, d.inp, &d.w), "exact SVD (Gram eigen) + rounding margin".into()),
-        (LinearOp::Dense(d), Norm::Linf) => (linf_upper(d.out, d.inp, &d.w), "max absolute row sum".into()),
+        (LinearOp::Dense(d), Norm::L2) => (
+            spectral_upper(d.out, d.inp, &d.w),
+            "exact SVD (Gram eigen) + rounding margin".into(),
+        ),
+        (LinearOp::Dense(d), Norm::Linf) => (
+            linf_upper(d.out, d.inp, &d.w),
+            "max absolute row sum".into(),
+        ),
         (LinearOp::Conv(c), Norm::L2) => conv_l2_upper(c),
-        (LinearOp::Conv(c), Norm::Linf) => (conv_linf_upper(c), "max absolute kernel sum per output channel".into()),
+        (LinearOp::Conv(c), Norm::Linf) => (
+            conv_linf_upper(c),
+            "max absolute kernel sum per output channel".into(),
+        ),
         (LinearOp::Diag(d), _) => (
             next_up(d.scale.iter().fold(0.0f64, |m, v| m.max(v.abs()))),
             "diagonal: max |scale|".into(),
         ),
-        (LinearOp::AvgPool(a), Norm::L2) => (next_up(next_up(1.0 / (a.hw as f64).sqrt())), "average pool: 1/sqrt(hw)".into()),
+        (LinearOp::AvgPool(a), Norm::L2) => (
+            next_up(next_up(1.0 / (a.hw as f64).sqrt())),
+            "average pool: 1/sqrt(hw)".into(),
+        ),
         (LinearOp::AvgPool(_), Norm::Linf) => (1.0, "average pool: 1".into()),
     }
 }
@@ -59,7 +73,10 @@ fn op_norm(op: &LinearOp, norm: Norm) -> (f64, String) {
 /// The head rule: ‖W‖_{p→∞} for the last layer (S is 1-Lipschitz in ℓ∞ of the logits).
 fn head_norm(op: &LinearOp, norm: Norm) -> (f64, String) {
     match (op, norm) {
-        (LinearOp::Dense(d), Norm::L2) => (l2_to_linf_upper(d.out, d.inp, &d.w), "head l2->linf: max row l2 norm".into()),
+        (LinearOp::Dense(d), Norm::L2) => (
+            l2_to_linf_upper(d.out, d.inp, &d.w),
+            "head l2->linf: max row l2 norm".into(),
+        ),
         _ => op_norm(op, norm),
     }
 }
@@ -83,7 +100,10 @@ fn fold(affines: &[&Affine]) -> Vec<(String, LinearOp)> {
                     }
                 }
                 pending = Some(match pending.take() {
-                    Some((n, s)) => (format!("{n}+{}", a.name), s.iter().zip(&d.scale).map(|(x, y)| x * y).collect()),
+                    Some((n, s)) => (
+                        format!("{n}+{}", a.name),
+                        s.iter().zip(&d.scale).map(|(x, y)| x * y).collect(),
+                    ),
                     None => (a.name.clone(), d.scale.clone()),
                 });
             }
@@ -113,7 +133,9 @@ fn fold(affines: &[&Affine]) -> Vec<(String, LinearOp)> {
 fn scale_rows(op: &LinearOp, s: &[f64]) -> Option<LinearOp> {
     match op {
         LinearOp::Dense(d) if s.len() == d.out => {
-            let w = (0..d.out).flat_map(|i| d.row(i).iter().map(move |v| v * s[i])).collect();
+            let w = (0..d.out)
+                .flat_map(|i| d.row(i).iter().map(move |v| v * s[i]))
+                .collect();
             Some(LinearOp::Dense(Dense { w, ..d.clone() }))
         }
         LinearOp::Conv(c) if s.len() == c.c_out * c.ho * c.wo => {
@@ -123,7 +145,11 @@ fn scale_rows(op: &LinearOp, s: &[f64]) -> Option<LinearOp> {
                 return None;
             }
             let blk = c.c_in * c.kh * c.kw;
-            let k = c.k.iter().enumerate().map(|(i, v)| v * per[i / blk]).collect();
+            let k =
+                c.k.iter()
+                    .enumerate()
+                    .map(|(i, v)| v * per[i / blk])
+                    .collect();
             Some(LinearOp::Conv(Conv { k, ..c.clone() }))
         }
         _ => None,
@@ -134,7 +160,11 @@ fn scale_rows(op: &LinearOp, s: &[f64]) -> Option<LinearOp> {
 fn scale_cols(op: &LinearOp, s: &[f64]) -> Option<LinearOp> {
     match op {
         LinearOp::Dense(d) if s.len() == d.inp => {
-            let w = d.w.iter().enumerate().map(|(i, v)| v * s[i % d.inp]).collect();
+            let w =
+                d.w.iter()
+                    .enumerate()
+                    .map(|(i, v)| v * s[i % d.inp])
+                    .collect();
             Some(LinearOp::Dense(Dense { w, ..d.clone() }))
         }
         LinearOp::Conv(c) if s.len() == c.c_in * c.h * c.w => {
@@ -144,7 +174,11 @@ fn scale_cols(op: &LinearOp, s: &[f64]) -> Option<LinearOp> {
                 return None;
             }
             let kk = c.kh * c.kw;
-            let k = c.k.iter().enumerate().map(|(i, v)| v * per[(i / kk) % c.c_in]).collect();
+            let k =
+                c.k.iter()
+                    .enumerate()
+                    .map(|(i, v)| v * per[(i / kk) % c.c_in])
+                    .collect();
             Some(LinearOp::Conv(Conv { k, ..c.clone() }))
         }
         _ => None,
@@ -152,7 +186,14 @@ fn scale_cols(op: &LinearOp, s: &[f64]) -> Option<LinearOp> {
 }
 
 /// Product bound over `nodes`; `head` marks the list that ends in the network's last layer.
-fn product(nodes: &[Node], norm: Norm, folded: bool, head: bool, prefix: &str, factors: &mut Vec<Factor>) -> f64 {
+fn product(
+    nodes: &[Node],
+    norm: Norm,
+    folded: bool,
+    head: bool,
+    prefix: &str,
+    factors: &mut Vec<Factor>,
+) -> f64 {
     let mut total = 1.0;
     let mut i = 0;
     while i < nodes.len() {
@@ -176,7 +217,11 @@ fn product(nodes: &[Node], norm: Norm, folded: bool, head: bool, prefix: &str, f
                     } else {
                         op_norm(op, norm)
                     };
-                    factors.push(Factor { layer: format!("{prefix}{name}"), rule, value: v });
+                    factors.push(Factor {
+                        layer: format!("{prefix}{name}"),
+                        rule,
+                        value: v,
+                    });
                     total = mul_up(total, v);
                 }
                 continue;
@@ -189,17 +234,35 @@ fn product(nodes: &[Node], norm: Norm, folded: bool, head: bool, prefix: &str, f
             }),
             Node::Residual { main, shortcut } => {
                 let mut sub = Vec::new();
-                let m = product(main, norm, folded, false, &format!("{prefix}residual.main."), &mut sub);
+                let m = product(
+                    main,
+                    norm,
+                    folded,
+                    false,
+                    &format!("{prefix}residual.main."),
+                    &mut sub,
+                );
                 let s = if shortcut.is_empty() {
                     1.0
                 } else {
-                    product(shortcut, norm, folded, false, &format!("{prefix}residual.shortcut."), &mut sub)
+                    product(
+                        shortcut,
+                        norm,
+                        folded,
+                        false,
+                        &format!("{prefix}residual.shortcut."),
+                        &mut sub,
+                    )
                 };
                 let v = next_up(m + s);
                 factors.extend(sub);
                 factors.push(Factor {
                     layer: format!("{prefix}residual"),
-                    rule: if shortcut.is_empty() { "residual: Lip(main) + 1".into() } else { "residual: Lip(main) + Lip(shortcut)".into() },
+                    rule: if shortcut.is_empty() {
+                        "residual: Lip(main) + 1".into()
+                    } else {
+                        "residual: Lip(main) + Lip(shortcut)".into()
+                    },
                     value: v,
                 });
                 total = mul_up(total, v);
@@ -214,9 +277,24 @@ fn product(nodes: &[Node], norm: Norm, folded: bool, head: bool, prefix: &str, f
 pub fn global_bound(net: &Net, norm: Norm) -> Result<GlobalBound> {
     let mut nf = Vec::new();
     let naive = product(&net.nodes, norm, false, true, "", &mut nf);
-    nf.push(Factor { layer: "energy".into(), rule: "S is 1-Lipschitz in the logits (l2 and linf)".into(), value: 1.0 });
+    nf.push(Factor {
+        layer: "energy".into(),
+        rule: "S is 1-Lipschitz in the logits (l2 and linf)".into(),
+        value: 1.0,
+    });
     let mut ff = Vec::new();
     let folded = product(&net.nodes, norm, true, true, "", &mut ff);
-    ff.push(Factor { layer: "energy".into(), rule: "S is 1-Lipschitz in linf of the logits".into(), value: 1.0 });
-    Ok(GlobalBound { norm, naive, folded, value: naive.min(folded), naive_factors: nf, folded_factors: ff })
+    ff.push(Factor {
+        layer: "energy".into(),
+        rule: "S is 1-Lipschitz in linf of the logits".into(),
+        value: 1.0,
+    });
+    Ok(GlobalBound {
+        norm,
+        naive,
+        folded,
+        value: naive.min(folded),
+        naive_factors: nf,
+        folded_factors: ff,
+    })
 }

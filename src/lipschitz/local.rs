@@ -51,7 +51,14 @@ pub fn grad_backward(nodes: &[Node], traces: &[Trace], g: Interval) -> Result<In
             (Node::Affine(a), _) => adjoint_image(a.op.map(), &g)?,
             (Node::Relu, t) => relu::grad_back(t.input(), &g),
             (Node::MaxPool2 { c, h, w }, t) => max_pool::grad_back(t.input(), &g, *c, *h, *w),
-            (Node::Residual { main, shortcut }, Trace::Residual { main: tm, shortcut: ts, .. }) => {
+            (
+                Node::Residual { main, shortcut },
+                Trace::Residual {
+                    main: tm,
+                    shortcut: ts,
+                    ..
+                },
+            ) => {
                 let gm = grad_backward(main, tm, g.clone())?;
                 let gs = grad_backward(shortcut, ts, g)?;
                 gm.add(&gs)?
@@ -73,11 +80,18 @@ pub fn box_dual_norm(b: &Interval, norm: crate::bounds::Norm) -> f64 {
 pub fn fastlip(net: &Net, ball: &Ball, temperature: f64, head: Head) -> Result<LocalBound> {
     crate::score::check_temperature(temperature)?;
     if ball.center.len() != net.input_dim() {
-        return Err(Error::BadInput(format!("ball has {} coordinates, network {}", ball.center.len(), net.input_dim())));
+        return Err(Error::BadInput(format!(
+            "ball has {} coordinates, network {}",
+            ball.center.len(),
+            net.input_dim()
+        )));
     }
     let (traces, logits) = ibp(&net.nodes, ball.to_box())?;
     let p = simplex_tighten(&softmax_box(&logits, temperature));
-    let neg_p = Interval { lo: p.hi.iter().map(|v| -v).collect(), hi: p.lo.iter().map(|v| -v).collect() };
+    let neg_p = Interval {
+        lo: p.hi.iter().map(|v| -v).collect(),
+        hi: p.lo.iter().map(|v| -v).collect(),
+    };
     let g_box = grad_backward(&net.nodes, &traces, neg_p)?;
     let box_value = box_dual_norm(&g_box, ball.norm);
     let (grad, simplex_value) = match head {
@@ -110,5 +124,11 @@ pub fn fastlip(net: &Net, ball: &Ball, temperature: f64, head: Head) -> Result<L
         }
     };
     let value = box_dual_norm(&grad, ball.norm);
-    Ok(LocalBound { value, box_value, simplex_value, grad, logits })
+    Ok(LocalBound {
+        value,
+        box_value,
+        simplex_value,
+        grad,
+        logits,
+    })
 }

@@ -19,38 +19,18 @@ pub fn spectral_upper(rows: usize, cols: usize, r: &[f64]) -> f64 {
     if rows == 0 || cols == 0 {
         return 0.0;
     }
-    let (d, k, gram): (usize, usize, Vec<f64>) = if rows <= cols {
-        let mut g = vec![0.0; rows * rows];
-        for i in 0..rows {
-            let ri = &r[i * cols..(i + 1) * cols];
-            for j in i..rows {
-                let rj = &r[j * cols..(j + 1) * cols];
-                let v: f64 = ri.iter().zip(rj).map(|(a, b)| a * b).sum();
-                g[i * rows + j] = v;
-                g[j * rows + i] = v;
-            }
-        }
-        (rows, cols, g)
+    // G = RRᵀ or RᵀR (the smaller side) by nalgebra's blocked product; any summation order
+    // obeys the γ_k error bound used below.
+    let m = DMatrix::from_row_slice(rows, cols, r);
+    let (d, k, g) = if rows <= cols {
+        (rows, cols, &m * m.transpose())
     } else {
-        // RᵀR accumulated row by row.
-        let mut g = vec![0.0; cols * cols];
-        for i in 0..rows {
-            let ri = &r[i * cols..(i + 1) * cols];
-            for a in 0..cols {
-                let va = ri[a];
-                if va == 0.0 {
-                    continue;
-                }
-                let row = &mut g[a * cols..(a + 1) * cols];
-                for (gb, vb) in row.iter_mut().zip(ri) {
-                    *gb += va * vb;
-                }
-            }
-        }
-        (cols, rows, g)
+        (cols, rows, m.transpose() * &m)
     };
+    // Symmetrise exactly (the solver reads one triangle; both are the same dot products).
+    let g = DMatrix::from_fn(d, d, |i, j| if i <= j { g[(i, j)] } else { g[(j, i)] });
     let frob2: f64 = widen_up(r.iter().map(|v| v * v).sum::<f64>(), dot_err(r.len()));
-    let lam = DMatrix::from_row_slice(d, d, &gram)
+    let lam = g
         .symmetric_eigenvalues()
         .iter()
         .fold(0.0f64, |m, v| m.max(*v));
@@ -63,7 +43,12 @@ pub fn spectral_upper(rows: usize, cols: usize, r: &[f64]) -> f64 {
 /// A certified ‖R‖_{∞→∞} = max_i Σ_j |R_ij|.
 pub fn linf_upper(rows: usize, cols: usize, r: &[f64]) -> f64 {
     (0..rows)
-        .map(|i| widen_up(r[i * cols..(i + 1) * cols].iter().map(|v| v.abs()).sum(), dot_err(cols)))
+        .map(|i| {
+            widen_up(
+                r[i * cols..(i + 1) * cols].iter().map(|v| v.abs()).sum(),
+                dot_err(cols),
+            )
+        })
         .fold(0.0, f64::max)
 }
 
@@ -93,10 +78,43 @@ pub fn unroll(map: &dyn LinearMap) -> Vec<f64> {
     a
 }
 
+/// The dense `(out, in)` matrix of a convolution, built from the kernel (O(out·fan_in)).
+pub fn unroll_conv(conv: &Conv) -> Vec<f64> {
+    let n = conv.in_dim();
+    let (hw_in, hw_out) = (conv.h * conv.w, conv.ho * conv.wo);
+    let mut a = vec![0.0; conv.out_dim() * n];
+    for o in 0..conv.c_out {
+        for i in 0..conv.ho {
+            for j in 0..conv.wo {
+                let row = (o * hw_out + i * conv.wo + j) * n;
+                for c in 0..conv.c_in {
+                    for ka in 0..conv.kh {
+                        let y = (i * conv.stride + ka) as isize - conv.pad as isize;
+                        if y < 0 || y >= conv.h as isize {
+                            continue;
+                        }
+                        for kb in 0..conv.kw {
+                            let x = (j * conv.stride + kb) as isize - conv.pad as isize;
+                            if x < 0 || x >= conv.w as isize {
+                                continue;
+                            }
+                            a[row + c * hw_in + y as usize * conv.w + x as usize] =
+                                conv.at(o, c, ka, kb);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    a
+}
+
 /// Largest unrolled matrix (entries) whose exact spectral norm we compute.
-pub const UNROLL_MAX_ENTRIES: usize = 4_000_000;
+pub const UNROLL_MAX_ENTRIES: usize = 2_000_000;
+/// Largest Gram side of an unrolled matrix.
+pub const UNROLL_MAX_SIDE: usize = 1024;
 /// Largest Gram side for the two mixed reshapings of a kernel.
-pub const RESHAPE_MAX_GRAM: usize = 1200;
+pub const RESHAPE_MAX_GRAM: usize = 1024;
 
 /// A certified ℓ2 operator norm of a convolution and the rule that produced it.
 pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
@@ -112,7 +130,10 @@ pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
     };
     let scale = next_up(((kh * kw) as f64).sqrt() * (1.0 + 2.0 * f64::EPSILON));
     // R1: c_out × (c_in·kh·kw) — the kernel's own layout.
-    consider(next_up(scale * spectral_upper(co, ci * kh * kw, &conv.k)), "singla-feizi R1 (cout x cin*kh*kw)");
+    consider(
+        next_up(scale * spectral_upper(co, ci * kh * kw, &conv.k)),
+        "singla-feizi R1 (cout x cin*kh*kw)",
+    );
     // R2: (c_out·kh·kw) × c_in.
     let mut r2 = Vec::with_capacity(co * kh * kw * ci);
     for o in 0..co {
@@ -124,7 +145,10 @@ pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
             }
         }
     }
-    consider(next_up(scale * spectral_upper(co * kh * kw, ci, &r2)), "singla-feizi R2 (cout*kh*kw x cin)");
+    consider(
+        next_up(scale * spectral_upper(co * kh * kw, ci, &r2)),
+        "singla-feizi R2 (cout*kh*kw x cin)",
+    );
     // R3: (kh·c_out) × (kw·c_in), block (a, b) = K[:, :, a, b].
     if (kh * co).min(kw * ci) <= RESHAPE_MAX_GRAM {
         let mut r3 = Vec::with_capacity(kh * co * kw * ci);
@@ -137,7 +161,10 @@ pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
                 }
             }
         }
-        consider(next_up(scale * spectral_upper(kh * co, kw * ci, &r3)), "singla-feizi R3 (kh*cout x kw*cin)");
+        consider(
+            next_up(scale * spectral_upper(kh * co, kw * ci, &r3)),
+            "singla-feizi R3 (kh*cout x kw*cin)",
+        );
     }
     // R4: (kw·c_out) × (kh·c_in), block (b, a) = K[:, :, a, b].
     if (kw * co).min(kh * ci) <= RESHAPE_MAX_GRAM {
@@ -151,11 +178,17 @@ pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
                 }
             }
         }
-        consider(next_up(scale * spectral_upper(kw * co, kh * ci, &r4)), "singla-feizi R4 (kw*cout x kh*cin)");
+        consider(
+            next_up(scale * spectral_upper(kw * co, kh * ci, &r4)),
+            "singla-feizi R4 (kw*cout x kh*cin)",
+        );
     }
     let (m, n) = (conv.out_dim(), conv.in_dim());
-    if m * n <= UNROLL_MAX_ENTRIES && m.min(n) <= 2000 {
-        consider(spectral_upper(m, n, &unroll(conv)), "exact SVD of the unrolled matrix");
+    if m * n <= UNROLL_MAX_ENTRIES && m.min(n) <= UNROLL_MAX_SIDE {
+        consider(
+            spectral_upper(m, n, &unroll_conv(conv)),
+            "exact SVD of the unrolled matrix",
+        );
     }
     (best, rule)
 }
@@ -179,13 +212,45 @@ mod tests {
         // A wide rank-one matrix u vᵀ: ‖·‖₂ = ‖u‖‖v‖.
         let u = [1.0, 2.0];
         let w = [3.0, 0.0, 4.0];
-        let r: Vec<f64> = u.iter().flat_map(|a| w.iter().map(move |b| a * b)).collect();
+        let r: Vec<f64> = u
+            .iter()
+            .flat_map(|a| w.iter().map(move |b| a * b))
+            .collect();
         let v = spectral_upper(2, 3, &r);
         let exact = 5f64.sqrt() * 5.0;
         assert!(v >= exact && v < exact * (1.0 + 1e-10));
-        let vt = spectral_upper(3, 2, &(0..6).map(|i| r[(i % 2) * 3 + i / 2]).collect::<Vec<_>>());
+        let vt = spectral_upper(
+            3,
+            2,
+            &(0..6).map(|i| r[(i % 2) * 3 + i / 2]).collect::<Vec<_>>(),
+        );
         assert!(vt >= exact && vt < exact * (1.0 + 1e-10));
         assert_eq!(linf_upper(2, 3, &r) >= 14.0, true);
         assert!(l2_to_linf_upper(2, 3, &r) >= 10.0 && l2_to_linf_upper(2, 3, &r) < 10.0 + 1e-9);
+    }
+}
+
+#[cfg(test)]
+mod unroll_tests {
+    use super::*;
+
+    #[test]
+    fn unrolled_conv_equals_applying_it() {
+        let conv = Conv {
+            c_out: 2,
+            c_in: 3,
+            kh: 3,
+            kw: 2,
+            stride: 2,
+            pad: 1,
+            h: 5,
+            w: 4,
+            ho: 3,
+            wo: 3,
+            k: (0..36).map(|i| (i as f64 * 0.37).sin()).collect(),
+        };
+        assert_eq!(conv.ho, (5 + 2 - 3) / 2 + 1);
+        assert_eq!(conv.wo, (4 + 2 - 2) / 2 + 1);
+        assert_eq!(unroll(&conv), unroll_conv(&conv));
     }
 }

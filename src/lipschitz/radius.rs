@@ -19,7 +19,11 @@ pub fn lipschitz_radius(margin: f64, lip: f64, eps: f64) -> f64 {
 
 /// Bisection over r ∈ (0, r_max] for the largest certifiable radius. `certify(r)` returns a
 /// radius certified using the ball of radius r (≤ r, or 0). Returns the best radius found.
-pub fn search_radius(mut certify: impl FnMut(f64) -> crate::error::Result<f64>, r_max: f64, iters: usize) -> crate::error::Result<f64> {
+pub fn search_radius(
+    mut certify: impl FnMut(f64) -> crate::error::Result<f64>,
+    r_max: f64,
+    iters: usize,
+) -> crate::error::Result<f64> {
     if !(r_max > 0.0) {
         return Ok(0.0);
     }

@@ -125,11 +125,20 @@ mod tests {
 
     #[test]
     fn lower_bound_solves_the_tail_equation() {
-        for &(k, n) in &[(1u64, 1u64), (3, 10), (50, 100), (99_990, 100_000), (7, 100_000)] {
+        for &(k, n) in &[
+            (1u64, 1u64),
+            (3, 10),
+            (50, 100),
+            (99_990, 100_000),
+            (7, 100_000),
+        ] {
             let lo = clopper_pearson_lower(k, n, 0.001).unwrap();
             let tail = beta_reg(k as f64, (n - k + 1) as f64, lo);
             assert!(tail <= 0.001, "k={k} n={n}: tail {tail}");
-            assert!(tail > 0.001 * (1.0 - 1e-3), "k={k} n={n}: bound too loose, tail {tail}");
+            assert!(
+                tail > 0.001 * (1.0 - 1e-3),
+                "k={k} n={n}: bound too loose, tail {tail}"
+            );
         }
     }
 

@@ -83,10 +83,20 @@ fn pooled_noisy(
     let mut out = Vec::with_capacity(ds.len());
     for i in 0..ds.len() {
         let mut s = Vec::with_capacity(n_cal as usize);
-        noisy_scores(scorer, &key, i as u64, ds.image(i), sigma, 0..n_cal, batch, progress, |b| {
-            s.extend_from_slice(b);
-            Ok(())
-        })?;
+        noisy_scores(
+            scorer,
+            &key,
+            i as u64,
+            ds.image(i),
+            sigma,
+            0..n_cal,
+            batch,
+            progress,
+            |b| {
+                s.extend_from_slice(b);
+                Ok(())
+            },
+        )?;
         out.push(s);
     }
     Ok(out)
@@ -123,7 +133,11 @@ pub fn calibrate(
         for start in (0..ds.len()).step_by(batch.max(1)) {
             let end = (start + batch).min(ds.len());
             let d = ds.dim();
-            clean.extend(clean_scores(scorer, &ds.images[start * d..end * d], end - start)?);
+            clean.extend(clean_scores(
+                scorer,
+                &ds.images[start * d..end * d],
+                end - start,
+            )?);
         }
         gamma_clean = Some(threshold_at_tpr(&clean, spec.tpr)?);
         noisy = pooled_noisy(scorer, ds, sigma, spec.n_cal, seed, batch, progress)?;
@@ -132,12 +146,18 @@ pub fn calibrate(
     }
     let (gamma, gamma_rule) = match (spec.gamma, spec.gamma_source, gamma_clean, gamma_noisy) {
         (Some(g), _, _, _) => (g, "given".to_string()),
-        (None, GammaSource::Clean, Some(g), _) => (g, format!("clean ID validation scores, TPR {}", spec.tpr)),
-        (None, GammaSource::Noisy, _, Some(g)) => (g, format!("noisy ID validation scores, TPR {}", spec.tpr)),
+        (None, GammaSource::Clean, Some(g), _) => {
+            (g, format!("clean ID validation scores, TPR {}", spec.tpr))
+        }
+        (None, GammaSource::Noisy, _, Some(g)) => {
+            (g, format!("noisy ID validation scores, TPR {}", spec.tpr))
+        }
         _ => return Err(Error::Internal("gamma was not calibrated".into())),
     };
     if !gamma.is_finite() {
-        return Err(Error::BadInput(format!("--gamma must be finite, got {gamma}")));
+        return Err(Error::BadInput(format!(
+            "--gamma must be finite, got {gamma}"
+        )));
     }
     let (clip, clip_rule) = match spec.clip {
         Some(c) => (c, "given".to_string()),
@@ -147,7 +167,8 @@ pub fn calibrate(
             let a = order_quantile(&pooled, qa)?;
             let (b, src) = match aux_val {
                 Some(aux) => {
-                    let aux_noisy = pooled_noisy(scorer, aux, sigma, spec.n_cal, seed, batch, progress)?;
+                    let aux_noisy =
+                        pooled_noisy(scorer, aux, sigma, spec.n_cal, seed, batch, progress)?;
                     let p: Vec<f64> = aux_noisy.into_iter().flatten().collect();
                     (order_quantile(&p, qb)?, format!("aux {}", aux.name))
                 }
@@ -158,7 +179,12 @@ pub fn calibrate(
                     "calibrated clip range is empty (a = {a}, b = {b}); choose other --clip-quantiles or give --clip"
                 ))
             })?;
-            (c, format!("a = {qa}-quantile of noisy ID validation scores, b = {qb}-quantile of noisy {src} validation scores"))
+            (
+                c,
+                format!(
+                    "a = {qa}-quantile of noisy ID validation scores, b = {qb}-quantile of noisy {src} validation scores"
+                ),
+            )
         }
     };
     let (gamma_smoothed, rule, smoothed_tpr) = match spec.gamma_smoothed {
@@ -166,11 +192,22 @@ pub fn calibrate(
         None => {
             let g_hat: Vec<f64> = noisy
                 .iter()
-                .map(|s| clip.from_unit(compensated_sum(s.iter().map(|&v| clip.to_unit(v))) / s.len() as f64))
+                .map(|s| {
+                    clip.from_unit(
+                        compensated_sum(s.iter().map(|&v| clip.to_unit(v))) / s.len() as f64,
+                    )
+                })
                 .collect();
             let g = threshold_at_tpr(&g_hat, spec.tpr)?;
             let acc = g_hat.iter().filter(|&&v| v <= g).count() as f64 / g_hat.len() as f64;
-            (g, format!("point estimates of the smoothed clipped score on ID validation data, TPR {}", spec.tpr), Some(acc))
+            (
+                g,
+                format!(
+                    "point estimates of the smoothed clipped score on ID validation data, TPR {}",
+                    spec.tpr
+                ),
+                Some(acc),
+            )
         }
     };
     let t = clip.unit_threshold(gamma_smoothed)?;

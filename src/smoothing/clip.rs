@@ -54,7 +54,9 @@ pub fn order_quantile(values: &[f64], q: f64) -> Result<f64> {
         return Err(Error::BadInput("no scores to take a quantile of".into()));
     }
     if !(0.0..=1.0).contains(&q) {
-        return Err(Error::BadInput(format!("quantile level {q} is outside [0, 1]")));
+        return Err(Error::BadInput(format!(
+            "quantile level {q} is outside [0, 1]"
+        )));
     }
     if values.iter().any(|v| v.is_nan()) {
         return Err(Error::Internal("NaN score in a quantile".into()));

@@ -27,7 +27,11 @@ impl Decision {
 
     /// The base detector's decision for a score: ID iff `score ≤ gamma`.
     pub fn of_score(score: f64, gamma: f64) -> Decision {
-        if score <= gamma { Decision::Id } else { Decision::Ood }
+        if score <= gamma {
+            Decision::Id
+        } else {
+            Decision::Ood
+        }
     }
 
     /// Decision of the ground-truth role.
@@ -53,7 +57,11 @@ pub struct CohenCertificate {
 
 /// The guess of CERTIFY from the selection counts: the majority outcome among `n0` (OOD on a tie).
 pub fn guess_from_counts(id_hits: u64, n0: u64) -> Decision {
-    if 2 * id_hits > n0 { Decision::Id } else { Decision::Ood }
+    if 2 * id_hits > n0 {
+        Decision::Id
+    } else {
+        Decision::Ood
+    }
 }
 
 /// CERTIFY (Cohen et al. 2019, Alg. 1, two outcomes) from `count` hits of `guess` among `n`
@@ -88,7 +96,11 @@ pub fn predict_from_counts(id_hits: u64, n: u64, alpha: f64) -> Result<(Option<D
     let p_value = binomial_test_two_sided(id_hits, n)?;
     // Compare with a relative margin so a p-value rounded low cannot flip an abstention.
     let decision = if p_value * (1.0 + 1e-9) <= alpha {
-        Some(if 2 * id_hits > n { Decision::Id } else { Decision::Ood })
+        Some(if 2 * id_hits > n {
+            Decision::Id
+        } else {
+            Decision::Ood
+        })
     } else {
         None
     };
@@ -116,8 +128,14 @@ mod tests {
     #[test]
     fn predict_abstains_on_close_counts() {
         assert_eq!(predict_from_counts(52, 100, 0.05).unwrap().0, None);
-        assert_eq!(predict_from_counts(80, 100, 0.05).unwrap().0, Some(Decision::Id));
-        assert_eq!(predict_from_counts(3, 100, 0.05).unwrap().0, Some(Decision::Ood));
+        assert_eq!(
+            predict_from_counts(80, 100, 0.05).unwrap().0,
+            Some(Decision::Id)
+        );
+        assert_eq!(
+            predict_from_counts(3, 100, 0.05).unwrap().0,
+            Some(Decision::Ood)
+        );
         assert_eq!(guess_from_counts(5, 10), Decision::Ood);
         assert_eq!(guess_from_counts(6, 10), Decision::Id);
     }

@@ -8,6 +8,7 @@
 //! - `score` / `score-hoeffding` (clipped smoothed score, CDF / Hoeffding bound): an ID sample
 //!   gets the upper bound Φ(Φ⁻¹(h_hi) + r/σ), an OOD sample the lower bound Φ(Φ⁻¹(h_lo) - r/σ);
 //!   certified rates count radius_score ≥ r (radius -1 = never).
+//!
 //! guaranteed_fpr95 and guaranteed_auroc are then the default-convention metrics of crate::metrics
 //! (ID positive, larger = more OOD, FPR at the first threshold with TPR ≥ 0.95).
 
@@ -50,7 +51,9 @@ pub struct CurveRow {
 /// certified radius of any sample (at least 0 alone).
 pub fn radius_grid(records: &[CertifyRecord], step: f64) -> Result<Vec<f64>> {
     if !(step.is_finite() && step > 0.0) {
-        return Err(Error::BadInput(format!("--radius-step must be finite and > 0, got {step}")));
+        return Err(Error::BadInput(format!(
+            "--radius-step must be finite and > 0, got {step}"
+        )));
     }
     let max = records
         .iter()
@@ -110,8 +113,14 @@ pub fn curves(records: &[CertifyRecord], sigma: f64, step: f64) -> Result<Vec<Cu
             let (fpr, auc) = if ids.is_empty() || oods.is_empty() {
                 (None, None)
             } else {
-                let wi: Vec<f64> = ids.iter().map(|r| worst_score(cert, r, radius, sigma)).collect();
-                let wo: Vec<f64> = oods.iter().map(|r| worst_score(cert, r, radius, sigma)).collect();
+                let wi: Vec<f64> = ids
+                    .iter()
+                    .map(|r| worst_score(cert, r, radius, sigma))
+                    .collect();
+                let wo: Vec<f64> = oods
+                    .iter()
+                    .map(|r| worst_score(cert, r, radius, sigma))
+                    .collect();
                 let s = SortedScores::from_split(&wi, &wo)?;
                 (Some(fpr_at_tpr(&s, FprRule::FPR95)?), Some(auroc(&s)))
             };

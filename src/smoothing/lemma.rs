@@ -57,6 +57,9 @@ mod tests {
         let l = lower_at_radius(0.9, r2, sigma);
         assert!((l - t).abs() < 1e-8, "{l}");
         assert!(radius_above(0.6, t, sigma).is_none());
-        assert_eq!(upper_at_radius(0.3, 0.0, sigma), 0.3 * (1.0 + RADIUS_MARGIN) + f64::MIN_POSITIVE);
+        assert_eq!(
+            upper_at_radius(0.3, 0.0, sigma),
+            0.3 * (1.0 + RADIUS_MARGIN) + f64::MIN_POSITIVE
+        );
     }
 }

@@ -97,7 +97,10 @@ impl CertifyManifest {
         let m: CertifyManifest = serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(path, format!("not a certify manifest: {e}")))?;
         if m.format != FORMAT {
-            return Err(Error::bad_file(path, format!("format {} is not {FORMAT}", m.format)));
+            return Err(Error::bad_file(
+                path,
+                format!("format {} is not {FORMAT}", m.format),
+            ));
         }
         Ok(m)
     }
@@ -117,8 +120,15 @@ impl CertifyManifest {
 mod tests {
     #[test]
     fn candle_version_matches_cargo_lock() {
-        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
-        let want = format!("name = \"candle-core\"\nversion = \"{}\"", super::CANDLE_VERSION);
-        assert!(lock.contains(&want), "update CANDLE_VERSION to the candle-core in Cargo.lock");
+        let lock =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.lock")).unwrap();
+        let want = format!(
+            "name = \"candle-core\"\nversion = \"{}\"",
+            super::CANDLE_VERSION
+        );
+        assert!(
+            lock.contains(&want),
+            "update CANDLE_VERSION to the candle-core in Cargo.lock"
+        );
     }
 }

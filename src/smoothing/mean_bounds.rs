@@ -13,7 +13,9 @@ pub const MEAN_MARGIN: f64 = 1e-12;
 /// Checks 0 < α ≤ ½ and n ≥ 1.
 fn check(n: usize, alpha: f64) -> Result<()> {
     if n == 0 {
-        return Err(Error::BadInput("a mean bound needs at least one sample".into()));
+        return Err(Error::BadInput(
+            "a mean bound needs at least one sample".into(),
+        ));
     }
     if !(alpha > 0.0 && alpha <= 0.5) {
         return Err(Error::BadInput(format!(
@@ -139,11 +141,17 @@ mod tests {
         let lo = cdf_lower(&xs, alpha).unwrap();
         // widths 0.1,0.1,0.4,0.3 with weights max(0, 1-.3, .75-.3, .5-.3, .25-.3) = .7,.45,.2,0
         let want_lo = 0.1 * 0.7 + 0.1 * 0.45 + 0.4 * 0.2;
-        assert!((lo - want_lo).abs() < 1e-11 && lo <= want_lo, "{lo} vs {want_lo}");
+        assert!(
+            (lo - want_lo).abs() < 1e-11 && lo <= want_lo,
+            "{lo} vs {want_lo}"
+        );
         let hi = cdf_upper(&xs, alpha).unwrap();
         // widths .1,.1,.4,.3,.1 with weights min(1, 1.3,1.05,.8,.55,.3) = 1,1,.8,.55,.3
         let want_hi = 0.1 + 0.1 + 0.4 * 0.8 + 0.3 * 0.55 + 0.1 * 0.3;
-        assert!((hi - want_hi).abs() < 1e-11 && hi >= want_hi, "{hi} vs {want_hi}");
+        assert!(
+            (hi - want_hi).abs() < 1e-11 && hi >= want_hi,
+            "{hi} vs {want_hi}"
+        );
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 /// Reads, checks and merges `shards` into `out`.
 pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
     if shards.is_empty() {
-        return Err(Error::BadInput("merge needs at least one shard directory".into()));
+        return Err(Error::BadInput(
+            "merge needs at least one shard directory".into(),
+        ));
     }
     let mut parts: Vec<(CertifyManifest, Vec<CertifyRecord>, &PathBuf)> = Vec::new();
     for dir in shards {
@@ -36,7 +38,10 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
     let mut seen = vec![None::<&PathBuf>; count as usize];
     for (m, _, dir) in &parts {
         let s = m.shard.ok_or_else(|| {
-            Error::BadInput(format!("{}: not a shard (its manifest has no shard field)", dir.display()))
+            Error::BadInput(format!(
+                "{}: not a shard (its manifest has no shard field)",
+                dir.display()
+            ))
         })?;
         if s.count != count {
             return Err(Error::BadInput(format!(
@@ -84,9 +89,10 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
         let range = m.shard.map_or(0..0, |s| s.range(reference.total_samples));
         let want = &list[range.start as usize..range.end as usize];
         let ok = rows.len() == want.len()
-            && rows.iter().zip(want).all(|(r, &(d, i))| {
-                r.idx == i && r.dataset == reference.datasets[d].name
-            });
+            && rows
+                .iter()
+                .zip(want)
+                .all(|(r, &(d, i))| r.idx == i && r.dataset == reference.datasets[d].name);
         if !ok {
             return Err(Error::BadInput(format!(
                 "{}: certify.csv does not hold exactly samples {}..{} of the run ({} rows)",

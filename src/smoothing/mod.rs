@@ -4,19 +4,19 @@
 //! (certify.csv, curves.csv, manifest.json), shards and their merge.
 
 pub mod binomial;
+pub mod calibrate;
 pub mod clip;
 pub mod cohen;
 pub mod curves;
 pub mod engine;
 pub mod lemma;
+pub mod manifest;
 pub mod mean_bounds;
+pub mod merge;
 pub mod noise;
 pub mod normal;
-pub mod record;
-pub mod sample;
-pub mod calibrate;
-pub mod manifest;
-pub mod merge;
 pub mod output;
+pub mod record;
 pub mod run;
+pub mod sample;
 pub mod shard;

@@ -142,7 +142,10 @@ pub fn read_csv(path: &Path) -> Result<Vec<CertifyRecord>> {
     if headers.iter().collect::<Vec<_>>() != COLUMNS {
         return Err(Error::bad_file(
             path,
-            format!("columns are not those of certify.csv ({})", COLUMNS.join(",")),
+            format!(
+                "columns are not those of certify.csv ({})",
+                COLUMNS.join(",")
+            ),
         ));
     }
     let mut out = Vec::new();
@@ -150,9 +153,9 @@ pub fn read_csv(path: &Path) -> Result<Vec<CertifyRecord>> {
         let rec = rec.map_err(|e| Error::bad_file(path, format!("row {}: {e}", row + 2)))?;
         let map: HashMap<&str, &str> = COLUMNS.iter().copied().zip(rec.iter()).collect();
         let get = |c: &str| -> Result<&str> {
-            map.get(c)
-                .copied()
-                .ok_or_else(|| Error::bad_file(path, format!("row {}: missing column {c}", row + 2)))
+            map.get(c).copied().ok_or_else(|| {
+                Error::bad_file(path, format!("row {}: missing column {c}", row + 2))
+            })
         };
         macro_rules! parse {
             ($c:expr) => {

@@ -45,7 +45,10 @@ pub fn certify_sets(
         .flat_map(|(k, s)| (0..used(s.data.len(), limit)).map(move |i| (k, i)))
         .collect();
     let range = shard.map_or(0..list.len() as u64, |s| s.range(list.len() as u64));
-    let keys: Vec<NoiseKey> = sets.iter().map(|s| NoiseKey::new(seed, &s.data.name)).collect();
+    let keys: Vec<NoiseKey> = sets
+        .iter()
+        .map(|s| NoiseKey::new(seed, &s.data.name))
+        .collect();
     let mut out = Vec::with_capacity((range.end - range.start) as usize);
     for &(k, i) in &list[range.start as usize..range.end as usize] {
         let set = sets[k];

@@ -31,7 +31,10 @@ impl SmoothingParams {
     /// Validates σ > 0, n0 ≥ 1, n ≥ 1, 0 < α ≤ ½, batch ≥ 1.
     pub fn check(&self) -> Result<()> {
         if !(self.sigma.is_finite() && self.sigma > 0.0) {
-            return Err(Error::BadInput(format!("--sigma must be finite and > 0, got {}", self.sigma)));
+            return Err(Error::BadInput(format!(
+                "--sigma must be finite and > 0, got {}",
+                self.sigma
+            )));
         }
         if self.n0 == 0 || self.n == 0 {
             return Err(Error::BadInput(format!(
@@ -40,7 +43,10 @@ impl SmoothingParams {
             )));
         }
         if !(self.alpha > 0.0 && self.alpha <= 0.5) {
-            return Err(Error::BadInput(format!("--alpha must lie in (0, 0.5], got {}", self.alpha)));
+            return Err(Error::BadInput(format!(
+                "--alpha must lie in (0, 0.5], got {}",
+                self.alpha
+            )));
         }
         if self.batch == 0 {
             return Err(Error::BadInput("--batch must be at least 1".into()));
@@ -89,22 +95,46 @@ pub fn certify_sample(
 ) -> Result<CertifyRecord> {
     let t = th.clip.unit_threshold(th.gamma_smoothed)?;
     let mut sel_id = 0u64;
-    noisy_scores(scorer, s.key, s.index, s.x, p.sigma, 0..p.n0, p.batch, progress, |sc| {
-        sel_id += sc.iter().filter(|&&v| v <= th.gamma).count() as u64;
-        Ok(())
-    })?;
+    noisy_scores(
+        scorer,
+        s.key,
+        s.index,
+        s.x,
+        p.sigma,
+        0..p.n0,
+        p.batch,
+        progress,
+        |sc| {
+            sel_id += sc.iter().filter(|&&v| v <= th.gamma).count() as u64;
+            Ok(())
+        },
+    )?;
     let mut est_id = 0u64;
     let mut h = Vec::with_capacity(p.n as usize);
     let copies = p.n0..p.n0 + p.n;
-    noisy_scores(scorer, s.key, s.index, s.x, p.sigma, copies, p.batch, progress, |sc| {
-        est_id += sc.iter().filter(|&&v| v <= th.gamma).count() as u64;
-        h.extend(sc.iter().map(|&v| th.clip.to_unit(v)));
-        Ok(())
-    })?;
+    noisy_scores(
+        scorer,
+        s.key,
+        s.index,
+        s.x,
+        p.sigma,
+        copies,
+        p.batch,
+        progress,
+        |sc| {
+            est_id += sc.iter().filter(|&&v| v <= th.gamma).count() as u64;
+            h.extend(sc.iter().map(|&v| th.clip.to_unit(v)));
+            Ok(())
+        },
+    )?;
 
     let role = Decision::of_role(s.is_id);
     let guess = guess_from_counts(sel_id, p.n0);
-    let count = if guess == Decision::Id { est_id } else { p.n - est_id };
+    let count = if guess == Decision::Id {
+        est_id
+    } else {
+        p.n - est_id
+    };
     let cert = certify_from_counts(guess, count, p.n, p.alpha, p.sigma)?;
     let (test, p_value) = predict_from_counts(est_id, p.n, p.alpha)?;
 
@@ -113,7 +143,11 @@ pub fn certify_sample(
     h.sort_by(f64::total_cmp);
     let (h_lo, h_hi) = (cdf_lower(&h, p.alpha)?, cdf_upper(&h, p.alpha)?);
     let role_radius = |lo: f64, hi: f64| -> f64 {
-        let r = if s.is_id { radius_below(hi, t, p.sigma) } else { radius_above(lo, t, p.sigma) };
+        let r = if s.is_id {
+            radius_below(hi, t, p.sigma)
+        } else {
+            radius_above(lo, t, p.sigma)
+        };
         r.unwrap_or(-1.0)
     };
     let score_mean = th.clip.from_unit(mean);

@@ -26,7 +26,9 @@ impl Shard {
     pub fn parse_with(text: &str, env: impl Fn(&str) -> Option<String>) -> Result<Shard> {
         let bad = |msg: String| Error::BadInput(format!("--shard {text}: {msg}"));
         let num = |s: &str, what: &str| -> Result<u64> {
-            s.trim().parse::<u64>().map_err(|_| bad(format!("{what} '{s}' is not a non-negative integer")))
+            s.trim()
+                .parse::<u64>()
+                .map_err(|_| bad(format!("{what} '{s}' is not a non-negative integer")))
         };
         let (k_text, n_text) = match text.split_once('/') {
             Some((k, n)) => (k.trim(), Some(n)),
@@ -38,7 +40,9 @@ impl Shard {
             let slurm = env("SLURM_ARRAY_TASK_ID");
             match (k8s, slurm) {
                 (Some(_), Some(_)) => {
-                    return Err(bad("both JOB_COMPLETION_INDEX and SLURM_ARRAY_TASK_ID are set".into()));
+                    return Err(bad(
+                        "both JOB_COMPLETION_INDEX and SLURM_ARRAY_TASK_ID are set".into(),
+                    ));
                 }
                 (Some(k), None) => {
                     let n = given_n.ok_or_else(|| {
@@ -47,13 +51,24 @@ impl Shard {
                     (num(&k, "JOB_COMPLETION_INDEX")?, n)
                 }
                 (None, Some(k)) => {
-                    let min = env("SLURM_ARRAY_TASK_MIN").map(|m| num(&m, "SLURM_ARRAY_TASK_MIN")).transpose()?.unwrap_or(0);
+                    let min = env("SLURM_ARRAY_TASK_MIN")
+                        .map(|m| num(&m, "SLURM_ARRAY_TASK_MIN"))
+                        .transpose()?
+                        .unwrap_or(0);
                     let k = num(&k, "SLURM_ARRAY_TASK_ID")?;
-                    let k = k.checked_sub(min).ok_or_else(|| bad(format!("SLURM_ARRAY_TASK_ID {k} < SLURM_ARRAY_TASK_MIN {min}")))?;
+                    let k = k.checked_sub(min).ok_or_else(|| {
+                        bad(format!(
+                            "SLURM_ARRAY_TASK_ID {k} < SLURM_ARRAY_TASK_MIN {min}"
+                        ))
+                    })?;
                     let n = match (given_n, env("SLURM_ARRAY_TASK_COUNT")) {
                         (Some(n), _) => n,
                         (None, Some(c)) => num(&c, "SLURM_ARRAY_TASK_COUNT")?,
-                        (None, None) => return Err(bad("SLURM_ARRAY_TASK_COUNT is not set; use --shard env/N".into())),
+                        (None, None) => {
+                            return Err(bad(
+                                "SLURM_ARRAY_TASK_COUNT is not set; use --shard env/N".into(),
+                            ));
+                        }
                     };
                     (k, n)
                 }
@@ -66,7 +81,9 @@ impl Shard {
             (num(k_text, "k")?, n)
         };
         if count == 0 || index >= count {
-            return Err(bad(format!("need 0 <= k < N, got k = {index}, N = {count}")));
+            return Err(bad(format!(
+                "need 0 <= k < N, got k = {index}, N = {count}"
+            )));
         }
         Ok(Shard { index, count })
     }

@@ -30,7 +30,13 @@ fn ckpt_dir(out: &Path) -> PathBuf {
 
 /// Writes generation `step` (model + optimiser), then commits it in `latest.json`, then removes
 /// older generations.
-pub fn save(out: &Path, step: usize, model: &Model, opt: &Optimizer, config_sha256: &str) -> Result<()> {
+pub fn save(
+    out: &Path,
+    step: usize,
+    model: &Model,
+    opt: &Optimizer,
+    config_sha256: &str,
+) -> Result<()> {
     let dir = ckpt_dir(out);
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
@@ -42,7 +48,10 @@ pub fn save(out: &Path, step: usize, model: &Model, opt: &Optimizer, config_sha2
     if state.is_empty() {
         // safetensors cannot hold zero tensors: store a marker so the file always exists.
         let mut m: HashMap<String, Tensor> = HashMap::new();
-        m.insert("__empty__".into(), Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)?);
+        m.insert(
+            "__empty__".into(),
+            Tensor::zeros(1, candle_core::DType::F32, &Device::Cpu)?,
+        );
         candle_core::safetensors::save(&m, &tmp)?;
     } else {
         let cpu: HashMap<String, Tensor> = state
@@ -51,8 +60,12 @@ pub fn save(out: &Path, step: usize, model: &Model, opt: &Optimizer, config_sha2
             .collect::<Result<_>>()?;
         candle_core::safetensors::save(&cpu, &tmp)?;
     }
-    std::fs::rename(&tmp, dir.join(&optim_file))
-        .map_err(|e| Error::io(format!("renaming into {}", dir.join(&optim_file).display()), e))?;
+    std::fs::rename(&tmp, dir.join(&optim_file)).map_err(|e| {
+        Error::io(
+            format!("renaming into {}", dir.join(&optim_file).display()),
+            e,
+        )
+    })?;
     let latest = Latest {
         step,
         model_sha256: sha256_file(&dir.join(&model_file))?,
@@ -106,7 +119,10 @@ pub fn load(out: &Path, config_sha256: &str, device: &Device) -> Result<Option<R
     ] {
         let p = dir.join(f);
         if &sha256_file(&p)? != h {
-            return Err(Error::bad_file(&p, "checkpoint file does not match its recorded SHA-256"));
+            return Err(Error::bad_file(
+                &p,
+                "checkpoint file does not match its recorded SHA-256",
+            ));
         }
     }
     let model = Model::load(&dir.join(&latest.model_file), device)?;

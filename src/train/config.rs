@@ -175,20 +175,59 @@ impl Default for LossConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SamplerConfig {
-    /// `random` (no selection), `greedy`, `greg-plus` or `dos`.
+    /// `random` (no selection: the next auxiliary batch), `greedy`, `greg-plus` or `dos`.
     pub kind: String,
+    /// Candidate pool per step = `pool_factor` × the selected batch (selecting samplers only).
+    pub pool_factor: usize,
+    /// Clusters (k = min(num_cluster, B)) for greg-plus and dos.
+    pub num_cluster: usize,
+    /// Energy-rank window [rank_start, rank_end) of the pool kept by greg-plus.
+    pub rank_start: usize,
+    pub rank_end: usize,
+    /// greg-plus two-way: also the highest-energy sample per cluster, which feeds L_∇.
+    pub two_way: bool,
+    /// k-means++ restarts.
+    pub n_init: usize,
 }
 
 impl Default for SamplerConfig {
     fn default() -> Self {
         SamplerConfig {
             kind: "random".into(),
+            pool_factor: 4,
+            num_cluster: 64,
+            rank_start: 0,
+            rank_end: 10_000,
+            two_way: false,
+            n_init: 3,
         }
     }
 }
 
+impl SamplerConfig {
+    /// The validated sampler parameters for auxiliary batches of size `b`.
+    pub fn params(&self, b: usize) -> Result<crate::train::samplers::SamplerParams> {
+        use crate::train::samplers::{SamplerKind, SamplerParams};
+        let kind: SamplerKind = self.kind.parse()?;
+        let mut p = SamplerParams::new(kind, b);
+        p.num_cluster = self.num_cluster;
+        p.rank_start = self.rank_start;
+        p.rank_end = self.rank_end;
+        p.two_way = self.two_way;
+        p.n_init = self.n_init;
+        p.check()?;
+        if self.pool_factor == 0 || self.pool_factor > 1000 {
+            return Err(Error::BadInput(format!(
+                "config key `sampler.pool_factor` = {} must be in [1, 1000]",
+                self.pool_factor
+            )));
+        }
+        Ok(p)
+    }
+}
+
 const ARCHS: [&str; 3] = ["mlp", "lenet", "resnet18"];
-const SAMPLERS: [&str; 1] = ["random"];
+const SAMPLERS: [&str; 4] = ["random", "greedy", "greg-plus", "dos"];
 
 fn range(key: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
     if v.is_finite() && v >= lo && v <= hi {
@@ -270,7 +309,9 @@ impl TrainConfig {
             )));
         }
         if self.model.hidden.contains(&0) {
-            return Err(Error::BadInput("config key `model.hidden` has a width of 0".into()));
+            return Err(Error::BadInput(
+                "config key `model.hidden` has a width of 0".into(),
+            ));
         }
         if self.model.mean.is_some() != self.model.std.is_some() {
             return Err(Error::BadInput(
@@ -294,7 +335,11 @@ impl TrainConfig {
             ));
         }
         let s = &self.schedule;
-        one_of("schedule.kind", &s.kind, &["constant", "cosine", "multistep"])?;
+        one_of(
+            "schedule.kind",
+            &s.kind,
+            &["constant", "cosine", "multistep"],
+        )?;
         range("schedule.lr_min", s.lr_min, 0.0, o.lr)?;
         range("schedule.gamma", s.gamma, 0.0, 1.0)?;
         if s.milestones.windows(2).any(|w| w[0] >= w[1]) {
@@ -304,7 +349,9 @@ impl TrainConfig {
         }
         let t = &self.train;
         if t.epochs == 0 {
-            return Err(Error::BadInput("config key `train.epochs` must be ≥ 1".into()));
+            return Err(Error::BadInput(
+                "config key `train.epochs` must be ≥ 1".into(),
+            ));
         }
         if t.batch_size == 0 || t.batch_size > 65_536 {
             return Err(Error::BadInput(format!(
@@ -313,10 +360,14 @@ impl TrainConfig {
             )));
         }
         if t.aux_batch_size == Some(0) {
-            return Err(Error::BadInput("config key `train.aux_batch_size` must be ≥ 1".into()));
+            return Err(Error::BadInput(
+                "config key `train.aux_batch_size` must be ≥ 1".into(),
+            ));
         }
         if t.log_every == 0 {
-            return Err(Error::BadInput("config key `train.log_every` must be ≥ 1".into()));
+            return Err(Error::BadInput(
+                "config key `train.log_every` must be ≥ 1".into(),
+            ));
         }
         let l = &self.loss;
         range("loss.lambda_energy", l.lambda_energy, 0.0, 1e6)?;
@@ -326,7 +377,9 @@ impl TrainConfig {
         range("loss.m_out", l.m_out, -1e6, 1e6)?;
         range("loss.temperature", l.temperature, 1e-6, 1e6)?;
         if l.temperature == 1e-6 {
-            return Err(Error::BadInput("config key `loss.temperature` must be > 0".into()));
+            return Err(Error::BadInput(
+                "config key `loss.temperature` must be > 0".into(),
+            ));
         }
         if l.m_in >= l.m_out {
             return Err(Error::BadInput(format!(
@@ -334,9 +387,21 @@ impl TrainConfig {
                 l.m_in, l.m_out
             )));
         }
-        one_of("loss.penalty_form", &l.penalty_form, &["per-sample", "group-scaled"])?;
+        one_of(
+            "loss.penalty_form",
+            &l.penalty_form,
+            &["per-sample", "group-scaled"],
+        )?;
         one_of("loss.penalty_norm", &l.penalty_norm, &["l2", "l1"])?;
         one_of("sampler.kind", &self.sampler.kind, &SAMPLERS)?;
+        self.sampler
+            .params(self.train.aux_batch_size.unwrap_or(self.train.batch_size))?;
+        if self.sampler.kind != "random" && !self.uses_aux() {
+            return Err(Error::BadInput(format!(
+                "config key `sampler.kind` = \"{}\" selects auxiliary outliers, but no loss term uses them (set `loss.lambda_energy` or `loss.lambda_grad` > 0)",
+                self.sampler.kind
+            )));
+        }
         if self.uses_aux() && self.data.aux.is_none() {
             return Err(Error::BadInput(
                 "config keys `loss.lambda_energy`/`loss.lambda_grad`/`loss.lambda_oe` > 0 need auxiliary outliers: set `data.aux`".into(),
@@ -365,10 +430,14 @@ pub fn apply_override(table: &mut toml::Table, kv: &str) -> Result<()> {
     let key = key.trim();
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
-        return Err(Error::BadInput(format!("--set `{kv}`: malformed key `{key}`")));
+        return Err(Error::BadInput(format!(
+            "--set `{kv}`: malformed key `{key}`"
+        )));
     }
     let value: toml::Value = match format!("v = {raw}").parse::<toml::Table>() {
-        Ok(mut t) => t.remove("v").unwrap_or(toml::Value::String(raw.to_string())),
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or(toml::Value::String(raw.to_string())),
         Err(_) => toml::Value::String(raw.trim().to_string()),
     };
     let mut cur = table;

@@ -45,8 +45,8 @@ impl TrainLog {
         let path = out.join("train_log.csv");
         let mut kept: Vec<LogRow> = vec![];
         if keep_until > 0 && path.exists() {
-            let mut r = csv::Reader::from_path(&path)
-                .map_err(|e| Error::bad_file(&path, e.to_string()))?;
+            let mut r =
+                csv::Reader::from_path(&path).map_err(|e| Error::bad_file(&path, e.to_string()))?;
             for row in r.deserialize::<LogRow>() {
                 let row = row.map_err(|e| Error::bad_file(&path, e.to_string()))?;
                 if row.step <= keep_until {
@@ -69,7 +69,9 @@ impl TrainLog {
             .append(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let writer = csv::WriterBuilder::new().has_headers(false).from_writer(file);
+        let writer = csv::WriterBuilder::new()
+            .has_headers(false)
+            .from_writer(file);
         Ok(TrainLog { path, writer })
     }
 

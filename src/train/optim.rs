@@ -143,7 +143,12 @@ mod tests {
 
     fn quad_grads(var: &Var) -> GradStore {
         // loss = Σ (p - 3)² → grad 2(p - 3)
-        let l = (var.as_tensor() - 3.0).unwrap().sqr().unwrap().sum_all().unwrap();
+        let l = (var.as_tensor() - 3.0)
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         l.backward().unwrap()
     }
 

@@ -6,14 +6,15 @@ use crate::error::{Error, Result};
 use crate::model::{Classifier, Model, ModelSpec};
 use crate::score;
 use crate::train::checkpoint;
+use crate::train::config::TrainConfig;
+use crate::train::log::{LogRow, TrainLog};
 use crate::train::losses::{
     PenaltyForm, PenaltyNorm, cross_entropy, energy_margin, grad_penalty, outlier_exposure,
 };
-use crate::train::second_order;
-use crate::train::config::TrainConfig;
-use crate::train::log::{LogRow, TrainLog};
 use crate::train::optim::Optimizer;
+use crate::train::samplers::{self, CandidatePool, SamplerKind, SamplerParams};
 use crate::train::schedule::learning_rate;
+use crate::train::second_order;
 use candle_core::{D, DType, Device, Tensor, Var};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
@@ -81,7 +82,8 @@ pub fn stream_seed(seed: u64, tag: &str, index: u64) -> u64 {
 /// which a run was resumed.
 fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
     let mut idx: Vec<usize> = (0..n).collect();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(stream_seed(seed, "batch-order", epoch as u64));
+    let mut rng =
+        rand_chacha::ChaCha8Rng::seed_from_u64(stream_seed(seed, "batch-order", epoch as u64));
     idx.shuffle(&mut rng);
     idx
 }
@@ -100,7 +102,8 @@ fn aux_batch(seed: u64, step: usize, a: usize, m: usize) -> Vec<usize> {
         let (e, i) = (pos / m, pos % m);
         if cached.as_ref().is_none_or(|c| c.0 != e) {
             let mut idx: Vec<usize> = (0..m).collect();
-            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(stream_seed(seed, "aux-order", e as u64));
+            let mut rng =
+                rand_chacha::ChaCha8Rng::seed_from_u64(stream_seed(seed, "aux-order", e as u64));
             idx.shuffle(&mut rng);
             cached = Some((e, idx));
         }
@@ -134,7 +137,9 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
             Some(a)
         }
         (Some(spec), false) => {
-            eprintln!("oodcert: note: `data.aux` = {spec} is not used (every outlier loss weight is 0)");
+            eprintln!(
+                "oodcert: note: `data.aux` = {spec} is not used (every outlier loss weight is 0)"
+            );
             None
         }
         _ => None,
@@ -158,7 +163,10 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         Some(p) => {
             let m = Model::load(Path::new(p), &opts.device)?;
             let s = m.spec();
-            if s.input_shape != spec.input_shape || s.num_classes != spec.num_classes || s.arch != spec.arch {
+            if s.input_shape != spec.input_shape
+                || s.num_classes != spec.num_classes
+                || s.arch != spec.arch
+            {
                 return Err(Error::BadInput(format!(
                     "`model.init_from` = {p} is a {:?} model on {:?} with {} classes; the config asks for {:?} on {:?} with {k}",
                     s.arch, s.input_shape, s.num_classes, spec.arch, spec.input_shape
@@ -186,10 +194,15 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
             copy_weights(&r.model, &model)?;
             opt.load_state(&r.optim_state, r.step as u64)?;
             start = r.step;
-            eprintln!("oodcert: resuming {} at step {start}/{total}", opts.out.display());
+            eprintln!(
+                "oodcert: resuming {} at step {start}/{total}",
+                opts.out.display()
+            );
         }
     }
     let terms = LossTerms::from_config(cfg)?;
+    let aux_b = cfg.train.aux_batch_size.unwrap_or(bs);
+    let sampler = cfg.sampler.params(aux_b)?;
     let mut log = TrainLog::open(&opts.out, start)?;
     let pb = progress_bar(opts.progress, total as u64, start as u64);
     let mut order = (usize::MAX, Vec::new());
@@ -201,22 +214,33 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         let pos = step % steps_per_epoch;
         let idx = &order.1[pos * bs..((pos + 1) * bs).min(n)];
-        let aux_idx = aux.as_ref().map(|a| {
-            let ab = cfg.train.aux_batch_size.unwrap_or(bs).min(a.len());
-            aux_batch(cfg.seed, step, ab, a.len())
-        });
+        let picked = match &aux {
+            Some(a) => Some(select_outliers(
+                cfg,
+                &sampler,
+                &model,
+                a,
+                step,
+                &opts.device,
+            )?),
+            None => None,
+        };
         let batch = Batch {
             id: &id,
             idx,
-            aux: aux.as_ref().zip(aux_idx.as_deref()),
+            aux: aux
+                .as_ref()
+                .zip(picked.as_ref())
+                .map(|(a, p)| (a, &p.0[..], &p.1[..])),
         };
         let lr = learning_rate(&cfg.schedule, cfg.optim.lr, step, total, steps_per_epoch);
         let log_now = (step + 1) % cfg.train.log_every == 0 || step + 1 == total;
-        let row = train_step(&terms, &model, &mut opt, &batch, lr, log_now, &opts.device)
-            .map_err(|e| match e {
+        let row = train_step(&terms, &model, &mut opt, &batch, lr, log_now, &opts.device).map_err(
+            |e| match e {
                 Error::CheckFailed(m) => Error::CheckFailed(format!("step {}: {m}", step + 1)),
                 other => other,
-            })?;
+            },
+        )?;
         if let Some(mut row) = row {
             row.step = step + 1;
             row.epoch = (step + 1) as f64 / steps_per_epoch as f64;
@@ -274,11 +298,49 @@ impl LossTerms {
     }
 }
 
-/// One step's data: ID indices and, when a loss term needs them, auxiliary outliers.
+/// One step's data: ID indices and, when a loss term needs them, auxiliary outliers: `low` feeds
+/// the energy margin and (unless two-way sampling split them off) the penalty; `high` (two-way
+/// GReg+ only) feeds the penalty.
 struct Batch<'a> {
     id: &'a Dataset,
     idx: &'a [usize],
-    aux: Option<(&'a Dataset, &'a [usize])>,
+    aux: Option<(&'a Dataset, &'a [usize], &'a [usize])>,
+}
+
+/// The auxiliary outliers of `step` as (low, high) indices into the auxiliary set. `random` takes
+/// the next batch of the seeded auxiliary stream; the selecting samplers draw a pool of
+/// `pool_factor`× the batch from that stream, score it in evaluation mode (penultimate features and
+/// energies) and select from it (method.md, GReg+).
+fn select_outliers(
+    cfg: &TrainConfig,
+    params: &SamplerParams,
+    model: &Model,
+    aux: &Dataset,
+    step: usize,
+    device: &Device,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let m = aux.len();
+    if params.kind == SamplerKind::Random {
+        return Ok((
+            aux_batch(cfg.seed, step, params.batch_size.min(m), m),
+            vec![],
+        ));
+    }
+    let pool_n = (cfg.sampler.pool_factor * params.output_size()).min(m);
+    let pool_idx = aux_batch(cfg.seed, step, pool_n, m);
+    let (features, logits) = model.forward_t(&aux.batch(&pool_idx, device)?, false)?;
+    let energies = score::energy(&logits, cfg.loss.temperature)?
+        .to_dtype(DType::F32)?
+        .to_vec1::<f32>()?;
+    let d = features.dim(1)?;
+    let feats = features
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    let pool = CandidatePool::new(&feats, &energies, d)?;
+    let sel = samplers::select(params, &pool, samplers::step_seed(cfg.seed, step as u64))?;
+    let map = |v: &[usize]| v.iter().map(|&i| pool_idx[i]).collect::<Vec<_>>();
+    Ok((map(&sel.low), map(&sel.high)))
 }
 
 fn scalar(t: &Tensor) -> Result<f64> {
@@ -299,15 +361,27 @@ fn train_step(
     let n_in = b.idx.len();
     let x_in = b.id.batch(b.idx, device)?;
     let y = b.id.batch_labels(b.idx, device)?;
-    let x = match b.aux {
-        Some((a, ai)) => Tensor::cat(&[&x_in, &a.batch(ai, device)?], 0)?,
-        None => x_in,
+    let (x, n_low, n_high) = match b.aux {
+        Some((a, low, high)) => {
+            let mut parts = vec![x_in, a.batch(low, device)?];
+            if !high.is_empty() {
+                parts.push(a.batch(high, device)?);
+            }
+            (Tensor::cat(&parts, 0)?, low.len(), high.len())
+        }
+        None => (x_in, 0, 0),
     };
     let n = x.dim(0)?;
     let n_aux = n - n_in;
+    // Two-way GReg+: the high-energy picks alone feed the penalty; otherwise every outlier does.
+    let penalised = if n_high > 0 { n_in + n_low..n } else { n_in..n };
     // The input is a variable only when its gradient is needed (penalty, or ‖∇ₓS‖ on logged
     // steps): it costs a backward pass through the first layer.
-    let xv = if log_now || t.lambda_grad > 0.0 { Some(Var::from_tensor(&x)?) } else { None };
+    let xv = if log_now || t.lambda_grad > 0.0 {
+        Some(Var::from_tensor(&x)?)
+    } else {
+        None
+    };
     let input = xv.as_ref().map_or(&x, |v| v.as_tensor());
     let (_features, logits) = model.forward_t(input, true)?;
     let logits_in = logits.narrow(0, 0, n_in)?;
@@ -318,7 +392,7 @@ fn train_step(
     let mut frac = (f64::NAN, f64::NAN);
     if n_aux > 0 {
         let s_in = s.narrow(0, 0, n_in)?;
-        let s_aux = s.narrow(0, n_in, n_aux)?;
+        let s_aux = s.narrow(0, n_in, n_low)?;
         if t.lambda_energy > 0.0 {
             let term = (energy_margin(&s_in, &s_aux, t.m_in, t.m_out)? * t.lambda_energy)?;
             l_energy = scalar(&term)?;
@@ -329,8 +403,20 @@ fn train_step(
             loss = (loss + term)?;
         }
         if t.lambda_grad > 0.0 {
-            let xin = xv.as_ref().map(|v| v.as_tensor()).ok_or_else(|| Error::Internal("penalty without an input variable".into()))?;
-            let p = grad_penalty(xin, &s, n_in, t.m_in, t.m_out, t.form, t.norm)?;
+            let xin = xv
+                .as_ref()
+                .map(|v| v.as_tensor())
+                .ok_or_else(|| Error::Internal("penalty without an input variable".into()))?;
+            let p = grad_penalty(
+                xin,
+                &s,
+                n_in,
+                penalised.clone(),
+                t.m_in,
+                t.m_out,
+                t.form,
+                t.norm,
+            )?;
             frac = (p.frac_in_masked, p.frac_aux_masked);
             let term = (p.loss * t.lambda_grad)?;
             l_grad = scalar(&term)?;
@@ -353,13 +439,26 @@ fn train_step(
         let norms = score::per_sample_norm(g, 2.0)?;
         let s_host = s.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let mean = |r: std::ops::Range<usize>| {
-            if r.is_empty() { f64::NAN } else { let l = r.len() as f64; norms[r].iter().sum::<f64>() / l }
+            if r.is_empty() {
+                f64::NAN
+            } else {
+                let l = r.len() as f64;
+                norms[r].iter().sum::<f64>() / l
+            }
         };
         if frac.0.is_nan() {
             let share = |r: std::ops::Range<usize>, f: &dyn Fn(f64) -> bool| {
-                if r.is_empty() { f64::NAN } else { let l = r.len() as f64; s_host[r].iter().filter(|&&v| f(v)).count() as f64 / l }
+                if r.is_empty() {
+                    f64::NAN
+                } else {
+                    let l = r.len() as f64;
+                    s_host[r].iter().filter(|&&v| f(v)).count() as f64 / l
+                }
             };
-            frac = (share(0..n_in, &|v| v <= t.m_in), share(n_in..n, &|v| v >= t.m_out));
+            frac = (
+                share(0..n_in, &|v| v <= t.m_in),
+                share(penalised.clone(), &|v| v >= t.m_out),
+            );
         }
         let pred = logits_in.argmax(D::Minus1)?.to_dtype(DType::U32)?;
         let acc = scalar(&pred.eq(&y)?.to_dtype(DType::F64)?.mean_all()?)?;
@@ -399,11 +498,17 @@ fn copy_weights(from: &Model, to: &Model) -> Result<()> {
 fn progress_bar(show: bool, total: u64, start: u64) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(
         Some(total),
-        if show { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        if show {
+            ProgressDrawTarget::stderr()
+        } else {
+            ProgressDrawTarget::hidden()
+        },
     );
     pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     pb.set_position(start);
     pb

@@ -44,7 +44,9 @@ impl PenaltyNorm {
         match s {
             "l2" => Ok(Self::L2),
             "l1" => Ok(Self::L1),
-            o => Err(Error::BadInput(format!("loss.penalty_norm `{o}`: use l2 or l1"))),
+            o => Err(Error::BadInput(format!(
+                "loss.penalty_norm `{o}`: use l2 or l1"
+            ))),
         }
     }
 }
@@ -59,33 +61,41 @@ pub struct PenaltyTerms {
     pub frac_aux_masked: f64,
 }
 
-/// L_∇ for a batch whose first `n_in` rows are ID and the rest auxiliary outliers.
+/// L_∇ for a batch whose first `n_in` rows are ID and whose rows `aux` are the auxiliary outliers
+/// to penalise (rows in between, e.g. two-way GReg+'s low-energy picks that only feed L_S, are left
+/// out).
 ///
 /// `x` must be a variable (a leaf tracked by backprop) and `s` (n,) the energies computed from it.
+#[allow(clippy::too_many_arguments)]
 pub fn grad_penalty(
     x: &Tensor,
     s: &Tensor,
     n_in: usize,
+    aux: std::ops::Range<usize>,
     m_in: f64,
     m_out: f64,
     form: PenaltyForm,
     norm: PenaltyNorm,
 ) -> Result<PenaltyTerms> {
     let n = s.dim(0)?;
-    if n_in > n || x.dim(0)? != n {
+    if n_in > aux.start || aux.end > n || x.dim(0)? != n {
         return Err(Error::Internal(format!(
-            "gradient penalty: {n_in} ID rows of {n}, input has {} rows",
+            "gradient penalty: {n_in} ID rows, aux rows {aux:?} of {n}, input has {} rows",
             x.dim(0)?
         )));
     }
-    let n_aux = n - n_in;
+    let n_aux = aux.len();
     let host = s.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     // The masks are constants: which samples are "already correct".
     let mask: Vec<f64> = host
         .iter()
         .enumerate()
         .map(|(i, &v)| {
-            let hit = if i < n_in { v <= m_in } else { v >= m_out };
+            let hit = if i < n_in {
+                v <= m_in
+            } else {
+                aux.contains(&i) && v >= m_out
+            };
             f64::from(u8::from(hit))
         })
         .collect();
@@ -94,17 +104,16 @@ pub fn grad_penalty(
         .enumerate()
         .map(|(i, &m)| match form {
             PenaltyForm::PerSample => m,
-            PenaltyForm::GroupScaled => m / if i < n_in { n_in } else { n_aux } as f64,
+            PenaltyForm::GroupScaled => m / if i < n_in { n_in } else { n_aux.max(1) } as f64,
         })
         .collect();
     let dev = s.device();
     let scale_t = Tensor::from_vec(scale, n, dev)?.to_dtype(s.dtype())?;
     let mask_t = Tensor::from_vec(mask.clone(), n, dev)?.to_dtype(s.dtype())?;
     let h = (s * &scale_t)?.sum_all()?;
-    let g = h
-        .backward()?
-        .remove(x)
-        .ok_or_else(|| Error::Internal("gradient penalty: the energy does not depend on x".into()))?;
+    let g = h.backward()?.remove(x).ok_or_else(|| {
+        Error::Internal("gradient penalty: the energy does not depend on x".into())
+    })?;
     let flat = g.reshape((n, ()))?;
     // mask·sqrt(Σg² + 1e-12): differentiable at g = 0 (‖mask·g‖ would give NaN; candle-notes).
     let rows = match norm {
@@ -112,15 +121,20 @@ pub fn grad_penalty(
         PenaltyNorm::L1 => flat.abs()?.sum(1)?,
     };
     let rows = (rows * &mask_t)?;
+    let id_rows = rows.narrow(0, 0, n_in)?;
+    let aux_rows = rows.narrow(0, aux.start, n_aux)?;
     let loss = match form {
-        PenaltyForm::GroupScaled => rows.mean_all()?,
+        // One mean over every penalised row (ID and the aux range).
+        PenaltyForm::GroupScaled => {
+            ((id_rows.sum_all()? + aux_rows.sum_all()?)? / (n_in + n_aux).max(1) as f64)?
+        }
         PenaltyForm::PerSample => {
             let mut total = Tensor::zeros((), s.dtype(), dev)?;
             if n_in > 0 {
-                total = (total + rows.narrow(0, 0, n_in)?.mean_all()?)?;
+                total = (total + id_rows.mean_all()?)?;
             }
             if n_aux > 0 {
-                total = (total + rows.narrow(0, n_in, n_aux)?.mean_all()?)?;
+                total = (total + aux_rows.mean_all()?)?;
             }
             total
         }
@@ -136,6 +150,6 @@ pub fn grad_penalty(
     Ok(PenaltyTerms {
         loss,
         frac_in_masked: frac(0..n_in),
-        frac_aux_masked: frac(n_in..n),
+        frac_aux_masked: frac(aux),
     })
 }
