@@ -558,3 +558,63 @@ fn resnet18_model_train() {
     ];
     check_model(spec(Arch::Resnet18, [1, 8, 8], 3), &names, true, 4, 2, 73);
 }
+
+#[test]
+fn im2col_conv_equals_candle_conv_and_col2im_is_its_adjoint() {
+    use oodcert::model::layers::{Col2Im, ConvGeometry, Im2Col, conv2d_im2col};
+    let mut r = rng(80);
+    for &(n, c, h, w, out, k, s, p) in &[
+        (2, 3, 7, 6, 4, 3, 1, 1),
+        (1, 2, 8, 8, 3, 3, 2, 1),
+        (3, 1, 9, 7, 2, 5, 1, 2),
+        (2, 4, 6, 6, 5, 1, 2, 0),
+        (1, 2, 5, 5, 2, 5, 1, 0),
+    ] {
+        let x = uniform(&mut r, &[n, c, h, w], -1.0, 1.0);
+        let wt = uniform(&mut r, &[out, c, k, k], -1.0, 1.0);
+        let ours = values(&conv2d_im2col(&x, &wt, s, p).unwrap());
+        let reference = values(&x.conv2d(&wt, p, s, 1, 1).unwrap());
+        assert_eq!(ours.len(), reference.len());
+        let err = ours
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-12, "conv {n}×{c}×{h}×{w} k{k} s{s} p{p}: {err:e}");
+        // f32 as well.
+        let x32 = x.to_dtype(DType::F32).unwrap();
+        let w32 = wt.to_dtype(DType::F32).unwrap();
+        let a = values(
+            &conv2d_im2col(&x32, &w32, s, p)
+                .unwrap()
+                .to_dtype(DType::F64)
+                .unwrap(),
+        );
+        let err32 = a
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err32 < 1e-5, "f32: {err32:e}");
+        // <im2col(x), Y> = <x, col2im(Y)>.
+        let g = ConvGeometry {
+            n,
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            stride: s,
+            padding: p,
+        };
+        let cols = x.apply_op1(Im2Col(g)).unwrap();
+        let y = uniform(&mut r, cols.dims(), -1.0, 1.0);
+        let back = y.apply_op1(Col2Im(g)).unwrap();
+        let lhs = scalar(&(cols * &y).unwrap().sum_all().unwrap());
+        let rhs = scalar(&(x * back).unwrap().sum_all().unwrap());
+        assert!(
+            (lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()),
+            "{lhs} vs {rhs}"
+        );
+    }
+}

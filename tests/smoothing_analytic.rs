@@ -123,7 +123,8 @@ fn linear_score_certificates_are_sound_and_tight() {
     let bar = ProgressBar::hidden();
     let unit_w: Vec<f32> = w.iter().map(|v| (v / norm_w) as f32).collect();
 
-    let mut counts = [0usize; 8];
+    let mut counts = [0usize; 9];
+    let mut lemma_gap = 0.0;
     let (mut gap_sum, mut gap_n) = (0.0, 0usize);
     for i in 0..N_SAMPLES {
         // Clean scores m spread over [-1.6, 1.6]; role ID iff m < 0 (plus a few wrong roles).
@@ -203,6 +204,17 @@ fn linear_score_certificates_are_sound_and_tight() {
         }
         assert!(r.h_hi - r.h_lo <= r.h_hi_hoeffding - r.h_lo_hoeffding + 1e-9);
         if r.radius_score >= 0.0 {
+            // The radius the lemma gives with the exact h(x) bounds the certified one (it is
+            // larger unless the confidence bound failed), and the exact crossing distance
+            // |m|/‖w‖ (h = t exactly at m = 0 for this symmetric clip range) bounds both.
+            let exact_lemma = if is_id {
+                SIGMA * (phi_inv(t) - phi_inv(h_true))
+            } else {
+                SIGMA * (phi_inv(h_true) - phi_inv(t))
+            };
+            counts[8] += usize::from(r.radius_score > exact_lemma);
+            assert!(exact_lemma <= m.abs() / norm_w + 1e-9, "lemma radius beyond the exact one");
+            lemma_gap += exact_lemma - r.radius_score;
             // Worst direction for the role: ID samples pushed up the score, OOD samples down.
             let dir = if is_id { 1.0 } else { -1.0 };
             let xp: Vec<f32> = x
@@ -274,6 +286,9 @@ fn linear_score_certificates_are_sound_and_tight() {
         "only {} score certificates",
         counts[7]
     );
+    assert!(counts[8] <= b, "score radii above the exact lemma radius {}", counts[8]);
+    let mean_lemma_gap = lemma_gap / counts[7] as f64;
+    assert!(mean_lemma_gap < 0.03, "score radii are on average {mean_lemma_gap} below the exact lemma radius");
     let mean_gap = gap_sum / gap_n as f64;
     assert!(
         mean_gap < 0.03,

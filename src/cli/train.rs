@@ -75,13 +75,9 @@ pub fn run_config(
         resume,
         progress: !quiet,
     };
-    eprintln!(
-        "oodcert: training {} → {}",
-        config_path.display(),
-        out.display()
-    );
     let outcome = crate::train::train(cfg, &opts)?;
     let mut config = serde_json::to_value(cfg).unwrap_or_default();
+    config["config_file"] = serde_json::json!(config_path);
     config["penalty_form_used"] = serde_json::json!(if cfg.loss.lambda_grad > 0.0 {
         cfg.loss.penalty_form.as_str()
     } else {

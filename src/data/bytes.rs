@@ -103,7 +103,7 @@ impl Images {
     /// Number of images.
     pub fn len(&self) -> usize {
         let d: usize = self.shape.iter().product();
-        if d == 0 { 0 } else { self.pixels.len() / d }
+        self.pixels.len().checked_div(d).unwrap_or(0)
     }
 
     /// True when there are no images.

@@ -66,7 +66,7 @@ mod tests {
         assert_eq!(y.len(), 1797);
         assert_eq!(im.shape, [1, 8, 8]);
         assert_eq!(im.pixels.len(), 1797 * 64);
-        assert!(im.pixels.iter().any(|&v| v == 1.0));
+        assert!(im.pixels.contains(&1.0));
         assert_eq!(sha.len(), 64);
         let mut counts = [0usize; 10];
         for &l in &y {

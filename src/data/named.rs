@@ -188,9 +188,11 @@ pub fn load_as_with(
     shape: [usize; 3],
     policy: FetchPolicy,
 ) -> Result<Dataset> {
-    let (name, _, _) = parse_spec(spec)?;
-    if matches!(name, "noise-gauss" | "noise-uniform") {
-        return load_noise(spec, shape);
+    if !spec.trim().starts_with("path:") {
+        let (name, _, _) = parse_spec(spec)?;
+        if matches!(name, "noise-gauss" | "noise-uniform") {
+            return load_noise(spec, shape);
+        }
     }
     to_shape(&load_with(spec, root, policy)?, shape)
 }

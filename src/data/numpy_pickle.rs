@@ -470,7 +470,7 @@ mod tests {
         b.push(b'B');
         b.extend_from_slice(&(payload.len() as u32).to_le_bytes());
         b.extend_from_slice(payload);
-        b.extend_from_slice(&[b't', b'b', b'.']);
+        b.extend_from_slice(b"tb.");
         b
     }
 

@@ -239,3 +239,32 @@ pub fn lower_by_pgd(
     }
     Ok(best)
 }
+
+/// Projected gradient descent (`maximise` false) or ascent on S itself inside the ball, with
+/// restarts (restart 0 at the centre): the most extreme score found at a point of the ball.
+/// Used to attack certified radii: no such point may cross the threshold.
+pub fn extreme_score_by_pgd(oracle: &GradOracle, ball: &Ball, maximise: bool, cfg: &PgdConfig, rng: &mut ChaCha8Rng) -> Result<f64> {
+    let r = cfg.restarts.max(1);
+    let mut xs: Vec<Vec<f64>> = (0..r).map(|i| if i == 0 { ball.center.clone() } else { sample_ball(ball, rng) }).collect();
+    let sign = if maximise { 1.0 } else { -1.0 };
+    let mut best = f64::NAN;
+    let alpha = cfg.step_frac * ball.eps;
+    for _ in 0..=cfg.steps {
+        let sg = oracle.score_grads(&xs)?;
+        for (k, (s, g)) in sg.iter().enumerate() {
+            if best.is_nan() || sign * s > sign * best {
+                best = *s;
+            }
+            let step: Vec<f64> = match ball.norm {
+                Norm::L2 => {
+                    let n = g.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+                    g.iter().map(|v| sign * alpha * v / n).collect()
+                }
+                Norm::Linf => g.iter().map(|v| sign * alpha * v.signum()).collect(),
+            };
+            xs[k].iter_mut().zip(&step).for_each(|(x, s)| *x += s);
+            ball.project(&mut xs[k]);
+        }
+    }
+    Ok(best)
+}

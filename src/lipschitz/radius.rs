@@ -14,7 +14,7 @@ pub fn lipschitz_radius(margin: f64, lip: f64, eps: f64) -> f64 {
     if lip <= 0.0 {
         return eps;
     }
-    eps.min(next_down(margin / lip))
+    eps.min(next_down(next_down(margin) / lip))
 }
 
 /// Bisection over r ∈ (0, r_max] for the largest certifiable radius. `certify(r)` returns a
@@ -43,4 +43,35 @@ pub fn search_radius(
         }
     }
     Ok(best)
+}
+
+use crate::bounds::energy::energy_bounds;
+use crate::bounds::ibp::ibp;
+use crate::bounds::{Ball, Net};
+use crate::error::Result;
+
+/// Bounds [S_lo, S_hi] of the energy over the ball by IBP (logit box → monotone energy bound).
+pub fn energy_bounds_ibp(net: &Net, ball: &Ball, temperature: f64) -> Result<(f64, f64)> {
+    let (_, logits) = ibp(&net.nodes, ball.to_box())?;
+    Ok(energy_bounds(&logits, temperature))
+}
+
+/// The side of γ the detector puts a score on: OOD when S > γ.
+pub fn is_ood(score: f64, gamma: f64) -> bool {
+    score > gamma
+}
+
+/// The bound-propagation certificate at radius r: r if S's bounds on B(x, r) stay on x's side
+/// of γ (S_lo > γ for OOD, S_hi ≤ γ for ID), else 0.
+pub fn bound_prop_certify(net: &Net, ball: &Ball, temperature: f64, score: f64, gamma: f64) -> Result<f64> {
+    let (lo, hi) = energy_bounds_ibp(net, ball, temperature)?;
+    let ok = if is_ood(score, gamma) { lo > gamma } else { hi <= gamma };
+    Ok(if ok { ball.eps } else { 0.0 })
+}
+
+/// The Lipschitz certificate using the ball of radius r: min(r, |γ − S(x)| / L(x, r)), L the
+/// smaller of the local (FastLip) and global bounds.
+pub fn lipschitz_certify(net: &Net, ball: &Ball, temperature: f64, score: f64, gamma: f64, global: f64) -> Result<f64> {
+    let local = super::local::fastlip(net, ball, temperature, super::local::Head::Box)?.value;
+    Ok(lipschitz_radius((gamma - score).abs(), local.min(global), ball.eps))
 }

@@ -14,7 +14,8 @@ pub enum FprConvention {
     First,
     /// ID positive, score -S: the energy-OOD/GReg `fpr_and_fdr_at_recall` rule — among the
     /// thresholds up to the first one reaching full recall, the one whose recall is nearest t
-    /// (`argmin |recall - t|`; on a tie, the one nearer full recall), so TPR may be below t.
+    /// (`argmin |recall - t|`, |·| in f64; on a tie the later threshold of the sweep wins, i.e.
+    /// the larger FPR), so TPR may be below t.
     Nearest,
     /// OpenOOD: OOD positive, score S, TPR = share of OOD flagged, FPR = share of ID flagged,
     /// `fpr[argmax(tpr >= t)]` on sklearn's default `roc_curve` (drop_intermediate=True, which

@@ -201,6 +201,18 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
     }
     let terms = LossTerms::from_config(cfg)?;
+    eprintln!(
+        "oodcert: training {:?} on {} ({} images){} for {total} steps → {}",
+        cfg.arch()?,
+        id.name,
+        n,
+        aux.as_ref().map_or(String::new(), |a| format!(
+            ", outliers {} ({})",
+            a.name,
+            a.len()
+        )),
+        opts.out.display()
+    );
     let aux_b = cfg.train.aux_batch_size.unwrap_or(bs);
     let sampler = cfg.sampler.params(aux_b)?;
     let mut log = TrainLog::open(&opts.out, start)?;

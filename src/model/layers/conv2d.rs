@@ -1,5 +1,7 @@
-//! 2-d convolution (cross-correlation, as in PyTorch) with square stride and zero padding.
+//! 2-d convolution (cross-correlation, as in PyTorch) with square stride and zero padding;
+//! computed as im2col + GEMM on the CPU (see [`conv2d_im2col`]).
 
+use super::im2col::conv2d_im2col;
 use crate::error::{Error, Result};
 use crate::model::init::Init;
 use crate::model::params::{ParamKind, ParamStore};
@@ -126,7 +128,7 @@ impl Conv2d {
 
     /// W ⋆ x + b for `x` of shape `(n, in, h, w)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?;
+        let y = conv2d_im2col(x, self.weight.as_tensor(), self.stride, self.padding)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?)?,
             None => y,

@@ -1,0 +1,218 @@
+//! Convolution as im2col + one GEMM on the CPU (candle's own CPU conv2d is a direct loop and its
+//! input gradient, conv_transpose2d, is ~9× slower than PyTorch; shared/spec/candle-notes.md).
+//!
+//! [`Im2Col`] and [`Col2Im`] are linear maps and adjoint to each other, so each one's backward is
+//! the other one, applied as a recorded op: gradients of any order flow through them, and
+//! conv = W·im2col(x) is differentiated by candle's matmul rules. CPU only: other devices use
+//! candle's `conv2d` (see [`conv2d_im2col`]).
+
+use candle_core::backend::BackendStorage;
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
+use std::ops::AddAssign;
+
+/// The geometry shared by [`Im2Col`] and [`Col2Im`]: input `(n, c, h, w)`, square stride, zero
+/// padding, kernel `kh × kw`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub n: usize,
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl ConvGeometry {
+    /// Output size ⌊(h + 2p − kh)/s⌋ + 1 × ⌊(w + 2p − kw)/s⌋ + 1 (None if the kernel does not fit).
+    pub fn output_hw(&self) -> Option<(usize, usize)> {
+        let (hp, wp) = (self.h + 2 * self.padding, self.w + 2 * self.padding);
+        if hp < self.kh || wp < self.kw || self.stride == 0 {
+            return None;
+        }
+        Some((
+            (hp - self.kh) / self.stride + 1,
+            (wp - self.kw) / self.stride + 1,
+        ))
+    }
+
+    /// Rows of the column matrix: c·kh·kw (the flattened kernel, PyTorch order).
+    fn rows(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+
+    /// Visits every (column-matrix index, input index) pair that is not padding.
+    fn for_each_pair(&self, mut f: impl FnMut(usize, usize)) {
+        let Some((ho, wo)) = self.output_hw() else {
+            return;
+        };
+        let cols = self.n * ho * wo;
+        let p = self.padding as isize;
+        for ci in 0..self.c {
+            for i in 0..self.kh {
+                for j in 0..self.kw {
+                    let row = (ci * self.kh + i) * self.kw + j;
+                    for b in 0..self.n {
+                        let in_base = (b * self.c + ci) * self.h * self.w;
+                        for oy in 0..ho {
+                            let iy = (oy * self.stride + i) as isize - p;
+                            if iy < 0 || iy >= self.h as isize {
+                                continue;
+                            }
+                            let col_base = row * cols + (b * ho + oy) * wo;
+                            let in_row = in_base + iy as usize * self.w;
+                            for ox in 0..wo {
+                                let ix = (ox * self.stride + j) as isize - p;
+                                if ix >= 0 && ix < self.w as isize {
+                                    f(col_base + ox, in_row + ix as usize);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("{op}: the input must be contiguous"),
+    }
+}
+
+fn im2col_kernel<T: Copy + Default>(g: ConvGeometry, cols: usize, x: &[T]) -> Vec<T> {
+    let mut out = vec![T::default(); g.rows() * cols];
+    g.for_each_pair(|c, i| out[c] = x[i]);
+    out
+}
+
+fn col2im_kernel<T: Copy + Default + AddAssign>(g: ConvGeometry, cols: &[T]) -> Vec<T> {
+    let mut out = vec![T::default(); g.n * g.c * g.h * g.w];
+    g.for_each_pair(|c, i| out[i] += cols[c]);
+    out
+}
+
+/// `(n, c, h, w)` → the column matrix `(c·kh·kw, n·ho·wo)`; entry (row, col) is the input pixel
+/// the kernel tap `row` sees at output position `col` (0 in the padding).
+#[derive(Debug, Clone, Copy)]
+pub struct Im2Col(pub ConvGeometry);
+
+/// The adjoint of [`Im2Col`]: scatter-adds a column matrix back onto `(n, c, h, w)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Col2Im(pub ConvGeometry);
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "im2col"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        if layout.shape().dims() != [g.n, g.c, g.h, g.w] {
+            candle_core::bail!("im2col: input {:?} does not match {g:?}", layout.shape());
+        }
+        let Some((ho, wo)) = g.output_hw() else {
+            candle_core::bail!("im2col: kernel larger than the padded input ({g:?})");
+        };
+        let cols = g.n * ho * wo;
+        let out = match storage {
+            CpuStorage::F32(v) => {
+                CpuStorage::F32(im2col_kernel(g, cols, contiguous(v, layout, "im2col")?))
+            }
+            CpuStorage::F64(v) => {
+                CpuStorage::F64(im2col_kernel(g, cols, contiguous(v, layout, "im2col")?))
+            }
+            other => candle_core::bail!("im2col: f32 or f64 only, got {:?}", other.dtype()),
+        };
+        Ok((out, Shape::from((g.rows(), cols))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(Col2Im(self.0))?))
+    }
+}
+
+impl CustomOp1 for Col2Im {
+    fn name(&self) -> &'static str {
+        "col2im"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0;
+        let Some((ho, wo)) = g.output_hw() else {
+            candle_core::bail!("col2im: kernel larger than the padded input ({g:?})");
+        };
+        if layout.shape().dims() != [g.rows(), g.n * ho * wo] {
+            candle_core::bail!("col2im: input {:?} does not match {g:?}", layout.shape());
+        }
+        let out = match storage {
+            CpuStorage::F32(v) => {
+                CpuStorage::F32(col2im_kernel(g, contiguous(v, layout, "col2im")?))
+            }
+            CpuStorage::F64(v) => {
+                CpuStorage::F64(col2im_kernel(g, contiguous(v, layout, "col2im")?))
+            }
+            other => candle_core::bail!("col2im: f32 or f64 only, got {:?}", other.dtype()),
+        };
+        Ok((out, Shape::from((g.n, g.c, g.h, g.w))))
+    }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad.contiguous()?.apply_op1(Im2Col(self.0))?))
+    }
+}
+
+/// W ⋆ x (no bias) for `x (n, c, h, w)`, `w (out, c, kh, kw)`: on the CPU as W·im2col(x) (one
+/// GEMM), elsewhere candle's `conv2d`. Same result as `x.conv2d(w, padding, stride, 1, 1)`.
+pub fn conv2d_im2col(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<Tensor> {
+    if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
+        return x.conv2d(w, padding, stride, 1, 1);
+    }
+    let (n, c, h, wd) = x.dims4()?;
+    let (out, cw, kh, kw) = w.dims4()?;
+    if c != cw {
+        candle_core::bail!("conv2d: input has {c} channels, the kernel expects {cw}");
+    }
+    let g = ConvGeometry {
+        n,
+        c,
+        h,
+        w: wd,
+        kh,
+        kw,
+        stride,
+        padding,
+    };
+    let Some((ho, wo)) = g.output_hw() else {
+        candle_core::bail!("conv2d: kernel {kh}×{kw} larger than the padded input {h}×{wd}");
+    };
+    let cols = x.contiguous()?.apply_op1(Im2Col(g))?;
+    let y = w.reshape((out, c * kh * kw))?.matmul(&cols)?;
+    y.reshape((out, n, ho, wo))?.transpose(0, 1)?.contiguous()
+}
