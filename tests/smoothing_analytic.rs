@@ -213,7 +213,10 @@ fn linear_score_certificates_are_sound_and_tight() {
                 SIGMA * (phi_inv(h_true) - phi_inv(t))
             };
             counts[8] += usize::from(r.radius_score > exact_lemma);
-            assert!(exact_lemma <= m.abs() / norm_w + 1e-9, "lemma radius beyond the exact one");
+            assert!(
+                exact_lemma <= m.abs() / norm_w + 1e-9,
+                "lemma radius beyond the exact one"
+            );
             lemma_gap += exact_lemma - r.radius_score;
             // Worst direction for the role: ID samples pushed up the score, OOD samples down.
             let dir = if is_id { 1.0 } else { -1.0 };
@@ -286,9 +289,16 @@ fn linear_score_certificates_are_sound_and_tight() {
         "only {} score certificates",
         counts[7]
     );
-    assert!(counts[8] <= b, "score radii above the exact lemma radius {}", counts[8]);
+    assert!(
+        counts[8] <= b,
+        "score radii above the exact lemma radius {}",
+        counts[8]
+    );
     let mean_lemma_gap = lemma_gap / counts[7] as f64;
-    assert!(mean_lemma_gap < 0.03, "score radii are on average {mean_lemma_gap} below the exact lemma radius");
+    assert!(
+        mean_lemma_gap < 0.03,
+        "score radii are on average {mean_lemma_gap} below the exact lemma radius"
+    );
     let mean_gap = gap_sum / gap_n as f64;
     assert!(
         mean_gap < 0.03,

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod certify;
 pub mod data;
 pub mod eval;
+pub mod lipschitz;
 pub mod merge;
 pub mod metrics;
 pub mod reproduce;
@@ -34,6 +35,8 @@ pub enum Command {
     Reproduce(reproduce::Args),
     /// Randomized-smoothing certificates of the detector and of the clipped energy.
     Certify(Box<certify::Args>),
+    /// Lipschitz analysis of the energy: lower bounds, CLEVER, certified bounds and radii.
+    Lipschitz(Box<lipschitz::Args>),
     /// Join `certify --shard` outputs into the output of a single run.
     Merge(merge::Args),
 }
@@ -48,5 +51,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reproduce(a) => reproduce::run(a),
         Command::Certify(a) => certify::run(*a),
         Command::Merge(a) => merge::run(a),
+        Command::Lipschitz(a) => lipschitz::run(*a),
     }
 }

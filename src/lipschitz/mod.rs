@@ -10,3 +10,5 @@ pub use global::{GlobalBound, global_bound};
 pub mod empirical;
 pub mod local;
 pub mod radius;
+pub mod clever;
+pub mod nelder_mead;

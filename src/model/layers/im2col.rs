@@ -42,38 +42,46 @@ impl ConvGeometry {
         self.c * self.kh * self.kw
     }
 
-    /// Visits every (column-matrix index, input index) pair that is not padding.
-    fn for_each_pair(&self, mut f: impl FnMut(usize, usize)) {
-        let Some((ho, wo)) = self.output_hw() else {
-            return;
+    /// Output positions o ∈ [lo, hi) whose input index o·s + k − p lies in [0, len), for
+    /// kernel offset `k` along an axis of input length `len` and output length `out`.
+    fn valid(&self, k: usize, len: usize, out: usize) -> (usize, usize) {
+        let (s, p) = (self.stride, self.padding);
+        let lo = if k >= p { 0 } else { (p - k).div_ceil(s) };
+        let hi = if len + p > k {
+            ((len - 1 + p - k) / s + 1).min(out)
+        } else {
+            0
         };
-        let cols = self.n * ho * wo;
-        let p = self.padding as isize;
-        for ci in 0..self.c {
-            for i in 0..self.kh {
-                for j in 0..self.kw {
-                    let row = (ci * self.kh + i) * self.kw + j;
-                    for b in 0..self.n {
-                        let in_base = (b * self.c + ci) * self.h * self.w;
-                        for oy in 0..ho {
-                            let iy = (oy * self.stride + i) as isize - p;
-                            if iy < 0 || iy >= self.h as isize {
-                                continue;
-                            }
-                            let col_base = row * cols + (b * ho + oy) * wo;
-                            let in_row = in_base + iy as usize * self.w;
-                            for ox in 0..wo {
-                                let ix = (ox * self.stride + j) as isize - p;
-                                if ix >= 0 && ix < self.w as isize {
-                                    f(col_base + ox, in_row + ix as usize);
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        (lo, hi.max(lo))
     }
+}
+
+/// Runs `f(index, chunk)` over `data.chunks_mut(chunk)`, on all cores when the work is large.
+fn par_chunks<T: Send>(data: &mut [T], chunk: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    if chunk == 0 || data.is_empty() {
+        return;
+    }
+    let chunks = data.len().div_ceil(chunk);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(chunks);
+    if threads <= 1 || data.len() < (1 << 16) {
+        data.chunks_mut(chunk)
+            .enumerate()
+            .for_each(|(i, c)| f(i, c));
+        return;
+    }
+    let per = chunks.div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (t, block) in data.chunks_mut(per * chunk).enumerate() {
+            let f = &f;
+            scope.spawn(move || {
+                for (i, c) in block.chunks_mut(chunk).enumerate() {
+                    f(t * per + i, c);
+                }
+            });
+        }
+    });
 }
 
 fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
@@ -83,15 +91,63 @@ fn contiguous<'a, T>(data: &'a [T], layout: &Layout, op: &str) -> candle_core::R
     }
 }
 
-fn im2col_kernel<T: Copy + Default>(g: ConvGeometry, cols: usize, x: &[T]) -> Vec<T> {
-    let mut out = vec![T::default(); g.rows() * cols];
-    g.for_each_pair(|c, i| out[c] = x[i]);
+fn im2col_kernel<T: Copy + Default + Send + Sync>(g: ConvGeometry, x: &[T]) -> Vec<T> {
+    let Some((ho, wo)) = g.output_hw() else {
+        return Vec::new();
+    };
+    let ncols = g.n * ho * wo;
+    let mut out = vec![T::default(); g.rows() * ncols];
+    let (s, p) = (g.stride, g.padding);
+    par_chunks(&mut out, ncols, |row, dst| {
+        let (ci, i, j) = (row / (g.kh * g.kw), (row / g.kw) % g.kh, row % g.kw);
+        let (oy_lo, oy_hi) = g.valid(i, g.h, ho);
+        let (ox_lo, ox_hi) = g.valid(j, g.w, wo);
+        for b in 0..g.n {
+            let plane = &x[(b * g.c + ci) * g.h * g.w..][..g.h * g.w];
+            for oy in oy_lo..oy_hi {
+                let src = &plane[(oy * s + i - p) * g.w..][..g.w];
+                let d = &mut dst[(b * ho + oy) * wo..][..wo];
+                if s == 1 {
+                    let ix0 = ox_lo + j - p;
+                    d[ox_lo..ox_hi].copy_from_slice(&src[ix0..ix0 + (ox_hi - ox_lo)]);
+                } else {
+                    for ox in ox_lo..ox_hi {
+                        d[ox] = src[ox * s + j - p];
+                    }
+                }
+            }
+        }
+    });
     out
 }
 
-fn col2im_kernel<T: Copy + Default + AddAssign>(g: ConvGeometry, cols: &[T]) -> Vec<T> {
+fn col2im_kernel<T: Copy + Default + AddAssign + Send + Sync>(
+    g: ConvGeometry,
+    cols: &[T],
+) -> Vec<T> {
+    let Some((ho, wo)) = g.output_hw() else {
+        return Vec::new();
+    };
+    let ncols = g.n * ho * wo;
     let mut out = vec![T::default(); g.n * g.c * g.h * g.w];
-    g.for_each_pair(|c, i| out[i] += cols[c]);
+    let (s, p) = (g.stride, g.padding);
+    par_chunks(&mut out, g.h * g.w, |plane_idx, plane| {
+        let (b, ci) = (plane_idx / g.c, plane_idx % g.c);
+        for i in 0..g.kh {
+            let (oy_lo, oy_hi) = g.valid(i, g.h, ho);
+            for j in 0..g.kw {
+                let (ox_lo, ox_hi) = g.valid(j, g.w, wo);
+                let row = &cols[((ci * g.kh + i) * g.kw + j) * ncols..][..ncols];
+                for oy in oy_lo..oy_hi {
+                    let d = &mut plane[(oy * s + i - p) * g.w..][..g.w];
+                    let src = &row[(b * ho + oy) * wo..][..wo];
+                    for ox in ox_lo..ox_hi {
+                        d[ox * s + j - p] += src[ox];
+                    }
+                }
+            }
+        }
+    });
     out
 }
 
@@ -124,10 +180,10 @@ impl CustomOp1 for Im2Col {
         let cols = g.n * ho * wo;
         let out = match storage {
             CpuStorage::F32(v) => {
-                CpuStorage::F32(im2col_kernel(g, cols, contiguous(v, layout, "im2col")?))
+                CpuStorage::F32(im2col_kernel(g, contiguous(v, layout, "im2col")?))
             }
             CpuStorage::F64(v) => {
-                CpuStorage::F64(im2col_kernel(g, cols, contiguous(v, layout, "im2col")?))
+                CpuStorage::F64(im2col_kernel(g, contiguous(v, layout, "im2col")?))
             }
             other => candle_core::bail!("im2col: f32 or f64 only, got {:?}", other.dtype()),
         };
