@@ -215,6 +215,49 @@ mod tests {
     }
 
     #[test]
+    fn input_gradient_of_a_linear_model_is_minus_w_transpose_p() {
+        use crate::model::{Arch, Model, ModelSpec};
+        // Normalise → Flatten → Linear: z = W (x − μ)/σ + b, so ∇ₓS = −Wᵀp / σ (theory.md §1).
+        let spec = ModelSpec {
+            arch: Arch::Mlp { hidden: vec![] },
+            input_shape: [1, 2, 3],
+            num_classes: 4,
+            mean: vec![0.25],
+            std: vec![0.5],
+        };
+        let model = Model::init(spec, &Device::Cpu, DType::F64, 42).unwrap();
+        let w = model.classifier().weight().to_vec2::<f64>().unwrap();
+        let x = Tensor::new(
+            &[
+                [[[0.1f64, 0.9, 0.3], [0.7, 0.2, 0.5]]],
+                [[[1.0, 0.0, 0.4], [0.6, 0.8, 0.05]]],
+            ],
+            &Device::Cpu,
+        )
+        .unwrap();
+        for t in [1.0, 3.0] {
+            let (s, g) = score_and_input_grad(&model, &x, ScoreKind::Energy, t).unwrap();
+            let logits = model.logits(&x).unwrap().to_vec2::<f64>().unwrap();
+            let g = g.flatten_from(1).unwrap().to_vec2::<f64>().unwrap();
+            let s = s.to_vec1::<f64>().unwrap();
+            for i in 0..2 {
+                assert!((s[i] - energy_f64(&logits[i], t)).abs() < 1e-12);
+                let m = logits[i].iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = logits[i].iter().map(|z| ((z - m) / t).exp()).collect();
+                let sum: f64 = e.iter().sum();
+                for j in 0..6 {
+                    let want: f64 = -(0..4).map(|k| w[k][j] * e[k] / sum).sum::<f64>() / 0.5;
+                    assert!(
+                        (g[i][j] - want).abs() < 1e-12,
+                        "T={t} sample {i} pixel {j}: {} vs {want}",
+                        g[i][j]
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn norms() {
         let g = Tensor::new(&[[3.0f64, -4.0], [1.0, 1.0]], &Device::Cpu).unwrap();
         assert_eq!(per_sample_norm(&g, 2.0).unwrap(), vec![5.0, 2f64.sqrt()]);

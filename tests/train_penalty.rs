@@ -103,7 +103,7 @@ fn penalty_weight_gradient_matches_finite_differences() {
                 // A few coordinates per tensor.
                 for j in (0..w0.len()).step_by(w0.len().div_ceil(3).max(1)) {
                     let h = 1e-6;
-                    let mut eval = |delta: f64| {
+                    let eval = |delta: f64| {
                         let mut w = w0.clone();
                         w[j] += delta;
                         var.set(&Tensor::from_vec(w, var.shape(), &Device::Cpu).unwrap())

@@ -42,7 +42,7 @@ pub fn save(
         .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
     let model_file = format!("step-{step:08}.model.safetensors");
     let optim_file = format!("step-{step:08}.optim.safetensors");
-    model.save(&dir.join(&model_file))?;
+    model.save(dir.join(&model_file))?;
     let state = opt.state();
     let tmp = dir.join(format!(".{optim_file}.tmp"));
     if state.is_empty() {
@@ -125,7 +125,7 @@ pub fn load(out: &Path, config_sha256: &str, device: &Device) -> Result<Option<R
             ));
         }
     }
-    let model = Model::load(&dir.join(&latest.model_file), device)?;
+    let model = Model::load(dir.join(&latest.model_file), device)?;
     let mut optim_state = candle_core::safetensors::load(dir.join(&latest.optim_file), device)?;
     optim_state.remove("__empty__");
     Ok(Some(Resumed {
