@@ -105,12 +105,35 @@ pub fn run(a: Args) -> Result<()> {
         sets.extend(a.set.iter().cloned());
         let cfg = TrainConfig::load(&cfg_path, &sets)?;
         let model_file = model_path(&a.out, st.name);
-        if model_file.exists() && dir.join("manifest.json").exists() {
+        // A stage is reused only if it ran with this configuration from these initial weights.
+        let init_sha = match &cfg.model.init_from {
+            Some(p) => Some(crate::evidence::sha256_file(Path::new(p))?),
+            None => None,
+        };
+        let done = crate::evidence::Manifest::read(&dir.join("manifest.json")).is_ok_and(|m| {
+            let same_init = init_sha.as_ref().is_none_or(|h| {
+                m.datasets
+                    .iter()
+                    .any(|d| d.role == "initial-weights" && &d.sha256 == h)
+            });
+            m.config == crate::cli::train::manifest_config(&cfg, &cfg_path)
+                && same_init
+                && model_file.exists()
+        });
+        if done {
             eprintln!(
-                "  done already ({}); delete the folder to retrain",
+                "  done already with this configuration ({})",
                 model_file.display()
             );
         } else {
+            // Resume a killed stage, but never from a checkpoint of another configuration.
+            if crate::train::checkpoint::recorded_config(&dir)
+                .is_some_and(|c| c != crate::train::config_sha256(&cfg))
+            {
+                eprintln!("  configuration changed: starting {} afresh", dir.display());
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+            }
             crate::cli::train::run_config(&cfg, &cfg_path, &dir, &root, &device, true, a.quiet)?;
         }
         summary.push((st.name, model_file));

@@ -76,13 +76,7 @@ pub fn run_config(
         progress: !quiet,
     };
     let outcome = crate::train::train(cfg, &opts)?;
-    let mut config = serde_json::to_value(cfg).unwrap_or_default();
-    config["config_file"] = serde_json::json!(config_path);
-    config["penalty_form_used"] = serde_json::json!(if cfg.loss.lambda_grad > 0.0 {
-        cfg.loss.penalty_form.as_str()
-    } else {
-        "none (lambda_grad = 0)"
-    });
+    let config = manifest_config(cfg, config_path);
     let mut m = Manifest::new("train", config, &crate::device::describe(device));
     m.seeds = vec![cfg.seed];
     for (d, role) in std::iter::once((&outcome.id_train, "id-train"))
@@ -115,4 +109,17 @@ pub fn run_config(
         );
     }
     Ok(outcome.model_path)
+}
+
+/// The configuration recorded in a training run's manifest: the parsed config, the file it came
+/// from, and which penalty form was in force.
+pub fn manifest_config(cfg: &TrainConfig, config_path: &Path) -> serde_json::Value {
+    let mut config = serde_json::to_value(cfg).unwrap_or_default();
+    config["config_file"] = serde_json::json!(config_path);
+    config["penalty_form_used"] = serde_json::json!(if cfg.loss.lambda_grad > 0.0 {
+        cfg.loss.penalty_form.as_str()
+    } else {
+        "none (lambda_grad = 0)"
+    });
+    config
 }

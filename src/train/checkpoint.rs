@@ -89,6 +89,14 @@ pub fn save(
     Ok(())
 }
 
+/// The configuration SHA-256 recorded by the newest checkpoint under `out`, if there is one.
+pub fn recorded_config(out: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(ckpt_dir(out).join("latest.json")).ok()?;
+    serde_json::from_str::<Latest>(&text)
+        .ok()
+        .map(|l| l.config_sha256)
+}
+
 /// A checkpoint read back for resuming.
 pub struct Resumed {
     pub step: usize,

@@ -11,4 +11,4 @@ pub mod second_order;
 mod trainer;
 
 pub use config::TrainConfig;
-pub use trainer::{TrainOptions, TrainOutcome, channel_stats, stream_seed, train};
+pub use trainer::{TrainOptions, TrainOutcome, channel_stats, config_sha256, stream_seed, train};

@@ -88,7 +88,8 @@ fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
     idx
 }
 
-fn config_sha256(cfg: &TrainConfig) -> String {
+/// SHA-256 of a configuration as recorded in checkpoints (a resumed run must match it).
+pub fn config_sha256(cfg: &TrainConfig) -> String {
     let s = serde_json::to_string(cfg).unwrap_or_default();
     hex::encode(Sha256::digest(s.as_bytes()))
 }
