@@ -16,5 +16,6 @@ pub mod model;
 pub mod score;
 pub mod smoothing;
 pub mod train;
+pub mod verify;
 
 pub use error::{Error, Result};

@@ -8,7 +8,10 @@ use lipschitz_common::*;
 use oodcert::bounds::{Ball, Norm};
 use oodcert::lipschitz::empirical::{GradOracle, PgdConfig, extreme_score_by_pgd, sample_ball};
 use oodcert::lipschitz::global_bound;
-use oodcert::lipschitz::radius::{bound_prop_certify, energy_bounds_ibp, is_ood, lipschitz_certify, lipschitz_radius, search_radius};
+use oodcert::lipschitz::radius::{
+    bound_prop_certify, energy_bounds_ibp, is_ood, lipschitz_certify, lipschitz_radius,
+    search_radius,
+};
 use oodcert::model::Arch;
 
 #[test]
@@ -22,9 +25,21 @@ fn lipschitz_radius_formula() {
 
 #[test]
 fn energy_bounds_contain_sampled_and_attacked_scores() {
-    for (arch, shape) in [(Arch::Mlp { hidden: vec![12, 8] }, [1, 4, 4]), (Arch::Lenet, [1, 12, 12])] {
+    for (arch, shape) in [
+        (
+            Arch::Mlp {
+                hidden: vec![12, 8],
+            },
+            [1, 4, 4],
+        ),
+        (Arch::Lenet, [1, 12, 12]),
+    ] {
         let (m, net) = model(arch, shape, 4, 21);
-        let oracle = GradOracle { model: &m, temperature: 1.0, batch: 64 };
+        let oracle = GradOracle {
+            model: &m,
+            temperature: 1.0,
+            batch: 64,
+        };
         let mut r = rng(22);
         let d: usize = shape.iter().product();
         for norm in [Norm::L2, Norm::Linf] {
@@ -36,10 +51,17 @@ fn energy_bounds_contain_sampled_and_attacked_scores() {
                 for (s, _) in oracle.score_grads(&pts).unwrap() {
                     assert!(lo <= s && s <= hi, "{s} outside [{lo}, {hi}]");
                 }
-                let cfg = PgdConfig { steps: 20, restarts: 3, ..Default::default() };
+                let cfg = PgdConfig {
+                    steps: 20,
+                    restarts: 3,
+                    ..Default::default()
+                };
                 let smax = extreme_score_by_pgd(&oracle, &ball, true, &cfg, &mut r).unwrap();
                 let smin = extreme_score_by_pgd(&oracle, &ball, false, &cfg, &mut r).unwrap();
-                assert!(lo <= smin && smax <= hi, "PGD [{smin}, {smax}] outside [{lo}, {hi}]");
+                assert!(
+                    lo <= smin && smax <= hi,
+                    "PGD [{smin}, {smax}] outside [{lo}, {hi}]"
+                );
             }
         }
     }
@@ -48,10 +70,19 @@ fn energy_bounds_contain_sampled_and_attacked_scores() {
 #[test]
 fn pgd_on_s_never_crosses_gamma_inside_certified_radii() {
     let (m, net) = mlp([1, 4, 4], &[16, 12], 3, 31);
-    let oracle = GradOracle { model: &m, temperature: 1.0, batch: 64 };
+    let oracle = GradOracle {
+        model: &m,
+        temperature: 1.0,
+        batch: 64,
+    };
     let mut r = rng(32);
     let xs: Vec<Vec<f64>> = (0..24).map(|_| random_image(16, &mut r)).collect();
-    let scores: Vec<f64> = oracle.score_grads(&xs).unwrap().iter().map(|(s, _)| *s).collect();
+    let scores: Vec<f64> = oracle
+        .score_grads(&xs)
+        .unwrap()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
     let mut sorted = scores.clone();
     sorted.sort_by(f64::total_cmp);
     let gamma = sorted[sorted.len() / 2];
@@ -60,8 +91,18 @@ fn pgd_on_s_never_crosses_gamma_inside_certified_radii() {
         let global = global_bound(&net, norm).unwrap().value;
         for (x, &s) in xs.iter().zip(&scores) {
             let base = Ball::new(x.clone(), 0.0, norm, false).unwrap();
-            let r_lip = search_radius(|e| lipschitz_certify(&net, &base.with_eps(e), 1.0, s, gamma, global), 1.0, 14).unwrap();
-            let r_bp = search_radius(|e| bound_prop_certify(&net, &base.with_eps(e), 1.0, s, gamma), 1.0, 14).unwrap();
+            let r_lip = search_radius(
+                |e| lipschitz_certify(&net, &base.with_eps(e), 1.0, s, gamma, global),
+                1.0,
+                14,
+            )
+            .unwrap();
+            let r_bp = search_radius(
+                |e| bound_prop_certify(&net, &base.with_eps(e), 1.0, s, gamma),
+                1.0,
+                14,
+            )
+            .unwrap();
             for (route, rad) in [(0, r_lip), (1, r_bp)] {
                 if rad <= 0.0 {
                     continue;
@@ -69,14 +110,26 @@ fn pgd_on_s_never_crosses_gamma_inside_certified_radii() {
                 certified[route] += 1;
                 // Attack just inside the radius (the Lipschitz certificate is for the open ball).
                 let ball = base.with_eps(rad * (1.0 - 1e-9));
-                let cfg = PgdConfig { steps: 30, restarts: 4, step_frac: 0.1, ..Default::default() };
+                let cfg = PgdConfig {
+                    steps: 30,
+                    restarts: 4,
+                    step_frac: 0.1,
+                    ..Default::default()
+                };
                 let ood = is_ood(s, gamma);
                 // An OOD sample is attacked towards low S, an ID one towards high S.
                 let worst = extreme_score_by_pgd(&oracle, &ball, !ood, &cfg, &mut r).unwrap();
-                assert_eq!(is_ood(worst, gamma), ood, "{norm:?} route {route}: S {s} -> {worst} crosses γ {gamma} within radius {rad}");
+                assert_eq!(
+                    is_ood(worst, gamma),
+                    ood,
+                    "{norm:?} route {route}: S {s} -> {worst} crosses γ {gamma} within radius {rad}"
+                );
             }
         }
     }
     // The certificates are not vacuous on this model.
-    assert!(certified[0] >= 20 && certified[1] >= 10, "certified counts {certified:?}");
+    assert!(
+        certified[0] >= 20 && certified[1] >= 10,
+        "certified counts {certified:?}"
+    );
 }

@@ -71,7 +71,11 @@ fn check_chain(arch: Arch, shape: [usize; 3], eps_list: &[f64], samples: usize, 
                     };
                     let lo_p = lower_by_pgd(&oracle, &ball, &cfg, &mut r).unwrap();
                     let lo = lo_s.max(lo_p);
-                    let heads: &[Head] = if matches!(arch, Arch::Resnet18) { &[Head::Simplex] } else { &[Head::Box, Head::Simplex] };
+                    let heads: &[Head] = if matches!(arch, Arch::Resnet18) {
+                        &[Head::Simplex]
+                    } else {
+                        &[Head::Box, Head::Simplex]
+                    };
                     for &head in heads {
                         let t = if s % 2 == 0 { 1.0 } else { 2.5 };
                         let local = fastlip(&net, &ball, t, head).unwrap();

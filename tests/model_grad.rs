@@ -618,3 +618,37 @@ fn im2col_conv_equals_candle_conv_and_col2im_is_its_adjoint() {
         );
     }
 }
+
+/// candle's own conv2d, the fallback of `conv2d_auto` for large column matrices (and the path
+/// on non-CPU devices): first- and second-order gradients, stride 1 and 2.
+#[test]
+fn candle_conv2d_fallback_path() {
+    enable_double_backprop();
+    for (i, &(s, p, h)) in [(1, 1, 5), (2, 1, 6), (2, 1, 7)].iter().enumerate() {
+        let mut r = rng(90 + i as u64);
+        let x = var(&mut r, &[2, 2, h, h], 0.0, 1.0);
+        let w = var(&mut r, &[3, 2, 3, 3], -0.5, 0.5);
+        let ho = (h + 2 * p - 3) / s + 1;
+        let (l, lw, _) = linear(&mut r, "fc", 3 * ho * ho, 4);
+        let net = |t: &Tensor| {
+            let y = t.conv2d(w.as_tensor(), p, s, 1, 1).unwrap();
+            l.forward(&y.flatten_from(1).unwrap()).unwrap()
+        };
+        let first = || energy(&net(x.as_tensor())).sum_all().unwrap();
+        check(
+            &format!("candle conv {i} first order"),
+            &first,
+            &[("x", &x), ("w", &w), ("fc.w", &lw)],
+            12,
+            5,
+        );
+        let second = || grad_norm_sum(&net, &x);
+        check(
+            &format!("candle conv {i} second order"),
+            &second,
+            &[("w", &w), ("fc.w", &lw)],
+            12,
+            6,
+        );
+    }
+}

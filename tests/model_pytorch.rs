@@ -162,3 +162,53 @@ fn resnet18_matches_pytorch_with_torchvision_names() {
     assert_eq!(features.dims(), [r.input.dims()[0], 512]);
     assert_matches("resnet18", &model, &r);
 }
+
+#[test]
+fn import_aliases_half_precision_and_conflicts() {
+    use oodcert::model::pytorch::pytorch_name_to_ours;
+    let r = reference("mlp");
+    let sd =
+        candle_core::safetensors::load(refdir().join("mlp.safetensors"), &Device::Cpu).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // DataParallel's `module.` prefix, f16 weights, an ignored num_batches_tracked.
+    let mut t: Vec<(String, Tensor)> = sd
+        .iter()
+        .map(|(n, v)| (format!("module.{n}"), v.to_dtype(DType::F16).unwrap()))
+        .collect();
+    t.push((
+        "module.num_batches_tracked".into(),
+        Tensor::new(&[3i64], &Device::Cpu).unwrap(),
+    ));
+    let p = dir.path().join("half.safetensors");
+    std::fs::write(&p, safetensors::serialize(t, None).unwrap()).unwrap();
+    let m = Model::load_pytorch(&p, r.spec.clone(), &Device::Cpu).unwrap();
+    assert_eq!(m.dtype(), DType::F32);
+    let err = max_abs_diff(&m.logits(&r.input).unwrap(), &r.logits_f32);
+    assert!(err < 1e-2 && err > 0.0, "f16 weights: {err:e}");
+    // Two names that alias to one tensor.
+    let mut t: Vec<(String, Tensor)> = sd.iter().map(|(n, v)| (n.clone(), v.clone())).collect();
+    t.push(("module.fc1.bias".into(), sd["fc1.bias"].clone()));
+    std::fs::write(&p, safetensors::serialize(t, None).unwrap()).unwrap();
+    let e = Model::load_pytorch(&p, r.spec.clone(), &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("two tensors map to `fc1.bias`"), "{e}");
+    // Name mapping rules.
+    assert_eq!(
+        pytorch_name_to_ours("fc.weight", &Arch::Resnet18).as_deref(),
+        Some("linear.weight")
+    );
+    assert_eq!(
+        pytorch_name_to_ours("fc1.weight", &Arch::Lenet).as_deref(),
+        Some("fc1.weight")
+    );
+    assert_eq!(
+        pytorch_name_to_ours("module.layer2.0.downsample.1.running_var", &Arch::Resnet18)
+            .as_deref(),
+        Some("layer2.0.shortcut.1.running_var")
+    );
+    assert_eq!(
+        pytorch_name_to_ours("bn1.num_batches_tracked", &Arch::Resnet18),
+        None
+    );
+}

@@ -117,6 +117,7 @@ impl Ball {
 
     /// A lower bound of min aᵀx over the set (rounded down): aᵀx₀ − ε‖a‖_q, and for the box
     /// intersection also the box minimum Σ min(aᵢlᵢ, aᵢuᵢ); the larger of the two.
+    #[allow(clippy::needless_range_loop)]
     pub fn min_linear(&self, a: &[f64]) -> f64 {
         let n = a.len();
         let e = super::round::dot_err(n);

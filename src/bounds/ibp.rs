@@ -28,41 +28,47 @@ impl Trace {
     }
 }
 
+/// One IBP step: the trace of `node` (its input box) and its output box.
+pub fn ibp_node(node: &Node, cur: Interval) -> Result<(Trace, Interval)> {
+    Ok(match node {
+        Node::Affine(a) => {
+            let out = affine_image(a.op.map(), a.bias.as_deref(), &cur)?;
+            (Trace::Leaf(cur), out)
+        }
+        Node::Relu => {
+            let out = relu::ibp(&cur);
+            (Trace::Leaf(cur), out)
+        }
+        Node::MaxPool2 { c, h, w } => {
+            if cur.len() != c * h * w {
+                return Err(Error::Internal("max-pool input size mismatch".into()));
+            }
+            let out = max_pool::ibp(&cur, *c, *h, *w);
+            (Trace::Leaf(cur), out)
+        }
+        Node::Residual { main, shortcut } => {
+            let (tm, om) = ibp(main, cur.clone())?;
+            let (ts, os) = ibp(shortcut, cur.clone())?;
+            let out = om.add(&os)?;
+            (
+                Trace::Residual {
+                    input: cur,
+                    main: tm,
+                    shortcut: ts,
+                },
+                out,
+            )
+        }
+    })
+}
+
 /// Propagates `input` through `nodes`: returns each node's input box and the output box.
 pub fn ibp(nodes: &[Node], input: Interval) -> Result<(Vec<Trace>, Interval)> {
     let mut traces = Vec::with_capacity(nodes.len());
     let mut cur = input;
     for node in nodes {
-        let next = match node {
-            Node::Affine(a) => {
-                let out = affine_image(a.op.map(), a.bias.as_deref(), &cur)?;
-                traces.push(Trace::Leaf(cur));
-                out
-            }
-            Node::Relu => {
-                let out = relu::ibp(&cur);
-                traces.push(Trace::Leaf(cur));
-                out
-            }
-            Node::MaxPool2 { c, h, w } => {
-                if cur.len() != c * h * w {
-                    return Err(Error::Internal("max-pool input size mismatch".into()));
-                }
-                let out = max_pool::ibp(&cur, *c, *h, *w);
-                traces.push(Trace::Leaf(cur));
-                out
-            }
-            Node::Residual { main, shortcut } => {
-                let (tm, om) = ibp(main, cur.clone())?;
-                let (ts, os) = ibp(shortcut, cur.clone())?;
-                traces.push(Trace::Residual {
-                    input: cur,
-                    main: tm,
-                    shortcut: ts,
-                });
-                om.add(&os)?
-            }
-        };
+        let (t, next) = ibp_node(node, cur)?;
+        traces.push(t);
         cur = next;
     }
     Ok((traces, cur))

@@ -20,7 +20,8 @@ impl Interval {
                 hi.len()
             )));
         }
-        if let Some(i) = (0..lo.len()).find(|&i| !(lo[i] <= hi[i])) {
+        if let Some(i) = (0..lo.len()).find(|&i| lo[i].is_nan() || hi[i].is_nan() || lo[i] > hi[i])
+        {
             return Err(Error::Internal(format!(
                 "interval entry {i} is empty or NaN: [{}, {}]",
                 lo[i], hi[i]

@@ -23,3 +23,4 @@ pub use ball::{Ball, Norm};
 pub use ibp::{Trace, ibp};
 pub mod energy;
 pub mod softmax;
+pub mod crown;

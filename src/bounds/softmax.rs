@@ -49,6 +49,7 @@ pub fn simplex_tighten(p: &Interval) -> Interval {
 
 /// An upper bound of max cᵀp over {p : lo ≤ p ≤ hi, Σ p = 1} (a fractional knapsack: start at
 /// lo and pour the remaining mass into the largest c first). The set must be non-empty.
+#[allow(clippy::needless_range_loop)]
 pub fn max_linear_box_simplex(c: &[f64], p: &Interval) -> f64 {
     let k = c.len();
     let mut order: Vec<usize> = (0..k).collect();
@@ -111,6 +112,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::needless_range_loop)]
     fn box_is_tight_at_the_corners() {
         // With l = u the box is a point: the softmax itself.
         let z = Interval::point(&[1.0, 2.0, 3.0]);

@@ -14,8 +14,10 @@ use crate::evidence::manifest::{DatasetRecord, Manifest};
 use crate::lipschitz::clever::{CleverConfig, clever};
 use crate::lipschitz::empirical::{GradOracle, PgdConfig, lower_by_pgd, lower_by_sampling};
 use crate::lipschitz::global_bound;
-use crate::lipschitz::local::{Head, fastlip};
-use crate::lipschitz::radius::{bound_prop_certify, lipschitz_certify, lipschitz_radius, search_radius};
+use crate::lipschitz::local::{Head, PreBounds, fastlip_with};
+use crate::lipschitz::radius::{
+    bound_prop_certify_with, lipschitz_certify_with, lipschitz_radius, search_radius,
+};
 use crate::model::{Classifier, Model};
 use candle_core::{DType, Device};
 use rand::SeedableRng;
@@ -39,6 +41,16 @@ pub enum Method {
     Global,
     /// Certified radii (Lipschitz and bound-propagation routes).
     Radius,
+}
+
+/// Bound propagation used for pre-activation boxes and bounds on S.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoundsKind {
+    /// Interval bound propagation.
+    Ibp,
+    /// IBP ∩ CROWN (backward linear relaxation).
+    Crown,
 }
 
 #[derive(Debug, clap::Args)]
@@ -92,6 +104,12 @@ pub struct Args {
     /// Bisection steps of the radius search over (0, ε].
     #[arg(long, default_value_t = 10)]
     pub radius_iters: usize,
+    /// Pre-activation and logit bounds for the local bound and the bound-propagation radius.
+    #[arg(long, value_enum, default_value = "crown")]
+    pub bounds: BoundsKind,
+    /// CROWN tightens a layer's box only when it has at most this many entries (else IBP).
+    #[arg(long, default_value_t = 4096)]
+    pub crown_max_dim: usize,
     /// Bound the local gradient with the box ∩ simplex softmax head (K backward passes).
     #[arg(long)]
     pub simplex: bool,
@@ -112,8 +130,21 @@ fn opt(v: Option<f64>) -> String {
     v.map_or(String::new(), |x| format!("{x:.9e}"))
 }
 
+/// The set a spec names, without split or parameters (`path:FILE` specs are kept whole).
 fn base_name(spec: &str) -> &str {
+    if spec.trim_start().starts_with("path:") {
+        return spec;
+    }
     spec.split([':', '?']).next().unwrap_or(spec)
+}
+
+/// The default ID validation spec: the train split of a named set, the file itself for `path:`.
+fn default_id_val(spec: &str) -> String {
+    if spec.trim_start().starts_with("path:") {
+        spec.to_string()
+    } else {
+        format!("{}:train", base_name(spec))
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -122,7 +153,11 @@ fn median(v: &mut [f64]) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { 0.5 * (v[n / 2 - 1] + v[n / 2]) }
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
 }
 
 #[derive(Default, Clone)]
@@ -145,11 +180,26 @@ struct Row {
 pub fn run(a: Args) -> Result<()> {
     let started = Instant::now();
     if !(a.eps.is_finite() && a.eps >= 0.0) {
-        return Err(Error::BadInput(format!("--eps must be finite and ≥ 0, got {}", a.eps)));
+        return Err(Error::BadInput(format!(
+            "--eps must be finite and ≥ 0, got {}",
+            a.eps
+        )));
     }
-    crate::score::check_temperature(a.temperature).map_err(|_| Error::BadInput(format!("--temperature must be finite and > 0, got {}", a.temperature)))?;
+    crate::score::check_temperature(a.temperature).map_err(|_| {
+        Error::BadInput(format!(
+            "--temperature must be finite and > 0, got {}",
+            a.temperature
+        ))
+    })?;
     let methods = if a.methods.is_empty() {
-        vec![Method::Sample, Method::Pgd, Method::Clever, Method::Local, Method::Global, Method::Radius]
+        vec![
+            Method::Sample,
+            Method::Pgd,
+            Method::Clever,
+            Method::Local,
+            Method::Global,
+            Method::Radius,
+        ]
     } else {
         a.methods.clone()
     };
@@ -158,35 +208,69 @@ pub fn run(a: Args) -> Result<()> {
     let model = Model::load(&a.model, &device)?.to_dtype(DType::F64)?;
     let net = Net::from_model(&model)?;
     let shape = model.spec().input_shape;
-    let root = a.data_dir.clone().unwrap_or_else(crate::data::default_data_dir);
+    let root = a
+        .data_dir
+        .clone()
+        .unwrap_or_else(crate::data::default_data_dir);
     let mut data = crate::data::load_as(&a.data, &root, shape)?;
     if a.limit > 0 && data.len() > a.limit {
         data = data.take(a.limit);
     }
-    let id_val_spec = a.id_val.clone().unwrap_or_else(|| format!("{}:train", base_name(&a.data)));
+    let id_val_spec = a.id_val.clone().unwrap_or_else(|| default_id_val(&a.data));
     let mut id_val = crate::data::load_as(&id_val_spec, &root, shape)?;
     if a.id_val_limit > 0 && id_val.len() > a.id_val_limit {
         id_val = id_val.take(a.id_val_limit);
     }
     let is_id = !a.is_ood && base_name(&a.data) == base_name(&id_val_spec);
-    let oracle = GradOracle { model: &model, temperature: a.temperature, batch: 256 };
+    let oracle = GradOracle {
+        model: &model,
+        temperature: a.temperature,
+        batch: 256,
+    };
     let mut val_scores = Vec::with_capacity(id_val.len());
     for start in (0..id_val.len()).step_by(500) {
         let idx: Vec<usize> = (start..(start + 500).min(id_val.len())).collect();
         let x = id_val.batch(&idx, &device)?;
-        val_scores.extend(crate::score::score_batch(&model, &x, crate::score::ScoreKind::Energy, a.temperature)?);
+        val_scores.extend(crate::score::score_batch(
+            &model,
+            &x,
+            crate::score::ScoreKind::Energy,
+            a.temperature,
+        )?);
     }
     let gamma = crate::metrics::threshold_at_tpr(&val_scores, 0.95)?;
-    eprintln!("oodcert lipschitz: γ = {gamma:.6} (TPR 95% on {} images of {id_val_spec})", id_val.len());
+    eprintln!(
+        "oodcert lipschitz: γ = {gamma:.6} (TPR 95% on {} images of {id_val_spec})",
+        id_val.len()
+    );
 
     let t_global = Instant::now();
-    let global = if has(Method::Global) || has(Method::Radius) { Some(global_bound(&net, a.norm)?) } else { None };
+    let global = if has(Method::Global) || has(Method::Radius) {
+        Some(global_bound(&net, a.norm)?)
+    } else {
+        None
+    };
     let global_s = t_global.elapsed().as_secs_f64();
-    let pgd = PgdConfig { steps: a.pgd_steps, restarts: a.pgd_restarts, ..Default::default() };
-    let ccfg = CleverConfig { batches: a.clever_batches, per_batch: a.clever_samples };
+    let pgd = PgdConfig {
+        steps: a.pgd_steps,
+        restarts: a.pgd_restarts,
+        ..Default::default()
+    };
+    let ccfg = CleverConfig {
+        batches: a.clever_batches,
+        per_batch: a.clever_samples,
+    };
     let head = if a.simplex { Head::Simplex } else { Head::Box };
+    let pre = match a.bounds {
+        BoundsKind::Ibp => PreBounds::Ibp,
+        BoundsKind::Crown => PreBounds::Crown { max_dim: a.crown_max_dim },
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
-    let bar = if a.quiet { indicatif::ProgressBar::hidden() } else { indicatif::ProgressBar::new(data.len() as u64) };
+    let bar = if a.quiet {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(data.len() as u64)
+    };
     let mut times = [0.0f64; 6];
     let mut rows = Vec::with_capacity(data.len());
     for i in 0..data.len() {
@@ -194,8 +278,16 @@ pub fn run(a: Args) -> Result<()> {
         let ball = Ball::new(x.clone(), a.eps, a.norm, a.unit_box)?;
         let t = Instant::now();
         let sg = oracle.score_grads(std::slice::from_ref(&x))?;
-        let (score, g) = sg.first().ok_or_else(|| Error::Internal("no score".into()))?;
-        let mut row = Row { index: i, label: data.labels[i], score: *score, grad_norm: Some(a.norm.dual_norm(g)), ..Default::default() };
+        let (score, g) = sg
+            .first()
+            .ok_or_else(|| Error::Internal("no score".into()))?;
+        let mut row = Row {
+            index: i,
+            label: data.labels[i],
+            score: *score,
+            grad_norm: Some(a.norm.dual_norm(g)),
+            ..Default::default()
+        };
         if has(Method::Sample) {
             row.lower_sample = Some(lower_by_sampling(&oracle, &ball, a.samples, &mut rng)?);
         }
@@ -214,7 +306,7 @@ pub fn run(a: Args) -> Result<()> {
         times[2] += t.elapsed().as_secs_f64();
         let t = Instant::now();
         if has(Method::Local) || has(Method::Radius) {
-            row.upper_local = Some(fastlip(&net, &ball, a.temperature, head)?.value);
+            row.upper_local = Some(fastlip_with(&net, &ball, a.temperature, head, pre)?.value);
         }
         times[3] += t.elapsed().as_secs_f64();
         if let Some(gb) = &global {
@@ -225,10 +317,18 @@ pub fn run(a: Args) -> Result<()> {
             let gv = global.as_ref().map_or(f64::INFINITY, |g| g.value);
             let l = row.upper_local.unwrap_or(f64::INFINITY).min(gv);
             row.radius_at_eps = Some(lipschitz_radius((gamma - score).abs(), l, a.eps));
-            row.radius_lipschitz = Some(search_radius(|e| lipschitz_certify(&net, &ball.with_eps(e), a.temperature, *score, gamma, gv), a.eps, a.radius_iters)?);
+            row.radius_lipschitz = Some(search_radius(
+                |e| lipschitz_certify_with(&net, &ball.with_eps(e), a.temperature, *score, gamma, gv, pre),
+                a.eps,
+                a.radius_iters,
+            )?);
             times[4] += t.elapsed().as_secs_f64();
             let t = Instant::now();
-            row.radius_bound_prop = Some(search_radius(|e| bound_prop_certify(&net, &ball.with_eps(e), a.temperature, *score, gamma), a.eps, a.radius_iters)?);
+            row.radius_bound_prop = Some(search_radius(
+                |e| bound_prop_certify_with(&net, &ball.with_eps(e), a.temperature, *score, gamma, pre),
+                a.eps,
+                a.radius_iters,
+            )?);
             times[5] += t.elapsed().as_secs_f64();
         }
         rows.push(row);
@@ -236,67 +336,174 @@ pub fn run(a: Args) -> Result<()> {
     }
     bar.finish_and_clear();
 
-    std::fs::create_dir_all(&a.out).map_err(|e| Error::io(format!("creating {}", a.out.display()), e))?;
-    let ball_name = format!("{}{}", a.norm.name(), if a.unit_box { "∩[0,1]" } else { "" });
+    std::fs::create_dir_all(&a.out)
+        .map_err(|e| Error::io(format!("creating {}", a.out.display()), e))?;
+    let ball_name = format!(
+        "{}{}",
+        a.norm.name(),
+        if a.unit_box { "∩[0,1]" } else { "" }
+    );
     write_csv_atomic(&a.out.join("lipschitz.csv"), |w| {
         w.write_record([
-            "index", "label", "is_id", "score", "threshold", "norm", "ball", "eps", "grad_norm", "lower_sample", "lower_pgd", "clever",
-            "clever_ks", "upper_local", "upper_global", "radius_at_eps", "radius_lipschitz", "radius_bound_prop",
-        ]).map_err(|e| Error::Internal(format!("csv: {e}")))?;
+            "index",
+            "label",
+            "is_id",
+            "score",
+            "threshold",
+            "norm",
+            "ball",
+            "eps",
+            "grad_norm",
+            "lower_sample",
+            "lower_pgd",
+            "clever",
+            "clever_ks",
+            "upper_local",
+            "upper_global",
+            "radius_at_eps",
+            "radius_lipschitz",
+            "radius_bound_prop",
+        ])
+        .map_err(|e| Error::Internal(format!("csv: {e}")))?;
         for r in &rows {
             w.write_record([
-                r.index.to_string(), r.label.to_string(), is_id.to_string(), format!("{:.9e}", r.score), format!("{gamma:.9e}"),
-                a.norm.name().to_string(), ball_name.clone(), format!("{:e}", a.eps), opt(r.grad_norm), opt(r.lower_sample), opt(r.lower_pgd),
-                opt(r.clever), opt(r.clever_ks), opt(r.upper_local), opt(r.upper_global), opt(r.radius_at_eps), opt(r.radius_lipschitz),
+                r.index.to_string(),
+                r.label.to_string(),
+                is_id.to_string(),
+                format!("{:.9e}", r.score),
+                format!("{gamma:.9e}"),
+                a.norm.name().to_string(),
+                ball_name.clone(),
+                format!("{:e}", a.eps),
+                opt(r.grad_norm),
+                opt(r.lower_sample),
+                opt(r.lower_pgd),
+                opt(r.clever),
+                opt(r.clever_ks),
+                opt(r.upper_local),
+                opt(r.upper_global),
+                opt(r.radius_at_eps),
+                opt(r.radius_lipschitz),
                 opt(r.radius_bound_prop),
-            ]).map_err(|e| Error::Internal(format!("csv: {e}")))?;
+            ])
+            .map_err(|e| Error::Internal(format!("csv: {e}")))?;
         }
         Ok(())
     })?;
     let n = rows.len().max(1) as f64;
     let cols: Vec<(&str, Vec<f64>)> = vec![
-        ("grad_norm", rows.iter().filter_map(|r| r.grad_norm).collect()),
-        ("lower_sample", rows.iter().filter_map(|r| r.lower_sample).collect()),
-        ("lower_pgd", rows.iter().filter_map(|r| r.lower_pgd).collect()),
+        (
+            "grad_norm",
+            rows.iter().filter_map(|r| r.grad_norm).collect(),
+        ),
+        (
+            "lower_sample",
+            rows.iter().filter_map(|r| r.lower_sample).collect(),
+        ),
+        (
+            "lower_pgd",
+            rows.iter().filter_map(|r| r.lower_pgd).collect(),
+        ),
         ("clever", rows.iter().filter_map(|r| r.clever).collect()),
-        ("upper_local", rows.iter().filter_map(|r| r.upper_local).collect()),
-        ("upper_global", rows.iter().filter_map(|r| r.upper_global).collect()),
-        ("radius_lipschitz", rows.iter().filter_map(|r| r.radius_lipschitz).collect()),
-        ("radius_bound_prop", rows.iter().filter_map(|r| r.radius_bound_prop).collect()),
-        ("tightness_local_over_pgd", rows.iter().filter_map(|r| Some(r.upper_local? / r.lower_pgd?)).collect()),
-        ("tightness_global_over_pgd", rows.iter().filter_map(|r| Some(r.upper_global? / r.lower_pgd?)).collect()),
+        (
+            "upper_local",
+            rows.iter().filter_map(|r| r.upper_local).collect(),
+        ),
+        (
+            "upper_global",
+            rows.iter().filter_map(|r| r.upper_global).collect(),
+        ),
+        (
+            "radius_lipschitz",
+            rows.iter().filter_map(|r| r.radius_lipschitz).collect(),
+        ),
+        (
+            "radius_bound_prop",
+            rows.iter().filter_map(|r| r.radius_bound_prop).collect(),
+        ),
+        (
+            "tightness_local_over_pgd",
+            rows.iter()
+                .filter_map(|r| Some(r.upper_local? / r.lower_pgd?))
+                .collect(),
+        ),
+        (
+            "tightness_global_over_pgd",
+            rows.iter()
+                .filter_map(|r| Some(r.upper_global? / r.lower_pgd?))
+                .collect(),
+        ),
     ];
-    let names = ["sample", "pgd", "clever", "local", "radius_lipschitz", "radius_bound_prop"];
+    let names = [
+        "sample",
+        "pgd",
+        "clever",
+        "local",
+        "radius_lipschitz",
+        "radius_bound_prop",
+    ];
     write_csv_atomic(&a.out.join("summary.csv"), |w| {
-        w.write_record(["quantity", "n", "mean", "median"]).map_err(|e| Error::Internal(format!("csv: {e}")))?;
+        w.write_record(["quantity", "n", "mean", "median"])
+            .map_err(|e| Error::Internal(format!("csv: {e}")))?;
         for (name, v) in &cols {
-            let mean = if v.is_empty() { f64::NAN } else { v.iter().sum::<f64>() / v.len() as f64 };
+            let mean = if v.is_empty() {
+                f64::NAN
+            } else {
+                v.iter().sum::<f64>() / v.len() as f64
+            };
             let mut m = v.clone();
-            w.write_record([name.to_string(), v.len().to_string(), format!("{mean:.9e}"), format!("{:.9e}", median(&mut m))])
-                .map_err(|e| Error::Internal(format!("csv: {e}")))?;
+            w.write_record([
+                name.to_string(),
+                v.len().to_string(),
+                format!("{mean:.9e}"),
+                format!("{:.9e}", median(&mut m)),
+            ])
+            .map_err(|e| Error::Internal(format!("csv: {e}")))?;
         }
         for (name, t) in names.iter().zip(times) {
-            w.write_record([format!("seconds_per_sample_{name}"), rows.len().to_string(), format!("{:.6e}", t / n), String::new()])
-                .map_err(|e| Error::Internal(format!("csv: {e}")))?;
-        }
-        w.write_record(["seconds_global_once".to_string(), "1".into(), format!("{global_s:.6e}"), String::new()])
+            w.write_record([
+                format!("seconds_per_sample_{name}"),
+                rows.len().to_string(),
+                format!("{:.6e}", t / n),
+                String::new(),
+            ])
             .map_err(|e| Error::Internal(format!("csv: {e}")))?;
+        }
+        w.write_record([
+            "seconds_global_once".to_string(),
+            "1".into(),
+            format!("{global_s:.6e}"),
+            String::new(),
+        ])
+        .map_err(|e| Error::Internal(format!("csv: {e}")))?;
         Ok(())
     })?;
-    let gjson = serde_json::to_string_pretty(&global).map_err(|e| Error::Internal(format!("json: {e}")))?;
+    let gjson =
+        serde_json::to_string_pretty(&global).map_err(|e| Error::Internal(format!("json: {e}")))?;
     write_atomic(&a.out.join("global.json"), (gjson + "\n").as_bytes())?;
     let config = serde_json::json!({
         "model": a.model, "data": a.data, "id_val": id_val_spec, "id_val_limit": a.id_val_limit, "is_id": is_id,
         "norm": a.norm, "eps": a.eps, "ball": ball_name, "box": a.unit_box, "limit": a.limit, "methods": methods,
         "temperature": a.temperature, "threshold": gamma, "threshold_rule": "TPR 95% on ID validation (S <= gamma is ID)",
         "samples": a.samples, "pgd": pgd, "clever": ccfg, "radius_iters": a.radius_iters,
-        "local_head": if a.simplex { "box-simplex" } else { "box" }, "dtype": "f64",
+        "local_head": if a.simplex { "box-simplex" } else { "box" },
+        "bounds": a.bounds, "crown_max_dim": a.crown_max_dim, "dtype": "f64",
     });
     let mut man = Manifest::new("lipschitz", config, "cpu");
     man.seeds = vec![a.seed];
     man.datasets = vec![
-        DatasetRecord { name: data.name.clone(), sha256: data.sha256.clone(), n: data.len(), role: if is_id { "id".into() } else { "ood".into() } },
-        DatasetRecord { name: id_val.name.clone(), sha256: id_val.sha256.clone(), n: id_val.len(), role: "id-val".into() },
+        DatasetRecord {
+            name: data.name.clone(),
+            sha256: data.sha256.clone(),
+            n: data.len(),
+            role: if is_id { "id".into() } else { "ood".into() },
+        },
+        DatasetRecord {
+            name: id_val.name.clone(),
+            sha256: id_val.sha256.clone(),
+            n: id_val.len(),
+            role: "id-val".into(),
+        },
     ];
     man.model_sha256 = Some(crate::model::sha256_file(&a.model)?);
     for f in ["lipschitz.csv", "summary.csv", "global.json"] {
@@ -304,6 +511,9 @@ pub fn run(a: Args) -> Result<()> {
     }
     man.elapsed_s = started.elapsed().as_secs_f64();
     man.write(&a.out)?;
-    eprintln!("oodcert lipschitz: wrote {}/{{lipschitz.csv,summary.csv,global.json,manifest.json}}", a.out.display());
+    eprintln!(
+        "oodcert lipschitz: wrote {}/{{lipschitz.csv,summary.csv,global.json,manifest.json}}",
+        a.out.display()
+    );
     Ok(())
 }

@@ -10,8 +10,10 @@ pub mod eval;
 pub mod lipschitz;
 pub mod merge;
 pub mod metrics;
+pub mod report;
 pub mod reproduce;
 pub mod train;
+pub mod verify;
 
 /// Certified out-of-distribution detection for energy-scored classifiers.
 #[derive(Debug, Parser)]
@@ -39,6 +41,10 @@ pub enum Command {
     Lipschitz(Box<lipschitz::Args>),
     /// Join `certify --shard` outputs into the output of a single run.
     Merge(merge::Args),
+    /// Tables, LaTeX, SVG/PNG plots and a Markdown report with provenance, from run folders.
+    Report(report::Args),
+    /// Attack inside every certified radius of a lipschitz or certify run; exit 1 on a violation.
+    Verify(verify::Args),
 }
 
 /// Runs the parsed command.
@@ -51,6 +57,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Reproduce(a) => reproduce::run(a),
         Command::Certify(a) => certify::run(*a),
         Command::Merge(a) => merge::run(a),
+        Command::Report(a) => report::run(a),
         Command::Lipschitz(a) => lipschitz::run(*a),
+        Command::Verify(a) => verify::run(a),
     }
 }

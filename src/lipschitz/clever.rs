@@ -22,7 +22,10 @@ pub struct CleverConfig {
 
 impl Default for CleverConfig {
     fn default() -> Self {
-        Self { batches: 50, per_batch: 64 }
+        Self {
+            batches: 50,
+            per_batch: 64,
+        }
     }
 }
 
@@ -62,18 +65,29 @@ pub fn ks_pvalue(d: f64, n: usize) -> f64 {
 pub fn fit_reverse_weibull(maxima: &[f64]) -> Result<CleverFit> {
     let n = maxima.len();
     if n < 3 || maxima.iter().any(|v| !v.is_finite()) {
-        return Err(Error::BadInput(format!("CLEVER needs ≥ 3 finite batch maxima, got {n}")));
+        return Err(Error::BadInput(format!(
+            "CLEVER needs ≥ 3 finite batch maxima, got {n}"
+        )));
     }
     let ymax = maxima.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
     let mean = maxima.iter().sum::<f64>() / n as f64;
     let sd = (maxima.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt();
-    if !(sd > 1e-12 * ymax.abs().max(1e-300)) {
-        return Ok(CleverFit { estimate: ymax, shape: f64::NAN, scale: 0.0, max_seen: ymax, ks_stat: f64::NAN, ks_pvalue: f64::NAN });
+    if sd.is_nan() || sd <= 1e-12 * ymax.abs().max(1e-300) {
+        return Ok(CleverFit {
+            estimate: ymax,
+            shape: f64::NAN,
+            scale: 0.0,
+            max_seen: ymax,
+            ks_stat: f64::NAN,
+            ks_pvalue: f64::NAN,
+        });
     }
     let params = |t: &[f64]| (ymax + t[0].exp() * sd, 1.0 + t[1].exp(), t[2].exp() * sd);
     let nll = |t: &[f64]| {
         let (loc, c, b) = params(t);
-        let Ok(w) = Weibull::new(c, b) else { return f64::INFINITY };
+        let Ok(w) = Weibull::new(c, b) else {
+            return f64::INFINITY;
+        };
         -maxima.iter().map(|y| w.ln_pdf(loc - y)).sum::<f64>()
     };
     let mut best = (vec![0.0; 3], f64::INFINITY);
@@ -91,23 +105,49 @@ pub fn fit_reverse_weibull(maxima: &[f64]) -> Result<CleverFit> {
     let mut d = 0.0f64;
     for (i, y) in ys.iter().enumerate() {
         let f = 1.0 - w.cdf(loc - y);
-        d = d.max((i + 1) as f64 / n as f64 - f).max(f - i as f64 / n as f64);
+        d = d
+            .max((i + 1) as f64 / n as f64 - f)
+            .max(f - i as f64 / n as f64);
     }
-    Ok(CleverFit { estimate: loc, shape: c, scale: b, max_seen: ymax, ks_stat: d, ks_pvalue: ks_pvalue(d, n) })
+    Ok(CleverFit {
+        estimate: loc,
+        shape: c,
+        scale: b,
+        max_seen: ymax,
+        ks_stat: d,
+        ks_pvalue: ks_pvalue(d, n),
+    })
 }
 
 /// The batch maxima of ‖∇ₓS‖_q over uniform samples of the ball.
-pub fn batch_maxima(oracle: &GradOracle, ball: &Ball, cfg: &CleverConfig, rng: &mut ChaCha8Rng) -> Result<Vec<f64>> {
+pub fn batch_maxima(
+    oracle: &GradOracle,
+    ball: &Ball,
+    cfg: &CleverConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<f64>> {
     let mut out = Vec::with_capacity(cfg.batches);
     for _ in 0..cfg.batches {
-        let pts: Vec<Vec<f64>> = (0..cfg.per_batch.max(1)).map(|_| sample_ball(ball, rng)).collect();
-        out.push(oracle.grad_norms(&pts, ball.norm)?.into_iter().fold(0.0, f64::max));
+        let pts: Vec<Vec<f64>> = (0..cfg.per_batch.max(1))
+            .map(|_| sample_ball(ball, rng))
+            .collect();
+        out.push(
+            oracle
+                .grad_norms(&pts, ball.norm)?
+                .into_iter()
+                .fold(0.0, f64::max),
+        );
     }
     Ok(out)
 }
 
 /// The CLEVER estimate on the ball.
-pub fn clever(oracle: &GradOracle, ball: &Ball, cfg: &CleverConfig, rng: &mut ChaCha8Rng) -> Result<CleverFit> {
+pub fn clever(
+    oracle: &GradOracle,
+    ball: &Ball,
+    cfg: &CleverConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<CleverFit> {
     fit_reverse_weibull(&batch_maxima(oracle, ball, cfg, rng)?)
 }
 
@@ -121,7 +161,9 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(5);
         for (loc, c, b) in [(3.0, 2.0, 0.5), (10.0, 4.0, 2.0), (0.7, 1.5, 0.05)] {
             // Inverse CDF: X = b (−ln U)^{1/c}, Y = loc − X.
-            let ys: Vec<f64> = (0..2000).map(|_| loc - b * (-(rng.random::<f64>().max(1e-300)).ln()).powf(1.0 / c)).collect();
+            let ys: Vec<f64> = (0..2000)
+                .map(|_| loc - b * (-(rng.random::<f64>().max(1e-300)).ln()).powf(1.0 / c))
+                .collect();
             let fit = fit_reverse_weibull(&ys).unwrap();
             assert!((fit.estimate - loc).abs() < 0.05 * b, "loc {loc}: {fit:?}");
             assert!((fit.shape - c).abs() < 0.2 * c, "shape {c}: {fit:?}");

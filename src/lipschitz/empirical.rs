@@ -243,9 +243,23 @@ pub fn lower_by_pgd(
 /// Projected gradient descent (`maximise` false) or ascent on S itself inside the ball, with
 /// restarts (restart 0 at the centre): the most extreme score found at a point of the ball.
 /// Used to attack certified radii: no such point may cross the threshold.
-pub fn extreme_score_by_pgd(oracle: &GradOracle, ball: &Ball, maximise: bool, cfg: &PgdConfig, rng: &mut ChaCha8Rng) -> Result<f64> {
+pub fn extreme_score_by_pgd(
+    oracle: &GradOracle,
+    ball: &Ball,
+    maximise: bool,
+    cfg: &PgdConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<f64> {
     let r = cfg.restarts.max(1);
-    let mut xs: Vec<Vec<f64>> = (0..r).map(|i| if i == 0 { ball.center.clone() } else { sample_ball(ball, rng) }).collect();
+    let mut xs: Vec<Vec<f64>> = (0..r)
+        .map(|i| {
+            if i == 0 {
+                ball.center.clone()
+            } else {
+                sample_ball(ball, rng)
+            }
+        })
+        .collect();
     let sign = if maximise { 1.0 } else { -1.0 };
     let mut best = f64::NAN;
     let alpha = cfg.step_frac * ball.eps;
@@ -257,7 +271,12 @@ pub fn extreme_score_by_pgd(oracle: &GradOracle, ball: &Ball, maximise: bool, cf
             }
             let step: Vec<f64> = match ball.norm {
                 Norm::L2 => {
-                    let n = g.iter().map(|v| v * v).sum::<f64>().sqrt().max(f64::MIN_POSITIVE);
+                    let n = g
+                        .iter()
+                        .map(|v| v * v)
+                        .sum::<f64>()
+                        .sqrt()
+                        .max(f64::MIN_POSITIVE);
                     g.iter().map(|v| sign * alpha * v / n).collect()
                 }
                 Norm::Linf => g.iter().map(|v| sign * alpha * v.signum()).collect(),

@@ -7,7 +7,8 @@
 //!   the last layer in ℓp → ℓp);
 //! - `folded`: diagonal maps (normalisation, BatchNorm) folded into the adjacent dense or
 //!   convolution layer before taking norms, and the last layer measured ℓp → ℓ∞ (largest row
-//!   ℓq... norm), which S's 1-Lipschitzness in ℓ∞ of the logits allows.
+//!   ℓq norm), which S's 1-Lipschitzness in ℓ∞ of the logits allows.
+//!
 //! Every factor records the rule that produced it.
 
 use super::operator_norm::{

@@ -34,6 +34,8 @@ pub struct LocalBound {
     pub box_value: f64,
     /// The simplex-head value, when computed.
     pub simplex_value: Option<f64>,
+    /// The local product bound (dense ReLU networks only), see [`local_product`].
+    pub product_value: Option<f64>,
     /// The box of ∇ₓS over the ball.
     pub grad: Interval,
     /// The IBP logit box.
@@ -76,8 +78,30 @@ pub fn box_dual_norm(b: &Interval, norm: crate::bounds::Norm) -> f64 {
     norm.dual_norm_up(&b.abs_max())
 }
 
+/// Where the pre-activation boxes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum PreBounds {
+    /// Interval bound propagation.
+    Ibp,
+    /// IBP ∩ CROWN for top-level ReLU / max-pool inputs and logits of dimension ≤ `max_dim`.
+    Crown { max_dim: usize },
+}
+
+/// The node input boxes and the logit box over the ball.
+pub fn pre_bounds(net: &Net, ball: &Ball, pre: PreBounds) -> Result<(Vec<Trace>, Interval)> {
+    match pre {
+        PreBounds::Ibp => ibp(&net.nodes, ball.to_box()),
+        PreBounds::Crown { max_dim } => crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim),
+    }
+}
+
 /// FastLip bound of sup_{x'∈ball} ‖∇ₓS(x')‖_q with IBP pre-activation bounds.
 pub fn fastlip(net: &Net, ball: &Ball, temperature: f64, head: Head) -> Result<LocalBound> {
+    fastlip_with(net, ball, temperature, head, PreBounds::Ibp)
+}
+
+/// FastLip bound with the chosen pre-activation bounds.
+pub fn fastlip_with(net: &Net, ball: &Ball, temperature: f64, head: Head, pre: PreBounds) -> Result<LocalBound> {
     crate::score::check_temperature(temperature)?;
     if ball.center.len() != net.input_dim() {
         return Err(Error::BadInput(format!(
@@ -86,7 +110,7 @@ pub fn fastlip(net: &Net, ball: &Ball, temperature: f64, head: Head) -> Result<L
             net.input_dim()
         )));
     }
-    let (traces, logits) = ibp(&net.nodes, ball.to_box())?;
+    let (traces, logits) = pre_bounds(net, ball, pre)?;
     let p = simplex_tighten(&softmax_box(&logits, temperature));
     let neg_p = Interval {
         lo: p.hi.iter().map(|v| -v).collect(),
@@ -123,12 +147,72 @@ pub fn fastlip(net: &Net, ball: &Ball, temperature: f64, head: Head) -> Result<L
             (g, Some(v))
         }
     };
-    let value = box_dual_norm(&grad, ball.norm);
+    let product_value = local_product(net, &traces, ball.norm);
+    let value = box_dual_norm(&grad, ball.norm).min(product_value.unwrap_or(f64::INFINITY));
     Ok(LocalBound {
+        product_value,
         value,
         box_value,
         simplex_value,
         grad,
         logits,
     })
+}
+
+/// A local product bound for dense ReLU networks (MLPs): on the ball, every Jacobian is
+/// W_L D_{L−1} W_{L−1} ⋯ D_1 W_1 (normalisation folded into W_1) with D_i diagonal in [0, 1] and
+/// zero on neurons that are inactive on the whole ball (pre-activation upper bound < 0). So
+/// ‖J‖ ≤ Π ‖W_i restricted to the possibly-active rows and columns‖, the last factor measured
+/// ℓp → ℓ∞ (S is 1-Lipschitz in ℓ∞ of the logits). Sound operator norms as in the global bound.
+/// `None` for networks with other layers (convolutions, pooling, residual blocks).
+pub fn local_product(net: &Net, traces: &[Trace], norm: crate::bounds::Norm) -> Option<f64> {
+    use crate::bounds::net::LinearOp;
+    use crate::lipschitz::operator_norm::{l2_to_linf_upper, linf_upper, spectral_upper};
+    let mut cols_active: Vec<bool> = vec![true; net.input_dim()];
+    let mut col_scale: Vec<f64> = vec![1.0; net.input_dim()];
+    let mut total = 1.0f64;
+    let n = net.nodes.len();
+    let mut i = 0;
+    while i < n {
+        match &net.nodes[i] {
+            Node::Affine(a) => match &a.op {
+                LinearOp::Diag(d) if d.scale.len() == col_scale.len() => {
+                    col_scale.iter_mut().zip(&d.scale).for_each(|(c, s)| *c *= s);
+                }
+                LinearOp::Dense(d) if d.inp == cols_active.len() => {
+                    let last = i + 1 == n;
+                    let rows_active: Vec<bool> = match (net.nodes.get(i + 1), traces.get(i + 1)) {
+                        _ if last => vec![true; d.out],
+                        (Some(Node::Relu), Some(t)) => t.input().hi.iter().map(|u| *u >= 0.0).collect(),
+                        _ => return None,
+                    };
+                    let cols: Vec<usize> = (0..d.inp).filter(|&j| cols_active[j]).collect();
+                    let rows: Vec<usize> = (0..d.out).filter(|&r| rows_active[r]).collect();
+                    let mut m = Vec::with_capacity(rows.len() * cols.len());
+                    for &r in &rows {
+                        let row = d.row(r);
+                        m.extend(cols.iter().map(|&j| row[j] * col_scale[j]));
+                    }
+                    let (nr, nc) = (rows.len(), cols.len());
+                    let f = if nr == 0 || nc == 0 {
+                        0.0
+                    } else {
+                        match (norm, last) {
+                            (crate::bounds::Norm::L2, true) => l2_to_linf_upper(nr, nc, &m),
+                            (crate::bounds::Norm::L2, false) => spectral_upper(nr, nc, &m),
+                            (crate::bounds::Norm::Linf, _) => linf_upper(nr, nc, &m),
+                        }
+                    };
+                    total = crate::bounds::round::next_up(total * f);
+                    cols_active = rows_active;
+                    col_scale = vec![1.0; d.out];
+                }
+                _ => return None,
+            },
+            Node::Relu => {}
+            _ => return None,
+        }
+        i += 1;
+    }
+    Some(total)
 }

@@ -7,8 +7,8 @@ pub mod operator_norm;
 
 pub use crate::bounds::{Ball, Norm};
 pub use global::{GlobalBound, global_bound};
+pub mod clever;
 pub mod empirical;
 pub mod local;
-pub mod radius;
-pub mod clever;
 pub mod nelder_mead;
+pub mod radius;

@@ -4,7 +4,13 @@
 /// Minimises `f` from `x0` with initial step `step` per coordinate; stops when the simplex's
 /// function values span less than `ftol` (relative) or after `max_iter` iterations.
 /// Returns (argmin, min). Non-finite values count as +∞.
-pub fn minimize(f: impl Fn(&[f64]) -> f64, x0: &[f64], step: f64, ftol: f64, max_iter: usize) -> (Vec<f64>, f64) {
+pub fn minimize(
+    f: impl Fn(&[f64]) -> f64,
+    x0: &[f64],
+    step: f64,
+    ftol: f64,
+    max_iter: usize,
+) -> (Vec<f64>, f64) {
     let n = x0.len();
     let eval = |x: &[f64]| {
         let v = f(x);
@@ -26,31 +32,55 @@ pub fn minimize(f: impl Fn(&[f64]) -> f64, x0: &[f64], step: f64, ftol: f64, max
         if (worst - best).abs() <= ftol * (best.abs() + ftol) {
             break;
         }
-        let centroid: Vec<f64> = (0..n).map(|j| pts[..n].iter().map(|p| p[j]).sum::<f64>() / n as f64).collect();
-        let along = |t: f64| -> Vec<f64> { (0..n).map(|j| centroid[j] + t * (pts[n][j] - centroid[j])).collect() };
+        let centroid: Vec<f64> = (0..n)
+            .map(|j| pts[..n].iter().map(|p| p[j]).sum::<f64>() / n as f64)
+            .collect();
+        let along = |t: f64| -> Vec<f64> {
+            (0..n)
+                .map(|j| centroid[j] + t * (pts[n][j] - centroid[j]))
+                .collect()
+        };
         let xr = along(-1.0);
         let fr = eval(&xr);
         if fr < vals[0] {
             let xe = along(-2.0);
             let fe = eval(&xe);
-            if fe < fr { pts[n] = xe; vals[n] = fe; } else { pts[n] = xr; vals[n] = fr; }
+            if fe < fr {
+                pts[n] = xe;
+                vals[n] = fe;
+            } else {
+                pts[n] = xr;
+                vals[n] = fr;
+            }
         } else if fr < vals[n - 1] {
             pts[n] = xr;
             vals[n] = fr;
         } else {
-            let (xc, fc) = if fr < vals[n] { let x = along(-0.5); let v = eval(&x); (x, v) } else { let x = along(0.5); let v = eval(&x); (x, v) };
+            let (xc, fc) = if fr < vals[n] {
+                let x = along(-0.5);
+                let v = eval(&x);
+                (x, v)
+            } else {
+                let x = along(0.5);
+                let v = eval(&x);
+                (x, v)
+            };
             if fc < vals[n].min(fr) {
                 pts[n] = xc;
                 vals[n] = fc;
             } else {
                 for i in 1..=n {
-                    pts[i] = (0..n).map(|j| pts[0][j] + 0.5 * (pts[i][j] - pts[0][j])).collect();
+                    pts[i] = (0..n)
+                        .map(|j| pts[0][j] + 0.5 * (pts[i][j] - pts[0][j]))
+                        .collect();
                     vals[i] = eval(&pts[i]);
                 }
             }
         }
     }
-    let i = (0..=n).min_by(|&a, &b| vals[a].total_cmp(&vals[b])).unwrap_or(0);
+    let i = (0..=n)
+        .min_by(|&a, &b| vals[a].total_cmp(&vals[b]))
+        .unwrap_or(0);
     (pts[i].clone(), vals[i])
 }
 
@@ -62,13 +92,22 @@ mod tests {
     fn finds_the_rosenbrock_minimum() {
         let f = |x: &[f64]| (1.0 - x[0]).powi(2) + 100.0 * (x[1] - x[0] * x[0]).powi(2);
         let (x, v) = minimize(f, &[-1.2, 1.0], 0.5, 1e-14, 5000);
-        assert!((x[0] - 1.0).abs() < 1e-4 && (x[1] - 1.0).abs() < 1e-4 && v < 1e-8, "{x:?} {v}");
+        assert!(
+            (x[0] - 1.0).abs() < 1e-4 && (x[1] - 1.0).abs() < 1e-4 && v < 1e-8,
+            "{x:?} {v}"
+        );
     }
 
     #[test]
     fn finds_a_shifted_quadratic_in_4d() {
         let c = [3.0, -2.0, 0.5, 10.0];
-        let f = |x: &[f64]| x.iter().zip(&c).enumerate().map(|(i, (a, b))| (i + 1) as f64 * (a - b).powi(2)).sum::<f64>();
+        let f = |x: &[f64]| {
+            x.iter()
+                .zip(&c)
+                .enumerate()
+                .map(|(i, (a, b))| (i + 1) as f64 * (a - b).powi(2))
+                .sum::<f64>()
+        };
         let (x, _) = minimize(f, &[0.0; 4], 1.0, 1e-16, 20000);
         for i in 0..4 {
             assert!((x[i] - c[i]).abs() < 1e-5, "{x:?}");

@@ -208,7 +208,7 @@ mod tests {
         let (c, s) = (0.6f64, 0.8f64);
         let r = [3.0 * c, -3.0 * s, 1.0 * s, 1.0 * c];
         let v = spectral_upper(2, 2, &r);
-        assert!(v >= 3.0 && v < 3.0 * (1.0 + 1e-10), "{v}");
+        assert!((3.0..3.0 * (1.0 + 1e-10)).contains(&v), "{v}");
         // A wide rank-one matrix u vᵀ: ‖·‖₂ = ‖u‖‖v‖.
         let u = [1.0, 2.0];
         let w = [3.0, 0.0, 4.0];
@@ -225,7 +225,7 @@ mod tests {
             &(0..6).map(|i| r[(i % 2) * 3 + i / 2]).collect::<Vec<_>>(),
         );
         assert!(vt >= exact && vt < exact * (1.0 + 1e-10));
-        assert_eq!(linf_upper(2, 3, &r) >= 14.0, true);
+        assert!(linf_upper(2, 3, &r) >= 14.0);
         assert!(l2_to_linf_upper(2, 3, &r) >= 10.0 && l2_to_linf_upper(2, 3, &r) < 10.0 + 1e-9);
     }
 }

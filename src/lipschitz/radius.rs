@@ -8,7 +8,7 @@ use crate::bounds::round::next_down;
 
 /// ε* = min(ε, m / L), rounded down (0 when L is not finite or m ≤ 0).
 pub fn lipschitz_radius(margin: f64, lip: f64, eps: f64) -> f64 {
-    if !(margin > 0.0) || !lip.is_finite() {
+    if margin.is_nan() || margin <= 0.0 || !lip.is_finite() {
         return 0.0;
     }
     if lip <= 0.0 {
@@ -24,7 +24,7 @@ pub fn search_radius(
     r_max: f64,
     iters: usize,
 ) -> crate::error::Result<f64> {
-    if !(r_max > 0.0) {
+    if r_max.is_nan() || r_max <= 0.0 {
         return Ok(0.0);
     }
     let mut best = certify(r_max)?;
@@ -49,6 +49,7 @@ use crate::bounds::energy::energy_bounds;
 use crate::bounds::ibp::ibp;
 use crate::bounds::{Ball, Net};
 use crate::error::Result;
+use super::local::PreBounds;
 
 /// Bounds [S_lo, S_hi] of the energy over the ball by IBP (logit box → monotone energy bound).
 pub fn energy_bounds_ibp(net: &Net, ball: &Ball, temperature: f64) -> Result<(f64, f64)> {
@@ -61,17 +62,81 @@ pub fn is_ood(score: f64, gamma: f64) -> bool {
     score > gamma
 }
 
+/// Bounds of S over the ball from CROWN: the monotone bound on the CROWN ∩ IBP logit box, and
+/// from above also the tangent plane of the concave S at the centre's logits z₀,
+/// S(z) ≤ S(z₀) + p₀ᵀz₀ − p₀ᵀz, whose last term CROWN bounds over the ball directly.
+pub fn energy_bounds_crown(net: &Net, ball: &Ball, temperature: f64, max_dim: usize) -> Result<(f64, f64)> {
+    use crate::bounds::round::{dot_err, next_up};
+    let (traces, logits) = crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim)?;
+    let (lo, hi) = energy_bounds(&logits, temperature);
+    let z0 = net.forward(&ball.center)?;
+    let p0: Vec<f64> = crate::bounds::energy::energy_grad(&z0, temperature).iter().map(|v| -v).collect();
+    let s0 = crate::bounds::energy::energy(&z0, temperature);
+    let low = crate::bounds::crown::crown_lower(&net.nodes, &traces, ball, vec![p0.clone()])?[0];
+    // S(z₀) + p₀ᵀz₀ is computed in f64: widen by a generous relative allowance.
+    let k = z0.len();
+    let dot: f64 = p0.iter().zip(&z0).map(|(p, z)| p * z).sum();
+    let mag: f64 = p0.iter().zip(&z0).map(|(p, z)| (p * z).abs()).sum::<f64>() + s0.abs();
+    let tangent = next_up(s0 + dot - low + (dot_err(k) + 64.0 * f64::EPSILON) * (mag + low.abs() + 1.0));
+    Ok((lo, hi.min(tangent)))
+}
+
 /// The bound-propagation certificate at radius r: r if S's bounds on B(x, r) stay on x's side
 /// of γ (S_lo > γ for OOD, S_hi ≤ γ for ID), else 0.
-pub fn bound_prop_certify(net: &Net, ball: &Ball, temperature: f64, score: f64, gamma: f64) -> Result<f64> {
-    let (lo, hi) = energy_bounds_ibp(net, ball, temperature)?;
-    let ok = if is_ood(score, gamma) { lo > gamma } else { hi <= gamma };
+pub fn bound_prop_certify(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    score: f64,
+    gamma: f64,
+) -> Result<f64> {
+    bound_prop_certify_with(net, ball, temperature, score, gamma, PreBounds::Ibp)
+}
+
+/// [`bound_prop_certify`] with IBP or CROWN bounds on S.
+pub fn bound_prop_certify_with(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    score: f64,
+    gamma: f64,
+    pre: PreBounds,
+) -> Result<f64> {
+    let (lo, hi) = match pre {
+        PreBounds::Ibp => energy_bounds_ibp(net, ball, temperature)?,
+        PreBounds::Crown { max_dim } => energy_bounds_crown(net, ball, temperature, max_dim)?,
+    };
+    let ok = if is_ood(score, gamma) {
+        lo > gamma
+    } else {
+        hi <= gamma
+    };
     Ok(if ok { ball.eps } else { 0.0 })
 }
 
 /// The Lipschitz certificate using the ball of radius r: min(r, |γ − S(x)| / L(x, r)), L the
 /// smaller of the local (FastLip) and global bounds.
-pub fn lipschitz_certify(net: &Net, ball: &Ball, temperature: f64, score: f64, gamma: f64, global: f64) -> Result<f64> {
-    let local = super::local::fastlip(net, ball, temperature, super::local::Head::Box)?.value;
+pub fn lipschitz_certify(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    score: f64,
+    gamma: f64,
+    global: f64,
+) -> Result<f64> {
+    lipschitz_certify_with(net, ball, temperature, score, gamma, global, PreBounds::Ibp)
+}
+
+/// [`lipschitz_certify`] with the chosen pre-activation bounds.
+pub fn lipschitz_certify_with(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    score: f64,
+    gamma: f64,
+    global: f64,
+    pre: PreBounds,
+) -> Result<f64> {
+    let local = super::local::fastlip_with(net, ball, temperature, super::local::Head::Box, pre)?.value;
     Ok(lipschitz_radius((gamma - score).abs(), local.min(global), ball.eps))
 }

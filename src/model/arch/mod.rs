@@ -6,6 +6,7 @@ mod mlp;
 mod resnet18;
 
 pub use lenet::lenet_flat_features;
+pub use resnet18::RESNET18_STAGES;
 
 use super::layers::{Layer, Normalize};
 use super::params::ParamStore;

@@ -1,7 +1,8 @@
 //! 2-d convolution (cross-correlation, as in PyTorch) with square stride and zero padding;
-//! computed as im2col + GEMM on the CPU (see [`conv2d_im2col`]).
+//! computed as im2col + GEMM on the CPU when the column matrix is small enough (see
+//! [`conv2d_auto`](super::conv2d_auto)).
 
-use super::im2col::conv2d_im2col;
+use super::im2col::conv2d_auto;
 use crate::error::{Error, Result};
 use crate::model::init::Init;
 use crate::model::params::{ParamKind, ParamStore};
@@ -128,7 +129,7 @@ impl Conv2d {
 
     /// W ⋆ x + b for `x` of shape `(n, in, h, w)`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = conv2d_im2col(x, self.weight.as_tensor(), self.stride, self.padding)?;
+        let y = conv2d_auto(x, self.weight.as_tensor(), self.stride, self.padding)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?)?,
             None => y,

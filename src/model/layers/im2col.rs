@@ -272,3 +272,36 @@ pub fn conv2d_im2col(
     let y = w.reshape((out, c * kh * kw))?.matmul(&cols)?;
     y.reshape((out, n, ho, wo))?.transpose(0, 1)?.contiguous()
 }
+
+/// Largest column matrix (entries) [`conv2d_auto`] builds: 2²⁵ (128 MiB in f32). The matrix is
+/// kept alive by the autograd graph until backward, so larger convolutions use candle's direct
+/// `conv2d` instead (a ResNet-18 batch of 128 at 32×32 would otherwise hold ~2 GB of columns).
+pub const IM2COL_MAX_ELEMS: usize = 1 << 25;
+
+/// W ⋆ x (no bias): [`conv2d_im2col`] on the CPU when its column matrix has at most
+/// [`IM2COL_MAX_ELEMS`] entries, candle's `conv2d` otherwise (both gradient-checked).
+pub fn conv2d_auto(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<Tensor> {
+    let (n, c, h, wd) = x.dims4()?;
+    let (_, _, kh, kw) = w.dims4()?;
+    let g = ConvGeometry {
+        n,
+        c,
+        h,
+        w: wd,
+        kh,
+        kw,
+        stride,
+        padding,
+    };
+    match g.output_hw() {
+        Some((ho, wo)) if g.rows() * n * ho * wo <= IM2COL_MAX_ELEMS => {
+            conv2d_im2col(x, w, stride, padding)
+        }
+        _ => x.conv2d(w, padding, stride, 1, 1),
+    }
+}

@@ -12,7 +12,7 @@ mod normalize;
 pub use basic_block::BasicBlock;
 pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm2d};
 pub use conv2d::Conv2d;
-pub use im2col::{Col2Im, ConvGeometry, Im2Col, conv2d_im2col};
+pub use im2col::{Col2Im, ConvGeometry, IM2COL_MAX_ELEMS, Im2Col, conv2d_auto, conv2d_im2col};
 pub use linear::Linear;
 pub use max_pool::{max_pool2, max_pool2_hw};
 pub use normalize::Normalize;

@@ -1,0 +1,147 @@
+//! Verifying a `oodcert lipschitz` run: for every sample with a positive certified radius (the
+//! Lipschitz route and the bound-propagation route), PGD on S inside that ball may not move the
+//! score across γ. These certificates are deterministic: one crossing is a violation.
+
+use super::attack::{AttackConfig, attack_towards_threshold};
+use super::{VerifyRow, VerifySummary, summarise};
+use crate::bounds::{Ball, Norm};
+use crate::error::{Error, Result};
+use crate::evidence::Manifest;
+use crate::lipschitz::empirical::GradOracle;
+use crate::model::{Classifier, Model};
+use candle_core::{DType, Device};
+use std::path::Path;
+
+/// Radii, as multiples of the certified one, tried after it to see how far the certificate is
+/// from an actual decision change.
+pub const ESCALATION: [f64; 5] = [1.25, 1.5, 2.0, 4.0, 8.0];
+
+fn config_str<'a>(m: &'a Manifest, key: &str, path: &Path) -> Result<&'a str> {
+    m.config[key]
+        .as_str()
+        .ok_or_else(|| Error::bad_file(path, format!("manifest config lacks `{key}`")))
+}
+
+fn config_f64(m: &Manifest, key: &str, path: &Path) -> Result<f64> {
+    m.config[key]
+        .as_f64()
+        .ok_or_else(|| Error::bad_file(path, format!("manifest config lacks numeric `{key}`")))
+}
+
+/// Attacks every certificate of the lipschitz run in `dir` (first `limit` rows, 0 = all).
+pub fn verify_lipschitz_run(
+    dir: &Path,
+    model_override: Option<&Path>,
+    data_root: &Path,
+    cfg: &AttackConfig,
+    limit: usize,
+) -> Result<(Vec<VerifyRow>, VerifySummary)> {
+    let mpath = dir.join("manifest.json");
+    let man = Manifest::read(&mpath)?;
+    let model_path = match model_override {
+        Some(p) => p.to_path_buf(),
+        None => config_str(&man, "model", &mpath)?.into(),
+    };
+    let model_sha = crate::evidence::sha256_file(&model_path)?;
+    if man.model_sha256.as_deref().is_some_and(|h| h != model_sha) {
+        return Err(Error::BadInput(format!(
+            "{} is not the model this run certified (SHA-256 differs from the manifest)",
+            model_path.display()
+        )));
+    }
+    let norm = match config_str(&man, "norm", &mpath)? {
+        "l2" => Norm::L2,
+        "linf" => Norm::Linf,
+        o => return Err(Error::bad_file(&mpath, format!("unknown norm `{o}`"))),
+    };
+    let unit_box = man.config["box"].as_bool().unwrap_or(false);
+    let gamma = config_f64(&man, "threshold", &mpath)?;
+    let temperature = config_f64(&man, "temperature", &mpath)?;
+    let model = Model::load(&model_path, &Device::Cpu)?.to_dtype(DType::F64)?;
+    let data = crate::data::load_as(
+        config_str(&man, "data", &mpath)?,
+        data_root,
+        model.spec().input_shape,
+    )?;
+    let oracle = GradOracle {
+        model: &model,
+        temperature,
+        batch: 64,
+    };
+    let csv_path = dir.join("lipschitz.csv");
+    let mut reader =
+        csv::Reader::from_path(&csv_path).map_err(|e| Error::bad_file(&csv_path, e.to_string()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| Error::bad_file(&csv_path, e.to_string()))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::bad_file(&csv_path, format!("missing column `{name}`")))
+    };
+    let (ci, cid, cs) = (col("index")?, col("is_id")?, col("score")?);
+    let cr = [
+        ("lipschitz", col("radius_lipschitz")?),
+        ("bound_prop", col("radius_bound_prop")?),
+    ];
+    let mut rows = vec![];
+    for (line, rec) in reader.records().enumerate() {
+        if limit > 0 && line >= limit {
+            break;
+        }
+        let rec = rec.map_err(|e| Error::bad_file(&csv_path, e.to_string()))?;
+        let num = |c: usize| -> Result<f64> {
+            rec.get(c)
+                .unwrap_or("")
+                .parse::<f64>()
+                .map_err(|_| Error::bad_file(&csv_path, format!("row {}: not a number", line + 2)))
+        };
+        let index = num(ci)? as usize;
+        if index >= data.len() {
+            return Err(Error::bad_file(
+                &csv_path,
+                format!("row {}: index {index} beyond {}", line + 2, data.name),
+            ));
+        }
+        let score = num(cs)?;
+        let is_id = matches!(rec.get(cid).unwrap_or("").trim(), "1" | "true");
+        let center: Vec<f64> = data.image(index).iter().map(|&v| v as f64).collect();
+        let id_side = score <= gamma;
+        let crosses = |s: f64| if id_side { s > gamma } else { s <= gamma };
+        for (name, c) in cr {
+            let r = num(c)?;
+            if !(r > 0.0) {
+                continue;
+            }
+            let attack = |radius: f64| -> Result<f64> {
+                let ball = Ball::new(center.clone(), radius, norm, unit_box)?;
+                Ok(attack_towards_threshold(&oracle, &ball, id_side, cfg)?.0)
+            };
+            let best = attack(r)?;
+            let mut attack_radius = if crosses(best) { r } else { f64::NAN };
+            if attack_radius.is_nan() {
+                for m in ESCALATION {
+                    if crosses(attack(m * r)?) {
+                        attack_radius = m * r;
+                        break;
+                    }
+                }
+            }
+            rows.push(VerifyRow {
+                dataset: data.name.clone(),
+                index: index as u64,
+                is_id,
+                certificate: name,
+                certified_radius: r,
+                attack_radius,
+                best_score: best,
+                threshold: gamma,
+                violated: crosses(best),
+            });
+        }
+    }
+    let summary = summarise(&rows, "lipschitz", true, 0);
+    Ok((rows, summary))
+}

@@ -1,0 +1,243 @@
+//! Verifying a `oodcert certify` run: inside each certified ℓ2 radius, PGD on the base energy
+//! pushes toward the other decision, then fresh Monte Carlo (new noise) at the attacked point
+//! tests whether the smoothed detector (or the smoothed clipped score) confidently disagrees with
+//! the certificate. Each certificate holds with probability ≥ 1-α and each fresh test errs with
+//! probability ≤ α, so violations are tolerated up to a binomial budget at rate 2α.
+
+use super::attack::{AttackConfig, attack_towards_threshold};
+use super::{VerifyRow, VerifySummary, summarise};
+use crate::bounds::{Ball, Norm};
+use crate::error::{Error, Result};
+use crate::lipschitz::empirical::GradOracle;
+use crate::model::{Classifier, Model};
+use crate::score::{ScoreKind, score_batch};
+use crate::smoothing::binomial::clopper_pearson_lower;
+use crate::smoothing::manifest::CertifyManifest;
+use crate::smoothing::mean_bounds::{hoeffding_lower, hoeffding_upper};
+use crate::smoothing::noise::NoiseKey;
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Salt that keeps the verification noise independent of the certification noise.
+const VERIFY_SALT: u64 = 0x7665_7269_6679_0001;
+
+/// The smallest k with P(Bin(n, p) > k) ≤ `tail`: violations beyond k are evidence of an unsound
+/// certificate rather than the α chance the certificates and the fresh tests allow.
+pub fn binomial_budget(n: usize, p: f64, tail: f64) -> usize {
+    if n == 0 || p <= 0.0 {
+        return 0;
+    }
+    let p = p.min(1.0);
+    // Sum the pmf by the recurrence P(k+1) = P(k)·(n-k)/(k+1)·p/(1-p), in log space for k = 0.
+    let mut pmf = ((n as f64) * (1.0 - p).ln()).exp();
+    let mut cdf = pmf;
+    let mut k = 0;
+    while 1.0 - cdf > tail && k < n {
+        pmf *= (n - k) as f64 / (k + 1) as f64 * p / (1.0 - p);
+        cdf += pmf;
+        k += 1;
+    }
+    k
+}
+
+/// Attacks every certificate of the certify run in `dir` (first `limit` certified rows, 0 = all).
+pub fn verify_certify_run(
+    dir: &Path,
+    model_path: &Path,
+    data_root: &Path,
+    cfg: &AttackConfig,
+    n_fresh: u64,
+    limit: usize,
+) -> Result<(Vec<VerifyRow>, VerifySummary)> {
+    let mpath = dir.join("manifest.json");
+    let man = CertifyManifest::read(&mpath)?;
+    if crate::evidence::sha256_file(model_path)? != man.model_sha256 {
+        return Err(Error::BadInput(format!(
+            "{} is not the model this run certified (SHA-256 differs from the manifest); pass the right --model",
+            model_path.display()
+        )));
+    }
+    let c = &man.config;
+    let kind = match c.score.as_str() {
+        "energy" => ScoreKind::Energy,
+        "msp" => ScoreKind::Msp,
+        "maxlogit" => ScoreKind::Maxlogit,
+        o => return Err(Error::bad_file(&mpath, format!("unknown score `{o}`"))),
+    };
+    if kind != ScoreKind::Energy {
+        return Err(Error::BadInput(
+            "verify attacks the energy score; this run certified another score".into(),
+        ));
+    }
+    let model32 = Model::load(model_path, &Device::Cpu)?;
+    let model = model32.to_dtype(DType::F64)?;
+    let shape = model.spec().input_shape;
+    let mut sets = HashMap::new();
+    for d in man
+        .datasets
+        .iter()
+        .filter(|d| d.role == "id" || d.role == "ood")
+    {
+        let spec = d.name.split('|').next().unwrap_or(&d.name);
+        let ds = crate::data::load_as(spec, data_root, shape)?;
+        if ds.sha256 != d.sha256 {
+            return Err(Error::BadInput(format!(
+                "dataset {} differs from the one certified (SHA-256); re-fetch the data",
+                d.name
+            )));
+        }
+        sets.insert(d.name.clone(), ds);
+    }
+    let oracle = GradOracle {
+        model: &model,
+        temperature: c.temperature,
+        batch: 64,
+    };
+    let cal = &man.calibration;
+    let gamma = cal.gamma;
+    let [ch, h, w] = shape;
+    let dim = ch * h * w;
+    // Fresh Monte Carlo at a point: the clean-free base decisions and clipped unit scores.
+    let fresh = |x: &[f64], dataset: &str, index: u64| -> Result<(u64, Vec<f64>)> {
+        let key = NoiseKey::new(c.seed ^ VERIFY_SALT, &format!("verify/{dataset}"));
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let mut id_hits = 0;
+        let mut units = Vec::with_capacity(n_fresh as usize);
+        let chunk = 500u64;
+        let mut start = 0;
+        while start < n_fresh {
+            let m = chunk.min(n_fresh - start);
+            let mut buf = vec![0f32; m as usize * dim];
+            for j in 0..m {
+                let out = &mut buf[j as usize * dim..(j as usize + 1) * dim];
+                key.add_noise(index, start + j, c.sigma, &x32, out);
+            }
+            let t = Tensor::from_vec(buf, (m as usize, ch, h, w), &Device::Cpu)?;
+            for s in score_batch(&model32, &t, kind, c.temperature)? {
+                id_hits += u64::from(s <= gamma);
+                units.push(cal.clip.to_unit(s));
+            }
+            start += m;
+        }
+        Ok((id_hits, units))
+    };
+    let csv_path = dir.join("certify.csv");
+    let mut reader =
+        csv::Reader::from_path(&csv_path).map_err(|e| Error::bad_file(&csv_path, e.to_string()))?;
+    let headers = reader
+        .headers()
+        .map_err(|e| Error::bad_file(&csv_path, e.to_string()))?
+        .clone();
+    let col = |name: &str| {
+        headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| Error::bad_file(&csv_path, format!("missing column `{name}`")))
+    };
+    let (cidx, cds, cid, cp, cr, crs) = (
+        col("idx")?,
+        col("dataset")?,
+        col("is_id")?,
+        col("predict")?,
+        col("radius")?,
+        col("radius_score")?,
+    );
+    let mut rows = vec![];
+    let mut certified = 0;
+    for (line, rec) in reader.records().enumerate() {
+        let rec = rec.map_err(|e| Error::bad_file(&csv_path, e.to_string()))?;
+        let field = |i: usize| rec.get(i).unwrap_or("");
+        let num = |i: usize| -> Result<f64> {
+            field(i)
+                .parse::<f64>()
+                .map_err(|_| Error::bad_file(&csv_path, format!("row {}: not a number", line + 2)))
+        };
+        let (predict, radius, radius_score) = (num(cp)?, num(cr)?, num(crs)?);
+        if !(radius > 0.0 && predict >= 0.0) && !(radius_score > 0.0) {
+            continue;
+        }
+        certified += 1;
+        if limit > 0 && certified > limit {
+            break;
+        }
+        let dataset = field(cds).to_string();
+        let ds = sets.get(&dataset).ok_or_else(|| {
+            Error::bad_file(
+                &csv_path,
+                format!("row {}: unknown dataset {dataset}", line + 2),
+            )
+        })?;
+        let index = num(cidx)? as u64;
+        if index as usize >= ds.len() {
+            return Err(Error::bad_file(
+                &csv_path,
+                format!("row {}: index {index} out of range", line + 2),
+            ));
+        }
+        let is_id = num(cid)? == 1.0;
+        let center: Vec<f64> = ds.image(index as usize).iter().map(|&v| v as f64).collect();
+        let mut attack_cfg = *cfg;
+        attack_cfg.seed = cfg.seed ^ index;
+        if radius > 0.0 && predict >= 0.0 {
+            // Detector certificate: g(x') = predict on the ball. Push the base score the other way.
+            let says_id = predict == 1.0;
+            let ball = Ball::new(center.clone(), radius, Norm::L2, false)?;
+            let (best, x_adv) = attack_towards_threshold(&oracle, &ball, says_id, &attack_cfg)?;
+            let (id_hits, _) = fresh(&x_adv, &dataset, index)?;
+            let opposite = if says_id { n_fresh - id_hits } else { id_hits };
+            let violated = clopper_pearson_lower(opposite, n_fresh, c.alpha)? > 0.5;
+            rows.push(VerifyRow {
+                dataset: dataset.clone(),
+                index,
+                is_id,
+                certificate: "smoothing_detector",
+                certified_radius: radius,
+                attack_radius: if violated { radius } else { f64::NAN },
+                best_score: best,
+                threshold: gamma,
+                violated,
+            });
+        }
+        if radius_score > 0.0 {
+            // Score certificate: h(x') < t for ID samples, > t for OOD samples, on the ball.
+            let ball = Ball::new(center, radius_score, Norm::L2, false)?;
+            let (best, x_adv) = attack_towards_threshold(&oracle, &ball, is_id, &attack_cfg)?;
+            let (_, units) = fresh(&x_adv, &dataset, index)?;
+            let violated = if is_id {
+                hoeffding_lower(&units, c.alpha)? > cal.t
+            } else {
+                hoeffding_upper(&units, c.alpha)? < cal.t
+            };
+            rows.push(VerifyRow {
+                dataset,
+                index,
+                is_id,
+                certificate: "smoothing_score",
+                certified_radius: radius_score,
+                attack_radius: if violated { radius_score } else { f64::NAN },
+                best_score: best,
+                threshold: cal.gamma_smoothed,
+                violated,
+            });
+        }
+    }
+    let allowed = binomial_budget(rows.len(), 2.0 * c.alpha, 1e-3);
+    let summary = summarise(&rows, "certify", false, allowed);
+    Ok((rows, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::binomial_budget;
+
+    #[test]
+    fn budget_is_a_binomial_upper_quantile() {
+        assert_eq!(binomial_budget(0, 0.01, 1e-3), 0);
+        assert_eq!(binomial_budget(100, 0.0, 1e-3), 0);
+        // Bin(1000, 0.002): mean 2; P(X > 8) ≈ 2.4e-4 ≤ 1e-3 < P(X > 7) ≈ 1.1e-3.
+        assert_eq!(binomial_budget(1000, 0.002, 1e-3), 8);
+        // Tiny n: P(Bin(10, 0.002) > 0) ≈ 0.02 > 1e-3, P(> 1) ≈ 1.8e-4.
+        assert_eq!(binomial_budget(10, 0.002, 1e-3), 1);
+    }
+}

@@ -1,0 +1,132 @@
+//! The `oodcert lipschitz` contract: lipschitz.csv with the required columns and sound values,
+//! summary.csv, global.json, manifest.json; bad flags are one-line errors with exit code 2.
+
+mod lipschitz_common;
+use lipschitz_common::*;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_oodcert");
+
+#[test]
+fn lipschitz_cli_writes_sound_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = mlp([1, 8, 8], &[16], 10, 3);
+    let mpath = dir.path().join("m.safetensors");
+    m.save(&mpath).unwrap();
+    let out = dir.path().join("out");
+    let o = Command::new(BIN)
+        .args([
+            "lipschitz",
+            "--model",
+            mpath.to_str().unwrap(),
+            "--data",
+            "digits8:test",
+            "--norm",
+            "l2",
+            "--eps",
+            "0.05",
+            "--limit",
+            "5",
+            "--samples",
+            "16",
+            "--pgd-steps",
+            "5",
+            "--clever-batches",
+            "10",
+            "--clever-samples",
+            "16",
+            "--radius-iters",
+            "6",
+            "--box",
+            "--quiet",
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .env("OODCERT_NO_FETCH", "1")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mut rd = csv::Reader::from_path(out.join("lipschitz.csv")).unwrap();
+    let h = rd.headers().unwrap().clone();
+    for c in [
+        "index",
+        "label",
+        "is_id",
+        "score",
+        "threshold",
+        "grad_norm",
+        "lower_sample",
+        "lower_pgd",
+        "clever",
+        "upper_local",
+        "upper_global",
+        "radius_lipschitz",
+        "radius_bound_prop",
+    ] {
+        assert!(h.iter().any(|x| x == c), "missing column {c}");
+    }
+    let col = |r: &csv::StringRecord, n: &str| -> f64 {
+        r[h.iter().position(|x| x == n).unwrap()].parse().unwrap()
+    };
+    let mut n = 0;
+    for r in rd.records() {
+        let r = r.unwrap();
+        n += 1;
+        let lower = col(&r, "grad_norm")
+            .max(col(&r, "lower_sample"))
+            .max(col(&r, "lower_pgd"));
+        assert!(lower <= col(&r, "upper_local") && lower <= col(&r, "upper_global"));
+        let rl = col(&r, "radius_lipschitz");
+        assert!((0.0..=0.05).contains(&rl) && (0.0..=0.05).contains(&col(&r, "radius_bound_prop")));
+        assert_eq!(&r[h.iter().position(|x| x == "is_id").unwrap()], "true");
+    }
+    assert_eq!(n, 5);
+    for f in ["summary.csv", "global.json", "manifest.json"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let s = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert!(s.contains("tightness_local_over_pgd") && s.contains("tightness_global_over_pgd"));
+}
+
+#[test]
+fn lipschitz_cli_rejects_bad_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = mlp([1, 8, 8], &[4], 10, 3);
+    let mpath = dir.path().join("m.safetensors");
+    m.save(&mpath).unwrap();
+    let run = |eps: &str, model: &str| {
+        Command::new(BIN)
+            .args([
+                "lipschitz",
+                "--model",
+                model,
+                "--data",
+                "digits8:test",
+                "--norm",
+                "linf",
+                "--eps",
+                eps,
+                "--limit",
+                "2",
+                "--quiet",
+                "--out",
+            ])
+            .arg(dir.path().join("o"))
+            .env("OODCERT_NO_FETCH", "1")
+            .output()
+            .unwrap()
+    };
+    let o = run("-1", mpath.to_str().unwrap());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--eps"));
+    let o = run(
+        "0.1",
+        dir.path().join("missing.safetensors").to_str().unwrap(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -1,0 +1,596 @@
+//! `oodcert report` over small synthetic run folders of every kind: files exist, numbers match
+//! their sources, SVGs are XML, PNGs decode and are not blank, LaTeX is structurally valid (and
+//! compiles with pdflatex when installed), Markdown links resolve, output is deterministic, and
+//! bad input exits 2 with one line.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn write(p: &Path, text: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn manifest(dir: &Path, command: &str, extra: serde_json::Value) {
+    let mut m = serde_json::json!({
+        "oodcert_version": "0.1.0",
+        "git_revision": "0123456789abcdef0123456789abcdef01234567",
+        "git_dirty": command == "eval",
+        "command": command,
+        "config": {},
+    });
+    if let (Some(o), Some(e)) = (m.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            o.insert(k.clone(), v.clone());
+        }
+    }
+    write(
+        &dir.join("manifest.json"),
+        &serde_json::to_string_pretty(&m).unwrap(),
+    );
+}
+
+/// The eval run's folder name: a space and an ampersand test escaping in links, XML and LaTeX.
+const EVAL: &str = "eval x&y";
+
+/// Writes one run of each kind (two train runs) under `root`.
+fn synthetic_runs(root: &Path) {
+    let t = root.join("train_a");
+    manifest(&t, "train", serde_json::json!({}));
+    let mut log = String::from(
+        "step,epoch,lr,loss,ce,loss_energy,loss_grad,frac_in_masked,frac_aux_masked,grad_norm_in,grad_norm_aux,acc\n",
+    );
+    for s in 1..=20 {
+        let g = 5.0 - 0.1 * s as f64;
+        log.push_str(&format!(
+            "{},{},0.01,{},{},0.1,0.2,0.5,0.4,{g},{},{}\n",
+            s * 10,
+            s as f64 / 10.0,
+            1.0 / s as f64,
+            0.9 / s as f64,
+            g / 2.0,
+            0.5 + s as f64 / 50.0
+        ));
+    }
+    write(&t.join("train_log.csv"), &log);
+    let t = root.join("train_b");
+    manifest(&t, "train", serde_json::json!({}));
+    write(
+        &t.join("train_log.csv"),
+        "step,epoch,lr,loss,ce,loss_energy,loss_grad,frac_in_masked,frac_aux_masked,grad_norm_in,grad_norm_aux,acc\n\
+         10,0.1,0.01,1.5,1.5,0,0,0,NaN,0.5,NaN,0.6\n20,0.2,0.01,1.0,1.0,0,0,0,NaN,1.5,NaN,0.8\n30,0.3,0.01,0.7,0.7,0,0,0,NaN,2.5,NaN,0.9\n",
+    );
+
+    let e = root.join(EVAL);
+    manifest(
+        &e,
+        "eval",
+        serde_json::json!({"config": {"convention_text": "ID positive, detector score -S, FPR at the first threshold where TPR >= t"}}),
+    );
+    write(
+        &e.join("metrics.csv"),
+        "ood,fpr95,auroc,aupr_in,aupr_out,detection_error,id_accuracy,n_id,n_ood,score,convention,tpr\n\
+         noise_gauss:test,0.25,0.9125,0.95,0.8,0.1,0.97,400,300,energy,first,0.95\n\
+         lfw:test|bilinear 25x25->28x28,0.0015,0.99875,0.999,0.99,0.01,0.97,400,200,energy,first,0.95\n",
+    );
+    let mut scores = String::from("dataset,index,label,score,is_id\n");
+    for i in 0..400 {
+        scores.push_str(&format!(
+            "mnist:test,{i},{},{},1\n",
+            i % 10,
+            -20.0 + (i % 37) as f64 * 0.2
+        ));
+    }
+    for i in 0..300 {
+        scores.push_str(&format!(
+            "noise_gauss:test,{i},-1,{},0\n",
+            -8.0 + (i % 23) as f64 * 0.1
+        ));
+    }
+    for i in 0..200 {
+        scores.push_str(&format!(
+            "lfw:test|bilinear 25x25->28x28,{i},-1,{},0\n",
+            -5.0 + (i % 11) as f64 * 0.1
+        ));
+    }
+    write(&e.join("scores.csv"), &scores);
+
+    let c = root.join("cert");
+    manifest(
+        &c,
+        "certify",
+        serde_json::json!({"format": "oodcert-certify/1", "config": {"sigma": 0.25},
+            "conventions": ["score: larger = more OOD"]}),
+    );
+    // ID rate 1, .8, .5, .2, 0 over r = 0..1 step .25 → r½(ID) = 0.5; OOD rate .4 at r=0 → r½ empty.
+    let mut curves = String::from(
+        "certificate,radius,certified_id_rate,certified_ood_rate,guaranteed_fpr95,guaranteed_auroc\n",
+    );
+    let id = [1.0, 0.8, 0.5, 0.2, 0.0];
+    let ood = [0.4, 0.3, 0.2, 0.1, 0.0];
+    for cert in ["detector", "score", "score-hoeffding"] {
+        for k in 0..5 {
+            curves.push_str(&format!(
+                "{cert},{},{},{},{},{}\n",
+                k as f64 * 0.25,
+                id[k],
+                ood[k],
+                0.1 * k as f64,
+                1.0 - 0.1 * k as f64
+            ));
+        }
+    }
+    write(&c.join("curves.csv"), &curves);
+    let mut cert = String::from("idx,label,predict,radius,correct,time,dataset,is_id\n");
+    for i in 0..5 {
+        cert.push_str(&format!("{i},1,1,0.5,1,0,mnist:test,1\n"));
+    }
+    for i in 0..3 {
+        cert.push_str(&format!("{i},-1,0,0.2,1,0,noise:test,0\n"));
+    }
+    write(&c.join("certify.csv"), &cert);
+
+    let l = root.join("lip");
+    manifest(
+        &l,
+        "lipschitz",
+        serde_json::json!({"config": {"ball": "l2∩[0,1]", "eps": 0.1}}),
+    );
+    write(
+        &l.join("summary.csv"),
+        "quantity,n,mean,median\ngrad_norm,4,2.0e0,1.9e0\nlower_sample,4,2.1e0,2.0e0\nlower_pgd,4,2.5e0,2.4e0\n\
+         clever,4,2.6e0,2.5e0\nupper_local,4,1.2e1,1.1e1\nupper_global,4,3.0e3,3.0e3\n\
+         tightness_local_over_pgd,4,4.8e0,4.6e0\nseconds_global_once,1,1.0e-2,\n",
+    );
+    write(&l.join("lipschitz.csv"), "index,label\n0,1\n");
+}
+
+fn oodcert(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_oodcert"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Builds the synthetic runs and a report over them; returns (tempdir, runs root, out dir).
+fn report() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    synthetic_runs(&runs);
+    let out = d.path().join("out");
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        o.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (d, runs, out)
+}
+
+fn read_csv(p: &Path) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut r = csv::Reader::from_path(p).unwrap();
+    let h = r.headers().unwrap().iter().map(String::from).collect();
+    let rows = r
+        .records()
+        .map(|x| x.unwrap().iter().map(String::from).collect())
+        .collect();
+    (h, rows)
+}
+
+fn get<'a>(h: &[String], row: &'a [String], col: &str) -> &'a str {
+    &row[h
+        .iter()
+        .position(|x| x == col)
+        .unwrap_or_else(|| panic!("no column {col}"))]
+}
+
+const KINDS: [&str; 4] = ["train", "eval", "certify", "lipschitz"];
+
+#[test]
+fn writes_every_output_kind() {
+    let (_d, _runs, out) = report();
+    for k in KINDS {
+        assert!(
+            out.join(format!("tables/{k}_summary.csv")).is_file(),
+            "{k} csv"
+        );
+        assert!(
+            out.join(format!("latex/{k}_summary.tex")).is_file(),
+            "{k} tex"
+        );
+    }
+    for stem in [
+        "certified_rate_cert",
+        "scores_eval_x_y",
+        "grad_norm_training",
+        "bound_tightness",
+    ] {
+        for ext in ["svg", "png"] {
+            assert!(
+                out.join(format!("plots/{stem}.{ext}")).is_file(),
+                "{stem}.{ext}"
+            );
+        }
+    }
+    assert!(out.join("report.md").is_file());
+}
+
+#[test]
+fn summary_numbers_match_their_sources() {
+    let (_d, runs, out) = report();
+    let (h, rows) = read_csv(&out.join("tables/eval_summary.csv"));
+    assert_eq!(rows.len(), 2);
+    let lfw = rows
+        .iter()
+        .find(|r| get(&h, r, "ood").starts_with("lfw"))
+        .unwrap();
+    assert_eq!(get(&h, lfw, "fpr95"), "0.0015");
+    assert_eq!(get(&h, lfw, "auroc"), "0.99875");
+    assert_eq!(get(&h, lfw, "run"), EVAL);
+    let sha = oodcert::evidence::sha256_file(&runs.join(EVAL).join("manifest.json")).unwrap();
+    assert_eq!(get(&h, lfw, "manifest_sha256"), sha);
+
+    let (h, rows) = read_csv(&out.join("tables/train_summary.csv"));
+    assert_eq!(rows.len(), 2);
+    let a = rows
+        .iter()
+        .find(|r| get(&h, r, "run") == "train_a")
+        .unwrap();
+    assert_eq!(get(&h, a, "step"), "200");
+    assert_eq!(get(&h, a, "n_logged"), "20");
+    assert_eq!(
+        get(&h, a, "grad_norm_in").parse::<f64>().unwrap(),
+        5.0 - 0.1 * 20.0
+    );
+
+    let (h, rows) = read_csv(&out.join("tables/certify_summary.csv"));
+    assert_eq!(rows.len(), 3, "one row per certificate");
+    for r in &rows {
+        assert_eq!(get(&h, r, "sigma"), "0.25");
+        assert_eq!(get(&h, r, "n_id"), "5");
+        assert_eq!(get(&h, r, "n_ood"), "3");
+        assert_eq!(get(&h, r, "certified_id_rate_r0"), "1");
+        assert_eq!(get(&h, r, "certified_ood_rate_r0"), "0.4");
+        assert_eq!(get(&h, r, "radius_half_id"), "0.5");
+        assert_eq!(get(&h, r, "radius_half_ood"), "", "OOD never reaches half");
+        assert_eq!(get(&h, r, "max_radius"), "1");
+    }
+    let (h, rows) = read_csv(&out.join("tables/lipschitz_summary.csv"));
+    assert_eq!(rows.len(), 8);
+    assert_eq!(get(&h, &rows[0], "eps"), "0.1");
+    assert_eq!(get(&h, &rows[0], "ball"), "l2∩[0,1]");
+}
+
+#[test]
+fn svgs_are_well_formed_xml() {
+    let (_d, _runs, out) = report();
+    let mut n = 0;
+    for e in std::fs::read_dir(out.join("plots")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "svg") {
+            continue;
+        }
+        n += 1;
+        let text = std::fs::read_to_string(&p).unwrap();
+        let mut r = quick_xml::Reader::from_str(&text);
+        r.config_mut().check_end_names = true;
+        let (mut depth, mut root, mut texts) = (0i64, None, 0);
+        loop {
+            match r.read_event() {
+                Ok(quick_xml::events::Event::Start(s)) => {
+                    if depth == 0 {
+                        root = Some(String::from_utf8_lossy(s.name().as_ref()).into_owned());
+                    }
+                    if s.name().as_ref() == b"text" {
+                        texts += 1;
+                    }
+                    depth += 1;
+                }
+                Ok(quick_xml::events::Event::End(_)) => depth -= 1,
+                Ok(quick_xml::events::Event::Eof) => break,
+                Ok(_) => {}
+                Err(e) => panic!("{}: not XML: {e}", p.display()),
+            }
+        }
+        assert_eq!(depth, 0, "{}: unbalanced", p.display());
+        assert_eq!(root.as_deref(), Some("svg"), "{}", p.display());
+        assert!(
+            texts > 5,
+            "{}: axis labels and legend expected",
+            p.display()
+        );
+    }
+    assert_eq!(n, 4);
+}
+
+#[test]
+fn pngs_decode_to_the_figure_size_and_are_not_blank() {
+    let (_d, _runs, out) = report();
+    let mut n = 0;
+    for e in std::fs::read_dir(out.join("plots")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "png") {
+            continue;
+        }
+        n += 1;
+        let dec = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&p).unwrap()));
+        let mut rd = dec.read_info().unwrap();
+        let mut buf = vec![0; rd.output_buffer_size().unwrap()];
+        let info = rd.next_frame(&mut buf).unwrap();
+        assert_eq!((info.width, info.height), (960, 600), "{}", p.display());
+        assert_eq!(info.color_type, png::ColorType::Rgb);
+        let px = &buf[..info.buffer_size()];
+        let non_white = px.chunks(3).filter(|c| c != &[255, 255, 255]).count();
+        let share = non_white as f64 / (960.0 * 600.0);
+        assert!(
+            share > 0.02 && share < 0.9,
+            "{}: {share} non-white",
+            p.display()
+        );
+        let mut colours: Vec<&[u8]> = px.chunks(3).collect();
+        colours.sort();
+        colours.dedup();
+        assert!(
+            colours.len() > 10,
+            "{}: only {} colours",
+            p.display(),
+            colours.len()
+        );
+    }
+    assert_eq!(n, 4);
+}
+
+/// Removes `$…$` math spans (underscores are legal there).
+fn outside_math(s: &str) -> String {
+    s.split('$').step_by(2).collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn latex_tables_are_structurally_valid_booktabs() {
+    let (_d, _runs, out) = report();
+    for k in KINDS {
+        let tex = std::fs::read_to_string(out.join(format!("latex/{k}_summary.tex"))).unwrap();
+        let body: String = tex
+            .lines()
+            .filter(|l| !l.starts_with('%'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let unescaped = body.replace("\\{", "").replace("\\}", "");
+        let mut depth = 0i64;
+        for ch in unescaped.chars() {
+            depth += match ch {
+                '{' => 1,
+                '}' => -1,
+                _ => 0,
+            };
+            assert!(depth >= 0, "{k}: '}}' before '{{'");
+        }
+        assert_eq!(depth, 0, "{k}: unbalanced braces");
+        assert_eq!(body.matches("\\begin{tabular}").count(), 1, "{k}");
+        assert_eq!(body.matches("\\end{tabular}").count(), 1, "{k}");
+        assert_eq!(body.matches('$').count() % 2, 0, "{k}: unbalanced math");
+        let lines: Vec<&str> = body.lines().collect();
+        let pos = |s: &str| {
+            lines
+                .iter()
+                .position(|l| l.trim() == s)
+                .unwrap_or_else(|| panic!("{k}: no {s}"))
+        };
+        let (top, mid, bot) = (pos("\\toprule"), pos("\\midrule"), pos("\\bottomrule"));
+        assert!(top < mid && mid < bot, "{k}: rules out of order");
+        let rows: Vec<&str> = lines[mid + 1..bot].to_vec();
+        let (_, csv_rows) = read_csv(&out.join(format!("tables/{k}_summary.csv")));
+        assert_eq!(rows.len(), csv_rows.len(), "{k}: one LaTeX row per CSV row");
+        let ncol = lines[top + 1].matches(" & ").count();
+        for r in &rows {
+            assert!(r.ends_with("\\\\"), "{k}: {r}");
+            assert_eq!(r.matches(" & ").count(), ncol, "{k}: ragged row {r}");
+            let plain = outside_math(r);
+            for (i, _) in plain.match_indices('_') {
+                assert!(
+                    i > 0 && plain.as_bytes()[i - 1] == b'\\',
+                    "{k}: unescaped _ in {r}"
+                );
+            }
+            assert!(
+                !plain.contains('|') && !plain.contains('>'),
+                "{k}: raw | or > in {r}"
+            );
+        }
+    }
+    let eval = std::fs::read_to_string(out.join("latex/eval_summary.tex")).unwrap();
+    assert!(eval.contains("noise\\_gauss:test"));
+    assert!(eval.contains("eval x\\&y &"), "escaped & in the run label");
+    assert!(
+        !eval.contains("\\textbf{"),
+        "a single run per OOD set has nothing to compare"
+    );
+}
+
+#[test]
+fn latex_tables_compile_with_pdflatex() {
+    let ok = Command::new("pdflatex")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        println!(
+            "SKIPPED: pdflatex not installed (apt-get install texlive-latex-base texlive-latex-recommended)"
+        );
+        return;
+    }
+    let (d, _runs, out) = report();
+    let build = d.path().join("tex");
+    std::fs::create_dir_all(&build).unwrap();
+    let mut doc = String::from(
+        "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage{graphicx}\n\\begin{document}\n",
+    );
+    for k in KINDS {
+        let p = out.join(format!("latex/{k}_summary.tex"));
+        doc.push_str(&format!(
+            "\\resizebox{{\\textwidth}}{{!}}{{\\input{{{}}}}}\n\n",
+            p.display()
+        ));
+    }
+    doc.push_str("\\end{document}\n");
+    std::fs::write(build.join("doc.tex"), doc).unwrap();
+    let o = Command::new("pdflatex")
+        .args(["-interaction=nonstopmode", "-halt-on-error", "doc.tex"])
+        .current_dir(&build)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "pdflatex failed:\n{log}");
+    assert!(build.join("doc.pdf").is_file());
+    assert!(!log.contains("Missing character"), "{log}");
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+#[test]
+fn markdown_links_resolve_and_every_number_is_linked() {
+    let (_d, runs, out) = report();
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let mut links = 0;
+    for (i, _) in md.match_indices("](") {
+        let rest = &md[i + 2..];
+        let target = &rest[..rest.find(')').unwrap()];
+        let p = out.join(percent_decode(target));
+        assert!(p.exists(), "broken link {target}");
+        links += 1;
+    }
+    assert!(links > 40, "{links} links");
+    // Each table row: every number is a link, and the row links its run's manifest.
+    let mut data_rows = 0;
+    for line in md
+        .lines()
+        .filter(|l| l.starts_with("| ") && l.contains("manifest.json]("))
+    {
+        data_rows += 1;
+        for c in line.split(" | ") {
+            let c = c.trim_matches(|ch| ch == '|' || ch == ' ');
+            assert!(c.parse::<f64>().is_err(), "bare number {c} in: {line}");
+        }
+    }
+    // 5 runs + 2 + 2 + 3 + 8 table rows
+    assert_eq!(data_rows, 5 + 2 + 2 + 3 + 8);
+    assert!(
+        md.contains("`0123456789abcdef0123456789abcdef01234567`"),
+        "git revision listed"
+    );
+    assert_eq!(
+        md.matches("FPR at the first threshold where TPR").count(),
+        1,
+        "convention once"
+    );
+    let sha = oodcert::evidence::sha256_file(&runs.join("cert/manifest.json")).unwrap();
+    assert!(md.contains(&sha));
+}
+
+#[test]
+fn output_is_deterministic() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    synthetic_runs(&runs);
+    let outs = [d.path().join("o1"), d.path().join("o2")];
+    for o in &outs {
+        let r = oodcert(&[
+            "report",
+            "--runs",
+            runs.to_str().unwrap(),
+            "--out",
+            o.to_str().unwrap(),
+        ]);
+        assert!(r.status.success());
+    }
+    let mut files = Vec::new();
+    for sub in ["tables", "latex", "plots"] {
+        for e in std::fs::read_dir(outs[0].join(sub)).unwrap() {
+            files.push(format!(
+                "{sub}/{}",
+                e.unwrap().file_name().to_string_lossy()
+            ));
+        }
+    }
+    files.push("report.md".into());
+    assert_eq!(files.len(), 4 + 4 + 8 + 1);
+    for f in files {
+        let a = std::fs::read(outs[0].join(&f)).unwrap();
+        let b = std::fs::read(outs[1].join(&f)).unwrap();
+        assert!(a == b, "{f} differs between two identical runs");
+    }
+}
+
+fn assert_bad_input(o: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "stderr: {err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    for n in needles {
+        assert!(err.contains(n), "'{n}' not in: {err}");
+    }
+}
+
+#[test]
+fn bad_input_exits_2_with_one_line() {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let o_s = out.to_str().unwrap();
+    let empty = d.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let o = oodcert(&["report", "--runs", empty.to_str().unwrap(), "--out", o_s]);
+    assert_bad_input(&o, &["no run folders found"]);
+    let missing = d.path().join("nope");
+    let o = oodcert(&["report", "--runs", missing.to_str().unwrap(), "--out", o_s]);
+    assert_bad_input(&o, &["no such directory", "nope"]);
+
+    let runs = d.path().join("runs");
+    synthetic_runs(&runs);
+    write(&runs.join(EVAL).join("metrics.csv"), "ood,fpr95\nx,0.1\n");
+    let o = oodcert(&["report", "--runs", runs.to_str().unwrap(), "--out", o_s]);
+    assert_bad_input(&o, &["metrics.csv", "missing column 'auroc'"]);
+
+    synthetic_runs(&runs);
+    write(
+        &runs.join("train_a/train_log.csv"),
+        "step,epoch,lr,loss,ce,loss_energy,loss_grad,frac_in_masked,frac_aux_masked,grad_norm_in,grad_norm_aux,acc\n10,0.1,0.01,abc,1,0,0,0,0,1,1,0.5\n",
+    );
+    let o = oodcert(&["report", "--runs", runs.to_str().unwrap(), "--out", o_s]);
+    assert_bad_input(
+        &o,
+        &["train_log.csv", "column 'loss'", "'abc' is not a number"],
+    );
+
+    synthetic_runs(&runs);
+    write(
+        &runs.join("cert/curves.csv"),
+        "certificate,radius\ndetector,0,1\n",
+    );
+    let o = oodcert(&["report", "--runs", runs.to_str().unwrap(), "--out", o_s]);
+    assert_bad_input(&o, &["curves.csv", "malformed CSV"]);
+
+    synthetic_runs(&runs);
+    write(&runs.join("lip/manifest.json"), "{not json");
+    let o = oodcert(&["report", "--runs", runs.to_str().unwrap(), "--out", o_s]);
+    assert_bad_input(&o, &["manifest.json", "not valid JSON"]);
+    assert!(!out.join("report.md").exists(), "no report from bad input");
+}

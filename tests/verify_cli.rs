@@ -1,0 +1,229 @@
+//! `oodcert verify` attacks real certificates and finds no violation, and catches tampered ones:
+//! a lipschitz run and a certify run whose radii were inflated must fail with exit code 1.
+
+use candle_core::{DType, Device};
+use oodcert::model::{Arch, Model, ModelSpec};
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_oodcert");
+
+fn write_images(dir: &Path, n: usize) -> String {
+    let (h, w) = (6usize, 6usize);
+    let mut img = vec![0, 0, 8, 3];
+    for d in [n, h, w] {
+        img.extend_from_slice(&(d as u32).to_be_bytes());
+    }
+    let mut s = 12345u64;
+    for _ in 0..n * h * w {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        img.push((s >> 56) as u8);
+    }
+    let p = dir.join("pts-images-idx3-ubyte");
+    std::fs::write(&p, img).unwrap();
+    format!("path:{}", p.display())
+}
+
+fn model(dir: &Path) -> String {
+    let spec = ModelSpec {
+        arch: Arch::Mlp {
+            hidden: vec![12, 8],
+        },
+        input_shape: [1, 6, 6],
+        num_classes: 3,
+        mean: vec![0.5],
+        std: vec![0.25],
+    };
+    let m = Model::init(spec, &Device::Cpu, DType::F32, 3).unwrap();
+    let p = dir.join("m.safetensors");
+    m.save(&p).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+fn run(args: &[&str], data: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env("OODCERT_DATA", data)
+        .env("OODCERT_NO_FETCH", "1")
+        .output()
+        .unwrap()
+}
+
+/// Multiplies the numbers in the named columns of a CSV by `k` (keeping non-positive ones).
+fn inflate(csv_path: &Path, cols: &[&str], k: f64) {
+    let text = std::fs::read_to_string(csv_path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let idx: Vec<usize> = cols
+        .iter()
+        .map(|c| header.iter().position(|h| h == c).unwrap())
+        .collect();
+    let mut out = header.join(",") + "\n";
+    for l in lines {
+        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+        for &i in &idx {
+            let v: f64 = f[i].parse().unwrap();
+            if v > 0.0 {
+                f[i] = (v * k).to_string();
+            }
+        }
+        out += &(f.join(",") + "\n");
+    }
+    std::fs::write(csv_path, out).unwrap();
+}
+
+fn summary(dir: &Path) -> Vec<String> {
+    let s = std::fs::read_to_string(dir.join("verify_summary.csv")).unwrap();
+    s.lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn lipschitz_certificates_survive_attack_and_inflated_ones_do_not() {
+    let t = tempfile::tempdir().unwrap();
+    let data = write_images(t.path(), 6);
+    let m = model(t.path());
+    let out = t.path().join("lip");
+    let o = run(
+        &[
+            "lipschitz",
+            "--model",
+            &m,
+            "--data",
+            &data,
+            "--id-val",
+            &data,
+            "--norm",
+            "l2",
+            "--eps",
+            "0.5",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+        t.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v = run(
+        &[
+            "verify",
+            "--run",
+            out.to_str().unwrap(),
+            "--steps",
+            "20",
+            "--restarts",
+            "3",
+        ],
+        t.path(),
+    );
+    assert!(
+        v.status.success(),
+        "honest certificates flagged: {}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!((s[0].as_str(), s[3].as_str()), ("lipschitz", "0"), "{s:?}");
+    assert!(
+        s[2].parse::<usize>().unwrap() > 0,
+        "no certificate was attacked: {s:?}"
+    );
+
+    // Claim radii 200× larger than certified: the attack must find decision changes.
+    inflate(
+        &out.join("lipschitz.csv"),
+        &["radius_lipschitz", "radius_bound_prop"],
+        200.0,
+    );
+    let v = run(
+        &[
+            "verify",
+            "--run",
+            out.to_str().unwrap(),
+            "--steps",
+            "30",
+            "--restarts",
+            "3",
+        ],
+        t.path(),
+    );
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "inflated radii not caught: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    assert!(summary(&out)[3].parse::<usize>().unwrap() > 0);
+}
+
+#[test]
+fn smoothing_certificates_survive_attack_and_inflated_ones_do_not() {
+    let t = tempfile::tempdir().unwrap();
+    let data = write_images(t.path(), 8);
+    let m = model(t.path());
+    let out = t.path().join("cert");
+    let o = run(
+        &[
+            "certify",
+            "--model",
+            &m,
+            "--data",
+            &data,
+            "--id-val",
+            &data,
+            "--sigma",
+            "0.25",
+            "--n0",
+            "50",
+            "--n",
+            "2000",
+            "--alpha",
+            "0.001",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        t.path(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let args = [
+        "verify",
+        "--run",
+        out.to_str().unwrap(),
+        "--model",
+        &m,
+        "--steps",
+        "20",
+        "--restarts",
+        "3",
+        "--n-fresh",
+        "2000",
+    ];
+    let v = run(&args, t.path());
+    assert!(
+        v.status.success(),
+        "honest certificates flagged: {} {}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let s = summary(&out);
+    assert_eq!(s[0], "certify");
+    let checked: usize = s[2].parse().unwrap();
+    assert!(checked > 0, "nothing certified to attack: {s:?}");
+
+    inflate(&out.join("certify.csv"), &["radius", "radius_score"], 50.0);
+    let v = run(&args, t.path());
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "inflated radii not caught: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
+    // Without --model a certify run cannot be verified (exit 2, one line).
+    let v = run(&["verify", "--run", out.to_str().unwrap()], t.path());
+    assert_eq!(v.status.code(), Some(2));
+}
