@@ -173,6 +173,9 @@ def main():
             ax.plot(steps, y.mean(0), color=colors.get(v), label=f"{LABEL[v]} (n={len(curves)} seeds)")
             if len(curves) > 1:
                 ax.fill_between(steps, y.min(0), y.max(0), color=colors.get(v), alpha=0.15, lw=0)
+        ce = [float(r[3]) for r in curve_rows if r[0] == "ce"]
+        if col == 3 and ce:
+            ax.axhline(np.mean(ce[-5:]), color="gray", ls=":", label="CE checkpoint (last 50 pre-training steps)")
         ax.set_title(title)
         ax.set_xlabel("fine-tuning step")
         ax.set_ylabel("mean ‖∇ₓS(x)‖₂ over the batch")

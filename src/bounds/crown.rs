@@ -27,7 +27,9 @@ struct Rows {
 
 fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
     if nodes.len() != traces.len() {
-        return Err(Error::Internal("CROWN: trace does not match the nodes".into()));
+        return Err(Error::Internal(
+            "CROWN: trace does not match the nodes".into(),
+        ));
     }
     for (node, trace) in nodes.iter().zip(traces).rev() {
         let inp = trace.input();
@@ -43,7 +45,10 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                     let s: f64 = lam.iter().zip(&am).map(|(l, m)| l.abs() * m).sum();
                     let mut slack = e * s;
                     if let Some(b) = &a.bias {
-                        let (v, mag) = lam.iter().zip(b).fold((0.0, 0.0), |(v, m), (l, b)| (v + l * b, m + (l * b).abs()));
+                        let (v, mag) = lam
+                            .iter()
+                            .zip(b)
+                            .fold((0.0, 0.0), |(v, m), (l, b)| (v + l * b, m + (l * b).abs()));
                         slack += dot_err(lam.len()) * mag + U2 * (rows.c[r].abs() + v.abs());
                         rows.c[r] += v;
                     }
@@ -52,7 +57,9 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                 }
             }
             Node::Relu => {
-                let rel: Vec<(f64, f64, f64)> = (0..inp.len()).map(|j| relu::relaxation(inp.lo[j], inp.hi[j])).collect();
+                let rel: Vec<(f64, f64, f64)> = (0..inp.len())
+                    .map(|j| relu::relaxation(inp.lo[j], inp.hi[j]))
+                    .collect();
                 for r in 0..rows.lam.len() {
                     let mut s = 0.0;
                     for (j, &(al, au, bu)) in rel.iter().enumerate() {
@@ -67,7 +74,8 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                         s += nl.abs() * m_in[j];
                         rows.lam[r][j] = nl;
                     }
-                    rows.slack[r] += U2 * (inp.len() as f64 + 2.0) * (s + rows.c[r].abs()) + ABS_FLOOR;
+                    rows.slack[r] +=
+                        U2 * (inp.len() as f64 + 2.0) * (s + rows.c[r].abs()) + ABS_FLOOR;
                 }
             }
             Node::MaxPool2 { c, h, w } => {
@@ -75,8 +83,14 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                 let info: Vec<(usize, Vec<usize>, f64)> = wins
                     .iter()
                     .map(|win| {
-                        let best = *win.iter().max_by(|&&a, &&b| inp.lo[a].total_cmp(&inp.lo[b])).unwrap_or(&win[0]);
-                        let hi = win.iter().map(|&i| inp.hi[i]).fold(f64::NEG_INFINITY, f64::max);
+                        let best = *win
+                            .iter()
+                            .max_by(|&&a, &&b| inp.lo[a].total_cmp(&inp.lo[b]))
+                            .unwrap_or(&win[0]);
+                        let hi = win
+                            .iter()
+                            .map(|&i| inp.hi[i])
+                            .fold(f64::NEG_INFINITY, f64::max);
                         (best, max_pool::candidates(inp, win), hi)
                     })
                     .collect();
@@ -94,18 +108,31 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                             s += (l * hi).abs();
                         }
                     }
-                    rows.slack[r] += U2 * (info.len() as f64 + 2.0) * (s + rows.c[r].abs()) + ABS_FLOOR;
+                    rows.slack[r] +=
+                        U2 * (info.len() as f64 + 2.0) * (s + rows.c[r].abs()) + ABS_FLOOR;
                     rows.lam[r] = nl;
                 }
             }
             Node::Residual { main, shortcut } => {
                 let (tm, ts) = match trace {
                     Trace::Residual { main, shortcut, .. } => (main, shortcut),
-                    Trace::Leaf(_) => return Err(Error::Internal("CROWN: residual node with a leaf trace".into())),
+                    Trace::Leaf(_) => {
+                        return Err(Error::Internal(
+                            "CROWN: residual node with a leaf trace".into(),
+                        ));
+                    }
                 };
                 let n = rows.lam.len();
-                let mut rm = Rows { lam: rows.lam.clone(), c: vec![0.0; n], slack: vec![0.0; n] };
-                let mut rs = Rows { lam: std::mem::take(&mut rows.lam), c: vec![0.0; n], slack: vec![0.0; n] };
+                let mut rm = Rows {
+                    lam: rows.lam.clone(),
+                    c: vec![0.0; n],
+                    slack: vec![0.0; n],
+                };
+                let mut rs = Rows {
+                    lam: std::mem::take(&mut rows.lam),
+                    c: vec![0.0; n],
+                    slack: vec![0.0; n],
+                };
                 backward(main, tm, &mut rm)?;
                 backward(shortcut, ts, &mut rs)?;
                 let mut lam = Vec::with_capacity(n);
@@ -135,9 +162,18 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
 
 /// Certified lower bounds of qᵀ(output of `nodes`) over the ball, one per query row; `traces`
 /// are the nodes' input boxes (from IBP or [`crown_trace`]).
-pub fn crown_lower(nodes: &[Node], traces: &[Trace], ball: &Ball, queries: Vec<Vec<f64>>) -> Result<Vec<f64>> {
+pub fn crown_lower(
+    nodes: &[Node],
+    traces: &[Trace],
+    ball: &Ball,
+    queries: Vec<Vec<f64>>,
+) -> Result<Vec<f64>> {
     let n = queries.len();
-    let mut rows = Rows { lam: queries, c: vec![0.0; n], slack: vec![0.0; n] };
+    let mut rows = Rows {
+        lam: queries,
+        c: vec![0.0; n],
+        slack: vec![0.0; n],
+    };
     backward(nodes, traces, &mut rows)?;
     Ok((0..n)
         .map(|r| {
@@ -193,7 +229,9 @@ pub fn crown_trace(nodes: &[Node], ball: &Ball, max_dim: usize) -> Result<(Vec<T
 
 fn tighten(a: &Interval, b: &Interval) -> Result<Interval> {
     let t = a.intersect(b);
-    if let Some(j) = (0..t.len()).find(|&j| t.lo[j] > t.hi[j] || t.lo[j].is_nan() || t.hi[j].is_nan()) {
+    if let Some(j) =
+        (0..t.len()).find(|&j| t.lo[j] > t.hi[j] || t.lo[j].is_nan() || t.hi[j].is_nan())
+    {
         return Err(Error::Internal(format!(
             "IBP and CROWN boxes are disjoint at entry {j} ([{}, {}] vs [{}, {}]): a bound is unsound",
             a.lo[j], a.hi[j], b.lo[j], b.hi[j]

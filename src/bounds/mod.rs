@@ -21,6 +21,6 @@ pub mod relu;
 
 pub use ball::{Ball, Norm};
 pub use ibp::{Trace, ibp};
+pub mod crown;
 pub mod energy;
 pub mod softmax;
-pub mod crown;

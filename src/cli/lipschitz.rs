@@ -263,7 +263,9 @@ pub fn run(a: Args) -> Result<()> {
     let head = if a.simplex { Head::Simplex } else { Head::Box };
     let pre = match a.bounds {
         BoundsKind::Ibp => PreBounds::Ibp,
-        BoundsKind::Crown => PreBounds::Crown { max_dim: a.crown_max_dim },
+        BoundsKind::Crown => PreBounds::Crown {
+            max_dim: a.crown_max_dim,
+        },
     };
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed);
     let bar = if a.quiet {
@@ -318,14 +320,33 @@ pub fn run(a: Args) -> Result<()> {
             let l = row.upper_local.unwrap_or(f64::INFINITY).min(gv);
             row.radius_at_eps = Some(lipschitz_radius((gamma - score).abs(), l, a.eps));
             row.radius_lipschitz = Some(search_radius(
-                |e| lipschitz_certify_with(&net, &ball.with_eps(e), a.temperature, *score, gamma, gv, pre),
+                |e| {
+                    lipschitz_certify_with(
+                        &net,
+                        &ball.with_eps(e),
+                        a.temperature,
+                        *score,
+                        gamma,
+                        gv,
+                        pre,
+                    )
+                },
                 a.eps,
                 a.radius_iters,
             )?);
             times[4] += t.elapsed().as_secs_f64();
             let t = Instant::now();
             row.radius_bound_prop = Some(search_radius(
-                |e| bound_prop_certify_with(&net, &ball.with_eps(e), a.temperature, *score, gamma, pre),
+                |e| {
+                    bound_prop_certify_with(
+                        &net,
+                        &ball.with_eps(e),
+                        a.temperature,
+                        *score,
+                        gamma,
+                        pre,
+                    )
+                },
                 a.eps,
                 a.radius_iters,
             )?);

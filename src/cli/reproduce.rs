@@ -10,6 +10,7 @@ use crate::metrics::FprRule;
 use crate::model::{Classifier, Model};
 use crate::score::ScoreKind;
 use crate::train::TrainConfig;
+use clap::Parser;
 use std::path::{Path, PathBuf};
 
 const PRETRAIN: &str = include_str!("../../analysis/configs/quick.toml");
@@ -47,6 +48,13 @@ pub struct Args {
     pub device: String,
     #[arg(long)]
     pub quiet: bool,
+    /// Stop after the evaluation (no Lipschitz bounds, smoothing certificates, verification or
+    /// report).
+    #[arg(long)]
+    pub skip_certificates: bool,
+    /// Samples certified per dataset by the Lipschitz and smoothing stages.
+    #[arg(long, default_value_t = 20)]
+    pub certify_limit: usize,
 }
 
 struct Stage {
@@ -80,19 +88,14 @@ pub fn run(a: Args) -> Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(crate::data::default_data_dir);
-    eprintln!("oodcert reproduce: [1/5] data → {}", root.display());
+    eprintln!("oodcert reproduce: data → {}", root.display());
     for (src, outcome) in crate::data::fetch(&root, &[])? {
         eprintln!("  {src}: {outcome:?}");
     }
     let mut summary = vec![];
-    for (i, st) in STAGES.iter().enumerate() {
+    for st in &STAGES {
         let dir = a.out.join(st.name);
-        eprintln!(
-            "oodcert reproduce: [{}/5] train {} → {}",
-            i + 2,
-            st.name,
-            dir.display()
-        );
+        eprintln!("oodcert reproduce: train {} → {}", st.name, dir.display());
         let cfg_path = a.out.join("configs").join(format!("{}.toml", st.name));
         write_atomic(&cfg_path, st.config.as_bytes())?;
         let mut sets = vec![format!("seed={}", a.seed)];
@@ -139,7 +142,7 @@ pub fn run(a: Args) -> Result<()> {
         summary.push((st.name, model_file));
     }
     eprintln!(
-        "oodcert reproduce: [5/5] evaluate against {}",
+        "oodcert reproduce: evaluate against {}",
         OOD_SETS.join(", ")
     );
     let rule = FprRule::FPR95;
@@ -214,10 +217,151 @@ pub fn run(a: Args) -> Result<()> {
     })?;
     write_atomic(&a.out.join("summary.txt"), tables.as_bytes())?;
     print!("{tables}");
+    if !a.skip_certificates {
+        certificates(&a, &root)?;
+    }
     eprintln!(
         "oodcert reproduce: done in {:.0}s; outputs under {} (summary.csv, summary.txt, one folder per stage with manifest.json)",
         t0.elapsed().as_secs_f64(),
         a.out.display()
+    );
+    Ok(())
+}
+
+/// Runs a subcommand through the same parser as the command line.
+fn subcommand(args: &[String]) -> Result<()> {
+    let argv = std::iter::once("oodcert".to_string()).chain(args.iter().cloned());
+    let cli = crate::cli::Cli::try_parse_from(argv)
+        .map_err(|e| Error::Internal(format!("reproduce built a bad command line: {e}")))?;
+    crate::cli::run(cli)
+}
+
+/// The certificate stages: Lipschitz bounds and radii, randomized-smoothing certificates, attacks
+/// on both, and the report over everything.
+fn certificates(a: &Args, root: &Path) -> Result<()> {
+    let s = |p: &Path| p.display().to_string();
+    let data_dir = s(root);
+    let lim = a.certify_limit.to_string();
+    let stage = |what: &str, args: Vec<String>| -> Result<()> {
+        eprintln!("oodcert reproduce: {what}");
+        subcommand(&args)
+    };
+    for name in ["energy", "greg"] {
+        let model = s(&model_path(&a.out, name));
+        let lip = a.out.join(format!("lipschitz-{name}"));
+        let mut args: Vec<String> = [
+            "lipschitz",
+            "--model",
+            &model,
+            "--data",
+            "mnist:test",
+            "--norm",
+            "l2",
+            "--eps",
+            "0.05",
+            "--limit",
+            &lim,
+            "--id-val-limit",
+            "5000",
+            "--out",
+            &s(&lip),
+            "--data-dir",
+            &data_dir,
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        if a.quiet {
+            args.push("--quiet".into());
+        }
+        stage(&format!("Lipschitz bounds of {name} (ℓ2, ε = 0.05)"), args)?;
+        stage(
+            &format!("verify the Lipschitz certificates of {name}"),
+            [
+                "verify",
+                "--run",
+                &s(&lip),
+                "--steps",
+                "20",
+                "--restarts",
+                "3",
+                "--data-dir",
+                &data_dir,
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect(),
+        )?;
+        let cert = a.out.join(format!("certify-{name}"));
+        stage(
+            &format!("randomized smoothing of {name} (σ = 0.25)"),
+            [
+                "certify",
+                "--model",
+                &model,
+                "--data",
+                "mnist:test",
+                "--ood",
+                "animal-mnist:test",
+                "--ood",
+                "textures:test",
+                "--sigma",
+                "0.25",
+                "--n0",
+                "100",
+                "--n",
+                "2000",
+                "--alpha",
+                "0.001",
+                "--limit",
+                &lim,
+                "--cal-limit",
+                "1000",
+                "--out",
+                &s(&cert),
+                "--data-dir",
+                &data_dir,
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect(),
+        )?;
+        stage(
+            &format!("verify the smoothing certificates of {name}"),
+            [
+                "verify",
+                "--run",
+                &s(&cert),
+                "--model",
+                &model,
+                "--steps",
+                "10",
+                "--restarts",
+                "2",
+                "--n-fresh",
+                "1000",
+                "--data-dir",
+                &data_dir,
+            ]
+            .iter()
+            .map(|x| x.to_string())
+            .collect(),
+        )?;
+    }
+    let report = a.out.join("report");
+    stage(
+        "report",
+        vec![
+            "report".into(),
+            "--runs".into(),
+            s(&a.out),
+            "--out".into(),
+            s(&report),
+        ],
+    )?;
+    eprintln!(
+        "oodcert reproduce: report in {}",
+        report.join("report.md").display()
     );
     Ok(())
 }

@@ -12,7 +12,7 @@
 //! Every factor records the rule that produced it.
 
 use super::operator_norm::{
-    conv_l2_upper, conv_linf_upper, l2_to_linf_upper, linf_upper, spectral_upper,
+    NormBudget, conv_l2_upper_with, conv_linf_upper, l2_to_linf_upper, linf_upper, spectral_upper,
 };
 use crate::bounds::net::{Affine, LinearOp, Net, Node};
 use crate::bounds::round::next_up;
@@ -44,7 +44,7 @@ fn mul_up(a: f64, b: f64) -> f64 {
 }
 
 /// A certified ‖A‖_{p→p} of one linear operation with its rule.
-fn op_norm(op: &LinearOp, norm: Norm) -> (f64, String) {
+fn op_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
     match (op, norm) {
         (LinearOp::Dense(d), Norm::L2) => (
             spectral_upper(d.out, d.inp, &d.w),
@@ -54,7 +54,7 @@ fn op_norm(op: &LinearOp, norm: Norm) -> (f64, String) {
             linf_upper(d.out, d.inp, &d.w),
             "max absolute row sum".into(),
         ),
-        (LinearOp::Conv(c), Norm::L2) => conv_l2_upper(c),
+        (LinearOp::Conv(c), Norm::L2) => conv_l2_upper_with(c, budget),
         (LinearOp::Conv(c), Norm::Linf) => (
             conv_linf_upper(c),
             "max absolute kernel sum per output channel".into(),
@@ -72,13 +72,13 @@ fn op_norm(op: &LinearOp, norm: Norm) -> (f64, String) {
 }
 
 /// The head rule: ‖W‖_{p→∞} for the last layer (S is 1-Lipschitz in ℓ∞ of the logits).
-fn head_norm(op: &LinearOp, norm: Norm) -> (f64, String) {
+fn head_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
     match (op, norm) {
         (LinearOp::Dense(d), Norm::L2) => (
             l2_to_linf_upper(d.out, d.inp, &d.w),
             "head l2->linf: max row l2 norm".into(),
         ),
-        _ => op_norm(op, norm),
+        _ => op_norm(op, norm, budget),
     }
 }
 
@@ -190,6 +190,7 @@ fn scale_cols(op: &LinearOp, s: &[f64]) -> Option<LinearOp> {
 fn product(
     nodes: &[Node],
     norm: Norm,
+    budget: NormBudget,
     folded: bool,
     head: bool,
     prefix: &str,
@@ -214,9 +215,9 @@ fn product(
                 let n_ops = ops.len();
                 for (j, (name, op)) in ops.iter().enumerate() {
                     let (v, rule) = if folded && ends_net && j + 1 == n_ops {
-                        head_norm(op, norm)
+                        head_norm(op, norm, budget)
                     } else {
-                        op_norm(op, norm)
+                        op_norm(op, norm, budget)
                     };
                     factors.push(Factor {
                         layer: format!("{prefix}{name}"),
@@ -238,6 +239,7 @@ fn product(
                 let m = product(
                     main,
                     norm,
+                    budget,
                     folded,
                     false,
                     &format!("{prefix}residual.main."),
@@ -249,6 +251,7 @@ fn product(
                     product(
                         shortcut,
                         norm,
+                        budget,
                         folded,
                         false,
                         &format!("{prefix}residual.shortcut."),
@@ -276,15 +279,20 @@ fn product(
 
 /// Certified upper bounds of Lip_p(S) over the whole input space, for any temperature.
 pub fn global_bound(net: &Net, norm: Norm) -> Result<GlobalBound> {
+    global_bound_with(net, norm, NormBudget::default())
+}
+
+/// [`global_bound`] with a work budget for the convolution norms.
+pub fn global_bound_with(net: &Net, norm: Norm, budget: NormBudget) -> Result<GlobalBound> {
     let mut nf = Vec::new();
-    let naive = product(&net.nodes, norm, false, true, "", &mut nf);
+    let naive = product(&net.nodes, norm, budget, false, true, "", &mut nf);
     nf.push(Factor {
         layer: "energy".into(),
         rule: "S is 1-Lipschitz in the logits (l2 and linf)".into(),
         value: 1.0,
     });
     let mut ff = Vec::new();
-    let folded = product(&net.nodes, norm, true, true, "", &mut ff);
+    let folded = product(&net.nodes, norm, budget, true, true, "", &mut ff);
     ff.push(Factor {
         layer: "energy".into(),
         rule: "S is 1-Lipschitz in linf of the logits".into(),

@@ -91,7 +91,9 @@ pub enum PreBounds {
 pub fn pre_bounds(net: &Net, ball: &Ball, pre: PreBounds) -> Result<(Vec<Trace>, Interval)> {
     match pre {
         PreBounds::Ibp => ibp(&net.nodes, ball.to_box()),
-        PreBounds::Crown { max_dim } => crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim),
+        PreBounds::Crown { max_dim } => {
+            crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim)
+        }
     }
 }
 
@@ -101,7 +103,13 @@ pub fn fastlip(net: &Net, ball: &Ball, temperature: f64, head: Head) -> Result<L
 }
 
 /// FastLip bound with the chosen pre-activation bounds.
-pub fn fastlip_with(net: &Net, ball: &Ball, temperature: f64, head: Head, pre: PreBounds) -> Result<LocalBound> {
+pub fn fastlip_with(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    head: Head,
+    pre: PreBounds,
+) -> Result<LocalBound> {
     crate::score::check_temperature(temperature)?;
     if ball.center.len() != net.input_dim() {
         return Err(Error::BadInput(format!(
@@ -177,13 +185,18 @@ pub fn local_product(net: &Net, traces: &[Trace], norm: crate::bounds::Norm) -> 
         match &net.nodes[i] {
             Node::Affine(a) => match &a.op {
                 LinearOp::Diag(d) if d.scale.len() == col_scale.len() => {
-                    col_scale.iter_mut().zip(&d.scale).for_each(|(c, s)| *c *= s);
+                    col_scale
+                        .iter_mut()
+                        .zip(&d.scale)
+                        .for_each(|(c, s)| *c *= s);
                 }
                 LinearOp::Dense(d) if d.inp == cols_active.len() => {
                     let last = i + 1 == n;
                     let rows_active: Vec<bool> = match (net.nodes.get(i + 1), traces.get(i + 1)) {
                         _ if last => vec![true; d.out],
-                        (Some(Node::Relu), Some(t)) => t.input().hi.iter().map(|u| *u >= 0.0).collect(),
+                        (Some(Node::Relu), Some(t)) => {
+                            t.input().hi.iter().map(|u| *u >= 0.0).collect()
+                        }
                         _ => return None,
                     };
                     let cols: Vec<usize> = (0..d.inp).filter(|&j| cols_active[j]).collect();

@@ -116,8 +116,30 @@ pub const UNROLL_MAX_SIDE: usize = 1024;
 /// Largest Gram side for the two mixed reshapings of a kernel.
 pub const RESHAPE_MAX_GRAM: usize = 1024;
 
+/// How much work the convolution bound may spend: the largest Gram side for the mixed
+/// reshapings (R3, R4) and for the unrolled matrix. Larger sides cost O(side³) but are tighter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct NormBudget {
+    pub reshape_max_gram: usize,
+    pub unroll_max_side: usize,
+}
+
+impl Default for NormBudget {
+    fn default() -> Self {
+        Self {
+            reshape_max_gram: RESHAPE_MAX_GRAM,
+            unroll_max_side: UNROLL_MAX_SIDE,
+        }
+    }
+}
+
 /// A certified ℓ2 operator norm of a convolution and the rule that produced it.
 pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
+    conv_l2_upper_with(conv, NormBudget::default())
+}
+
+/// [`conv_l2_upper`] within a work budget.
+pub fn conv_l2_upper_with(conv: &Conv, budget: NormBudget) -> (f64, String) {
     let (co, ci, kh, kw) = (conv.c_out, conv.c_in, conv.kh, conv.kw);
     let at = |o: usize, c: usize, a: usize, b: usize| conv.at(o, c, a, b);
     let mut best = f64::INFINITY;
@@ -150,7 +172,7 @@ pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
         "singla-feizi R2 (cout*kh*kw x cin)",
     );
     // R3: (kh·c_out) × (kw·c_in), block (a, b) = K[:, :, a, b].
-    if (kh * co).min(kw * ci) <= RESHAPE_MAX_GRAM {
+    if (kh * co).min(kw * ci) <= budget.reshape_max_gram {
         let mut r3 = Vec::with_capacity(kh * co * kw * ci);
         for a in 0..kh {
             for o in 0..co {
@@ -167,7 +189,7 @@ pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
         );
     }
     // R4: (kw·c_out) × (kh·c_in), block (b, a) = K[:, :, a, b].
-    if (kw * co).min(kh * ci) <= RESHAPE_MAX_GRAM {
+    if (kw * co).min(kh * ci) <= budget.reshape_max_gram {
         let mut r4 = Vec::with_capacity(kw * co * kh * ci);
         for b in 0..kw {
             for o in 0..co {
@@ -184,7 +206,7 @@ pub fn conv_l2_upper(conv: &Conv) -> (f64, String) {
         );
     }
     let (m, n) = (conv.out_dim(), conv.in_dim());
-    if m * n <= UNROLL_MAX_ENTRIES && m.min(n) <= UNROLL_MAX_SIDE {
+    if m * n <= UNROLL_MAX_ENTRIES && m.min(n) <= budget.unroll_max_side {
         consider(
             spectral_upper(m, n, &unroll_conv(conv)),
             "exact SVD of the unrolled matrix",

@@ -45,11 +45,11 @@ pub fn search_radius(
     Ok(best)
 }
 
+use super::local::PreBounds;
 use crate::bounds::energy::energy_bounds;
 use crate::bounds::ibp::ibp;
 use crate::bounds::{Ball, Net};
 use crate::error::Result;
-use super::local::PreBounds;
 
 /// Bounds [S_lo, S_hi] of the energy over the ball by IBP (logit box → monotone energy bound).
 pub fn energy_bounds_ibp(net: &Net, ball: &Ball, temperature: f64) -> Result<(f64, f64)> {
@@ -65,19 +65,28 @@ pub fn is_ood(score: f64, gamma: f64) -> bool {
 /// Bounds of S over the ball from CROWN: the monotone bound on the CROWN ∩ IBP logit box, and
 /// from above also the tangent plane of the concave S at the centre's logits z₀,
 /// S(z) ≤ S(z₀) + p₀ᵀz₀ − p₀ᵀz, whose last term CROWN bounds over the ball directly.
-pub fn energy_bounds_crown(net: &Net, ball: &Ball, temperature: f64, max_dim: usize) -> Result<(f64, f64)> {
+pub fn energy_bounds_crown(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    max_dim: usize,
+) -> Result<(f64, f64)> {
     use crate::bounds::round::{dot_err, next_up};
     let (traces, logits) = crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim)?;
     let (lo, hi) = energy_bounds(&logits, temperature);
     let z0 = net.forward(&ball.center)?;
-    let p0: Vec<f64> = crate::bounds::energy::energy_grad(&z0, temperature).iter().map(|v| -v).collect();
+    let p0: Vec<f64> = crate::bounds::energy::energy_grad(&z0, temperature)
+        .iter()
+        .map(|v| -v)
+        .collect();
     let s0 = crate::bounds::energy::energy(&z0, temperature);
     let low = crate::bounds::crown::crown_lower(&net.nodes, &traces, ball, vec![p0.clone()])?[0];
     // S(z₀) + p₀ᵀz₀ is computed in f64: widen by a generous relative allowance.
     let k = z0.len();
     let dot: f64 = p0.iter().zip(&z0).map(|(p, z)| p * z).sum();
     let mag: f64 = p0.iter().zip(&z0).map(|(p, z)| (p * z).abs()).sum::<f64>() + s0.abs();
-    let tangent = next_up(s0 + dot - low + (dot_err(k) + 64.0 * f64::EPSILON) * (mag + low.abs() + 1.0));
+    let tangent =
+        next_up(s0 + dot - low + (dot_err(k) + 64.0 * f64::EPSILON) * (mag + low.abs() + 1.0));
     Ok((lo, hi.min(tangent)))
 }
 
@@ -137,6 +146,11 @@ pub fn lipschitz_certify_with(
     global: f64,
     pre: PreBounds,
 ) -> Result<f64> {
-    let local = super::local::fastlip_with(net, ball, temperature, super::local::Head::Box, pre)?.value;
-    Ok(lipschitz_radius((gamma - score).abs(), local.min(global), ball.eps))
+    let local =
+        super::local::fastlip_with(net, ball, temperature, super::local::Head::Box, pre)?.value;
+    Ok(lipschitz_radius(
+        (gamma - score).abs(),
+        local.min(global),
+        ball.eps,
+    ))
 }

@@ -42,10 +42,12 @@ pub fn encode(s: &str) -> String {
     o
 }
 
-/// Text safe inside a Markdown table cell.
+/// Text safe inside a Markdown table cell or list item (no pipes, emphasis or HTML).
 fn cell(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('|', "\\|")
+        .replace('*', "\\*")
+        .replace('<', "&lt;")
         .replace('\n', " ")
 }
 

@@ -4,6 +4,7 @@
 
 pub mod csv_table;
 pub mod discover;
+pub mod figure;
 pub mod latex;
 pub mod markdown;
 pub mod plots;
