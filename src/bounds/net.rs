@@ -307,10 +307,18 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                 a.forward(&x)
             }
             Node::Relu => x.into_iter().map(|v| v.max(0.0)).collect(),
-            Node::MaxPool2 { c, h, w } => pool_windows(*c, *h, *w)
-                .iter()
-                .map(|win| win.iter().map(|&i| x[i]).fold(f64::NEG_INFINITY, f64::max))
-                .collect(),
+            Node::MaxPool2 { c, h, w } => {
+                if x.len() != c * h * w {
+                    return Err(Error::Internal(format!(
+                        "max-pool: input length {}",
+                        x.len()
+                    )));
+                }
+                pool_windows(*c, *h, *w)
+                    .iter()
+                    .map(|win| win.iter().map(|&i| x[i]).fold(f64::NEG_INFINITY, f64::max))
+                    .collect()
+            }
             Node::Residual { main, shortcut } => {
                 let a = forward_nodes(main, x.clone())?;
                 let b = forward_nodes(shortcut, x)?;

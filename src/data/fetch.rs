@@ -77,25 +77,7 @@ fn io(ctx: String) -> impl FnOnce(std::io::Error) -> Error {
     move |e| Error::io(ctx, e)
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same directory, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .map_err(io(format!("creating a temp file in {}", dir.display())))?;
-    std::io::Write::write_all(&mut tmp, bytes)
-        .map_err(io(format!("writing {}", path.display())))?;
-    // NamedTempFile is created 0600; data records are meant to be shared like the data.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = tmp
-            .as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644));
-    }
-    tmp.persist(path)
-        .map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
-    Ok(())
-}
+pub use crate::atomic::write_atomic;
 
 /// True when `<root>/<source>/` holds every expected file with its expected hash.
 pub fn is_installed(root: &Path, src: &Source) -> bool {

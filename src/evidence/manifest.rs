@@ -2,7 +2,7 @@
 //! flag, full config, seeds, dataset and model SHA-256s, device, threads, timings).
 
 use crate::error::{Error, Result};
-use crate::evidence::atomic::write_atomic;
+use crate::atomic::write_atomic;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Read;

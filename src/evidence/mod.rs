@@ -1,8 +1,9 @@
-//! Evidence: atomic outputs, CSV schemas, run manifests (and, later, reports).
+//! Evidence: run manifests, number formatting, reports (atomic output lives in `crate::atomic`).
 
-pub mod atomic;
 pub mod manifest;
+pub mod number;
 pub mod report;
 
-pub use atomic::{with_atomic_file, write_atomic, write_csv_atomic};
+pub use crate::atomic::{with_atomic_file, write_atomic, write_csv_atomic};
 pub use manifest::{DatasetRecord, Manifest, sha256_file};
+pub use number::fmt_f64;

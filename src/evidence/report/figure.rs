@@ -44,7 +44,7 @@ pub enum Figure {
     },
 }
 
-pub fn perr<E: std::fmt::Debug>(e: E) -> Error {
+fn perr<E: std::fmt::Debug>(e: E) -> Error {
     Error::Internal(format!("plotting: {e:?}"))
 }
 
@@ -235,7 +235,11 @@ impl Figure {
             Figure::Tightness { names, runs } => {
                 let vals = runs.iter().flat_map(|r| r.1.iter().flatten().copied());
                 let (lo, hi) = vals.fold((f64::INFINITY, 0.0f64), |(a, b), v| (a.min(v), b.max(v)));
-                let (lo, hi) = (lo / 2.0, hi * 2.0);
+                // Whole decades, so the log axis gets labelled powers of ten.
+                let (lo, hi) = (
+                    10f64.powf(lo.log10().floor()),
+                    10f64.powf((hi * 1.5).log10().ceil()),
+                );
                 let n = names.len();
                 let mut ch = ChartBuilder::on(root)
                     .caption(
@@ -276,6 +280,16 @@ impl Figure {
                             v.map(|v| Rectangle::new([(x0, lo), (x0 + bw * 0.9, v)], c.filled()))
                         })
                         .collect();
+                    // The value above each bar (3 significant digits).
+                    let values: Vec<Text<(f64, f64), String>> = v
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(m, v)| {
+                            let x = m as f64 - 0.4 + (k as f64 + 0.1) * bw;
+                            v.map(|v| Text::new(sig3(v), (x, v * 1.15), (FONT, 13)))
+                        })
+                        .collect();
+                    ch.draw_series(values).map_err(perr)?;
                     ch.draw_series(bars)
                         .map_err(perr)?
                         .label(name.clone())
@@ -287,6 +301,16 @@ impl Figure {
             }
         }
         root.present().map_err(perr)
+    }
+}
+
+/// `v` with 3 significant digits, plain up to 1e5.
+fn sig3(v: f64) -> String {
+    if v.abs() >= 1e5 || (v != 0.0 && v.abs() < 1e-3) {
+        format!("{v:.2e}")
+    } else {
+        let d = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+        format!("{v:.d$}")
     }
 }
 

@@ -33,6 +33,14 @@ pub fn with_atomic_file(
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io(format!("syncing {}", path.display()), e))?;
+    // Temporary files are created 0600; outputs are ordinary files (0644 before the umask).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(|e| Error::io(format!("setting permissions of {}", path.display()), e))?;
+    }
     tmp.persist(path)
         .map_err(|e| Error::io(format!("renaming into {}", path.display()), e.error))?;
     Ok(())
@@ -62,6 +70,12 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode & 0o644, 0o644, "outputs must be world-readable, got {mode:o}");
+        }
         let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
     }

@@ -1,0 +1,107 @@
+//! One exact GReg training step (Sharifi et al. 2024: CE + λ_S·L_S + λ_∇·L_∇ by double backprop,
+//! SGD update) on a batch of 64 ID + 64 auxiliary 28×28 images, for the MLP and LeNet; the PyTorch
+//! side is analysis/bench/greg_step_torch.py (run both with analysis/bench/greg_step.sh).
+
+use candle_core::{DType, Device, Tensor, Var};
+use criterion::{Criterion, criterion_group, criterion_main};
+use oodcert::model::{Arch, Classifier, Model, ModelSpec};
+use oodcert::score::energy;
+use oodcert::train::config::OptimConfig;
+use oodcert::train::losses::{
+    PenaltyForm, PenaltyNorm, cross_entropy, energy_margin, grad_penalty,
+};
+use oodcert::train::optim::Optimizer;
+
+fn inputs(n: usize, seed: u64) -> Tensor {
+    let mut s = seed;
+    let v: Vec<f32> = (0..n * 784)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (s >> 40) as f32 / (1u64 << 24) as f32
+        })
+        .collect();
+    Tensor::from_vec(v, (n, 1, 28, 28), &Device::Cpu).unwrap()
+}
+
+fn step(model: &Model, opt: &mut Optimizer, x: &Tensor, y: &Tensor, grad: bool) {
+    let xv = Var::from_tensor(x).unwrap();
+    let (_, logits) = model.forward_t(xv.as_tensor(), true).unwrap();
+    let ce = cross_entropy(&logits.narrow(0, 0, 64).unwrap(), y).unwrap();
+    let s = energy(&logits, 1.0).unwrap();
+    let ls = energy_margin(
+        &s.narrow(0, 0, 64).unwrap(),
+        &s.narrow(0, 64, 64).unwrap(),
+        -25.0,
+        -7.0,
+    )
+    .unwrap();
+    let mut loss = (ce + (ls * 0.1).unwrap()).unwrap();
+    if grad {
+        // Margins that mask every row, so the penalty is computed for the whole batch.
+        let p = grad_penalty(
+            xv.as_tensor(),
+            &s,
+            64,
+            64..128,
+            1e9,
+            -1e9,
+            PenaltyForm::PerSample,
+            PenaltyNorm::L2,
+        )
+        .unwrap();
+        loss = (loss + p.loss).unwrap();
+    }
+    let grads = loss.backward().unwrap();
+    opt.step(&grads, 0.01).unwrap();
+}
+
+fn bench(c: &mut Criterion) {
+    assert!(
+        oodcert::model::double_backprop_enabled().unwrap(),
+        "run through cargo bench (.cargo/config.toml sets CANDLE_GRAD_DO_NOT_DETACH)"
+    );
+    let x = inputs(128, 1);
+    let y = Tensor::from_vec(
+        (0..64u32).map(|i| i % 10).collect::<Vec<_>>(),
+        64,
+        &Device::Cpu,
+    )
+    .unwrap();
+    for (name, arch) in [
+        (
+            "mlp",
+            Arch::Mlp {
+                hidden: vec![256, 256],
+            },
+        ),
+        ("lenet", Arch::Lenet),
+    ] {
+        let spec = ModelSpec {
+            arch,
+            input_shape: [1, 28, 28],
+            num_classes: 10,
+            mean: vec![0.1307],
+            std: vec![0.3081],
+        };
+        let model = Model::init(spec, &Device::Cpu, DType::F32, 0).unwrap();
+        let cfg = OptimConfig {
+            kind: "sgd".into(),
+            ..OptimConfig::default()
+        };
+        let mut opt = Optimizer::new(&cfg, model.trainable_vars());
+        let mut g = c.benchmark_group(format!("greg_step_{name}"));
+        g.sample_size(10);
+        g.bench_function("plain (CE + energy)", |b| {
+            b.iter(|| step(&model, &mut opt, &x, &y, false))
+        });
+        g.bench_function("exact GReg (double backprop)", |b| {
+            b.iter(|| step(&model, &mut opt, &x, &y, true))
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
