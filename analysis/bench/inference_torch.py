@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch side of benches/inference.rs: LeNet and MLP 784-256-256-10 inference throughput on
 28×28 inputs, batch 1000, f32, CPU, torch.set_num_threads(2), no grad. Prints images/s (median
-of 20 timed runs after 3 warm-ups). Run: /work/pyref/bin/python analysis/bench/inference_torch.py
+of 20 timed runs after 3 warm-ups). Run: $PYTHON analysis/bench/inference_torch.py
 """
 import statistics
 import sys

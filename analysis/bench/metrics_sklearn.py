@@ -3,7 +3,7 @@
 hash workload (src/metrics/synthetic.rs), computing what oodcert's `detection_metrics` computes:
 FPR@95 (roc_curve), AUROC, AUPR-In, AUPR-Out and the detection error.
 
-    /work/pyref/bin/python analysis/bench/metrics_sklearn.py
+    $PYTHON analysis/bench/metrics_sklearn.py
 
 Prints one line per workload: best and median wall time of 10 repetitions (input generation
 excluded), and the metric values (to compare with the Rust results).

@@ -2,12 +2,12 @@
 # Randomized-smoothing Monte Carlo throughput and peak memory: `oodcert certify` beside PyTorch doing
 # the same evaluation (same MLP weights, same images, same batch, 2 threads), in one run, interleaved
 # REPS times. Peak memory = max RSS from /usr/bin/time -v at n = 10⁵.
-#   bash analysis/bench/smoothing.sh [python]        (default /work/pyref/bin/python)
+#   bash analysis/bench/smoothing.sh [python]        (default: $PYTHON or python3; see analysis/bench/README.md)
 # Env: MODEL (default runs/experiments/greg_mnist/greg-s0/model.safetensors; if absent, a 50-step
 # quick.toml model is trained: throughput does not depend on the weights), K (images, 2), N (10⁵),
 # BATCH (1000), REPS (2), OUT (runs/bench/smoothing).
 set -euo pipefail
-PY="${1:-/work/pyref/bin/python}"
+PY="${1:-${PYTHON:-python3}}"
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/bench/smoothing}
 MODEL=${MODEL:-runs/experiments/greg_mnist/greg-s0/model.safetensors}

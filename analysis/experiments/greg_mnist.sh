@@ -6,13 +6,13 @@
 # papers/greg_mnist.md from a fresh checkout:
 #   bash analysis/experiments/greg_mnist.sh            # ~15 min on 2 busy cores
 # Env: OUT (default runs/experiments/greg_mnist), SEEDS (default "0 1 2"), VARIANTS (default all four),
-#      PY (python with numpy+matplotlib, default /work/pyref/bin/python). Finished runs are skipped.
+#      PY (python with numpy+matplotlib, default $PYTHON or python3). Finished runs are skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-runs/experiments/greg_mnist}
 SEEDS=${SEEDS:-"0 1 2"}
 VARIANTS=${VARIANTS:-"energy greg gregplus gregplus2way"}
-PY=${PY:-/work/pyref/bin/python}
+PY=${PY:-${PYTHON:-python3}}
 OOD="animal-mnist:test,textures:test,lfw:test,digits8:test,noise-gauss:test,noise-uniform:test"
 # A private copy of the binary: others may rebuild target/release while this runs.
 [ -x target/release/oodcert ] || cargo build --release

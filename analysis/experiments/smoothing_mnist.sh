@@ -16,7 +16,7 @@ OUT=${OUT:-runs/experiments/smoothing_mnist}
 LIMIT=${LIMIT:-200}
 N=${N:-2000}
 SIGMAS=${SIGMAS:-"0.12 0.25 0.5"}
-PY=${PY:-/work/pyref/bin/python}
+PY=${PY:-${PYTHON:-python3}}
 # A private copy of the binary: others may rebuild target/release while this runs.
 [ -x target/release/oodcert ] || cargo build --release
 mkdir -p "$OUT/bin"

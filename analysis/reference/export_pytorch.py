@@ -3,7 +3,7 @@
 compares oodcert's models against (logits to 1e-5 in f32, eval mode).
 
 Run from the repository root with the reference venv:
-    /work/pyref/bin/python analysis/reference/export_pytorch.py
+    $PYTHON analysis/reference/export_pytorch.py
 Needs torch, numpy, safetensors. Deterministic: fixed seeds, CPU only.
 
 Per model NAME it writes

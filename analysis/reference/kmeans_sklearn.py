@@ -8,7 +8,7 @@ centroids, and scikit-learn's KMeans(algorithm="lloyd") results on the data wide
   - "best_inertia": the lowest inertia over n_init=10 k-means++ restarts, which every one of
     several random_states reaches (so it is the optimum our seeded `kmeans` should also reach).
 
-Run: /work/pyref/bin/python analysis/reference/kmeans_sklearn.py  (numpy, scikit-learn)
+Run: $PYTHON analysis/reference/kmeans_sklearn.py  (numpy, scikit-learn)
 """
 
 import json

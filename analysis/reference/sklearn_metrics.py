@@ -3,7 +3,7 @@
 
 Writes tests/reference/metrics/cases.json. Run from the repository root:
 
-    /work/pyref/bin/python analysis/reference/sklearn_metrics.py
+    $PYTHON analysis/reference/sklearn_metrics.py
 
 Convention: `score` is the energy S (larger = more OOD); `is_id` marks in-distribution samples.
 Small cases store their inputs; the two large cases (n = 10^5) store only the parameters of a
