@@ -135,10 +135,15 @@ fn manifest(sets: &[CertifySet<'_>], shard: Option<Shard>) -> CertifyManifest {
 }
 
 fn read_dir_files(dir: &Path) -> HashMap<String, Vec<u8>> {
-    ["certify.csv", "curves.csv", "manifest.json"]
-        .iter()
-        .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
-        .collect()
+    [
+        "certify.csv",
+        "curves.csv",
+        "curves_all.csv",
+        "manifest.json",
+    ]
+    .iter()
+    .map(|f| (f.to_string(), std::fs::read(dir.join(f)).unwrap()))
+    .collect()
 }
 
 #[test]
@@ -417,7 +422,17 @@ fn cli_shards_under_slurm_and_kubernetes_merge_to_the_single_run() {
         csv.starts_with("idx,label,predict,radius,correct,time,dataset,is_id,score,n,count,p_lo")
     );
     let curves = String::from_utf8(single["curves.csv"].clone()).unwrap();
-    assert!(curves.starts_with("certificate,radius,certified_id_rate,certified_ood_rate,guaranteed_fpr95,guaranteed_auroc\n"));
+    assert!(curves.starts_with(
+        "radius,certified_id_rate,certified_ood_rate,guaranteed_fpr95,guaranteed_auroc\n"
+    ));
+    let all = String::from_utf8(single["curves_all.csv"].clone()).unwrap();
+    assert!(all.starts_with("certificate,radius,certified_id_rate,certified_ood_rate,guaranteed_fpr95,guaranteed_auroc\n"));
+    // curves.csv is exactly the detector rows of curves_all.csv, without the label column.
+    let detector: Vec<&str> = all
+        .lines()
+        .filter_map(|l| l.strip_prefix("detector,"))
+        .collect();
+    assert_eq!(curves.lines().skip(1).collect::<Vec<_>>(), detector);
     // Missing shard and bad flags: one-line errors, exit 2.
     let o = oodcert(
         &["merge", "--out", &out("bad"), &out("s0"), &out("s2")],

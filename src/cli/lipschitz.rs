@@ -7,9 +7,9 @@
 //! train split); `is_id` is true when `--data` names the same set as `--id-val` (override with
 //! `--is-ood`).
 
+use crate::atomic::{write_atomic, write_csv_atomic};
 use crate::bounds::{Ball, Net, Norm};
 use crate::error::{Error, Result};
-use crate::atomic::{write_atomic, write_csv_atomic};
 use crate::evidence::manifest::{DatasetRecord, Manifest};
 use crate::lipschitz::clever::{CleverConfig, clever};
 use crate::lipschitz::empirical::{GradOracle, PgdConfig, lower_by_pgd, lower_by_sampling};

@@ -138,6 +138,28 @@ pub fn curves(records: &[CertifyRecord], sigma: f64, step: f64) -> Result<Vec<Cu
 }
 
 /// The bytes of `curves.csv` (empty field = undefined for lack of ID or OOD samples).
+/// `curves.csv`: the interface contract's five columns (radius, certified_id_rate,
+/// certified_ood_rate, guaranteed_fpr95, guaranteed_auroc) for one certificate.
+pub fn curve_csv_bytes(rows: &[CurveRow], certificate: &str) -> Result<Vec<u8>> {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let err = |e: csv::Error| Error::Internal(format!("writing curves.csv: {e}"));
+    w.write_record(&CURVE_COLUMNS[1..]).map_err(err)?;
+    for r in rows.iter().filter(|r| r.certificate == certificate) {
+        w.write_record([
+            format!("{}", r.radius),
+            opt(r.certified_id_rate),
+            opt(r.certified_ood_rate),
+            opt(r.guaranteed_fpr95),
+            opt(r.guaranteed_auroc),
+        ])
+        .map_err(err)?;
+    }
+    w.into_inner()
+        .map_err(|e| Error::Internal(format!("writing curves.csv: {e}")))
+}
+
+/// `curves_all.csv`: every certificate's curve, with a leading `certificate` column.
 pub fn curves_csv_bytes(rows: &[CurveRow]) -> Result<Vec<u8>> {
     let opt = |v: Option<f64>| v.map_or(String::new(), |x| format!("{x}"));
     let mut w = csv::Writer::from_writer(Vec::new());

@@ -100,7 +100,7 @@ pub fn write_plots(runs: &[Run], out: &Path) -> Result<Vec<PlotFile>> {
 }
 
 fn certified_plot(i: usize, run: &Run, out: &Path) -> Result<PlotFile> {
-    let src = run.dir.join("curves.csv");
+    let src = super::tables::curves_file(&run.dir);
     let t = CsvTable::read(&src)?;
     let parsed = read_curves(&t)?;
     let xmax = parsed

@@ -124,7 +124,10 @@ pub fn summary_tables(runs: &[Run]) -> Result<Vec<SummaryTable>> {
         };
         let mut rows = Vec::new();
         for (i, run) in runs.iter().enumerate().filter(|(_, r)| r.kind == kind) {
-            let source = run.dir.join(kind.main_csv());
+            let source = match kind {
+                RunKind::Certify => curves_file(&run.dir),
+                _ => run.dir.join(kind.main_csv()),
+            };
             let body = match kind {
                 RunKind::Train => vec![train_row(&CsvTable::read(&source)?)?],
                 RunKind::Eval => eval_rows(&CsvTable::read(&source)?)?,
@@ -193,6 +196,16 @@ fn eval_rows(t: &CsvTable) -> Result<Vec<Vec<String>>> {
         .collect())
 }
 
+/// The richest curves file of a certify run: `curves_all.csv` when present, else `curves.csv`.
+pub fn curves_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let all = dir.join("curves_all.csv");
+    if all.exists() {
+        all
+    } else {
+        dir.join("curves.csv")
+    }
+}
+
 /// One row of `curves.csv` (src/smoothing/curves.rs); `None` = undefined (empty field).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CurvePoint {
@@ -213,7 +226,8 @@ pub type Curve = Vec<CurvePoint>;
 
 /// The curves of `curves.csv` by certificate, in order of first appearance.
 pub fn read_curves(t: &CsvTable) -> Result<Vec<(String, Curve)>> {
-    let cc = t.col("certificate")?;
+    // `curves.csv` holds the detector certificate alone; `curves_all.csv` labels every row.
+    let cc = t.col("certificate").ok();
     let cr = t.require_numeric("radius", false)?;
     let ci = t.require_numeric("certified_id_rate", true)?;
     let co = t.require_numeric("certified_ood_rate", true)?;
@@ -221,7 +235,7 @@ pub fn read_curves(t: &CsvTable) -> Result<Vec<(String, Curve)>> {
     let ca = t.require_numeric("guaranteed_auroc", true)?;
     let mut out: Vec<(String, Curve)> = Vec::new();
     for r in 0..t.rows.len() {
-        let name = t.cell(r, cc).to_string();
+        let name = cc.map_or("detector".to_string(), |c| t.cell(r, c).to_string());
         let point = CurvePoint {
             radius: t.num(r, cr)?,
             id_rate: t.opt_num(r, ci)?,
