@@ -250,6 +250,17 @@ pub fn extreme_score_by_pgd(
     cfg: &PgdConfig,
     rng: &mut ChaCha8Rng,
 ) -> Result<f64> {
+    Ok(extreme_point_by_pgd(oracle, ball, maximise, cfg, rng)?.0)
+}
+
+/// [`extreme_score_by_pgd`] that also returns the point (inside the ball) attaining the score.
+pub fn extreme_point_by_pgd(
+    oracle: &GradOracle,
+    ball: &Ball,
+    maximise: bool,
+    cfg: &PgdConfig,
+    rng: &mut ChaCha8Rng,
+) -> Result<(f64, Vec<f64>)> {
     let r = cfg.restarts.max(1);
     let mut xs: Vec<Vec<f64>> = (0..r)
         .map(|i| {
@@ -261,13 +272,13 @@ pub fn extreme_score_by_pgd(
         })
         .collect();
     let sign = if maximise { 1.0 } else { -1.0 };
-    let mut best = f64::NAN;
+    let mut best = (f64::NAN, ball.center.clone());
     let alpha = cfg.step_frac * ball.eps;
     for _ in 0..=cfg.steps {
         let sg = oracle.score_grads(&xs)?;
         for (k, (s, g)) in sg.iter().enumerate() {
-            if best.is_nan() || sign * s > sign * best {
-                best = *s;
+            if best.0.is_nan() || sign * s > sign * best.0 {
+                best = (*s, xs[k].clone());
             }
             let step: Vec<f64> = match ball.norm {
                 Norm::L2 => {
