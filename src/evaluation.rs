@@ -85,6 +85,22 @@ pub fn score_dataset(
     })
 }
 
+/// The columns of `metrics.csv`, in order.
+pub const METRICS_COLUMNS: [&str; 12] = [
+    "ood",
+    "fpr95",
+    "auroc",
+    "aupr_in",
+    "aupr_out",
+    "detection_error",
+    "id_accuracy",
+    "n_id",
+    "n_ood",
+    "score",
+    "convention",
+    "tpr",
+];
+
 /// What `oodcert eval` needs: a model, an ID test set, OOD sets, the score and the FPR rule.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EvalConfig {
@@ -198,21 +214,7 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
     let acc = id_accuracy.map_or(String::new(), |v| v.to_string());
     let convention = convention_name(cfg.rule.convention);
     write_csv_atomic(&cfg.out.join("metrics.csv"), |w| {
-        w.write_record([
-            "ood",
-            "fpr95",
-            "auroc",
-            "aupr_in",
-            "aupr_out",
-            "detection_error",
-            "id_accuracy",
-            "n_id",
-            "n_ood",
-            "score",
-            "convention",
-            "tpr",
-        ])
-        .map_err(csv_err)?;
+        w.write_record(METRICS_COLUMNS).map_err(csv_err)?;
         for r in &rows {
             let m = &r.metrics;
             w.write_record([

@@ -1,8 +1,8 @@
 //! `manifest.json`: everything needed to reproduce a run's numbers (version, git revision and dirty
 //! flag, full config, seeds, dataset and model SHA-256s, device, threads, timings).
 
-use crate::error::{Error, Result};
 use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Read;

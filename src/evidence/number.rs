@@ -18,7 +18,20 @@ mod tests {
 
     #[test]
     fn round_trips_and_stays_short() {
-        for x in [0.0, -0.0, 1.0, 0.1, 1e-5, 9.99e-6, 1e-300, 5e-324, 1e16, 123456.789, -2.5e-12, f64::MAX] {
+        for x in [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            1e-5,
+            9.99e-6,
+            1e-300,
+            5e-324,
+            1e16,
+            123456.789,
+            -2.5e-12,
+            f64::MAX,
+        ] {
             let s = fmt_f64(x);
             assert_eq!(s.parse::<f64>().unwrap().to_bits(), x.to_bits(), "{x}: {s}");
             assert!(s.len() <= 24, "{x}: {s}");

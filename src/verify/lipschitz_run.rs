@@ -6,7 +6,7 @@ use super::attack::{AttackConfig, attack_towards_threshold};
 use super::{VerifyRow, VerifySummary, summarise};
 use crate::bounds::{Ball, Norm};
 use crate::error::{Error, Result};
-use crate::evidence::Manifest;
+use crate::evidence::{CsvTable, Manifest};
 use crate::lipschitz::empirical::GradOracle;
 use crate::model::{Classifier, Model};
 use candle_core::{DType, Device};
@@ -68,50 +68,33 @@ pub fn verify_lipschitz_run(
         temperature,
         batch: 64,
     };
-    let csv_path = dir.join("lipschitz.csv");
-    let mut reader =
-        csv::Reader::from_path(&csv_path).map_err(|e| Error::bad_file(&csv_path, e.to_string()))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::bad_file(&csv_path, e.to_string()))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| Error::bad_file(&csv_path, format!("missing column `{name}`")))
-    };
-    let (ci, cid, cs) = (col("index")?, col("is_id")?, col("score")?);
+    let t = CsvTable::read(&dir.join("lipschitz.csv"))?;
+    let (ci, cid, cs) = (t.col("index")?, t.col("is_id")?, t.col("score")?);
     let cr = [
-        ("lipschitz", col("radius_lipschitz")?),
-        ("bound_prop", col("radius_bound_prop")?),
+        ("lipschitz", t.col("radius_lipschitz")?),
+        ("bound_prop", t.col("radius_bound_prop")?),
     ];
     let mut rows = vec![];
-    for (line, rec) in reader.records().enumerate() {
-        if limit > 0 && line >= limit {
-            break;
-        }
-        let rec = rec.map_err(|e| Error::bad_file(&csv_path, e.to_string()))?;
-        let num = |c: usize| -> Result<f64> {
-            rec.get(c)
-                .unwrap_or("")
-                .parse::<f64>()
-                .map_err(|_| Error::bad_file(&csv_path, format!("row {}: not a number", line + 2)))
-        };
-        let index = num(ci)? as usize;
+    let n_rows = if limit > 0 {
+        limit.min(t.rows.len())
+    } else {
+        t.rows.len()
+    };
+    for line in 0..n_rows {
+        let index = t.num(line, ci)? as usize;
         if index >= data.len() {
             return Err(Error::bad_file(
-                &csv_path,
+                &t.path,
                 format!("row {}: index {index} beyond {}", line + 2, data.name),
             ));
         }
-        let score = num(cs)?;
-        let is_id = matches!(rec.get(cid).unwrap_or("").trim(), "1" | "true");
+        let score = t.num(line, cs)?;
+        let is_id = matches!(t.cell(line, cid).trim(), "1" | "true");
         let center: Vec<f64> = data.image(index).iter().map(|&v| v as f64).collect();
         let id_side = score <= gamma;
         let crosses = |s: f64| if id_side { s > gamma } else { s <= gamma };
         for (name, c) in cr {
-            let r = num(c)?;
+            let r = t.num(line, c)?;
             if !(r > 0.0) {
                 continue;
             }

@@ -8,6 +8,7 @@ use super::attack::{AttackConfig, attack_towards_threshold};
 use super::{VerifyRow, VerifySummary, summarise};
 use crate::bounds::{Ball, Norm};
 use crate::error::{Error, Result};
+use crate::evidence::CsvTable;
 use crate::lipschitz::empirical::GradOracle;
 use crate::model::{Classifier, Model};
 use crate::score::{ScoreKind, score_batch};
@@ -122,38 +123,20 @@ pub fn verify_certify_run(
         }
         Ok((id_hits, units))
     };
-    let csv_path = dir.join("certify.csv");
-    let mut reader =
-        csv::Reader::from_path(&csv_path).map_err(|e| Error::bad_file(&csv_path, e.to_string()))?;
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::bad_file(&csv_path, e.to_string()))?
-        .clone();
-    let col = |name: &str| {
-        headers
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| Error::bad_file(&csv_path, format!("missing column `{name}`")))
-    };
+    let t = CsvTable::read(&dir.join("certify.csv"))?;
     let (cidx, cds, cid, cp, cr, crs) = (
-        col("idx")?,
-        col("dataset")?,
-        col("is_id")?,
-        col("predict")?,
-        col("radius")?,
-        col("radius_score")?,
+        t.col("idx")?,
+        t.col("dataset")?,
+        t.col("is_id")?,
+        t.col("predict")?,
+        t.col("radius")?,
+        t.col("radius_score")?,
     );
     let mut rows = vec![];
     let mut certified = 0;
-    for (line, rec) in reader.records().enumerate() {
-        let rec = rec.map_err(|e| Error::bad_file(&csv_path, e.to_string()))?;
-        let field = |i: usize| rec.get(i).unwrap_or("");
-        let num = |i: usize| -> Result<f64> {
-            field(i)
-                .parse::<f64>()
-                .map_err(|_| Error::bad_file(&csv_path, format!("row {}: not a number", line + 2)))
-        };
-        let (predict, radius, radius_score) = (num(cp)?, num(cr)?, num(crs)?);
+    for line in 0..t.rows.len() {
+        let (predict, radius, radius_score) =
+            (t.num(line, cp)?, t.num(line, cr)?, t.num(line, crs)?);
         if !(radius > 0.0 && predict >= 0.0) && !(radius_score > 0.0) {
             continue;
         }
@@ -161,21 +144,21 @@ pub fn verify_certify_run(
         if limit > 0 && certified > limit {
             break;
         }
-        let dataset = field(cds).to_string();
+        let dataset = t.cell(line, cds).to_string();
         let ds = sets.get(&dataset).ok_or_else(|| {
             Error::bad_file(
-                &csv_path,
+                &t.path,
                 format!("row {}: unknown dataset {dataset}", line + 2),
             )
         })?;
-        let index = num(cidx)? as u64;
+        let index = t.num(line, cidx)? as u64;
         if index as usize >= ds.len() {
             return Err(Error::bad_file(
-                &csv_path,
+                &t.path,
                 format!("row {}: index {index} out of range", line + 2),
             ));
         }
-        let is_id = num(cid)? == 1.0;
+        let is_id = t.num(line, cid)? == 1.0;
         let center: Vec<f64> = ds.image(index as usize).iter().map(|&v| v as f64).collect();
         let mut attack_cfg = *cfg;
         attack_cfg.seed = cfg.seed ^ index;

@@ -2,7 +2,7 @@
 //! report with provenance links, from run folders (issue 6, item 2). Output is a pure function of
 //! the input files: same inputs, same bytes.
 
-pub mod csv_table;
+pub use crate::evidence::csv_table;
 pub mod discover;
 pub mod figure;
 pub mod latex;

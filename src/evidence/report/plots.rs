@@ -2,11 +2,11 @@
 //! certified detection rate vs radius, ID vs OOD score histograms, ‖∇ₓS‖₂ over training (cf. the
 //! GReg paper's Figure 3) and Lipschitz bound tightness per method.
 
-use super::csv_table::CsvTable;
 use super::discover::{Run, RunKind};
 use super::figure::{Figure, Segments, write_figure};
 use super::tables::{CurvePoint, read_curves};
 use crate::error::{Error, Result};
+use crate::evidence::CsvTable;
 use std::path::{Path, PathBuf};
 
 /// Number of histogram bins.

@@ -2,9 +2,9 @@
 //! run × certificate (certify) or per run × quantity (lipschitz); each row starts with the run's
 //! label, its path and the SHA-256 of its `manifest.json`.
 
-use super::csv_table::CsvTable;
 use super::discover::{Run, RunKind};
 use crate::error::{Error, Result};
+use crate::evidence::CsvTable;
 use crate::evidence::write_csv_atomic;
 use std::path::{Path, PathBuf};
 
@@ -12,20 +12,7 @@ use std::path::{Path, PathBuf};
 pub const PROVENANCE: [&str; 3] = ["run", "path", "manifest_sha256"];
 
 /// Columns of the eval table after the provenance columns (copied from `metrics.csv`).
-pub const EVAL_COLUMNS: [&str; 12] = [
-    "ood",
-    "fpr95",
-    "auroc",
-    "aupr_in",
-    "aupr_out",
-    "detection_error",
-    "id_accuracy",
-    "n_id",
-    "n_ood",
-    "score",
-    "convention",
-    "tpr",
-];
+pub const EVAL_COLUMNS: [&str; 12] = crate::evaluation::METRICS_COLUMNS;
 
 /// Columns of the train table after the provenance columns (the last row of `train_log.csv`).
 pub const TRAIN_COLUMNS: [&str; 10] = [
