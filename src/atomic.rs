@@ -74,7 +74,11 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
-            assert_eq!(mode & 0o644, 0o644, "outputs must be world-readable, got {mode:o}");
+            assert_eq!(
+                mode & 0o644,
+                0o644,
+                "outputs must be world-readable, got {mode:o}"
+            );
         }
         let names: Vec<_> = std::fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);

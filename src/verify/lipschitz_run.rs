@@ -95,7 +95,8 @@ pub fn verify_lipschitz_run(
         let crosses = |s: f64| if id_side { s > gamma } else { s <= gamma };
         for (name, c) in cr {
             let r = t.num(line, c)?;
-            if !(r > 0.0) {
+            // Zero (or NaN) radius: nothing certified, nothing to attack.
+            if r.is_nan() || r <= 0.0 {
                 continue;
             }
             let attack = |radius: f64| -> Result<f64> {

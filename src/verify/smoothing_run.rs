@@ -137,7 +137,9 @@ pub fn verify_certify_run(
     for line in 0..t.rows.len() {
         let (predict, radius, radius_score) =
             (t.num(line, cp)?, t.num(line, cr)?, t.num(line, crs)?);
-        if !(radius > 0.0 && predict >= 0.0) && !(radius_score > 0.0) {
+        let detector_certified = radius > 0.0 && predict >= 0.0;
+        let score_certified = radius_score > 0.0;
+        if !detector_certified && !score_certified {
             continue;
         }
         certified += 1;
@@ -162,7 +164,7 @@ pub fn verify_certify_run(
         let center: Vec<f64> = ds.image(index as usize).iter().map(|&v| v as f64).collect();
         let mut attack_cfg = *cfg;
         attack_cfg.seed = cfg.seed ^ index;
-        if radius > 0.0 && predict >= 0.0 {
+        if detector_certified {
             // Detector certificate: g(x') = predict on the ball. Push the base score the other way.
             let says_id = predict == 1.0;
             let ball = Ball::new(center.clone(), radius, Norm::L2, false)?;
@@ -182,7 +184,7 @@ pub fn verify_certify_run(
                 violated,
             });
         }
-        if radius_score > 0.0 {
+        if score_certified {
             // Score certificate: h(x') < t for ID samples, > t for OOD samples, on the ball.
             let ball = Ball::new(center, radius_score, Norm::L2, false)?;
             let (best, x_adv) = attack_towards_threshold(&oracle, &ball, is_id, &attack_cfg)?;
