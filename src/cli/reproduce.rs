@@ -258,7 +258,9 @@ fn certificates(a: &Args, root: &Path) -> Result<()> {
             "--norm",
             "l2",
             "--eps",
-            "0.05",
+            "0.3",
+            "--bounds",
+            "crown",
             "--limit",
             &lim,
             "--id-val-limit",
@@ -274,7 +276,10 @@ fn certificates(a: &Args, root: &Path) -> Result<()> {
         if a.quiet {
             args.push("--quiet".into());
         }
-        stage(&format!("Lipschitz bounds of {name} (ℓ2, ε = 0.05)"), args)?;
+        stage(
+            &format!("Lipschitz bounds of {name} (ℓ2, ε = 0.3, CROWN)"),
+            args,
+        )?;
         stage(
             &format!("verify the Lipschitz certificates of {name}"),
             [
