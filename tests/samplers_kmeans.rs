@@ -327,7 +327,7 @@ fn bad_parameters_and_data_are_clear_errors() {
 /// The size the brief names: n = 4096, d = 512, k = 64, n_init = 3. Timing depends on the machine
 /// and its load, so it is opt-in: `cargo test --release --test samplers_kmeans -- --ignored`.
 #[test]
-#[ignore]
+#[ignore = "timing probe: machine- and load-dependent, run with --ignored"]
 fn speed_4096_by_512_k64() {
     let (n, d) = (4096, 512);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
