@@ -474,3 +474,53 @@ fn eval_outputs_agree_with_the_metrics_command() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn reproduce_manifest_reruns_bit_for_bit_and_reports_differences() {
+    let t = tempfile::tempdir().unwrap();
+    let data = write_toy_mnist(t.path(), 128, 2);
+    let cfg = config(t.path(), &data, "max_steps = 12\n");
+    let run = t.path().join("run");
+    ok(&oodcert(
+        &["train", "--config", s(&cfg), "--out", s(&run), "--quiet"],
+        t.path(),
+    ));
+    let again = t.path().join("again");
+    let o = oodcert(
+        &[
+            "reproduce",
+            "--manifest",
+            s(&run.join("manifest.json")),
+            "--out",
+            s(&again),
+        ],
+        t.path(),
+    );
+    ok(&o);
+    let diff = std::fs::read_to_string(again.join("reproduce_diff.csv")).unwrap();
+    assert_eq!(diff.lines().count(), 3, "{diff}");
+    assert!(diff.lines().skip(1).all(|l| l.ends_with(",yes")), "{diff}");
+    // A recorded hash that the re-run cannot match: exit 1 and the file is named.
+    let mpath = run.join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mpath).unwrap()).unwrap();
+    m["outputs"][0][1] = serde_json::json!("0".repeat(64));
+    std::fs::write(&mpath, serde_json::to_string(&m).unwrap()).unwrap();
+    let o = oodcert(
+        &[
+            "reproduce",
+            "--manifest",
+            s(&mpath),
+            "--out",
+            s(&t.path().join("third")),
+        ],
+        t.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("model.safetensors"));
+}

@@ -13,6 +13,7 @@ use crate::train::TrainConfig;
 use clap::Parser;
 use std::path::{Path, PathBuf};
 
+const DEFAULT_OUT: &str = "runs/reproduce";
 const PRETRAIN: &str = include_str!("../../analysis/configs/quick.toml");
 const FT_ENERGY: &str = include_str!("../../analysis/configs/finetune-energy.toml");
 const FT_GREG: &str = include_str!("../../analysis/configs/finetune-greg.toml");
@@ -29,7 +30,7 @@ const OOD_SETS: [&str; 6] = [
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Output folder for every stage.
-    #[arg(long, default_value = "runs/reproduce")]
+    #[arg(long, default_value = DEFAULT_OUT)]
     pub out: PathBuf,
     /// Seed of every stage.
     #[arg(long, default_value_t = 0)]
@@ -52,6 +53,10 @@ pub struct Args {
     /// report).
     #[arg(long)]
     pub skip_certificates: bool,
+    /// Instead of the main job: re-run the command recorded in this manifest.json into `--out`
+    /// (default: `reproduced/` beside it) and compare every output's SHA-256 (exit 1 on a difference).
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
     /// Samples certified per dataset by the Lipschitz and smoothing stages.
     #[arg(long, default_value_t = 20)]
     pub certify_limit: usize,
@@ -82,6 +87,14 @@ const STAGES: [Stage; 3] = [
 ];
 
 pub fn run(a: Args) -> Result<()> {
+    if let Some(m) = &a.manifest {
+        let out = if a.out == Path::new(DEFAULT_OUT) {
+            m.parent().unwrap_or(Path::new(".")).join("reproduced")
+        } else {
+            a.out.clone()
+        };
+        return rerun(m, &out);
+    }
     let t0 = std::time::Instant::now();
     let device = crate::device::parse_device(&a.device)?;
     let root = a
@@ -226,6 +239,93 @@ pub fn run(a: Args) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// Re-runs the command recorded in `manifest` with its outputs redirected to `out`, then compares
+/// the SHA-256 of every output it recorded; writes `reproduce_diff.csv` into `out`.
+fn rerun(manifest: &Path, out: &Path) -> Result<()> {
+    let m = crate::evidence::Manifest::read(manifest)?;
+    let Some(cmd) = m.argv.get(1) else {
+        return Err(Error::bad_file(manifest, "records no command line"));
+    };
+    if cmd == "reproduce" {
+        return Err(Error::bad_file(
+            manifest,
+            "a reproduce manifest cannot be re-run by itself",
+        ));
+    }
+    // The recorded command line, with --out pointing at the new folder.
+    let mut args: Vec<String> = vec![];
+    let mut it = m.argv[1..].iter();
+    let mut had_out = false;
+    while let Some(x) = it.next() {
+        if x == "--out" {
+            it.next();
+            had_out = true;
+        } else if x.starts_with("--out=") {
+            had_out = true;
+        } else {
+            args.push(x.clone());
+            continue;
+        }
+        args.push("--out".into());
+        args.push(out.display().to_string());
+    }
+    if !had_out {
+        args.extend(["--out".into(), out.display().to_string()]);
+    }
+    let out = std::path::absolute(out)
+        .map_err(|e| Error::io(format!("resolving {}", out.display()), e))?;
+    if let Some(cwd) = &m.cwd {
+        std::env::set_current_dir(cwd)
+            .map_err(|e| Error::io(format!("entering the recorded working directory {cwd}"), e))?;
+    }
+    if let Some(i) = args.iter().position(|x| x == "--out") {
+        args[i + 1] = out.display().to_string();
+    }
+    eprintln!("oodcert reproduce: re-running `oodcert {}`", args.join(" "));
+    subcommand(&args)?;
+    let new = crate::evidence::Manifest::read(&out.join("manifest.json"))?;
+    let mut rows = vec![];
+    for (name, sha) in &m.outputs {
+        let got = new
+            .outputs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, h)| h.clone());
+        rows.push((
+            name.clone(),
+            sha.clone(),
+            got.clone().unwrap_or_default(),
+            got.as_ref() == Some(sha),
+        ));
+    }
+    write_csv_atomic(&out.join("reproduce_diff.csv"), |w| {
+        let e = |e: csv::Error| Error::Internal(e.to_string());
+        w.write_record(["file", "recorded_sha256", "reproduced_sha256", "identical"])
+            .map_err(e)?;
+        for (f, a, b, same) in &rows {
+            w.write_record([f.as_str(), a, b, if *same { "yes" } else { "no" }])
+                .map_err(e)?;
+        }
+        Ok(())
+    })?;
+    let differ: Vec<&str> = rows.iter().filter(|r| !r.3).map(|r| r.0.as_str()).collect();
+    for (f, _, _, same) in &rows {
+        println!("{f}: {}", if *same { "identical" } else { "DIFFERS" });
+    }
+    if differ.is_empty() {
+        println!("all {} recorded outputs reproduced bit for bit", rows.len());
+        Ok(())
+    } else {
+        Err(Error::CheckFailed(format!(
+            "{} of {} outputs differ from the recorded run ({}); see {}",
+            differ.len(),
+            rows.len(),
+            differ.join(", "),
+            out.join("reproduce_diff.csv").display()
+        )))
+    }
 }
 
 /// Runs a subcommand through the same parser as the command line.

@@ -27,6 +27,9 @@ pub struct Manifest {
     pub command: String,
     /// The full command line as given.
     pub argv: Vec<String>,
+    /// The working directory the command ran in (relative paths in `argv` are relative to it).
+    #[serde(default)]
+    pub cwd: Option<String>,
     /// The command's full configuration (flags or the parsed config file).
     pub config: serde_json::Value,
     pub seeds: Vec<u64>,
@@ -51,6 +54,9 @@ impl Manifest {
             git_dirty,
             command: command.to_string(),
             argv: std::env::args().collect(),
+            cwd: std::env::current_dir()
+                .ok()
+                .map(|d| d.display().to_string()),
             config,
             seeds: vec![],
             datasets: vec![],
