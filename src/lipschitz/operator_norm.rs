@@ -1,9 +1,11 @@
 //! Sound upper bounds on operator norms of the linear layers.
 //!
-//! - ℓ2 of a dense matrix R: the largest eigenvalue λ̂ of the Gram matrix G = RRᵀ (or RᵀR, the
-//!   smaller side d) from nalgebra's symmetric eigen-solver, widened by the rounding error of
-//!   forming G (γ_k‖R‖²_F, Higham Thm 3.5) and a backward-error allowance 8d²u‖G‖ ≤ 8d²u‖R‖²_F
-//!   for the eigen-solver (Weyl's inequality turns a backward error into a forward one).
+//! - ℓ2 of a dense matrix R: the Gram matrix Ĝ = fl(RRᵀ) (or RᵀR, the smaller side d), whose
+//!   distance to the exact G is ≤ γ_k‖R‖²_F (Higham Thm 3.5); then an a-posteriori enclosure of
+//!   λ_max(Ĝ) that does not trust the eigen-solver: with its eigenvectors X, B = XᵀĜX and
+//!   C = XᵀX (both with elementwise rounding margins), ‖C − I‖_F ≤ δ < 1 gives
+//!   λ_max(Ĝ) ≤ max(Gershgorin(B), 0)/(1 − δ), because yᵀĜy/yᵀy = zᵀBz/zᵀCz for y = Xz
+//!   (proofs/lipschitz_operator_norms.md).
 //! - ℓ∞→ℓ∞ of a matrix: the largest absolute row sum (exact, rounded up).
 //! - ℓ2 of a convolution with zero padding and any stride: ≤ √(kh·kw)·min‖Rᵢ‖₂ over four
 //!   reshapings of the kernel (Singla & Feizi 2021; proof in proofs/lipschitz_operator_norms.md),
@@ -11,7 +13,7 @@
 
 use crate::bounds::conv::Conv;
 use crate::bounds::linear_map::LinearMap;
-use crate::bounds::round::{dot_err, next_up, widen_up};
+use crate::bounds::round::{ABS_FLOOR, dot_err, next_down, next_up, widen_up};
 use nalgebra::DMatrix;
 
 /// A certified ‖R‖₂ for R row-major `(rows, cols)`.
@@ -30,14 +32,62 @@ pub fn spectral_upper(rows: usize, cols: usize, r: &[f64]) -> f64 {
     // Symmetrise exactly (the solver reads one triangle; both are the same dot products).
     let g = DMatrix::from_fn(d, d, |i, j| if i <= j { g[(i, j)] } else { g[(j, i)] });
     let frob2: f64 = widen_up(r.iter().map(|v| v * v).sum::<f64>(), dot_err(r.len()));
-    let lam = g
-        .symmetric_eigenvalues()
-        .iter()
-        .fold(0.0f64, |m, v| m.max(*v));
-    let eta = (dot_err(k) + 8.0 * (d * d) as f64 * f64::EPSILON) * frob2;
+    let lam = verified_lambda_max(&g);
+    let eta = dot_err(k) * frob2;
     let bound = next_up(next_up(lam + eta).sqrt() * (1.0 + 2.0 * f64::EPSILON));
     // Never above the Frobenius norm (itself a certified bound).
     bound.min(next_up(frob2.sqrt() * (1.0 + 2.0 * f64::EPSILON)))
+}
+
+/// A certified upper bound on the largest eigenvalue of the symmetric matrix `g` (as stored),
+/// from an approximate eigen-decomposition checked a posteriori (no trust in the solver):
+/// λ_max(g) ≤ max(Gershgorin(XᵀgX), 0) / (1 − ‖XᵀX − I‖_F). Infinite when the check fails.
+pub fn verified_lambda_max(g: &DMatrix<f64>) -> f64 {
+    let d = g.nrows();
+    if d == 0 {
+        return 0.0;
+    }
+    let x = g.clone().symmetric_eigen().eigenvectors;
+    let xa = x.abs();
+    let ga = g.abs();
+    // Each entry of a product of two d-term dot products is within 2·dot_err(d)·(|A||B|) of the
+    // exact one (one rounding chain per factor); the magnitudes |X|ᵀ|G||X| and |X|ᵀ|X| are
+    // themselves rounded, so they are widened before use.
+    let e2 = next_up(2.0 * dot_err(d) * (1.0 + dot_err(d)));
+    let b = x.transpose() * (g * &x);
+    let mb = xa.transpose() * (&ga * &xa);
+    let c = x.transpose() * &x;
+    let mc = xa.transpose() * &xa;
+    let widen = |m: f64| widen_up(m, 2.0 * dot_err(d));
+    // Gershgorin on B with every entry's error added on its unfavourable side.
+    let mut gersh = f64::NEG_INFINITY;
+    for i in 0..d {
+        let mut row = b[(i, i)] + e2 * widen(mb[(i, i)]);
+        let mut mag = row.abs();
+        for j in 0..d {
+            if j != i {
+                let t = b[(i, j)].abs() + e2 * widen(mb[(i, j)]);
+                row += t;
+                mag += t;
+            }
+        }
+        // The sum's own rounding error is at most dot_err(2d)·Σ|terms|.
+        gersh = gersh.max(next_up(row + dot_err(2 * d) * mag + ABS_FLOOR));
+    }
+    // δ ≥ ‖C − I‖_F.
+    let mut sq = 0.0;
+    for i in 0..d {
+        for j in 0..d {
+            let exact = if i == j { 1.0 } else { 0.0 };
+            let dev = (c[(i, j)] - exact).abs() + e2 * widen(mc[(i, j)]);
+            sq += dev * dev;
+        }
+    }
+    let delta = next_up(widen_up(sq, dot_err(d * d)).sqrt() * (1.0 + 2.0 * f64::EPSILON));
+    if !(delta < 0.5) || !gersh.is_finite() {
+        return f64::INFINITY;
+    }
+    next_up(gersh.max(0.0) / next_down(1.0 - delta))
 }
 
 /// A certified ‖R‖_{∞→∞} = max_i Σ_j |R_ij|.
@@ -222,6 +272,36 @@ pub fn conv_linf_upper(conv: &Conv) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::verified_lambda_max;
+
+    #[test]
+    fn verified_lambda_max_is_an_upper_bound_and_tight() {
+        use nalgebra::DMatrix;
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((seed >> 11) as f64 / (1u64 << 53) as f64) - 0.5
+        };
+        for (n, k) in [(1, 3), (5, 9), (40, 25), (120, 300)] {
+            let r = DMatrix::from_fn(n, k, |_, _| rnd());
+            let g = &r * r.transpose();
+            let g = DMatrix::from_fn(n, n, |i, j| if i <= j { g[(i, j)] } else { g[(j, i)] });
+            let exact = r.singular_values().max().powi(2);
+            let ub = verified_lambda_max(&g);
+            assert!(ub >= exact, "n={n}: bound {ub} below λ_max {exact}");
+            assert!(
+                ub <= exact * (1.0 + 1e-9) + 1e-12,
+                "n={n}: bound {ub} loose vs {exact}"
+            );
+        }
+        // Indefinite and negative-definite symmetric matrices: still an upper bound.
+        let m = DMatrix::from_row_slice(3, 3, &[-2.0, 1.0, 0.0, 1.0, -3.0, 0.5, 0.0, 0.5, -1.0]);
+        let top = m.clone().symmetric_eigenvalues().max();
+        assert!(verified_lambda_max(&m) >= top.max(0.0));
+    }
+
     use super::*;
 
     #[test]
