@@ -84,7 +84,7 @@ pub fn verified_lambda_max(g: &DMatrix<f64>) -> f64 {
         }
     }
     let delta = next_up(widen_up(sq, dot_err(d * d)).sqrt() * (1.0 + 2.0 * f64::EPSILON));
-    if !(delta < 0.5) || !gersh.is_finite() {
+    if delta.is_nan() || delta >= 0.5 || !gersh.is_finite() {
         return f64::INFINITY;
     }
     next_up(gersh.max(0.0) / next_down(1.0 - delta))
