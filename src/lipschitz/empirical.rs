@@ -157,6 +157,36 @@ fn norm_direction(g: &[f64], norm: Norm) -> Vec<f64> {
     }
 }
 
+/// PGD starting points: the centre, then `restarts − 1` uniform points of the ball.
+fn restart_points(ball: &Ball, restarts: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
+    (0..restarts)
+        .map(|i| {
+            if i == 0 {
+                ball.center.clone()
+            } else {
+                sample_ball(ball, rng)
+            }
+        })
+        .collect()
+}
+
+/// The steepest-ascent step of length `alpha` along `v` for the ball's norm: α·v/‖v‖₂ (ℓ2) or
+/// α·sign(v) (ℓ∞); a negative `alpha` descends.
+fn ascent_step(v: &[f64], norm: Norm, alpha: f64) -> Vec<f64> {
+    match norm {
+        Norm::L2 => {
+            let n = v
+                .iter()
+                .map(|a| a * a)
+                .sum::<f64>()
+                .sqrt()
+                .max(f64::MIN_POSITIVE);
+            v.iter().map(|a| alpha * a / n).collect()
+        }
+        Norm::Linf => v.iter().map(|a| alpha * a.signum()).collect(),
+    }
+}
+
 /// Projected gradient ascent on ‖∇ₓS(x')‖_q over x' in the ball, restart 0 at the centre and
 /// the others at uniform points. The ascent direction ∇ₓ‖∇ₓS‖_q = H·∂‖g‖/∂g uses a central
 /// finite difference of gradients for the Hessian-vector product (no second-order backward).
@@ -171,15 +201,7 @@ pub fn lower_by_pgd(
         return Ok(oracle.grad_norms(std::slice::from_ref(&ball.center), ball.norm)?[0]);
     }
     let r = cfg.restarts.max(1);
-    let mut xs: Vec<Vec<f64>> = (0..r)
-        .map(|i| {
-            if i == 0 {
-                ball.center.clone()
-            } else {
-                sample_ball(ball, rng)
-            }
-        })
-        .collect();
+    let mut xs = restart_points(ball, r, rng);
     let mut best = 0.0f64;
     let h = cfg.fd_frac * ball.eps;
     let alpha = cfg.step_frac * ball.eps;
@@ -221,18 +243,7 @@ pub fn lower_by_pgd(
                     .map(|_| rng.sample::<f64, _>(StandardNormal))
                     .collect();
             }
-            let step: Vec<f64> = match ball.norm {
-                Norm::L2 => {
-                    let n = hv
-                        .iter()
-                        .map(|v| v * v)
-                        .sum::<f64>()
-                        .sqrt()
-                        .max(f64::MIN_POSITIVE);
-                    hv.iter().map(|v| alpha * v / n).collect()
-                }
-                Norm::Linf => hv.iter().map(|v| alpha * v.signum()).collect(),
-            };
+            let step = ascent_step(&hv, ball.norm, alpha);
             xs[k].iter_mut().zip(&step).for_each(|(x, s)| *x += s);
             ball.project(&mut xs[k]);
         }
@@ -262,15 +273,7 @@ pub fn extreme_point_by_pgd(
     rng: &mut ChaCha8Rng,
 ) -> Result<(f64, Vec<f64>)> {
     let r = cfg.restarts.max(1);
-    let mut xs: Vec<Vec<f64>> = (0..r)
-        .map(|i| {
-            if i == 0 {
-                ball.center.clone()
-            } else {
-                sample_ball(ball, rng)
-            }
-        })
-        .collect();
+    let mut xs = restart_points(ball, r, rng);
     let sign = if maximise { 1.0 } else { -1.0 };
     let mut best = (f64::NAN, ball.center.clone());
     let alpha = cfg.step_frac * ball.eps;
@@ -280,18 +283,7 @@ pub fn extreme_point_by_pgd(
             if best.0.is_nan() || sign * s > sign * best.0 {
                 best = (*s, xs[k].clone());
             }
-            let step: Vec<f64> = match ball.norm {
-                Norm::L2 => {
-                    let n = g
-                        .iter()
-                        .map(|v| v * v)
-                        .sum::<f64>()
-                        .sqrt()
-                        .max(f64::MIN_POSITIVE);
-                    g.iter().map(|v| sign * alpha * v / n).collect()
-                }
-                Norm::Linf => g.iter().map(|v| sign * alpha * v.signum()).collect(),
-            };
+            let step = ascent_step(g, ball.norm, sign * alpha);
             xs[k].iter_mut().zip(&step).for_each(|(x, s)| *x += s);
             ball.project(&mut xs[k]);
         }

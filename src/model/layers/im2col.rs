@@ -25,6 +25,22 @@ pub struct ConvGeometry {
 }
 
 impl ConvGeometry {
+    /// The geometry of convolving `x (n, c, h, w)` with a kernel `w (out, c', kh, kw)`.
+    pub fn of(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> candle_core::Result<Self> {
+        let (n, c, h, wd) = x.dims4()?;
+        let (_, _, kh, kw) = w.dims4()?;
+        Ok(ConvGeometry {
+            n,
+            c,
+            h,
+            w: wd,
+            kh,
+            kw,
+            stride,
+            padding,
+        })
+    }
+
     /// Output size ⌊(h + 2p − kh)/s⌋ + 1 × ⌊(w + 2p − kw)/s⌋ + 1 (None if the kernel does not fit).
     pub fn output_hw(&self) -> Option<(usize, usize)> {
         let (hp, wp) = (self.h + 2 * self.padding, self.w + 2 * self.padding);
@@ -250,23 +266,18 @@ pub fn conv2d_im2col(
     if !x.device().is_cpu() || !matches!(x.dtype(), DType::F32 | DType::F64) {
         return x.conv2d(w, padding, stride, 1, 1);
     }
-    let (n, c, h, wd) = x.dims4()?;
-    let (out, cw, kh, kw) = w.dims4()?;
+    let (out, cw, _, _) = w.dims4()?;
+    let g = ConvGeometry::of(x, w, stride, padding)?;
+    let (n, c, kh, kw) = (g.n, g.c, g.kh, g.kw);
     if c != cw {
         candle_core::bail!("conv2d: input has {c} channels, the kernel expects {cw}");
     }
-    let g = ConvGeometry {
-        n,
-        c,
-        h,
-        w: wd,
-        kh,
-        kw,
-        stride,
-        padding,
-    };
     let Some((ho, wo)) = g.output_hw() else {
-        candle_core::bail!("conv2d: kernel {kh}×{kw} larger than the padded input {h}×{wd}");
+        candle_core::bail!(
+            "conv2d: kernel {kh}×{kw} larger than the padded input {}×{}",
+            g.h,
+            g.w
+        );
     };
     let cols = x.contiguous()?.apply_op1(Im2Col(g))?;
     let y = w.reshape((out, c * kh * kw))?.matmul(&cols)?;
@@ -286,20 +297,9 @@ pub fn conv2d_auto(
     stride: usize,
     padding: usize,
 ) -> candle_core::Result<Tensor> {
-    let (n, c, h, wd) = x.dims4()?;
-    let (_, _, kh, kw) = w.dims4()?;
-    let g = ConvGeometry {
-        n,
-        c,
-        h,
-        w: wd,
-        kh,
-        kw,
-        stride,
-        padding,
-    };
+    let g = ConvGeometry::of(x, w, stride, padding)?;
     match g.output_hw() {
-        Some((ho, wo)) if g.rows() * n * ho * wo <= IM2COL_MAX_ELEMS => {
+        Some((ho, wo)) if g.rows() * g.n * ho * wo <= IM2COL_MAX_ELEMS => {
             conv2d_im2col(x, w, stride, padding)
         }
         _ => x.conv2d(w, padding, stride, 1, 1),
