@@ -8,7 +8,7 @@ use oodcert::model::{Arch, Classifier, Model, ModelSpec};
 use oodcert::score::energy;
 use oodcert::train::config::OptimConfig;
 use oodcert::train::losses::{
-    PenaltyForm, PenaltyNorm, cross_entropy, energy_margin, grad_penalty,
+    InputGradient, PenaltyForm, PenaltyNorm, cross_entropy, energy_margin, grad_penalty,
 };
 use oodcert::train::optim::Optimizer;
 
@@ -25,11 +25,27 @@ fn inputs(n: usize, seed: u64) -> Tensor {
     Tensor::from_vec(v, (n, 1, 28, 28), &Device::Cpu).unwrap()
 }
 
-fn step(model: &Model, opt: &mut Optimizer, x: &Tensor, y: &Tensor, grad: bool) {
+/// The binary's allocator (src/main.rs), so that the bench measures what `oodcert train` runs.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How the step gets the input gradient of the energies.
+#[derive(Clone, Copy, PartialEq)]
+enum Penalty {
+    /// No penalty: CE + energy margins only.
+    None,
+    /// The trainer's route: the explicit layer-by-layer input gradient.
+    Explicit,
+    /// A full autograd reverse pass (the route for models without explicit rules).
+    Autograd,
+}
+
+fn step(model: &Model, opt: &mut Optimizer, x: &Tensor, y: &Tensor, penalty: Penalty) {
     let xv = Var::from_tensor(x).unwrap();
-    let (_, logits) = model.forward_t(xv.as_tensor(), true).unwrap();
+    let trace = model.forward_traced(xv.as_tensor(), true).unwrap();
+    let logits = &trace.logits;
     let ce = cross_entropy(&logits.narrow(0, 0, 64).unwrap(), y).unwrap();
-    let s = energy(&logits, 1.0).unwrap();
+    let s = energy(logits, 1.0).unwrap();
     let ls = energy_margin(
         &s.narrow(0, 0, 64).unwrap(),
         &s.narrow(0, 64, 64).unwrap(),
@@ -38,10 +54,20 @@ fn step(model: &Model, opt: &mut Optimizer, x: &Tensor, y: &Tensor, grad: bool) 
     )
     .unwrap();
     let mut loss = (ce + (ls * 0.1).unwrap()).unwrap();
-    if grad {
+    if penalty != Penalty::None {
+        let source = if penalty == Penalty::Explicit {
+            InputGradient::Explicit {
+                model,
+                trace: &trace,
+                id_classes: 10,
+                temperature: 1.0,
+            }
+        } else {
+            InputGradient::Autograd(xv.as_tensor())
+        };
         // Margins that mask every row, so the penalty is computed for the whole batch.
         let p = grad_penalty(
-            xv.as_tensor(),
+            source,
             &s,
             64,
             64..128,
@@ -93,12 +119,15 @@ fn bench(c: &mut Criterion) {
         let mut opt = Optimizer::new(&cfg, model.trainable_vars());
         let mut g = c.benchmark_group(format!("greg_step_{name}"));
         g.sample_size(10);
-        g.bench_function("plain (CE + energy)", |b| {
-            b.iter(|| step(&model, &mut opt, &x, &y, false))
-        });
-        g.bench_function("exact GReg (double backprop)", |b| {
-            b.iter(|| step(&model, &mut opt, &x, &y, true))
-        });
+        for (label, penalty) in [
+            ("plain (CE + energy)", Penalty::None),
+            ("exact GReg (double backprop)", Penalty::Explicit),
+            ("exact GReg, autograd input gradient", Penalty::Autograd),
+        ] {
+            g.bench_function(label, |b| {
+                b.iter(|| step(&model, &mut opt, &x, &y, penalty))
+            });
+        }
         g.finish();
     }
 }

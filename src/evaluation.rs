@@ -67,9 +67,14 @@ pub fn score_dataset(
                 e, d.name, chunk[0]
             ))
         })?;
-        let s = score::score(&logits, kind, temperature)?;
+        let s = score::score(
+            &score::scored_logits(model, logits.clone(), kind)?,
+            kind,
+            temperature,
+        )?;
         scores.extend(s.to_dtype(DType::F64)?.to_vec1::<f64>()?);
-        let p = logits
+        // Predictions are over the in-distribution classes (an absent class is not one).
+        let p = crate::model::absent_class::id_logits(&logits, model.has_absent_class())?
             .argmax(D::Minus1)?
             .to_dtype(DType::I64)?
             .to_vec1::<i64>()?;
@@ -148,7 +153,20 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
             "eval needs at least one OOD set (--ood)".into(),
         ));
     }
-    let model = Model::load(&cfg.model, device)?;
+    // DOS's absent-class score reads all K+1 outputs; every other score the K ID logits.
+    let model = if cfg.score == ScoreKind::AbsentClass {
+        let m = Model::load_full(&cfg.model, device)?;
+        if !m.has_absent_class() {
+            return Err(Error::BadInput(format!(
+                "--score absent-class: {} has no absent class (train it with \
+                 `model.absent_class = true`, DOS)",
+                cfg.model.display()
+            )));
+        }
+        m
+    } else {
+        Model::load(&cfg.model, device)?
+    };
     let shape = model.spec().input_shape;
     let load = |spec: &str| -> Result<Dataset> {
         let mut d = crate::data::load_as(spec, &cfg.data_root, shape)?;

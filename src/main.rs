@@ -3,6 +3,12 @@
 use clap::Parser;
 use std::process::ExitCode;
 
+/// mimalloc keeps freed pages for reuse: candle allocates a fresh buffer for every op, and glibc's
+/// allocator returned the large ones to the kernel each time (page faults were ~15% of a GReg
+/// training step; BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // SAFETY: first statement of main, before any thread exists.
     unsafe { oodcert::train::second_order::enable_at_startup() };

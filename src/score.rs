@@ -18,6 +18,10 @@ pub enum ScoreKind {
     Msp,
     /// -max_k z_k.
     Maxlogit,
+    /// DOS's absent-class score (Jiang et al., ICLR 2024) of a (K+1)-output model, as log-odds:
+    /// z_K − T·logsumexp(z_{<K}/T) = T·logit(softmax(z/T)_K), strictly increasing in the
+    /// absent-class probability p_K that DOS thresholds (at T = 1 exactly log p_K/(1 − p_K)).
+    AbsentClass,
 }
 
 impl ScoreKind {
@@ -27,6 +31,7 @@ impl ScoreKind {
             ScoreKind::Energy => "energy",
             ScoreKind::Msp => "msp",
             ScoreKind::Maxlogit => "maxlogit",
+            ScoreKind::AbsentClass => "absent-class",
         }
     }
 }
@@ -54,7 +59,8 @@ pub fn energy(logits: &Tensor, temperature: f64) -> Result<Tensor> {
         * (-temperature))?)
 }
 
-/// The chosen score of logits `(n, K)`, as `(n,)`, larger = more OOD.
+/// The chosen score of logits `(n, K)`, as `(n,)`, larger = more OOD. For
+/// [`ScoreKind::AbsentClass`] the logits are `(n, K+1)` with the absent class last.
 pub fn score(logits: &Tensor, kind: ScoreKind, temperature: f64) -> Result<Tensor> {
     match kind {
         ScoreKind::Energy => energy(logits, temperature),
@@ -62,6 +68,36 @@ pub fn score(logits: &Tensor, kind: ScoreKind, temperature: f64) -> Result<Tenso
             .max(D::Minus1)?
             .neg()?),
         ScoreKind::Maxlogit => Ok(logits.max(D::Minus1)?.neg()?),
+        ScoreKind::AbsentClass => absent_class_log_odds(logits, temperature),
+    }
+}
+
+/// z_K + S_T(z_{<K}) = z_K − T·logsumexp(z_{<K}/T) of logits `(n, K+1)` (absent class last):
+/// T times the log-odds of softmax(z/T)_K, DOS's absent-class probability.
+pub fn absent_class_log_odds(logits: &Tensor, temperature: f64) -> Result<Tensor> {
+    let k1 = logits.dim(D::Minus1)?;
+    if k1 < 3 {
+        return Err(Error::BadInput(format!(
+            "the absent-class score needs K + 1 ≥ 3 logits (absent class last), got {k1}"
+        )));
+    }
+    let z_abs = logits.narrow(1, k1 - 1, 1)?.squeeze(1)?;
+    Ok((z_abs + energy(&logits.narrow(1, 0, k1 - 1)?, temperature)?)?)
+}
+
+/// The logits `kind` is computed from: for an absent-class model, all K+1 for
+/// [`ScoreKind::AbsentClass`] and the K in-distribution ones otherwise; an error for
+/// `AbsentClass` on a model without an absent class.
+pub fn scored_logits(model: &dyn Classifier, logits: Tensor, kind: ScoreKind) -> Result<Tensor> {
+    match (kind, model.has_absent_class()) {
+        (ScoreKind::AbsentClass, true) => Ok(logits),
+        (ScoreKind::AbsentClass, false) => Err(Error::BadInput(
+            "score `absent-class` needs the absent-class output of a DOS model \
+             (`model.absent_class = true`); this model has none (tools other than \
+             `oodcert eval` read an absent-class model file as its K in-distribution logits)"
+                .into(),
+        )),
+        (_, has) => crate::model::absent_class::id_logits(&logits, has),
     }
 }
 
@@ -76,6 +112,7 @@ pub fn score_batch(
 ) -> Result<Vec<f64>> {
     let logits = model.logits(x)?;
     check_finite_logits(&logits)?;
+    let logits = scored_logits(model, logits, kind)?;
     to_f64_vec(&score(&logits, kind, temperature)?)
 }
 
@@ -92,6 +129,7 @@ pub fn score_and_input_grad(
     let xv = Var::from_tensor(&x.detach())?;
     let logits = model.logits(xv.as_tensor())?;
     check_finite_logits(&logits)?;
+    let logits = scored_logits(model, logits, kind)?;
     let s = score(&logits, kind, temperature)?;
     let grads = s.sum_all()?.backward()?;
     let g = grads
@@ -255,6 +293,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn absent_class_score_is_the_log_odds_of_the_last_softmax_entry() {
+        let z = Tensor::new(
+            &[[1.0f64, 2.0, 0.5], [-3.0, 0.0, 4.0], [0.0, 0.0, 60.0]],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let s = score(&z, ScoreKind::AbsentClass, 1.0)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        for (row, got) in z.to_vec2::<f64>().unwrap().iter().zip(&s) {
+            // log p_K/(1 − p_K) = z_K − log Σ_{k<K} e^{z_k}.
+            let want = row[2] - (row[0].exp() + row[1].exp()).ln();
+            assert!((got - want).abs() < 1e-12, "{got} vs {want}");
+        }
+        // p_K rounds to 1 in f64 for the last row; the log-odds stay finite and ordered.
+        assert!(s[2].is_finite() && s[2] > s[1] && s[1] > s[0]);
+        // T scales the log-odds of the tempered softmax: z_K − T·logsumexp(z_{<K}/T).
+        let s2 = score(&z, ScoreKind::AbsentClass, 2.0)
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
+        assert!((s2[0] - (0.5 - 2.0 * ((0.5f64).exp() + 1f64.exp()).ln())).abs() < 1e-12);
+        let two = Tensor::new(&[[1.0f64, 2.0]], &Device::Cpu).unwrap();
+        assert!(score(&two, ScoreKind::AbsentClass, 1.0).is_err());
     }
 
     #[test]

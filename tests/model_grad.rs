@@ -286,6 +286,55 @@ fn max_pool_reshape_trick() {
     }
 }
 
+/// The custom max-pool ops: ties go to the first window entry (PyTorch), NaN propagates, the
+/// unpool (the gradient) and the gather are adjoint; ReLU keeps NaN and has derivative 0 at 0.
+#[test]
+fn max_pool_and_relu_ops_ties_nan_adjoint() {
+    use oodcert::model::layers::{MaxGather2, MaxUnpool2, relu};
+    let dev = Device::Cpu;
+    // One 2×4 plane, two windows: [1 1; 0 1] (tie) and [NaN 2; 3 -1].
+    let x = Tensor::from_vec(
+        vec![1.0, 1.0, f64::NAN, 2.0, 0.0, 1.0, 3.0, -1.0],
+        (1, 1, 2, 4),
+        &dev,
+    )
+    .unwrap();
+    let y = values(&max_pool2(&x).unwrap());
+    assert_eq!(y[0], 1.0);
+    assert!(y[1].is_nan(), "NaN must propagate: {y:?}");
+    let g = Tensor::from_vec(vec![5.0, 7.0], (1, 1, 1, 2), &dev).unwrap();
+    let up = values(&g.apply_op2(&x, MaxUnpool2).unwrap());
+    assert_eq!(up[0], 5.0, "a tie routes to the first entry: {up:?}");
+    assert_eq!(up[1] + up[4] + up[5], 0.0);
+    assert_eq!(up[2], 7.0, "the NaN entry is the maximum: {up:?}");
+    // Adjointness on random data.
+    let mut r = rng(36);
+    let x = uniform(&mut r, &[3, 2, 7, 6], -1.0, 1.0);
+    let g = uniform(&mut r, &[3, 2, 3, 3], -1.0, 1.0);
+    let u = uniform(&mut r, &[3, 2, 7, 6], -1.0, 1.0);
+    let lhs = scalar(
+        &(g.apply_op2(&x, MaxUnpool2).unwrap() * &u)
+            .unwrap()
+            .sum_all()
+            .unwrap(),
+    );
+    let rhs = scalar(
+        &(u.apply_op2(&x, MaxGather2).unwrap() * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap(),
+    );
+    assert!((lhs - rhs).abs() < 1e-12, "{lhs} vs {rhs}");
+    // ReLU: NaN stays, derivative 0 at 0 and 1 above.
+    let v = Var::from_tensor(&Tensor::from_vec(vec![-1.0, 0.0, 2.0], 3, &dev).unwrap()).unwrap();
+    let y = relu(v.as_tensor()).unwrap();
+    assert_eq!(values(&y), [0.0, 0.0, 2.0]);
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(values(grads.get(&v).unwrap()), [0.0, 0.0, 1.0]);
+    let nan = Tensor::from_vec(vec![f64::NAN], 1, &dev).unwrap();
+    assert!(values(&relu(&nan).unwrap())[0].is_nan());
+}
+
 #[test]
 fn max_pool_forward_equals_candle_and_drops_odd_edges() {
     let mut r = rng(35);
@@ -559,9 +608,12 @@ fn resnet18_model_train() {
     check_model(spec(Arch::Resnet18, [1, 8, 8], 3), &names, true, 4, 2, 73);
 }
 
+/// The GEMM convolution equals candle's conv2d (f64 and f32), and its two adjoint ops satisfy
+/// ⟨W ⋆ x, g⟩ = ⟨x, ConvInputAdjoint(g, W)⟩ = ⟨W, ConvWeightAdjoint(x, g)⟩; batches larger than
+/// the weight-gradient chunk, strides, paddings and pointwise kernels included.
 #[test]
-fn im2col_conv_equals_candle_conv_and_col2im_is_its_adjoint() {
-    use oodcert::model::layers::{Col2Im, ConvGeometry, Im2Col, conv2d_im2col};
+fn gemm_conv_equals_candle_conv_and_its_adjoints_are_adjoint() {
+    use oodcert::model::layers::{ConvInputAdjoint, ConvWeightAdjoint, conv2d_auto};
     let mut r = rng(80);
     for &(n, c, h, w, out, k, s, p) in &[
         (2, 3, 7, 6, 4, 3, 1, 1),
@@ -569,10 +621,13 @@ fn im2col_conv_equals_candle_conv_and_col2im_is_its_adjoint() {
         (3, 1, 9, 7, 2, 5, 1, 2),
         (2, 4, 6, 6, 5, 1, 2, 0),
         (1, 2, 5, 5, 2, 5, 1, 0),
+        (11, 3, 5, 4, 2, 1, 1, 0),
+        (19, 2, 6, 5, 3, 3, 2, 0),
     ] {
         let x = uniform(&mut r, &[n, c, h, w], -1.0, 1.0);
         let wt = uniform(&mut r, &[out, c, k, k], -1.0, 1.0);
-        let ours = values(&conv2d_im2col(&x, &wt, s, p).unwrap());
+        let y = conv2d_auto(&x, &wt, s, p).unwrap();
+        let ours = values(&y);
         let reference = values(&x.conv2d(&wt, p, s, 1, 1).unwrap());
         assert_eq!(ours.len(), reference.len());
         let err = ours
@@ -585,7 +640,7 @@ fn im2col_conv_equals_candle_conv_and_col2im_is_its_adjoint() {
         let x32 = x.to_dtype(DType::F32).unwrap();
         let w32 = wt.to_dtype(DType::F32).unwrap();
         let a = values(
-            &conv2d_im2col(&x32, &w32, s, p)
+            &conv2d_auto(&x32, &w32, s, p)
                 .unwrap()
                 .to_dtype(DType::F64)
                 .unwrap(),
@@ -596,31 +651,69 @@ fn im2col_conv_equals_candle_conv_and_col2im_is_its_adjoint() {
             .map(|(a, b)| (a - b).abs())
             .fold(0.0, f64::max);
         assert!(err32 < 1e-5, "f32: {err32:e}");
-        // <im2col(x), Y> = <x, col2im(Y)>.
-        let g = ConvGeometry {
-            n,
-            c,
-            h,
-            w,
-            kh: k,
-            kw: k,
-            stride: s,
-            padding: p,
-        };
-        let cols = x.apply_op1(Im2Col(g)).unwrap();
-        let y = uniform(&mut r, cols.dims(), -1.0, 1.0);
-        let back = y.apply_op1(Col2Im(g)).unwrap();
-        let lhs = scalar(&(cols * &y).unwrap().sum_all().unwrap());
-        let rhs = scalar(&(x * back).unwrap().sum_all().unwrap());
-        assert!(
-            (lhs - rhs).abs() < 1e-10 * (1.0 + lhs.abs()),
-            "{lhs} vs {rhs}"
-        );
+        // The adjoint identities.
+        let g = uniform(&mut r, y.dims(), -1.0, 1.0);
+        let dx = g
+            .apply_op2(
+                &wt,
+                ConvInputAdjoint {
+                    stride: s,
+                    padding: p,
+                    h,
+                    w,
+                },
+            )
+            .unwrap();
+        let dw = x
+            .apply_op2(
+                &g,
+                ConvWeightAdjoint {
+                    stride: s,
+                    padding: p,
+                    kh: k,
+                    kw: k,
+                },
+            )
+            .unwrap();
+        assert_eq!(dx.dims(), x.dims());
+        assert_eq!(dw.dims(), wt.dims());
+        let yg = scalar(&(&y * &g).unwrap().sum_all().unwrap());
+        let xdx = scalar(&(&x * dx).unwrap().sum_all().unwrap());
+        let wdw = scalar(&(&wt * dw).unwrap().sum_all().unwrap());
+        for (name, v) in [("input", xdx), ("weight", wdw)] {
+            assert!(
+                (yg - v).abs() < 1e-10 * (1.0 + yg.abs()),
+                "{name} adjoint, case {n}×{c}×{h}×{w} k{k} s{s} p{p}: {yg} vs {v}"
+            );
+        }
     }
 }
 
-/// candle's own conv2d, the fallback of `conv2d_auto` for large column matrices (and the path
-/// on non-CPU devices): first- and second-order gradients, stride 1 and 2.
+/// Mismatched operands are errors, not panics.
+#[test]
+fn gemm_conv_rejects_mismatched_operands() {
+    use oodcert::model::layers::{ConvInputAdjoint, conv2d_auto};
+    let mut r = rng(81);
+    let x = uniform(&mut r, &[2, 3, 5, 5], -1.0, 1.0);
+    assert!(conv2d_auto(&x, &uniform(&mut r, &[4, 2, 3, 3], -1.0, 1.0), 1, 0).is_err());
+    assert!(conv2d_auto(&x, &uniform(&mut r, &[4, 3, 7, 7], -1.0, 1.0), 1, 0).is_err());
+    assert!(conv2d_auto(&x, &uniform(&mut r, &[4, 3, 3, 3], -1.0, 1.0), 0, 0).is_err());
+    let g = uniform(&mut r, &[2, 4, 2, 2], -1.0, 1.0);
+    let w = uniform(&mut r, &[4, 3, 3, 3], -1.0, 1.0);
+    let op = ConvInputAdjoint {
+        stride: 1,
+        padding: 0,
+        h: 5,
+        w: 5,
+    };
+    assert!(
+        g.apply_op2(&w, op).is_err(),
+        "a 2×2 gradient for a 3×3 output"
+    );
+}
+
+/// candle's own conv2d, the path of `conv2d_auto` on non-CPU devices: first- and second-order
+/// gradients, stride 1 and 2.
 #[test]
 fn candle_conv2d_fallback_path() {
     enable_double_backprop();
@@ -651,4 +744,84 @@ fn candle_conv2d_fallback_path() {
             6,
         );
     }
+}
+
+/// The explicit input gradient (`ForwardTrace::input_vjp`) equals autograd's ∇ₓ⟨logits, g⟩, and
+/// so do the weight gradients of a penalty built on it (second order), for the MLP and LeNet;
+/// ResNet-18 (BatchNorm, residual blocks) reports that it has no explicit rule.
+#[test]
+fn explicit_input_vjp_equals_autograd_to_second_order() {
+    enable_double_backprop();
+    let cases = [
+        (spec(Arch::Mlp { hidden: vec![7, 5] }, [2, 4, 3], 4), 101),
+        (spec(Arch::Lenet, [1, 28, 28], 10), 102),
+    ];
+    for (sp, seed) in cases {
+        let model = Model::init(sp, &Device::Cpu, DType::F64, seed).unwrap();
+        assert!(model.has_explicit_input_vjp());
+        let mut r = rng(seed);
+        let [c, h, w] = model.spec().input_shape;
+        let k = model.spec().num_classes;
+        let x = var(&mut r, &[3, c, h, w], 0.0, 1.0);
+        let g = uniform(&mut r, &[3, k], -1.0, 1.0);
+        // Autograd: ∇ₓ⟨logits, g⟩ by a full reverse pass.
+        let logits = model.logits(x.as_tensor()).unwrap();
+        let auto = (&logits * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+            .remove(x.as_tensor())
+            .unwrap();
+        let trace = model.forward_traced(x.as_tensor(), false).unwrap();
+        assert_eq!(values(&trace.logits), values(&logits));
+        let explicit = trace.input_vjp(&model, &g).unwrap();
+        let err = values(&auto)
+            .iter()
+            .zip(values(&explicit))
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-12, "{:?}: first order {err:e}", model.spec().arch);
+        // Second order: d/dθ ‖∇ₓ⟨logits, g⟩‖² by both routes.
+        let pen = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap();
+        let ga = pen(&auto).backward().unwrap();
+        let ge = pen(&explicit).backward().unwrap();
+        let mut compared = 0;
+        for (name, v) in model.trainable_vars() {
+            let (a, e) = (ga.get(v.as_tensor()), ge.get(v.as_tensor()));
+            match (a, e) {
+                (Some(a), Some(e)) => {
+                    let (a, e) = (values(a), values(e));
+                    let scale = a.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+                    let err = a
+                        .iter()
+                        .zip(&e)
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0.0, f64::max);
+                    assert!(err < 1e-10 * scale, "{name}: second order {err:e}");
+                    compared += 1;
+                }
+                (None, None) => {}
+                (a, e) => panic!(
+                    "{name}: autograd {} vs explicit {}",
+                    a.is_some(),
+                    e.is_some()
+                ),
+            }
+        }
+        assert!(compared >= 3, "only {compared} weights compared");
+    }
+    let resnet = Model::init(
+        spec(Arch::Resnet18, [1, 8, 8], 3),
+        &Device::Cpu,
+        DType::F64,
+        7,
+    )
+    .unwrap();
+    assert!(!resnet.has_explicit_input_vjp());
+    let x = uniform(&mut rng(7), &[2, 1, 8, 8], 0.0, 1.0);
+    let trace = resnet.forward_traced(&x, false).unwrap();
+    let g = uniform(&mut rng(8), &[2, 3], -1.0, 1.0);
+    assert!(trace.input_vjp(&resnet, &g).is_err());
 }

@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use oodcert::model::{Arch, Classifier, Model, ModelSpec};
 use oodcert::score::energy;
 use oodcert::train::losses::{
-    PenaltyForm, PenaltyNorm, energy_margin, grad_penalty, outlier_exposure,
+    InputGradient, PenaltyForm, PenaltyNorm, energy_margin, grad_penalty, outlier_exposure,
 };
 
 fn tiny_model(seed: u64) -> Model {
@@ -50,7 +50,17 @@ fn penalty(
     let logits = model.logits(xv.as_tensor()).unwrap();
     let s = energy(&logits, 1.0).unwrap();
     let n = x.dim(0).unwrap();
-    let p = grad_penalty(xv.as_tensor(), &s, n_in, n_in..n, m.0, m.1, form, norm).unwrap();
+    let p = grad_penalty(
+        InputGradient::Autograd(xv.as_tensor()),
+        &s,
+        n_in,
+        n_in..n,
+        m.0,
+        m.1,
+        form,
+        norm,
+    )
+    .unwrap();
     (p.loss, p.frac_in_masked, p.frac_aux_masked)
 }
 
@@ -161,7 +171,7 @@ fn rows_outside_the_aux_range_are_not_penalised() {
         let xv = Var::from_tensor(&x).unwrap();
         let s = energy(&model.logits(xv.as_tensor()).unwrap(), 1.0).unwrap();
         grad_penalty(
-            xv.as_tensor(),
+            InputGradient::Autograd(xv.as_tensor()),
             &s,
             2,
             4..6,
@@ -220,4 +230,83 @@ fn energy_margin_and_outlier_exposure_match_formulas() {
     let lse0 = (1f64.exp() + 2f64.exp() + 3f64.exp()).ln();
     let want = ((lse0 - 2.0) + 3f64.ln()) / 2.0;
     assert!((oe - want).abs() < 1e-12, "{oe} vs {want}");
+}
+
+/// The explicit input gradient (the trainer's route for MLP/LeNet on the CPU) gives the penalty
+/// and its weight gradients of the autograd route: both forms and norms, partial masks, T ≠ 1,
+/// and an absent-class model whose energy reads only the first K logits.
+#[test]
+fn explicit_and_autograd_penalties_agree_with_their_weight_gradients() {
+    let x = batch(31, 6);
+    for absent in [false, true] {
+        let mut model = tiny_model(11);
+        if absent {
+            model = model.into_absent_class().unwrap();
+        }
+        let total = model.spec().num_classes;
+        let k = if absent { total - 1 } else { total };
+        for (form, norm) in [
+            (PenaltyForm::PerSample, PenaltyNorm::L2),
+            (PenaltyForm::GroupScaled, PenaltyNorm::L1),
+        ] {
+            let t = 1.7;
+            let xv = Var::from_tensor(&x).unwrap();
+            let trace = model.forward_traced(xv.as_tensor(), true).unwrap();
+            let s = energy(&trace.logits.narrow(1, 0, k).unwrap(), t).unwrap();
+            // Margins between the energies so that some rows are masked and some are not.
+            let mut sv = s.to_vec1::<f64>().unwrap();
+            sv.sort_by(f64::total_cmp);
+            let mid = 0.5 * (sv[2] + sv[3]);
+            let run = |source| {
+                let p = grad_penalty(source, &s, 3, 3..6, mid, mid, form, norm).unwrap();
+                (
+                    p.loss.to_scalar::<f64>().unwrap(),
+                    p.loss.backward().unwrap(),
+                    p.frac_in_masked + p.frac_aux_masked,
+                )
+            };
+            let (la, ga, fa) = run(InputGradient::Autograd(xv.as_tensor()));
+            let (le, ge, fe) = run(InputGradient::Explicit {
+                model: &model,
+                trace: &trace,
+                id_classes: k,
+                temperature: t,
+            });
+            assert!(
+                la > 0.0 && fa > 0.0 && fa < 2.0,
+                "the masks must be partial: {fa}"
+            );
+            assert_eq!(fa, fe);
+            assert!(
+                (la - le).abs() < 1e-12 * la,
+                "absent={absent} {form:?}: {la} vs {le}"
+            );
+            for (name, v) in model.trainable_vars() {
+                let a = ga
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("absent={absent} {form:?}: no autograd gradient for {name}"))
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap();
+                let e = ge
+                    .get(v.as_tensor())
+                    .unwrap_or_else(|| panic!("absent={absent} {form:?}: no explicit gradient for {name}"))
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap();
+                let scale = a.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+                let err = a
+                    .iter()
+                    .zip(&e)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0.0, f64::max);
+                assert!(
+                    err < 1e-10 * scale,
+                    "absent={absent} {form:?} {name}: {err:e}"
+                );
+            }
+        }
+    }
 }

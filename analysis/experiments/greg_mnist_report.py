@@ -4,7 +4,8 @@ papers/greg_mnist.md.
 
     python analysis/experiments/greg_mnist_report.py RUN_DIR   (default runs/experiments/greg_mnist)
 
-Reads, per run folder RUN_DIR/{ce,VARIANT-sSEED}: eval/metrics.csv (`oodcert eval`),
+Reads, per run folder RUN_DIR/{ce,VARIANT-sSEED}: eval/metrics.csv (`oodcert eval`; for dos-sSEED also
+eval-absent/metrics.csv, DOS's absent-class score, reported as the variant "dosabs"),
 grad/SET/summary.csv (`oodcert lipschitz --methods sample`: mean ‖∇ₓS‖₂ at the clean test points)
 and train_log.csv (`oodcert train`). Writes
   papers/data/greg_mnist_metrics.csv     one row per (variant, seed, OOD set): fpr95, auroc, aupr_in, id_accuracy
@@ -25,14 +26,18 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RUN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "runs", "experiments", "greg_mnist")
 DATA = os.path.join(ROOT, "papers", "data")
 FIG = os.path.join(ROOT, "papers", "figures")
-ORDER = ["ce", "energy", "greg", "gregplus", "gregplus2way"]
+ORDER = ["ce", "energy", "greg", "gregplus", "gregplus2way", "dos", "dosabs"]
 LABEL = {
     "ce": "CE pre-trained (start point)",
     "energy": "Energy loss (λ_∇=0)",
     "greg": "GReg (λ_∇=1, random aux)",
     "gregplus": "GReg+ (λ_∇=1, greg-plus sampler)",
     "gregplus2way": "GReg+ two-way",
+    "dos": "DOS (β=1, dos sampler), energy of the K ID logits",
+    "dosabs": "DOS, its absent-class score",
 }
+# Rows read from another eval folder of the same runs (DOS's own score); no gradient/training rows.
+EVAL_DIR = {"dosabs": "eval-absent"}
 OOD_SHORT = {"animal-mnist": "animal", "textures": "textures", "lfw": "lfw", "digits8": "digits8",
              "noise-gauss": "n-gauss", "noise-uniform": "n-unif"}
 
@@ -59,6 +64,8 @@ def runs():
             out.append(("ce", 0, os.path.join(RUN, name)))
         elif m and m.group(1) in ORDER:
             out.append((m.group(1), int(m.group(2)), os.path.join(RUN, name)))
+            if m.group(1) == "dos":
+                out.append(("dosabs", int(m.group(2)), os.path.join(RUN, name)))
     out.sort(key=lambda r: (ORDER.index(r[0]), r[1]))
     return out
 
@@ -75,13 +82,15 @@ def main():
     os.makedirs(FIG, exist_ok=True)
     metric_rows, grad_rows, curve_rows = [], [], []
     for variant, seed, d in runs():
-        ev = os.path.join(d, "eval", "metrics.csv")
+        ev = os.path.join(d, EVAL_DIR.get(variant, "eval"), "metrics.csv")
         if not os.path.exists(ev):
-            print(f"skipping {d}: no eval/metrics.csv", file=sys.stderr)
+            print(f"skipping {d}: no {os.path.relpath(ev, d)}", file=sys.stderr)
             continue
         for r in read_csv(ev):
             ood = r["ood"].split(":")[0]
             metric_rows.append([variant, seed, ood, r["fpr95"], r["auroc"], r["aupr_in"], r["id_accuracy"]])
+        if variant in EVAL_DIR:
+            continue
         gdir = os.path.join(d, "grad")
         for s in sorted(os.listdir(gdir)) if os.path.isdir(gdir) else []:
             for r in read_csv(os.path.join(gdir, s, "summary.csv")):
@@ -139,7 +148,7 @@ def main():
               + " | ".join(f"eval OOD {OOD_SHORT.get(o, o)}" for o in oods)
               + " | train grad_norm_in (last 50 steps) | train grad_norm_aux (last 50 steps) |")
     md.append("|---|---|---|---|" + "---|" * len(oods) + "---|---|")
-    for v in variants:
+    for v in (v for v in variants if v not in EVAL_DIR):
         acc = [float(r[6]) for r in metric_rows if r[0] == v and r[2] == oods[0]]
         cells = [ms(acc, 100), ms(gsel(v, lambda s: s == "mnist"), fmt="{:.3f}"),
                  ms(gsel(v, lambda s: s != "mnist"), fmt="{:.3f}")]
@@ -157,11 +166,12 @@ def main():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    colors = {"energy": "tab:red", "greg": "tab:blue", "gregplus": "tab:green", "gregplus2way": "tab:purple"}
+    colors = {"energy": "tab:red", "greg": "tab:blue", "gregplus": "tab:green", "gregplus2way": "tab:purple",
+              "dos": "tab:orange"}
     for ax, col, title in [(axes[0], 3, "ID training batch: grad_norm_in"),
                            (axes[1], 4, "auxiliary (selected) batch: grad_norm_aux")]:
         for v in variants:
-            if v == "ce":
+            if v == "ce" or v in EVAL_DIR:
                 continue
             curves = []
             for s in seeds[v]:

@@ -19,6 +19,9 @@ pub const FORMAT_KEY: &str = "oodcert.format";
 pub const SPEC_KEY: &str = "oodcert.spec";
 /// The current model-file format tag.
 pub const FORMAT_V1: &str = "oodcert-model-v1";
+/// The format tag of a (K+1)-output model whose last output is DOS's absent class (a distinct tag,
+/// so that a reader that does not know absent classes refuses the file instead of scoring it).
+pub const FORMAT_V1_ABSENT_CLASS: &str = "oodcert-model-v1-absent-class";
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, fsync, rename.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -190,25 +193,53 @@ impl Model {
         let path = path.as_ref();
         let spec = serde_json::to_string(self.spec())
             .map_err(|e| Error::Internal(format!("serialising the model spec: {e}")))?;
+        let format = if self.has_absent_class() {
+            FORMAT_V1_ABSENT_CLASS
+        } else {
+            FORMAT_V1
+        };
         let meta = HashMap::from([
-            (FORMAT_KEY.to_string(), FORMAT_V1.to_string()),
+            (FORMAT_KEY.to_string(), format.to_string()),
             (SPEC_KEY.to_string(), spec),
         ]);
         let bytes = serialize_deterministic(&self.all_tensors(), &meta)?;
         write_atomic(path, &bytes)
     }
 
-    /// Loads a model file written by [`Model::save`]; the dtype is the file's (f32 or f64).
+    /// Loads a model file written by [`Model::save`] as a K-class scorer; the dtype is the
+    /// file's (f32 or f64). A (K+1)-output absent-class (DOS) model is returned as its
+    /// [`Model::id_logits_view`], so S(x) is the energy over the K in-distribution logits (a note
+    /// on stderr says so); [`Model::load_full`] keeps the absent class.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Model> {
+        let path = path.as_ref();
+        let m = Self::load_full(path, device)?;
+        if !m.has_absent_class() {
+            return Ok(m);
+        }
+        eprintln!(
+            "oodcert: note: {} has an absent class (K+1 = {} outputs, DOS); using its {} \
+             in-distribution logits (energy over the first K logits)",
+            path.display(),
+            m.spec().num_classes,
+            m.id_classes()
+        );
+        m.id_logits_view()
+    }
+
+    /// Loads a model file exactly as stored, an absent-class model with all K+1 outputs (for
+    /// training, resuming and DOS's absent-class score).
+    pub fn load_full(path: impl AsRef<Path>, device: &Device) -> Result<Model> {
         let path = path.as_ref();
         let bytes = read_safetensors_bytes(path)?;
         let (meta, tensors) = parse_safetensors(path, &bytes)?;
         let bad = |msg: String| Error::bad_file(path, msg);
-        match meta.get(FORMAT_KEY) {
-            Some(f) if f == FORMAT_V1 => {}
+        let absent_class = match meta.get(FORMAT_KEY) {
+            Some(f) if f == FORMAT_V1 => false,
+            Some(f) if f == FORMAT_V1_ABSENT_CLASS => true,
             Some(f) => {
                 return Err(bad(format!(
-                    "unsupported model format `{f}` (this oodcert reads `{FORMAT_V1}`)"
+                    "unsupported model format `{f}` (this oodcert reads `{FORMAT_V1}` and \
+                     `{FORMAT_V1_ABSENT_CLASS}`)"
                 )));
             }
             None => {
@@ -217,7 +248,7 @@ impl Model {
                      state_dict must be imported together with its architecture spec"
                 )));
             }
-        }
+        };
         let spec_json = meta
             .get(SPEC_KEY)
             .ok_or_else(|| bad(format!("missing `{SPEC_KEY}` metadata")))?;
@@ -247,6 +278,12 @@ impl Model {
             map.insert(name, t);
         }
         let dtype = dtype.ok_or_else(|| bad("the file holds no tensors".into()))?;
-        Model::from_tensors(spec, map, dtype, device, path)
+        let m = Model::from_tensors(spec, map, dtype, device, path)?;
+        if absent_class {
+            m.into_absent_class()
+                .map_err(|e| bad(format!("absent-class model: {e}")))
+        } else {
+            Ok(m)
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Models: the [`Classifier`] trait, the architectures, layers candle lacks or gets wrong, and
 //! safetensors I/O (ours and PyTorch's).
 
+pub mod absent_class;
 pub mod arch;
 pub mod double_backprop;
 pub mod init;
+pub mod input_vjp;
 pub mod io;
 pub mod layers;
 mod network;
@@ -12,6 +14,7 @@ pub mod pytorch;
 mod spec;
 
 pub use double_backprop::{DOUBLE_BACKPROP_ENV, double_backprop_enabled, double_backprop_probe};
+pub use input_vjp::ForwardTrace;
 pub use io::sha256_file;
 pub use layers::Layer;
 pub use network::Model;
@@ -25,6 +28,10 @@ use candle_core::Tensor;
 pub trait Classifier: Send + Sync {
     /// The architecture, input shape and normalisation.
     fn spec(&self) -> &ModelSpec;
+    /// True when the last logit is DOS's absent (outlier) class, not an in-distribution class.
+    fn has_absent_class(&self) -> bool {
+        false
+    }
     /// `(penultimate features (n, d), logits (n, K))` for inputs `(n, c, h, w)` in [0,1].
     /// `train` selects batch statistics in BatchNorm (and updates the running statistics).
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)>;

@@ -19,6 +19,9 @@ pub struct Model {
     varmap: VarMap,
     dtype: DType,
     device: Device,
+    /// DOS (Jiang et al., ICLR 2024): the last of the `spec.num_classes` outputs is the absent
+    /// class K, trained on outliers; the first K are the in-distribution classes.
+    absent_class: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -26,6 +29,7 @@ impl std::fmt::Debug for Model {
         f.debug_struct("Model")
             .field("spec", &self.spec)
             .field("dtype", &self.dtype)
+            .field("absent_class", &self.absent_class)
             .field("tensors", &self.params.len())
             .finish()
     }
@@ -95,19 +99,43 @@ impl Model {
             varmap,
             dtype,
             device: device.clone(),
+            absent_class: false,
         })
     }
 
     /// A copy of this model in another dtype (f32 or f64), running statistics included.
     pub fn to_dtype(&self, dtype: DType) -> Result<Model> {
         let tensors = self.all_tensors().into_iter().collect();
-        Self::from_tensors(
+        let m = Self::from_tensors(
             self.spec.clone(),
             tensors,
             dtype,
             &self.device,
             Path::new("<in-memory model>"),
-        )
+        )?;
+        if self.absent_class {
+            m.into_absent_class()
+        } else {
+            Ok(m)
+        }
+    }
+
+    /// Marks the last output as DOS's absent class (Jiang et al., ICLR 2024): K = `num_classes` − 1
+    /// in-distribution classes plus one class for outliers. Needs K ≥ 2.
+    pub fn into_absent_class(mut self) -> Result<Model> {
+        if self.spec.num_classes < 3 {
+            return Err(Error::BadInput(format!(
+                "an absent-class model needs K + 1 ≥ 3 outputs (K ≥ 2 classes plus the absent one), got {}",
+                self.spec.num_classes
+            )));
+        }
+        self.absent_class = true;
+        Ok(self)
+    }
+
+    /// Number of in-distribution classes K: `num_classes`, less the absent class if there is one.
+    pub fn id_classes(&self) -> usize {
+        self.spec.num_classes - usize::from(self.absent_class)
     }
 
     /// The layers in order: `Normalize` first, the classifier `Linear` last.
@@ -176,7 +204,7 @@ impl Model {
         &self.device
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<()> {
+    pub(crate) fn check_input(&self, x: &Tensor) -> Result<()> {
         let d = x.dims();
         let [c, h, w] = self.spec.input_shape;
         if d.len() != 4 || d[1..] != [c, h, w] || d[0] == 0 {
@@ -191,6 +219,10 @@ impl Model {
 impl Classifier for Model {
     fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    fn has_absent_class(&self) -> bool {
+        self.absent_class
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<(Tensor, Tensor)> {

@@ -133,7 +133,7 @@ pub fn load(out: &Path, config_sha256: &str, device: &Device) -> Result<Option<R
             ));
         }
     }
-    let model = Model::load(dir.join(&latest.model_file), device)?;
+    let model = Model::load_full(dir.join(&latest.model_file), device)?;
     let mut optim_state = candle_core::safetensors::load(dir.join(&latest.optim_file), device)?;
     optim_state.remove("__empty__");
     Ok(Some(Resumed {

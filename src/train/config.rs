@@ -57,6 +57,19 @@ pub struct ModelConfig {
     /// Start from this checkpoint (pretrain-then-fine-tune) instead of a random initialisation.
     #[serde(default)]
     pub init_from: Option<String>,
+    /// K+1 outputs, the last an absent class for outliers (DOS, Jiang et al. ICLR 2024). From a
+    /// K-output `init_from` the K rows are copied and the absent row is drawn under the seed.
+    /// (Omitted from the serialised config when false, so older configs hash as before.)
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub absent_class: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(v: &f64) -> bool {
+    *v == 0.0
 }
 
 /// The optimiser, with PyTorch's semantics.
@@ -146,6 +159,10 @@ pub struct LossConfig {
     pub lambda_grad: f64,
     /// Weight of the Outlier Exposure term (uniform-posterior CE on outliers; Hendrycks et al. 2019).
     pub lambda_oe: f64,
+    /// β, weight of the absent-class cross-entropy of the outliers (DOS; needs
+    /// `model.absent_class`). Omitted from the serialised config when 0.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lambda_absent: f64,
     pub m_in: f64,
     pub m_out: f64,
     /// Temperature T of the energy.
@@ -162,6 +179,7 @@ impl Default for LossConfig {
             lambda_energy: 0.0,
             lambda_grad: 0.0,
             lambda_oe: 0.0,
+            lambda_absent: 0.0,
             m_in: -25.0,
             m_out: -7.0,
             temperature: 1.0,
@@ -373,6 +391,7 @@ impl TrainConfig {
         range("loss.lambda_energy", l.lambda_energy, 0.0, 1e6)?;
         range("loss.lambda_grad", l.lambda_grad, 0.0, 1e6)?;
         range("loss.lambda_oe", l.lambda_oe, 0.0, 1e6)?;
+        range("loss.lambda_absent", l.lambda_absent, 0.0, 1e6)?;
         range("loss.m_in", l.m_in, -1e6, 1e6)?;
         range("loss.m_out", l.m_out, -1e6, 1e6)?;
         range("loss.temperature", l.temperature, 1e-6, 1e6)?;
@@ -394,26 +413,69 @@ impl TrainConfig {
         )?;
         one_of("loss.penalty_norm", &l.penalty_norm, &["l2", "l1"])?;
         one_of("sampler.kind", &self.sampler.kind, &SAMPLERS)?;
+        self.check_absent_class()?;
         self.sampler
             .params(self.train.aux_batch_size.unwrap_or(self.train.batch_size))?;
         if self.sampler.kind != "random" && !self.uses_aux() {
             return Err(Error::BadInput(format!(
-                "config key `sampler.kind` = \"{}\" selects auxiliary outliers, but no loss term uses them (set `loss.lambda_energy` or `loss.lambda_grad` > 0)",
+                "config key `sampler.kind` = \"{}\" selects auxiliary outliers, but no loss term uses them (set `loss.lambda_energy`, `loss.lambda_grad` or `loss.lambda_absent` > 0)",
                 self.sampler.kind
             )));
         }
         if self.uses_aux() && self.data.aux.is_none() {
             return Err(Error::BadInput(
-                "config keys `loss.lambda_energy`/`loss.lambda_grad`/`loss.lambda_oe` > 0 need auxiliary outliers: set `data.aux`".into(),
+                "config keys `loss.lambda_energy`/`loss.lambda_grad`/`loss.lambda_oe`/`loss.lambda_absent` > 0 need auxiliary outliers: set `data.aux`".into(),
             ));
         }
 
         Ok(())
     }
 
+    /// DOS's objective CE_{K+1}(ID) + β·CE(outliers → absent class) is the only loss defined for
+    /// an absent-class model: the energy margin, the gradient penalty and OE are defined on a
+    /// K-output score, and which logits they would read (K or K+1) is not a choice to make
+    /// silently, so they are refused; so is an absent class with nothing trained into it.
+    fn check_absent_class(&self) -> Result<()> {
+        let l = &self.loss;
+        if !self.model.absent_class {
+            if l.lambda_absent > 0.0 {
+                return Err(Error::BadInput(format!(
+                    "config key `loss.lambda_absent` = {} needs `model.absent_class = true` (a K+1-output model)",
+                    l.lambda_absent
+                )));
+            }
+            return Ok(());
+        }
+        if l.lambda_absent == 0.0 {
+            return Err(Error::BadInput(
+                "config key `model.absent_class = true` needs `loss.lambda_absent` > 0 (DOS's β; without it the absent class is never a target)".into(),
+            ));
+        }
+        for (key, v) in [
+            ("loss.lambda_energy", l.lambda_energy),
+            ("loss.lambda_grad", l.lambda_grad),
+            ("loss.lambda_oe", l.lambda_oe),
+        ] {
+            if v > 0.0 {
+                return Err(Error::BadInput(format!(
+                    "config key `{key}` = {v} cannot be combined with `model.absent_class = true`: the energy, gradient and OE terms are defined for K-output models; DOS trains with `loss.lambda_absent` alone"
+                )));
+            }
+        }
+        if self.sampler.kind == "greg-plus" {
+            return Err(Error::BadInput(
+                "config key `sampler.kind` = \"greg-plus\" cannot be combined with `model.absent_class = true` (its energy-rank window and two-way picks serve the energy and gradient terms); use `dos`, `greedy` or `random`".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// True when a loss term needs auxiliary outliers.
     pub fn uses_aux(&self) -> bool {
-        self.loss.lambda_energy > 0.0 || self.loss.lambda_grad > 0.0 || self.loss.lambda_oe > 0.0
+        self.loss.lambda_energy > 0.0
+            || self.loss.lambda_grad > 0.0
+            || self.loss.lambda_oe > 0.0
+            || self.loss.lambda_absent > 0.0
     }
 }
 

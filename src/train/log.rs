@@ -30,6 +30,10 @@ pub struct LogRow {
     pub grad_norm_aux: f64,
     /// Training accuracy on the ID batch.
     pub acc: f64,
+    /// β-weighted absent-class cross-entropy of the outliers (DOS): a 13th column, present only
+    /// in runs with `loss.lambda_absent` > 0, so every other run's log is unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_absent: Option<f64>,
 }
 
 /// Appends rows to `train_log.csv`, flushing each one; on resume, keeps only rows before the
@@ -42,6 +46,11 @@ pub struct TrainLog {
 impl TrainLog {
     /// Opens the log in `out`; rows with `step > keep_until` are dropped (0 drops all).
     pub fn open(out: &Path, keep_until: usize) -> Result<TrainLog> {
+        Self::open_with(out, keep_until, false)
+    }
+
+    /// [`TrainLog::open`] with the `loss_absent` column when `absent_class` (DOS runs).
+    pub fn open_with(out: &Path, keep_until: usize, absent_class: bool) -> Result<TrainLog> {
         let path = out.join("train_log.csv");
         let mut kept: Vec<LogRow> = vec![];
         if keep_until > 0 && path.exists() {
@@ -57,7 +66,12 @@ impl TrainLog {
         // Rewrite what is kept atomically, then append.
         crate::evidence::write_csv_atomic(&path, |w| {
             if kept.is_empty() {
-                w.write_record(HEADER)
+                let extra = if absent_class {
+                    &["loss_absent"][..]
+                } else {
+                    &[]
+                };
+                w.write_record(HEADER.iter().chain(extra))
                     .map_err(|e| Error::Internal(e.to_string()))?;
             }
             for r in &kept {

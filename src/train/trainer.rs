@@ -3,13 +3,15 @@
 
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
+use crate::model::absent_class::id_logits;
 use crate::model::{Classifier, Model, ModelSpec};
 use crate::score;
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
 use crate::train::log::{LogRow, TrainLog};
 use crate::train::losses::{
-    PenaltyForm, PenaltyNorm, cross_entropy, energy_margin, grad_penalty, outlier_exposure,
+    InputGradient, PenaltyForm, PenaltyNorm, cross_entropy, dos_objective, energy_margin,
+    grad_penalty, outlier_exposure,
 };
 use crate::train::optim::Optimizer;
 use crate::train::samplers::{self, CandidatePool, SamplerKind, SamplerParams};
@@ -152,30 +154,22 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         (Some(m), Some(s)) => (m.clone(), s.clone()),
         _ => channel_stats(&id),
     };
+    let absent = cfg.model.absent_class;
     let spec = ModelSpec {
         arch: cfg.arch()?,
         input_shape: id.shape,
-        num_classes: k,
+        // DOS: one output more, the absent class (last).
+        num_classes: k + usize::from(absent),
         mean,
         std,
     };
     spec.check()?;
     let model = match &cfg.model.init_from {
-        Some(p) => {
-            let m = Model::load(Path::new(p), &opts.device)?;
-            let s = m.spec();
-            if s.input_shape != spec.input_shape
-                || s.num_classes != spec.num_classes
-                || s.arch != spec.arch
-            {
-                return Err(Error::BadInput(format!(
-                    "`model.init_from` = {p} is a {:?} model on {:?} with {} classes; the config asks for {:?} on {:?} with {k}",
-                    s.arch, s.input_shape, s.num_classes, spec.arch, spec.input_shape
-                )));
-            }
-            m
+        Some(p) => init_from(Path::new(p), &spec, k, cfg, &opts.device)?,
+        None => {
+            let m = Model::init(spec, &opts.device, DType::F32, cfg.seed)?;
+            if absent { m.into_absent_class()? } else { m }
         }
-        None => Model::init(spec, &opts.device, DType::F32, cfg.seed)?,
     };
     std::fs::create_dir_all(&opts.out)
         .map_err(|e| Error::io(format!("creating {}", opts.out.display()), e))?;
@@ -216,7 +210,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
     );
     let aux_b = cfg.train.aux_batch_size.unwrap_or(bs);
     let sampler = cfg.sampler.params(aux_b)?;
-    let mut log = TrainLog::open(&opts.out, start)?;
+    let mut log = TrainLog::open_with(&opts.out, start, absent)?;
     let pb = progress_bar(opts.progress, total as u64, start as u64);
     let mut order = (usize::MAX, Vec::new());
     let mut last = None;
@@ -257,9 +251,13 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         if let Some(mut row) = row {
             row.step = step + 1;
             row.epoch = (step + 1) as f64 / steps_per_epoch as f64;
+            let terms = match row.loss_absent {
+                Some(a) => format!("L_abs {a:.4}"),
+                None => format!("L_S {:.4} L_∇ {:.4}", row.loss_energy, row.loss_grad),
+            };
             pb.set_message(format!(
-                "loss {:.4} ce {:.4} L_S {:.4} L_∇ {:.4} acc {:.3} |∇S| {:.3}",
-                row.loss, row.ce, row.loss_energy, row.loss_grad, row.acc, row.grad_norm_in
+                "loss {:.4} ce {:.4} {terms} acc {:.3} |∇S| {:.3}",
+                row.loss, row.ce, row.acc, row.grad_norm_in
             ));
             log.write(&row)?;
             last = Some(row);
@@ -283,11 +281,55 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
     })
 }
 
+/// The starting weights from the checkpoint `p`: as stored when its head matches the config; a
+/// K-output checkpoint fine-tuned into an absent-class model gets its K rows copied and the absent
+/// row drawn from `nn.Linear`'s default initialisation under `stream_seed(seed, "absent-row", 0)`
+/// ([`Model::with_absent_row`]); an absent-class checkpoint into a K-output config is refused.
+fn init_from(
+    p: &Path,
+    spec: &ModelSpec,
+    k: usize,
+    cfg: &TrainConfig,
+    device: &Device,
+) -> Result<Model> {
+    let m = Model::load_full(p, device)?;
+    let s = m.spec();
+    if s.input_shape != spec.input_shape || m.id_classes() != k || s.arch != spec.arch {
+        return Err(Error::BadInput(format!(
+            "`model.init_from` = {} is a {:?} model on {:?} with {} classes; the config asks for {:?} on {:?} with {k}",
+            p.display(),
+            s.arch,
+            s.input_shape,
+            m.id_classes(),
+            spec.arch,
+            spec.input_shape
+        )));
+    }
+    match (m.has_absent_class(), cfg.model.absent_class) {
+        (false, true) => {
+            eprintln!(
+                "oodcert: extending {} to K+1 = {} outputs: its {k} rows copied, the absent row drawn under the seed",
+                p.display(),
+                k + 1
+            );
+            m.with_absent_row(stream_seed(cfg.seed, "absent-row", 0))
+        }
+        (true, false) => Err(Error::BadInput(format!(
+            "`model.init_from` = {} has an absent class (K+1 = {} outputs); set `model.absent_class = true` to fine-tune it",
+            p.display(),
+            k + 1
+        ))),
+        _ => Ok(m),
+    }
+}
+
 /// The weighted loss terms of a run, parsed once.
 struct LossTerms {
     lambda_energy: f64,
     lambda_grad: f64,
     lambda_oe: f64,
+    /// β of DOS's absent-class term (> 0 exactly when the model has an absent class).
+    lambda_absent: f64,
     m_in: f64,
     m_out: f64,
     temperature: f64,
@@ -302,6 +344,7 @@ impl LossTerms {
             lambda_energy: l.lambda_energy,
             lambda_grad: l.lambda_grad,
             lambda_oe: l.lambda_oe,
+            lambda_absent: l.lambda_absent,
             m_in: l.m_in,
             m_out: l.m_out,
             temperature: l.temperature,
@@ -342,9 +385,14 @@ fn select_outliers(
     let pool_n = (cfg.sampler.pool_factor * params.output_size()).min(m);
     let pool_idx = aux_batch(cfg.seed, step, pool_n, m);
     let (features, logits) = model.forward_t(&aux.batch(&pool_idx, device)?, false)?;
-    let energies = score::energy(&logits, cfg.loss.temperature)?
-        .to_dtype(DType::F32)?
-        .to_vec1::<f32>()?;
+    // "Most ID-like" = lowest energy; for an absent-class model DOS's ranking, the lowest
+    // absent-class probability (as its log-odds, which orders the same and does not saturate).
+    let rank_score = if model.has_absent_class() {
+        score::absent_class_log_odds(&logits, cfg.loss.temperature)?
+    } else {
+        score::energy(&logits, cfg.loss.temperature)?
+    };
+    let energies = rank_score.to_dtype(DType::F32)?.to_vec1::<f32>()?;
     let d = features.dim(1)?;
     let feats = features
         .to_dtype(DType::F32)?
@@ -361,7 +409,9 @@ fn scalar(t: &Tensor) -> Result<f64> {
 }
 
 /// One optimiser step: L = CE + λ_S·L_S + λ_OE·L_OE + λ_∇·L_∇ on the ID batch and the auxiliary
-/// batch (forwarded together, as in the energy-OOD/GReg code); returns a log row when `log_now`.
+/// batch (forwarded together, as in the energy-OOD/GReg code), or DOS's L = CE_{K+1} + β·L_absent
+/// for an absent-class model (S, ‖∇ₓS‖ and the accuracy then read the K ID logits); returns a log
+/// row when `log_now`.
 fn train_step(
     t: &LossTerms,
     model: &Model,
@@ -396,11 +446,28 @@ fn train_step(
         None
     };
     let input = xv.as_ref().map_or(&x, |v| v.as_tensor());
-    let (_features, logits) = model.forward_t(input, true)?;
-    let logits_in = logits.narrow(0, 0, n_in)?;
-    let ce = cross_entropy(&logits_in, &y)?;
-    let s = score::energy(&logits, t.temperature)?;
+    let trace = model.forward_traced(input, true)?;
+    let logits = trace.logits.clone();
+    // (The config admits an absent-class model exactly when λ_absent > 0.)
+    let absent = model.has_absent_class();
+    // The in-distribution logits: all of them, or the first K of an absent-class model.
+    let logits_k = id_logits(&logits, absent)?;
+    let logits_in = logits_k.narrow(0, 0, n_in)?;
+    let s = score::energy(&logits_k, t.temperature)?;
+    let (ce, l_absent) = if absent && n_aux > 0 {
+        let (ce, term) = dos_objective(&logits, &y, n_in, t.lambda_absent)?;
+        (ce, Some(term))
+    } else {
+        (cross_entropy(&logits.narrow(0, 0, n_in)?, &y)?, None)
+    };
     let mut loss = ce.clone();
+    let loss_absent = match &l_absent {
+        Some(term) => {
+            loss = (loss + term)?;
+            Some(scalar(term)?)
+        }
+        None => absent.then_some(0.0),
+    };
     let (mut l_energy, mut l_grad) = (0.0, 0.0);
     let mut frac = (f64::NAN, f64::NAN);
     if n_aux > 0 {
@@ -416,12 +483,23 @@ fn train_step(
             loss = (loss + term)?;
         }
         if t.lambda_grad > 0.0 {
-            let xin = xv
-                .as_ref()
-                .map(|v| v.as_tensor())
-                .ok_or_else(|| Error::Internal("penalty without an input variable".into()))?;
+            // The explicit input gradient where every layer has a rule (MLP, LeNet on the CPU);
+            // autograd otherwise. The same tensor either way (tests/model_grad.rs).
+            let source =
+                if model.has_explicit_input_vjp() {
+                    InputGradient::Explicit {
+                        model,
+                        trace: &trace,
+                        id_classes: logits_k.dim(1)?,
+                        temperature: t.temperature,
+                    }
+                } else {
+                    InputGradient::Autograd(xv.as_ref().map(|v| v.as_tensor()).ok_or_else(
+                        || Error::Internal("penalty without an input variable".into()),
+                    )?)
+                };
             let p = grad_penalty(
-                xin,
+                source,
                 &s,
                 n_in,
                 penalised.clone(),
@@ -488,6 +566,7 @@ fn train_step(
             grad_norm_in: mean(0..n_in),
             grad_norm_aux: mean(n_in..n),
             acc,
+            loss_absent,
         })
     } else {
         None

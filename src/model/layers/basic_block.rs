@@ -111,12 +111,12 @@ impl BasicBlock {
 
     /// relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x)).
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
+        let y = super::relu(&self.bn1.forward(&self.conv1.forward(x)?, train)?)?;
         let y = self.bn2.forward(&self.conv2.forward(&y)?, train)?;
         let s = match &self.shortcut {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        Ok((y + s)?.relu()?)
+        Ok(super::relu(&(y + s)?)?)
     }
 }

@@ -1,8 +1,8 @@
 //! 2-d convolution (cross-correlation, as in PyTorch) with square stride and zero padding;
-//! computed as im2col + GEMM on the CPU when the column matrix is small enough (see
-//! [`conv2d_auto`](super::conv2d_auto)).
+//! computed on the CPU as im2col + GEMM per sample, with its own first- and higher-order backward
+//! (see [`conv2d_auto`](super::conv2d_auto)).
 
-use super::im2col::conv2d_auto;
+use super::conv_gemm::conv2d_auto;
 use crate::error::{Error, Result};
 use crate::model::init::Init;
 use crate::model::params::{ParamKind, ParamStore};
@@ -131,7 +131,7 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = conv2d_auto(x, self.weight.as_tensor(), self.stride, self.padding)?;
         Ok(match &self.bias {
-            Some(b) => y.broadcast_add(&b.as_tensor().reshape((1, (), 1, 1))?)?,
+            Some(b) => super::add_channel_bias(&y, b.as_tensor())?,
             None => y,
         })
     }

@@ -3,19 +3,26 @@
 
 mod basic_block;
 mod batch_norm;
+mod channel_bias;
 mod conv2d;
+mod conv_gemm;
+mod cpu_op;
 mod im2col;
 mod linear;
 mod max_pool;
 mod normalize;
+mod relu;
 
 pub use basic_block::BasicBlock;
 pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm2d};
+pub use channel_bias::{AddChannelBias, ChannelSum, add_channel_bias};
+pub use conv_gemm::{Conv2dOp, ConvInputAdjoint, ConvWeightAdjoint, conv2d_auto};
 pub use conv2d::Conv2d;
-pub use im2col::{Col2Im, ConvGeometry, IM2COL_MAX_ELEMS, Im2Col, conv2d_auto, conv2d_im2col};
+pub use im2col::{ConvGeometry, col2im_sample, im2col_sample};
 pub use linear::Linear;
-pub use max_pool::{max_pool2, max_pool2_hw};
+pub use max_pool::{MaxGather2, MaxPool2Op, MaxUnpool2, max_pool2, max_pool2_hw, max_unpool2};
 pub use normalize::Normalize;
+pub use relu::{ReluMask, ReluOp, relu, relu_mask};
 
 use crate::error::Result;
 use candle_core::Tensor;
@@ -66,7 +73,7 @@ impl Layer {
             Layer::Flatten => Ok(x.flatten_from(1)?),
             Layer::Linear(l) => l.forward(x),
             Layer::Conv2d(l) => l.forward(x),
-            Layer::Relu => Ok(x.relu()?),
+            Layer::Relu => Ok(relu(x)?),
             Layer::MaxPool2 => max_pool2(x),
             Layer::GlobalAvgPool => Ok(x.mean((2, 3))?),
             Layer::BatchNorm2d(l) => l.forward(x, train),

@@ -6,7 +6,65 @@
 //! weights through ∇ₓS.
 
 use crate::error::{Error, Result};
+use crate::model::{ForwardTrace, Model};
 use candle_core::{DType, Tensor};
+
+/// Where the penalty gets ∇ₓ Σ_i c_i S(x_i) (a row weighting c of the energies) from.
+#[derive(Clone, Copy)]
+pub enum InputGradient<'a> {
+    /// A reverse pass of autograd from the energies to `x`, a variable (a leaf tracked by
+    /// backprop) from which the energies were computed. Works for every model and device.
+    Autograd(&'a Tensor),
+    /// The explicit layer-by-layer input gradient of a traced forward pass
+    /// ([`ForwardTrace::input_vjp`]; needs [`Model::has_explicit_input_vjp`]): the same tensor
+    /// without the weight gradients of a full reverse pass. `id_classes` = K: the energy reads
+    /// the first K logits (all of them, or all but an absent class).
+    Explicit {
+        model: &'a Model,
+        trace: &'a ForwardTrace,
+        id_classes: usize,
+        temperature: f64,
+    },
+}
+
+impl InputGradient<'_> {
+    /// ∇ₓ Σ_i c_i S(x_i) for energies `s (n,)` and weights `c (n,)`, differentiable in the weights.
+    fn weighted_energy_grad(&self, s: &Tensor, c: &Tensor) -> Result<Tensor> {
+        match *self {
+            InputGradient::Autograd(x) => {
+                let h = (s * c)?.sum_all()?;
+                h.backward()?.remove(x).ok_or_else(|| {
+                    Error::Internal("gradient penalty: the energy does not depend on x".into())
+                })
+            }
+            InputGradient::Explicit {
+                model,
+                trace,
+                id_classes,
+                temperature,
+            } => {
+                // S = −T·logsumexp(z_{<K}/T), so ∂S/∂z_k = −softmax(z_{<K}/T)_k for k < K, 0 beyond.
+                let logits = &trace.logits;
+                let (n, total) = logits.dims2()?;
+                if id_classes == 0 || id_classes > total || c.dims() != [n] {
+                    return Err(Error::Internal(format!(
+                        "gradient penalty: {id_classes} ID classes of {total} logits, weights {:?}",
+                        c.dims()
+                    )));
+                }
+                let z = (logits.narrow(1, 0, id_classes)? / temperature)?;
+                // (`softmax_last_dim` has no backward: the composed softmax does.)
+                let p = candle_nn::ops::softmax(&z, candle_core::D::Minus1)?;
+                let mut g = p.broadcast_mul(&c.reshape((n, 1))?)?.neg()?;
+                if id_classes < total {
+                    let pad = Tensor::zeros((n, total - id_classes), g.dtype(), g.device())?;
+                    g = Tensor::cat(&[&g, &pad], 1)?;
+                }
+                trace.input_vjp(model, &g)
+            }
+        }
+    }
+}
 
 /// Which average of the per-sample norms (method.md: paper vs authors' code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,10 +123,10 @@ pub struct PenaltyTerms {
 /// to penalise (rows in between, e.g. two-way GReg+'s low-energy picks that only feed L_S, are left
 /// out).
 ///
-/// `x` must be a variable (a leaf tracked by backprop) and `s` (n,) the energies computed from it.
+/// `s` (n,) are the energies of the batch `input` was computed from (see [`InputGradient`]).
 #[allow(clippy::too_many_arguments)]
 pub fn grad_penalty(
-    x: &Tensor,
+    input: InputGradient<'_>,
     s: &Tensor,
     n_in: usize,
     aux: std::ops::Range<usize>,
@@ -78,10 +136,9 @@ pub fn grad_penalty(
     norm: PenaltyNorm,
 ) -> Result<PenaltyTerms> {
     let n = s.dim(0)?;
-    if n_in > aux.start || aux.end > n || x.dim(0)? != n {
+    if n_in > aux.start || aux.end > n {
         return Err(Error::Internal(format!(
-            "gradient penalty: {n_in} ID rows, aux rows {aux:?} of {n}, input has {} rows",
-            x.dim(0)?
+            "gradient penalty: {n_in} ID rows, aux rows {aux:?} of {n}"
         )));
     }
     let n_aux = aux.len();
@@ -110,10 +167,13 @@ pub fn grad_penalty(
     let dev = s.device();
     let scale_t = Tensor::from_vec(scale, n, dev)?.to_dtype(s.dtype())?;
     let mask_t = Tensor::from_vec(mask.clone(), n, dev)?.to_dtype(s.dtype())?;
-    let h = (s * &scale_t)?.sum_all()?;
-    let g = h.backward()?.remove(x).ok_or_else(|| {
-        Error::Internal("gradient penalty: the energy does not depend on x".into())
-    })?;
+    let g = input.weighted_energy_grad(s, &scale_t)?;
+    if g.dim(0)? != n {
+        return Err(Error::Internal(format!(
+            "gradient penalty: the input gradient has {} rows, the energies {n}",
+            g.dim(0)?
+        )));
+    }
     let flat = g.reshape((n, ()))?;
     // mask·sqrt(Σg² + 1e-12): differentiable at g = 0 (‖mask·g‖ would give NaN; candle-notes).
     let rows = match norm {

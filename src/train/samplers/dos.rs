@@ -1,9 +1,11 @@
-//! Diverse Outlier Sampling (Jiang et al., "Diverse Outlier Sampling Improves Out-of-Distribution
+//! Diverse Outlier Sampling (Jiang et al., "DOS: Diverse Outlier Sampling for Out-of-Distribution
 //! Detection", ICLR 2024): k-means on the L2-normalised features of the whole pool, then from each
-//! cluster the most ID-like outlier. DOS ranks by the absent-class (K+1) OOD score and keeps the
-//! lowest; our models score by energy, so "most ID-like" is the lowest energy S(x). The clusters
-//! number k = min(num_cluster, B); if fewer than B are non-empty the batch is filled uniformly from
-//! the rest of the pool. (The absent-class loss itself lives with the losses, not here.)
+//! cluster the most ID-like outlier, the lowest value of the pool's ranking score. DOS ranks by the
+//! absent-class probability p_K of its (K+1)-output model; the trainer passes exactly that ranking
+//! for an absent-class model (as log-odds, same order, no saturation) and the energy S(x) for a
+//! K-output one. The clusters number k = min(num_cluster, B); if fewer than B are non-empty the
+//! batch is filled uniformly from the rest of the pool. (The absent-class loss and DOS's objective
+//! live with the losses, not here.)
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;

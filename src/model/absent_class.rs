@@ -1,0 +1,102 @@
+//! DOS's absent-class head (Jiang et al., "DOS: Diverse Outlier Sampling for Out-of-Distribution
+//! Detection", ICLR 2024): a (K+1)-output classifier whose last output is a class for outliers.
+//!
+//! Two operations on the final `Linear` layer, each exact:
+//! - [`Model::id_logits_view`] drops the absent row, giving the K-output network whose logits are
+//!   the first K logits of the (K+1)-output one; its energy S(x) = −T·logsumexp(z_{<K}(x)/T) is the
+//!   energy over the in-distribution logits, and every tool that takes a K-output model (eval,
+//!   Lipschitz bounds, certify, smoothing, verify) applies to it unchanged.
+//! - [`Model::with_absent_row`] extends a K-output model to K+1 outputs for fine-tuning: the K rows
+//!   are copied and the absent row (weights and bias) is drawn with `nn.Linear`'s default
+//!   initialisation, U(±1/√fan_in), from a seeded stream.
+
+use super::Classifier;
+use super::init::{Init, InitRng};
+use super::network::Model;
+use crate::error::{Error, Result};
+use candle_core::Tensor;
+use std::collections::HashMap;
+use std::path::Path;
+
+impl Model {
+    /// The K-output model of the in-distribution logits: the final layer without its absent row
+    /// (for a model without an absent class, an identical copy).
+    pub fn id_logits_view(&self) -> Result<Model> {
+        let k = self.id_classes();
+        let mut tensors: HashMap<String, Tensor> = self.all_tensors().into_iter().collect();
+        if self.has_absent_class() {
+            let name = self.classifier().name().to_string();
+            for key in [format!("{name}.weight"), format!("{name}.bias")] {
+                if let Some(t) = tensors.remove(&key) {
+                    tensors.insert(key, t.narrow(0, 0, k)?);
+                }
+            }
+        }
+        let mut spec = self.spec().clone();
+        spec.num_classes = k;
+        Model::from_tensors(
+            spec,
+            tensors,
+            self.dtype(),
+            self.device(),
+            Path::new("<in-distribution logits of an absent-class model>"),
+        )
+    }
+
+    /// This K-output model extended to K+1 outputs with an absent class: the K rows of the final
+    /// layer are copied, the absent row's weights and bias are drawn from U(±1/√fan_in) (PyTorch's
+    /// `nn.Linear` default) under `seed`. Its first K logits equal this model's logits.
+    pub fn with_absent_row(&self, seed: u64) -> Result<Model> {
+        if self.has_absent_class() {
+            return Err(Error::BadInput(
+                "the model already has an absent class (K+1 outputs)".into(),
+            ));
+        }
+        let lin = self.classifier();
+        let (name, fan_in) = (lin.name().to_string(), lin.in_features());
+        let mut rng = InitRng::new(seed);
+        let w_row = rng.sample(Init::KaimingUniformSqrt5 { fan_in }, fan_in);
+        let b_row = rng.sample(Init::BiasUniform { fan_in }, 1);
+        let mut tensors: HashMap<String, Tensor> = self.all_tensors().into_iter().collect();
+        let dev = self.device().clone();
+        let dtype = self.dtype();
+        let extend = |t: Tensor, row: Vec<f64>, shape: &[usize]| -> Result<Tensor> {
+            let r = Tensor::from_vec(row, shape, &dev)?.to_dtype(dtype)?;
+            Ok(Tensor::cat(&[&t, &r], 0)?)
+        };
+        let wkey = format!("{name}.weight");
+        let w = tensors
+            .remove(&wkey)
+            .ok_or_else(|| Error::Internal(format!("the model has no tensor {wkey}")))?;
+        tensors.insert(wkey, extend(w, w_row, &[1, fan_in])?);
+        let bkey = format!("{name}.bias");
+        if let Some(b) = tensors.remove(&bkey) {
+            tensors.insert(bkey, extend(b, b_row, &[1])?);
+        }
+        let mut spec = self.spec().clone();
+        spec.num_classes += 1;
+        Model::from_tensors(
+            spec,
+            tensors,
+            dtype,
+            self.device(),
+            Path::new("<model extended with an absent class>"),
+        )?
+        .into_absent_class()
+    }
+}
+
+/// Narrows logits `(n, K+1)` of an absent-class model to the K in-distribution logits; other
+/// logits pass through.
+pub fn id_logits(logits: &Tensor, has_absent_class: bool) -> Result<Tensor> {
+    if !has_absent_class {
+        return Ok(logits.clone());
+    }
+    let k1 = logits.dim(1)?;
+    if k1 < 3 {
+        return Err(Error::BadInput(format!(
+            "absent-class logits need K + 1 ≥ 3 columns, got {k1}"
+        )));
+    }
+    Ok(logits.narrow(1, 0, k1 - 1)?)
+}

@@ -1,0 +1,498 @@
+//! 2-d convolution on the CPU as three bilinear ops, each one im2col + one GEMM per sample written
+//! straight into its output's layout:
+//!
+//! * [`Conv2dOp`]: y = W ⋆ x;
+//! * [`ConvInputAdjoint`]: (g, W) ↦ the x-gradient, ⟨W ⋆ x, g⟩ = ⟨x, ConvInputAdjoint(g, W)⟩
+//!   (a transposed convolution);
+//! * [`ConvWeightAdjoint`]: (x, g) ↦ the W-gradient, ⟨W ⋆ x, g⟩ = ⟨W, ConvWeightAdjoint(x, g)⟩.
+//!
+//! Each op's backward is written with the other two (the adjoint identities above), so gradients
+//! of every order flow — the double backpropagation of the gradient penalty included — while no
+//! column matrix ever enters the autograd graph (candle's own CPU conv2d is a direct loop whose
+//! backward is ~9× slower than PyTorch: shared/spec/candle-notes.md). Other devices use candle's
+//! `conv2d` (see [`conv2d_auto`]).
+
+use super::cpu_op::{dims4, dispatch2};
+use super::im2col::{ConvGeometry, col2im_sample, im2col_sample};
+use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
+use rayon::prelude::*;
+use std::ops::AddAssign;
+
+/// Samples per partial sum of the weight gradient: fixed, so that the summation order (and the
+/// result, bit for bit) does not depend on the number of threads.
+const WEIGHT_GRAD_CHUNK: usize = 8;
+
+/// f32 or f64: what the GEMM kernels take.
+pub trait GemmFloat: Copy + Default + AddAssign + Send + Sync + 'static {
+    const ONE: Self;
+}
+impl GemmFloat for f32 {
+    const ONE: Self = 1.0;
+}
+impl GemmFloat for f64 {
+    const ONE: Self = 1.0;
+}
+
+/// A strided read-only matrix: entry (r, c) is `data[r·rs + c·cs]`.
+#[derive(Debug, Clone, Copy)]
+struct Mat<'a, T> {
+    data: &'a [T],
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl<'a, T> Mat<'a, T> {
+    /// A row-major `rows × cols` matrix.
+    fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
+        Mat {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transpose (a view: no copy).
+    fn t(self) -> Self {
+        Mat {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+
+    /// Whether every entry lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst (m × n, row-major) = [dst +] lhs · rhs`, single-threaded (the callers parallelise over
+/// samples); the bounds of every operand are checked before the unchecked kernel runs.
+fn gemm_into<T: GemmFloat>(
+    dst: &mut [T],
+    lhs: Mat<'_, T>,
+    rhs: Mat<'_, T>,
+    accumulate: bool,
+) -> candle_core::Result<()> {
+    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
+    if rhs.rows != k || dst.len() != m * n || !lhs.in_bounds() || !rhs.in_bounds() {
+        candle_core::bail!(
+            "gemm: shapes do not match ({m}×{k} · {}×{n} into {})",
+            rhs.rows,
+            dst.len()
+        );
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(T::default());
+        }
+        return Ok(());
+    }
+    // SAFETY: every index the kernel touches was checked above: dst is m×n row-major, lhs and rhs
+    // are in bounds for their strides; the three buffers do not overlap (one is &mut).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            T::ONE,
+            T::ONE,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+    Ok(())
+}
+
+/// Shapes of one convolution: input `(n, c, h, w)`, kernel `(o, c, kh, kw)`, output `(n, o, ho, wo)`.
+#[derive(Debug, Clone, Copy)]
+struct ConvShape {
+    g: ConvGeometry,
+    o: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl ConvShape {
+    fn new(
+        [n, c, h, w]: [usize; 4],
+        [o, kc, kh, kw]: [usize; 4],
+        stride: usize,
+        padding: usize,
+    ) -> candle_core::Result<Self> {
+        if kc != c {
+            candle_core::bail!("conv2d: input has {c} channels, the kernel expects {kc}");
+        }
+        let g = ConvGeometry {
+            n,
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            stride,
+            padding,
+        };
+        let Some((ho, wo)) = g.output_hw() else {
+            candle_core::bail!("conv2d: kernel {kh}×{kw} larger than the padded input {h}×{w}");
+        };
+        Ok(ConvShape { g, o, ho, wo })
+    }
+
+    fn input_len(&self) -> usize {
+        self.g.c * self.g.h * self.g.w
+    }
+    fn output_len(&self) -> usize {
+        self.o * self.ho * self.wo
+    }
+    fn positions(&self) -> usize {
+        self.ho * self.wo
+    }
+    /// A 1×1, stride-1, unpadded kernel: the column matrix is the sample itself.
+    fn is_pointwise(&self) -> bool {
+        self.g.kh == 1 && self.g.kw == 1 && self.g.stride == 1 && self.g.padding == 0
+    }
+    fn x_dims(&self) -> [usize; 4] {
+        [self.g.n, self.g.c, self.g.h, self.g.w]
+    }
+    fn w_dims(&self) -> [usize; 4] {
+        [self.o, self.g.c, self.g.kh, self.g.kw]
+    }
+    fn y_dims(&self) -> [usize; 4] {
+        [self.g.n, self.o, self.ho, self.wo]
+    }
+
+    /// The column matrix of one sample: `x` itself for pointwise kernels, else im2col into `buf`.
+    fn columns<'a, T: GemmFloat>(&self, x: &'a [T], buf: &'a mut Vec<T>) -> Mat<'a, T> {
+        let (rows, p) = (self.g.rows(), self.positions());
+        if self.is_pointwise() {
+            return Mat::row_major(x, rows, p);
+        }
+        buf.resize(rows * p, T::default());
+        im2col_sample(&self.g, (self.ho, self.wo), x, buf);
+        Mat::row_major(buf, rows, p)
+    }
+}
+
+/// y_b = W · im2col(x_b) for every sample b.
+fn conv_forward<T: GemmFloat>(sh: ConvShape, x: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
+    let wm = Mat::row_major(w, sh.o, sh.g.rows());
+    let mut y = vec![T::default(); sh.g.n * sh.output_len()];
+    y.par_chunks_mut(sh.output_len().max(1))
+        .zip(x.par_chunks(sh.input_len().max(1)))
+        .try_for_each_init(Vec::new, |buf, (yb, xb)| {
+            let cols = sh.columns(xb, buf);
+            gemm_into(yb, wm, cols, false)
+        })?;
+    Ok(y)
+}
+
+/// dx_b = col2im(Wᵀ · g_b) for every sample b.
+fn conv_input_adjoint<T: GemmFloat>(
+    sh: ConvShape,
+    g: &[T],
+    w: &[T],
+) -> candle_core::Result<Vec<T>> {
+    let wt = Mat::row_major(w, sh.o, sh.g.rows()).t();
+    let mut dx = vec![T::default(); sh.g.n * sh.input_len()];
+    dx.par_chunks_mut(sh.input_len().max(1))
+        .zip(g.par_chunks(sh.output_len().max(1)))
+        .try_for_each_init(Vec::new, |buf: &mut Vec<T>, (dxb, gb)| {
+            let gm = Mat::row_major(gb, sh.o, sh.positions());
+            if sh.is_pointwise() {
+                return gemm_into(dxb, wt, gm, false);
+            }
+            buf.resize(sh.g.rows() * sh.positions(), T::default());
+            gemm_into(buf, wt, gm, false)?;
+            col2im_sample(&sh.g, (sh.ho, sh.wo), buf, dxb);
+            Ok(())
+        })?;
+    Ok(dx)
+}
+
+/// dW = Σ_b g_b · im2col(x_b)ᵀ, summed in fixed chunks of samples and then in chunk order.
+fn conv_weight_adjoint<T: GemmFloat>(
+    sh: ConvShape,
+    x: &[T],
+    g: &[T],
+) -> candle_core::Result<Vec<T>> {
+    let wlen = sh.o * sh.g.rows();
+    let (ilen, olen) = (sh.input_len().max(1), sh.output_len().max(1));
+    let partials = x
+        .par_chunks(ilen * WEIGHT_GRAD_CHUNK)
+        .zip(g.par_chunks(olen * WEIGHT_GRAD_CHUNK))
+        .map_init(Vec::new, |buf, (xs, gs)| {
+            let mut part = vec![T::default(); wlen];
+            for (i, (xb, gb)) in xs.chunks(ilen).zip(gs.chunks(olen)).enumerate() {
+                let cols = sh.columns(xb, buf);
+                let gm = Mat::row_major(gb, sh.o, sh.positions());
+                gemm_into(&mut part, gm, cols.t(), i > 0)?;
+            }
+            Ok(part)
+        })
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let mut dw = vec![T::default(); wlen];
+    for part in partials {
+        for (d, p) in dw.iter_mut().zip(part) {
+            *d += p;
+        }
+    }
+    Ok(dw)
+}
+
+/// y = W ⋆ x for `x (n, c, h, w)` and `W (o, c, kh, kw)` (PyTorch's cross-correlation).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dOp {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+/// (g `(n, o, ho, wo)`, W) ↦ the adjoint of x ↦ W ⋆ x applied to g, shape `(n, c, h, w)`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvInputAdjoint {
+    pub stride: usize,
+    pub padding: usize,
+    /// The input's spatial size (not implied by the output's when stride > 1).
+    pub h: usize,
+    pub w: usize,
+}
+
+/// (x, g `(n, o, ho, wo)`) ↦ the adjoint of W ↦ W ⋆ x applied to g, shape `(o, c, kh, kw)`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvWeightAdjoint {
+    pub stride: usize,
+    pub padding: usize,
+    pub kh: usize,
+    pub kw: usize,
+}
+
+fn apply<C: CustomOp2 + Send + Sync + 'static>(
+    a: &Tensor,
+    b: &Tensor,
+    op: C,
+) -> candle_core::Result<Tensor> {
+    a.contiguous()?.apply_op2(&b.contiguous()?, op)
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "conv2d-gemm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = dims4(l1, "conv2d input")?;
+        let w = dims4(l2, "conv2d kernel")?;
+        let sh = ConvShape::new(x, w, self.stride, self.padding)?;
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv2d",
+            |x, w| conv_forward(sh, x, w),
+            |x, w| conv_forward(sh, x, w),
+        )?;
+        Ok((out, Shape::from(sh.y_dims().to_vec())))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, h, wd) = x.dims4()?;
+        let (_, _, kh, kw) = w.dims4()?;
+        let (stride, padding) = (self.stride, self.padding);
+        let dx = apply(
+            grad,
+            w,
+            ConvInputAdjoint {
+                stride,
+                padding,
+                h,
+                w: wd,
+            },
+        )?;
+        let dw = apply(
+            x,
+            grad,
+            ConvWeightAdjoint {
+                stride,
+                padding,
+                kh,
+                kw,
+            },
+        )?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp2 for ConvInputAdjoint {
+    fn name(&self) -> &'static str {
+        "conv2d-input-adjoint"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let [n, o, ho, wo] = dims4(l1, "conv2d output gradient")?;
+        let w = dims4(l2, "conv2d kernel")?;
+        let sh = ConvShape::new([n, w[1], self.h, self.w], w, self.stride, self.padding)?;
+        if (o, ho, wo) != (sh.o, sh.ho, sh.wo) {
+            candle_core::bail!(
+                "conv2d input adjoint: gradient {:?} does not match the output {:?}",
+                [n, o, ho, wo],
+                sh.y_dims()
+            );
+        }
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv2d input adjoint",
+            |g, w| conv_input_adjoint(sh, g, w),
+            |g, w| conv_input_adjoint(sh, g, w),
+        )?;
+        Ok((out, Shape::from(sh.x_dims().to_vec())))
+    }
+
+    /// u = A_W* g is linear in g with adjoint A_W (so dg = W ⋆ U), and ⟨A_W* g, U⟩ = ⟨W ⋆ U, g⟩ =
+    /// ⟨W, ConvWeightAdjoint(U, g)⟩ gives dW.
+    fn bwd(
+        &self,
+        g: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, kh, kw) = w.dims4()?;
+        let (stride, padding) = (self.stride, self.padding);
+        let dg = apply(grad, w, Conv2dOp { stride, padding })?;
+        let dw = apply(
+            grad,
+            g,
+            ConvWeightAdjoint {
+                stride,
+                padding,
+                kh,
+                kw,
+            },
+        )?;
+        Ok((Some(dg), Some(dw)))
+    }
+}
+
+impl CustomOp2 for ConvWeightAdjoint {
+    fn name(&self) -> &'static str {
+        "conv2d-weight-adjoint"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = dims4(l1, "conv2d input")?;
+        let [n, o, ho, wo] = dims4(l2, "conv2d output gradient")?;
+        let sh = ConvShape::new(x, [o, x[1], self.kh, self.kw], self.stride, self.padding)?;
+        if (n, ho, wo) != (x[0], sh.ho, sh.wo) {
+            candle_core::bail!(
+                "conv2d weight adjoint: gradient {:?} does not match the output {:?}",
+                [n, o, ho, wo],
+                sh.y_dims()
+            );
+        }
+        let out = dispatch2(
+            s1,
+            l1,
+            s2,
+            l2,
+            "conv2d weight adjoint",
+            |x, g| conv_weight_adjoint(sh, x, g),
+            |x, g| conv_weight_adjoint(sh, x, g),
+        )?;
+        Ok((out, Shape::from(sh.w_dims().to_vec())))
+    }
+
+    /// v = B_x* g is linear in g with ⟨B_x* g, V⟩ = ⟨V ⋆ x, g⟩ (so dg = V ⋆ x), and bilinear in
+    /// (x, g) with ⟨V ⋆ x, g⟩ = ⟨x, ConvInputAdjoint(g, V)⟩ (so dx).
+    fn bwd(
+        &self,
+        x: &Tensor,
+        g: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (_, _, h, wd) = x.dims4()?;
+        let (stride, padding) = (self.stride, self.padding);
+        let dx = apply(
+            g,
+            grad,
+            ConvInputAdjoint {
+                stride,
+                padding,
+                h,
+                w: wd,
+            },
+        )?;
+        let dg = apply(x, grad, Conv2dOp { stride, padding })?;
+        Ok((Some(dx), Some(dg)))
+    }
+}
+
+/// W ⋆ x (no bias) for `x (n, c, h, w)`, `w (out, c, kh, kw)`: on the CPU (f32/f64) by the GEMM
+/// ops of this module, elsewhere by candle's `conv2d`. Same result as
+/// `x.conv2d(w, padding, stride, 1, 1)`.
+pub fn conv2d_auto(
+    x: &Tensor,
+    w: &Tensor,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<Tensor> {
+    let cpu_float = x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64);
+    if !cpu_float || x.dtype() != w.dtype() {
+        return x.conv2d(w, padding, stride, 1, 1);
+    }
+    if stride == 0 {
+        candle_core::bail!("conv2d: stride must be > 0");
+    }
+    apply(x, w, Conv2dOp { stride, padding })
+}
