@@ -284,14 +284,18 @@ fn explicit_and_autograd_penalties_agree_with_their_weight_gradients() {
             for (name, v) in model.trainable_vars() {
                 let a = ga
                     .get(v.as_tensor())
-                    .unwrap_or_else(|| panic!("absent={absent} {form:?}: no autograd gradient for {name}"))
+                    .unwrap_or_else(|| {
+                        panic!("absent={absent} {form:?}: no autograd gradient for {name}")
+                    })
                     .flatten_all()
                     .unwrap()
                     .to_vec1::<f64>()
                     .unwrap();
                 let e = ge
                     .get(v.as_tensor())
-                    .unwrap_or_else(|| panic!("absent={absent} {form:?}: no explicit gradient for {name}"))
+                    .unwrap_or_else(|| {
+                        panic!("absent={absent} {form:?}: no explicit gradient for {name}")
+                    })
                     .flatten_all()
                     .unwrap()
                     .to_vec1::<f64>()
