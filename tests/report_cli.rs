@@ -594,3 +594,333 @@ fn bad_input_exits_2_with_one_line() {
     assert_bad_input(&o, &["manifest.json", "not valid JSON"]);
     assert!(!out.join("report.md").exists(), "no report from bad input");
 }
+
+// ---- index.html -------------------------------------------------------------------------------
+
+/// What a parse of `index.html` with quick-xml found.
+#[derive(Default)]
+struct Page {
+    /// Element names in document order.
+    elements: Vec<String>,
+    /// (element, attribute, unescaped value) of every attribute.
+    attrs: Vec<(String, String, String)>,
+    /// Unescaped text nodes.
+    texts: Vec<String>,
+    /// Section ids.
+    sections: Vec<String>,
+}
+
+fn parse_page(path: &Path) -> Page {
+    use quick_xml::events::Event;
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.starts_with("<!DOCTYPE html>\n"), "HTML5 doctype");
+    let mut r = quick_xml::Reader::from_str(&text);
+    r.config_mut().check_end_names = true;
+    let mut page = Page::default();
+    let mut depth = 0i64;
+    loop {
+        let ev = r
+            .read_event()
+            .unwrap_or_else(|e| panic!("index.html is not XML: {e}"));
+        let start = match &ev {
+            Event::Start(s) => {
+                depth += 1;
+                Some(s.clone())
+            }
+            Event::Empty(s) => Some(s.clone()),
+            Event::End(_) => {
+                depth -= 1;
+                None
+            }
+            Event::Text(t) => {
+                page.texts.push(t.unescape().unwrap().into_owned());
+                None
+            }
+            Event::Eof => break,
+            _ => None,
+        };
+        if let Some(s) = start {
+            let name = String::from_utf8_lossy(s.name().as_ref()).into_owned();
+            for a in s.attributes() {
+                let a = a.unwrap();
+                let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
+                let value = a.unescape_value().unwrap().into_owned();
+                if name == "section" && key == "id" {
+                    page.sections.push(value.clone());
+                }
+                page.attrs.push((name.clone(), key, value));
+            }
+            page.elements.push(name);
+        }
+    }
+    assert_eq!(depth, 0, "unbalanced elements");
+    page
+}
+
+/// Every `href`/`src` of the page: fragments name an element id, others are relative links to
+/// existing files (nothing external).
+fn assert_links_resolve(out: &Path, page: &Page) -> usize {
+    let ids: Vec<&str> = page
+        .attrs
+        .iter()
+        .filter(|a| a.1 == "id")
+        .map(|a| a.2.as_str())
+        .collect();
+    let mut n = 0;
+    for (el, key, v) in &page.attrs {
+        if key != "href" && key != "src" {
+            continue;
+        }
+        if let Some(id) = v.strip_prefix('#') {
+            assert!(ids.contains(&id), "<{el}> links to a missing id {v}");
+            continue;
+        }
+        assert!(
+            !v.contains(':') && !v.starts_with('/'),
+            "<{el} {key}={v}>: not a relative link"
+        );
+        let p = out.join(percent_decode(v));
+        assert!(
+            p.is_file(),
+            "<{el} {key}={v}>: no such file {}",
+            p.display()
+        );
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn html_page_is_valid_self_contained_and_its_links_resolve() {
+    let (_d, runs, out) = report();
+    let page = parse_page(&out.join("index.html"));
+    assert_eq!(page.elements[0], "html");
+    assert!(
+        page.attrs
+            .iter()
+            .any(|a| a.0 == "meta" && a.1 == "charset" && a.2 == "utf-8")
+    );
+    assert_eq!(
+        page.sections,
+        [
+            "conventions",
+            "runs",
+            "kind-train",
+            "kind-eval",
+            "kind-certify",
+            "kind-lipschitz"
+        ]
+    );
+    // No scripts, no external resources, no event handlers.
+    for bad in [
+        "script",
+        "iframe",
+        "object",
+        "embed",
+        "link",
+        "foreignObject",
+    ] {
+        assert!(
+            !page.elements.iter().any(|e| e == bad),
+            "<{bad}> in the page"
+        );
+    }
+    assert!(!page.attrs.iter().any(|a| a.1.starts_with("on")));
+    // The four figures inline, as SVG.
+    assert_eq!(page.elements.iter().filter(|e| *e == "svg").count(), 4);
+    // Tables: runs + one per kind; rows as in report.md (5 runs + 2 + 2 + 3 + 8).
+    assert_eq!(page.elements.iter().filter(|e| *e == "table").count(), 5);
+    assert_eq!(
+        page.elements.iter().filter(|e| *e == "tr").count(),
+        5 + (5 + 2 + 2 + 3 + 8)
+    );
+    let links = assert_links_resolve(&out, &page);
+    assert!(links > 100, "{links} links");
+    // Every number in a kind table links to its run's manifest.json.
+    let manifest_links = page
+        .attrs
+        .iter()
+        .filter(|a| a.1 == "href" && a.2.ends_with("manifest.json"))
+        .count();
+    assert!(manifest_links > 60, "{manifest_links}");
+    let eval_manifest = markdown_rel(&out, &runs.join(EVAL).join("manifest.json"));
+    assert!(
+        page.attrs.iter().any(|a| a.2 == eval_manifest),
+        "a link to {eval_manifest}"
+    );
+    // Header: version, git revision and the command that made the report.
+    let text = page.texts.join("");
+    assert!(text.contains("oodcert 0.1.0"));
+    assert!(text.contains(&format!("--out {}", out.display())));
+    // The file list of report_manifest.json is exactly the folder.
+    let m = oodcert::evidence::Manifest::read(&out.join("report_manifest.json")).unwrap();
+    assert_eq!(m.command, "report");
+    let mut listed: Vec<String> = m.outputs.iter().map(|o| o.0.clone()).collect();
+    listed.push("report_manifest.json".into());
+    listed.sort();
+    assert_eq!(
+        listed,
+        oodcert::evidence::report::folder::files_under(&out).unwrap()
+    );
+    for (f, sha) in &m.outputs {
+        assert_eq!(
+            &oodcert::evidence::sha256_file(&out.join(f)).unwrap(),
+            sha,
+            "{f}"
+        );
+    }
+}
+
+/// The percent-encoded relative link from `out` to `to`, as the report writes it.
+fn markdown_rel(out: &Path, to: &Path) -> String {
+    oodcert::evidence::report::markdown::rel_link(out, to).unwrap()
+}
+
+#[test]
+fn html_escapes_every_string_from_csv_and_manifests() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    synthetic_runs(&runs);
+    // A run folder, an OOD set and manifest fields that try to inject markup.
+    let evil_dir = runs.join("x<u onclick=alert(1)>\"'&");
+    std::fs::rename(runs.join(EVAL), &evil_dir).unwrap();
+    let evil_set = "<script>alert(\"set\")</script><img src=x onerror=alert(2)>";
+    let m = evil_dir.join("metrics.csv");
+    let text = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace("noise_gauss:test", evil_set);
+    write(&m, &text);
+    let s = evil_dir.join("scores.csv");
+    let text = std::fs::read_to_string(&s)
+        .unwrap()
+        .replace("noise_gauss:test", evil_set);
+    write(&s, &text);
+    manifest(
+        &runs.join("lip"),
+        "lipschitz",
+        serde_json::json!({"oodcert_version": "<b onmouseover=alert(3)>v</b>",
+            "git_revision": "</code><script>alert(4)</script>",
+            "config": {"ball": "<i>l2</i>", "eps": 0.1}}),
+    );
+    let out = d.path().join("out");
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let page = parse_page(&out.join("index.html"));
+    for bad in ["script", "img", "b", "i", "u"] {
+        assert!(!page.elements.iter().any(|e| e == bad), "<{bad}> injected");
+    }
+    assert!(
+        !page.attrs.iter().any(|a| a.1.starts_with("on")),
+        "handler injected"
+    );
+    // The strings arrive as text, unchanged.
+    let text = page.texts.join("\n");
+    for s in [
+        evil_set,
+        "<b onmouseover=alert(3)>v</b>",
+        "</code><script>alert(4)</script>",
+        "<i>l2</i>",
+        "x<u onclick=alert(1)>\"'&",
+    ] {
+        assert!(text.contains(s), "{s} not shown as text");
+    }
+    assert_links_resolve(&out, &page);
+}
+
+// ---- the report folder is exact --------------------------------------------------------------
+
+fn run_report(runs: &[&Path], out: &Path) -> Output {
+    let mut args = vec!["report".to_string(), "--runs".into()];
+    args.extend(runs.iter().map(|r| r.display().to_string()));
+    args.extend(["--out".into(), out.display().to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    oodcert(&refs)
+}
+
+#[test]
+fn rerun_over_fewer_runs_leaves_no_stale_files() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    synthetic_runs(&runs);
+    let out = d.path().join("out");
+    assert!(run_report(&[&runs], &out).status.success());
+    assert!(out.join("plots/scores_eval_x_y.svg").is_file());
+    assert!(out.join("tables/eval_summary.csv").is_file());
+    // Again over the train runs only: eval/certify/lipschitz files must be gone.
+    let o = run_report(&[&runs.join("train_a"), &runs.join("train_b")], &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let files = oodcert::evidence::report::folder::files_under(&out).unwrap();
+    assert_eq!(
+        files,
+        [
+            "index.html",
+            "latex/train_summary.tex",
+            "plots/grad_norm_training.png",
+            "plots/grad_norm_training.svg",
+            "report.md",
+            "report_manifest.json",
+            "tables/train_summary.csv",
+        ]
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        !md.contains("eval"),
+        "report.md still mentions the eval run"
+    );
+    // No staging or old folders are left beside --out.
+    let beside: Vec<String> = std::fs::read_dir(d.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(beside.len(), 2, "{beside:?}");
+}
+
+#[test]
+fn refuses_to_replace_folders_holding_files_no_report_wrote() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    synthetic_runs(&runs);
+    // A non-empty folder that is not a report: refused, untouched.
+    let other = d.path().join("other");
+    write(&other.join("paper.tex"), "mine");
+    let o = run_report(&[&runs], &other);
+    assert_bad_input(&o, &["not an oodcert report folder", "other"]);
+    assert_eq!(
+        oodcert::evidence::report::folder::files_under(&other).unwrap(),
+        ["paper.tex"]
+    );
+    // A report folder with a file the user added: refused, untouched.
+    let out = d.path().join("out");
+    assert!(run_report(&[&runs], &out).status.success());
+    let before = oodcert::evidence::report::folder::files_under(&out).unwrap();
+    write(&out.join("plots/notes.txt"), "mine");
+    let o = run_report(&[&runs.join("lip")], &out);
+    assert_bad_input(&o, &["plots/notes.txt", "no report wrote"]);
+    assert!(out.join("plots/notes.txt").is_file());
+    assert!(
+        out.join("tables/eval_summary.csv").is_file(),
+        "old report kept"
+    );
+    std::fs::remove_file(out.join("plots/notes.txt")).unwrap();
+    assert_eq!(
+        oodcert::evidence::report::folder::files_under(&out).unwrap(),
+        before
+    );
+    // --out is a file.
+    let f = d.path().join("file");
+    write(&f, "x");
+    assert_bad_input(&run_report(&[&runs], &f), &["not a directory"]);
+    // A report made before report_manifest.json existed is recognised by its file names.
+    std::fs::remove_file(out.join("report_manifest.json")).unwrap();
+    std::fs::remove_file(out.join("index.html")).unwrap();
+    let o = run_report(&[&runs.join("lip")], &out);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!out.join("tables/eval_summary.csv").exists());
+    assert!(out.join("tables/lipschitz_summary.csv").is_file());
+}

@@ -4,20 +4,23 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::evidence::{DatasetRecord, Manifest};
 use crate::model::{Classifier, Model};
 use crate::score::ScoreKind;
 use crate::smoothing::calibrate::{CalibrationSpec, GammaSource, calibrate};
 use crate::smoothing::clip::ClipRange;
 use crate::smoothing::engine::{ModelScorer, progress_bar};
 use crate::smoothing::manifest::{
-    CANDLE_VERSION, CertifyManifest, DatasetEntry, FORMAT, RunConfig, conventions,
+    CANDLE_VERSION, CertifyManifest, DatasetEntry, FORMAT, OUTPUT_FILES, PROVENANCE, RunConfig,
+    conventions,
 };
 use crate::smoothing::noise::NOISE_LAYOUT;
 use crate::smoothing::output::write_run;
 use crate::smoothing::run::{CertifySet, certify_sets, used};
 use crate::smoothing::sample::{SmoothingParams, Thresholds};
 use crate::smoothing::shard::Shard;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Flags of `oodcert certify`.
 #[derive(Debug, clap::Args)]
@@ -125,8 +128,41 @@ fn dataset_entry(d: &Dataset, role: &str, used: u64) -> DatasetEntry {
     }
 }
 
+/// Writes `provenance.json` into `dir`, which holds a certify or merge output: the command line
+/// and working directory of `command`, git state, clock, and the SHA-256 of every output file.
+/// `config` is recorded as given (`reproduce --manifest` reads it; `merge` never does).
+pub fn write_provenance(
+    dir: &Path,
+    command: &str,
+    config: serde_json::Value,
+    m: &CertifyManifest,
+    t0: Instant,
+) -> Result<()> {
+    let mut p = Manifest::new(command, config, &m.device);
+    p.seeds = vec![m.config.seed];
+    p.datasets = m
+        .datasets
+        .iter()
+        .map(|d| DatasetRecord {
+            name: d.name.clone(),
+            sha256: d.sha256.clone(),
+            n: d.used as usize,
+            role: d.role.clone(),
+        })
+        .collect();
+    p.model_sha256 = Some(m.model_sha256.clone());
+    for f in OUTPUT_FILES {
+        p.add_output(dir, f)?;
+    }
+    p.elapsed_s = t0.elapsed().as_secs_f64();
+    let text = serde_json::to_string_pretty(&p)
+        .map_err(|e| Error::Internal(format!("serialising {PROVENANCE}: {e}")))?;
+    crate::evidence::write_atomic(&dir.join(PROVENANCE), (text + "\n").as_bytes())
+}
+
 /// Runs `oodcert certify`.
 pub fn run(a: Args) -> Result<()> {
+    let t0 = Instant::now();
     let params = SmoothingParams {
         sigma: a.sigma,
         n0: a.n0,
@@ -305,8 +341,13 @@ pub fn run(a: Args) -> Result<()> {
     )?;
     bar.finish_and_clear();
     write_run(&a.out, &records, &manifest)?;
+    let config = serde_json::json!({
+        "run": &manifest.config,
+        "shard": manifest.shard,
+    });
+    write_provenance(&a.out, "certify", config, &manifest, t0)?;
     eprintln!(
-        "certify: wrote {}/{{certify.csv,curves.csv,manifest.json}}",
+        "certify: wrote {}/{{certify.csv,curves.csv,curves_all.csv,manifest.json,provenance.json}}",
         a.out.display()
     );
     Ok(())

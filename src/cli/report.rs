@@ -1,4 +1,5 @@
-//! `oodcert report --runs DIR… --out DIR`: tables, LaTeX, plots and `report.md` from run folders.
+//! `oodcert report --runs DIR… --out DIR`: tables, LaTeX, plots, `report.md` and `index.html`
+//! from run folders.
 
 use crate::error::Result;
 use crate::evidence::report::build_report;
@@ -10,12 +11,13 @@ pub struct Args {
     /// Run folders, or parents holding run folders (searched up to 4 levels deep).
     #[arg(long, required = true, num_args = 1..)]
     pub runs: Vec<PathBuf>,
-    /// Output folder (created; files in it are replaced atomically).
+    /// Output folder: built beside it and swapped in whole, so it holds exactly this report. An
+    /// existing folder must be empty or an earlier report holding only report files.
     #[arg(long)]
     pub out: PathBuf,
 }
 
-/// Builds the report and prints the path of `report.md` on stdout.
+/// Builds the report and prints the path of `index.html` on stdout.
 pub fn run(a: Args) -> Result<()> {
     let files = build_report(&a.runs, &a.out)?;
     eprintln!(
@@ -23,6 +25,6 @@ pub fn run(a: Args) -> Result<()> {
         files.len(),
         a.out.display()
     );
-    println!("{}", a.out.join("report.md").display());
+    println!("{}", a.out.join("index.html").display());
     Ok(())
 }

@@ -1,7 +1,13 @@
 //! `oodcert reproduce`: the main job. Fetches the data, pre-trains a classifier with cross-entropy,
 //! fine-tunes it with the energy loss and with GReg from the same checkpoint, evaluates all three as
 //! OOD detectors and writes a comparison; every stage leaves its own outputs and manifest. A killed
-//! run resumes from the stages' checkpoints.
+//! run resumes from the stages' checkpoints. `--preset` picks the protocol (preset.rs);
+//! `--manifest FILE` re-runs one recorded run instead (rerun.rs).
+
+pub mod preset;
+pub mod rerun;
+
+pub use preset::{Preset, Protocol, Stage};
 
 use crate::error::{Error, Result};
 use crate::evaluation::{EvalConfig, evaluate, mean_energy_grad_norm};
@@ -14,9 +20,6 @@ use clap::Parser;
 use std::path::{Path, PathBuf};
 
 const DEFAULT_OUT: &str = "runs/reproduce";
-const PRETRAIN: &str = include_str!("../../analysis/configs/quick.toml");
-const FT_ENERGY: &str = include_str!("../../analysis/configs/finetune-energy.toml");
-const FT_GREG: &str = include_str!("../../analysis/configs/finetune-greg.toml");
 /// Test OOD sets: never used for training (the auxiliary set is Fashion-MNIST's train split).
 const OOD_SETS: [&str; 6] = [
     "animal-mnist:test",
@@ -57,34 +60,14 @@ pub struct Args {
     /// (default: `reproduced/` beside it) and compare every output's SHA-256 (exit 1 on a difference).
     #[arg(long)]
     pub manifest: Option<PathBuf>,
-    /// Samples certified per dataset by the Lipschitz and smoothing stages.
-    #[arg(long, default_value_t = 20)]
-    pub certify_limit: usize,
+    /// Samples certified per dataset by the Lipschitz and smoothing stages (default: the
+    /// preset's: 20 and 20 for quick, 50 and 500 for paper).
+    #[arg(long)]
+    pub certify_limit: Option<usize>,
+    /// The protocol: quick (CPU, minutes) or paper (GPU-sized; see README "Presets").
+    #[arg(long, value_enum, default_value = "quick")]
+    pub preset: Preset,
 }
-
-struct Stage {
-    name: &'static str,
-    config: &'static str,
-    init_from: Option<&'static str>,
-}
-
-const STAGES: [Stage; 3] = [
-    Stage {
-        name: "ce",
-        config: PRETRAIN,
-        init_from: None,
-    },
-    Stage {
-        name: "energy",
-        config: FT_ENERGY,
-        init_from: Some("ce"),
-    },
-    Stage {
-        name: "greg",
-        config: FT_GREG,
-        init_from: Some("ce"),
-    },
-];
 
 pub fn run(a: Args) -> Result<()> {
     if let Some(m) = &a.manifest {
@@ -93,8 +76,9 @@ pub fn run(a: Args) -> Result<()> {
         } else {
             a.out.clone()
         };
-        return rerun(m, &out);
+        return rerun::rerun(m, &out);
     }
+    let protocol = a.preset.protocol();
     let t0 = std::time::Instant::now();
     let device = crate::device::parse_device(&a.device)?;
     let root = a
@@ -106,7 +90,7 @@ pub fn run(a: Args) -> Result<()> {
         eprintln!("  {src}: {outcome:?}");
     }
     let mut summary = vec![];
-    for st in &STAGES {
+    for st in &protocol.stages {
         let dir = a.out.join(st.name);
         eprintln!("oodcert reproduce: train {} → {}", st.name, dir.display());
         let cfg_path = a.out.join("configs").join(format!("{}.toml", st.name));
@@ -150,7 +134,26 @@ pub fn run(a: Args) -> Result<()> {
                 std::fs::remove_dir_all(&dir)
                     .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
             }
-            crate::cli::train::run_config(&cfg, &cfg_path, &dir, &root, &device, true, a.quiet)?;
+            // Recorded as the equivalent `oodcert train` command, so `--manifest` can re-run it.
+            let mut argv = vec!["train".to_string(), "--config".into(), path_arg(&cfg_path)];
+            for s in &sets {
+                argv.extend(["--set".to_string(), s.clone()]);
+            }
+            argv.extend([
+                "--out".to_string(),
+                path_arg(&dir),
+                "--data-dir".into(),
+                path_arg(&root),
+                "--device".into(),
+                a.device.clone(),
+                "--resume".into(),
+            ]);
+            if a.quiet {
+                argv.push("--quiet".into());
+            }
+            rerun::recording(&argv, || {
+                crate::cli::train::run_config(&cfg, &cfg_path, &dir, &root, &device, true, a.quiet)
+            })?;
         }
         summary.push((st.name, model_file));
     }
@@ -175,7 +178,33 @@ pub fn run(a: Args) -> Result<()> {
             out: a.out.join(format!("eval-{name}")),
             progress: !a.quiet,
         };
-        let report = evaluate(&cfg, &device)?;
+        let mut argv: Vec<String> = [
+            "eval",
+            "--model",
+            &path_arg(model_file),
+            "--id",
+            "mnist:test",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        argv.extend(["--ood".into(), OOD_SETS.join(",")]);
+        argv.extend([
+            "--limit".into(),
+            a.limit.to_string(),
+            "--batch-size".into(),
+            "500".into(),
+            "--data-dir".into(),
+            path_arg(&root),
+            "--out".into(),
+            path_arg(&cfg.out),
+            "--device".into(),
+            a.device.clone(),
+        ]);
+        if a.quiet {
+            argv.push("--quiet".into());
+        }
+        let report = rerun::recording(&argv, || evaluate(&cfg, &device))?;
         let model = Model::load(model_file, &device)?;
         let shape = model.spec().input_shape;
         let grad_id = mean_energy_grad_norm(
@@ -231,7 +260,7 @@ pub fn run(a: Args) -> Result<()> {
     write_atomic(&a.out.join("summary.txt"), tables.as_bytes())?;
     print!("{tables}");
     if !a.skip_certificates {
-        certificates(&a, &root)?;
+        certificates(&a, &protocol, &root)?;
     }
     eprintln!(
         "oodcert reproduce: done in {:.0}s; outputs under {} (summary.csv, summary.txt, one folder per stage with manifest.json)",
@@ -241,107 +270,42 @@ pub fn run(a: Args) -> Result<()> {
     Ok(())
 }
 
-/// Re-runs the command recorded in `manifest` with its outputs redirected to `out`, then compares
-/// the SHA-256 of every output it recorded; writes `reproduce_diff.csv` into `out`.
-fn rerun(manifest: &Path, out: &Path) -> Result<()> {
-    let m = crate::evidence::Manifest::read(manifest)?;
-    let Some(cmd) = m.argv.get(1) else {
-        return Err(Error::bad_file(manifest, "records no command line"));
-    };
-    if cmd == "reproduce" {
-        return Err(Error::bad_file(
-            manifest,
-            "a reproduce manifest cannot be re-run by itself",
-        ));
-    }
-    // The recorded command line, with --out pointing at the new folder.
-    let mut args: Vec<String> = vec![];
-    let mut it = m.argv[1..].iter();
-    let mut had_out = false;
-    while let Some(x) = it.next() {
-        if x == "--out" {
-            it.next();
-            had_out = true;
-        } else if x.starts_with("--out=") {
-            had_out = true;
-        } else {
-            args.push(x.clone());
-            continue;
-        }
-        args.push("--out".into());
-        args.push(out.display().to_string());
-    }
-    if !had_out {
-        args.extend(["--out".into(), out.display().to_string()]);
-    }
-    let out = std::path::absolute(out)
-        .map_err(|e| Error::io(format!("resolving {}", out.display()), e))?;
-    if let Some(cwd) = &m.cwd {
-        std::env::set_current_dir(cwd)
-            .map_err(|e| Error::io(format!("entering the recorded working directory {cwd}"), e))?;
-    }
-    if let Some(i) = args.iter().position(|x| x == "--out") {
-        args[i + 1] = out.display().to_string();
-    }
-    eprintln!("oodcert reproduce: re-running `oodcert {}`", args.join(" "));
-    subcommand(&args)?;
-    let new = crate::evidence::Manifest::read(&out.join("manifest.json"))?;
-    let mut rows = vec![];
-    for (name, sha) in &m.outputs {
-        let got = new
-            .outputs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, h)| h.clone());
-        rows.push((
-            name.clone(),
-            sha.clone(),
-            got.clone().unwrap_or_default(),
-            got.as_ref() == Some(sha),
-        ));
-    }
-    write_csv_atomic(&out.join("reproduce_diff.csv"), |w| {
-        let e = |e: csv::Error| Error::Internal(e.to_string());
-        w.write_record(["file", "recorded_sha256", "reproduced_sha256", "identical"])
-            .map_err(e)?;
-        for (f, a, b, same) in &rows {
-            w.write_record([f.as_str(), a, b, if *same { "yes" } else { "no" }])
-                .map_err(e)?;
-        }
-        Ok(())
-    })?;
-    let differ: Vec<&str> = rows.iter().filter(|r| !r.3).map(|r| r.0.as_str()).collect();
-    for (f, _, _, same) in &rows {
-        println!("{f}: {}", if *same { "identical" } else { "DIFFERS" });
-    }
-    if differ.is_empty() {
-        println!("all {} recorded outputs reproduced bit for bit", rows.len());
-        Ok(())
-    } else {
-        Err(Error::CheckFailed(format!(
-            "{} of {} outputs differ from the recorded run ({}); see {}",
-            differ.len(),
-            rows.len(),
-            differ.join(", "),
-            out.join("reproduce_diff.csv").display()
-        )))
-    }
-}
-
 /// Runs a subcommand through the same parser as the command line.
+/// Its manifests record `oodcert ARGS…` as their command line (not `oodcert reproduce`).
 fn subcommand(args: &[String]) -> Result<()> {
     let argv = std::iter::once("oodcert".to_string()).chain(args.iter().cloned());
     let cli = crate::cli::Cli::try_parse_from(argv)
         .map_err(|e| Error::Internal(format!("reproduce built a bad command line: {e}")))?;
-    crate::cli::run(cli)
+    rerun::recording(args, || crate::cli::run(cli))
+}
+
+/// A path as a command-line argument.
+fn path_arg(p: &Path) -> String {
+    p.display().to_string()
 }
 
 /// The certificate stages: Lipschitz bounds and radii, randomized-smoothing certificates, attacks
 /// on both, and the report over everything.
-fn certificates(a: &Args, root: &Path) -> Result<()> {
+fn certificates(a: &Args, p: &Protocol, root: &Path) -> Result<()> {
     let s = |p: &Path| p.display().to_string();
     let data_dir = s(root);
-    let lim = a.certify_limit.to_string();
+    let lim = a.certify_limit.unwrap_or(p.certify_limit).to_string();
+    let lip_lim = a.certify_limit.unwrap_or(p.lipschitz_limit).to_string();
+    let id_val_limit = p.lipschitz_id_val_limit.to_string();
+    let (lip_steps, lip_restarts) = (
+        p.verify_lipschitz.0.to_string(),
+        p.verify_lipschitz.1.to_string(),
+    );
+    let (sm_steps, sm_restarts, sm_fresh) = (
+        p.verify_smoothing.0.to_string(),
+        p.verify_smoothing.1.to_string(),
+        p.verify_smoothing.2.to_string(),
+    );
+    let (n0, n, cal_limit) = (
+        p.smoothing_n0.to_string(),
+        p.smoothing_n.to_string(),
+        p.smoothing_cal_limit.to_string(),
+    );
     let stage = |what: &str, args: Vec<String>| -> Result<()> {
         eprintln!("oodcert reproduce: {what}");
         subcommand(&args)
@@ -362,9 +326,9 @@ fn certificates(a: &Args, root: &Path) -> Result<()> {
             "--bounds",
             "crown",
             "--limit",
-            &lim,
+            &lip_lim,
             "--id-val-limit",
-            "5000",
+            &id_val_limit,
             "--out",
             &s(&lip),
             "--data-dir",
@@ -387,9 +351,9 @@ fn certificates(a: &Args, root: &Path) -> Result<()> {
                 "--run",
                 &s(&lip),
                 "--steps",
-                "20",
+                &lip_steps,
                 "--restarts",
-                "3",
+                &lip_restarts,
                 "--data-dir",
                 &data_dir,
             ]
@@ -413,19 +377,21 @@ fn certificates(a: &Args, root: &Path) -> Result<()> {
                 "--sigma",
                 "0.25",
                 "--n0",
-                "100",
+                &n0,
                 "--n",
-                "2000",
+                &n,
                 "--alpha",
                 "0.001",
                 "--limit",
                 &lim,
                 "--cal-limit",
-                "1000",
+                &cal_limit,
                 "--out",
                 &s(&cert),
                 "--data-dir",
                 &data_dir,
+                "--device",
+                &a.device,
             ]
             .iter()
             .map(|x| x.to_string())
@@ -440,11 +406,11 @@ fn certificates(a: &Args, root: &Path) -> Result<()> {
                 "--model",
                 &model,
                 "--steps",
-                "10",
+                &sm_steps,
                 "--restarts",
-                "2",
+                &sm_restarts,
                 "--n-fresh",
-                "1000",
+                &sm_fresh,
                 "--data-dir",
                 &data_dir,
             ]
@@ -465,8 +431,8 @@ fn certificates(a: &Args, root: &Path) -> Result<()> {
         ],
     )?;
     eprintln!(
-        "oodcert reproduce: report in {}",
-        report.join("report.md").display()
+        "oodcert reproduce: report in {} (and report.md)",
+        report.join("index.html").display()
     );
     Ok(())
 }

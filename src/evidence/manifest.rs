@@ -53,7 +53,7 @@ impl Manifest {
             git_revision,
             git_dirty,
             command: command.to_string(),
-            argv: std::env::args().collect(),
+            argv: invocation(),
             cwd: std::env::current_dir()
                 .ok()
                 .map(|d| d.display().to_string()),
@@ -90,6 +90,27 @@ impl Manifest {
         serde_json::from_str(&text)
             .map_err(|e| Error::bad_file(path, format!("not a manifest: {e}")))
     }
+}
+
+thread_local! {
+    static INVOCATION: std::cell::RefCell<Option<Vec<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// The command line a manifest records: the one set by [`with_invocation`] on this thread (a
+/// subcommand run in-process by `reproduce`), else the process's own arguments.
+pub fn invocation() -> Vec<String> {
+    INVOCATION
+        .with(|i| i.borrow().clone())
+        .unwrap_or_else(|| std::env::args().collect())
+}
+
+/// Runs `f` with [`invocation`] returning `argv` on this thread, so that manifests written by an
+/// in-process subcommand record that subcommand's own (re-runnable) command line.
+pub fn with_invocation<T>(argv: Vec<String>, f: impl FnOnce() -> T) -> T {
+    let old = INVOCATION.with(|i| i.replace(Some(argv)));
+    let out = f();
+    INVOCATION.with(|i| *i.borrow_mut() = old);
+    out
 }
 
 /// SHA-256 (hex) of a file's bytes, streamed.

@@ -12,6 +12,20 @@ pub const FORMAT: &str = "oodcert-certify/1";
 /// The candle version this crate is built against (checked against Cargo.lock by a test).
 pub const CANDLE_VERSION: &str = "0.11.1";
 
+/// The non-deterministic provenance file beside a certify (or merge) output: the command line,
+/// working directory, git state, clock and the outputs' SHA-256 (an `evidence::Manifest`). Kept
+/// apart from `manifest.json`, which must be identical for a run and the merge of its shards.
+pub const PROVENANCE: &str = "provenance.json";
+/// The files a certify run or a merge writes, in the order their SHA-256s are recorded.
+pub const OUTPUT_FILES: [&str; 4] = [
+    "certify.csv",
+    "curves.csv",
+    "curves_all.csv",
+    "manifest.json",
+];
+/// The column of `certify.csv` that holds wall-clock seconds (0 with `--no-timing`).
+pub const WALL_CLOCK_COLUMN: &str = "time";
+
 /// The run's configuration as it affects results (batch size and threads do not).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunConfig {

@@ -52,7 +52,7 @@ fn cell(s: &str) -> String {
 }
 
 /// A number for reading: rates with 4 decimals, others with 4 significant digits.
-fn show(raw: &str, fmt: Fmt) -> String {
+pub(super) fn show(raw: &str, fmt: Fmt) -> String {
     match raw.parse::<f64>() {
         Ok(x) if x.is_finite() => match fmt {
             Fmt::Pct => format!("{x:.4}"),
@@ -69,7 +69,8 @@ fn show(raw: &str, fmt: Fmt) -> String {
     }
 }
 
-fn heading(kind: RunKind) -> &'static str {
+/// The section heading of a run kind's table.
+pub(super) fn heading(kind: RunKind) -> &'static str {
     match kind {
         RunKind::Train => "Training (last logged step of each run)",
         RunKind::Eval => "Detection (one row per run and OOD set)",
@@ -78,7 +79,8 @@ fn heading(kind: RunKind) -> &'static str {
     }
 }
 
-fn conventions(runs: &[Run]) -> Vec<String> {
+/// The conventions stated once at the top of the report.
+pub(super) fn conventions(runs: &[Run]) -> Vec<String> {
     let mut c = vec![
         "Score: the energy S(x) = −T·logsumexp(f(x)/T); larger S = more OOD, ID iff S ≤ threshold.".to_string(),
         "Rates (FPR95, AUROC, AUPR, accuracies, certified rates) are fractions in [0, 1]; the LaTeX tables print them in percent.".to_string(),

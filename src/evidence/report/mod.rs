@@ -1,10 +1,14 @@
-//! `oodcert report`: summary CSV tables, booktabs LaTeX tables, SVG/PNG figures and a Markdown
-//! report with provenance links, from run folders (issue 6, item 2). Output is a pure function of
-//! the input files: same inputs, same bytes.
+//! `oodcert report`: summary CSV tables, booktabs LaTeX tables, SVG/PNG figures, a Markdown
+//! report with provenance links and the same as one HTML page, from run folders (issue 6, item
+//! 2). The tables, LaTeX, figures and report.md are a pure function of the input files (same
+//! inputs, same bytes); index.html and report_manifest.json also record the command line.
+//! The folder is built beside `--out` and swapped in whole (folder.rs).
 
 pub use crate::evidence::csv_table;
 pub mod discover;
 pub mod figure;
+pub mod folder;
+pub mod html;
 pub mod latex;
 pub mod markdown;
 pub mod plots;
@@ -14,37 +18,71 @@ pub use discover::{Run, RunKind, discover};
 pub use tables::{SummaryTable, summary_tables};
 
 use crate::error::{Error, Result};
-use crate::evidence::write_atomic;
+use crate::evidence::{Manifest, write_atomic};
 use std::path::{Path, PathBuf};
 
-/// Writes the report for the runs under `roots` into `out`; returns the files written, relative
-/// to `out` (`tables/*.csv`, `latex/*.tex`, `plots/*.{svg,png}`, `report.md`).
+/// Writes the report for the runs under `roots` into `out` (replacing an earlier report there,
+/// see folder.rs); returns the files written, relative to `out` (`tables/*.csv`, `latex/*.tex`,
+/// `plots/*.{svg,png}`, `report.md`, `index.html`, `report_manifest.json`).
 pub fn build_report(roots: &[PathBuf], out: &Path) -> Result<Vec<String>> {
+    let t0 = std::time::Instant::now();
     let runs = discover(roots)?;
     let tables = summary_tables(&runs)?;
-    std::fs::create_dir_all(out).map_err(|e| {
-        Error::io(
-            format!("--out {}: creating the directory", out.display()),
-            e,
-        )
-    })?;
+    folder::check_replaceable(out)?;
+    let stage = folder::staging(out)?;
+    let dir = stage.path();
     let mut written = Vec::new();
     for t in &tables {
         let name = t.kind.name();
         let csv = format!("tables/{name}_summary.csv");
-        t.write_csv(&out.join(&csv))?;
+        t.write_csv(&dir.join(&csv))?;
         written.push(csv);
         let tex = format!("latex/{name}_summary.tex");
-        write_atomic(&out.join(&tex), latex::render(t)?.as_bytes())?;
+        write_atomic(&dir.join(&tex), latex::render(t)?.as_bytes())?;
         written.push(tex);
     }
-    let plots = plots::write_plots(&runs, out)?;
+    let plots = plots::write_plots(&runs, dir)?;
     for p in &plots {
         written.push(format!("{}.svg", p.stem));
         written.push(format!("{}.png", p.stem));
     }
-    let md = markdown::render(out, &runs, &tables, &plots)?;
-    write_atomic(&out.join("report.md"), md.as_bytes())?;
+    let md = markdown::render(dir, &runs, &tables, &plots)?;
+    write_atomic(&dir.join("report.md"), md.as_bytes())?;
     written.push("report.md".into());
+    let roots_text: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+    let runs_json: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "label": r.label,
+                "kind": r.kind.name(),
+                "dir": r.dir.display().to_string(),
+                "manifest_sha256": r.manifest_sha256,
+            })
+        })
+        .collect();
+    let mut m = Manifest::new(
+        "report",
+        serde_json::json!({ "runs": roots_text, "found": runs_json }),
+        "cpu",
+    );
+    let page = html::render(dir, &runs, &tables, &plots, &m)?;
+    write_atomic(&dir.join("index.html"), page.as_bytes())?;
+    written.push("index.html".into());
+    for f in &written {
+        m.add_output(dir, f)?;
+    }
+    m.elapsed_s = t0.elapsed().as_secs_f64();
+    let text = serde_json::to_string_pretty(&m)
+        .map_err(|e| Error::Internal(format!("serialising {}: {e}", folder::REPORT_MANIFEST)))?;
+    write_atomic(&dir.join(folder::REPORT_MANIFEST), (text + "\n").as_bytes())?;
+    written.push(folder::REPORT_MANIFEST.into());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| Error::io(format!("setting permissions of {}", dir.display()), e))?;
+    }
+    folder::swap_in(stage, out)?;
     Ok(written)
 }

@@ -1,0 +1,306 @@
+//! `reproduce --manifest` for certify runs, end to end on a tiny MLP and generated data: a single
+//! run (bit for bit with `--no-timing`; apart from the wall-clock `time` column without it), a
+//! sharded run merged (the shards are re-run from their own recorded commands, slices pinned even
+//! when they came from Slurm's environment, then merged), and the failure cases.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn oodcert(args: &[String], envs: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_oodcert"));
+    c.args(args).env("OODCERT_NO_FETCH", "1");
+    for v in [
+        "JOB_COMPLETION_INDEX",
+        "SLURM_ARRAY_TASK_ID",
+        "SLURM_ARRAY_TASK_MIN",
+        "SLURM_ARRAY_TASK_COUNT",
+    ] {
+        c.env_remove(v);
+    }
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// A random 3-class MLP on 8×8 inputs, saved under `dir`.
+fn tiny_model(dir: &Path) -> PathBuf {
+    use candle_core::{DType, Device};
+    use oodcert::model::{Arch, Model, ModelSpec};
+    let spec = ModelSpec {
+        arch: Arch::Mlp { hidden: vec![16] },
+        input_shape: [1, 8, 8],
+        num_classes: 3,
+        mean: vec![0.5],
+        std: vec![0.25],
+    };
+    let p = dir.join("m.safetensors");
+    Model::init(spec, &Device::Cpu, DType::F32, 3)
+        .unwrap()
+        .save(&p)
+        .unwrap();
+    p
+}
+
+/// `oodcert certify` on generated data into `out` (relative paths work from the test's cwd).
+fn certify(model: &Path, out: &Path, timing: bool) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "certify",
+        "--model",
+        &s(model),
+        "--data",
+        "noise-gauss:test?n=8",
+        "--ood",
+        "noise-uniform:test?n=8",
+        "--sigma",
+        "0.25",
+        "--n0",
+        "10",
+        "--n",
+        "100",
+        "--alpha",
+        "0.01",
+        "--limit",
+        "5",
+        "--id-val",
+        "noise-gauss:train?n=20",
+        "--cal-n",
+        "20",
+        "--batch",
+        "32",
+        "--out",
+        &s(out),
+    ]
+    .iter()
+    .map(|x| x.to_string())
+    .collect();
+    if !timing {
+        a.push("--no-timing".into());
+    }
+    a
+}
+
+fn reproduce(manifest: &Path, out: &Path) -> Output {
+    oodcert(
+        &[
+            "reproduce".into(),
+            "--manifest".into(),
+            s(manifest),
+            "--out".into(),
+            s(out),
+        ],
+        &[],
+    )
+}
+
+/// `reproduce_diff.csv` as (file, identical) pairs.
+fn diff_rows(out: &Path) -> Vec<(String, String)> {
+    let mut r = csv::Reader::from_path(out.join("reproduce_diff.csv")).unwrap();
+    r.records()
+        .map(|x| {
+            let x = x.unwrap();
+            (x[0].to_string(), x[3].to_string())
+        })
+        .collect()
+}
+
+const FILES: [&str; 4] = [
+    "certify.csv",
+    "curves.csv",
+    "curves_all.csv",
+    "manifest.json",
+];
+
+#[test]
+fn a_certify_run_reproduces_bit_for_bit() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_model(d.path());
+    let run = d.path().join("run");
+    ok(&oodcert(&certify(&model, &run, false), &[]));
+    let prov = oodcert::evidence::Manifest::read(&run.join("provenance.json")).unwrap();
+    assert_eq!(prov.command, "certify");
+    assert_eq!(prov.argv[1], "certify");
+    let names: Vec<&str> = prov.outputs.iter().map(|o| o.0.as_str()).collect();
+    assert_eq!(names, FILES);
+    let again = d.path().join("again");
+    let stdout = ok(&reproduce(&run.join("manifest.json"), &again));
+    assert!(
+        stdout.contains("all 4 recorded outputs reproduced bit for bit"),
+        "{stdout}"
+    );
+    let rows = diff_rows(&again);
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r.1 == "yes"), "{rows:?}");
+    for f in FILES {
+        assert_eq!(
+            std::fs::read(run.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // A recorded SHA-256 that the re-run cannot match: exit 1, the file named.
+    let mut bad = prov.clone();
+    bad.outputs[1].1 = "0".repeat(64);
+    let text = serde_json::to_string_pretty(&bad).unwrap();
+    std::fs::write(run.join("provenance.json"), text).unwrap();
+    let o = reproduce(&run.join("manifest.json"), &d.path().join("again2"));
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("1 of 4 outputs differ") && err.contains("curves.csv"),
+        "{err}"
+    );
+    // Without provenance.json (a run from before it was recorded): exit 2, one line.
+    std::fs::remove_file(run.join("provenance.json")).unwrap();
+    let o = reproduce(&run.join("manifest.json"), &d.path().join("again3"));
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("without provenance.json"), "{err}");
+    // Into the recorded folder itself: refused.
+    let o = reproduce(&again.join("provenance.json"), &again);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("recorded run's own folder"));
+}
+
+#[test]
+fn a_timed_run_reproduces_apart_from_the_time_column() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_model(d.path());
+    let run = d.path().join("run");
+    ok(&oodcert(&certify(&model, &run, true), &[]));
+    let again = d.path().join("again");
+    let o = reproduce(&run.join("provenance.json"), &again);
+    let stdout = ok(&o);
+    let rows = diff_rows(&again);
+    for (f, v) in &rows {
+        if f == "certify.csv" {
+            // Equal bytes are possible only if every timing happened to print the same.
+            assert!(v == "yes-except-time" || v == "yes", "{f}: {v}");
+        } else {
+            assert_eq!(v, "yes", "{f}");
+        }
+    }
+    assert!(
+        stdout.contains("all 4 recorded outputs reproduced"),
+        "{stdout}"
+    );
+    // A certificate that differs beyond the time column is caught: alter a radius in the
+    // original and record its new SHA-256, so the column-wise comparison is what decides.
+    let orig = run.join("certify.csv");
+    let csv = std::fs::read_to_string(&orig).unwrap();
+    let mut lines: Vec<String> = csv.lines().map(String::from).collect();
+    let header: Vec<String> = lines[0].split(',').map(String::from).collect();
+    let c = header.iter().position(|h| h == "radius").unwrap();
+    let mut cells: Vec<String> = lines[1].split(',').map(String::from).collect();
+    cells[c] = "12345".into();
+    lines[1] = cells.join(",");
+    std::fs::write(&orig, lines.join("\n") + "\n").unwrap();
+    let mut prov = oodcert::evidence::Manifest::read(&run.join("provenance.json")).unwrap();
+    prov.outputs[0].1 = oodcert::evidence::sha256_file(&orig).unwrap();
+    std::fs::write(
+        run.join("provenance.json"),
+        serde_json::to_string_pretty(&prov).unwrap(),
+    )
+    .unwrap();
+    let again2 = d.path().join("again2");
+    let o = reproduce(&run.join("provenance.json"), &again2);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("certify.csv"));
+    let rows = diff_rows(&again2);
+    assert_eq!(rows[0], ("certify.csv".to_string(), "no".to_string()));
+}
+
+#[test]
+fn a_merged_sharded_run_reproduces_by_rerunning_its_shards() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_model(d.path());
+    let shard = |k: usize| d.path().join(format!("s{k}"));
+    // Shard 0 explicit, shard 1 from a Kubernetes index, shard 2 from a Slurm array.
+    let mut a0 = certify(&model, &shard(0), false);
+    a0.extend(["--shard".into(), "0/3".into()]);
+    ok(&oodcert(&a0, &[]));
+    let mut a1 = certify(&model, &shard(1), false);
+    a1.extend(["--shard".into(), "env/3".into()]);
+    ok(&oodcert(&a1, &[("JOB_COMPLETION_INDEX", "1")]));
+    let mut a2 = certify(&model, &shard(2), false);
+    a2.extend(["--shard".into(), "env".into()]);
+    ok(&oodcert(
+        &a2,
+        &[
+            ("SLURM_ARRAY_TASK_ID", "3"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "3"),
+        ],
+    ));
+    let merged = d.path().join("merged");
+    ok(&oodcert(
+        &[
+            "merge".into(),
+            "--out".into(),
+            s(&merged),
+            s(&shard(0)),
+            s(&shard(1)),
+            s(&shard(2)),
+        ],
+        &[],
+    ));
+    // The merge's provenance holds each shard's.
+    let prov = oodcert::evidence::Manifest::read(&merged.join("provenance.json")).unwrap();
+    assert_eq!(prov.command, "merge");
+    assert_eq!(prov.config["shards"].as_array().unwrap().len(), 3);
+    // The merge of the shards is still byte-identical to a single run.
+    let single = d.path().join("single");
+    ok(&oodcert(&certify(&model, &single, false), &[]));
+    for f in FILES {
+        assert_eq!(
+            std::fs::read(single.join(f)).unwrap(),
+            std::fs::read(merged.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    // Re-run without any Slurm/Kubernetes variables set: slices come from the manifests.
+    let again = d.path().join("again");
+    let stdout = ok(&reproduce(&merged.join("manifest.json"), &again));
+    assert!(
+        stdout.contains("all 16 recorded outputs reproduced bit for bit"),
+        "{stdout}"
+    );
+    let rows = diff_rows(&again);
+    let files: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    assert!(files.contains(&"certify.csv") && files.contains(&"shards/2/manifest.json"));
+    assert!(rows.iter().all(|r| r.1 == "yes"), "{rows:?}");
+    for f in FILES {
+        assert_eq!(
+            std::fs::read(merged.join(f)).unwrap(),
+            std::fs::read(again.join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    for k in 0..3 {
+        let m = oodcert::smoothing::manifest::CertifyManifest::read(
+            &again.join(format!("shards/{k}/manifest.json")),
+        )
+        .unwrap();
+        assert_eq!(m.shard.map(|s| (s.index, s.count)), Some((k as u64, 3)));
+    }
+}
