@@ -130,3 +130,58 @@ fn lipschitz_cli_rejects_bad_flags() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// `--methods …,recurjac`: the upper_recurjac and recurjac_rule columns, PGD lower ≤ RecurJac,
+/// upper_local = the minimum over the sound rules; a LeNet gets "not supported: max-pool".
+#[test]
+fn lipschitz_cli_recurjac_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = mlp([1, 8, 8], &[16, 12], 10, 4);
+    let mpath = dir.path().join("m.safetensors");
+    m.save(&mpath).unwrap();
+    let (l, _) = model(oodcert::model::Arch::Lenet, [1, 12, 12], 10, 4);
+    let lpath = dir.path().join("l.safetensors");
+    l.save(&lpath).unwrap();
+    let run = |model: &std::path::Path, out: &std::path::Path| {
+        let o = Command::new(BIN)
+            .args(["lipschitz", "--model", model.to_str().unwrap()])
+            .args(["--data", "digits8:test", "--norm", "linf", "--eps", "0.01"])
+            .args(["--limit", "4", "--pgd-steps", "5", "--box", "--quiet"])
+            .args([
+                "--methods",
+                "pgd,local,recurjac",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .env("OODCERT_NO_FETCH", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut rd = csv::Reader::from_path(out.join("lipschitz.csv")).unwrap();
+        let h = rd.headers().unwrap().clone();
+        let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+        (h, rows)
+    };
+    let (h, rows) = run(&mpath, &dir.path().join("mlp"));
+    let at = |n: &str| h.iter().position(|x| x == n).unwrap();
+    assert_eq!(rows.len(), 4);
+    for r in &rows {
+        let f = |n: &str| -> f64 { r[at(n)].parse().unwrap() };
+        assert!(f("lower_pgd") <= f("upper_recurjac"));
+        assert!(f("upper_local") <= f("upper_recurjac"));
+        assert!(
+            ["recurjac", "recurjac-signed-l1", "fastlip", "local-product"]
+                .contains(&&r[at("recurjac_rule")])
+        );
+    }
+    let s = std::fs::read_to_string(dir.path().join("mlp/summary.csv")).unwrap();
+    assert!(s.contains("tightness_recurjac_over_pgd") && s.contains("seconds_per_sample_recurjac"));
+    let (h, rows) = run(&lpath, &dir.path().join("lenet"));
+    let at = |n: &str| h.iter().position(|x| x == n).unwrap();
+    for r in &rows {
+        assert_eq!(&r[at("upper_recurjac")], "");
+        assert!(r[at("recurjac_rule")].starts_with("not supported: max-pool"));
+    }
+    let man = std::fs::read_to_string(dir.path().join("lenet/manifest.json")).unwrap();
+    assert!(man.contains("not supported: max-pool"));
+}

@@ -144,3 +144,217 @@ fn fastlip_with_crown_is_sound_and_tighter() {
         }
     }
 }
+
+/// A small dense residual network: Dense, ReLU, [identity block], ReLU, [projection block],
+/// ReLU, Dense — random weights, so CROWN inside residual blocks can be checked cheaply.
+fn residual_net(d: usize, h: usize, k: usize, seed: u64) -> oodcert::bounds::Net {
+    use oodcert::bounds::dense::Dense;
+    use oodcert::bounds::{Affine, LinearOp, Net, Node};
+    use rand::Rng;
+    let mut r = rng(seed);
+    let mut dense = |name: &str, inp: usize, out: usize| {
+        let s = (2.0 / inp as f64).sqrt();
+        Node::Affine(Affine {
+            name: name.into(),
+            op: LinearOp::Dense(Dense {
+                out,
+                inp,
+                w: (0..out * inp).map(|_| r.random_range(-s..s)).collect(),
+            }),
+            bias: Some((0..out).map(|_| r.random_range(-0.3..0.3)).collect()),
+        })
+    };
+    let nodes = vec![
+        dense("in", d, h),
+        Node::Relu,
+        Node::Residual {
+            main: vec![dense("b1a", h, h), Node::Relu, dense("b1b", h, h)],
+            shortcut: vec![],
+        },
+        Node::Relu,
+        Node::Residual {
+            main: vec![dense("b2a", h, h), Node::Relu, dense("b2b", h, h)],
+            shortcut: vec![dense("b2s", h, h)],
+        },
+        Node::Relu,
+        dense("out", h, k),
+    ];
+    Net {
+        input_shape: [1, 1, d],
+        num_classes: k,
+        nodes,
+    }
+}
+
+/// Every node input reached from `x` lies in its traced box (recursing into residual blocks);
+/// returns the output.
+fn check_inside(
+    nodes: &[oodcert::bounds::Node],
+    traces: &[oodcert::bounds::Trace],
+    mut x: Vec<f64>,
+) -> Vec<f64> {
+    use oodcert::bounds::{Node, Trace};
+    for (node, t) in nodes.iter().zip(traces) {
+        assert!(t.input().contains(&x), "{x:?} outside {:?}", t.input());
+        x = match (node, t) {
+            (
+                Node::Residual { main, shortcut },
+                Trace::Residual {
+                    main: tm,
+                    shortcut: ts,
+                    ..
+                },
+            ) => {
+                let a = check_inside(main, tm, x.clone());
+                let b = check_inside(shortcut, ts, x);
+                a.iter().zip(&b).map(|(a, b)| a + b).collect()
+            }
+            _ => oodcert::bounds::net::forward_nodes(std::slice::from_ref(node), x).unwrap(),
+        };
+    }
+    x
+}
+
+/// The ReLU input boxes inside residual branches, in order; with `reibp`, the boxes IBP gives
+/// inside each block from the traced block input (CROWN outside, IBP inside: the old rule).
+fn inner_relu_boxes(
+    nodes: &[oodcert::bounds::Node],
+    traces: &[oodcert::bounds::Trace],
+    inside: bool,
+    reibp: bool,
+    out: &mut Vec<oodcert::bounds::Interval>,
+) {
+    use oodcert::bounds::{Node, Trace};
+    for (node, t) in nodes.iter().zip(traces) {
+        match (node, t) {
+            (Node::Relu, t) if inside => out.push(t.input().clone()),
+            (
+                Node::Residual { main, shortcut },
+                Trace::Residual {
+                    main: tm,
+                    shortcut: ts,
+                    ..
+                },
+            ) => {
+                let (tm2, ts2);
+                let (tm, ts) = if reibp {
+                    tm2 = ibp(main, t.input().clone()).unwrap().0;
+                    ts2 = ibp(shortcut, t.input().clone()).unwrap().0;
+                    (&tm2, &ts2)
+                } else {
+                    (tm, ts)
+                };
+                inner_relu_boxes(main, tm, true, false, out);
+                inner_relu_boxes(shortcut, ts, true, false, out);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Projected ascent with central finite differences on a tiny network: max of `f` over the ball.
+fn pgd_max(ball: &Ball, f: &dyn Fn(&[f64]) -> f64, starts: &[Vec<f64>]) -> f64 {
+    let mut best = f64::NEG_INFINITY;
+    for s in starts {
+        let mut x = s.clone();
+        for step in 0..40 {
+            let h = 1e-6;
+            let g: Vec<f64> = (0..x.len())
+                .map(|i| {
+                    let mut a = x.clone();
+                    let mut b = x.clone();
+                    a[i] += h;
+                    b[i] -= h;
+                    (f(&a) - f(&b)) / (2.0 * h)
+                })
+                .collect();
+            let size = ball.eps * 0.3 * 0.93f64.powi(step);
+            let dir: Vec<f64> = match ball.norm {
+                Norm::Linf => g.iter().map(|v| v.signum()).collect(),
+                Norm::L2 => {
+                    let n = g.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
+                    g.iter().map(|v| v / n).collect()
+                }
+            };
+            x.iter_mut().zip(&dir).for_each(|(x, d)| *x += size * d);
+            ball.project(&mut x);
+            best = best.max(f(&x));
+        }
+    }
+    best
+}
+
+/// CROWN through residual joins: sampled and PGD points never leave the CROWN boxes (inner ReLU
+/// inputs, logits) or the CROWN bounds on S; inside the blocks CROWN is strictly narrower than
+/// IBP on most neurons for ℓ2 balls (so a regression to IBP inside the blocks fails here).
+#[test]
+fn crown_inside_residual_blocks_is_sound_and_tighter() {
+    let (d, h, k) = (6, 12, 4);
+    let mut narrower = 0usize;
+    let mut total = 0usize;
+    for seed in 0..4u64 {
+        let net = residual_net(d, h, k, 300 + seed);
+        let mut r = rng(400 + seed);
+        for norm in [Norm::L2, Norm::Linf] {
+            let x = random_image(d, &mut r);
+            let eps = if norm == Norm::L2 { 0.3 } else { 0.1 };
+            let ball = Ball::new(x.clone(), eps, norm, seed % 2 == 1).unwrap();
+            let (t_ibp, z_ibp) = ibp(&net.nodes, ball.to_box()).unwrap();
+            let (t_crown, z_crown) = crown_trace(&net.nodes, &ball, 10_000).unwrap();
+            for _ in 0..2000 {
+                let p = sample_ball(&ball, &mut r);
+                let z = check_inside(&net.nodes, &t_crown, p);
+                assert!(z_crown.contains(&z), "logits {z:?} outside {z_crown:?}");
+            }
+            let starts: Vec<Vec<f64>> = (0..3).map(|_| sample_ball(&ball, &mut r)).collect();
+            for j in 0..k {
+                let up = pgd_max(&ball, &|p| net.forward(p).unwrap()[j], &starts);
+                let down = -pgd_max(&ball, &|p| -net.forward(p).unwrap()[j], &starts);
+                assert!(
+                    z_crown.lo[j] <= down && up <= z_crown.hi[j],
+                    "seed {seed} {norm:?} logit {j}: PGD [{down}, {up}] outside [{}, {}]",
+                    z_crown.lo[j],
+                    z_crown.hi[j]
+                );
+            }
+            let s = |p: &[f64]| {
+                let z = net.forward(p).unwrap();
+                let m = z.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+                -(m + z.iter().map(|v| (v - m).exp()).sum::<f64>().ln())
+            };
+            let (lo, hi) = energy_bounds_crown(&net, &ball, 1.0, 10_000).unwrap();
+            let smax = pgd_max(&ball, &s, &starts);
+            let smin = -pgd_max(&ball, &|p| -s(p), &starts);
+            assert!(
+                lo <= smin && smax <= hi,
+                "S: PGD [{smin}, {smax}] outside [{lo}, {hi}]"
+            );
+            let (mut bi, mut bo, mut bc) = (Vec::new(), Vec::new(), Vec::new());
+            inner_relu_boxes(&net.nodes, &t_ibp, false, false, &mut bi);
+            inner_relu_boxes(&net.nodes, &t_crown, false, true, &mut bo);
+            inner_relu_boxes(&net.nodes, &t_crown, false, false, &mut bc);
+            assert_eq!((bi.len(), bo.len(), bc.len()), (2, 2, 2));
+            for (a, b) in bi.iter().zip(&bc) {
+                for j in 0..a.len() {
+                    assert!(b.hi[j] - b.lo[j] <= a.hi[j] - a.lo[j]);
+                }
+            }
+            // Against CROWN outside / IBP inside the blocks (the rule before this change).
+            for (a, b) in bo.iter().zip(&bc) {
+                for j in 0..a.len() {
+                    let (wi, wc) = (a.hi[j] - a.lo[j], b.hi[j] - b.lo[j]);
+                    assert!(wc <= wi, "CROWN width {wc} > IBP {wi}");
+                    if norm == Norm::L2 {
+                        total += 1;
+                        narrower += (wc < 0.999 * wi) as usize;
+                    }
+                }
+            }
+            assert!(width(&z_crown) <= width(&z_ibp));
+        }
+    }
+    assert!(
+        2 * narrower > total,
+        "CROWN narrower than IBP-inside on only {narrower} of {total} inner neurons"
+    );
+}

@@ -2,8 +2,10 @@
 //! carried backwards as a linear lower bound qᵀy ≥ λᵀh + c over every earlier node h, using each
 //! ReLU's and max-pool's relaxation on its (IBP or CROWN) pre-activation box, then concretised
 //! over the ball (ℓ_p dual norm, and the [0,1] box when intersected). Upper bounds are lower
-//! bounds of −q. Pre-activation boxes of top-level ReLU / max-pool inputs are tightened this way
-//! (IBP ∩ CROWN) when their dimension is small enough; residual blocks keep IBP inside.
+//! bounds of −q. Pre-activation boxes of ReLU / max-pool inputs are tightened this way (IBP ∩
+//! CROWN) when their dimension is small enough, also inside residual blocks: there the query is
+//! walked back through the branch prefix, then through the network before the block (the two
+//! branches' linear forms add at the join; proof: proofs/lipschitz_crown.md).
 //!
 //! Rounding: with stored λ exact, the computed λ' = fl(Aᵀλ) satisfies |λ' − Aᵀλ| ≤ γ|A|ᵀ|λ|, so
 //! λᵀA h ≥ λ'ᵀh − γ|λ|ᵀ(|A| M), M ≥ |h| on the node's input box; such terms are accumulated per
@@ -168,13 +170,32 @@ pub fn crown_lower(
     ball: &Ball,
     queries: Vec<Vec<f64>>,
 ) -> Result<Vec<f64>> {
+    crown_lower_path(&[(nodes, traces)], ball, queries)
+}
+
+/// The CROWN box of the output of `nodes` (dimension `dim`), rows processed in chunks.
+pub fn crown_box(nodes: &[Node], traces: &[Trace], ball: &Ball, dim: usize) -> Result<Interval> {
+    crown_box_path(&[(nodes, traces)], ball, dim)
+}
+
+/// Certified lower bounds of qᵀy for y the output of the innermost slice of `path`: the rows are
+/// walked back through each `(nodes, traces)` slice in turn (innermost first, each slice ending
+/// where the next one's output feeds it: a residual branch, then the prefix before its block),
+/// then concretised over the ball.
+pub fn crown_lower_path(
+    path: &[(&[Node], &[Trace])],
+    ball: &Ball,
+    queries: Vec<Vec<f64>>,
+) -> Result<Vec<f64>> {
     let n = queries.len();
     let mut rows = Rows {
         lam: queries,
         c: vec![0.0; n],
         slack: vec![0.0; n],
     };
-    backward(nodes, traces, &mut rows)?;
+    for (nodes, traces) in path {
+        backward(nodes, traces, &mut rows)?;
+    }
     Ok((0..n)
         .map(|r| {
             let lin = ball.min_linear(&rows.lam[r]);
@@ -184,8 +205,8 @@ pub fn crown_lower(
         .collect())
 }
 
-/// The CROWN box of the output of `nodes` (dimension `dim`), rows processed in chunks.
-pub fn crown_box(nodes: &[Node], traces: &[Trace], ball: &Ball, dim: usize) -> Result<Interval> {
+/// The CROWN box of the output (dimension `dim`) of the innermost slice of `path`.
+fn crown_box_path(path: &[(&[Node], &[Trace])], ball: &Ball, dim: usize) -> Result<Interval> {
     const CHUNK: usize = 128;
     let mut lo = Vec::with_capacity(dim);
     let mut hi = Vec::with_capacity(dim);
@@ -199,7 +220,7 @@ pub fn crown_box(nodes: &[Node], traces: &[Trace], ball: &Ball, dim: usize) -> R
             e[j] = -1.0;
             q.push(e);
         }
-        let b = crown_lower(nodes, traces, ball, q)?;
+        let b = crown_lower_path(path, ball, q)?;
         for k in 0..end - start {
             lo.push(b[2 * k]);
             hi.push(-b[2 * k + 1]);
@@ -208,26 +229,65 @@ pub fn crown_box(nodes: &[Node], traces: &[Trace], ball: &Ball, dim: usize) -> R
     Ok(Interval { lo, hi })
 }
 
-/// IBP forward where the input box of every top-level ReLU / max-pool (and the logits) of
-/// dimension ≤ `max_dim` is intersected with its CROWN box. Returns the traces and logit box.
+/// IBP forward where the input box of every ReLU / max-pool (and the logits) of dimension
+/// ≤ `max_dim` is intersected with its CROWN box — also inside residual blocks, where the
+/// query is walked back through the branch prefix, then through the network before the block.
+/// Returns the traces and logit box.
 pub fn crown_trace(nodes: &[Node], ball: &Ball, max_dim: usize) -> Result<(Vec<Trace>, Interval)> {
-    let mut traces: Vec<Trace> = Vec::with_capacity(nodes.len());
-    let mut cur = ball.to_box();
-    for (i, node) in nodes.iter().enumerate() {
-        if matches!(node, Node::Relu | Node::MaxPool2 { .. }) && i > 0 && cur.len() <= max_dim {
-            cur = tighten(&cur, &crown_box(&nodes[..i], &traces, ball, cur.len())?)?;
-        }
-        let (t, next) = ibp_node(node, cur)?;
-        traces.push(t);
-        cur = next;
-    }
+    let (traces, mut cur) = trace_nodes(nodes, ball.to_box(), &[], ball, max_dim)?;
     if cur.len() <= max_dim {
-        cur = tighten(&cur, &crown_box(nodes, &traces, ball, cur.len())?)?;
+        cur = tighten(&cur, &crown_box_path(&[(nodes, &traces)], ball, cur.len())?)?;
     }
     Ok((traces, cur))
 }
 
-fn tighten(a: &Interval, b: &Interval) -> Result<Interval> {
+/// [`crown_trace`] for `nodes` fed by the box `input`, with `outer` the slices between their
+/// input and the network input (innermost first; empty at top level).
+fn trace_nodes(
+    nodes: &[Node],
+    input: Interval,
+    outer: &[(&[Node], &[Trace])],
+    ball: &Ball,
+    max_dim: usize,
+) -> Result<(Vec<Trace>, Interval)> {
+    let mut traces: Vec<Trace> = Vec::with_capacity(nodes.len());
+    let mut cur = input;
+    for (i, node) in nodes.iter().enumerate() {
+        if matches!(node, Node::Relu | Node::MaxPool2 { .. })
+            && (i > 0 || !outer.is_empty())
+            && cur.len() <= max_dim
+        {
+            let mut path: Vec<(&[Node], &[Trace])> = vec![(&nodes[..i], &traces[..])];
+            path.extend_from_slice(outer);
+            cur = tighten(&cur, &crown_box_path(&path, ball, cur.len())?)?;
+        }
+        let (t, next) = match node {
+            Node::Residual { main, shortcut } => {
+                let mut path: Vec<(&[Node], &[Trace])> = vec![(&nodes[..i], &traces[..])];
+                path.extend_from_slice(outer);
+                let (tm, om) = trace_nodes(main, cur.clone(), &path, ball, max_dim)?;
+                let (ts, os) = trace_nodes(shortcut, cur.clone(), &path, ball, max_dim)?;
+                let out = om.add(&os)?;
+                (
+                    Trace::Residual {
+                        input: cur,
+                        main: tm,
+                        shortcut: ts,
+                    },
+                    out,
+                )
+            }
+            _ => ibp_node(node, cur)?,
+        };
+        traces.push(t);
+        cur = next;
+    }
+    Ok((traces, cur))
+}
+
+/// The intersection of two enclosures of the same set; an empty or NaN entry is an error (a
+/// bound is unsound).
+pub fn tighten(a: &Interval, b: &Interval) -> Result<Interval> {
     let t = a.intersect(b);
     if let Some(j) =
         (0..t.len()).find(|&j| t.lo[j] > t.hi[j] || t.lo[j].is_nan() || t.hi[j].is_nan())

@@ -1,6 +1,6 @@
 //! `oodcert lipschitz`: per-sample Lipschitz analysis of the energy score on a ball — gradient
-//! norm, sampling and PGD lower bounds, CLEVER, certified local (FastLip) and global bounds,
-//! certified radii by the Lipschitz and bound-propagation routes. Writes lipschitz.csv,
+//! norm, sampling and PGD lower bounds, CLEVER, certified local (FastLip; RecurJac on request)
+//! and global bounds, certified radii by the Lipschitz and bound-propagation routes. Writes lipschitz.csv,
 //! summary.csv, global.json (every global factor with its rule) and manifest.json.
 //!
 //! γ is the TPR-95 threshold of S on ID validation data (`--id-val`, default the `--data` set's
@@ -18,6 +18,7 @@ use crate::lipschitz::local::{Head, PreBounds, fastlip_with};
 use crate::lipschitz::radius::{
     bound_prop_certify_with, lipschitz_certify_with, lipschitz_radius, search_radius,
 };
+use crate::lipschitz::recurjac::{recurjac_with, unsupported};
 use crate::model::{Classifier, Model};
 use candle_core::{DType, Device};
 use rand::SeedableRng;
@@ -41,6 +42,9 @@ pub enum Method {
     Global,
     /// Certified radii (Lipschitz and bound-propagation routes).
     Radius,
+    /// RecurJac certified local bound (dense ReLU networks; not in the default set: about 1 s per
+    /// sample on a 784-256-256-10 MLP). Other networks get "not supported: …" in `recurjac_rule`.
+    Recurjac,
 }
 
 /// Bound propagation used for pre-activation boxes and bounds on S.
@@ -82,7 +86,7 @@ pub struct Args {
     /// Analyse at most N samples (0 = all).
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
-    /// Methods to run, comma-separated (default all).
+    /// Methods to run, comma-separated (default: all but recurjac).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub methods: Vec<Method>,
     /// Temperature T of the energy.
@@ -171,6 +175,9 @@ struct Row {
     clever: Option<f64>,
     clever_ks: Option<f64>,
     upper_local: Option<f64>,
+    upper_recurjac: Option<f64>,
+    recurjac_rule: Option<String>,
+    fastlip_simplex: Option<f64>,
     upper_global: Option<f64>,
     radius_at_eps: Option<f64>,
     radius_lipschitz: Option<f64>,
@@ -273,7 +280,15 @@ pub fn run(a: Args) -> Result<()> {
     } else {
         indicatif::ProgressBar::new(data.len() as u64)
     };
-    let mut times = [0.0f64; 6];
+    let recurjac_skip = if has(Method::Recurjac) {
+        unsupported(&net).map(|why| format!("not supported: {why}"))
+    } else {
+        None
+    };
+    if let Some(why) = &recurjac_skip {
+        eprintln!("oodcert lipschitz: RecurJac {why} (column upper_recurjac left empty)");
+    }
+    let mut times = [0.0f64; 7];
     let mut rows = Vec::with_capacity(data.len());
     for i in 0..data.len() {
         let x: Vec<f64> = data.image(i).iter().map(|&v| v as f64).collect();
@@ -311,6 +326,20 @@ pub fn run(a: Args) -> Result<()> {
             row.upper_local = Some(fastlip_with(&net, &ball, a.temperature, head, pre)?.value);
         }
         times[3] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        if has(Method::Recurjac) {
+            if let Some(why) = &recurjac_skip {
+                row.recurjac_rule = Some(why.clone());
+            } else {
+                let rj = recurjac_with(&net, &ball, a.temperature, pre)?;
+                row.upper_recurjac = Some(rj.recurjac_value);
+                row.fastlip_simplex = Some(rj.fastlip_value);
+                row.recurjac_rule = Some(rj.rule.name().to_string());
+                // upper_local stays the best certified local bound: min over the sound rules.
+                row.upper_local = Some(row.upper_local.map_or(rj.value, |v| v.min(rj.value)));
+            }
+        }
+        times[6] += t.elapsed().as_secs_f64();
         if let Some(gb) = &global {
             row.upper_global = Some(gb.value);
         }
@@ -384,6 +413,8 @@ pub fn run(a: Args) -> Result<()> {
             "radius_at_eps",
             "radius_lipschitz",
             "radius_bound_prop",
+            "upper_recurjac",
+            "recurjac_rule",
         ])
         .map_err(|e| Error::Internal(format!("csv: {e}")))?;
         for r in &rows {
@@ -406,6 +437,8 @@ pub fn run(a: Args) -> Result<()> {
                 opt(r.radius_at_eps),
                 opt(r.radius_lipschitz),
                 opt(r.radius_bound_prop),
+                opt(r.upper_recurjac),
+                r.recurjac_rule.clone().unwrap_or_default(),
             ])
             .map_err(|e| Error::Internal(format!("csv: {e}")))?;
         }
@@ -431,6 +464,10 @@ pub fn run(a: Args) -> Result<()> {
             rows.iter().filter_map(|r| r.upper_local).collect(),
         ),
         (
+            "upper_recurjac",
+            rows.iter().filter_map(|r| r.upper_recurjac).collect(),
+        ),
+        (
             "upper_global",
             rows.iter().filter_map(|r| r.upper_global).collect(),
         ),
@@ -454,6 +491,25 @@ pub fn run(a: Args) -> Result<()> {
                 .filter_map(|r| Some(r.upper_global? / r.lower_pgd?))
                 .collect(),
         ),
+        (
+            "tightness_recurjac_over_pgd",
+            rows.iter()
+                .filter_map(|r| Some(r.upper_recurjac? / r.lower_pgd?))
+                .collect(),
+        ),
+        // FastLip here: the box ∩ simplex head on the same boxes, min with the local product.
+        (
+            "ratio_recurjac_over_fastlip_simplex",
+            rows.iter()
+                .filter_map(|r| Some(r.upper_recurjac? / r.fastlip_simplex?))
+                .collect(),
+        ),
+        (
+            "share_recurjac_strictly_tighter",
+            rows.iter()
+                .filter_map(|r| Some(f64::from(u8::from(r.upper_recurjac? < r.fastlip_simplex?))))
+                .collect(),
+        ),
     ];
     let names = [
         "sample",
@@ -462,6 +518,7 @@ pub fn run(a: Args) -> Result<()> {
         "local",
         "radius_lipschitz",
         "radius_bound_prop",
+        "recurjac",
     ];
     write_csv_atomic(&a.out.join("summary.csv"), |w| {
         w.write_record(["quantity", "n", "mean", "median"])
@@ -509,6 +566,7 @@ pub fn run(a: Args) -> Result<()> {
         "samples": a.samples, "pgd": pgd, "clever": ccfg, "radius_iters": a.radius_iters,
         "local_head": if a.simplex { "box-simplex" } else { "box" },
         "bounds": a.bounds, "crown_max_dim": a.crown_max_dim, "dtype": "f64",
+        "recurjac": if !has(Method::Recurjac) { "not requested".to_string() } else { recurjac_skip.clone().unwrap_or_else(|| "dense ReLU chain: RecurJac (energy row and class rows), min with FastLip box-simplex and the local product".into()) },
     });
     let mut man = Manifest::new("lipschitz", config, "cpu");
     man.seeds = vec![a.seed];

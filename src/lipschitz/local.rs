@@ -119,13 +119,25 @@ pub fn fastlip_with(
         )));
     }
     let (traces, logits) = pre_bounds(net, ball, pre)?;
+    fastlip_on(net, &traces, logits, ball.norm, temperature, head)
+}
+
+/// FastLip bound on given pre-activation traces and logit box (from [`pre_bounds`]).
+pub fn fastlip_on(
+    net: &Net,
+    traces: &[Trace],
+    logits: Interval,
+    norm: crate::bounds::Norm,
+    temperature: f64,
+    head: Head,
+) -> Result<LocalBound> {
     let p = simplex_tighten(&softmax_box(&logits, temperature));
     let neg_p = Interval {
         lo: p.hi.iter().map(|v| -v).collect(),
         hi: p.lo.iter().map(|v| -v).collect(),
     };
-    let g_box = grad_backward(&net.nodes, &traces, neg_p)?;
-    let box_value = box_dual_norm(&g_box, ball.norm);
+    let g_box = grad_backward(&net.nodes, traces, neg_p)?;
+    let box_value = box_dual_norm(&g_box, norm);
     let (grad, simplex_value) = match head {
         Head::Box => (g_box, None),
         Head::Simplex => {
@@ -134,7 +146,7 @@ pub fn fastlip_with(
             for c in 0..k {
                 let mut e = vec![0.0; k];
                 e[c] = 1.0;
-                rows.push(grad_backward(&net.nodes, &traces, Interval::point(&e))?);
+                rows.push(grad_backward(&net.nodes, traces, Interval::point(&e))?);
             }
             let n = net.input_dim();
             let mut lo = vec![0.0; n];
@@ -151,12 +163,12 @@ pub fn fastlip_with(
                 lo[i] = -max_linear_box_simplex(&cb, &p);
             }
             let g = Interval { lo, hi }.intersect(&g_box);
-            let v = box_dual_norm(&g, ball.norm);
+            let v = box_dual_norm(&g, norm);
             (g, Some(v))
         }
     };
-    let product_value = local_product(net, &traces, ball.norm);
-    let value = box_dual_norm(&grad, ball.norm).min(product_value.unwrap_or(f64::INFINITY));
+    let product_value = local_product(net, traces, norm);
+    let value = box_dual_norm(&grad, norm).min(product_value.unwrap_or(f64::INFINITY));
     Ok(LocalBound {
         product_value,
         value,

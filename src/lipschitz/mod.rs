@@ -9,6 +9,8 @@ pub use crate::bounds::{Ball, Norm};
 pub use global::{GlobalBound, global_bound};
 pub mod clever;
 pub mod empirical;
+pub mod jacobian_recursion;
 pub mod local;
 pub mod nelder_mead;
 pub mod radius;
+pub mod recurjac;
