@@ -1,6 +1,7 @@
 """One exact GReg step in PyTorch, the reference for benches/greg_step.rs: 64 ID + 64 aux 28x28
 images, CE + 0.1*energy margins + the per-sample gradient penalty by double backprop
 (torch.autograd.grad(create_graph=True)), SGD update. Prints the median step time in ms."""
+import os
 import statistics
 import time
 
@@ -8,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-torch.set_num_threads(2)
+torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 torch.manual_seed(0)
 
 
