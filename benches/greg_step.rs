@@ -41,8 +41,14 @@ enum Penalty {
 }
 
 fn step(model: &Model, opt: &mut Optimizer, x: &Tensor, y: &Tensor, penalty: Penalty) {
+    // As in the trainer: the input is a variable only when autograd must deliver ∇ₓS.
     let xv = Var::from_tensor(x).unwrap();
-    let trace = model.forward_traced(xv.as_tensor(), true).unwrap();
+    let input = if penalty == Penalty::Autograd {
+        xv.as_tensor()
+    } else {
+        x
+    };
+    let trace = model.forward_traced(input, true).unwrap();
     let logits = &trace.logits;
     let ce = cross_entropy(&logits.narrow(0, 0, 64).unwrap(), y).unwrap();
     let s = energy(logits, 1.0).unwrap();

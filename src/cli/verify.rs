@@ -74,7 +74,7 @@ pub fn run(a: Args) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| a.run.clone());
     write_outputs(&out, &rows, &summary)?;
     println!(
-        "{} certificates attacked, {} violated (allowed: {}{}), median attack/certified radius {}",
+        "{} certificates attacked, {} violated (allowed: {}{}); {} decisions changed by attacks beyond the radius (≤ 8×), median attack/certified radius {}",
         summary.certificates,
         summary.violations,
         summary.allowed,
@@ -83,6 +83,7 @@ pub fn run(a: Args) -> Result<()> {
         } else {
             ", α budget of probabilistic certificates"
         },
+        summary.changed,
         summary.median_ratio
     );
     if summary.passed() {

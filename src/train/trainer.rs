@@ -438,9 +438,11 @@ fn train_step(
     let n_aux = n - n_in;
     // Two-way GReg+: the high-energy picks alone feed the penalty; otherwise every outlier does.
     let penalised = if n_high > 0 { n_in + n_low..n } else { n_in..n };
-    // The input is a variable only when its gradient is needed (penalty, or ‖∇ₓS‖ on logged
-    // steps): it costs a backward pass through the first layer.
-    let xv = if log_now || t.lambda_grad > 0.0 {
+    // The input is a variable only when autograd must deliver ∇ₓS (penalty, or ‖∇ₓS‖ on logged
+    // steps) and the model has no explicit input gradient: a variable input costs a backward pass
+    // through the first layer in every reverse pass.
+    let explicit = model.has_explicit_input_vjp();
+    let xv = if (log_now || t.lambda_grad > 0.0) && !explicit {
         Some(Var::from_tensor(&x)?)
     } else {
         None
@@ -468,6 +470,24 @@ fn train_step(
         }
         None => absent.then_some(0.0),
     };
+    // Where ∇ₓS comes from: the explicit input gradient (MLP, LeNet on the CPU; the same tensor
+    // as autograd's, tests/train_penalty.rs) or a reverse pass of autograd.
+    let source = || -> Result<InputGradient<'_>> {
+        Ok(if explicit {
+            InputGradient::Explicit {
+                model,
+                trace: &trace,
+                id_classes: logits_k.dim(1)?,
+                temperature: t.temperature,
+            }
+        } else {
+            InputGradient::Autograd(
+                xv.as_ref()
+                    .map(|v| v.as_tensor())
+                    .ok_or_else(|| Error::Internal("∇ₓS without an input variable".into()))?,
+            )
+        })
+    };
     let (mut l_energy, mut l_grad) = (0.0, 0.0);
     let mut frac = (f64::NAN, f64::NAN);
     if n_aux > 0 {
@@ -483,23 +503,8 @@ fn train_step(
             loss = (loss + term)?;
         }
         if t.lambda_grad > 0.0 {
-            // The explicit input gradient where every layer has a rule (MLP, LeNet on the CPU);
-            // autograd otherwise. The same tensor either way (tests/model_grad.rs).
-            let source =
-                if model.has_explicit_input_vjp() {
-                    InputGradient::Explicit {
-                        model,
-                        trace: &trace,
-                        id_classes: logits_k.dim(1)?,
-                        temperature: t.temperature,
-                    }
-                } else {
-                    InputGradient::Autograd(xv.as_ref().map(|v| v.as_tensor()).ok_or_else(
-                        || Error::Internal("penalty without an input variable".into()),
-                    )?)
-                };
             let p = grad_penalty(
-                source,
+                source()?,
                 &s,
                 n_in,
                 penalised.clone(),
@@ -522,12 +527,10 @@ fn train_step(
     }
     let grads = loss.backward()?;
     // Statistics are read before the update: candle's Var::set writes the weights in place.
-    let row = if let (true, Some(xv)) = (log_now, &xv) {
-        let gx = s.sum_all()?.backward()?;
-        let g = gx
-            .get(xv.as_tensor())
-            .ok_or_else(|| Error::Internal("energy does not depend on the input".into()))?;
-        let norms = score::per_sample_norm(g, 2.0)?;
+    let row = if log_now {
+        let ones = Tensor::ones(n, s.dtype(), s.device())?;
+        let g = source()?.weighted_energy_grad(&s, &ones)?.detach();
+        let norms = score::per_sample_norm(&g, 2.0)?;
         let s_host = s.to_dtype(DType::F64)?.to_vec1::<f64>()?;
         let mean = |r: std::ops::Range<usize>| {
             if r.is_empty() {

@@ -45,9 +45,11 @@ pub struct VerifySummary {
     pub violations: usize,
     /// Violations tolerated (0 for deterministic certificates; an α budget for smoothing).
     pub allowed: usize,
-    /// Median of attack_radius / certified_radius over the certificates the attack broke beyond
-    /// their radius (NaN when none).
+    /// Median of attack_radius / certified_radius over the certificates whose decision an attack
+    /// changed within the escalated radii (NaN when none).
     pub median_ratio: f64,
+    /// How many certificates that median is over.
+    pub changed: usize,
 }
 
 impl VerifySummary {
@@ -82,6 +84,7 @@ pub fn summarise(
         violations: rows.iter().filter(|r| r.violated).count(),
         allowed,
         median_ratio,
+        changed: ratios.len(),
     }
 }
 
@@ -126,6 +129,7 @@ pub fn write_outputs(out: &Path, rows: &[VerifyRow], s: &VerifySummary) -> Resul
             "allowed_violations",
             "passed",
             "median_attack_to_certified_radius",
+            "decisions_changed_by_attack",
         ])
         .map_err(e)?;
         w.write_record([
@@ -136,6 +140,7 @@ pub fn write_outputs(out: &Path, rows: &[VerifyRow], s: &VerifySummary) -> Resul
             s.allowed.to_string(),
             s.passed().to_string(),
             s.median_ratio.to_string(),
+            s.changed.to_string(),
         ])
         .map_err(e)?;
         Ok(())

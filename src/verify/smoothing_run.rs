@@ -23,6 +23,14 @@ use std::path::Path;
 /// Salt that keeps the verification noise independent of the certification noise.
 const VERIFY_SALT: u64 = 0x7665_7269_6679_0001;
 
+/// Noisy samples per escalation test: the empirical radius is a point estimate (majority of the
+/// base decisions, or the mean clipped score, at the attacked point), not a certificate check.
+const ESCALATION_SAMPLES: u64 = 200;
+
+/// Radii (multiples of the certified one) tried for the empirical radius of a smoothing
+/// certificate, with a lighter attack than the check inside the radius: one start, 10 steps.
+const SMOOTHING_ESCALATION: [f64; 3] = [2.0, 4.0, 8.0];
+
 /// The smallest k with P(Bin(n, p) > k) ≤ `tail`: violations beyond k are evidence of an unsound
 /// certificate rather than the α chance the certificates and the fresh tests allow.
 pub fn binomial_budget(n: usize, p: f64, tail: f64) -> usize {
@@ -40,6 +48,17 @@ pub fn binomial_budget(n: usize, p: f64, tail: f64) -> usize {
         k += 1;
     }
     k
+}
+
+/// The smallest radius m·r, m in [`SMOOTHING_ESCALATION`], at which `crosses` says an attack
+/// changed the smoothed decision; NaN when none did.
+fn escalate(r: f64, crosses: &dyn Fn(f64) -> Result<bool>) -> Result<f64> {
+    for m in SMOOTHING_ESCALATION {
+        if crosses(m * r)? {
+            return Ok(m * r);
+        }
+    }
+    Ok(f64::NAN)
 }
 
 /// Attacks every certificate of the certify run in `dir` (first `limit` certified rows, 0 = all).
@@ -100,7 +119,7 @@ pub fn verify_certify_run(
     let [ch, h, w] = shape;
     let dim = ch * h * w;
     // Fresh Monte Carlo at a point: the clean-free base decisions and clipped unit scores.
-    let fresh = |x: &[f64], dataset: &str, index: u64| -> Result<(u64, Vec<f64>)> {
+    let fresh = |x: &[f64], dataset: &str, index: u64, n_fresh: u64| -> Result<(u64, Vec<f64>)> {
         let key = NoiseKey::new(c.seed ^ VERIFY_SALT, &format!("verify/{dataset}"));
         let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
         let mut id_hits = 0;
@@ -164,21 +183,44 @@ pub fn verify_certify_run(
         let center: Vec<f64> = ds.image(index as usize).iter().map(|&v| v as f64).collect();
         let mut attack_cfg = *cfg;
         attack_cfg.seed = cfg.seed ^ index;
+        let light = AttackConfig {
+            steps: cfg.steps.min(10),
+            restarts: 1,
+            step_frac: 2.5 / cfg.steps.min(10).max(1) as f64,
+            seed: attack_cfg.seed,
+        };
         if detector_certified {
             // Detector certificate: g(x') = predict on the ball. Push the base score the other way.
             let says_id = predict == 1.0;
             let ball = Ball::new(center.clone(), radius, Norm::L2, false)?;
             let (best, x_adv) = attack_towards_threshold(&oracle, &ball, says_id, &attack_cfg)?;
-            let (id_hits, _) = fresh(&x_adv, &dataset, index)?;
+            let (id_hits, _) = fresh(&x_adv, &dataset, index, n_fresh)?;
             let opposite = if says_id { n_fresh - id_hits } else { id_hits };
             let violated = clopper_pearson_lower(opposite, n_fresh, c.alpha)? > 0.5;
+            // The empirical radius: the smallest multiple of the radius where an attack flips the
+            // majority of fresh base decisions.
+            let attack_radius = if violated {
+                radius
+            } else {
+                escalate(radius, &|r| {
+                    let ball = Ball::new(center.clone(), r, Norm::L2, false)?;
+                    let (_, x) = attack_towards_threshold(&oracle, &ball, says_id, &light)?;
+                    let (id_hits, _) = fresh(&x, &dataset, index, ESCALATION_SAMPLES)?;
+                    let opposite = if says_id {
+                        ESCALATION_SAMPLES - id_hits
+                    } else {
+                        id_hits
+                    };
+                    Ok(2 * opposite > ESCALATION_SAMPLES)
+                })?
+            };
             rows.push(VerifyRow {
                 dataset: dataset.clone(),
                 index,
                 is_id,
                 certificate: "smoothing_detector",
                 certified_radius: radius,
-                attack_radius: if violated { radius } else { f64::NAN },
+                attack_radius,
                 best_score: best,
                 threshold: gamma,
                 violated,
@@ -186,13 +228,26 @@ pub fn verify_certify_run(
         }
         if score_certified {
             // Score certificate: h(x') < t for ID samples, > t for OOD samples, on the ball.
-            let ball = Ball::new(center, radius_score, Norm::L2, false)?;
+            let ball = Ball::new(center.clone(), radius_score, Norm::L2, false)?;
             let (best, x_adv) = attack_towards_threshold(&oracle, &ball, is_id, &attack_cfg)?;
-            let (_, units) = fresh(&x_adv, &dataset, index)?;
+            let (_, units) = fresh(&x_adv, &dataset, index, n_fresh)?;
             let violated = if is_id {
                 hoeffding_lower(&units, c.alpha)? > cal.t
             } else {
                 hoeffding_upper(&units, c.alpha)? < cal.t
+            };
+            // The empirical radius: the smallest multiple where the mean clipped score of fresh
+            // samples at the attacked point is on the other side of t.
+            let attack_radius = if violated {
+                radius_score
+            } else {
+                escalate(radius_score, &|r| {
+                    let ball = Ball::new(center.clone(), r, Norm::L2, false)?;
+                    let (_, x) = attack_towards_threshold(&oracle, &ball, is_id, &light)?;
+                    let (_, units) = fresh(&x, &dataset, index, ESCALATION_SAMPLES)?;
+                    let mean = units.iter().sum::<f64>() / units.len().max(1) as f64;
+                    Ok(if is_id { mean > cal.t } else { mean < cal.t })
+                })?
             };
             rows.push(VerifyRow {
                 dataset,
@@ -200,7 +255,7 @@ pub fn verify_certify_run(
                 is_id,
                 certificate: "smoothing_score",
                 certified_radius: radius_score,
-                attack_radius: if violated { radius_score } else { f64::NAN },
+                attack_radius,
                 best_score: best,
                 threshold: cal.gamma_smoothed,
                 violated,
@@ -214,7 +269,27 @@ pub fn verify_certify_run(
 
 #[cfg(test)]
 mod tests {
-    use super::binomial_budget;
+    use super::{binomial_budget, escalate};
+    use std::cell::RefCell;
+
+    #[test]
+    fn escalation_returns_the_first_radius_that_changes_the_decision() {
+        let tried = RefCell::new(vec![]);
+        let at = |threshold: f64| {
+            tried.borrow_mut().clear();
+            escalate(0.5, &|r| {
+                tried.borrow_mut().push(r);
+                Ok(r >= threshold)
+            })
+            .unwrap()
+        };
+        assert_eq!(at(1.0), 1.0);
+        assert_eq!(*tried.borrow(), vec![1.0]);
+        assert_eq!(at(1.9), 2.0);
+        assert_eq!(*tried.borrow(), vec![1.0, 2.0]);
+        assert!(at(10.0).is_nan(), "no change within 8× is NaN");
+        assert_eq!(*tried.borrow(), vec![1.0, 2.0, 4.0]);
+    }
 
     #[test]
     fn budget_is_a_binomial_upper_quantile() {

@@ -29,7 +29,7 @@ pub enum InputGradient<'a> {
 
 impl InputGradient<'_> {
     /// ∇ₓ Σ_i c_i S(x_i) for energies `s (n,)` and weights `c (n,)`, differentiable in the weights.
-    fn weighted_energy_grad(&self, s: &Tensor, c: &Tensor) -> Result<Tensor> {
+    pub fn weighted_energy_grad(&self, s: &Tensor, c: &Tensor) -> Result<Tensor> {
         match *self {
             InputGradient::Autograd(x) => {
                 let h = (s * c)?.sum_all()?;
