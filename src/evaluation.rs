@@ -12,6 +12,8 @@ use indicatif::ProgressBar;
 pub struct ScoredSet {
     pub name: String,
     pub sha256: String,
+    /// Original dataset index of each sample (the `index` column of scores.csv).
+    pub indices: Vec<usize>,
     pub labels: Vec<i64>,
     /// The detector score (larger = more OOD).
     pub scores: Vec<f64>,
@@ -84,6 +86,7 @@ pub fn score_dataset(
     Ok(ScoredSet {
         name: d.name.clone(),
         sha256: d.sha256.clone(),
+        indices: (0..d.len()).collect(),
         labels: d.labels.clone(),
         scores,
         predictions,
@@ -117,6 +120,8 @@ pub struct EvalConfig {
     #[serde(skip)]
     pub rule: crate::metrics::FprRule,
     pub limit: usize,
+    /// How `limit` chooses the images of each set (`--subset`, `--subset-seed`).
+    pub subset: crate::data::subset::SubsetSpec,
     pub batch_size: usize,
     pub data_root: std::path::PathBuf,
     pub out: std::path::PathBuf,
@@ -168,17 +173,18 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
         Model::load(&cfg.model, device)?
     };
     let shape = model.spec().input_shape;
-    let load = |spec: &str| -> Result<Dataset> {
-        let mut d = crate::data::load_as(spec, &cfg.data_root, shape)?;
-        if cfg.limit > 0 {
-            d = d.take(cfg.limit);
-        }
-        d.validate()?;
-        Ok(d)
+    let load = |spec: &str| -> Result<crate::data::subset::Subset> {
+        let d = crate::data::load_as(spec, &cfg.data_root, shape)?;
+        let s = cfg.subset.apply(d, cfg.limit, "--limit")?;
+        s.data.validate()?;
+        Ok(s)
     };
-    let id = load(&cfg.id)?;
-    let oods: Vec<Dataset> = cfg.ood.iter().map(|s| load(s)).collect::<Result<_>>()?;
-    let total: usize = id.len() + oods.iter().map(Dataset::len).sum::<usize>();
+    let id_subset = load(&cfg.id)?;
+    let ood_subsets: Vec<crate::data::subset::Subset> =
+        cfg.ood.iter().map(|s| load(s)).collect::<Result<_>>()?;
+    let id = &id_subset.data;
+    let oods: Vec<&Dataset> = ood_subsets.iter().map(|s| &s.data).collect();
+    let total: usize = id.len() + oods.iter().map(|d| d.len()).sum::<usize>();
     let pb = if cfg.progress {
         ProgressBar::new(total as u64)
     } else {
@@ -190,18 +196,18 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    let sid = score_dataset(
+    let mut sid = score_dataset(
         &model,
-        &id,
+        id,
         cfg.score,
         cfg.temperature,
         cfg.batch_size,
         device,
         &pb,
     )?;
-    let soods: Vec<ScoredSet> = oods
+    let mut soods: Vec<ScoredSet> = oods
         .iter()
-        .map(|d| {
+        .map(|&d| {
             score_dataset(
                 &model,
                 d,
@@ -214,6 +220,10 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
         })
         .collect::<Result<_>>()?;
     pb.finish_and_clear();
+    sid.indices.clone_from(&id_subset.indices);
+    for (s, sub) in soods.iter_mut().zip(&ood_subsets) {
+        s.indices.clone_from(&sub.indices);
+    }
     let id_accuracy = sid.accuracy();
     let rows: Vec<OodRow> = soods
         .iter()
@@ -260,7 +270,7 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
             for i in 0..set.scores.len() {
                 w.write_record([
                     set.name.as_str(),
-                    &i.to_string(),
+                    &set.indices[i].to_string(),
                     &set.labels[i].to_string(),
                     &set.scores[i].to_string(),
                     is_id,
@@ -274,9 +284,15 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
     config["convention"] = serde_json::json!(convention);
     config["convention_text"] = serde_json::json!(cfg.rule.convention.describe());
     config["tpr"] = serde_json::json!(cfg.rule.tpr);
+    config["subsets"] = serde_json::json!(
+        std::iter::once(&id_subset)
+            .chain(&ood_subsets)
+            .map(|s| s.record(cfg.subset, cfg.limit))
+            .collect::<Vec<_>>()
+    );
     let mut man = Manifest::new("eval", config, &crate::device::describe(device));
     man.model_sha256 = Some(sha256_file(&cfg.model)?);
-    for (d, role) in std::iter::once((&id, "id-test")).chain(oods.iter().map(|d| (d, "ood-test"))) {
+    for (d, role) in std::iter::once((id, "id-test")).chain(oods.iter().map(|&d| (d, "ood-test"))) {
         man.datasets.push(DatasetRecord {
             name: d.name.clone(),
             sha256: d.sha256.clone(),

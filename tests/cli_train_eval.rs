@@ -2,10 +2,10 @@
 //! the GReg penalty actually active, refusals with exit code 2 (bad input) or 1 (failed check),
 //! and eval's outputs agreeing with `oodcert metrics`.
 
+mod common;
+use common::{BIN, lcg, ok, s, write_idx};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const BIN: &str = env!("CARGO_BIN_EXE_oodcert");
 
 /// Writes an IDX3 u8 image file and its IDX1 label file: two classes of 12×12 images (bright left
 /// half vs bright right half) with deterministic noise.
@@ -14,12 +14,7 @@ fn write_toy_mnist(dir: &Path, n: usize, seed: u64) -> PathBuf {
     let mut pix = Vec::with_capacity(n * h * w);
     let mut labels = Vec::with_capacity(n);
     let mut s = seed;
-    let mut next = || {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (s >> 33) as u32
-    };
+    let mut next = || (lcg(&mut s) >> 33) as u32;
     for i in 0..n {
         let c = (i % 2) as u8;
         labels.push(c);
@@ -31,18 +26,7 @@ fn write_toy_mnist(dir: &Path, n: usize, seed: u64) -> PathBuf {
             }
         }
     }
-    let mut img = vec![0, 0, 8, 3];
-    for d in [n, h, w] {
-        img.extend_from_slice(&(d as u32).to_be_bytes());
-    }
-    img.extend_from_slice(&pix);
-    let mut lab = vec![0, 0, 8, 1];
-    lab.extend_from_slice(&(n as u32).to_be_bytes());
-    lab.extend_from_slice(&labels);
-    let p = dir.join("toy-images-idx3-ubyte");
-    std::fs::write(&p, img).unwrap();
-    std::fs::write(dir.join("toy-labels-idx1-ubyte"), lab).unwrap();
-    p
+    write_idx(dir, "toy", [n, h, w], &pix, Some(&labels))
 }
 
 fn config(dir: &Path, data: &Path, extra: &str) -> PathBuf {
@@ -71,25 +55,7 @@ checkpoint_every = 10
 }
 
 fn oodcert(args: &[&str], data_dir: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("OODCERT_DATA", data_dir)
-        .env("OODCERT_NO_FETCH", "1")
-        .output()
-        .unwrap()
-}
-
-fn ok(o: &Output) {
-    assert!(
-        o.status.success(),
-        "exit {:?}\nstderr: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
+    common::oodcert_in(args, data_dir)
 }
 
 #[test]

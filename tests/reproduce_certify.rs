@@ -3,35 +3,10 @@
 //! sharded run merged (the shards are re-run from their own recorded commands, slices pinned even
 //! when they came from Slurm's environment, then merged), and the failure cases.
 
+mod common;
+use common::{ok, oodcert, save_mlp};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn oodcert(args: &[String], envs: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_oodcert"));
-    c.args(args).env("OODCERT_NO_FETCH", "1");
-    for v in [
-        "JOB_COMPLETION_INDEX",
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_ARRAY_TASK_MIN",
-        "SLURM_ARRAY_TASK_COUNT",
-    ] {
-        c.env_remove(v);
-    }
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn ok(o: &Output) -> String {
-    assert!(
-        o.status.success(),
-        "exit {:?}: {}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use std::process::Output;
 
 fn s(p: &Path) -> String {
     p.display().to_string()
@@ -39,21 +14,7 @@ fn s(p: &Path) -> String {
 
 /// A random 3-class MLP on 8×8 inputs, saved under `dir`.
 fn tiny_model(dir: &Path) -> PathBuf {
-    use candle_core::{DType, Device};
-    use oodcert::model::{Arch, Model, ModelSpec};
-    let spec = ModelSpec {
-        arch: Arch::Mlp { hidden: vec![16] },
-        input_shape: [1, 8, 8],
-        num_classes: 3,
-        mean: vec![0.5],
-        std: vec![0.25],
-    };
-    let p = dir.join("m.safetensors");
-    Model::init(spec, &Device::Cpu, DType::F32, 3)
-        .unwrap()
-        .save(&p)
-        .unwrap();
-    p
+    save_mlp(dir, [1, 8, 8], &[16], 3)
 }
 
 /// `oodcert certify` on generated data into `out` (relative paths work from the test's cwd).

@@ -16,7 +16,9 @@ use oodcert::smoothing::sample::{SmoothingParams, Thresholds};
 use oodcert::smoothing::shard::Shard;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+
+mod common;
+use common::{oodcert, save_mlp};
 
 const D: usize = 6;
 
@@ -101,6 +103,7 @@ fn manifest(sets: &[CertifySet<'_>], shard: Option<Shard>) -> CertifyManifest {
             clip_quantiles: (0.01, 0.99),
             tpr: 0.95,
             timing: false,
+            subset: None,
         },
         calibration: Calibration {
             gamma: th.gamma,
@@ -122,6 +125,8 @@ fn manifest(sets: &[CertifySet<'_>], shard: Option<Shard>) -> CertifyManifest {
                 role: if s.is_id { "id" } else { "ood" }.into(),
                 size: s.data.len() as u64,
                 used: s.data.len().min(7) as u64,
+                indices: None,
+                indices_sha256: None,
             })
             .collect(),
         model_sha256: "m".into(),
@@ -308,40 +313,10 @@ fn shard_env_reads_slurm_and_kubernetes_indices() {
     }
 }
 
-fn oodcert(args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_oodcert"));
-    c.args(args).env("OODCERT_NO_FETCH", "1");
-    for v in [
-        "JOB_COMPLETION_INDEX",
-        "SLURM_ARRAY_TASK_ID",
-        "SLURM_ARRAY_TASK_MIN",
-        "SLURM_ARRAY_TASK_COUNT",
-    ] {
-        c.env_remove(v);
-    }
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
 #[test]
 fn cli_shards_under_slurm_and_kubernetes_merge_to_the_single_run() {
-    use candle_core::{DType, Device};
-    use oodcert::model::{Arch, Model, ModelSpec};
     let tmp = tempfile::tempdir().unwrap();
-    let spec = ModelSpec {
-        arch: Arch::Mlp { hidden: vec![16] },
-        input_shape: [1, 8, 8],
-        num_classes: 3,
-        mean: vec![0.5],
-        std: vec![0.25],
-    };
-    let model_path = tmp.path().join("m.safetensors");
-    Model::init(spec, &Device::Cpu, DType::F32, 3)
-        .unwrap()
-        .save(&model_path)
-        .unwrap();
+    let model_path = save_mlp(tmp.path(), [1, 8, 8], &[16], 3);
     let model = model_path.to_str().unwrap().to_string();
     let out = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
     let base = |dir: &str| -> Vec<String> {

@@ -1,54 +1,21 @@
 //! `oodcert verify` attacks real certificates and finds no violation, and catches tampered ones:
 //! a lipschitz run and a certify run whose radii were inflated must fail with exit code 1.
 
-use candle_core::{DType, Device};
-use oodcert::model::{Arch, Model, ModelSpec};
+mod common;
+use common::{lcg, oodcert_in as run, save_mlp, write_idx};
 use std::path::Path;
-use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_oodcert");
-
+/// `n` unlabelled 6×6 images of LCG bytes, as a `path:` spec.
 fn write_images(dir: &Path, n: usize) -> String {
-    let (h, w) = (6usize, 6usize);
-    let mut img = vec![0, 0, 8, 3];
-    for d in [n, h, w] {
-        img.extend_from_slice(&(d as u32).to_be_bytes());
-    }
     let mut s = 12345u64;
-    for _ in 0..n * h * w {
-        s = s
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        img.push((s >> 56) as u8);
-    }
-    let p = dir.join("pts-images-idx3-ubyte");
-    std::fs::write(&p, img).unwrap();
+    let pixels: Vec<u8> = (0..n * 36).map(|_| (lcg(&mut s) >> 56) as u8).collect();
+    let p = write_idx(dir, "pts", [n, 6, 6], &pixels, None);
     format!("path:{}", p.display())
 }
 
 fn model(dir: &Path) -> String {
-    let spec = ModelSpec {
-        arch: Arch::Mlp {
-            hidden: vec![12, 8],
-        },
-        input_shape: [1, 6, 6],
-        num_classes: 3,
-        mean: vec![0.5],
-        std: vec![0.25],
-    };
-    let m = Model::init(spec, &Device::Cpu, DType::F32, 3).unwrap();
-    let p = dir.join("m.safetensors");
-    m.save(&p).unwrap();
+    let p = save_mlp(dir, [1, 6, 6], &[12, 8], 3);
     p.to_str().unwrap().to_string()
-}
-
-fn run(args: &[&str], data: &Path) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .env("OODCERT_DATA", data)
-        .env("OODCERT_NO_FETCH", "1")
-        .output()
-        .unwrap()
 }
 
 /// Multiplies the numbers in the named columns of a CSV by `k` (keeping non-positive ones).

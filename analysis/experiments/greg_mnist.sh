@@ -72,7 +72,7 @@ for d in "$OUT/ce" $(for v in $VARIANTS; do for s in $SEEDS; do echo "$OUT/$v-s$
     flag="--is-ood"; lim=${GRAD_OOD:-100}
     [ "$set" = mnist:test ] && { flag=""; lim=${GRAD_ID:-300}; }
     $BIN lipschitz --model "$m" --data "$set" $flag --id-val mnist:train --id-val-limit 500 --norm l2 --eps 0 \
-      --methods sample --samples 0 --limit "$lim" --out "$g" --quiet
+      --methods sample --samples 0 --limit "$lim" --subset first --out "$g" --quiet
   done
 done
 

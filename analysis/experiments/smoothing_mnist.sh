@@ -31,7 +31,7 @@ for v in energy greg; do
     d="$OUT/$v-sigma$s"
     [ -f "$d/manifest.json" ] && continue
     $BIN certify --model "$GREG_OUT/$v-s0/model.safetensors" --data mnist:test --ood animal-mnist:test \
-      --sigma "$s" --n0 100 --n "$N" --alpha 0.001 --limit "$LIMIT" --seed 0 \
+      --sigma "$s" --n0 100 --n "$N" --alpha 0.001 --limit "$LIMIT" --subset first --seed 0 \
       --id-val mnist:train --aux-val fashion-mnist:train --cal-n 100 --cal-limit 1000 --out "$d" 2>&1 \
       | grep -v 'noisy passes' >&2
   done

@@ -16,7 +16,7 @@ use crate::smoothing::manifest::{
 };
 use crate::smoothing::noise::NOISE_LAYOUT;
 use crate::smoothing::output::write_run;
-use crate::smoothing::run::{CertifySet, certify_sets, used};
+use crate::smoothing::run::{CertifySet, certify_subsets};
 use crate::smoothing::sample::{SmoothingParams, Thresholds};
 use crate::smoothing::shard::Shard;
 use std::path::{Path, PathBuf};
@@ -46,9 +46,12 @@ pub struct Args {
     /// Failure probability of each certificate, in (0, 0.5].
     #[arg(long, default_value_t = 0.001)]
     pub alpha: f64,
-    /// Certify only the first K images of each dataset.
+    /// Certify at most K images of each dataset (0 = all), chosen by --subset; certify.csv keeps
+    /// each image's original index (and its noise stream).
     #[arg(long)]
     pub limit: Option<u64>,
+    #[command(flatten)]
+    pub subset: crate::data::subset::SubsetSpec,
     /// Certify one slice: k/N (0-based k), env (Slurm array) or env/N (Slurm or Kubernetes Indexed Job).
     #[arg(long)]
     pub shard: Option<String>,
@@ -76,7 +79,7 @@ pub struct Args {
     /// Noisy copies per validation sample.
     #[arg(long, default_value_t = 100)]
     pub cal_n: u64,
-    /// Validation samples used (the first K).
+    /// Validation samples used (0 = all), chosen by --subset.
     #[arg(long, default_value_t = 1000)]
     pub cal_limit: u64,
     /// Quantile levels QA,QB of noisy validation scores giving a and b.
@@ -108,6 +111,10 @@ pub struct Args {
     pub data_dir: Option<PathBuf>,
 }
 
+/// The conventions line of a run whose `--limit`/`--cal-limit` images are a stratified subset
+/// (absent for first-K runs, whose manifests stay as before `--subset`).
+pub const SUBSET_CONVENTION: &str = "subset: --limit/--cal-limit images are a stratified subset (largest-remainder per-label quotas, ChaCha8 draw under config.subset.seed; data::subset); datasets[].indices lists the certified original indices, which key the noise streams and fill the idx column";
+
 /// Parses "X,Y" into two floats for `flag`.
 fn pair(text: &str, flag: &str) -> Result<(f64, f64)> {
     let bad = || Error::BadInput(format!("--{flag} {text}: expected two numbers X,Y"));
@@ -118,13 +125,19 @@ fn pair(text: &str, flag: &str) -> Result<(f64, f64)> {
     ))
 }
 
-fn dataset_entry(d: &Dataset, role: &str, used: u64) -> DatasetEntry {
+/// The manifest entry of `d`, of which `chosen` (original indices) were used; `stratified`
+/// records them (certified sets) or their SHA-256 (validation sets).
+fn dataset_entry(d: &Dataset, role: &str, chosen: &[usize], stratified: bool) -> DatasetEntry {
+    let certified = role == "id" || role == "ood";
     DatasetEntry {
         name: d.name.clone(),
         sha256: d.sha256.clone(),
         role: role.to_string(),
         size: d.len() as u64,
-        used,
+        used: chosen.len() as u64,
+        indices: (stratified && certified).then(|| chosen.iter().map(|&i| i as u64).collect()),
+        indices_sha256: (stratified && !certified)
+            .then(|| crate::data::subset::indices_sha256(chosen)),
     }
 }
 
@@ -204,6 +217,8 @@ pub fn run(a: Args) -> Result<()> {
         d.validate()?;
         Ok(d)
     };
+    let limit = a.limit.filter(|&k| k > 0);
+    let stratified = a.subset.rule == crate::data::subset::SubsetRule::Stratified;
     let id = load(&a.data)?;
     let oods = a.ood.iter().map(|s| load(s)).collect::<Result<Vec<_>>>()?;
     let spec = CalibrationSpec {
@@ -222,34 +237,37 @@ pub fn run(a: Args) -> Result<()> {
             format!("{base}:train")
         });
         eprintln!(
-            "certify: ID validation set {name} (first {} images)",
-            a.cal_limit
+            "certify: ID validation set {name} ({} images, {} subset)",
+            a.cal_limit,
+            a.subset.rule.name()
         );
-        Some(load(&name)?.take(a.cal_limit as usize))
+        Some(
+            a.subset
+                .apply(load(&name)?, a.cal_limit as usize, "--cal-limit")?,
+        )
     } else {
         None
     };
     let aux_val = match (&a.aux_val, clip) {
-        (Some(s), None) => Some(load(s)?.take(a.cal_limit as usize)),
+        (Some(s), None) => Some(
+            a.subset
+                .apply(load(s)?, a.cal_limit as usize, "--cal-limit")?,
+        ),
         _ => None,
     };
+    let (id_val_sub, aux_val_sub) = (id_val, aux_val);
+    let id_val = id_val_sub.as_ref().map(|s| &s.data);
+    let aux_val = aux_val_sub.as_ref().map(|s| &s.data);
     let scorer = ModelScorer {
         model: &model,
         device: device.clone(),
         kind: a.score,
         temperature: a.temperature,
     };
-    let val_len = id_val.as_ref().map_or(0, |d| d.len()) + aux_val.as_ref().map_or(0, |d| d.len());
+    let val_len = id_val.map_or(0, |d| d.len()) + aux_val.map_or(0, |d| d.len());
     let cal_bar = progress_bar(val_len as u64 * a.cal_n, "calibrate");
     let cal = calibrate(
-        &scorer,
-        &spec,
-        id_val.as_ref(),
-        aux_val.as_ref(),
-        a.sigma,
-        a.seed,
-        a.batch,
-        &cal_bar,
+        &scorer, &spec, id_val, aux_val, a.sigma, a.seed, a.batch, &cal_bar,
     )?;
     cal_bar.finish_and_clear();
     eprintln!(
@@ -264,23 +282,25 @@ pub fn run(a: Args) -> Result<()> {
         data: d,
         is_id: false,
     }));
-    let mut datasets: Vec<DatasetEntry> = sets
+    let chosen: Vec<Vec<usize>> = sets
         .iter()
         .map(|s| {
-            dataset_entry(
-                s.data,
-                if s.is_id { "id" } else { "ood" },
-                used(s.data.len(), a.limit),
-            )
+            a.subset
+                .chosen(s.data, limit.map_or(0, |k| k as usize), "--limit")
         })
         .collect();
-    if let Some(d) = &id_val {
-        datasets.push(dataset_entry(d, "id-val", d.len() as u64));
+    let mut datasets: Vec<DatasetEntry> = sets
+        .iter()
+        .zip(&chosen)
+        .map(|(s, c)| dataset_entry(s.data, if s.is_id { "id" } else { "ood" }, c, stratified))
+        .collect();
+    if let Some(s) = &id_val_sub {
+        datasets.push(dataset_entry(&s.data, "id-val", &s.indices, stratified));
     }
-    if let Some(d) = &aux_val {
-        datasets.push(dataset_entry(d, "aux-val", d.len() as u64));
+    if let Some(s) = &aux_val_sub {
+        datasets.push(dataset_entry(&s.data, "aux-val", &s.indices, stratified));
     }
-    let total: u64 = sets.iter().map(|s| used(s.data.len(), a.limit)).sum();
+    let total: u64 = chosen.iter().map(|c| c.len() as u64).sum();
     let mine = shard.map_or(total, |s| {
         let r = s.range(total);
         r.end - r.start
@@ -295,7 +315,7 @@ pub fn run(a: Args) -> Result<()> {
             n: a.n,
             alpha: a.alpha,
             seed: a.seed,
-            limit: a.limit,
+            limit,
             score: a.score.name().to_string(),
             temperature: a.temperature,
             radius_step,
@@ -304,6 +324,7 @@ pub fn run(a: Args) -> Result<()> {
             clip_quantiles,
             tpr: 0.95,
             timing: !a.no_timing,
+            subset: stratified.then_some(a.subset),
         },
         calibration: cal.clone(),
         datasets,
@@ -312,7 +333,13 @@ pub fn run(a: Args) -> Result<()> {
             .map_err(|e| Error::Internal(format!("serialising the model spec: {e}")))?,
         device: crate::device::describe(&device),
         noise_layout: NOISE_LAYOUT.to_string(),
-        conventions: conventions(),
+        conventions: {
+            let mut c = conventions();
+            if stratified {
+                c.push(SUBSET_CONVENTION.to_string());
+            }
+            c
+        },
         total_samples: total,
         shard,
     };
@@ -328,13 +355,17 @@ pub fn run(a: Args) -> Result<()> {
         rayon::current_num_threads()
     );
     let bar = progress_bar(mine * (a.n0 + a.n), "certify");
-    let records = certify_sets(
+    let chosen: Vec<Vec<u64>> = chosen
+        .iter()
+        .map(|c| c.iter().map(|&i| i as u64).collect())
+        .collect();
+    let records = certify_subsets(
         &scorer,
         &params,
         &th,
         a.seed,
         &sets,
-        a.limit,
+        &chosen,
         shard,
         !a.no_timing,
         &bar,

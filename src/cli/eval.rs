@@ -54,9 +54,12 @@ pub struct Args {
     /// Output directory.
     #[arg(long, default_value = "runs/eval")]
     pub out: PathBuf,
-    /// Use at most N images of each set (0 = all).
+    /// Use at most N images of each set (0 = all), chosen by --subset; scores.csv keeps each
+    /// image's original index.
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    #[command(flatten)]
+    pub subset: crate::data::subset::SubsetSpec,
     #[arg(long, default_value_t = 500)]
     pub batch_size: usize,
     /// Data directory (default: $OODCERT_DATA or data/ at the repository root).
@@ -83,6 +86,7 @@ pub fn run(a: Args) -> Result<()> {
             tpr: a.tpr,
         },
         limit: a.limit,
+        subset: a.subset,
         batch_size: a.batch_size,
         data_root: a.data_dir.unwrap_or_else(crate::data::default_data_dir),
         out: a.out,

@@ -173,6 +173,7 @@ pub fn run(a: Args) -> Result<()> {
             temperature: 1.0,
             rule,
             limit: a.limit,
+            subset: Default::default(),
             batch_size: 500,
             data_root: root.clone(),
             out: a.out.join(format!("eval-{name}")),
@@ -207,18 +208,17 @@ pub fn run(a: Args) -> Result<()> {
         let report = rerun::recording(&argv, || evaluate(&cfg, &device))?;
         let model = Model::load(model_file, &device)?;
         let shape = model.spec().input_shape;
-        let grad_id = mean_energy_grad_norm(
-            &model,
-            &crate::data::load_as("mnist:test", &root, shape)?,
-            1.0,
-            1000,
-            250,
-            &device,
-        )?;
+        // Gradient norms over a stratified 1000-image subset of each set (seed 0).
+        let grad_sample = |spec: &str| -> Result<crate::data::Dataset> {
+            let d = crate::data::load_as(spec, &root, shape)?;
+            let idx = crate::data::subset::SubsetSpec::default().indices(&d.labels, 1000);
+            crate::data::subset::select(&d, &idx)
+        };
+        let grad_id =
+            mean_energy_grad_norm(&model, &grad_sample("mnist:test")?, 1.0, 0, 250, &device)?;
         let mut grad_ood = 0.0;
         for s in OOD_SETS {
-            let d = crate::data::load_as(s, &root, shape)?;
-            grad_ood += mean_energy_grad_norm(&model, &d, 1.0, 1000, 250, &device)?;
+            grad_ood += mean_energy_grad_norm(&model, &grad_sample(s)?, 1.0, 0, 250, &device)?;
         }
         grad_ood /= OOD_SETS.len() as f64;
         tables += &format!("== {name} ==\n{}", report.table(rule, ScoreKind::Energy));

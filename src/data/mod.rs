@@ -16,6 +16,7 @@ pub mod path_spec;
 pub mod png_images;
 pub mod sources;
 pub mod split;
+pub mod subset;
 pub mod texture_patches;
 pub mod tools;
 

@@ -44,6 +44,10 @@ pub struct RunConfig {
     pub tpr: f64,
     /// False when the `time` column was written as 0 (`--no-timing`).
     pub timing: bool,
+    /// The `--subset` rule and seed of `limit` and `cal_limit` when stratified; absent for the
+    /// first-K rule (so first-K runs keep the manifest bytes of runs made before `--subset`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subset: Option<crate::data::subset::SubsetSpec>,
 }
 
 /// A dataset in the run, in sample-list order.
@@ -55,8 +59,15 @@ pub struct DatasetEntry {
     pub role: String,
     /// Images in the dataset.
     pub size: u64,
-    /// Images used (the first `used`).
+    /// Images used: the first `used`, or those in `indices`.
     pub used: u64,
+    /// Original indices of the certified images (ascending) under a stratified subset; absent
+    /// means the first `used`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indices: Option<Vec<u64>>,
+    /// SHA-256 of a validation set's stratified subset (`data::subset::indices_sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indices_sha256: Option<String>,
 }
 
 /// The manifest of a certify run or shard.
@@ -119,13 +130,17 @@ impl CertifyManifest {
         Ok(m)
     }
 
-    /// The certified (dataset index, sample index) list in order, from the dataset entries.
+    /// The certified (dataset index, original sample index) list in order, from the dataset
+    /// entries: each entry's `indices`, or its first `used` images.
     pub fn sample_list(&self) -> Vec<(usize, u64)> {
         self.datasets
             .iter()
             .enumerate()
             .filter(|(_, d)| d.role == "id" || d.role == "ood")
-            .flat_map(|(k, d)| (0..d.used).map(move |i| (k, i)))
+            .flat_map(|(k, d)| match &d.indices {
+                Some(idx) => idx.iter().map(|&i| (k, i)).collect::<Vec<_>>(),
+                None => (0..d.used).map(|i| (k, i)).collect(),
+            })
             .collect()
     }
 }

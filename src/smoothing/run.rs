@@ -1,5 +1,6 @@
-//! Certifies a run's sample list (or one shard of it): datasets in order, the first `limit`
-//! images of each, sample i of dataset D with the noise stream (seed, D's name, i).
+//! Certifies a run's sample list (or one shard of it): datasets in order, the chosen images of
+//! each (the first `limit`, or a `--subset` list of original indices), sample i of dataset D with
+//! the noise stream (seed, D's name, i), i being the ORIGINAL index in D.
 
 use super::engine::{BatchScorer, clean_scores};
 use super::noise::NoiseKey;
@@ -25,7 +26,8 @@ pub fn used(size: usize, limit: Option<u64>) -> u64 {
     limit.map_or(size as u64, |l| l.min(size as u64))
 }
 
-/// The records of the samples in `shard`'s slice (all samples when `None`), in order.
+/// The records of the samples in `shard`'s slice (all samples when `None`), in order: the first
+/// `limit` images of each set.
 #[allow(clippy::too_many_arguments)]
 pub fn certify_sets(
     scorer: &dyn BatchScorer,
@@ -38,11 +40,49 @@ pub fn certify_sets(
     timing: bool,
     progress: &ProgressBar,
 ) -> Result<Vec<CertifyRecord>> {
+    let chosen: Vec<Vec<u64>> = sets
+        .iter()
+        .map(|s| (0..used(s.data.len(), limit)).collect())
+        .collect();
+    certify_subsets(scorer, p, th, seed, sets, &chosen, shard, timing, progress)
+}
+
+/// The records of the samples in `shard`'s slice (all samples when `None`), in order:
+/// `chosen[k]` lists the original indices certified from `sets[k]` (ascending, as
+/// `data::subset` chooses them); records carry those indices and their noise streams.
+#[allow(clippy::too_many_arguments)]
+pub fn certify_subsets(
+    scorer: &dyn BatchScorer,
+    p: &SmoothingParams,
+    th: &Thresholds,
+    seed: u64,
+    sets: &[CertifySet<'_>],
+    chosen: &[Vec<u64>],
+    shard: Option<Shard>,
+    timing: bool,
+    progress: &ProgressBar,
+) -> Result<Vec<CertifyRecord>> {
     p.check()?;
-    let list: Vec<(usize, u64)> = sets
+    if chosen.len() != sets.len() {
+        return Err(Error::Internal(format!(
+            "{} index lists for {} datasets",
+            chosen.len(),
+            sets.len()
+        )));
+    }
+    for (s, idx) in sets.iter().zip(chosen) {
+        if let Some(&bad) = idx.iter().find(|&&i| i >= s.data.len() as u64) {
+            return Err(Error::BadInput(format!(
+                "dataset {}: index {bad} is beyond its {} images",
+                s.data.name,
+                s.data.len()
+            )));
+        }
+    }
+    let list: Vec<(usize, u64)> = chosen
         .iter()
         .enumerate()
-        .flat_map(|(k, s)| (0..used(s.data.len(), limit)).map(move |i| (k, i)))
+        .flat_map(|(k, idx)| idx.iter().map(move |&i| (k, i)))
         .collect();
     let range = shard.map_or(0..list.len() as u64, |s| s.range(list.len() as u64));
     let keys: Vec<NoiseKey> = sets

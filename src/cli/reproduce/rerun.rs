@@ -130,7 +130,10 @@ fn replay(prov: &Path, m: &Manifest, out: &Path) -> Result<()> {
             _ => return Err(Error::bad_file(prov, "config.shard is not {index, count}")),
         },
     };
-    let args = replay_args(&m.argv[1..], out, shard.as_deref());
+    let mut args = replay_args(&m.argv[1..], out, shard.as_deref());
+    if needs_first_k(&args, &m.config) {
+        args.extend(["--subset".to_string(), "first".to_string()]);
+    }
     if let Some(cwd) = &m.cwd {
         std::env::set_current_dir(cwd)
             .map_err(|e| Error::io(format!("entering the recorded working directory {cwd}"), e))?;
@@ -160,6 +163,22 @@ pub fn replay_args(argv: &[String], out: &Path, shard: Option<&str>) -> Vec<Stri
         args.extend(["--shard".to_string(), s.to_string()]);
     }
     args
+}
+
+/// Whether a recorded eval/lipschitz/certify command line `args` must be replayed with
+/// `--subset first`: its `config` records no stratified subset (a run made before `--subset`
+/// existed took the first K images, as does a certify run recorded without `run.subset`) and the
+/// command line does not choose a rule itself.
+pub fn needs_first_k(args: &[String], config: &serde_json::Value) -> bool {
+    let has_subset_flag = args
+        .iter()
+        .any(|x| x == "--subset" || x.starts_with("--subset="));
+    let records_subset = !config["subset"].is_null() || !config["run"]["subset"].is_null();
+    matches!(
+        args.first().map(String::as_str),
+        Some("eval" | "lipschitz" | "certify")
+    ) && !has_subset_flag
+        && !records_subset
 }
 
 /// Re-runs each shard of a recorded merge from its own provenance into `out/shards/<i>`, merges
@@ -388,6 +407,25 @@ mod tests {
             replay_args(&argv, out, None),
             v(&["eval", "--shard", "x", "--out", "/new"])
         );
+    }
+
+    #[test]
+    fn runs_recorded_before_subsets_replay_with_first_k() {
+        let old = serde_json::json!({"limit": 5});
+        assert!(needs_first_k(&v(&["eval", "--limit", "5"]), &old));
+        assert!(needs_first_k(
+            &v(&["certify", "--limit", "5"]),
+            &serde_json::json!({"run": {"limit": 5}, "shard": null})
+        ));
+        let new = serde_json::json!({"subset": {"rule": "stratified", "seed": 0}});
+        assert!(!needs_first_k(&v(&["lipschitz", "--limit", "5"]), &new));
+        assert!(!needs_first_k(
+            &v(&["certify"]),
+            &serde_json::json!({"run": {"subset": {"rule": "stratified", "seed": 1}}})
+        ));
+        assert!(!needs_first_k(&v(&["eval", "--subset", "first"]), &old));
+        assert!(!needs_first_k(&v(&["eval", "--subset=stratified"]), &old));
+        assert!(!needs_first_k(&v(&["train", "--config", "x"]), &old));
     }
 
     #[test]
