@@ -132,7 +132,7 @@ fn lipschitz_cli_rejects_bad_flags() {
 }
 
 /// `--methods …,recurjac`: the upper_recurjac and recurjac_rule columns, PGD lower ≤ RecurJac,
-/// upper_local = the minimum over the sound rules; a LeNet gets "not supported: max-pool".
+/// upper_local = the minimum over the sound rules, for an MLP and a LeNet.
 #[test]
 fn lipschitz_cli_recurjac_column() {
     let dir = tempfile::tempdir().unwrap();
@@ -178,10 +178,12 @@ fn lipschitz_cli_recurjac_column() {
     assert!(s.contains("tightness_recurjac_over_pgd") && s.contains("seconds_per_sample_recurjac"));
     let (h, rows) = run(&lpath, &dir.path().join("lenet"));
     let at = |n: &str| h.iter().position(|x| x == n).unwrap();
+    assert_eq!(rows.len(), 4);
     for r in &rows {
-        assert_eq!(&r[at("upper_recurjac")], "");
-        assert!(r[at("recurjac_rule")].starts_with("not supported: max-pool"));
+        let f = |n: &str| -> f64 { r[at(n)].parse().unwrap() };
+        assert!(f("lower_pgd") <= f("upper_recurjac"));
+        assert!(f("upper_local") <= f("upper_recurjac"));
     }
     let man = std::fs::read_to_string(dir.path().join("lenet/manifest.json")).unwrap();
-    assert!(man.contains("not supported: max-pool"));
+    assert!(man.contains("max-pool, residual") && man.contains("recurjac_max_work"));
 }

@@ -18,7 +18,7 @@ use crate::lipschitz::local::{Head, PreBounds, fastlip_with};
 use crate::lipschitz::radius::{
     bound_prop_certify_with, lipschitz_certify_with, lipschitz_radius, search_radius,
 };
-use crate::lipschitz::recurjac::{recurjac_with, unsupported};
+use crate::lipschitz::recurjac::{recurjac_limited, unsupported};
 use crate::model::{Classifier, Model};
 use candle_core::{DType, Device};
 use rand::SeedableRng;
@@ -42,8 +42,9 @@ pub enum Method {
     Global,
     /// Certified radii (Lipschitz and bound-propagation routes).
     Radius,
-    /// RecurJac certified local bound (dense ReLU networks; not in the default set: about 1 s per
-    /// sample on a 784-256-256-10 MLP). Other networks get "not supported: …" in `recurjac_rule`.
+    /// RecurJac certified local bound (dense/conv ReLU networks, max-pool, residual blocks; not in
+    /// the default set: about 2–6 s per sample on the MNIST MLP and LeNet; levels costlier than
+    /// `--recurjac-max-work` use FastLip's step).
     Recurjac,
 }
 
@@ -68,7 +69,7 @@ pub struct Args {
     /// ID validation set for γ (TPR 95%); default: the `--data` set's train split.
     #[arg(long)]
     pub id_val: Option<String>,
-    /// Use at most N ID validation images for γ.
+    /// Use at most N ID validation images for γ (0 = all), chosen by --subset.
     #[arg(long, default_value_t = 5000)]
     pub id_val_limit: usize,
     /// Treat the `--data` samples as OOD (default: ID when `--data` and `--id-val` name the same set).
@@ -83,9 +84,12 @@ pub struct Args {
     /// Intersect the ball with the pixel box [0,1] (certificates then cover valid images only).
     #[arg(long = "box")]
     pub unit_box: bool,
-    /// Analyse at most N samples (0 = all).
+    /// Analyse at most N samples (0 = all), chosen by --subset; lipschitz.csv keeps each sample's
+    /// original index.
     #[arg(long, default_value_t = 0)]
     pub limit: usize,
+    #[command(flatten)]
+    pub subset: crate::data::subset::SubsetSpec,
     /// Methods to run, comma-separated (default: all but recurjac).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub methods: Vec<Method>,
@@ -114,6 +118,10 @@ pub struct Args {
     /// CROWN tightens a layer's box only when it has at most this many entries (else IBP).
     #[arg(long, default_value_t = 4096)]
     pub crown_max_dim: usize,
+    /// RecurJac recurses at a level only if entries × multiply-adds of a forward pass of the rest
+    /// of the network ≤ this (per top row); costlier levels use FastLip's step (sound, looser).
+    #[arg(long, default_value_t = 1e10)]
+    pub recurjac_max_work: f64,
     /// Bound the local gradient with the box ∩ simplex softmax head (K backward passes).
     #[arg(long)]
     pub simplex: bool,
@@ -219,15 +227,22 @@ pub fn run(a: Args) -> Result<()> {
         .data_dir
         .clone()
         .unwrap_or_else(crate::data::default_data_dir);
-    let mut data = crate::data::load_as(&a.data, &root, shape)?;
-    if a.limit > 0 && data.len() > a.limit {
-        data = data.take(a.limit);
-    }
+    let data_subset = a.subset.apply(
+        crate::data::load_as(&a.data, &root, shape)?,
+        a.limit,
+        "--limit",
+    )?;
     let id_val_spec = a.id_val.clone().unwrap_or_else(|| default_id_val(&a.data));
-    let mut id_val = crate::data::load_as(&id_val_spec, &root, shape)?;
-    if a.id_val_limit > 0 && id_val.len() > a.id_val_limit {
-        id_val = id_val.take(a.id_val_limit);
-    }
+    let id_val_subset = a.subset.apply(
+        crate::data::load_as(&id_val_spec, &root, shape)?,
+        a.id_val_limit,
+        "--id-val-limit",
+    )?;
+    let subsets = [
+        data_subset.record(a.subset, a.limit),
+        id_val_subset.record(a.subset, a.id_val_limit),
+    ];
+    let (data, data_indices, id_val) = (data_subset.data, data_subset.indices, id_val_subset.data);
     let is_id = !a.is_ood && base_name(&a.data) == base_name(&id_val_spec);
     let oracle = GradOracle {
         model: &model,
@@ -290,7 +305,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     let mut times = [0.0f64; 7];
     let mut rows = Vec::with_capacity(data.len());
-    for i in 0..data.len() {
+    for (i, &original) in data_indices.iter().enumerate() {
         let x: Vec<f64> = data.image(i).iter().map(|&v| v as f64).collect();
         let ball = Ball::new(x.clone(), a.eps, a.norm, a.unit_box)?;
         let t = Instant::now();
@@ -299,7 +314,7 @@ pub fn run(a: Args) -> Result<()> {
             .first()
             .ok_or_else(|| Error::Internal("no score".into()))?;
         let mut row = Row {
-            index: i,
+            index: original,
             label: data.labels[i],
             score: *score,
             grad_norm: Some(a.norm.dual_norm(g)),
@@ -331,7 +346,15 @@ pub fn run(a: Args) -> Result<()> {
             if let Some(why) = &recurjac_skip {
                 row.recurjac_rule = Some(why.clone());
             } else {
-                let rj = recurjac_with(&net, &ball, a.temperature, pre)?;
+                let rj = recurjac_limited(&net, &ball, a.temperature, pre, a.recurjac_max_work)?;
+                if i == 0 && rj.skipped_levels > 0 {
+                    eprintln!(
+                        "oodcert lipschitz: RecurJac: {} levels would cost more than \
+                         --recurjac-max-work {:e} multiply-adds per row and use FastLip's step \
+                         (raise the flag to recurse there)",
+                        rj.skipped_levels, a.recurjac_max_work
+                    );
+                }
                 row.upper_recurjac = Some(rj.recurjac_value);
                 row.fastlip_simplex = Some(rj.fastlip_value);
                 row.recurjac_rule = Some(rj.rule.name().to_string());
@@ -561,12 +584,12 @@ pub fn run(a: Args) -> Result<()> {
     write_atomic(&a.out.join("global.json"), (gjson + "\n").as_bytes())?;
     let config = serde_json::json!({
         "model": a.model, "data": a.data, "id_val": id_val_spec, "id_val_limit": a.id_val_limit, "is_id": is_id,
-        "norm": a.norm, "eps": a.eps, "ball": ball_name, "box": a.unit_box, "limit": a.limit, "methods": methods,
+        "norm": a.norm, "eps": a.eps, "ball": ball_name, "box": a.unit_box, "limit": a.limit, "subset": a.subset, "subsets": subsets, "methods": methods,
         "temperature": a.temperature, "threshold": gamma, "threshold_rule": "TPR 95% on ID validation (S <= gamma is ID)",
         "samples": a.samples, "pgd": pgd, "clever": ccfg, "radius_iters": a.radius_iters,
         "local_head": if a.simplex { "box-simplex" } else { "box" },
-        "bounds": a.bounds, "crown_max_dim": a.crown_max_dim, "dtype": "f64",
-        "recurjac": if !has(Method::Recurjac) { "not requested".to_string() } else { recurjac_skip.clone().unwrap_or_else(|| "dense ReLU chain: RecurJac (energy row and class rows), min with FastLip box-simplex and the local product".into()) },
+        "bounds": a.bounds, "crown_max_dim": a.crown_max_dim, "recurjac_max_work": a.recurjac_max_work, "dtype": "f64",
+        "recurjac": if !has(Method::Recurjac) { "not requested".to_string() } else { recurjac_skip.clone().unwrap_or_else(|| "RecurJac (energy row and class rows; dense, conv, max-pool, residual), min with FastLip box-simplex and the local product".into()) },
     });
     let mut man = Manifest::new("lipschitz", config, "cpu");
     man.seeds = vec![a.seed];

@@ -1,103 +1,59 @@
 //! The RecurJac recursion (Zhang, Zhang & Hsieh, AAAI 2019, backward direction): boxes of the
-//! partial Jacobian products of a dense ReLU chain over a ball, for one top row.
+//! partial Jacobian products of a ReLU network over a ball, for one top row — dense and
+//! convolutional layers, 2×2 max-pools and residual blocks ([`super::jacobian_ops`]).
 //!
-//! Stages z_j = A_j h_{j−1} + b_j, h_j = σ_j(z_j) for j = 0..m−1 (h_{−1} = x, z_{m−1} the logits,
-//! σ_j a ReLU or the identity). A top row t — e_k for class k, or −p with p in the softmax
-//! box ∩ simplex — is carried backwards: g_{m−1} = t, a_{j−1} = A_jᵀ g_j, g_j = d_j ⊙ a_j with d_j in
-//! the derivative box of σ_j on the ball ({0}, {1} or [0, 1]). FastLip bounds every a_j by interval
-//! arithmetic. RecurJac bounds each entry a_{j−1,r} = g_jᵀ(A_j e_r) by [`Recursion::ub_from`]: of
-//! the terms a_{j,i} d_{j,i} w_i of g_jᵀw, those whose factor a_{j,i} has a known sign on the ball
-//! (or whose d_{j,i} is fixed) are ≤ c_i a_{j,i} with c_i = w_i d*_i (d*_i the end of the derivative
-//! set that makes the term largest), and Σ c_i a_{j,i} = g_{j+1}ᵀ(A_{j+1} c) is bounded by the same
-//! rule one level up, down to the head; the sign-uncertain terms use the box of a_j. The boxes are
-//! built from the output backwards and intersected with FastLip's step at every level.
+//! A top row t — e_k for class k, or −p with p in the softmax box ∩ simplex — is carried
+//! backwards: a = t at the logits, a ↦ Aᵀa through an affine node, a ↦ D a through a ReLU (d in
+//! {0}, {1} or [0, 1]), a ↦ Pᵀa through a max-pool (P routes each window to one of the entries
+//! that can be maximal), and the two branch images add at a residual block's input. FastLip
+//! bounds each a by interval arithmetic. RecurJac bounds an entry aᵀe_r at a node's input by
+//! pushing the direction c = e_r *forward* to the logits ([`Recursion::ub`]): through an affine
+//! node c ↦ A c (exact up to rounding); through a ReLU, the terms a_i d_i c_i whose factor a_i
+//! (the gradient at the ReLU output) has a known sign become c'_i a_i with c'_i = d*_i c_i, the
+//! others are bounded by the box of a; through a max-pool, window k contributes a_k·s with
+//! s ∈ [min, max] of c over its candidates, which is ≤ a_k·(that end) when a_k has a known sign,
+//! else bounded by the box; through a residual block, c is pushed through both branches and the
+//! two results add. What is left reaches the head, φ(c) ≥ max_t tᵀc. The boxes are built from
+//! the output backwards and intersected with FastLip's step at every level.
 //! Proof and rounding: proofs/lipschitz_recurjac.md.
 
+use super::jacobian_ops::{Op, apply_sparse, forward_work, plan, pool_back, scale_box};
+use crate::bounds::Interval;
 use crate::bounds::crown::tighten;
 use crate::bounds::ibp::Trace;
 use crate::bounds::linear_map::adjoint_image;
-use crate::bounds::net::{LinearOp, Net, Node};
+use crate::bounds::net::{LinearOp, Net};
 use crate::bounds::round::{ABS_FLOOR, dot_err, next_up};
 use crate::bounds::softmax::max_linear_box_simplex;
-use crate::bounds::{Interval, relu};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// Why RecurJac does not apply to `net` (`None` when it does): it needs a chain of affine
-/// layers, each optionally followed by a ReLU, ending in an affine layer.
-pub fn unsupported(net: &Net) -> Option<String> {
-    let n = net.nodes.len();
-    for (i, node) in net.nodes.iter().enumerate() {
-        match node {
-            Node::Affine(_) => {}
-            Node::Relu if i == 0 || !matches!(net.nodes[i - 1], Node::Affine(_)) => {
-                return Some("a ReLU not preceded by an affine layer".into());
-            }
-            Node::Relu if i + 1 == n => return Some("a network ending in a ReLU".into()),
-            Node::Relu => {}
-            Node::MaxPool2 { .. } => return Some("max-pool layers (LeNet)".into()),
-            Node::Residual { .. } => return Some("residual blocks (ResNet)".into()),
-        }
-    }
-    match net.nodes.last() {
-        Some(Node::Affine(_)) => None,
-        _ => Some("a network without a final affine layer".into()),
-    }
+pub use super::jacobian_ops::unsupported;
+
+/// The recursion's view of a network on the traced boxes, shared by every top row.
+pub(crate) struct Plan<'a> {
+    ops: Vec<Op<'a>>,
+    slots: usize,
+    k: usize,
 }
 
-/// One affine stage and the derivative box [dl, du] of the activation after it (endpoints in
-/// {0, 1}; empty for the logits).
-pub(crate) struct Stage<'a> {
-    op: &'a LinearOp,
-    dl: Vec<f64>,
-    du: Vec<f64>,
-}
-
-/// The stages of a supported network with their derivative boxes from the traced ReLU inputs.
-pub(crate) fn stages<'a>(net: &'a Net, traces: &[Trace]) -> Result<Vec<Stage<'a>>> {
-    if let Some(why) = unsupported(net) {
-        return Err(Error::BadInput(format!("RecurJac does not support {why}")));
-    }
-    if traces.len() != net.nodes.len() {
-        return Err(Error::Internal(
-            "RecurJac: trace does not match the network".into(),
-        ));
-    }
-    let (nodes, mut out, mut dim, mut i) = (&net.nodes, Vec::new(), net.input_dim(), 0);
-    while i < nodes.len() {
-        let Node::Affine(a) = &nodes[i] else {
-            return Err(Error::Internal("RecurJac: expected an affine node".into()));
-        };
-        if a.op.map().in_dim() != dim {
-            return Err(Error::Internal(format!("RecurJac: {} input size", a.name)));
+impl<'a> Plan<'a> {
+    /// The ops of a supported network with the derivative sets from `traces`.
+    pub(crate) fn new(net: &'a Net, traces: &[Trace]) -> Result<Self> {
+        if let Some(why) = unsupported(net) {
+            return Err(Error::BadInput(format!("RecurJac does not support {why}")));
         }
-        dim = a.op.map().out_dim();
-        let (dl, du): (Vec<f64>, Vec<f64>) = match nodes.get(i + 1) {
-            Some(Node::Relu) => {
-                let z = traces[i + 1].input();
-                if z.len() != dim {
-                    return Err(Error::Internal("RecurJac: ReLU box size".into()));
-                }
-                i += 2;
-                (0..dim)
-                    .map(|j| relu::derivative_set(z.lo[j], z.hi[j]))
-                    .unzip()
-            }
-            Some(_) => {
-                i += 1;
-                (vec![1.0; dim], vec![1.0; dim])
-            }
-            None => {
-                i += 1;
-                (Vec::new(), Vec::new())
-            }
-        };
-        out.push(Stage { op: &a.op, dl, du });
+        let mut slots = 0;
+        let (ops, out) = plan(&net.nodes, traces, net.input_dim(), &mut slots)?;
+        if out != net.num_classes {
+            return Err(Error::Internal("RecurJac: output size ≠ classes".into()));
+        }
+        Ok(Plan {
+            ops,
+            slots,
+            k: net.num_classes,
+        })
     }
-    if dim != net.num_classes {
-        return Err(Error::Internal("RecurJac: output size ≠ classes".into()));
-    }
-    Ok(out)
 }
 
 /// The top row t of the backward recursion.
@@ -121,172 +77,274 @@ impl Top<'_> {
         }
     }
 
-    /// The box of t and a bound on |t| (entrywise), for `k` logits.
-    fn boxes(&self, k: usize) -> (Interval, Vec<f64>) {
+    /// The box of t, for `k` logits.
+    fn top_box(&self, k: usize) -> Interval {
         match self {
             Top::Class(c) => {
                 let mut e = vec![0.0; k];
                 if let Some(v) = e.get_mut(*c) {
                     *v = 1.0;
                 }
-                (Interval::point(&e), e)
+                Interval::point(&e)
             }
-            Top::Energy(p) => (
-                Interval {
-                    lo: p.hi.iter().map(|v| -v).collect(),
-                    hi: p.lo.iter().map(|v| -v).collect(),
-                },
-                p.hi.clone(),
-            ),
+            Top::Energy(p) => Interval {
+                lo: p.hi.iter().map(|v| -v).collect(),
+                hi: p.lo.iter().map(|v| -v).collect(),
+            },
         }
     }
 }
 
-/// A·c, touching only the non-zero entries of c for a dense A (the order of the sum does not
-/// change its rounding bound).
-fn apply_sparse(op: &LinearOp, c: &[f64]) -> Vec<f64> {
-    match op {
-        LinearOp::Dense(d) => {
-            let mut v = vec![0.0; d.out];
-            for (i, &ci) in c.iter().enumerate().take(d.inp) {
-                if ci != 0.0 {
-                    for (o, vo) in v.iter_mut().enumerate() {
-                        *vo += d.w[o * d.inp + i] * ci;
-                    }
-                }
-            }
-            v
-        }
-        _ => op.map().apply(c, false),
+/// A certified upper bound being summed: terms (rounded once each), their magnitudes and the
+/// rounding slack of the merges.
+#[derive(Default)]
+struct Acc {
+    val: f64,
+    mag: f64,
+    slack: f64,
+    terms: usize,
+}
+
+impl Acc {
+    fn term(&mut self, t: f64) {
+        self.val += t;
+        self.mag += t.abs();
+        self.terms += 1;
+    }
+
+    /// The sum rounded up: any order errs by ≤ γ_N Σ|terms| (+ the slack's own rounding).
+    fn finish(&self) -> f64 {
+        next_up(self.val + self.slack + dot_err(self.terms) * (self.mag + self.slack) + ABS_FLOOR)
     }
 }
 
-/// {d ⊙ a : d ∈ [dl, du] ⊆ [0, 1], a ∈ box} (exact).
-fn scale_box(dl: &[f64], du: &[f64], a: &Interval) -> Interval {
-    let f = |d0: f64, d1: f64, v: f64, lo: bool| {
-        if lo {
-            (d0 * v).min(d1 * v)
-        } else {
-            (d0 * v).max(d1 * v)
-        }
-    };
-    Interval {
-        lo: (0..a.len())
-            .map(|i| f(dl[i], du[i], a.lo[i], true))
-            .collect(),
-        hi: (0..a.len())
-            .map(|i| f(dl[i], du[i], a.hi[i], false))
-            .collect(),
-    }
-}
+/// Where a forward push starts: (ops, first index) per nesting level, innermost first; the
+/// last entry is the top level (its end is the logits).
+type Path<'a> = Vec<(&'a [Op<'a>], usize)>;
 
-/// The boxes of a_j = ∂(tᵀz_{m−1})/∂h_j over the ball for one top row, built backwards.
+/// The boxes of the gradient a = ∂(tᵀf)/∂y at every nonlinearity output over the ball for one
+/// top row, built backwards, and the box at the network input.
 pub(crate) struct Recursion<'a> {
-    stages: &'a [Stage<'a>],
+    plan: &'a Plan<'a>,
     top: Top<'a>,
-    /// a[j] for j = 0..m−2.
-    a: Vec<Interval>,
-    /// h[j] = |A_j|ᵀ M_j with M_j ≥ |g_j| entrywise: the rounding weights of merges through A_j.
-    h: Vec<Vec<f64>>,
-    /// The box of a_{−1} = the gradient with respect to the input.
+    /// Per slot: the gradient box at a ReLU / max-pool output.
+    boxes: Vec<Interval>,
+    /// Per slot: h = |A|ᵀM for an affine node, M for a residual join (M ≥ |gradient| there).
+    weights: Vec<Vec<f64>>,
+    /// Levels whose recursion would cost more multiply-adds use FastLip's step (the cost guard).
+    max_work: f64,
+    /// Box entries bounded by the recursion.
+    pub(crate) recursed: usize,
+    /// Levels left to FastLip's step by the cost guard.
+    pub(crate) skipped: usize,
+    /// The box of the gradient with respect to the input.
     pub(crate) input: Interval,
 }
 
 impl<'a> Recursion<'a> {
-    /// Builds the boxes from the head down (`k` logits).
-    pub(crate) fn new(stages: &'a [Stage<'a>], top: Top<'a>, k: usize) -> Result<Self> {
-        let m = stages.len();
+    /// Builds the boxes from the head down; a level whose recursion would cost more than
+    /// `max_work` multiply-adds (entries × a dense forward pass of the rest of the network) is
+    /// left to FastLip's step.
+    pub(crate) fn new(plan: &'a Plan<'a>, top: Top<'a>, max_work: f64) -> Result<Self> {
         let empty = Interval {
             lo: Vec::new(),
             hi: Vec::new(),
         };
         let mut r = Recursion {
-            stages,
+            plan,
             top,
-            a: vec![empty.clone(); m.saturating_sub(1)],
-            h: vec![Vec::new(); m],
+            boxes: vec![empty.clone(); plan.slots],
+            weights: vec![Vec::new(); plan.slots],
+            max_work,
+            recursed: 0,
+            skipped: 0,
             input: empty,
         };
-        let (mut g, mag) = top.boxes(k);
-        r.h[m - 1] = stages[m - 1].op.map().apply_t(&mag, true);
-        for j in (0..m).rev() {
-            let map = stages[j].op.map();
-            let naive = adjoint_image(map, &g)?;
-            let b = if matches!(stages[j].op, LinearOp::Diag(_)) {
-                naive // a diagonal step maps the box exactly: the recursion cannot improve it
-            } else {
-                let n = map.in_dim();
-                let unit = |q: usize, s: f64| {
-                    let mut e = vec![0.0; n];
-                    e[q] = s;
-                    e
-                };
-                let (lo, hi): (Vec<f64>, Vec<f64>) = (0..n)
-                    .into_par_iter()
-                    .map(|q| (-r.ub_from(j, unit(q, -1.0)), r.ub_from(j, unit(q, 1.0))))
-                    .unzip();
-                tighten(&naive, &Interval { lo, hi })?
-            };
-            if j == 0 {
-                r.input = b;
-                break;
-            }
-            let st = &stages[j - 1];
-            g = scale_box(&st.dl, &st.du, &b);
-            let mg: Vec<f64> = b.abs_max().iter().zip(&st.du).map(|(v, d)| v * d).collect();
-            r.h[j - 1] = st.op.map().apply_t(&mg, true);
-            r.a[j - 1] = b;
-        }
+        r.input = r.build(&plan.ops, &[], top.top_box(plan.k), false)?;
         Ok(r)
     }
 
-    /// A certified upper bound of g_jᵀ(A_j c) over the ball (all admissible derivatives and
-    /// top rows): the RecurJac recursion from level j to the head, rounded up.
-    pub(crate) fn ub_from(&self, mut j: usize, mut c: Vec<f64>) -> f64 {
-        let m = self.stages.len();
-        let (mut val, mut mag, mut slack, mut terms) = (0.0f64, 0.0f64, 0.0f64, 0usize);
-        loop {
-            let st = &self.stages[j];
-            let map = st.op.map();
-            // fl(A_j c) is within γ|A_j||c| of A_j c, and |g_j| ≤ M_j: error ≤ γ h_jᵀ|c|.
-            let e = 2.0 * dot_err(map.fan_in().max(map.fan_out()));
-            let hc: f64 = c.iter().zip(&self.h[j]).map(|(c, h)| c.abs() * h).sum();
-            slack += e * hc;
-            let v = apply_sparse(st.op, &c);
-            if j + 1 == m {
-                let t = self.top.phi(&v);
-                val += t;
-                mag += t.abs();
-                terms += 1;
-                break;
-            }
-            let a = &self.a[j];
-            let mut next = vec![0.0; v.len()];
-            let mut any = false;
-            for (i, &w) in v.iter().enumerate() {
-                if w == 0.0 {
-                    continue;
+    /// Walks `ops` backwards from the box `b` at their output (`outer`: where a push continues
+    /// after them); returns the box at their input. Recursion at the input of every affine node
+    /// that mixes entries (dense, convolution) and of every residual block — except the first
+    /// node of a branch, whose box only enters the sum that the block's own level refines.
+    fn build(
+        &mut self,
+        ops: &'a [Op<'a>],
+        outer: &[(&'a [Op<'a>], usize)],
+        mut b: Interval,
+        in_branch: bool,
+    ) -> Result<Interval> {
+        for i in (0..ops.len()).rev() {
+            b = match &ops[i] {
+                Op::Affine { op, id } => {
+                    let map = op.map();
+                    self.weights[*id] = map.apply_t(&b.abs_max(), true);
+                    let naive = adjoint_image(map, &b)?;
+                    // A diagonal or averaging step maps the box exactly: nothing to refine.
+                    let exact = matches!(op, LinearOp::Diag(_) | LinearOp::AvgPool(_));
+                    if exact || (in_branch && i == 0) {
+                        naive
+                    } else {
+                        self.refine(ops, i, outer, naive)?
+                    }
                 }
-                let (dl, du, lo, hi) = (st.dl[i], st.du[i], a.lo[i], a.hi[i]);
-                if dl == du || lo >= 0.0 || hi <= 0.0 {
-                    // a_i d w ≤ (w d*) a_i with d* the end of [dl, du] that maximises it.
-                    let up = if lo >= 0.0 { w > 0.0 } else { w < 0.0 };
-                    next[i] = w * if up { du } else { dl }; // exact: d ∈ {0, 1}
-                    any |= next[i] != 0.0;
-                } else {
-                    // lo < 0 < hi: max over d ∈ [dl, du] ⊆ [0, 1] and a ∈ [lo, hi].
-                    let t = du * (w * hi).max(w * lo);
-                    val += t;
-                    mag += t.abs();
-                    terms += 1;
+                Op::Relu { dl, du, id } => {
+                    let g = scale_box(dl, du, &b);
+                    self.boxes[*id] = b;
+                    g
                 }
-            }
-            if !any {
-                break;
-            }
-            c = next;
-            j += 1;
+                Op::Pool { cand, in_dim, id } => {
+                    let g = pool_back(cand, *in_dim, &b);
+                    self.boxes[*id] = b;
+                    g
+                }
+                Op::Residual { main, shortcut, id } => {
+                    self.weights[*id] = b.abs_max();
+                    let mut after: Path<'a> = vec![(ops, i + 1)];
+                    after.extend_from_slice(outer);
+                    let gm = self.build(main, &after, b.clone(), true)?;
+                    let gs = self.build(shortcut, &after, b, true)?;
+                    let naive = gm.add(&gs)?;
+                    self.refine(ops, i, outer, naive)?
+                }
+            };
         }
-        next_up(val + slack + dot_err(terms) * (mag + slack) + ABS_FLOOR)
+        Ok(b)
+    }
+
+    /// `naive` (FastLip's box at the input of `ops[i]`) ∩ the recursion's box there.
+    fn refine(
+        &mut self,
+        ops: &'a [Op<'a>],
+        i: usize,
+        outer: &[(&'a [Op<'a>], usize)],
+        naive: Interval,
+    ) -> Result<Interval> {
+        let n = naive.len();
+        let mut path: Path<'a> = vec![(ops, i)];
+        path.extend_from_slice(outer);
+        let rest: f64 = path.iter().map(|(o, k)| forward_work(&o[*k..])).sum();
+        if n as f64 * rest > self.max_work {
+            self.skipped += 1;
+            return Ok(naive);
+        }
+        let unit = |q: usize, s: f64| {
+            let mut e = vec![0.0; n];
+            e[q] = s;
+            e
+        };
+        let this = &*self;
+        let (lo, hi): (Vec<f64>, Vec<f64>) = (0..n)
+            .into_par_iter()
+            .map(|q| (-this.ub(&path, unit(q, -1.0)), this.ub(&path, unit(q, 1.0))))
+            .unzip();
+        self.recursed += n;
+        tighten(&naive, &Interval { lo, hi })
+    }
+
+    /// A certified upper bound of aᵀc over the ball (all admissible derivatives, routes and top
+    /// rows) for a the gradient at the network input.
+    pub(crate) fn ub_input(&self, c: Vec<f64>) -> f64 {
+        self.ub(&vec![(&self.plan.ops[..], 0)], c)
+    }
+
+    /// A certified upper bound of aᵀc for a the gradient at the start of `path`: c pushed
+    /// forward to the logits, then the head φ.
+    fn ub(&self, path: &Path<'a>, c: Vec<f64>) -> f64 {
+        let mut acc = Acc::default();
+        let mut c = Some(c);
+        for (ops, start) in path {
+            let Some(v) = c else { break };
+            c = self.push(&ops[*start..], v, &mut acc);
+        }
+        if let Some(v) = c {
+            acc.term(self.top.phi(&v));
+        }
+        acc.finish()
+    }
+
+    /// Pushes the direction c through `ops`: returns c' with aᵀc ≤ (terms added to `acc`) +
+    /// a'ᵀc' for a, a' the gradients at the input and output of `ops` (None: c' = 0).
+    fn push(&self, ops: &[Op<'a>], mut c: Vec<f64>, acc: &mut Acc) -> Option<Vec<f64>> {
+        for op in ops {
+            c = match op {
+                Op::Affine { op, id } => {
+                    // fl(A c) is within γ|A||c| of A c, and |a'| ≤ M: error ≤ γ hᵀ|c|.
+                    let map = op.map();
+                    let e = 2.0 * dot_err(map.fan_in().max(map.fan_out()));
+                    let hc: f64 = c
+                        .iter()
+                        .zip(&self.weights[*id])
+                        .map(|(c, h)| c.abs() * h)
+                        .sum();
+                    acc.slack += e * hc;
+                    apply_sparse(op, &c)
+                }
+                Op::Relu { dl, du, id } => {
+                    let a = &self.boxes[*id];
+                    let mut next = vec![0.0; c.len()];
+                    for (i, &w) in c.iter().enumerate() {
+                        if w == 0.0 {
+                            continue;
+                        }
+                        let (dl, du, lo, hi) = (dl[i], du[i], a.lo[i], a.hi[i]);
+                        if dl == du || lo >= 0.0 || hi <= 0.0 {
+                            // a d w ≤ (w d*) a with d* the end of [dl, du] that maximises it.
+                            let up = if lo >= 0.0 { w > 0.0 } else { w < 0.0 };
+                            next[i] = w * if up { du } else { dl }; // exact: d ∈ {0, 1}
+                        } else {
+                            // lo < 0 < hi: max over d ∈ [dl, du] ⊆ [0, 1] and a ∈ [lo, hi].
+                            acc.term(du * (w * hi).max(w * lo));
+                        }
+                    }
+                    next
+                }
+                Op::Pool { cand, id, .. } => {
+                    let a = &self.boxes[*id];
+                    let mut next = vec![0.0; cand.len()];
+                    for (k, cs) in cand.iter().enumerate() {
+                        // Window k gives a_k·s, s = Σ λ_i c_i over candidates ∈ [wl, wh].
+                        let (wl, wh) =
+                            cs.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |m, &i| {
+                                (m.0.min(c[i]), m.1.max(c[i]))
+                            });
+                        if wl == wh {
+                            next[k] = wl; // one candidate, or all equal: s is fixed
+                        } else if a.lo[k] >= 0.0 {
+                            next[k] = wh;
+                        } else if a.hi[k] <= 0.0 {
+                            next[k] = wl;
+                        } else {
+                            acc.term((a.hi[k] * wh).max(a.lo[k] * wl));
+                        }
+                    }
+                    next
+                }
+                Op::Residual { main, shortcut, id } => {
+                    let cm = self.push(main, c.clone(), acc);
+                    let cs = self.push(shortcut, c, acc);
+                    match (cm, cs) {
+                        (None, None) => return None,
+                        (Some(v), None) | (None, Some(v)) => v,
+                        (Some(u), Some(v)) => {
+                            let s: Vec<f64> = u.iter().zip(&v).map(|(u, v)| u + v).collect();
+                            // fl(u + v) errs by ≤ 2u|fl(u + v)| per entry, and |a'| ≤ M.
+                            let m: f64 = s
+                                .iter()
+                                .zip(&self.weights[*id])
+                                .map(|(s, m)| s.abs() * m)
+                                .sum();
+                            acc.slack += 2.0 * f64::EPSILON * m;
+                            s
+                        }
+                    }
+                }
+            };
+            if c.iter().all(|v| *v == 0.0) {
+                return None;
+            }
+        }
+        Some(c)
     }
 }

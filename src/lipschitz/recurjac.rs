@@ -1,5 +1,5 @@
 //! RecurJac (Zhang, Zhang & Hsieh, AAAI 2019): the certified local Lipschitz bound of S on a ball
-//! for dense ReLU networks, from the recursive Jacobian boxes of [`super::jacobian_recursion`]
+//! for ReLU networks with dense and convolutional layers, max-pools and residual blocks, from the recursive Jacobian boxes of [`super::jacobian_recursion`]
 //! with the energy head ∇ₓS = −Jᵀp (theory.md §2): the energy row (t = −p, p in the softmax
 //! box ∩ simplex) and the class rows (t = e_k, combined by the box ∩ simplex head), intersected
 //! with FastLip's box; ‖·‖_q of the box, and for ℓ∞ balls the paper's signed ℓ1 merge
@@ -8,7 +8,7 @@
 //! Proof: proofs/lipschitz_recurjac.md.
 
 pub use super::jacobian_recursion::unsupported;
-use super::jacobian_recursion::{Recursion, Top, stages};
+use super::jacobian_recursion::{Plan, Recursion, Top};
 use crate::bounds::crown::tighten;
 use crate::bounds::round::{ABS_FLOOR, dot_err, next_up, widen_up};
 use crate::bounds::softmax::{max_linear_box_simplex, simplex_tighten, softmax_box};
@@ -60,15 +60,32 @@ pub struct RecurJacBound {
     pub rule: RecurJacRule,
     /// The box of ∇ₓS (RecurJac ∩ FastLip).
     pub grad: Interval,
+    /// Gradient-box entries bounded by the recursion, per top row.
+    pub recursed_entries: usize,
+    /// Levels left to FastLip's step by the cost guard (`max_work`).
+    pub skipped_levels: usize,
 }
 
-/// The RecurJac local Lipschitz bound of S on the ball; BadInput for unsupported networks
-/// (see [`unsupported`]).
+/// The RecurJac local Lipschitz bound of S on the ball, recursing at every level; BadInput for
+/// unsupported networks (see [`unsupported`]).
 pub fn recurjac_with(
     net: &Net,
     ball: &Ball,
     temperature: f64,
     pre: PreBounds,
+) -> Result<RecurJacBound> {
+    recurjac_limited(net, ball, temperature, pre, f64::INFINITY)
+}
+
+/// [`recurjac_with`] with a cost guard: a level whose recursion would cost more than `max_work`
+/// multiply-adds per top row (its entries × a dense forward pass of the rest of the network)
+/// uses FastLip's step instead (sound, looser; counted in `skipped_levels`).
+pub fn recurjac_limited(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    pre: PreBounds,
+    max_work: f64,
 ) -> Result<RecurJacBound> {
     crate::score::check_temperature(temperature)?;
     if ball.center.len() != net.input_dim() {
@@ -84,11 +101,11 @@ pub fn recurjac_with(
     let (traces, logits) = pre_bounds(net, ball, pre)?;
     let p = simplex_tighten(&softmax_box(&logits, temperature));
     let fl = fastlip_on(net, &traces, logits, ball.norm, temperature, Head::Simplex)?;
-    let st = stages(net, &traces)?;
+    let plan = Plan::new(net, &traces)?;
     let k = net.num_classes;
-    let energy = Recursion::new(&st, Top::Energy(&p), k)?;
+    let energy = Recursion::new(&plan, Top::Energy(&p), max_work)?;
     let rows = (0..k)
-        .map(|c| Recursion::new(&st, Top::Class(c), k))
+        .map(|c| Recursion::new(&plan, Top::Class(c), max_work))
         .collect::<Result<Vec<_>>>()?;
     // Class rows J_k combined by the box ∩ simplex head: ∇S_i = −Σ_k p_k J_ki.
     let n = net.input_dim();
@@ -128,6 +145,8 @@ pub fn recurjac_with(
         class_rows_value: box_dual_norm(&g_rows, ball.norm),
         rule,
         grad,
+        recursed_entries: energy.recursed,
+        skipped_levels: energy.skipped,
     })
 }
 
@@ -151,10 +170,10 @@ fn signed_l1(grad: &Interval, energy: &Recursion, rows: &[Recursion], p: &Interv
         return f64::INFINITY;
     }
     let unknown = widen_up(rest.iter().sum::<f64>(), dot_err(rest.len()));
-    let via_energy = energy.ub_from(0, s.clone());
+    let via_energy = energy.ub_input(s.clone());
     // sᵀ∇S = −Σ_k p_k (J_k s) ≤ max_p Σ_k p_k (−lower(J_k s)).
     let neg_s: Vec<f64> = s.iter().map(|v| -v).collect();
-    let neg_low: Vec<f64> = rows.iter().map(|r| r.ub_from(0, neg_s.clone())).collect();
+    let neg_low: Vec<f64> = rows.iter().map(|r| r.ub_input(neg_s.clone())).collect();
     let via_rows = max_linear_box_simplex(&neg_low, p);
     let known = via_energy.min(via_rows);
     next_up(known + unknown + 4.0 * f64::EPSILON * (known.abs() + unknown) + ABS_FLOOR)
