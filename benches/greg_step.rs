@@ -4,7 +4,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use criterion::{Criterion, criterion_group, criterion_main};
-use oodcert::model::{Arch, Classifier, Model, ModelSpec};
+use oodcert::model::{Arch, Model, ModelSpec};
 use oodcert::score::energy;
 use oodcert::train::config::OptimConfig;
 use oodcert::train::losses::{

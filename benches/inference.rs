@@ -11,7 +11,6 @@ use std::time::Duration;
 
 const BATCH: usize = 1000;
 
-
 /// The binary's allocator (src/main.rs), so that the bench measures what `oodcert` runs.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -186,7 +186,7 @@ pub fn verify_certify_run(
         let light = AttackConfig {
             steps: cfg.steps.min(10),
             restarts: 1,
-            step_frac: 2.5 / cfg.steps.min(10).max(1) as f64,
+            step_frac: 2.5 / cfg.steps.clamp(1, 10) as f64,
             seed: attack_cfg.seed,
         };
         if detector_certified {

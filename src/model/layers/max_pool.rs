@@ -73,8 +73,8 @@ fn argmax_plane<T: Float>(x: &[T], h: usize, w: usize) -> impl Iterator<Item = u
         let mut best = base;
         for off in [base + 1, base + w, base + w + 1] {
             #[allow(clippy::eq_op)]
-            let best_is_nan = x[best] != x[best];
-            if !best_is_nan && !(x[off] <= x[best]) {
+            let (best_is_nan, off_is_nan) = (x[best] != x[best], x[off] != x[off]);
+            if !best_is_nan && (off_is_nan || x[off] > x[best]) {
                 best = off;
             }
         }

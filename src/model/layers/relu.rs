@@ -67,7 +67,8 @@ fn mask_kernel<T: Float>(g: &[T], x: &[T]) -> candle_core::Result<Vec<T>> {
         .zip(x.par_chunks(CHUNK))
         .for_each(|(o, xs)| {
             for (o, &xv) in o.iter_mut().zip(xs) {
-                if !(xv > zero) {
+                // Not "> 0" (≤ 0 or NaN): the mask is 0.
+                if xv.partial_cmp(&zero) != Some(std::cmp::Ordering::Greater) {
                     *o = zero;
                 }
             }
