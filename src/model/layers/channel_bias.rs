@@ -2,7 +2,7 @@
 //! which candle would compute as a strided reduction over dims (0, 2, 3) — the slowest part of a
 //! LeNet training step before this op existed. CPU f32/f64; other devices use `broadcast_add`.
 
-use super::cpu_op::{dims4, dispatch1, dispatch2};
+use super::cpu_op::{CpuFloat, dims4, dispatch1, dispatch2};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -24,11 +24,7 @@ pub struct AddChannelBias;
 #[derive(Debug, Clone, Copy)]
 pub struct ChannelSum;
 
-trait Float: Copy + Default + std::ops::AddAssign + Send + Sync {}
-impl Float for f32 {}
-impl Float for f64 {}
-
-fn add_kernel<T: Float>(y: &[T], b: &[T], plane: usize) -> Vec<T> {
+fn add_kernel<T: CpuFloat>(y: &[T], b: &[T], plane: usize) -> Vec<T> {
     let mut out = y.to_vec();
     if plane > 0 && !b.is_empty() {
         out.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
@@ -40,7 +36,7 @@ fn add_kernel<T: Float>(y: &[T], b: &[T], plane: usize) -> Vec<T> {
 }
 
 /// Per channel, the planes summed in sample order (deterministic for any thread count).
-fn sum_kernel<T: Float>(g: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
+fn sum_kernel<T: CpuFloat>(g: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
     let plane = h * w;
     (0..c)
         .into_par_iter()

@@ -12,26 +12,14 @@
 //! backward is ~9× slower than PyTorch: shared/spec/candle-notes.md). Other devices use candle's
 //! `conv2d` (see [`conv2d_auto`]).
 
-use super::cpu_op::{dims4, dispatch2};
+use super::cpu_op::{CpuFloat, dims4, dispatch2};
 use super::im2col::{ConvGeometry, col2im_sample, im2col_sample};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
-use std::ops::AddAssign;
 
 /// Samples per partial sum of the weight gradient: fixed, so that the summation order (and the
 /// result, bit for bit) does not depend on the number of threads.
 const WEIGHT_GRAD_CHUNK: usize = 8;
-
-/// f32 or f64: what the GEMM kernels take.
-pub trait GemmFloat: Copy + Default + AddAssign + Send + Sync + 'static {
-    const ONE: Self;
-}
-impl GemmFloat for f32 {
-    const ONE: Self = 1.0;
-}
-impl GemmFloat for f64 {
-    const ONE: Self = 1.0;
-}
 
 /// A strided read-only matrix: entry (r, c) is `data[r·rs + c·cs]`.
 #[derive(Debug, Clone, Copy)]
@@ -76,7 +64,7 @@ impl<'a, T> Mat<'a, T> {
 
 /// `dst (m × n, row-major) = [dst +] lhs · rhs`, single-threaded (the callers parallelise over
 /// samples); the bounds of every operand are checked before the unchecked kernel runs.
-fn gemm_into<T: GemmFloat>(
+fn gemm_into<T: CpuFloat>(
     dst: &mut [T],
     lhs: Mat<'_, T>,
     rhs: Mat<'_, T>,
@@ -186,7 +174,7 @@ impl ConvShape {
     }
 
     /// The column matrix of one sample: `x` itself for pointwise kernels, else im2col into `buf`.
-    fn columns<'a, T: GemmFloat>(&self, x: &'a [T], buf: &'a mut Vec<T>) -> Mat<'a, T> {
+    fn columns<'a, T: CpuFloat>(&self, x: &'a [T], buf: &'a mut Vec<T>) -> Mat<'a, T> {
         let (rows, p) = (self.g.rows(), self.positions());
         if self.is_pointwise() {
             return Mat::row_major(x, rows, p);
@@ -198,7 +186,7 @@ impl ConvShape {
 }
 
 /// y_b = W · im2col(x_b) for every sample b.
-fn conv_forward<T: GemmFloat>(sh: ConvShape, x: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
+fn conv_forward<T: CpuFloat>(sh: ConvShape, x: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
     let wm = Mat::row_major(w, sh.o, sh.g.rows());
     let mut y = vec![T::default(); sh.g.n * sh.output_len()];
     y.par_chunks_mut(sh.output_len().max(1))
@@ -211,11 +199,7 @@ fn conv_forward<T: GemmFloat>(sh: ConvShape, x: &[T], w: &[T]) -> candle_core::R
 }
 
 /// dx_b = col2im(Wᵀ · g_b) for every sample b.
-fn conv_input_adjoint<T: GemmFloat>(
-    sh: ConvShape,
-    g: &[T],
-    w: &[T],
-) -> candle_core::Result<Vec<T>> {
+fn conv_input_adjoint<T: CpuFloat>(sh: ConvShape, g: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
     let wt = Mat::row_major(w, sh.o, sh.g.rows()).t();
     let mut dx = vec![T::default(); sh.g.n * sh.input_len()];
     dx.par_chunks_mut(sh.input_len().max(1))
@@ -234,7 +218,7 @@ fn conv_input_adjoint<T: GemmFloat>(
 }
 
 /// dW = Σ_b g_b · im2col(x_b)ᵀ, summed in fixed chunks of samples and then in chunk order.
-fn conv_weight_adjoint<T: GemmFloat>(
+fn conv_weight_adjoint<T: CpuFloat>(
     sh: ConvShape,
     x: &[T],
     g: &[T],

@@ -2,6 +2,18 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout};
+use std::ops::AddAssign;
+
+/// f32 or f64: the element types our CPU kernels (and the GEMM they call) take.
+pub trait CpuFloat: Copy + Default + PartialOrd + AddAssign + Send + Sync + 'static {
+    const ONE: Self;
+}
+impl CpuFloat for f32 {
+    const ONE: Self = 1.0;
+}
+impl CpuFloat for f64 {
+    const ONE: Self = 1.0;
+}
 
 pub(crate) fn dims4(layout: &Layout, what: &str) -> candle_core::Result<[usize; 4]> {
     match layout.shape().dims() {

@@ -7,7 +7,7 @@
 //! differentiable in candle, unlike `Tensor::max_pool2d`, whose backward hands a unique maximum
 //! only 1/4 of its gradient (shared/spec/candle-notes.md).
 
-use super::cpu_op::{dims4, dispatch1, dispatch2};
+use super::cpu_op::{CpuFloat, dims4, dispatch1, dispatch2};
 use crate::error::{Error, Result};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -59,13 +59,9 @@ pub struct MaxUnpool2;
 #[derive(Debug, Clone, Copy)]
 pub struct MaxGather2;
 
-trait Float: Copy + Default + PartialOrd + Send + Sync {}
-impl Float for f32 {}
-impl Float for f64 {}
-
 /// Offsets (within one `h × w` plane) of the first maximal entry of every 2×2 window, row-major
 /// over windows; NaN counts as maximal, so it propagates like PyTorch's.
-fn argmax_plane<T: Float>(x: &[T], h: usize, w: usize) -> impl Iterator<Item = usize> + '_ {
+fn argmax_plane<T: CpuFloat>(x: &[T], h: usize, w: usize) -> impl Iterator<Item = usize> + '_ {
     let (ho, wo) = max_pool2_hw(h, w);
     (0..ho * wo).map(move |k| {
         let (oy, ox) = (k / wo, k % wo);
@@ -83,7 +79,7 @@ fn argmax_plane<T: Float>(x: &[T], h: usize, w: usize) -> impl Iterator<Item = u
 }
 
 /// Calls `f(plane index, x plane)` with the matching output plane, in parallel over planes.
-fn per_plane<T: Float>(
+fn per_plane<T: CpuFloat>(
     x: &[T],
     out_len: usize,
     plane_in: usize,
@@ -101,7 +97,7 @@ fn per_plane<T: Float>(
     out
 }
 
-fn pool_kernel<T: Float>(x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
+fn pool_kernel<T: CpuFloat>(x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
     let (ho, wo) = max_pool2_hw(h, w);
     per_plane(x, n * c * ho * wo, h * w, ho * wo, |xp, o, _| {
         for (d, at) in o.iter_mut().zip(argmax_plane(xp, h, w)) {
@@ -110,7 +106,7 @@ fn pool_kernel<T: Float>(x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
     })
 }
 
-fn unpool_kernel<T: Float>(g: &[T], x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
+fn unpool_kernel<T: CpuFloat>(g: &[T], x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
     let (ho, wo) = max_pool2_hw(h, w);
     per_plane(x, n * c * h * w, h * w, h * w, |xp, o, i| {
         let gp = &g[i * ho * wo..][..ho * wo];
@@ -120,7 +116,7 @@ fn unpool_kernel<T: Float>(g: &[T], x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T>
     })
 }
 
-fn gather_kernel<T: Float>(u: &[T], x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
+fn gather_kernel<T: CpuFloat>(u: &[T], x: &[T], [n, c, h, w]: [usize; 4]) -> Vec<T> {
     let (ho, wo) = max_pool2_hw(h, w);
     per_plane(x, n * c * ho * wo, h * w, ho * wo, |xp, o, i| {
         let up = &u[i * h * w..][..h * w];

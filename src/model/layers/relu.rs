@@ -3,7 +3,7 @@
 //! mask as its own gradient; so first and second order each cost one pass instead of candle's
 //! compare/convert/multiply/accumulate chain. Other devices and dtypes use candle's `relu`.
 
-use super::cpu_op::{dispatch1, dispatch2};
+use super::cpu_op::{CpuFloat, dispatch1, dispatch2};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -35,11 +35,7 @@ pub struct ReluOp;
 #[derive(Debug, Clone, Copy)]
 pub struct ReluMask;
 
-trait Float: Copy + Default + PartialOrd + Send + Sync {}
-impl Float for f32 {}
-impl Float for f64 {}
-
-fn relu_kernel<T: Float>(x: &[T]) -> Vec<T> {
+fn relu_kernel<T: CpuFloat>(x: &[T]) -> Vec<T> {
     let zero = T::default();
     let mut y = x.to_vec();
     y.par_chunks_mut(CHUNK).for_each(|c| {
@@ -53,7 +49,7 @@ fn relu_kernel<T: Float>(x: &[T]) -> Vec<T> {
     y
 }
 
-fn mask_kernel<T: Float>(g: &[T], x: &[T]) -> candle_core::Result<Vec<T>> {
+fn mask_kernel<T: CpuFloat>(g: &[T], x: &[T]) -> candle_core::Result<Vec<T>> {
     if g.len() != x.len() {
         candle_core::bail!(
             "relu mask: gradient has {} entries, input {}",
