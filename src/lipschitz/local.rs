@@ -102,14 +102,8 @@ pub fn fastlip(net: &Net, ball: &Ball, temperature: f64, head: Head) -> Result<L
     fastlip_with(net, ball, temperature, head, PreBounds::Ibp)
 }
 
-/// FastLip bound with the chosen pre-activation bounds.
-pub fn fastlip_with(
-    net: &Net,
-    ball: &Ball,
-    temperature: f64,
-    head: Head,
-    pre: PreBounds,
-) -> Result<LocalBound> {
+/// A valid temperature and a ball in the network's input space (the local bounds' preconditions).
+pub(crate) fn check_query(net: &Net, ball: &Ball, temperature: f64) -> Result<()> {
     crate::score::check_temperature(temperature)?;
     if ball.center.len() != net.input_dim() {
         return Err(Error::BadInput(format!(
@@ -118,6 +112,18 @@ pub fn fastlip_with(
             net.input_dim()
         )));
     }
+    Ok(())
+}
+
+/// FastLip bound with the chosen pre-activation bounds.
+pub fn fastlip_with(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    head: Head,
+    pre: PreBounds,
+) -> Result<LocalBound> {
+    check_query(net, ball, temperature)?;
     let (traces, logits) = pre_bounds(net, ball, pre)?;
     fastlip_on(net, &traces, logits, ball.norm, temperature, head)
 }

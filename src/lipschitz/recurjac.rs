@@ -87,14 +87,7 @@ pub fn recurjac_limited(
     pre: PreBounds,
     max_work: f64,
 ) -> Result<RecurJacBound> {
-    crate::score::check_temperature(temperature)?;
-    if ball.center.len() != net.input_dim() {
-        return Err(Error::BadInput(format!(
-            "ball has {} coordinates, network {}",
-            ball.center.len(),
-            net.input_dim()
-        )));
-    }
+    crate::lipschitz::local::check_query(net, ball, temperature)?;
     if let Some(why) = unsupported(net) {
         return Err(Error::BadInput(format!("RecurJac does not support {why}")));
     }

@@ -189,12 +189,18 @@ pub fn verify_certify_run(
             step_frac: 2.5 / cfg.steps.clamp(1, 10) as f64,
             seed: attack_cfg.seed,
         };
+        // PGD on the base score toward the other decision inside radius r, then `n` fresh noisy
+        // samples at the attacked point: (best score, ID decisions, clipped unit scores).
+        let probe = |r: f64, id_side: bool, attack: &AttackConfig, n: u64| {
+            let ball = Ball::new(center.clone(), r, Norm::L2, false)?;
+            let (best, x) = attack_towards_threshold(&oracle, &ball, id_side, attack)?;
+            let (id_hits, units) = fresh(&x, &dataset, index, n)?;
+            Ok::<_, Error>((best, id_hits, units))
+        };
         if detector_certified {
             // Detector certificate: g(x') = predict on the ball. Push the base score the other way.
             let says_id = predict == 1.0;
-            let ball = Ball::new(center.clone(), radius, Norm::L2, false)?;
-            let (best, x_adv) = attack_towards_threshold(&oracle, &ball, says_id, &attack_cfg)?;
-            let (id_hits, _) = fresh(&x_adv, &dataset, index, n_fresh)?;
+            let (best, id_hits, _) = probe(radius, says_id, &attack_cfg, n_fresh)?;
             let opposite = if says_id { n_fresh - id_hits } else { id_hits };
             let violated = clopper_pearson_lower(opposite, n_fresh, c.alpha)? > 0.5;
             // The empirical radius: the smallest multiple of the radius where an attack flips the
@@ -203,9 +209,7 @@ pub fn verify_certify_run(
                 radius
             } else {
                 escalate(radius, &|r| {
-                    let ball = Ball::new(center.clone(), r, Norm::L2, false)?;
-                    let (_, x) = attack_towards_threshold(&oracle, &ball, says_id, &light)?;
-                    let (id_hits, _) = fresh(&x, &dataset, index, ESCALATION_SAMPLES)?;
+                    let (_, id_hits, _) = probe(r, says_id, &light, ESCALATION_SAMPLES)?;
                     let opposite = if says_id {
                         ESCALATION_SAMPLES - id_hits
                     } else {
@@ -228,9 +232,7 @@ pub fn verify_certify_run(
         }
         if score_certified {
             // Score certificate: h(x') < t for ID samples, > t for OOD samples, on the ball.
-            let ball = Ball::new(center.clone(), radius_score, Norm::L2, false)?;
-            let (best, x_adv) = attack_towards_threshold(&oracle, &ball, is_id, &attack_cfg)?;
-            let (_, units) = fresh(&x_adv, &dataset, index, n_fresh)?;
+            let (best, _, units) = probe(radius_score, is_id, &attack_cfg, n_fresh)?;
             let violated = if is_id {
                 hoeffding_lower(&units, c.alpha)? > cal.t
             } else {
@@ -242,9 +244,7 @@ pub fn verify_certify_run(
                 radius_score
             } else {
                 escalate(radius_score, &|r| {
-                    let ball = Ball::new(center.clone(), r, Norm::L2, false)?;
-                    let (_, x) = attack_towards_threshold(&oracle, &ball, is_id, &light)?;
-                    let (_, units) = fresh(&x, &dataset, index, ESCALATION_SAMPLES)?;
+                    let (_, _, units) = probe(r, is_id, &light, ESCALATION_SAMPLES)?;
                     let mean = units.iter().sum::<f64>() / units.len().max(1) as f64;
                     Ok(if is_id { mean > cal.t } else { mean < cal.t })
                 })?

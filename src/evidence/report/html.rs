@@ -239,15 +239,7 @@ fn figure(out: &Path, runs: &[Run], p: &PlotFile) -> Result<String> {
         ),
     };
     let mut src = Vec::new();
-    for (k, s) in p.sources.iter().enumerate() {
-        let label = p
-            .runs
-            .get(k)
-            .and_then(|&i| runs.get(i))
-            .map_or("?", |r| r.label.as_str());
-        let file = s
-            .file_name()
-            .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+    for (label, file, s) in p.labelled_sources(runs) {
         src.push(link(&rel_link(out, s)?, &format!("{label} {file}")));
     }
     Ok(format!(

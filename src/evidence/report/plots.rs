@@ -33,6 +33,26 @@ pub struct PlotFile {
     pub sources: Vec<PathBuf>,
 }
 
+impl PlotFile {
+    /// Each source CSV with the label of the run it belongs to (`?` if unknown) and its file name.
+    pub fn labelled_sources<'a>(
+        &'a self,
+        runs: &'a [Run],
+    ) -> impl Iterator<Item = (&'a str, String, &'a Path)> + 'a {
+        self.sources.iter().enumerate().map(move |(k, s)| {
+            let label = self
+                .runs
+                .get(k)
+                .and_then(|&i| runs.get(i))
+                .map_or("?", |r| r.label.as_str());
+            let file = s
+                .file_name()
+                .map_or(String::new(), |f| f.to_string_lossy().into_owned());
+            (label, file, s.as_path())
+        })
+    }
+}
+
 /// A run label made safe for a file name (`[A-Za-z0-9_-]`, others become `_`).
 pub fn file_safe(label: &str) -> String {
     label

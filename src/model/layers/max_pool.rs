@@ -45,6 +45,12 @@ pub fn max_unpool2(g: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
         .apply_op2(&x.contiguous()?.detach(), MaxUnpool2)
 }
 
+/// [`MaxGather2`] as a differentiable op in U (x enters detached, as in [`max_unpool2`]).
+pub fn max_gather2(u: &Tensor, x: &Tensor) -> candle_core::Result<Tensor> {
+    u.contiguous()?
+        .apply_op2(&x.contiguous()?.detach(), MaxGather2)
+}
+
 /// `x (n, c, h, w)` ↦ its 2×2 window maxima.
 #[derive(Debug, Clone, Copy)]
 pub struct MaxPool2Op;
@@ -189,9 +195,7 @@ impl CustomOp2 for MaxUnpool2 {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let dg = grad
-            .contiguous()?
-            .apply_op2(&x.contiguous()?.detach(), MaxGather2)?;
+        let dg = max_gather2(grad, x)?;
         Ok((Some(dg), None))
     }
 }
