@@ -13,6 +13,7 @@
 //! `conv2d` (see [`conv2d_auto`]).
 
 use super::cpu_op::{CpuFloat, dims4, dispatch2};
+use super::gemm::{Mat, gemm_into};
 use super::im2col::{ConvGeometry, col2im_sample, im2col_sample};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -20,100 +21,6 @@ use rayon::prelude::*;
 /// Samples per partial sum of the weight gradient: fixed, so that the summation order (and the
 /// result, bit for bit) does not depend on the number of threads.
 const WEIGHT_GRAD_CHUNK: usize = 8;
-
-/// A strided read-only matrix: entry (r, c) is `data[r·rs + c·cs]`.
-#[derive(Debug, Clone, Copy)]
-struct Mat<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a, T> Mat<'a, T> {
-    /// A row-major `rows × cols` matrix.
-    fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Mat {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    /// The transpose (a view: no copy).
-    fn t(self) -> Self {
-        Mat {
-            data: self.data,
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-        }
-    }
-
-    /// Whether every entry lies inside `data`.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
-    }
-}
-
-/// `dst (m × n, row-major) = [dst +] lhs · rhs`, single-threaded (the callers parallelise over
-/// samples); the bounds of every operand are checked before the unchecked kernel runs.
-fn gemm_into<T: CpuFloat>(
-    dst: &mut [T],
-    lhs: Mat<'_, T>,
-    rhs: Mat<'_, T>,
-    accumulate: bool,
-) -> candle_core::Result<()> {
-    let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
-    if rhs.rows != k || dst.len() != m * n || !lhs.in_bounds() || !rhs.in_bounds() {
-        candle_core::bail!(
-            "gemm: shapes do not match ({m}×{k} · {}×{n} into {})",
-            rhs.rows,
-            dst.len()
-        );
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(T::default());
-        }
-        return Ok(());
-    }
-    // SAFETY: every index the kernel touches was checked above: dst is m×n row-major, lhs and rhs
-    // are in bounds for their strides; the three buffers do not overlap (one is &mut).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            T::ONE,
-            T::ONE,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-    Ok(())
-}
 
 /// Shapes of one convolution: input `(n, c, h, w)`, kernel `(o, c, kh, kw)`, output `(n, o, ho, wo)`.
 #[derive(Debug, Clone, Copy)]
@@ -193,7 +100,7 @@ fn conv_forward<T: CpuFloat>(sh: ConvShape, x: &[T], w: &[T]) -> candle_core::Re
         .zip(x.par_chunks(sh.input_len().max(1)))
         .try_for_each_init(Vec::new, |buf, (yb, xb)| {
             let cols = sh.columns(xb, buf);
-            gemm_into(yb, wm, cols, false)
+            gemm_into(yb, wm, cols, false, false)
         })?;
     Ok(y)
 }
@@ -207,10 +114,10 @@ fn conv_input_adjoint<T: CpuFloat>(sh: ConvShape, g: &[T], w: &[T]) -> candle_co
         .try_for_each_init(Vec::new, |buf: &mut Vec<T>, (dxb, gb)| {
             let gm = Mat::row_major(gb, sh.o, sh.positions());
             if sh.is_pointwise() {
-                return gemm_into(dxb, wt, gm, false);
+                return gemm_into(dxb, wt, gm, false, false);
             }
             buf.resize(sh.g.rows() * sh.positions(), T::default());
-            gemm_into(buf, wt, gm, false)?;
+            gemm_into(buf, wt, gm, false, false)?;
             col2im_sample(&sh.g, (sh.ho, sh.wo), buf, dxb);
             Ok(())
         })?;
@@ -233,7 +140,7 @@ fn conv_weight_adjoint<T: CpuFloat>(
             for (i, (xb, gb)) in xs.chunks(ilen).zip(gs.chunks(olen)).enumerate() {
                 let cols = sh.columns(xb, buf);
                 let gm = Mat::row_major(gb, sh.o, sh.positions());
-                gemm_into(&mut part, gm, cols.t(), i > 0)?;
+                gemm_into(&mut part, gm, cols.t(), i > 0, false)?;
             }
             Ok(part)
         })

@@ -2,17 +2,41 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, Layout};
-use std::ops::AddAssign;
+use std::ops::{Add, AddAssign, Div, DivAssign, Mul, Neg, Sub, SubAssign};
 
 /// f32 or f64: the element types our CPU kernels (and the GEMM they call) take.
-pub trait CpuFloat: Copy + Default + PartialOrd + AddAssign + Send + Sync + 'static {
+pub trait CpuFloat:
+    Copy
+    + Default
+    + PartialOrd
+    + AddAssign
+    + SubAssign
+    + DivAssign
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
+{
     const ONE: Self;
+    /// √x in this type.
+    fn sqrt(self) -> Self;
 }
 impl CpuFloat for f32 {
     const ONE: Self = 1.0;
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
 }
 impl CpuFloat for f64 {
     const ONE: Self = 1.0;
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
 }
 
 pub(crate) fn dims4(layout: &Layout, what: &str) -> candle_core::Result<[usize; 4]> {
