@@ -7,10 +7,12 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use oodcert::model::{Arch, Model, ModelSpec};
 use oodcert::score::energy;
 use oodcert::train::config::OptimConfig;
+use oodcert::train::dense_step::{DenseNet, dense_step};
 use oodcert::train::losses::{
     InputGradient, PenaltyForm, PenaltyNorm, cross_entropy, energy_margin, grad_penalty,
 };
 use oodcert::train::optim::Optimizer;
+use oodcert::train::step::{LossTerms, StepInput};
 
 fn inputs(n: usize, seed: u64) -> Tensor {
     let mut s = seed;
@@ -89,6 +91,33 @@ fn step(model: &Model, opt: &mut Optimizer, x: &Tensor, y: &Tensor, penalty: Pen
     opt.step(&grads, 0.01).unwrap();
 }
 
+/// The trainer's route for dense ReLU nets: the closed-form step (`train::dense_step`). Its one
+/// pair of margins serves L_S and the penalty masks, so they are set to mask every row (as the
+/// graph steps' penalty margins do); L_S is then 0 but computed all the same.
+fn dense(model: &Model, opt: &mut Optimizer, x: &Tensor, y: &Tensor) {
+    let net = DenseNet::of(model).unwrap();
+    let terms = LossTerms {
+        lambda_energy: 0.1,
+        lambda_grad: 1.0,
+        lambda_oe: 0.0,
+        lambda_absent: 0.0,
+        m_in: 1e9,
+        m_out: -1e9,
+        temperature: 1.0,
+        form: PenaltyForm::PerSample,
+        norm: PenaltyNorm::L2,
+    };
+    let input = StepInput {
+        x: x.clone(),
+        y: y.clone(),
+        n_in: 64,
+        n_low: 64,
+        n_high: 0,
+    };
+    let r = dense_step(&net, &terms, &input, false).unwrap();
+    opt.step(&r.grads, 0.01).unwrap();
+}
+
 fn bench(c: &mut Criterion) {
     assert!(
         oodcert::model::double_backprop_enabled().unwrap(),
@@ -125,6 +154,11 @@ fn bench(c: &mut Criterion) {
         let mut opt = Optimizer::new(&cfg, model.trainable_vars());
         let mut g = c.benchmark_group(format!("greg_step_{name}"));
         g.sample_size(10);
+        if DenseNet::of(&model).is_some() {
+            g.bench_function("exact GReg, closed form (the trainer's route)", |b| {
+                b.iter(|| dense(&model, &mut opt, &x, &y))
+            });
+        }
         for (label, penalty) in [
             ("plain (CE + energy)", Penalty::None),
             ("exact GReg (double backprop)", Penalty::Explicit),

@@ -143,6 +143,14 @@ pub struct LoopConfig {
     /// Write a `train_log.csv` row every N steps.
     #[serde(default = "one")]
     pub log_every: usize,
+    /// How gradients are formed: `auto` (the closed-form step for dense ReLU nets on the CPU,
+    /// `train::dense_step`; candle's autograd graph otherwise) or `autograd` (always the graph).
+    #[serde(default = "auto")]
+    pub backward: String,
+}
+
+fn auto() -> String {
+    "auto".into()
 }
 
 fn one() -> usize {
@@ -387,6 +395,7 @@ impl TrainConfig {
                 "config key `train.log_every` must be ≥ 1".into(),
             ));
         }
+        one_of("train.backward", &t.backward, &["auto", "autograd"])?;
         let l = &self.loss;
         range("loss.lambda_energy", l.lambda_energy, 0.0, 1e6)?;
         range("loss.lambda_grad", l.lambda_grad, 0.0, 1e6)?;

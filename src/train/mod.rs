@@ -2,12 +2,14 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod dense_step;
 pub mod log;
 pub mod losses;
 pub mod optim;
 pub mod samplers;
 pub mod schedule;
 pub mod second_order;
+pub mod step;
 mod trainer;
 
 pub use config::TrainConfig;

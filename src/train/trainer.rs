@@ -3,21 +3,18 @@
 
 use crate::data::{self, Dataset};
 use crate::error::{Error, Result};
-use crate::model::absent_class::id_logits;
 use crate::model::{Classifier, Model, ModelSpec};
 use crate::score;
 use crate::train::checkpoint;
 use crate::train::config::TrainConfig;
+use crate::train::dense_step::{DenseNet, dense_step};
 use crate::train::log::{LogRow, TrainLog};
-use crate::train::losses::{
-    InputGradient, PenaltyForm, PenaltyNorm, cross_entropy, dos_objective, energy_margin,
-    grad_penalty, outlier_exposure,
-};
 use crate::train::optim::Optimizer;
 use crate::train::samplers::{self, CandidatePool, SamplerKind, SamplerParams};
 use crate::train::schedule::learning_rate;
 use crate::train::second_order;
-use candle_core::{D, DType, Device, Tensor, Var};
+use crate::train::step::{LossTerms, StepInput, graph_step};
+use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -196,6 +193,19 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
     }
     let terms = LossTerms::from_config(cfg)?;
+    // The closed-form step where it applies (dense ReLU nets on the CPU) unless the config asks
+    // for the autograd graph.
+    let dense = (cfg.train.backward == "auto")
+        .then(|| DenseNet::of(&model))
+        .flatten();
+    eprintln!(
+        "oodcert: gradients by {}",
+        if dense.is_some() {
+            "the closed-form dense step"
+        } else {
+            "autograd"
+        }
+    );
     eprintln!(
         "oodcert: training {:?} on {} ({} images){} for {total} steps → {}",
         cfg.arch()?,
@@ -242,12 +252,20 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         };
         let lr = learning_rate(&cfg.schedule, cfg.optim.lr, step, total, steps_per_epoch);
         let log_now = (step + 1) % cfg.train.log_every == 0 || step + 1 == total;
-        let row = train_step(&terms, &model, &mut opt, &batch, lr, log_now, &opts.device).map_err(
-            |e| match e {
-                Error::CheckFailed(m) => Error::CheckFailed(format!("step {}: {m}", step + 1)),
-                other => other,
-            },
-        )?;
+        let row = train_step(
+            &terms,
+            &model,
+            dense.as_ref(),
+            &mut opt,
+            &batch,
+            lr,
+            log_now,
+            &opts.device,
+        )
+        .map_err(|e| match e {
+            Error::CheckFailed(m) => Error::CheckFailed(format!("step {}: {m}", step + 1)),
+            other => other,
+        })?;
         if let Some(mut row) = row {
             row.step = step + 1;
             row.epoch = (step + 1) as f64 / steps_per_epoch as f64;
@@ -323,37 +341,6 @@ fn init_from(
     }
 }
 
-/// The weighted loss terms of a run, parsed once.
-struct LossTerms {
-    lambda_energy: f64,
-    lambda_grad: f64,
-    lambda_oe: f64,
-    /// β of DOS's absent-class term (> 0 exactly when the model has an absent class).
-    lambda_absent: f64,
-    m_in: f64,
-    m_out: f64,
-    temperature: f64,
-    form: PenaltyForm,
-    norm: PenaltyNorm,
-}
-
-impl LossTerms {
-    fn from_config(cfg: &TrainConfig) -> Result<Self> {
-        let l = &cfg.loss;
-        Ok(LossTerms {
-            lambda_energy: l.lambda_energy,
-            lambda_grad: l.lambda_grad,
-            lambda_oe: l.lambda_oe,
-            lambda_absent: l.lambda_absent,
-            m_in: l.m_in,
-            m_out: l.m_out,
-            temperature: l.temperature,
-            form: PenaltyForm::parse(&l.penalty_form)?,
-            norm: PenaltyNorm::parse(&l.penalty_norm)?,
-        })
-    }
-}
-
 /// One step's data: ID indices and, when a loss term needs them, auxiliary outliers: `low` feeds
 /// the energy margin and (unless two-way sampling split them off) the penalty; `high` (two-way
 /// GReg+ only) feeds the penalty.
@@ -404,17 +391,13 @@ fn select_outliers(
     Ok((map(&sel.low), map(&sel.high)))
 }
 
-fn scalar(t: &Tensor) -> Result<f64> {
-    Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
-}
-
-/// One optimiser step: L = CE + λ_S·L_S + λ_OE·L_OE + λ_∇·L_∇ on the ID batch and the auxiliary
-/// batch (forwarded together, as in the energy-OOD/GReg code), or DOS's L = CE_{K+1} + β·L_absent
-/// for an absent-class model (S, ‖∇ₓS‖ and the accuracy then read the K ID logits); returns a log
-/// row when `log_now`.
+/// One optimiser step (the loss and its gradients from [`dense_step`] when `dense` is given, else
+/// from [`graph_step`]); returns a log row when `log_now`.
+#[allow(clippy::too_many_arguments)]
 fn train_step(
     t: &LossTerms,
     model: &Model,
+    dense: Option<&DenseNet<'_>>,
     opt: &mut Optimizer,
     b: &Batch,
     lr: f64,
@@ -434,147 +417,63 @@ fn train_step(
         }
         None => (x_in, 0, 0),
     };
-    let n = x.dim(0)?;
-    let n_aux = n - n_in;
-    // Two-way GReg+: the high-energy picks alone feed the penalty; otherwise every outlier does.
-    let penalised = if n_high > 0 { n_in + n_low..n } else { n_in..n };
-    // The input is a variable only when autograd must deliver ∇ₓS (penalty, or ‖∇ₓS‖ on logged
-    // steps) and the model has no explicit input gradient: a variable input costs a backward pass
-    // through the first layer in every reverse pass.
-    let explicit = model.has_explicit_input_vjp();
-    let xv = if (log_now || t.lambda_grad > 0.0) && !explicit {
-        Some(Var::from_tensor(&x)?)
-    } else {
-        None
+    let input = StepInput {
+        x,
+        y,
+        n_in,
+        n_low,
+        n_high,
     };
-    let input = xv.as_ref().map_or(&x, |v| v.as_tensor());
-    let trace = model.forward_traced(input, true)?;
-    let logits = trace.logits.clone();
-    // (The config admits an absent-class model exactly when λ_absent > 0.)
-    let absent = model.has_absent_class();
-    // The in-distribution logits: all of them, or the first K of an absent-class model.
-    let logits_k = id_logits(&logits, absent)?;
-    let logits_in = logits_k.narrow(0, 0, n_in)?;
-    let s = score::energy(&logits_k, t.temperature)?;
-    let (ce, l_absent) = if absent && n_aux > 0 {
-        let (ce, term) = dos_objective(&logits, &y, n_in, t.lambda_absent)?;
-        (ce, Some(term))
-    } else {
-        (cross_entropy(&logits.narrow(0, 0, n_in)?, &y)?, None)
+    let r = match dense {
+        Some(net) => dense_step(net, t, &input, log_now)?,
+        None => graph_step(t, model, &input, log_now)?,
     };
-    let mut loss = ce.clone();
-    let loss_absent = match &l_absent {
-        Some(term) => {
-            loss = (loss + term)?;
-            Some(scalar(term)?)
-        }
-        None => absent.then_some(0.0),
-    };
-    // Where ∇ₓS comes from: the explicit input gradient (MLP, LeNet on the CPU; the same tensor
-    // as autograd's, tests/train_penalty.rs) or a reverse pass of autograd.
-    let source = || -> Result<InputGradient<'_>> {
-        Ok(if explicit {
-            InputGradient::Explicit {
-                model,
-                trace: &trace,
-                id_classes: logits_k.dim(1)?,
-                temperature: t.temperature,
-            }
-        } else {
-            InputGradient::Autograd(
-                xv.as_ref()
-                    .map(|v| v.as_tensor())
-                    .ok_or_else(|| Error::Internal("∇ₓS without an input variable".into()))?,
-            )
-        })
-    };
-    let (mut l_energy, mut l_grad) = (0.0, 0.0);
-    let mut frac = (f64::NAN, f64::NAN);
-    if n_aux > 0 {
-        let s_in = s.narrow(0, 0, n_in)?;
-        let s_aux = s.narrow(0, n_in, n_low)?;
-        if t.lambda_energy > 0.0 {
-            let term = (energy_margin(&s_in, &s_aux, t.m_in, t.m_out)? * t.lambda_energy)?;
-            l_energy = scalar(&term)?;
-            loss = (loss + term)?;
-        }
-        if t.lambda_oe > 0.0 {
-            let term = (outlier_exposure(&logits.narrow(0, n_in, n_aux)?)? * t.lambda_oe)?;
-            loss = (loss + term)?;
-        }
-        if t.lambda_grad > 0.0 {
-            let p = grad_penalty(
-                source()?,
-                &s,
-                n_in,
-                penalised.clone(),
-                t.m_in,
-                t.m_out,
-                t.form,
-                t.norm,
-            )?;
-            frac = (p.frac_in_masked, p.frac_aux_masked);
-            let term = (p.loss * t.lambda_grad)?;
-            l_grad = scalar(&term)?;
-            loss = (loss + term)?;
-        }
-    }
-    let loss_v = scalar(&loss)?;
-    if !loss_v.is_finite() {
+    if !r.loss.is_finite() {
         return Err(Error::CheckFailed(format!(
-            "the loss is {loss_v}: training diverged; lower `optim.lr` or check the data"
+            "the loss is {}: training diverged; lower `optim.lr` or check the data",
+            r.loss
         )));
     }
-    let grads = loss.backward()?;
-    // Statistics are read before the update: candle's Var::set writes the weights in place.
     let row = if log_now {
-        let ones = Tensor::ones(n, s.dtype(), s.device())?;
-        let g = source()?.weighted_energy_grad(&s, &ones)?.detach();
-        let norms = score::per_sample_norm(&g, 2.0)?;
-        let s_host = s.to_dtype(DType::F64)?.to_vec1::<f64>()?;
-        let mean = |r: std::ops::Range<usize>| {
+        let n = input.n();
+        let mean = |v: &[f64], r: std::ops::Range<usize>| {
             if r.is_empty() {
                 f64::NAN
             } else {
                 let l = r.len() as f64;
-                norms[r].iter().sum::<f64>() / l
+                v[r].iter().sum::<f64>() / l
             }
         };
-        if frac.0.is_nan() {
-            let share = |r: std::ops::Range<usize>, f: &dyn Fn(f64) -> bool| {
-                if r.is_empty() {
-                    f64::NAN
-                } else {
-                    let l = r.len() as f64;
-                    s_host[r].iter().filter(|&&v| f(v)).count() as f64 / l
-                }
-            };
-            frac = (
-                share(0..n_in, &|v| v <= t.m_in),
-                share(penalised.clone(), &|v| v >= t.m_out),
-            );
-        }
-        let pred = logits_in.argmax(D::Minus1)?.to_dtype(DType::U32)?;
-        let acc = scalar(&pred.eq(&y)?.to_dtype(DType::F64)?.mean_all()?)?;
+        // The penalty's masks: ID rows with S ≤ m_in, penalised outliers with S ≥ m_out.
+        let s = &r.energies;
+        let share = |rows: std::ops::Range<usize>, f: &dyn Fn(f64) -> bool| {
+            if rows.is_empty() {
+                f64::NAN
+            } else {
+                let l = rows.len() as f64;
+                rows.filter(|&i| f(s[i])).count() as f64 / l
+            }
+        };
+        let norms = r.grad_norms.clone().unwrap_or_else(|| vec![f64::NAN; n]);
         Some(LogRow {
             step: 0,
             epoch: 0.0,
             lr,
-            loss: loss_v,
-            ce: scalar(&ce)?,
-            loss_energy: l_energy,
-            loss_grad: l_grad,
-            frac_in_masked: frac.0,
-            frac_aux_masked: frac.1,
-            grad_norm_in: mean(0..n_in),
-            grad_norm_aux: mean(n_in..n),
-            acc,
-            loss_absent,
+            loss: r.loss,
+            ce: r.ce,
+            loss_energy: r.loss_energy,
+            loss_grad: r.loss_grad,
+            frac_in_masked: share(0..n_in, &|v| v <= t.m_in),
+            frac_aux_masked: share(input.penalised(), &|v| v >= t.m_out),
+            grad_norm_in: mean(&norms, 0..n_in),
+            grad_norm_aux: mean(&norms, n_in..n),
+            acc: r.correct.map_or(f64::NAN, |c| c as f64 / n_in as f64),
+            loss_absent: r.loss_absent,
         })
     } else {
         None
     };
-    opt.step(&grads, lr)?;
+    opt.step(&r.grads, lr)?;
     Ok(row)
 }
 
