@@ -1,6 +1,8 @@
 //! Model construction, initialisation, naming, forward shapes and the model-file format:
 //! round trips and every kind of broken file (a clear error, never a panic).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use oodcert::Error;
 use oodcert::model::{Arch, Classifier, Layer, Model, ModelSpec, ParamKind, sha256_file};
@@ -38,12 +40,7 @@ fn input(n: usize, shape: [usize; 3], seed: u64, dtype: DType) -> Tensor {
 }
 
 fn values(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
+    common::flat_f64(t)
 }
 
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {

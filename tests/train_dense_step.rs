@@ -6,6 +6,8 @@
 //!
 //! Needs CANDLE_GRAD_DO_NOT_DETACH=1 from process start (.cargo/config.toml sets it for tests).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor};
 use oodcert::model::{Arch, Classifier, Model, ModelSpec};
 use oodcert::score::energy;
@@ -33,15 +35,9 @@ fn model(outputs: usize, absent: bool, dtype: DType, seed: u64) -> Model {
 
 /// Pseudo-random pixels in [0, 1] (splitmix64), `(n, 2, 3, 3)` f32 as the trainer's batches.
 fn pixels(seed: u64, n: usize) -> Tensor {
-    let mut s = seed;
-    let v: Vec<f32> = (0..n * 18)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
-        })
+    let v: Vec<f32> = common::splitmix_unit(seed, n * 18)
+        .into_iter()
+        .map(|v| v as f32)
         .collect();
     Tensor::from_vec(v, (n, 2, 3, 3), &Device::Cpu).unwrap()
 }
@@ -58,83 +54,58 @@ struct Case {
     lambda_grad: f64,
 }
 
+/// The first case; the others change what they name.
+const BASE: Case = Case {
+    name: "per-sample l2",
+    outputs: 4,
+    absent: false,
+    rows: (5, 6, 0),
+    form: PenaltyForm::PerSample,
+    norm: PenaltyNorm::L2,
+    temperature: 1.0,
+    lambda_oe: 0.0,
+    lambda_grad: 0.7,
+};
+
 const CASES: [Case; 7] = [
-    Case {
-        name: "per-sample l2",
-        outputs: 4,
-        absent: false,
-        rows: (5, 6, 0),
-        form: PenaltyForm::PerSample,
-        norm: PenaltyNorm::L2,
-        temperature: 1.0,
-        lambda_oe: 0.0,
-        lambda_grad: 0.7,
-    },
+    BASE,
     Case {
         name: "group-scaled l2, two-way",
-        outputs: 4,
-        absent: false,
         rows: (5, 3, 4),
         form: PenaltyForm::GroupScaled,
-        norm: PenaltyNorm::L2,
-        temperature: 1.0,
-        lambda_oe: 0.0,
-        lambda_grad: 0.7,
+        ..BASE
     },
     Case {
         name: "per-sample l1, T = 2, OE",
-        outputs: 4,
-        absent: false,
-        rows: (5, 6, 0),
-        form: PenaltyForm::PerSample,
         norm: PenaltyNorm::L1,
         temperature: 2.0,
         lambda_oe: 0.4,
-        lambda_grad: 0.7,
+        ..BASE
     },
     Case {
         name: "group-scaled l1, two-way, T = 0.5",
         outputs: 3,
-        absent: false,
         rows: (4, 2, 3),
         form: PenaltyForm::GroupScaled,
         norm: PenaltyNorm::L1,
         temperature: 0.5,
-        lambda_oe: 0.0,
         lambda_grad: 1.3,
+        ..BASE
     },
     Case {
         name: "absent class (DOS) with a penalty",
-        outputs: 4,
         absent: true,
-        rows: (5, 6, 0),
-        form: PenaltyForm::PerSample,
-        norm: PenaltyNorm::L2,
-        temperature: 1.0,
-        lambda_oe: 0.0,
-        lambda_grad: 0.7,
+        ..BASE
     },
     Case {
         name: "no penalty",
-        outputs: 4,
-        absent: false,
-        rows: (5, 6, 0),
-        form: PenaltyForm::PerSample,
-        norm: PenaltyNorm::L2,
-        temperature: 1.0,
-        lambda_oe: 0.0,
         lambda_grad: 0.0,
+        ..BASE
     },
     Case {
         name: "ID only",
-        outputs: 4,
-        absent: false,
         rows: (7, 0, 0),
-        form: PenaltyForm::PerSample,
-        norm: PenaltyNorm::L2,
-        temperature: 1.0,
-        lambda_oe: 0.0,
-        lambda_grad: 0.7,
+        ..BASE
     },
 ];
 
@@ -194,12 +165,7 @@ fn close(a: f64, b: f64, tol: f64) -> bool {
 }
 
 fn host(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
+    common::flat_f64(t)
 }
 
 /// Every field of the two results agrees to `tol` (relative); every trainable variable has a
@@ -357,8 +323,6 @@ fn out_of_range_labels_are_an_error_not_a_panic() {
 }
 
 // ---- through the trainer -----------------------------------------------------------------------
-
-mod common;
 
 /// 8×8 toy ID data (2 classes: bright left or right half) and outliers (bright top half).
 fn toy_data(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {

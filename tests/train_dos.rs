@@ -2,6 +2,8 @@
 //! K-output view, the absent-class score, the config rules, and the trainer's DOS objective
 //! checked against a hand computation, for determinism, resumption and learning.
 
+mod common;
+
 use candle_core::{D, DType, Device, Tensor};
 use oodcert::Error;
 use oodcert::model::{Arch, Classifier, Model, ModelSpec};
@@ -22,17 +24,12 @@ fn spec(k_outputs: usize) -> ModelSpec {
 
 /// Deterministic pseudo-random pixels in [0,1] (splitmix64), shape (n, 1, 4, 4).
 fn pixels(seed: u64, n: usize) -> Tensor {
-    let mut s = seed;
-    let v: Vec<f64> = (0..n * 16)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .collect();
-    Tensor::from_vec(v, (n, 1, 4, 4), &Device::Cpu).unwrap()
+    Tensor::from_vec(
+        common::splitmix_unit(seed, n * 16),
+        (n, 1, 4, 4),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 fn rows(t: &Tensor) -> Vec<Vec<f64>> {

@@ -4,6 +4,8 @@
 //!
 //! Needs CANDLE_GRAD_DO_NOT_DETACH=1 from process start (.cargo/config.toml sets it for tests).
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
 use oodcert::model::{Arch, Classifier, Model, ModelSpec};
 use oodcert::score::energy;
@@ -24,17 +26,12 @@ fn tiny_model(seed: u64) -> Model {
 
 fn batch(seed: u64, n: usize) -> Tensor {
     // Deterministic pseudo-random pixels in [0,1] (splitmix64).
-    let mut s = seed;
-    let v: Vec<f64> = (0..n * 6)
-        .map(|_| {
-            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = s;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        })
-        .collect();
-    Tensor::from_vec(v, (n, 1, 3, 2), &Device::Cpu).unwrap()
+    Tensor::from_vec(
+        common::splitmix_unit(seed, n * 6),
+        (n, 1, 3, 2),
+        &Device::Cpu,
+    )
+    .unwrap()
 }
 
 /// The penalty as a function of the current weights, masks from margins.

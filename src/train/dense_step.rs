@@ -448,21 +448,37 @@ fn run<T: CpuFloat + WithDType>(
             best == y[i] as usize
         })
         .count();
-    if !loss.is_finite() {
-        return Ok(StepResult {
-            grads: StepGrads::Closed(HashMap::new()),
-            loss,
-            ce,
-            loss_energy,
-            loss_grad,
-            loss_absent,
-            energies: hd.s,
-            grad_norms,
-            correct: Some(correct),
-        });
-    }
+    // (A non-finite loss stops the run: no gradient is needed.)
+    let grads = if loss.is_finite() {
+        backward(net, &dims, &weights, &h, &zbar, wbar)?
+    } else {
+        HashMap::new()
+    };
+    Ok(StepResult {
+        grads: StepGrads::Closed(grads),
+        loss,
+        ce,
+        loss_energy,
+        loss_grad,
+        loss_absent,
+        energies: hd.s,
+        grad_norms,
+        correct: Some(correct),
+    })
+}
 
-    // The ordinary backward from zbar: b̄_l = Σ_i e_i, W̄_l += eᵀ h_l, e ← (e W_l) ⊙ 1{h_l > 0}.
+/// The ordinary backward from the logit gradient `zbar`: b̄_l = Σ_i e_i, W̄_l += eᵀ h_l,
+/// e ← (e W_l) ⊙ 1{h_l > 0}; `wbar` holds the penalty's part of each W̄_l already.
+fn backward<T: CpuFloat + WithDType>(
+    net: &DenseNet<'_>,
+    dims: &[(usize, usize)],
+    weights: &[Vec<T>],
+    h: &[Vec<T>],
+    zbar: &[f64],
+    mut wbar: Vec<Vec<T>>,
+) -> Result<HashMap<TensorId, Tensor>> {
+    let n = h[0].len() / dims[0].0;
+    let layers = dims.len();
     let mut grads: HashMap<TensorId, Tensor> = HashMap::new();
     let mut e: Vec<T> = zbar.iter().map(|&v| T::from_f64(v)).collect();
     for l in (0..layers).rev() {
@@ -489,15 +505,5 @@ fn run<T: CpuFloat + WithDType>(
         let id = net.linears[l].weight().id();
         grads.insert(id, Tensor::from_vec(w, (out, inp), &Device::Cpu)?);
     }
-    Ok(StepResult {
-        grads: StepGrads::Closed(grads),
-        loss,
-        ce,
-        loss_energy,
-        loss_grad,
-        loss_absent,
-        energies: hd.s,
-        grad_norms,
-        correct: Some(correct),
-    })
+    Ok(grads)
 }

@@ -2,7 +2,7 @@
 //! the `oodcert` process wrapper, toy IDX files, and saved toy models.
 #![allow(dead_code)]
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use oodcert::model::{Arch, Model, ModelSpec};
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -107,4 +107,29 @@ pub fn save_mlp(dir: &Path, shape: [usize; 3], hidden: &[usize], classes: usize)
         .save(&p)
         .unwrap();
     p
+}
+
+/// `count` pseudo-random values in [0, 1) (splitmix64, 53 bits each): the toy pixels of the
+/// training tests.
+pub fn splitmix_unit(seed: u64, count: usize) -> Vec<f64> {
+    let mut s = seed;
+    (0..count)
+        .map(|_| {
+            s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+        })
+        .collect()
+}
+
+/// Every entry of a tensor (any float dtype, any shape) as f64, in row-major order.
+pub fn flat_f64(t: &Tensor) -> Vec<f64> {
+    t.to_dtype(DType::F64)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap()
 }
