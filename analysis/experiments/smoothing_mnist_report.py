@@ -58,7 +58,10 @@ def main():
         man = json.load(open(os.path.join(d, "manifest.json")))
         cal = man["calibration"]
         cert = read_csv(os.path.join(d, "certify.csv"))
-        rows = read_csv(os.path.join(d, "curves.csv"))
+        # Every certificate's curve: curves_all.csv (certify writes the detector's alone to curves.csv);
+        # runs made before that split have them all in curves.csv.
+        every = os.path.join(d, "curves_all.csv")
+        rows = read_csv(every if os.path.exists(every) else os.path.join(d, "curves.csv"))
         for r in rows:
             curve_rows.append([model, sigma, r["certificate"], r["radius"], r["certified_id_rate"], r["certified_ood_rate"],
                                r["guaranteed_fpr95"], r["guaranteed_auroc"]])
