@@ -205,7 +205,14 @@ pub fn run(a: Args) -> Result<()> {
         )));
     }
     let device = crate::device::parse_device(&a.device)?;
-    let model = Model::load(&a.model, &device)?;
+    // DOS's absent-class score is certified as the energy of its K-output view.
+    let (model, kind) = match a.score {
+        ScoreKind::AbsentClass => (
+            Model::load_energy_of(&a.model, &device, a.score, "--score")?,
+            ScoreKind::Energy,
+        ),
+        k => (Model::load(&a.model, &device)?, k),
+    };
     let model_sha256 = crate::model::sha256_file(&a.model)?;
     let shape = model.spec().input_shape;
     let root = a
@@ -261,7 +268,7 @@ pub fn run(a: Args) -> Result<()> {
     let scorer = ModelScorer {
         model: &model,
         device: device.clone(),
-        kind: a.score,
+        kind,
         temperature: a.temperature,
     };
     let val_len = id_val.map_or(0, |d| d.len()) + aux_val.map_or(0, |d| d.len());

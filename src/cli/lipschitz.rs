@@ -93,6 +93,10 @@ pub struct Args {
     /// Methods to run, comma-separated (default: all but recurjac).
     #[arg(long, value_enum, value_delimiter = ',')]
     pub methods: Vec<Method>,
+    /// The score whose Lipschitz constant is bounded: `energy`, or `absent-class` for a DOS model
+    /// (its absent-class log-odds, bounded as the energy of the K-output view with rows w_k − w_K).
+    #[arg(long, value_enum, default_value = "energy")]
+    pub score: crate::score::ScoreKind,
     /// Temperature T of the energy.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
@@ -220,7 +224,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let has = |m: Method| methods.contains(&m);
     let device = Device::Cpu;
-    let model = Model::load(&a.model, &device)?.to_dtype(DType::F64)?;
+    let model =
+        Model::load_energy_of(&a.model, &device, a.score, "--score")?.to_dtype(DType::F64)?;
     let net = Net::from_model(&model)?;
     let shape = model.spec().input_shape;
     let root = a
@@ -585,7 +590,7 @@ pub fn run(a: Args) -> Result<()> {
     let config = serde_json::json!({
         "model": a.model, "data": a.data, "id_val": id_val_spec, "id_val_limit": a.id_val_limit, "is_id": is_id,
         "norm": a.norm, "eps": a.eps, "ball": ball_name, "box": a.unit_box, "limit": a.limit, "subset": a.subset, "subsets": subsets, "methods": methods,
-        "temperature": a.temperature, "threshold": gamma, "threshold_rule": "TPR 95% on ID validation (S <= gamma is ID)",
+        "score": a.score.name(), "temperature": a.temperature, "threshold": gamma, "threshold_rule": "TPR 95% on ID validation (S <= gamma is ID)",
         "samples": a.samples, "pgd": pgd, "clever": ccfg, "radius_iters": a.radius_iters,
         "local_head": if a.simplex { "box-simplex" } else { "box" },
         "bounds": a.bounds, "crown_max_dim": a.crown_max_dim, "recurjac_max_work": a.recurjac_max_work, "dtype": "f64",

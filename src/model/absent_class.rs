@@ -6,6 +6,10 @@
 //!   the first K logits of the (K+1)-output one; its energy S(x) = −T·logsumexp(z_{<K}(x)/T) is the
 //!   energy over the in-distribution logits, and every tool that takes a K-output model (eval,
 //!   Lipschitz bounds, certify, smoothing, verify) applies to it unchanged.
+//! - [`Model::absent_score_view`] turns DOS's own score into an energy: the K-output network with
+//!   final rows w_k − w_K, b_k − b_K has energy −T·logsumexp((z_{<K} − z_K)/T) = z_K −
+//!   T·logsumexp(z_{<K}/T), the absent-class log-odds score, so every certificate of an energy
+//!   (Lipschitz bounds, smoothing) certifies DOS's detector through it.
 //! - [`Model::with_absent_row`] extends a K-output model to K+1 outputs for fine-tuning: the K rows
 //!   are copied and the absent row (weights and bias) is drawn with `nn.Linear`'s default
 //!   initialisation, U(±1/√fan_in), from a seeded stream.
@@ -41,6 +45,62 @@ impl Model {
             self.device(),
             Path::new("<in-distribution logits of an absent-class model>"),
         )
+    }
+
+    /// DOS's absent-class score as the energy of a K-output model: the final layer's rows become
+    /// w_k − w_K and its biases b_k − b_K (k < K, K the absent class). At every temperature T its
+    /// energy −T·logsumexp((z_{<K} − z_K)/T) equals z_K − T·logsumexp(z_{<K}/T), the score
+    /// [`crate::score::absent_class_log_odds`] of this model (in exact arithmetic; tested to
+    /// rounding). An error for a model without an absent class.
+    pub fn absent_score_view(&self) -> Result<Model> {
+        if !self.has_absent_class() {
+            return Err(Error::BadInput(
+                "score `absent-class` needs a DOS model (K+1 outputs, `model.absent_class = true`); \
+                 this model has no absent class: use `--score energy`"
+                    .into(),
+            ));
+        }
+        let k = self.id_classes();
+        let name = self.classifier().name().to_string();
+        let mut tensors: HashMap<String, Tensor> = self.all_tensors().into_iter().collect();
+        for key in [format!("{name}.weight"), format!("{name}.bias")] {
+            if let Some(t) = tensors.remove(&key) {
+                // rows k < K minus row K, broadcast over the rows.
+                let diff = t.narrow(0, 0, k)?.broadcast_sub(&t.narrow(0, k, 1)?)?;
+                tensors.insert(key, diff);
+            }
+        }
+        let mut spec = self.spec().clone();
+        spec.num_classes = k;
+        Model::from_tensors(
+            spec,
+            tensors,
+            self.dtype(),
+            self.device(),
+            Path::new("<absent-class score of a DOS model>"),
+        )
+    }
+
+    /// The model whose *energy* is the score `kind` names, for the tools that certify an energy
+    /// (Lipschitz bounds, smoothing verification): the file's K in-distribution logits for
+    /// `energy`, [`Self::absent_score_view`] of the full file for `absent-class`. Other scores
+    /// have no such model: an error naming the flag.
+    pub fn load_energy_of(
+        path: impl AsRef<Path>,
+        device: &candle_core::Device,
+        kind: crate::score::ScoreKind,
+        flag: &str,
+    ) -> Result<Model> {
+        use crate::score::ScoreKind;
+        match kind {
+            ScoreKind::Energy => Model::load(path, device),
+            ScoreKind::AbsentClass => Model::load_full(path, device)?.absent_score_view(),
+            other => Err(Error::BadInput(format!(
+                "{flag} {}: only `energy` and `absent-class` (DOS's score, certified as the \
+                 energy of a K-output view) have certificates here",
+                other.name()
+            ))),
+        }
     }
 
     /// This K-output model extended to K+1 outputs with an absent class: the K rows of the final

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{CsvTable, Manifest};
 use crate::lipschitz::empirical::GradOracle;
 use crate::model::{Classifier, Model};
+use crate::score::ScoreKind;
 use candle_core::{DType, Device};
 use std::path::Path;
 
@@ -57,7 +58,14 @@ pub fn verify_lipschitz_run(
     let unit_box = man.config["box"].as_bool().unwrap_or(false);
     let gamma = config_f64(&man, "threshold", &mpath)?;
     let temperature = config_f64(&man, "temperature", &mpath)?;
-    let model = Model::load(&model_path, &Device::Cpu)?.to_dtype(DType::F64)?;
+    // Runs made before `--score` existed bounded the energy.
+    let kind = match man.config["score"].as_str().unwrap_or("energy") {
+        "energy" => ScoreKind::Energy,
+        "absent-class" => ScoreKind::AbsentClass,
+        o => return Err(Error::bad_file(&mpath, format!("unknown score `{o}`"))),
+    };
+    let model =
+        Model::load_energy_of(&model_path, &Device::Cpu, kind, "score")?.to_dtype(DType::F64)?;
     let data = crate::data::load_as(
         config_str(&man, "data", &mpath)?,
         data_root,

@@ -83,14 +83,19 @@ pub fn verify_certify_run(
         "energy" => ScoreKind::Energy,
         "msp" => ScoreKind::Msp,
         "maxlogit" => ScoreKind::Maxlogit,
+        "absent-class" => ScoreKind::AbsentClass,
         o => return Err(Error::bad_file(&mpath, format!("unknown score `{o}`"))),
     };
-    if kind != ScoreKind::Energy {
+    if !matches!(kind, ScoreKind::Energy | ScoreKind::AbsentClass) {
         return Err(Error::BadInput(
-            "verify attacks the energy score; this run certified another score".into(),
+            "verify attacks the energy score (or DOS's absent-class score, as the energy of its \
+             K-output view); this run certified another score"
+                .into(),
         ));
     }
-    let model32 = Model::load(model_path, &Device::Cpu)?;
+    let model32 = Model::load_energy_of(model_path, &Device::Cpu, kind, "score")?;
+    // From here on the score is the loaded model's energy.
+    let kind = ScoreKind::Energy;
     let model = model32.to_dtype(DType::F64)?;
     let shape = model.spec().input_shape;
     let mut sets = HashMap::new();
