@@ -5,7 +5,7 @@
 
 mod common;
 use candle_core::{DType, Device, Tensor};
-use common::{lcg, oodcert_in as run, write_idx};
+use common::{inflate, lcg, oodcert_in as run, verify_summary as summary, write_idx};
 use oodcert::model::{Arch, Classifier, Model, ModelSpec};
 use oodcert::score::{absent_class_log_odds, energy};
 use std::path::Path;
@@ -65,45 +65,6 @@ fn images(dir: &Path, n: usize) -> String {
     let pixels: Vec<u8> = (0..n * 36).map(|_| (lcg(&mut s) >> 56) as u8).collect();
     let p = write_idx(dir, "pts", [n, 6, 6], &pixels, None);
     format!("path:{}", p.display())
-}
-
-fn summary(dir: &Path) -> Vec<String> {
-    let s = std::fs::read_to_string(dir.join("verify_summary.csv")).unwrap();
-    s.lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(String::from)
-        .collect()
-}
-
-/// Multiplies the positive numbers of the named CSV columns by `k`.
-fn inflate(csv_path: &Path, cols: &[&str], k: f64) {
-    let mut r = csv::Reader::from_path(csv_path).unwrap();
-    let head = r.headers().unwrap().clone();
-    let idx: Vec<usize> = cols
-        .iter()
-        .map(|c| head.iter().position(|h| h == *c).unwrap())
-        .collect();
-    let rows: Vec<Vec<String>> = r
-        .records()
-        .map(|rec| {
-            rec.unwrap()
-                .iter()
-                .enumerate()
-                .map(|(i, v)| match v.parse::<f64>() {
-                    Ok(x) if idx.contains(&i) && x > 0.0 => (x * k).to_string(),
-                    _ => v.to_string(),
-                })
-                .collect()
-        })
-        .collect();
-    let mut w = csv::Writer::from_path(csv_path).unwrap();
-    w.write_record(&head).unwrap();
-    for row in rows {
-        w.write_record(&row).unwrap();
-    }
-    w.flush().unwrap();
 }
 
 #[test]

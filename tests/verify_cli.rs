@@ -2,7 +2,7 @@
 //! a lipschitz run and a certify run whose radii were inflated must fail with exit code 1.
 
 mod common;
-use common::{lcg, oodcert_in as run, save_mlp, write_idx};
+use common::{inflate, lcg, oodcert_in as run, save_mlp, verify_summary as summary, write_idx};
 use std::path::Path;
 
 /// `n` unlabelled 6×6 images of LCG bytes, as a `path:` spec.
@@ -16,39 +16,6 @@ fn write_images(dir: &Path, n: usize) -> String {
 fn model(dir: &Path) -> String {
     let p = save_mlp(dir, [1, 6, 6], &[12, 8], 3);
     p.to_str().unwrap().to_string()
-}
-
-/// Multiplies the numbers in the named columns of a CSV by `k` (keeping non-positive ones).
-fn inflate(csv_path: &Path, cols: &[&str], k: f64) {
-    let text = std::fs::read_to_string(csv_path).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let idx: Vec<usize> = cols
-        .iter()
-        .map(|c| header.iter().position(|h| h == c).unwrap())
-        .collect();
-    let mut out = header.join(",") + "\n";
-    for l in lines {
-        let mut f: Vec<String> = l.split(',').map(String::from).collect();
-        for &i in &idx {
-            let v: f64 = f[i].parse().unwrap();
-            if v > 0.0 {
-                f[i] = (v * k).to_string();
-            }
-        }
-        out += &(f.join(",") + "\n");
-    }
-    std::fs::write(csv_path, out).unwrap();
-}
-
-fn summary(dir: &Path) -> Vec<String> {
-    let s = std::fs::read_to_string(dir.join("verify_summary.csv")).unwrap();
-    s.lines()
-        .nth(1)
-        .unwrap()
-        .split(',')
-        .map(String::from)
-        .collect()
 }
 
 #[test]

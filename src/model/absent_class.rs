@@ -26,24 +26,38 @@ impl Model {
     /// The K-output model of the in-distribution logits: the final layer without its absent row
     /// (for a model without an absent class, an identical copy).
     pub fn id_logits_view(&self) -> Result<Model> {
+        if !self.has_absent_class() {
+            return self.with_final_rows(|t| Ok(t.clone()), "<in-distribution logits>");
+        }
         let k = self.id_classes();
+        self.with_final_rows(
+            |t| Ok(t.narrow(0, 0, k)?),
+            "<in-distribution logits of an absent-class model>",
+        )
+    }
+
+    /// The K-output model whose final weight and bias are `rows` of this model's (each maps the
+    /// `(outputs, …)` tensor to K rows); every other tensor as it is.
+    fn with_final_rows(
+        &self,
+        rows: impl Fn(&Tensor) -> Result<Tensor>,
+        origin: &str,
+    ) -> Result<Model> {
+        let name = self.classifier().name().to_string();
         let mut tensors: HashMap<String, Tensor> = self.all_tensors().into_iter().collect();
-        if self.has_absent_class() {
-            let name = self.classifier().name().to_string();
-            for key in [format!("{name}.weight"), format!("{name}.bias")] {
-                if let Some(t) = tensors.remove(&key) {
-                    tensors.insert(key, t.narrow(0, 0, k)?);
-                }
+        for key in [format!("{name}.weight"), format!("{name}.bias")] {
+            if let Some(t) = tensors.remove(&key) {
+                tensors.insert(key, rows(&t)?);
             }
         }
         let mut spec = self.spec().clone();
-        spec.num_classes = k;
+        spec.num_classes = self.id_classes();
         Model::from_tensors(
             spec,
             tensors,
             self.dtype(),
             self.device(),
-            Path::new("<in-distribution logits of an absent-class model>"),
+            Path::new(origin),
         )
     }
 
@@ -61,23 +75,10 @@ impl Model {
             ));
         }
         let k = self.id_classes();
-        let name = self.classifier().name().to_string();
-        let mut tensors: HashMap<String, Tensor> = self.all_tensors().into_iter().collect();
-        for key in [format!("{name}.weight"), format!("{name}.bias")] {
-            if let Some(t) = tensors.remove(&key) {
-                // rows k < K minus row K, broadcast over the rows.
-                let diff = t.narrow(0, 0, k)?.broadcast_sub(&t.narrow(0, k, 1)?)?;
-                tensors.insert(key, diff);
-            }
-        }
-        let mut spec = self.spec().clone();
-        spec.num_classes = k;
-        Model::from_tensors(
-            spec,
-            tensors,
-            self.dtype(),
-            self.device(),
-            Path::new("<absent-class score of a DOS model>"),
+        // rows k < K minus row K, broadcast over the rows.
+        self.with_final_rows(
+            |t| Ok(t.narrow(0, 0, k)?.broadcast_sub(&t.narrow(0, k, 1)?)?),
+            "<absent-class score of a DOS model>",
         )
     }
 

@@ -133,3 +133,38 @@ pub fn flat_f64(t: &Tensor) -> Vec<f64> {
         .to_vec1()
         .unwrap()
 }
+
+/// The second line of `DIR/verify_summary.csv`, split at commas.
+pub fn verify_summary(dir: &Path) -> Vec<String> {
+    let s = std::fs::read_to_string(dir.join("verify_summary.csv")).unwrap();
+    s.lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(String::from)
+        .collect()
+}
+
+/// Multiplies the positive numbers in the named columns of a CSV by `k` (a tampered run for
+/// `verify` to catch).
+pub fn inflate(csv_path: &Path, cols: &[&str], k: f64) {
+    let text = std::fs::read_to_string(csv_path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let idx: Vec<usize> = cols
+        .iter()
+        .map(|c| header.iter().position(|h| h == c).unwrap())
+        .collect();
+    let mut out = header.join(",") + "\n";
+    for l in lines {
+        let mut f: Vec<String> = l.split(',').map(String::from).collect();
+        for &i in &idx {
+            let v: f64 = f[i].parse().unwrap();
+            if v > 0.0 {
+                f[i] = (v * k).to_string();
+            }
+        }
+        out += &(f.join(",") + "\n");
+    }
+    std::fs::write(csv_path, out).unwrap();
+}
