@@ -34,6 +34,13 @@ impl ScoreKind {
             ScoreKind::AbsentClass => "absent-class",
         }
     }
+
+    /// The kind [`Self::name`] names (as recorded in manifests), if any.
+    pub fn from_name(name: &str) -> Option<ScoreKind> {
+        [Self::Energy, Self::Msp, Self::Maxlogit, Self::AbsentClass]
+            .into_iter()
+            .find(|k| k.name() == name)
+    }
 }
 
 /// Checks a temperature: finite and > 0.
@@ -185,10 +192,34 @@ pub fn energy_f64(logits: &[f64], temperature: f64) -> f64 {
     -temperature * (m + s.ln())
 }
 
+/// softmax(z/T) of one row of logits in f64 (∇_z S = −softmax(z/T)).
+pub fn softmax_f64(logits: &[f64], temperature: f64) -> Vec<f64> {
+    let m = logits.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
+    let e: Vec<f64> = logits
+        .iter()
+        .map(|v| ((v - m) / temperature).exp())
+        .collect();
+    let s: f64 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use candle_core::Device;
+
+    #[test]
+    fn score_names_round_trip() {
+        for k in [
+            ScoreKind::Energy,
+            ScoreKind::Msp,
+            ScoreKind::Maxlogit,
+            ScoreKind::AbsentClass,
+        ] {
+            assert_eq!(ScoreKind::from_name(k.name()), Some(k));
+        }
+        assert_eq!(ScoreKind::from_name("Energy"), None);
+    }
 
     fn logits() -> Tensor {
         Tensor::new(

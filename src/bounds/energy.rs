@@ -24,8 +24,8 @@ pub fn energy_bounds(z: &Interval, t: f64) -> (f64, f64) {
 
 /// The gradient ∇_z S = −softmax(z/T) at z.
 pub fn energy_grad(z: &[f64], t: f64) -> Vec<f64> {
-    let m = z.iter().fold(f64::NEG_INFINITY, |a, b| a.max(*b));
-    let e: Vec<f64> = z.iter().map(|v| ((v - m) / t).exp()).collect();
-    let s: f64 = e.iter().sum();
-    e.iter().map(|v| -v / s).collect()
+    crate::score::softmax_f64(z, t)
+        .into_iter()
+        .map(|p| -p)
+        .collect()
 }

@@ -22,8 +22,10 @@ use super::step::{LossTerms, StepGrads, StepInput, StepResult};
 use crate::error::{Error, Result};
 use crate::model::layers::cpu_op::CpuFloat;
 use crate::model::layers::gemm::{Mat, gemm_into};
+use crate::model::layers::relu::{mask_in_place, relu_in_place};
 use crate::model::layers::{Layer, Linear};
 use crate::model::{Classifier, Model};
+use crate::score::{energy_f64, softmax_f64};
 use candle_core::{DType, Device, Tensor, TensorId, WithDType};
 use std::collections::HashMap;
 
@@ -132,25 +134,6 @@ fn add_at_b<T: CpuFloat>(
     Ok(gemm_into(dst, a, b, true, true)?)
 }
 
-/// `v ⊙ 1{h > 0}` in place (the ReLU mask of the layer whose output is `h`).
-fn mask_by<T: CpuFloat>(v: &mut [T], h: &[T]) {
-    let zero = T::default();
-    for (v, &h) in v.iter_mut().zip(h) {
-        // (NaN in h masks too: only h > 0 passes.)
-        if h.partial_cmp(&zero) != Some(std::cmp::Ordering::Greater) {
-            *v = zero;
-        }
-    }
-}
-
-/// Softmax of `z/temp` and its log-normaliser, in f64.
-fn softmax(z: &[f64], temp: f64) -> (Vec<f64>, f64) {
-    let max = z.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v / temp));
-    let sum: f64 = z.iter().map(|&v| (v / temp - max).exp()).sum();
-    let lse = max + sum.ln();
-    (z.iter().map(|&v| (v / temp - lse).exp()).collect(), lse)
-}
-
 /// Per-row quantities of the logits: energies, the ID softmax p (at T) and the full softmax q
 /// (at 1) with its log-normaliser.
 struct Heads {
@@ -171,12 +154,10 @@ fn heads<T: CpuFloat + WithDType>(z: &[T], n: usize, kt: usize, k: usize, temp: 
     };
     for row in z.chunks(kt) {
         let row: Vec<f64> = row.iter().map(|v| v.to_f64()).collect();
-        let (p, lse_k) = softmax(&row[..k], temp);
-        h.s.push(-temp * lse_k);
-        h.p.extend(p);
-        let (q, lse) = softmax(&row, 1.0);
-        h.q.extend(q);
-        h.lse.push(lse);
+        h.s.push(energy_f64(&row[..k], temp));
+        h.p.extend(softmax_f64(&row[..k], temp));
+        h.q.extend(softmax_f64(&row, 1.0));
+        h.lse.push(-energy_f64(&row, 1.0));
     }
     h
 }
@@ -265,12 +246,7 @@ fn run<T: CpuFloat + WithDType>(
         };
         times_wt(&mut a, &h[l], &weights[l], n, inp, out, true)?;
         if l + 1 < layers {
-            for v in &mut a {
-                // `!(v <= 0)` keeps NaN, as the ReLU op does.
-                if *v <= T::default() {
-                    *v = T::default();
-                }
-            }
+            relu_in_place(&mut a);
             h.push(a);
         } else {
             z = a;
@@ -368,7 +344,7 @@ fn run<T: CpuFloat + WithDType>(
         for l in (1..layers).rev() {
             let (inp, out) = dims[l];
             let mut d = times_w(&deltas[l], &weights[l], n, inp, out)?;
-            mask_by(&mut d, &h[l]);
+            mask_in_place(&mut d, &h[l]);
             deltas[l - 1] = d;
         }
         let mut g = times_w(&deltas[0], &weights[0], n, d0, dims[0].1)?;
@@ -423,7 +399,7 @@ fn run<T: CpuFloat + WithDType>(
                 add_at_b(&mut wbar[l], &deltas[l], &gamma, n, out, inp)?;
                 times_wt(&mut next, &gamma, &weights[l], n, inp, out, false)?;
                 if l + 1 < layers {
-                    mask_by(&mut next, &h[l + 1]);
+                    mask_in_place(&mut next, &h[l + 1]);
                 }
                 gamma = next;
             }
@@ -497,7 +473,7 @@ fn backward<T: CpuFloat + WithDType>(
         add_at_b(&mut wbar[l], &e, &h[l], n, out, inp)?;
         if l > 0 {
             e = times_w(&e, &weights[l], n, inp, out)?;
-            mask_by(&mut e, &h[l]);
+            mask_in_place(&mut e, &h[l]);
         }
     }
     for (l, w) in wbar.into_iter().enumerate() {

@@ -59,11 +59,9 @@ pub fn verify_lipschitz_run(
     let gamma = config_f64(&man, "threshold", &mpath)?;
     let temperature = config_f64(&man, "temperature", &mpath)?;
     // Runs made before `--score` existed bounded the energy.
-    let kind = match man.config["score"].as_str().unwrap_or("energy") {
-        "energy" => ScoreKind::Energy,
-        "absent-class" => ScoreKind::AbsentClass,
-        o => return Err(Error::bad_file(&mpath, format!("unknown score `{o}`"))),
-    };
+    let name = man.config["score"].as_str().unwrap_or("energy");
+    let kind = ScoreKind::from_name(name)
+        .ok_or_else(|| Error::bad_file(&mpath, format!("unknown score `{name}`")))?;
     let model =
         Model::load_energy_of(&model_path, &Device::Cpu, kind, "score")?.to_dtype(DType::F64)?;
     let data = crate::data::load_as(

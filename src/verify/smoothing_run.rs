@@ -79,13 +79,8 @@ pub fn verify_certify_run(
         )));
     }
     let c = &man.config;
-    let kind = match c.score.as_str() {
-        "energy" => ScoreKind::Energy,
-        "msp" => ScoreKind::Msp,
-        "maxlogit" => ScoreKind::Maxlogit,
-        "absent-class" => ScoreKind::AbsentClass,
-        o => return Err(Error::bad_file(&mpath, format!("unknown score `{o}`"))),
-    };
+    let kind = ScoreKind::from_name(&c.score)
+        .ok_or_else(|| Error::bad_file(&mpath, format!("unknown score `{}`", c.score)))?;
     if !matches!(kind, ScoreKind::Energy | ScoreKind::AbsentClass) {
         return Err(Error::BadInput(
             "verify attacks the energy score (or DOS's absent-class score, as the energy of its \

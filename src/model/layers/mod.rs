@@ -12,7 +12,7 @@ mod im2col;
 mod linear;
 mod max_pool;
 mod normalize;
-mod relu;
+pub(crate) mod relu;
 
 pub use basic_block::BasicBlock;
 pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm2d};

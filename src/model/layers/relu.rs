@@ -35,17 +35,29 @@ pub struct ReluOp;
 #[derive(Debug, Clone, Copy)]
 pub struct ReluMask;
 
-fn relu_kernel<T: CpuFloat>(x: &[T]) -> Vec<T> {
+/// max(v, 0) in place (`!(v <= 0)` keeps NaN).
+pub(crate) fn relu_in_place<T: CpuFloat>(v: &mut [T]) {
     let zero = T::default();
-    let mut y = x.to_vec();
-    y.par_chunks_mut(CHUNK).for_each(|c| {
-        for v in c {
-            // `!(v <= 0)` keeps NaN.
-            if *v <= zero {
-                *v = zero;
-            }
+    for v in v {
+        if *v <= zero {
+            *v = zero;
         }
-    });
+    }
+}
+
+/// g ⊙ 1{x > 0} in place: g is zeroed where x is not > 0 (≤ 0 or NaN).
+pub(crate) fn mask_in_place<T: CpuFloat>(g: &mut [T], x: &[T]) {
+    let zero = T::default();
+    for (o, &xv) in g.iter_mut().zip(x) {
+        if xv.partial_cmp(&zero) != Some(std::cmp::Ordering::Greater) {
+            *o = zero;
+        }
+    }
+}
+
+fn relu_kernel<T: CpuFloat>(x: &[T]) -> Vec<T> {
+    let mut y = x.to_vec();
+    y.par_chunks_mut(CHUNK).for_each(relu_in_place);
     y
 }
 
@@ -57,18 +69,10 @@ fn mask_kernel<T: CpuFloat>(g: &[T], x: &[T]) -> candle_core::Result<Vec<T>> {
             x.len()
         );
     }
-    let zero = T::default();
     let mut out = g.to_vec();
     out.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
-        .for_each(|(o, xs)| {
-            for (o, &xv) in o.iter_mut().zip(xs) {
-                // Not "> 0" (≤ 0 or NaN): the mask is 0.
-                if xv.partial_cmp(&zero) != Some(std::cmp::Ordering::Greater) {
-                    *o = zero;
-                }
-            }
-        });
+        .for_each(|(o, xs)| mask_in_place(o, xs));
     Ok(out)
 }
 
