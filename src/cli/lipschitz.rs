@@ -129,5 +129,5 @@ pub fn run(a: Args) -> Result<()> {
             seed: a.seed,
         },
     };
-    crate::lipschitz::run(&cfg)
+    crate::lipschitz::run(&cfg).map(|_| ())
 }

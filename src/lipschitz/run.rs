@@ -8,6 +8,7 @@ use super::empirical::GradOracle;
 use super::global_bound;
 use super::options::{Method, Options};
 use super::output::write_run;
+use super::record::LipschitzRecord;
 use super::sample::Analyser;
 use super::summary::Timings;
 use crate::bounds::Net;
@@ -66,8 +67,8 @@ fn default_id_val(spec: &str) -> String {
 }
 
 /// Runs the analysis of `cfg` and writes its outputs into `cfg.out` (each file atomically; none
-/// is written when an input is refused).
-pub fn run(cfg: &Config) -> Result<()> {
+/// is written when an input is refused); returns the rows of lipschitz.csv.
+pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
     let started = Instant::now();
     let o = &cfg.options;
     o.check()?;
@@ -190,5 +191,6 @@ pub fn run(cfg: &Config) -> Result<()> {
     man.model_sha256 = Some(crate::model::sha256_file(&cfg.model)?);
     let gjson =
         serde_json::to_string_pretty(&global).map_err(|e| Error::Internal(format!("json: {e}")))?;
-    write_run(&cfg.out, &rows, &times, &(gjson + "\n"), man, started)
+    write_run(&cfg.out, &rows, &times, &(gjson + "\n"), man, started)?;
+    Ok(rows)
 }

@@ -1,8 +1,10 @@
 //! `summary.csv` of a Lipschitz run: count, mean and median of every bound, radius and tightness
-//! ratio over the samples, then the seconds spent per sample by each stage.
+//! ratio over the samples (shortest round-trip floats), then the seconds spent per sample by each
+//! stage (`{:.6e}`: wall-clock, not reproducible).
 
 use super::record::LipschitzRecord;
 use crate::error::{Error, Result};
+use crate::evidence::fmt_f64;
 
 /// The timed stages, in the order of their `seconds_per_sample_*` rows.
 pub const STAGES: [&str; 7] = [
@@ -35,7 +37,8 @@ pub mod stage {
     pub const RECURJAC: usize = 6;
 }
 
-fn median(v: &mut [f64]) -> f64 {
+/// The median (NaN for no values).
+pub fn median(v: &mut [f64]) -> f64 {
     if v.is_empty() {
         return f64::NAN;
     }
@@ -101,8 +104,8 @@ pub fn to_csv_bytes(rows: &[LipschitzRecord], times: &Timings) -> Result<Vec<u8>
         w.write_record([
             name.to_string(),
             v.len().to_string(),
-            format!("{mean:.9e}"),
-            format!("{:.9e}", median(&mut m)),
+            fmt_f64(mean),
+            fmt_f64(median(&mut m)),
         ])
         .map_err(err)?;
     }
