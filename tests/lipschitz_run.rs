@@ -48,6 +48,7 @@ fn config(dir: &Path, out: &str) -> Config {
             clever_batches: 5,
             clever_samples: 8,
             radius_iters: 5,
+            radius_max: None,
             bounds: BoundsKind::Crown,
             crown_max_dim: 4096,
             recurjac_max_work: 1e10,

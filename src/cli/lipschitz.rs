@@ -67,9 +67,13 @@ pub struct Args {
     pub clever_batches: usize,
     #[arg(long, default_value_t = 64)]
     pub clever_samples: usize,
-    /// Bisection steps of the radius search over (0, ε].
+    /// Bisection steps of the radius search (after doubling from ε while the ball certifies itself).
     #[arg(long, default_value_t = 10)]
     pub radius_iters: usize,
+    /// Largest radius searched (default: the pixel box's diameter in the ball's norm, √n for ℓ2 and
+    /// 1 for ℓ∞); radius_at_eps stays the certificate from the ε-ball alone.
+    #[arg(long)]
+    pub radius_max: Option<f64>,
     /// Pre-activation and logit bounds for the local bound and the bound-propagation radius.
     #[arg(long, value_enum, default_value = "crown")]
     pub bounds: BoundsKind,
@@ -122,6 +126,7 @@ pub fn run(a: Args) -> Result<()> {
             clever_batches: a.clever_batches,
             clever_samples: a.clever_samples,
             radius_iters: a.radius_iters,
+            radius_max: a.radius_max,
             bounds: a.bounds,
             crown_max_dim: a.crown_max_dim,
             recurjac_max_work: a.recurjac_max_work,

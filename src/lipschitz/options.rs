@@ -80,6 +80,8 @@ pub struct Options {
     pub clever_samples: usize,
     /// Bisection steps of the radius search.
     pub radius_iters: usize,
+    /// Upper end of the radius search (default: [`Options::pixel_box_diameter`]).
+    pub radius_max: Option<f64>,
     /// Pre-activation and logit bounds.
     pub bounds: BoundsKind,
     /// CROWN tightens a layer's box only when it has at most this many entries.
@@ -107,7 +109,54 @@ impl Options {
                 self.temperature
             ))
         })?;
+        if let Some(r) = self.radius_max
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(Error::BadInput(format!(
+                "--radius-max must be finite and > 0, got {r} (leave it out for the pixel box's diameter)"
+            )));
+        }
+        if let Some(r) = self.radius_max
+            && r < self.eps
+        {
+            return Err(Error::BadInput(format!(
+                "--radius-max {r} is below --eps {}: the search starts at ε (raise --radius-max or leave it out)",
+                self.eps
+            )));
+        }
+        if self.recurjac_max_work.is_nan() || self.recurjac_max_work <= 0.0 {
+            return Err(Error::BadInput(format!(
+                "--recurjac-max-work must be > 0, got {} (e.g. 1e10; inf recurses everywhere)",
+                self.recurjac_max_work
+            )));
+        }
+        if self.has(Method::Clever) && (self.clever_batches < 3 || self.clever_samples == 0) {
+            return Err(Error::BadInput(format!(
+                "CLEVER needs --clever-batches ≥ 3 and --clever-samples ≥ 1, got {} and {} (or leave clever out of --methods)",
+                self.clever_batches, self.clever_samples
+            )));
+        }
+        if self.has(Method::Pgd) && self.pgd_restarts == 0 {
+            return Err(Error::BadInput(
+                "--pgd-restarts must be ≥ 1 (or leave pgd out of --methods)".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The diameter of the pixel box [0,1]^n in the ball's norm: √n for ℓ2, 1 for ℓ∞ (the
+    /// default end of the radius search: no larger ball holds more valid images).
+    pub fn pixel_box_diameter(&self, n: usize) -> f64 {
+        match self.norm {
+            Norm::L2 => (n as f64).sqrt(),
+            Norm::Linf => 1.0,
+        }
+    }
+
+    /// The upper end of the radius search for inputs of `n` values (never below ε).
+    pub fn radius_max(&self, n: usize) -> f64 {
+        self.radius_max
+            .unwrap_or_else(|| self.pixel_box_diameter(n).max(self.eps))
     }
 
     /// The methods to run: the named ones, or [`Method::DEFAULT`].

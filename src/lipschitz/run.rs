@@ -132,7 +132,15 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
         None
     };
     times.global_once = t_global.elapsed().as_secs_f64();
-    let analyser = Analyser::new(&net, oracle, o, gamma, global.as_ref().map(|g| g.value));
+    let radius_max = o.radius_max(data.dim());
+    let analyser = Analyser::new(
+        &net,
+        oracle,
+        o,
+        gamma,
+        global.as_ref().map(|g| g.value),
+        radius_max,
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
     let bar = if cfg.quiet {
         indicatif::ProgressBar::hidden()
@@ -167,7 +175,7 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
         "model": cfg.model, "data": cfg.data, "id_val": id_val_spec, "id_val_limit": cfg.id_val_limit, "is_id": is_id,
         "norm": o.norm, "eps": o.eps, "ball": ball_name, "box": o.unit_box, "limit": cfg.limit, "subset": cfg.subset, "subsets": subsets, "methods": methods,
         "score": o.score.name(), "temperature": o.temperature, "threshold": gamma, "threshold_rule": "TPR 95% on ID validation (S <= gamma is ID)",
-        "samples": o.samples, "pgd": o.pgd(), "clever": o.clever(), "radius_iters": o.radius_iters,
+        "samples": o.samples, "pgd": o.pgd(), "clever": o.clever(), "radius_iters": o.radius_iters, "radius_max": radius_max,
         "local_head": if o.simplex { "box-simplex" } else { "box" },
         "bounds": o.bounds, "crown_max_dim": o.crown_max_dim, "recurjac_max_work": o.recurjac_max_work, "dtype": "f64",
         "recurjac": recurjac,

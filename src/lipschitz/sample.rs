@@ -6,9 +6,7 @@ use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
 use super::local::fastlip_with;
 use super::options::{Method, Options};
-use super::radius::{
-    bound_prop_certify_with, lipschitz_certify_with, lipschitz_radius, search_radius,
-};
+use super::radius::{bound_prop_certify_with, lipschitz_radius, search_radius_from};
 use super::record::LipschitzRecord;
 use super::recurjac::{recurjac_limited, unsupported};
 use super::summary::{Timings, stage};
@@ -32,6 +30,8 @@ pub struct Analyser<'a> {
     pub global: Option<f64>,
     /// Why RecurJac cannot run on this network (when it was requested).
     pub recurjac_skip: Option<String>,
+    /// The upper end of the radius search.
+    pub radius_max: f64,
 }
 
 /// The certified local bounds on one ball, per method.
@@ -64,6 +64,7 @@ impl<'a> Analyser<'a> {
         opts: &'a Options,
         gamma: f64,
         global: Option<f64>,
+        radius_max: f64,
     ) -> Analyser<'a> {
         let recurjac_skip = if opts.has(Method::Recurjac) {
             unsupported(net).map(|why| format!("not supported: {why}"))
@@ -80,6 +81,7 @@ impl<'a> Analyser<'a> {
             gamma,
             global,
             recurjac_skip,
+            radius_max,
         }
     }
 
@@ -180,36 +182,43 @@ impl<'a> Analyser<'a> {
         Ok(row)
     }
 
-    /// The certified radii of `row`'s sample: at ε, and the largest found by each route.
+    /// The certified radii of `row`'s sample: at ε, and the largest found by each route in
+    /// (0, radius_max] (doubling from ε, then bisection). The Lipschitz route certifies
+    /// min(r, m / L(x, r)) from the ball of radius r, L the smallest of every requested local
+    /// bound on that ball and the global bound; the bound-propagation route certifies r when S's
+    /// bounds on B(x, r) stay on x's side of γ.
     fn radii(&self, ball: &Ball, row: &mut LipschitzRecord, times: &mut Timings) -> Result<()> {
         let o = self.opts;
         let (score, gamma) = (row.score, self.gamma);
+        let margin = (gamma - score).abs();
         let t = Instant::now();
         let gv = self.global.unwrap_or(f64::INFINITY);
-        let l = row.upper_local.unwrap_or(f64::INFINITY).min(gv);
-        row.radius_at_eps = Some(lipschitz_radius((gamma - score).abs(), l, o.eps));
-        row.radius_lipschitz = Some(search_radius(
-            |e| {
-                lipschitz_certify_with(
-                    self.net,
-                    &ball.with_eps(e),
-                    o.temperature,
-                    score,
-                    gamma,
-                    gv,
-                    o.pre(),
-                )
+        let at_eps = row.upper_local.unwrap_or(f64::INFINITY).min(gv);
+        row.radius_at_eps = Some(lipschitz_radius(margin, at_eps, o.eps));
+        let mut scratch = Timings::default();
+        row.radius_lipschitz = Some(search_radius_from(
+            |r| {
+                // The ε-ball's bounds are already known (the row's upper_local).
+                let l = if r == o.eps {
+                    at_eps
+                } else {
+                    let b = ball.with_eps(r);
+                    let local = self.local(&b, false, &mut scratch)?;
+                    local.best().unwrap_or(f64::INFINITY).min(gv)
+                };
+                Ok(lipschitz_radius(margin, l, r))
             },
             o.eps,
+            self.radius_max,
             o.radius_iters,
         )?);
         times.stages[stage::RADIUS_LIPSCHITZ] += t.elapsed().as_secs_f64();
         let t = Instant::now();
-        row.radius_bound_prop = Some(search_radius(
-            |e| {
+        row.radius_bound_prop = Some(search_radius_from(
+            |r| {
                 bound_prop_certify_with(
                     self.net,
-                    &ball.with_eps(e),
+                    &ball.with_eps(r),
                     o.temperature,
                     score,
                     gamma,
@@ -217,6 +226,7 @@ impl<'a> Analyser<'a> {
                 )
             },
             o.eps,
+            self.radius_max,
             o.radius_iters,
         )?);
         times.stages[stage::RADIUS_BOUND_PROP] += t.elapsed().as_secs_f64();
