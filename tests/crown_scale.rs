@@ -429,8 +429,8 @@ fn default_budget_covers_lenet() {
         let ball = Ball::new(x.clone(), eps, norm, true).unwrap();
         let (t, z) = crown_trace_with(&net.nodes, &ball, &CrownBudget::default_work()).unwrap();
         let none = CrownBudget {
-            max_dim: usize::MAX,
             max_work: 0.0,
+            ..CrownBudget::default_work()
         };
         let (t0, z0) = crown_trace_with(&net.nodes, &ball, &none).unwrap();
         let (ti, _) = ibp(&net.nodes, ball.to_box()).unwrap();
@@ -451,5 +451,119 @@ fn default_budget_covers_lenet() {
             }
         }
         assert!(width(&z) < width(&z0), "{norm:?}: logits not tightened");
+    }
+}
+
+/// Probe on a trained model (`OODCERT_PROBE_MODEL`, data under `OODCERT_DATA`): unstable ReLUs
+/// per layer and CROWN time on the first 5 `mnist:test` images (ℓ2 ε = 0.1, ℓ∞ ε = 0.005, no
+/// pixel box, as `oodcert lipschitz` by default), for IBP, the old rule (dimension ≤ 4096, no
+/// exact affine chain) and the default budget.
+#[test]
+#[ignore = "probe on a trained model"]
+fn probe_unstable_relus() {
+    let Ok(path) = std::env::var("OODCERT_PROBE_MODEL") else {
+        return;
+    };
+    let m = oodcert::model::Model::load(std::path::Path::new(&path), &candle_core::Device::Cpu)
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap();
+    let net = Net::from_model(&m).unwrap();
+    let root = oodcert::data::default_data_dir();
+    let data = oodcert::data::load_as("mnist:test", &root, net.input_shape).unwrap();
+    let unstable = |t: &[Trace]| -> Vec<usize> {
+        net.nodes
+            .iter()
+            .zip(t)
+            .filter(|(n, _)| matches!(n, Node::Relu))
+            .map(|(_, t)| {
+                let b = t.input();
+                (0..b.len())
+                    .filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0)
+                    .count()
+            })
+            .collect()
+    };
+    let old = CrownBudget {
+        max_dim: 4096,
+        max_work: f64::INFINITY,
+        affine_chain: false,
+    };
+    for (norm, eps) in [(Norm::L2, 0.1), (Norm::Linf, 0.005)] {
+        for i in 0..5 {
+            let x: Vec<f64> = data.image(i).iter().map(|v| *v as f64).collect();
+            let ball = Ball::new(x, eps, norm, false).unwrap();
+            let (ti, _) = ibp(&net.nodes, ball.to_box()).unwrap();
+            let t0 = std::time::Instant::now();
+            let (to, _) = crown_trace_with(&net.nodes, &ball, &old).unwrap();
+            let s_old = t0.elapsed().as_secs_f64();
+            let t0 = std::time::Instant::now();
+            let (tn, _) =
+                crown_trace_with(&net.nodes, &ball, &CrownBudget::default_work()).unwrap();
+            let s_new = t0.elapsed().as_secs_f64();
+            eprintln!(
+                "{norm:?} eps {eps} image {i}: unstable per ReLU: IBP {:?} old-CROWN {:?} ({s_old:.2} s) new {:?} ({s_new:.2} s)",
+                unstable(&ti),
+                unstable(&to),
+                unstable(&tn)
+            );
+        }
+    }
+}
+
+/// Probe (`OODCERT_PROBE_MODEL`, an optional `OODCERT_PROBE_DATA` spec, default `mnist:test`,
+/// `OODCERT_PROBE_EPS`, default 0.1): per top-level ReLU / max-pool input and the logits of the
+/// first image, ℓ2 ball: width, the budget's work estimate, rows per block, block memory, and the
+/// time of the CROWN box itself (computed even when the budget would skip it, unless the estimate
+/// exceeds 1e12).
+#[test]
+#[ignore = "probe on a trained model"]
+fn probe_box_costs() {
+    use oodcert::bounds::crown::{BLOCK_BYTES, block_units, box_work, crown_box};
+    let Ok(path) = std::env::var("OODCERT_PROBE_MODEL") else {
+        return;
+    };
+    let m = oodcert::model::Model::load(std::path::Path::new(&path), &candle_core::Device::Cpu)
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap();
+    let net = Net::from_model(&m).unwrap();
+    let spec = std::env::var("OODCERT_PROBE_DATA").unwrap_or_else(|_| "mnist:test".into());
+    let eps: f64 = std::env::var("OODCERT_PROBE_EPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.1);
+    let root = oodcert::data::default_data_dir();
+    let data = oodcert::data::load_as(&spec, &root, net.input_shape).unwrap();
+    let x: Vec<f64> = data.image(0).iter().map(|v| *v as f64).collect();
+    let ball = Ball::new(x, eps, Norm::L2, false).unwrap();
+    let t0 = std::time::Instant::now();
+    let (t, z) = crown_trace_with(&net.nodes, &ball, &CrownBudget::default_work()).unwrap();
+    eprintln!(
+        "trace at the default budget: {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let mut ends: Vec<(usize, usize)> = net
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| *i > 0 && matches!(n, Node::Relu | Node::MaxPool2 { .. }))
+        .map(|(i, _)| (i, t[i].input().len()))
+        .collect();
+    ends.push((net.nodes.len(), z.len()));
+    for (i, dim) in ends {
+        let work = box_work(&net.nodes[..i], &t[..i], dim);
+        let units = block_units(&net.nodes[..i], &t[..i], dim);
+        let mib = BLOCK_BYTES >> 20;
+        let secs = if work <= 1e12 {
+            let t0 = std::time::Instant::now();
+            crown_box(&net.nodes[..i], &t[..i], &ball, dim).unwrap();
+            format!("{:.3} s", t0.elapsed().as_secs_f64())
+        } else {
+            "not run".into()
+        };
+        eprintln!(
+            "box before node {i}: dim {dim}, est. work {work:.3e}, {units} units per block (≤ {mib} MiB per buffer), CROWN {secs}"
+        );
     }
 }

@@ -46,11 +46,13 @@ pub const DEFAULT_MAX_WORK: f64 = 2e10;
 pub const BLOCK_BYTES: usize = 64 << 20;
 
 /// Which boxes CROWN computes: those of dimension ≤ `max_dim` whose estimated work is ≤
-/// `max_work` multiply-adds.
+/// `max_work` multiply-adds; `affine_chain` bounds the leading affine chain exactly over the ball
+/// (on by default; off only for ablations: that chain's boxes then come from IBP or CROWN).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CrownBudget {
     pub max_dim: usize,
     pub max_work: f64,
+    pub affine_chain: bool,
 }
 
 impl CrownBudget {
@@ -59,6 +61,7 @@ impl CrownBudget {
         CrownBudget {
             max_dim,
             max_work: DEFAULT_MAX_WORK,
+            affine_chain: true,
         }
     }
 
@@ -293,6 +296,19 @@ fn lower_rows(path: &[(&[Node], &[Trace])], ball: &Ball, mut rows: Rows) -> Resu
         .collect())
 }
 
+/// The work the budget counts for the CROWN box of the output (dimension `dim`) of `nodes`:
+/// 2·dim rows × the dense multiply-adds of one row's walk.
+pub fn box_work(nodes: &[Node], traces: &[Trace], dim: usize) -> f64 {
+    2.0 * dim as f64 * path_work(&[(nodes, traces)])
+}
+
+/// Rows per block for the CROWN box of the output (dimension `dim`) of `nodes`: the block of 2·k
+/// rows at the widest node input fits in [`BLOCK_BYTES`].
+pub fn block_units(nodes: &[Node], traces: &[Trace], dim: usize) -> usize {
+    let width = path_width(&[(nodes, traces)]).max(dim).max(1);
+    (BLOCK_BYTES / (16 * width)).clamp(1, dim.max(1))
+}
+
 /// Per query row, the dense multiply-adds of a walk back through `path` (see the module doc).
 fn path_work(path: &[(&[Node], &[Trace])]) -> f64 {
     path.iter().map(|(n, t)| nodes_work(n, t)).sum()
@@ -344,6 +360,7 @@ fn path_width(path: &[(&[Node], &[Trace])]) -> usize {
 fn crown_box_path(path: &[(&[Node], &[Trace])], ball: &Ball, dim: usize) -> Result<Interval> {
     let width = path_width(path).max(dim).max(1);
     let block = (BLOCK_BYTES / (16 * width)).clamp(1, dim.max(1));
+    debug_assert!(path.len() > 1 || block == block_units(path[0].0, path[0].1, dim));
     let mut lo = Vec::with_capacity(dim);
     let mut hi = Vec::with_capacity(dim);
     for start in (0..dim).step_by(block) {
@@ -382,7 +399,12 @@ pub fn crown_trace_with(
 ) -> Result<(Vec<Trace>, Interval)> {
     let (traces, mut cur) = trace_nodes(nodes, ball.to_box(), &[], ball, budget)?;
     let path: [(&[Node], &[Trace]); 1] = [(nodes, &traces)];
-    if let Some(b) = affine_chain_box(nodes, ball)? {
+    let chain = if budget.affine_chain {
+        affine_chain_box(nodes, ball)?
+    } else {
+        None
+    };
+    if let Some(b) = chain {
         cur = tighten(&cur, &b)?;
     } else if budget.allows(cur.len(), &path) {
         cur = tighten(&cur, &crown_box_path(&path, ball, cur.len())?)?;
@@ -406,7 +428,7 @@ fn trace_nodes(
     for (i, node) in nodes.iter().enumerate() {
         let mut tight = false;
         if matches!(node, Node::Relu | Node::MaxPool2 { .. }) && (i > 0 || !outer.is_empty()) {
-            let chain = if outer.is_empty() {
+            let chain = if outer.is_empty() && budget.affine_chain {
                 affine_chain_box(&nodes[..i], ball)?
             } else {
                 None
