@@ -15,10 +15,11 @@
 //! multiply-adds of one row's walk, Σ over the path of out·in (dense), c_out·c_in·k²·h_o·w_o
 //! (conv), and the width of every other node — is at most the budget (`max_work`, default
 //! [`DEFAULT_MAX_WORK`]) and dim ≤ `max_dim`; the estimate ignores sparsity, so it is an upper
-//! bound (rows of unit queries stay sparse through convolutions). Measured on one core of the
-//! development machine: LeNet 28×28 every ReLU/max-pool input and the logits, ≈ 0.1–0.3 s per
-//! ball; ResNet-18 32×32: only the logits (≈ 1.1·10¹⁰ multiply-adds) fit the default budget, the
-//! first convolution's box comes from [`super::affine_ball`] (BENCHMARKS.md has the table).
+//! bound (rows of unit queries stay sparse through convolutions). Measured on the loaded 2-core
+//! box: LeNet 28×28, every ReLU / max-pool input and the logits, ≈ 0.5 s per ball (the 1 600-wide
+//! conv2 box, est. 1.2·10⁹, is most of it); ResNet-18 32×32: only the logits (est. 1.1·10¹⁰) fit
+//! the default budget, the stem's box is the exact chain, every block box (est. 10¹²–10¹³) stays
+//! IBP's; the local bound takes 7.6 s per sample (BENCHMARKS.md has the tables).
 //! Skipped without loss: the input of a max-pool or ReLU that directly follows a ReLU whose input
 //! box was tightened (CROWN through that ReLU cannot beat relu of its own box), and every box of
 //! the affine chain before the first nonlinearity, which [`super::affine_ball`] bounds exactly
