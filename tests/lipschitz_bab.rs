@@ -398,3 +398,70 @@ fn bad_settings_are_refused() {
         ));
     }
 }
+
+/// `OODCERT_PROBE_MODEL=FILE OODCERT_DATA=DIR cargo test --release --test lipschitz_bab probe --
+/// --ignored --nocapture` (optional OODCERT_PROBE_NORM=l2|linf, OODCERT_PROBE_EPS,
+/// OODCERT_PROBE_BUDGET seconds, OODCERT_PROBE_N images, OODCERT_PROBE_RJ RecurJac max work or
+/// `none`, OODCERT_PROBE_CROWN max dimension or `none`, OODCERT_PROBE_BOX=1 for ∩ [0,1]): BaB on the first `mnist:test` images
+/// of a trained model against PGD (the CLI's defaults), with the root bound for comparison.
+#[test]
+#[ignore = "probe on a trained model"]
+fn probe_bab_on_a_trained_model() {
+    let Ok(path) = std::env::var("OODCERT_PROBE_MODEL") else {
+        return;
+    };
+    let env = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
+    let norm = if env("OODCERT_PROBE_NORM", "l2") == "linf" {
+        Norm::Linf
+    } else {
+        Norm::L2
+    };
+    let eps: f64 = env("OODCERT_PROBE_EPS", "0.3").parse().unwrap();
+    let budget: f64 = env("OODCERT_PROBE_BUDGET", "10").parse().unwrap();
+    let n: usize = env("OODCERT_PROBE_N", "5").parse().unwrap();
+    let dev = candle_core::Device::Cpu;
+    let m = oodcert::model::Model::load(std::path::Path::new(&path), &dev)
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap();
+    let net = Net::from_model(&m).unwrap();
+    let shape = net.input_shape;
+    let data =
+        oodcert::data::load_as("mnist:test", &oodcert::data::default_data_dir(), shape).unwrap();
+    let oracle = GradOracle {
+        model: &m,
+        temperature: 1.0,
+        batch: 256,
+    };
+    let mut r = rng(0);
+    let mut ratios = Vec::new();
+    for i in 0..n {
+        let x: Vec<f64> = data.image(i).iter().map(|&v| v as f64).collect();
+        let ball = Ball::new(x, eps, norm, env("OODCERT_PROBE_BOX", "0") == "1").unwrap();
+        let pgd = lower_by_pgd(&oracle, &ball, &PgdConfig::default(), &mut r).unwrap();
+        let c = BabConfig {
+            budget_s: budget,
+            recurjac_max_work: env("OODCERT_PROBE_RJ", "1e10").parse().ok(),
+            crown_max_dim: env("OODCERT_PROBE_CROWN", "4096").parse().ok(),
+            ..BabConfig::default()
+        };
+        let b = lipschitz_bab(&net, &ball, 1.0, &c, pgd).unwrap();
+        eprintln!(
+            "image {i}: pgd {pgd:.4} root {:.4} ({:.3}×) bab {:.4} ({:.3}×) lower {:.4} domains {} open {} empty {}+{} pruned {} {:.1}s",
+            b.root,
+            b.root / pgd,
+            b.upper,
+            b.upper / pgd,
+            b.lower,
+            b.domains,
+            b.open,
+            b.empty_by_bounds,
+            b.empty_by_dual,
+            b.pruned_by_lower,
+            b.seconds
+        );
+        ratios.push(b.upper / pgd);
+    }
+    ratios.sort_by(f64::total_cmp);
+    eprintln!("median upper/pgd {:.4}", ratios[ratios.len() / 2]);
+}

@@ -6,12 +6,12 @@
 //! supported). Proof: proofs/lipschitz_bab.md.
 
 use super::emptiness;
-use crate::bounds::crown::crown_box;
+use crate::bounds::crown::{crown_box, crown_lower};
 use crate::bounds::ibp::{Trace, ibp, ibp_node};
 use crate::bounds::softmax::{simplex_tighten, softmax_box};
 use crate::bounds::{Ball, Interval, Net, Node};
 use crate::error::{Error, Result};
-use crate::lipschitz::local::{Head, fastlip_on, grad_backward};
+use crate::lipschitz::local::{Head, fastlip_heads_on, fastlip_on, grad_backward};
 use crate::lipschitz::recurjac::{recurjac_on, unsupported};
 use std::collections::HashMap;
 
@@ -82,6 +82,46 @@ fn clamp(b: &mut Interval, s: &[i8]) -> bool {
     true
 }
 
+/// Intersects the ReLU input box `cur` with CROWN bounds of its unstable or split entries (the
+/// others already have a fixed sign); false when the two enclosures are disjoint (empty domain).
+fn crown_unstable(
+    prefix: &[Node],
+    traces: &[Trace],
+    ball: &Ball,
+    cur: &mut Interval,
+    splits: &[i8],
+) -> Result<bool> {
+    const CHUNK: usize = 128;
+    let idx: Vec<usize> = (0..cur.len())
+        .filter(|&j| {
+            (cur.lo[j] <= 0.0 && cur.hi[j] >= 0.0) || splits.get(j).is_some_and(|s| *s != FREE)
+        })
+        .collect();
+    for chunk in idx.chunks(CHUNK) {
+        let mut q = Vec::with_capacity(2 * chunk.len());
+        for &j in chunk {
+            let mut e = vec![0.0; cur.len()];
+            e[j] = 1.0;
+            q.push(e.clone());
+            e[j] = -1.0;
+            q.push(e);
+        }
+        let b = crown_lower(prefix, traces, ball, q)?;
+        for (k, &j) in chunk.iter().enumerate() {
+            let (lo, hi) = (b[2 * k], -b[2 * k + 1]);
+            if lo.is_nan() || hi.is_nan() {
+                return Err(Error::Internal("BaB: a NaN CROWN bound".into()));
+            }
+            cur.lo[j] = cur.lo[j].max(lo);
+            cur.hi[j] = cur.hi[j].min(hi);
+            if cur.lo[j] > cur.hi[j] {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
 /// The intersection of two enclosures of one set; None when disjoint (the set is empty), an
 /// error on NaN.
 fn meet(a: &Interval, b: &Interval) -> Result<Option<Interval>> {
@@ -123,6 +163,7 @@ impl<'a> Problem<'a> {
 
     /// Propagates from node `start` (input box `cur`, already CROWN-tightened when
     /// `!crown_at_start`) to the logits, clamping split ReLU inputs; None when proven empty.
+    /// `parent`: the parent domain's node-input boxes, valid on this subset too (intersected in).
     fn propagate(
         &self,
         splits: &[Vec<i8>],
@@ -130,20 +171,23 @@ impl<'a> Problem<'a> {
         start: usize,
         mut cur: Interval,
         crown_at_start: bool,
+        parent: Option<&[Trace]>,
     ) -> Result<Option<Interval>> {
         let nodes = &self.net.nodes;
         traces.truncate(start);
         for (i, node) in nodes.iter().enumerate().skip(start) {
+            if let Some(pt) = parent.filter(|_| i > start) {
+                match meet(&cur, pt[i].input())? {
+                    Some(t) => cur = t,
+                    None => return Ok(None),
+                }
+            }
             if let Node::Relu = node {
                 let crown = self
                     .crown_max_dim
                     .is_some_and(|m| i > 0 && cur.len() <= m && (i > start || crown_at_start));
-                if crown {
-                    let c = crown_box(&nodes[..i], traces, self.ball, cur.len())?;
-                    match meet(&cur, &c)? {
-                        Some(t) => cur = t,
-                        None => return Ok(None),
-                    }
+                if crown && !crown_unstable(&nodes[..i], traces, self.ball, &mut cur, &splits[i])? {
+                    return Ok(None);
                 }
                 if !clamp(&mut cur, &splits[i]) {
                     return Ok(None);
@@ -181,12 +225,16 @@ impl<'a> Problem<'a> {
     }
 
     /// Certified bound of sup ‖∇ₓS‖_q over the domain (its derivative view and logit box).
-    fn grad_bound(&self, dtraces: &[Trace], logits: &Interval) -> Result<f64> {
+    /// The local product bound (operator norms: costly) enters at the root only; children
+    /// inherit it through the cap.
+    fn grad_bound(&self, dtraces: &[Trace], logits: &Interval, root: bool) -> Result<f64> {
         let norm = self.ball.norm;
-        let t = self.temperature;
+        let (t, l) = (self.temperature, logits.clone());
+        let h = Head::Simplex;
         Ok(match self.recurjac_max_work {
-            Some(w) => recurjac_on(self.net, dtraces, logits.clone(), norm, t, w)?.value,
-            None => fastlip_on(self.net, dtraces, logits.clone(), norm, t, Head::Simplex)?.value,
+            Some(w) => recurjac_on(self.net, dtraces, l, norm, t, w)?.value,
+            None if root => fastlip_on(self.net, dtraces, l, norm, t, h)?.value,
+            None => fastlip_heads_on(self.net, dtraces, l, norm, t, h)?.value,
         })
     }
 
@@ -198,17 +246,20 @@ impl<'a> Problem<'a> {
         start: usize,
         cur: Interval,
         crown_at_start: bool,
+        parent: Option<&[Trace]>,
         cap: f64,
         depth: usize,
     ) -> Result<Outcome> {
-        let Some(logits) = self.propagate(&splits, &mut traces, start, cur, crown_at_start)? else {
+        let Some(logits) =
+            self.propagate(&splits, &mut traces, start, cur, crown_at_start, parent)?
+        else {
             return Ok(Outcome::EmptyByBounds);
         };
         let dtraces = self.derivative_view(&splits, &traces);
         if depth > 0 && emptiness::proven_empty(self, &splits, &dtraces)? {
             return Ok(Outcome::EmptyByDual);
         }
-        let ub = self.grad_bound(&dtraces, &logits)?.min(cap);
+        let ub = self.grad_bound(&dtraces, &logits, depth == 0)?.min(cap);
         Ok(Outcome::Bounded(Domain {
             splits,
             traces,
@@ -227,6 +278,7 @@ impl<'a> Problem<'a> {
             0,
             self.ball.to_box(),
             true,
+            None,
             f64::INFINITY,
             0,
         )
@@ -242,7 +294,16 @@ impl<'a> Problem<'a> {
         splits[i][j] = st;
         let traces = parent.traces[..i].to_vec();
         let cur = parent.traces[i].input().clone();
-        self.finish(splits, traces, i, cur, false, parent.ub, parent.depth + 1)
+        self.finish(
+            splits,
+            traces,
+            i,
+            cur,
+            false,
+            Some(&parent.traces),
+            parent.ub,
+            parent.depth + 1,
+        )
     }
 
     /// The neuron to split: among free unstable ReLUs (top level), the largest

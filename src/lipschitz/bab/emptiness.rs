@@ -219,3 +219,50 @@ pub(crate) fn proven_empty(p: &Problem, splits: &[Vec<i8>], dtraces: &[Trace]) -
         None => false,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// s·(a·x + c) ≥ 0 with point boxes, in 2-D.
+    fn con(a: [f64; 2], c: f64, s: f64) -> Constraint {
+        Constraint {
+            a: Interval::point(&a),
+            c: (c, c),
+            s,
+        }
+    }
+
+    /// On the unit ℓ2 / ℓ∞ ball at 0: x₁ ≥ 0.5 is satisfiable (max of x₁ − 0.5 is 0.5: the ball
+    /// term matters), x₁ ≥ 1.5 is not (max −0.5), and the certified maximum brackets the exact
+    /// one from above within rounding.
+    #[test]
+    fn certified_max_is_the_exact_maximum_rounded_up() {
+        for norm in [Norm::L2, Norm::Linf] {
+            for (c, exact) in [(-0.5, 0.5), (-1.5, -0.5)] {
+                let cs = [con([1.0, 0.0], c, 1.0)];
+                let m = certified_max(&cs, &[1.0], 1.0, norm);
+                assert!(m >= exact && m <= exact + 1e-12, "{norm:?} {c}: {m}");
+            }
+            // Inactive: −(x₁ + x₂ − 3) ≥ 0 … max of −(x₁ + x₂) + 3 over the ball.
+            let cs = [con([1.0, 1.0], -3.0, -1.0)];
+            let exact = 3.0 + if norm == Norm::L2 { 2f64.sqrt() } else { 2.0 };
+            let m = certified_max(&cs, &[1.0], 1.0, norm);
+            assert!(m >= exact && m <= exact + 1e-12, "{norm:?}: {m}");
+        }
+    }
+
+    /// x₁ ≥ 0.3 and x₁ ≤ −0.3 are each satisfiable in the unit ball but not together: the search
+    /// finds the certificate (λ ∝ (1, 1): value −0.3); x₁ ≥ 0.3 and x₂ ≥ 0.3 together are
+    /// satisfiable, so no certificate is returned.
+    #[test]
+    fn search_certifies_a_joint_contradiction_only() {
+        for norm in [Norm::L2, Norm::Linf] {
+            let cs = [con([1.0, 0.0], -0.3, 1.0), con([1.0, 0.0], 0.3, -1.0)];
+            let lam = search(&cs, 1.0, norm).expect("certificate");
+            assert!(certified_max(&cs, &lam, 1.0, norm) < 0.0);
+            let cs = [con([1.0, 0.0], -0.3, 1.0), con([0.0, 1.0], -0.3, 1.0)];
+            assert!(search(&cs, 1.0, norm).is_none());
+        }
+    }
+}
