@@ -54,6 +54,8 @@ fn config(dir: &Path, out: &str) -> Config {
             recurjac_max_work: 1e10,
             simplex: false,
             seed: 3,
+            bab_budget: 10.0,
+            bab_max_domains: None,
         },
     }
 }

@@ -84,6 +84,13 @@ pub struct Args {
     /// of the network ≤ this (per top row); costlier levels use FastLip's step (sound, looser).
     #[arg(long, default_value_t = 1e10)]
     pub recurjac_max_work: f64,
+    /// Branch and bound (`--methods …,bab`): wall-clock seconds per sample (> 0). Results depend
+    /// on the machine's speed; `--bab-max-domains` gives a deterministic budget.
+    #[arg(long, default_value_t = 10.0)]
+    pub bab_budget: f64,
+    /// Branch and bound: at most N domains per sample (default: no limit).
+    #[arg(long)]
+    pub bab_max_domains: Option<usize>,
     /// Bound the local gradient with the box ∩ simplex softmax head (K backward passes).
     #[arg(long)]
     pub simplex: bool,
@@ -132,6 +139,8 @@ pub fn run(a: Args) -> Result<()> {
             recurjac_max_work: a.recurjac_max_work,
             simplex: a.simplex,
             seed: a.seed,
+            bab_budget: a.bab_budget,
+            bab_max_domains: a.bab_max_domains,
         },
     };
     crate::lipschitz::run(&cfg).map(|_| ())

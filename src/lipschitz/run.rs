@@ -178,6 +178,7 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
         "samples": o.samples, "pgd": o.pgd(), "clever": o.clever(), "radius_iters": o.radius_iters, "radius_max": radius_max,
         "local_head": if o.simplex { "box-simplex" } else { "box" },
         "bounds": o.bounds, "crown_max_dim": o.crown_max_dim, "recurjac_max_work": o.recurjac_max_work, "dtype": "f64",
+        "bab_budget_s": o.bab_budget, "bab_max_domains": o.bab_max_domains,
         "recurjac": recurjac,
     });
     let mut man = Manifest::new("lipschitz", config, "cpu");

@@ -82,19 +82,22 @@ fn clamp(b: &mut Interval, s: &[i8]) -> bool {
     true
 }
 
-/// Intersects the ReLU input box `cur` with CROWN bounds of its unstable or split entries (the
-/// others already have a fixed sign); false when the two enclosures are disjoint (empty domain).
-fn crown_unstable(
+/// Intersects the ReLU input box `cur` with CROWN bounds of every entry (`all`: at the root, as
+/// `crown_trace` does) or of its unstable or split entries only (in a child, whose other entries
+/// keep the parent's CROWN box); false when the two enclosures are disjoint (empty domain).
+fn crown_tighten(
     prefix: &[Node],
     traces: &[Trace],
     ball: &Ball,
     cur: &mut Interval,
     splits: &[i8],
+    all: bool,
 ) -> Result<bool> {
     const CHUNK: usize = 128;
     let idx: Vec<usize> = (0..cur.len())
         .filter(|&j| {
-            (cur.lo[j] <= 0.0 && cur.hi[j] >= 0.0) || splits.get(j).is_some_and(|s| *s != FREE)
+            all || (cur.lo[j] <= 0.0 && cur.hi[j] >= 0.0)
+                || splits.get(j).is_some_and(|s| *s != FREE)
         })
         .collect();
     for chunk in idx.chunks(CHUNK) {
@@ -186,7 +189,10 @@ impl<'a> Problem<'a> {
                 let crown = self
                     .crown_max_dim
                     .is_some_and(|m| i > 0 && cur.len() <= m && (i > start || crown_at_start));
-                if crown && !crown_unstable(&nodes[..i], traces, self.ball, &mut cur, &splits[i])? {
+                let all = parent.is_none();
+                if crown
+                    && !crown_tighten(&nodes[..i], traces, self.ball, &mut cur, &splits[i], all)?
+                {
                     return Ok(None);
                 }
                 if !clamp(&mut cur, &splits[i]) {
