@@ -164,18 +164,18 @@ impl<'a> Problem<'a> {
         })
     }
 
-    /// Propagates from node `start` (input box `cur`, already CROWN-tightened when
-    /// `!crown_at_start`) to the logits, clamping split ReLU inputs; None when proven empty.
-    /// `parent`: the parent domain's node-input boxes, valid on this subset too (intersected in).
+    /// Propagates from node `start` (input box `cur`) to the logits, clamping split ReLU inputs;
+    /// None when proven empty. `parent`: the parent domain's node-input boxes, valid on this
+    /// subset too (intersected in; `cur` is already CROWN-tightened then); None at the root.
     fn propagate(
         &self,
         splits: &[Vec<i8>],
         traces: &mut Vec<Trace>,
         start: usize,
         mut cur: Interval,
-        crown_at_start: bool,
         parent: Option<&[Trace]>,
     ) -> Result<Option<Interval>> {
+        let crown_at_start = parent.is_none();
         let nodes = &self.net.nodes;
         traces.truncate(start);
         for (i, node) in nodes.iter().enumerate().skip(start) {
@@ -245,20 +245,18 @@ impl<'a> Problem<'a> {
     }
 
     /// Bounds a domain given its splits, traces up to node `start` and the input box there.
+    /// `parent`: None for the root.
     fn finish(
         &self,
         splits: Vec<Vec<i8>>,
         mut traces: Vec<Trace>,
         start: usize,
         cur: Interval,
-        crown_at_start: bool,
-        parent: Option<&[Trace]>,
-        cap: f64,
-        depth: usize,
+        parent: Option<&Domain>,
     ) -> Result<Outcome> {
-        let Some(logits) =
-            self.propagate(&splits, &mut traces, start, cur, crown_at_start, parent)?
-        else {
+        let (cap, depth) = parent.map_or((f64::INFINITY, 0), |p| (p.ub, p.depth + 1));
+        let boxes = parent.map(|p| p.traces.as_slice());
+        let Some(logits) = self.propagate(&splits, &mut traces, start, cur, boxes)? else {
             return Ok(Outcome::EmptyByBounds);
         };
         let dtraces = self.derivative_view(&splits, &traces);
@@ -278,16 +276,7 @@ impl<'a> Problem<'a> {
     /// The whole ball (no split).
     pub fn root(&self) -> Result<Outcome> {
         let splits = vec![Vec::new(); self.net.nodes.len()];
-        self.finish(
-            splits,
-            Vec::new(),
-            0,
-            self.ball.to_box(),
-            true,
-            None,
-            f64::INFINITY,
-            0,
-        )
+        self.finish(splits, Vec::new(), 0, self.ball.to_box(), None)
     }
 
     /// The child of `parent` with neuron `j` of ReLU node `i` fixed to `st`; its bound is capped
@@ -300,16 +289,7 @@ impl<'a> Problem<'a> {
         splits[i][j] = st;
         let traces = parent.traces[..i].to_vec();
         let cur = parent.traces[i].input().clone();
-        self.finish(
-            splits,
-            traces,
-            i,
-            cur,
-            false,
-            Some(&parent.traces),
-            parent.ub,
-            parent.depth + 1,
-        )
+        self.finish(splits, traces, i, cur, Some(parent))
     }
 
     /// The neuron to split: among free unstable ReLUs (top level), the largest
