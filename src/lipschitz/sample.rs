@@ -12,8 +12,18 @@ use super::recurjac::{recurjac_limited, unsupported};
 use super::summary::{Timings, stage};
 use crate::bounds::{Ball, Net};
 use crate::error::{Error, Result};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
+
+/// The randomness of the sample with original index `index` (sampling, PGD starts, CLEVER):
+/// ChaCha8 keyed by `seed`, stream `index`. A sample's lower bounds so depend only on (seed,
+/// index), not on which other samples a run or a shard of it holds.
+pub fn sample_rng(seed: u64, index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index as u64);
+    rng
+}
 
 /// What every sample of a run shares: the network, its gradient oracle, the options, γ and the
 /// global bound.
