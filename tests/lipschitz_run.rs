@@ -193,7 +193,7 @@ fn three_merged_shards_equal_one_run_and_mismatched_shards_are_refused() {
         &[dirs[0].clone(), other_count, dirs[2].clone()],
         "other-count",
     );
-    refused(&[one.out.clone()], "not-a-shard");
+    refused(std::slice::from_ref(&one.out), "not-a-shard");
     // A shard missing a row.
     let cut = t.path().join("cut");
     std::fs::create_dir_all(&cut).unwrap();
