@@ -92,6 +92,9 @@ fn lipschitz_csv_and_summary_hold_the_exact_f64() {
     for (a, b) in rows.iter().zip(&back) {
         assert_eq!(floats(a), floats(b), "row {}", a.index);
         assert!(a.upper_recurjac.is_some() && a.radius_lipschitz.is_some());
+        // The search starts from the ε-ball's certificate with the best local bound (RecurJac
+        // included), so it never ends below radius_at_eps.
+        assert!(a.radius_lipschitz >= a.radius_at_eps, "row {}", a.index);
         assert_eq!(
             (a.index, a.label, a.is_id, &a.recurjac_rule),
             (b.index, b.label, b.is_id, &b.recurjac_rule)

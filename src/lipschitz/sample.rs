@@ -95,9 +95,17 @@ impl<'a> Analyser<'a> {
         }
     }
 
-    /// The certified local bounds of every requested method on `ball` (`first`: the run's first
-    /// sample, which logs RecurJac's skipped levels).
-    fn local(&self, ball: &Ball, first: bool, times: &mut Timings) -> Result<LocalBounds> {
+    /// The certified local bounds of the requested methods on `ball`, cheapest first, stopping
+    /// once the best is ≤ `enough` (0: run them all; the radius search passes m/r, below which
+    /// the ball of radius r certifies itself whatever the costlier methods would give). `first`:
+    /// the run's first sample, which logs RecurJac's skipped levels.
+    fn local(
+        &self,
+        ball: &Ball,
+        first: bool,
+        enough: f64,
+        times: &mut Timings,
+    ) -> Result<LocalBounds> {
         let o = self.opts;
         let mut out = LocalBounds::default();
         let t = Instant::now();
@@ -106,6 +114,9 @@ impl<'a> Analyser<'a> {
                 Some(fastlip_with(self.net, ball, o.temperature, o.head(), o.pre())?.value);
         }
         times.stages[stage::LOCAL] += t.elapsed().as_secs_f64();
+        if out.best().is_some_and(|b| b <= enough) {
+            return Ok(out);
+        }
         let t = Instant::now();
         if o.has(Method::Recurjac) {
             if let Some(why) = &self.recurjac_skip {
@@ -178,7 +189,7 @@ impl<'a> Analyser<'a> {
             row.clever_ks = Some(fit.ks_stat);
         }
         times.stages[stage::CLEVER] += t.elapsed().as_secs_f64();
-        let local = self.local(&ball, first, times)?;
+        let local = self.local(&ball, first, 0.0, times)?;
         row.upper_local = local.best();
         if let Some((rj, simplex, _)) = local.recurjac {
             row.upper_recurjac = Some(rj);
@@ -211,9 +222,11 @@ impl<'a> Analyser<'a> {
                 // The ε-ball's bounds are already known (the row's upper_local).
                 let l = if r == o.eps {
                     at_eps
+                } else if gv <= margin / r {
+                    gv // the global bound alone certifies the ball
                 } else {
                     let b = ball.with_eps(r);
-                    let local = self.local(&b, false, &mut scratch)?;
+                    let local = self.local(&b, false, margin / r, &mut scratch)?;
                     local.best().unwrap_or(f64::INFINITY).min(gv)
                 };
                 Ok(lipschitz_radius(margin, l, r))
