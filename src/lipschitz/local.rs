@@ -83,7 +83,9 @@ pub fn box_dual_norm(b: &Interval, norm: crate::bounds::Norm) -> f64 {
 pub enum PreBounds {
     /// Interval bound propagation.
     Ibp,
-    /// IBP ∩ CROWN for top-level ReLU / max-pool inputs and logits of dimension ≤ `max_dim`.
+    /// IBP ∩ CROWN for ReLU / max-pool inputs (inside residual blocks too) and the logits of
+    /// dimension ≤ `max_dim` within the default work budget, and the leading affine chain's
+    /// exact ℓ_p-ball boxes at any width (`bounds::crown::crown_trace`).
     Crown { max_dim: usize },
 }
 
