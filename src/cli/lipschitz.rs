@@ -10,6 +10,7 @@
 use crate::bounds::Norm;
 use crate::error::Result;
 use crate::lipschitz::{BoundsKind, Config, Method, Options};
+use crate::smoothing::shard::Shard;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -84,11 +85,22 @@ pub struct Args {
     /// of the network ≤ this (per top row); costlier levels use FastLip's step (sound, looser).
     #[arg(long, default_value_t = 1e10)]
     pub recurjac_max_work: f64,
+    /// Branch and bound (`--methods …,bab`): wall-clock seconds per sample (> 0). Results depend
+    /// on the machine's speed; `--bab-max-domains` gives a deterministic budget.
+    #[arg(long, default_value_t = 10.0)]
+    pub bab_budget: f64,
+    /// Branch and bound: at most N domains per sample (default: no limit).
+    #[arg(long)]
+    pub bab_max_domains: Option<usize>,
     /// Bound the local gradient with the box ∩ simplex softmax head (K backward passes).
     #[arg(long)]
     pub simplex: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Analyse one slice of the chosen samples: k/N (0-based k), env (Slurm array) or env/N
+    /// (Slurm or Kubernetes Indexed Job); `oodcert merge` joins the slices (docs/sharding.md).
+    #[arg(long)]
+    pub shard: Option<String>,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -102,7 +114,9 @@ pub struct Args {
 
 /// Runs `oodcert lipschitz`.
 pub fn run(a: Args) -> Result<()> {
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
     let cfg = Config {
+        shard,
         model: a.model,
         data: a.data,
         id_val: a.id_val,
@@ -132,6 +146,8 @@ pub fn run(a: Args) -> Result<()> {
             recurjac_max_work: a.recurjac_max_work,
             simplex: a.simplex,
             seed: a.seed,
+            bab_budget: a.bab_budget,
+            bab_max_domains: a.bab_max_domains,
         },
     };
     crate::lipschitz::run(&cfg).map(|_| ())

@@ -7,11 +7,13 @@ pub mod operator_norm;
 
 pub use crate::bounds::{Ball, Norm};
 pub use global::{GlobalBound, global_bound};
+pub mod bab;
 pub mod clever;
 pub mod empirical;
 pub mod jacobian_ops;
 pub mod jacobian_recursion;
 pub mod local;
+pub mod merge;
 pub mod nelder_mead;
 pub mod options;
 pub mod output;

@@ -1,7 +1,9 @@
 //! The analysis of one sample: S(x) and ‖∇S(x)‖, the empirical lower bounds (sampling, PGD,
 //! CLEVER), the certified local bounds of every requested method on B(x, ε), and the certified
 //! radii. A new local-bound method is a [`Method`] variant and one arm in [`Analyser::local`].
+//! The branch and bound runs on the ε-ball only; the radius search uses the other local bounds.
 
+use super::bab::{BabBound, lipschitz_bab};
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
 use super::local::fastlip_with;
@@ -12,8 +14,18 @@ use super::recurjac::{recurjac_limited, unsupported};
 use super::summary::{Timings, stage};
 use crate::bounds::{Ball, Net};
 use crate::error::{Error, Result};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
+
+/// The randomness of the sample with original index `index` (sampling, PGD starts, CLEVER):
+/// ChaCha8 keyed by `seed`, stream `index`. A sample's lower bounds so depend only on (seed,
+/// index), not on which other samples a run or a shard of it holds.
+pub fn sample_rng(seed: u64, index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index as u64);
+    rng
+}
 
 /// What every sample of a run shares: the network, its gradient oracle, the options, γ and the
 /// global bound.
@@ -43,16 +55,19 @@ struct LocalBounds {
     /// its rule's name (or why it did not run).
     recurjac: Option<(f64, f64, f64)>,
     recurjac_rule: Option<String>,
+    /// The branch and bound's result (ε-ball only).
+    bab: Option<BabBound>,
 }
 
 impl LocalBounds {
     /// The smallest certified local bound (the `upper_local` column).
     fn best(&self) -> Option<f64> {
         let rj = self.recurjac.map(|r| r.2);
-        match (self.fastlip, rj) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let bab = self.bab.as_ref().map(|b| b.upper);
+        [self.fastlip, rj, bab]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
     }
 }
 
@@ -85,9 +100,20 @@ impl<'a> Analyser<'a> {
         }
     }
 
-    /// The certified local bounds of every requested method on `ball` (`first`: the run's first
-    /// sample, which logs RecurJac's skipped levels).
-    fn local(&self, ball: &Ball, first: bool, times: &mut Timings) -> Result<LocalBounds> {
+    /// The certified local bounds of the requested methods on `ball`, cheapest first, stopping
+    /// once the best is ≤ `enough` (0: run them all; the radius search passes m/r, below which
+    /// the ball of radius r certifies itself whatever the costlier methods would give). `first`:
+    /// the run's first sample, which logs RecurJac's skipped levels. The branch and bound runs
+    /// when `bab_lower` is given (a gradient norm attained in the ball, seeding its pruning): on
+    /// the ε-ball only, since its budget is per ball.
+    fn local(
+        &self,
+        ball: &Ball,
+        first: bool,
+        enough: f64,
+        times: &mut Timings,
+        bab_lower: Option<f64>,
+    ) -> Result<LocalBounds> {
         let o = self.opts;
         let mut out = LocalBounds::default();
         let t = Instant::now();
@@ -96,6 +122,9 @@ impl<'a> Analyser<'a> {
                 Some(fastlip_with(self.net, ball, o.temperature, o.head(), o.pre())?.value);
         }
         times.stages[stage::LOCAL] += t.elapsed().as_secs_f64();
+        if out.best().is_some_and(|b| b <= enough) {
+            return Ok(out);
+        }
         let t = Instant::now();
         if o.has(Method::Recurjac) {
             if let Some(why) = &self.recurjac_skip {
@@ -116,6 +145,17 @@ impl<'a> Analyser<'a> {
             }
         }
         times.stages[stage::RECURJAC] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        if let Some(lower) = bab_lower.filter(|_| o.has(Method::Bab)) {
+            out.bab = Some(lipschitz_bab(
+                self.net,
+                ball,
+                o.temperature,
+                &o.bab(),
+                lower,
+            )?);
+        }
+        times.stages[stage::BAB] += t.elapsed().as_secs_f64();
         Ok(out)
     }
 
@@ -168,8 +208,15 @@ impl<'a> Analyser<'a> {
             row.clever_ks = Some(fit.ks_stat);
         }
         times.stages[stage::CLEVER] += t.elapsed().as_secs_f64();
-        let local = self.local(&ball, first, times)?;
+        let found = [row.grad_norm, row.lower_sample, row.lower_pgd];
+        let lower = found.into_iter().flatten().fold(0.0, f64::max);
+        let local = self.local(&ball, first, 0.0, times, Some(lower))?;
         row.upper_local = local.best();
+        if let Some(b) = &local.bab {
+            row.upper_bab = Some(b.upper);
+            row.bab_lower = Some(b.lower);
+            row.bab_domains = Some(b.domains);
+        }
         if let Some((rj, simplex, _)) = local.recurjac {
             row.upper_recurjac = Some(rj);
             row.fastlip_simplex = Some(simplex);
@@ -201,9 +248,11 @@ impl<'a> Analyser<'a> {
                 // The ε-ball's bounds are already known (the row's upper_local).
                 let l = if r == o.eps {
                     at_eps
+                } else if gv <= margin / r {
+                    gv // the global bound alone certifies the ball
                 } else {
                     let b = ball.with_eps(r);
-                    let local = self.local(&b, false, &mut scratch)?;
+                    let local = self.local(&b, false, margin / r, &mut scratch, None)?;
                     local.best().unwrap_or(f64::INFINITY).min(gv)
                 };
                 Ok(lipschitz_radius(margin, l, r))
