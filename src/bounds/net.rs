@@ -306,7 +306,10 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                 }
                 a.forward(&x)
             }
-            Node::Relu => x.into_iter().map(|v| v.max(0.0)).collect(),
+            Node::Relu => x
+                .into_iter()
+                .map(|v| super::round::max_nan(v, 0.0))
+                .collect(),
             Node::MaxPool2 { c, h, w } => {
                 if x.len() != c * h * w {
                     return Err(Error::Internal(format!(
@@ -316,7 +319,11 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                 }
                 pool_windows(*c, *h, *w)
                     .iter()
-                    .map(|win| win.iter().map(|&i| x[i]).fold(f64::NEG_INFINITY, f64::max))
+                    .map(|win| {
+                        win.iter()
+                            .map(|&i| x[i])
+                            .fold(f64::NEG_INFINITY, super::round::max_nan)
+                    })
                     .collect()
             }
             Node::Residual { main, shortcut } => {

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{CsvTable, Manifest};
 use crate::lipschitz::empirical::GradOracle;
 use crate::model::{Classifier, Model};
-use crate::score::ScoreKind;
+use crate::score::{ScoreKind, is_ood};
 use candle_core::{DType, Device};
 use std::path::Path;
 
@@ -97,8 +97,8 @@ pub fn verify_lipschitz_run(
         let score = t.num(line, cs)?;
         let is_id = matches!(t.cell(line, cid).trim(), "1" | "true");
         let center: Vec<f64> = data.image(index).iter().map(|&v| v as f64).collect();
-        let id_side = score <= gamma;
-        let crosses = |s: f64| if id_side { s > gamma } else { s <= gamma };
+        let id_side = !is_ood(score, gamma);
+        let crosses = |s: f64| is_ood(s, gamma) == id_side;
         for (name, c) in cr {
             let r = t.num(line, c)?;
             // Zero (or NaN) radius: nothing certified, nothing to attack.
