@@ -6,9 +6,10 @@
 
 use super::ibp::ibp_node;
 use super::interval::Interval;
-use super::linear_map::LinearMap;
+use super::linear_map::{LinearMap, adjoint_image};
 use super::net::{LinearOp, Net, Node, pool_windows};
-use super::round::{dot_err, next_up, widen_up};
+use super::round::{dot_err, next_down, next_up, widen_up};
+use super::{max_pool, relu};
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::model::layers::{BatchNorm2d, Layer};
@@ -192,42 +193,86 @@ fn cap(v: Vec<f64>) -> Vec<f64> {
         .collect()
 }
 
-/// e_out = |A|e + γ(|A|(M + e) + extra) + (n+2)·underflow, rounded up.
-fn affine_err(map: &dyn LinearMap, gamma: f64, extra: &[f64], mag: &[f64], e: &[f64]) -> Vec<f64> {
+/// e_out = |A|e + ρ with ρ = γ(|A|(M + e) + extra) + (n+2)·underflow, the rounding this layer
+/// adds; both rounded up.
+fn affine_err(
+    map: &dyn LinearMap,
+    gamma: f64,
+    extra: &[f64],
+    mag: &[f64],
+    e: &[f64],
+) -> (Vec<f64>, Vec<f64>) {
     let n = map.fan_in();
     let ae = map.apply(e, true);
     let me: Vec<f64> = mag.iter().zip(e).map(|(m, e)| next_up(m + e)).collect();
     let am = map.apply(&me, true);
     let rel = dot_err(n + 4);
-    ae.iter()
-        .zip(&am)
+    let rho: Vec<f64> = am
+        .iter()
         .zip(extra)
-        .map(|((ae, am), c)| {
-            let v = widen_up(*ae, rel)
-                + gamma * widen_up(widen_up(*am, rel) + c, rel)
-                + (n + 2) as f64 * UNDERFLOW;
+        .map(|(am, c)| {
+            let v = gamma * widen_up(widen_up(*am, rel) + c, rel) + (n + 2) as f64 * UNDERFLOW;
             widen_up(v, 4.0 * f64::EPSILON)
         })
-        .collect()
+        .collect();
+    let err = ae
+        .iter()
+        .zip(&rho)
+        .map(|(ae, r)| widen_up(widen_up(*ae, rel) + r, 4.0 * f64::EPSILON))
+        .collect();
+    (err, rho)
+}
+
+/// What the backward refinement needs of one node: its input box widened by the input error
+/// (the points where the exact network's derivatives are taken) and the bound on the rounding
+/// it adds at its output, ρ ≥ |fl(F(ĥ)) − F(ĥ)|.
+#[derive(Debug, Clone)]
+pub enum Tape {
+    Node {
+        pre: Interval,
+        rho: Option<Vec<f64>>,
+    },
+    Residual {
+        main: Vec<Tape>,
+        shortcut: Vec<Tape>,
+        rho: Vec<f64>,
+    },
+}
+
+/// The forward pass of the error analysis: exact logit box, logit error, per-node tapes.
+#[derive(Debug, Clone)]
+pub struct F32Walk {
+    pub logits: Interval,
+    pub err: Vec<f64>,
+    pub tapes: Vec<Tape>,
+}
+
+fn widen_box(b: &Interval, e: &[f64]) -> Interval {
+    Interval {
+        lo: b.lo.iter().zip(e).map(|(l, e)| next_down(l - e)).collect(),
+        hi: b.hi.iter().zip(e).map(|(h, e)| next_up(h + e)).collect(),
+    }
 }
 
 /// Walks `nodes` from the input box `cur` (exact values) with input error `e`: returns the exact
-/// output box and the output error.
+/// output box, the output error and the tapes.
 fn walk(
     nodes: &[Node],
     rules: &[F32Rule],
     mut cur: Interval,
     mut e: Vec<f64>,
-) -> Result<(Interval, Vec<f64>)> {
+) -> Result<(Interval, Vec<f64>, Vec<Tape>)> {
     if nodes.len() != rules.len() {
         return Err(Error::Internal(
             "f32 plan does not match the network".into(),
         ));
     }
+    let mut tapes = Vec::with_capacity(nodes.len());
     for (node, rule) in nodes.iter().zip(rules) {
         let mag = cur.abs_max();
         check_safe("an input magnitude", &mag)?;
-        let (next, next_e) = match (node, rule) {
+        let pre = widen_box(&cur, &e);
+        let (next, next_e, tape) = match (node, rule) {
             (
                 Node::Residual { main, shortcut },
                 F32Rule::Residual {
@@ -235,29 +280,40 @@ fn walk(
                     shortcut: rs,
                 },
             ) => {
-                let (ma, ea) = walk(main, rm, cur.clone(), e.clone())?;
-                let (mb, eb) = walk(shortcut, rs, cur, e)?;
+                let (ma, ea, ta) = walk(main, rm, cur.clone(), e.clone())?;
+                let (mb, eb, tb) = walk(shortcut, rs, cur, e)?;
                 let (aa, ab) = (ma.abs_max(), mb.abs_max());
                 let out = ma.add(&mb)?;
-                let err = (0..ea.len())
-                    .map(|i| {
-                        let s = ea[i] + eb[i];
-                        widen_up(s + U32 * (aa[i] + ab[i] + s), 8.0 * f64::EPSILON)
-                    })
+                let rho: Vec<f64> = (0..ea.len())
+                    .map(|i| widen_up(U32 * (aa[i] + ab[i] + ea[i] + eb[i]), 8.0 * f64::EPSILON))
                     .collect();
-                (out, err)
+                let err = (0..ea.len())
+                    .map(|i| widen_up(ea[i] + eb[i] + rho[i], 8.0 * f64::EPSILON))
+                    .collect();
+                let tape = Tape::Residual {
+                    main: ta,
+                    shortcut: tb,
+                    rho,
+                };
+                (out, err, tape)
             }
             (Node::Affine(a), F32Rule::Affine { gamma, extra }) => {
-                let err = affine_err(a.op.map(), *gamma, extra, &mag, &e);
-                (ibp_node(node, cur)?.1, err)
+                let (err, rho) = affine_err(a.op.map(), *gamma, extra, &mag, &e);
+                let tape = Tape::Node {
+                    pre,
+                    rho: Some(rho),
+                };
+                (ibp_node(node, cur)?.1, err, tape)
             }
-            (Node::Relu, F32Rule::Exact) => (ibp_node(node, cur)?.1, e),
+            (Node::Relu, F32Rule::Exact) => {
+                (ibp_node(node, cur)?.1, e, Tape::Node { pre, rho: None })
+            }
             (Node::MaxPool2 { c, h, w }, F32Rule::Exact) => {
                 let err = pool_windows(*c, *h, *w)
                     .iter()
                     .map(|win| win.iter().map(|&i| e[i]).fold(0.0, max_nan))
                     .collect();
-                (ibp_node(node, cur)?.1, err)
+                (ibp_node(node, cur)?.1, err, Tape::Node { pre, rho: None })
             }
             _ => {
                 return Err(Error::Internal(
@@ -266,19 +322,20 @@ fn walk(
             }
         };
         check_safe("a propagated error", &next_e)?;
+        tapes.push(tape);
         cur = next;
         e = cap(next_e);
         if cur.abs_max().iter().any(|m| !(*m <= F32_SAFE_MAX)) {
             e = vec![f64::INFINITY; e.len()];
         }
     }
-    Ok((cur, e))
+    Ok((cur, e, tapes))
 }
 
 /// For every float32 input in `input` (exact values, e.g. a point or a ball's box): the box of
-/// the exact logits of `net` and a bound e on |f32 logits − exact logits|, entry by entry. An
-/// entry is +∞ when the f32 pass might overflow; NaN anywhere is an error.
-pub fn logit_error(net: &Net, plan: &F32Plan, input: &Interval) -> Result<(Interval, Vec<f64>)> {
+/// the exact logits of `net`, a bound e on |f32 logits − exact logits| entry by entry (+∞ where
+/// the f32 pass might overflow; NaN anywhere is an error) and the tapes for [`backward_error`].
+pub fn f32_walk(net: &Net, plan: &F32Plan, input: &Interval) -> Result<F32Walk> {
     if input.len() != net.input_dim() {
         return Err(Error::Internal(format!(
             "f32 error bound: input box of {} entries, the network takes {}",
@@ -287,12 +344,77 @@ pub fn logit_error(net: &Net, plan: &F32Plan, input: &Interval) -> Result<(Inter
         )));
     }
     check_safe("an input bound", &input.abs_max())?;
-    let (z, e) = walk(
+    let (z, e, tapes) = walk(
         &net.nodes,
         &plan.rules,
         input.clone(),
         vec![0.0; input.len()],
     )?;
     check_safe("a logit bound", &z.abs_max())?;
-    Ok((z, e))
+    Ok(F32Walk {
+        logits: z,
+        err: e,
+        tapes,
+    })
+}
+
+/// [`f32_walk`]'s logit box and logit error.
+pub fn logit_error(net: &Net, plan: &F32Plan, input: &Interval) -> Result<(Interval, Vec<f64>)> {
+    let w = f32_walk(net, plan, input)?;
+    Ok((w.logits, w.err))
+}
+
+/// Σ |g|·ρ over a node's output, rounded up.
+fn contribution(g: &Interval, rho: &[f64]) -> f64 {
+    let a = g.abs_max();
+    let s: f64 = a.iter().zip(rho).map(|(g, r)| g * r).sum();
+    widen_up(s, dot_err(rho.len()))
+}
+
+fn back(nodes: &[Node], tapes: &[Tape], mut g: Interval) -> Result<(Interval, f64)> {
+    let mut total = 0.0;
+    for (node, tape) in nodes.iter().zip(tapes).rev() {
+        g = match (node, tape) {
+            (Node::Affine(a), Tape::Node { rho: Some(rho), .. }) => {
+                total += contribution(&g, rho);
+                adjoint_image(a.op.map(), &g)?
+            }
+            (Node::Relu, Tape::Node { pre, rho: None }) => relu::grad_back(pre, &g),
+            (Node::MaxPool2 { c, h, w }, Tape::Node { pre, rho: None }) => {
+                max_pool::grad_back(pre, &g, *c, *h, *w)
+            }
+            (
+                Node::Residual { main, shortcut },
+                Tape::Residual {
+                    main: tm,
+                    shortcut: ts,
+                    rho,
+                },
+            ) => {
+                total += contribution(&g, rho);
+                let (ga, ca) = back(main, tm, g.clone())?;
+                let (gb, cb) = back(shortcut, ts, g)?;
+                total += ca + cb;
+                ga.add(&gb)?
+            }
+            _ => {
+                return Err(Error::Internal(
+                    "f32 tape does not match the network".into(),
+                ));
+            }
+        };
+    }
+    Ok((g, next_up(total)))
+}
+
+/// The backward refinement (proofs/f32_detector.md §2.3): with G_j ⊇ the Clarke gradients of the
+/// score w.r.t. node j's output over the error-widened boxes (interval backward pass from
+/// `g_logits`, the gradient box of the score w.r.t. the logits), the propagated error of the
+/// score is at most Σ_j ⟨max|G_j|, ρ_j⟩. NaN is an error.
+pub fn backward_error(net: &Net, walk: &F32Walk, g_logits: Interval) -> Result<f64> {
+    let (_, total) = back(&net.nodes, &walk.tapes, g_logits)?;
+    if total.is_nan() {
+        return Err(Error::CheckFailed("f32 backward error bound is NaN".into()));
+    }
+    Ok(total)
 }
