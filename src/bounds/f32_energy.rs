@@ -28,11 +28,14 @@ fn max_nan(v: impl IntoIterator<Item = f64>) -> f64 {
 fn lse_error(v: &Interval, ev: f64) -> f64 {
     let k = v.len();
     let c_libm = 2.0 * LIBM_ULPS * U32;
-    // Each term e^{d}(1 + η): |η| ≤ c_libm + γ_{K−1}, times e^{u|d|} from the rounding of
-    // d = v̂_k − max; Σ e^{−a}(e^{au} − 1) ≤ K·u/(e(1 − u)); K·2⁻¹⁴⁰ for underflowing terms.
+    // Each term e^{−a}(1 + η) with a = max − v̂_k ≥ 0: |η| ≤ ((1 + c)(1 + γ_{K−1}) − 1)·e^{au}
+    // + (e^{au} − 1) (libm, the sum in any order, the rounding of the subtraction); weighted by
+    // e^{−a} and summed, over σ = Σe^{−a} ≥ 1: Σ e^{−a}(e^{au} − 1) ≤ K·u/(e(1 − u)) and
+    // Σ e^{−a}e^{au} ≤ σ + that; K·2⁻¹⁴⁰ for terms that underflow.
     let g = gamma32(k.saturating_sub(1).max(1));
-    let rho = k as f64
-        * (c_libm * (1.0 + g) + g + U32 * 0.368 / (1.0 - U32) * (1.0 + c_libm) + 2f64.powi(-140));
+    let sub = k as f64 * U32 * 0.368 / (1.0 - U32);
+    let rho = ((1.0 + c_libm) * (1.0 + g) - 1.0) * (1.0 + sub) + sub + k as f64 * 2f64.powi(-140);
+    let rho = next_up(rho * (1.0 + 16.0 * f64::EPSILON));
     if !(rho < 0.25) {
         return f64::INFINITY;
     }
