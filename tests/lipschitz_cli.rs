@@ -77,7 +77,14 @@ fn lipschitz_cli_writes_sound_rows() {
             .max(col(&r, "lower_pgd"));
         assert!(lower <= col(&r, "upper_local") && lower <= col(&r, "upper_global"));
         let rl = col(&r, "radius_lipschitz");
-        assert!((0.0..=0.05).contains(&rl) && (0.0..=0.05).contains(&col(&r, "radius_bound_prop")));
+        // Radii are searched beyond ε, up to the pixel box's ℓ2 diameter √64 = 8; the Lipschitz
+        // search starts with the ε-ball's certificate, so it is never below radius_at_eps.
+        let (ra, rb) = (col(&r, "radius_at_eps"), col(&r, "radius_bound_prop"));
+        assert!((0.0..=0.05).contains(&ra), "{ra}");
+        assert!(
+            (ra..=8.0).contains(&rl) && (0.0..=8.0).contains(&rb),
+            "{rl} {rb}"
+        );
         assert_eq!(&r[h.iter().position(|x| x == "is_id").unwrap()], "true");
     }
     assert_eq!(n, 5);
@@ -94,7 +101,7 @@ fn lipschitz_cli_rejects_bad_flags() {
     let (m, _) = mlp([1, 8, 8], &[4], 10, 3);
     let mpath = dir.path().join("m.safetensors");
     m.save(&mpath).unwrap();
-    let run = |eps: &str, model: &str| {
+    let run_with = |eps: &str, model: &str, extra: &[&str]| {
         Command::new(BIN)
             .args([
                 "lipschitz",
@@ -112,10 +119,35 @@ fn lipschitz_cli_rejects_bad_flags() {
                 "--out",
             ])
             .arg(dir.path().join("o"))
+            .args(extra)
             .env("OODCERT_NO_FETCH", "1")
             .output()
             .unwrap()
     };
+    let run = |eps: &str, model: &str| run_with(eps, model, &[]);
+    for (flag, value) in [
+        ("--radius-max", "0"),
+        ("--radius-max", "-0.5"),
+        ("--radius-max", "NaN"),
+        ("--radius-max", "inf"),
+        ("--radius-max", "0.05"),
+        ("--recurjac-max-work", "0"),
+        ("--clever-batches", "2"),
+        ("--pgd-restarts", "0"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let o = run_with("0.1", mpath.to_str().unwrap(), &[&arg]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("o").exists(),
+            "{flag} {value} wrote output"
+        );
+    }
     let o = run("-1", mpath.to_str().unwrap());
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--eps"));
