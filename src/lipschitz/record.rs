@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The columns of `lipschitz.csv`, in order.
-pub const COLUMNS: [&str; 21] = [
+pub const COLUMNS: [&str; 23] = [
     "index",
     "label",
     "is_id",
@@ -31,6 +31,8 @@ pub const COLUMNS: [&str; 21] = [
     "upper_recurjac",
     "recurjac_rule",
     "fastlip_simplex",
+    "f32_err_bound",
+    "f32_undecided",
 ];
 
 /// The analysis of one sample (a column is `None`, written empty, when its method did not run).
@@ -78,6 +80,11 @@ pub struct LipschitzRecord {
     pub recurjac_rule: Option<String>,
     /// FastLip with the box ∩ simplex head on RecurJac's boxes (RecurJac's baseline).
     pub fastlip_simplex: Option<f64>,
+    /// E at the centre: a bound on |S₃₂(x) − S(x)| of the float32 detector (radius runs).
+    pub f32_err_bound: Option<f64>,
+    /// True when the exact margin does not exceed E at the centre: the float32 detector may
+    /// decide either way, both radii are 0 (radius runs).
+    pub f32_undecided: Option<bool>,
 }
 
 /// A float as written in the CSV.
@@ -115,6 +122,8 @@ impl LipschitzRecord {
             opt(self.upper_recurjac),
             self.recurjac_rule.clone().unwrap_or_default(),
             opt(self.fastlip_simplex),
+            opt(self.f32_err_bound),
+            self.f32_undecided.map_or(String::new(), |b| b.to_string()),
         ]
     }
 }
@@ -171,6 +180,10 @@ pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
             }
         };
         let rule = get("recurjac_rule")?;
+        let undecided = match get("f32_undecided")? {
+            "" => None,
+            s => Some(s.parse().map_err(|_| bad("f32_undecided"))?),
+        };
         out.push(LipschitzRecord {
             index: parse!("index"),
             label: parse!("label"),
@@ -193,6 +206,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
             upper_recurjac: opt("upper_recurjac")?,
             recurjac_rule: (!rule.is_empty()).then(|| rule.to_string()),
             fastlip_simplex: opt("fastlip_simplex")?,
+            f32_err_bound: opt("f32_err_bound")?,
+            f32_undecided: undecided,
         });
     }
     Ok(out)

@@ -62,8 +62,7 @@ pub fn verify_lipschitz_run(
     let name = man.config["score"].as_str().unwrap_or("energy");
     let kind = ScoreKind::from_name(name)
         .ok_or_else(|| Error::bad_file(&mpath, format!("unknown score `{name}`")))?;
-    let model =
-        Model::load_energy_of(&model_path, &Device::Cpu, kind, "score")?.to_dtype(DType::F64)?;
+    let model = Model::load_energy_of_as(&model_path, &Device::Cpu, kind, "score", DType::F64)?;
     let data = crate::data::load_as(
         config_str(&man, "data", &mpath)?,
         data_root,
