@@ -391,3 +391,74 @@ fn logsumexp_rounding_is_within_the_eval_bound() {
     }
     eprintln!("logsumexp: worst |S32 − S| / E = {worst:.3}");
 }
+
+/// The reproduction through the library's Lipschitz run: γ from the same 24 images, so
+/// one sample's score sits on γ. That sample is undecided in float32 (radius 0 on both routes);
+/// every row carries a positive, finite E, and exactly the rows whose margin exceeds E are
+/// decided.
+#[test]
+fn lipschitz_run_marks_the_sample_on_gamma_undecided() {
+    use oodcert::lipschitz::record::read_csv;
+    use oodcert::lipschitz::{BoundsKind, Config, Method, Options};
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = lipschitz_common::mlp([1, 8, 8], &[16, 12], 10, 7);
+    let mpath = dir.path().join("m.safetensors");
+    m.to_dtype(DType::F32).unwrap().save(&mpath).unwrap();
+    let cfg = Config {
+        model: mpath,
+        data: "digits8:test".into(),
+        id_val: Some("digits8:test".into()),
+        id_val_limit: 24,
+        is_ood: false,
+        limit: 24,
+        subset: Default::default(),
+        data_dir: Some(dir.path().to_path_buf()),
+        out: dir.path().join("run"),
+        quiet: true,
+        options: Options {
+            norm: Norm::L2,
+            eps: 0.1,
+            unit_box: false,
+            methods: vec![Method::Local, Method::Global, Method::Radius],
+            score: ScoreKind::Energy,
+            temperature: 1.0,
+            samples: 8,
+            pgd_steps: 3,
+            pgd_restarts: 2,
+            clever_batches: 5,
+            clever_samples: 8,
+            radius_iters: 5,
+            radius_max: None,
+            bounds: BoundsKind::Ibp,
+            crown_max_dim: 4096,
+            recurjac_max_work: 1e10,
+            simplex: false,
+            seed: 3,
+        },
+    };
+    oodcert::lipschitz::run(&cfg).unwrap();
+    let rows = read_csv(&cfg.out.join("lipschitz.csv")).unwrap();
+    assert_eq!(rows.len(), 24);
+    let mut undecided = 0;
+    for r in &rows {
+        let e = r.f32_err_bound.unwrap();
+        assert!(e > 0.0 && e.is_finite(), "{e}");
+        let u = r.f32_undecided.unwrap();
+        let margin = (r.score - r.threshold).abs();
+        if margin <= e {
+            assert!(u, "row {}: margin {margin} ≤ E {e} but decided", r.index);
+        }
+        if margin > 2.0 * e + 1e-9 {
+            assert!(!u, "row {}: margin {margin} ≫ E {e} but undecided", r.index);
+        }
+        if u {
+            undecided += 1;
+            assert_eq!(r.radius_lipschitz, Some(0.0));
+            assert_eq!(r.radius_bound_prop, Some(0.0));
+            assert_eq!(r.radius_at_eps, Some(0.0));
+        }
+    }
+    assert!(undecided >= 1 && undecided < 24, "{undecided} undecided");
+    let s = std::fs::read_to_string(cfg.out.join("summary.csv")).unwrap();
+    assert!(s.contains("share_f32_undecided") && s.contains("f32_err_bound"));
+}
