@@ -4,9 +4,9 @@
 
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
+use super::f32_margin::{bound_prop_certify_f32, centre_margin, lipschitz_radius_f32};
 use super::local::fastlip_with;
 use super::options::{Method, Options};
-use super::f32_margin::{bound_prop_certify_f32, centre_margin, lipschitz_radius_f32};
 use super::radius::search_radius_from;
 use super::record::LipschitzRecord;
 use super::recurjac::{recurjac_limited, unsupported};
