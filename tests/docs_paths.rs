@@ -12,7 +12,10 @@ fn docs() -> Vec<(String, String)> {
     for e in std::fs::read_dir(root.join("docs")).unwrap() {
         let p = e.unwrap().path();
         if p.extension().is_some_and(|x| x == "md") {
-            v.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+            v.push((
+                p.display().to_string(),
+                std::fs::read_to_string(&p).unwrap(),
+            ));
         }
     }
     v
@@ -21,7 +24,10 @@ fn docs() -> Vec<(String, String)> {
 #[test]
 fn docs_name_no_file_outside_the_repository() {
     for (name, text) in docs() {
-        assert!(!text.contains("../shared"), "{name} points outside the repository");
+        assert!(
+            !text.contains("../shared"),
+            "{name} points outside the repository"
+        );
     }
 }
 
@@ -41,7 +47,10 @@ fn scripts_and_docs_the_readme_names_exist() {
                     .collect();
                 let path = path.trim_end_matches('.');
                 if path.ends_with(".sh") || path.ends_with(".md") {
-                    assert!(root.join(path).exists(), "{name} names {path}, which is missing");
+                    assert!(
+                        root.join(path).exists(),
+                        "{name} names {path}, which is missing"
+                    );
                 }
             }
         }
