@@ -139,7 +139,7 @@ fn synthetic_runs(root: &Path) {
     write(
         &l.join("summary.csv"),
         "quantity,n,mean,median\ngrad_norm,4,2.0e0,1.9e0\nlower_sample,4,2.1e0,2.0e0\nlower_pgd,4,2.5e0,2.4e0\n\
-         clever,4,2.6e0,2.5e0\nupper_local,4,1.2e1,1.1e1\nupper_global,4,3.0e3,3.0e3\n\
+         clever,4,2.6e0,2.5e0\nupper_local,4,1.2e1,1.1e1\nupper_recurjac,0,NaN,NaN\nupper_global,4,3.0e3,3.0e3\n\
          tightness_local_over_pgd,4,4.8e0,4.6e0\nseconds_global_once,1,1.0e-2,\n",
     );
     write(&l.join("lipschitz.csv"), "index,label\n0,1\n");
@@ -262,7 +262,9 @@ fn summary_numbers_match_their_sources() {
         assert_eq!(get(&h, r, "max_radius"), "1");
     }
     let (h, rows) = read_csv(&out.join("tables/lipschitz_summary.csv"));
+    // upper_recurjac (n = 0: not run) has no row.
     assert_eq!(rows.len(), 8);
+    assert!(rows.iter().all(|r| get(&h, r, "quantity") != "upper_recurjac"));
     assert_eq!(get(&h, &rows[0], "eps"), "0.1");
     assert_eq!(get(&h, &rows[0], "ball"), "l2∩[0,1]");
 }
