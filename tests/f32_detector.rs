@@ -396,15 +396,10 @@ fn logsumexp_rounding_is_within_the_eval_bound() {
 /// one sample's score sits on γ. That sample is undecided in float32 (radius 0 on both routes);
 /// every row carries a positive, finite E, and exactly the rows whose margin exceeds E are
 /// decided.
-#[test]
-fn lipschitz_run_marks_the_sample_on_gamma_undecided() {
-    use oodcert::lipschitz::record::read_csv;
+/// A Lipschitz run on 24 digits8 test images, γ from the same images, of the model at `mpath`.
+fn run_config(dir: &Path, mpath: std::path::PathBuf) -> oodcert::lipschitz::Config {
     use oodcert::lipschitz::{BoundsKind, Config, Method, Options};
-    let dir = tempfile::tempdir().unwrap();
-    let (m, _) = lipschitz_common::mlp([1, 8, 8], &[16, 12], 10, 7);
-    let mpath = dir.path().join("m.safetensors");
-    m.to_dtype(DType::F32).unwrap().save(&mpath).unwrap();
-    let cfg = Config {
+    Config {
         model: mpath,
         data: "digits8:test".into(),
         id_val: Some("digits8:test".into()),
@@ -412,8 +407,8 @@ fn lipschitz_run_marks_the_sample_on_gamma_undecided() {
         is_ood: false,
         limit: 24,
         subset: Default::default(),
-        data_dir: Some(dir.path().to_path_buf()),
-        out: dir.path().join("run"),
+        data_dir: Some(dir.to_path_buf()),
+        out: dir.join("run"),
         quiet: true,
         options: Options {
             norm: Norm::L2,
@@ -435,7 +430,17 @@ fn lipschitz_run_marks_the_sample_on_gamma_undecided() {
             simplex: false,
             seed: 3,
         },
-    };
+    }
+}
+
+#[test]
+fn lipschitz_run_marks_the_sample_on_gamma_undecided() {
+    use oodcert::lipschitz::record::read_csv;
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = lipschitz_common::mlp([1, 8, 8], &[16, 12], 10, 7);
+    let mpath = dir.path().join("m.safetensors");
+    m.to_dtype(DType::F32).unwrap().save(&mpath).unwrap();
+    let cfg = run_config(dir.path(), mpath);
     oodcert::lipschitz::run(&cfg).unwrap();
     let rows = read_csv(&cfg.out.join("lipschitz.csv")).unwrap();
     assert_eq!(rows.len(), 24);
@@ -481,5 +486,50 @@ fn checked_noise_is_almost_always_exact() {
             .count();
         eprintln!("σ = {sigma}: {inexact} of {copies} copies inexact");
         assert!((inexact as f64) < 1e-2 * copies as f64, "{inexact}");
+    }
+}
+
+/// A model whose f32 forward overflows (two layers × 1e30: finite in f64, ∞ in f32) is undecided
+/// everywhere: E = ∞, every radius 0. A NaN input box is an error (exit 1), never a bound.
+#[test]
+fn an_overflowing_f32_model_is_undecided_and_nan_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = lipschitz_common::mlp([1, 8, 8], &[16, 12], 10, 7);
+    let t: HashMap<String, Tensor> = m
+        .all_tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            let big = k == "fc2.weight" || k == "fc3.weight";
+            let v = if big { (v * 1e30).unwrap() } else { v };
+            (k, v.to_dtype(DType::F32).unwrap())
+        })
+        .collect();
+    let big = Model::from_tensors(
+        m.spec().clone(),
+        t,
+        DType::F32,
+        &Device::Cpu,
+        Path::new("<t>"),
+    )
+    .unwrap();
+    let det = F32Detector::new(&big, ScoreKind::Energy, 1.0).unwrap();
+    let x = vec![0.5; 64];
+    assert_eq!(det.error_at(&x).unwrap(), f64::INFINITY);
+    let mut nan = Interval::point(&x);
+    nan.lo[3] = f64::NAN;
+    assert!(det.error(&nan).is_err());
+    let mpath = dir.path().join("big.safetensors");
+    big.save(&mpath).unwrap();
+    let cfg = run_config(dir.path(), mpath);
+    match oodcert::lipschitz::run(&cfg) {
+        // The f64 γ computation may already refuse the model (non-finite scores).
+        Err(e) => assert!(e.exit_code() >= 1, "{e}"),
+        Ok(rows) => {
+            for r in rows {
+                assert_eq!(r.f32_undecided, Some(true));
+                assert_eq!(r.radius_lipschitz, Some(0.0));
+                assert_eq!(r.radius_bound_prop, Some(0.0));
+            }
+        }
     }
 }

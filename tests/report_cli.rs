@@ -264,7 +264,10 @@ fn summary_numbers_match_their_sources() {
     let (h, rows) = read_csv(&out.join("tables/lipschitz_summary.csv"));
     // upper_recurjac (n = 0: not run) has no row.
     assert_eq!(rows.len(), 8);
-    assert!(rows.iter().all(|r| get(&h, r, "quantity") != "upper_recurjac"));
+    assert!(
+        rows.iter()
+            .all(|r| get(&h, r, "quantity") != "upper_recurjac")
+    );
     assert_eq!(get(&h, &rows[0], "eps"), "0.1");
     assert_eq!(get(&h, &rows[0], "ball"), "l2∩[0,1]");
 }

@@ -94,8 +94,16 @@ pub struct Net {
     pub nodes: Vec<Node>,
 }
 
+/// A parameter tensor on the host; a NaN or infinite entry is bad input (every bound would be
+/// NaN or meaningless).
 fn host(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+    let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+        return Err(Error::BadInput(format!(
+            "the model has a non-finite parameter ({x}): no bound can be computed"
+        )));
+    }
+    Ok(v)
 }
 
 fn conv_node(conv: &Conv2d, shape: &mut [usize; 3]) -> Result<Node> {

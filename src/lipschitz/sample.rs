@@ -60,6 +60,27 @@ impl LocalBounds {
     }
 }
 
+/// A NaN in a certified column is an error (exit 2), never a number in lipschitz.csv.
+fn check_no_nan(r: &LipschitzRecord) -> Result<()> {
+    let cols = [
+        ("score", Some(r.score)),
+        ("upper_local", r.upper_local),
+        ("upper_global", r.upper_global),
+        ("upper_recurjac", r.upper_recurjac),
+        ("radius_at_eps", r.radius_at_eps),
+        ("radius_lipschitz", r.radius_lipschitz),
+        ("radius_bound_prop", r.radius_bound_prop),
+        ("f32_err_bound", r.f32_err_bound),
+    ];
+    match cols.iter().find(|(_, v)| v.is_some_and(f64::is_nan)) {
+        Some((name, _)) => Err(Error::BadInput(format!(
+            "sample {}: {name} is NaN (non-finite values in the model or the input)",
+            r.index
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl<'a> Analyser<'a> {
     /// The shared state of a run; logs on stderr when RecurJac cannot run on `net`.
     pub fn new(
@@ -185,6 +206,7 @@ impl<'a> Analyser<'a> {
         if o.has(Method::Radius) {
             self.radii(&ball, &mut row, times)?;
         }
+        check_no_nan(&row)?;
         Ok(row)
     }
 
@@ -243,5 +265,30 @@ impl<'a> Analyser<'a> {
         )?);
         times.stages[stage::RADIUS_BOUND_PROP] += t.elapsed().as_secs_f64();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nan_bound_is_an_error() {
+        let mut r = LipschitzRecord {
+            upper_local: Some(1.0),
+            radius_lipschitz: Some(0.1),
+            ..Default::default()
+        };
+        assert!(check_no_nan(&r).is_ok());
+        r.radius_bound_prop = Some(f64::NAN);
+        let e = check_no_nan(&r).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("radius_bound_prop"), "{e}");
+        r.radius_bound_prop = Some(f64::INFINITY);
+        r.f32_err_bound = Some(f64::INFINITY);
+        assert!(
+            check_no_nan(&r).is_ok(),
+            "∞ is a sound (useless) bound, not an error"
+        );
     }
 }
