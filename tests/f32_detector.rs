@@ -463,7 +463,7 @@ fn lipschitz_run_marks_the_sample_on_gamma_undecided() {
             assert_eq!(r.radius_at_eps, Some(0.0));
         }
     }
-    assert!(undecided >= 1 && undecided < 24, "{undecided} undecided");
+    assert!((1..24).contains(&undecided), "{undecided} undecided");
     let s = std::fs::read_to_string(cfg.out.join("summary.csv")).unwrap();
     assert!(s.contains("share_f32_undecided") && s.contains("f32_err_bound"));
 }

@@ -36,7 +36,7 @@ fn lse_error(v: &Interval, ev: f64) -> f64 {
     let sub = k as f64 * U32 * 0.368 / (1.0 - U32);
     let rho = ((1.0 + c_libm) * (1.0 + g) - 1.0) * (1.0 + sub) + sub + k as f64 * 2f64.powi(-140);
     let rho = next_up(rho * (1.0 + 16.0 * f64::EPSILON));
-    if !(rho < 0.25) {
+    if rho.is_nan() || rho >= 0.25 {
         return f64::INFINITY;
     }
     let log_sum = rho / (1.0 - rho);

@@ -325,7 +325,11 @@ fn walk(
         tapes.push(tape);
         cur = next;
         e = cap(next_e);
-        if cur.abs_max().iter().any(|m| !(*m <= F32_SAFE_MAX)) {
+        if cur
+            .abs_max()
+            .iter()
+            .any(|m| m.is_nan() || *m > F32_SAFE_MAX)
+        {
             e = vec![f64::INFINITY; e.len()];
         }
     }

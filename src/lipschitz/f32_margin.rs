@@ -44,7 +44,8 @@ impl CentreMargin {
 
     /// True when the f32 detector's side at x is not certain: margin ≤ 0 (radius 0).
     pub fn undecided(&self) -> bool {
-        !(self.margin() > 0.0)
+        let m = self.margin();
+        m.is_nan() || m <= 0.0
     }
 }
 
@@ -98,7 +99,7 @@ pub fn lipschitz_certify_f32(
     }
     let e = det.error(&ball.to_box())?;
     let m = f32_margin(centre.exact, e);
-    if !(m > 0.0) {
+    if m.is_nan() || m <= 0.0 {
         return Ok(0.0);
     }
     let local = fastlip_with(net, ball, det.temperature, Head::Box, pre)?.value;
