@@ -533,3 +533,57 @@ fn an_overflowing_f32_model_is_undecided_and_nan_is_an_error() {
         }
     }
 }
+
+/// `oodcert verify` checks the float32 detector too: a certificate whose γ lies between a
+/// sample's f64 score and the f32 scores the detector gives it (alone and in a batch of two) is
+/// reported violated, however small its radius (the f64 attack alone cannot see it).
+#[test]
+fn verify_catches_a_certificate_the_f32_detector_breaks() {
+    use oodcert::lipschitz::record::{read_csv, to_csv_bytes};
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = lipschitz_common::mlp([1, 8, 8], &[16, 12], 10, 7);
+    let mpath = dir.path().join("m.safetensors");
+    let m32 = m.to_dtype(DType::F32).unwrap();
+    m32.save(&mpath).unwrap();
+    let cfg = run_config(dir.path(), mpath);
+    oodcert::lipschitz::run(&cfg).unwrap();
+    let csv = cfg.out.join("lipschitz.csv");
+    let mut rows = read_csv(&csv).unwrap();
+    let data = oodcert::data::load_as("digits8:test", dir.path(), [1, 8, 8]).unwrap();
+    let f32_score = |x: &[f32], copies: usize| {
+        let flat: Vec<f32> = (0..copies).flat_map(|_| x.iter().copied()).collect();
+        let t = Tensor::from_vec(flat, (copies, 1, 8, 8), &Device::Cpu).unwrap();
+        score_batch(&m32, &t, ScoreKind::Energy, 1.0).unwrap()[0]
+    };
+    // A sample whose f32 scores (batch 1 and 2) both lie strictly on one side of its f64 score.
+    let (line, gamma) = rows
+        .iter()
+        .enumerate()
+        .find_map(|(i, r)| {
+            let x = data.image(r.index);
+            let (a, b) = (f32_score(x, 1) - r.score, f32_score(x, 2) - r.score);
+            (a * b > 0.0).then(|| (i, r.score + 0.5 * a.signum() * a.abs().min(b.abs())))
+        })
+        .expect("a sample whose f32 score differs from its f64 score");
+    for (i, r) in rows.iter_mut().enumerate() {
+        r.threshold = gamma;
+        r.radius_bound_prop = Some(0.0);
+        r.radius_lipschitz = Some(if i == line { 1e-12 } else { 0.0 });
+    }
+    std::fs::write(&csv, to_csv_bytes(&rows).unwrap()).unwrap();
+    let mp = cfg.out.join("manifest.json");
+    let mut man: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&mp).unwrap()).unwrap();
+    man["config"]["threshold"] = serde_json::json!(gamma);
+    std::fs::write(&mp, serde_json::to_string_pretty(&man).unwrap()).unwrap();
+    let (vrows, _) = oodcert::verify::verify_lipschitz_run(
+        &cfg.out,
+        None,
+        dir.path(),
+        &oodcert::verify::AttackConfig::default(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(vrows.len(), 1);
+    assert!(vrows[0].violated, "{:?}", vrows[0]);
+}
