@@ -410,6 +410,7 @@ fn run_config(dir: &Path, mpath: std::path::PathBuf) -> oodcert::lipschitz::Conf
         data_dir: Some(dir.to_path_buf()),
         out: dir.join("run"),
         quiet: true,
+        shard: None,
         options: Options {
             norm: Norm::L2,
             eps: 0.1,

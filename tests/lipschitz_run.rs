@@ -27,6 +27,7 @@ fn config(dir: &Path, out: &str) -> Config {
         data_dir: Some(dir.to_path_buf()),
         out: dir.join(out),
         quiet: true,
+        shard: None,
         options: Options {
             norm: Norm::L2,
             eps: 0.1,
@@ -91,6 +92,9 @@ fn lipschitz_csv_and_summary_hold_the_exact_f64() {
     for (a, b) in rows.iter().zip(&back) {
         assert_eq!(floats(a), floats(b), "row {}", a.index);
         assert!(a.upper_recurjac.is_some() && a.radius_lipschitz.is_some());
+        // The search starts from the ε-ball's certificate with the best local bound (RecurJac
+        // included), so it never ends below radius_at_eps.
+        assert!(a.radius_lipschitz >= a.radius_at_eps, "row {}", a.index);
         assert_eq!(
             (a.index, a.label, a.is_id, &a.recurjac_rule),
             (b.index, b.label, b.is_id, &b.recurjac_rule)
@@ -125,4 +129,86 @@ fn lipschitz_csv_and_summary_hold_the_exact_f64() {
         checked += 1;
     }
     assert_eq!(checked, 5);
+}
+
+/// The summary without its wall-clock `seconds_*` rows.
+fn summary_sans_time(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("summary.csv"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("seconds_"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn three_merged_shards_equal_one_run_and_mismatched_shards_are_refused() {
+    use oodcert::lipschitz::merge::merge;
+    use oodcert::smoothing::shard::Shard;
+    let t = tempfile::tempdir().unwrap();
+    let one = config(t.path(), "one");
+    oodcert::lipschitz::run(&one).unwrap();
+    let shard = |k: u64, n: u64, name: &str, seed: u64| {
+        let mut c = config(t.path(), name);
+        c.shard = Some(Shard { index: k, count: n });
+        c.options.seed = seed;
+        oodcert::lipschitz::run(&c).unwrap();
+        c.out
+    };
+    let dirs: Vec<_> = (0..3).map(|k| shard(k, 3, &format!("s{k}"), 3)).collect();
+    // Shards given in any order.
+    let merged = t.path().join("merged");
+    let order = [dirs[2].clone(), dirs[0].clone(), dirs[1].clone()];
+    merge(&merged, &order).unwrap();
+    for f in ["lipschitz.csv", "global.json"] {
+        assert_eq!(
+            std::fs::read(one.out.join(f)).unwrap(),
+            std::fs::read(merged.join(f)).unwrap(),
+            "{f} differs from the single run's"
+        );
+    }
+    assert_eq!(summary_sans_time(&one.out), summary_sans_time(&merged));
+    // Every sample's random draws depend on (seed, index) only: the shards split the rows 2/2/3.
+    assert_eq!(read_csv(&dirs[0].join("lipschitz.csv")).unwrap().len(), 2);
+
+    let refused = |shards: &[std::path::PathBuf], what: &str| {
+        let out = t.path().join(format!("bad-{what}"));
+        match merge(&out, shards) {
+            Err(oodcert::error::Error::BadInput(msg)) => {
+                assert!(!msg.contains('\n'), "{msg}");
+            }
+            other => panic!("{what}: expected BadInput, got {other:?}"),
+        }
+        assert!(!out.exists(), "{what}: wrote output");
+    };
+    refused(&dirs[..2], "missing");
+    refused(
+        &[dirs[0].clone(), dirs[1].clone(), dirs[1].clone()],
+        "repeated",
+    );
+    let other_seed = shard(2, 3, "seed9", 9);
+    refused(
+        &[dirs[0].clone(), dirs[1].clone(), other_seed],
+        "other-config",
+    );
+    let other_count = shard(1, 2, "of2", 3);
+    refused(
+        &[dirs[0].clone(), other_count, dirs[2].clone()],
+        "other-count",
+    );
+    refused(std::slice::from_ref(&one.out), "not-a-shard");
+    // A shard missing a row.
+    let cut = t.path().join("cut");
+    std::fs::create_dir_all(&cut).unwrap();
+    for f in ["manifest.json", "summary.csv", "global.json"] {
+        std::fs::copy(dirs[1].join(f), cut.join(f)).unwrap();
+    }
+    let text = std::fs::read_to_string(dirs[1].join("lipschitz.csv")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    std::fs::write(
+        cut.join("lipschitz.csv"),
+        lines[..lines.len() - 1].join("\n") + "\n",
+    )
+    .unwrap();
+    refused(&[dirs[0].clone(), cut, dirs[2].clone()], "short");
 }

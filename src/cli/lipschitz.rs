@@ -10,6 +10,7 @@
 use crate::bounds::Norm;
 use crate::error::Result;
 use crate::lipschitz::{BoundsKind, Config, Method, Options};
+use crate::smoothing::shard::Shard;
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -89,6 +90,10 @@ pub struct Args {
     pub simplex: bool,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Analyse one slice of the chosen samples: k/N (0-based k), env (Slurm array) or env/N
+    /// (Slurm or Kubernetes Indexed Job); `oodcert merge` joins the slices (docs/sharding.md).
+    #[arg(long)]
+    pub shard: Option<String>,
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -102,7 +107,9 @@ pub struct Args {
 
 /// Runs `oodcert lipschitz`.
 pub fn run(a: Args) -> Result<()> {
+    let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
     let cfg = Config {
+        shard,
         model: a.model,
         data: a.data,
         id_val: a.id_val,

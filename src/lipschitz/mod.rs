@@ -13,6 +13,7 @@ pub mod f32_margin;
 pub mod jacobian_ops;
 pub mod jacobian_recursion;
 pub mod local;
+pub mod merge;
 pub mod nelder_mead;
 pub mod options;
 pub mod output;

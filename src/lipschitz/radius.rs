@@ -226,9 +226,9 @@ mod tests {
             );
         }
         // A ball that always certifies itself: r_max.
-        assert_eq!(search_radius_from(|r| Ok(r), 0.3, 8.0, 10).unwrap(), 8.0);
+        assert_eq!(search_radius_from(Ok, 0.3, 8.0, 10).unwrap(), 8.0);
         // Nothing certified: 0; ε = 0 starts at r_max.
         assert_eq!(search_radius_from(|_| Ok(0.0), 0.0, 8.0, 10).unwrap(), 0.0);
-        assert_eq!(search_radius_from(|r| Ok(r), 0.0, 8.0, 10).unwrap(), 8.0);
+        assert_eq!(search_radius_from(Ok, 0.0, 8.0, 10).unwrap(), 8.0);
     }
 }

@@ -2,14 +2,17 @@
 //! ID validation data, analyses every sample ([`super::sample::Analyser`]) and writes
 //! lipschitz.csv, summary.csv, global.json and manifest.json.
 //!
-//! `is_id` is true when `data` names the same set as `id_val` (override with `is_ood`).
+//! `is_id` is true when `data` names the same set as `id_val` (override with `is_ood`). With a
+//! shard, the samples are chosen first (`limit`, `subset`) and the shard analyses its contiguous
+//! slice of them; each sample's randomness is keyed by (seed, original index)
+//! ([`super::sample::sample_rng`]), so a shard's rows are those a single run writes.
 
 use super::empirical::GradOracle;
 use super::global_bound;
 use super::options::{Method, Options};
 use super::output::write_run;
 use super::record::LipschitzRecord;
-use super::sample::Analyser;
+use super::sample::{Analyser, sample_rng};
 use super::summary::Timings;
 use crate::bounds::Net;
 use crate::bounds::f32_detector::F32Detector;
@@ -17,9 +20,8 @@ use crate::data::subset::SubsetSpec;
 use crate::error::{Error, Result};
 use crate::evidence::manifest::{DatasetRecord, Manifest};
 use crate::model::{Classifier, Model};
+use crate::smoothing::shard::Shard;
 use candle_core::{DType, Device};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -46,6 +48,8 @@ pub struct Config {
     pub out: PathBuf,
     /// No progress bar.
     pub quiet: bool,
+    /// Analyse only this slice of the chosen samples (`oodcert merge` joins the slices).
+    pub shard: Option<Shard>,
     /// What is computed per sample.
     pub options: Options,
 }
@@ -144,21 +148,26 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
         global.as_ref().map(|g| g.value),
         radius_max,
     );
-    let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
+    let range = cfg.shard.map_or(0..data.len(), |s| {
+        let r = s.range(data.len() as u64);
+        r.start as usize..r.end as usize
+    });
     let bar = if cfg.quiet {
         indicatif::ProgressBar::hidden()
     } else {
-        indicatif::ProgressBar::new(data.len() as u64)
+        indicatif::ProgressBar::new(range.len() as u64)
     };
-    let mut rows = Vec::with_capacity(data.len());
-    for (i, &original) in data_indices.iter().enumerate() {
+    let mut rows = Vec::with_capacity(range.len());
+    for i in range.clone() {
+        let original = data_indices[i];
         let x: Vec<f64> = data.image(i).iter().map(|&v| v as f64).collect();
+        let mut rng = sample_rng(o.seed, original);
         rows.push(analyser.analyse(
             original,
             data.labels[i],
             is_id,
             x,
-            i == 0,
+            i == range.start,
             &mut rng,
             &mut times,
         )?);
@@ -174,7 +183,7 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
             "RecurJac (energy row and class rows; dense, conv, max-pool, residual), min with FastLip box-simplex and the local product".into()
         })
     };
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "model": cfg.model, "data": cfg.data, "id_val": id_val_spec, "id_val_limit": cfg.id_val_limit, "is_id": is_id,
         "norm": o.norm, "eps": o.eps, "ball": ball_name, "box": o.unit_box, "limit": cfg.limit, "subset": cfg.subset, "subsets": subsets, "methods": methods,
         "score": o.score.name(), "temperature": o.temperature, "threshold": gamma, "threshold_rule": "TPR 95% on ID validation (S <= gamma is ID)",
@@ -182,8 +191,11 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
         "local_head": if o.simplex { "box-simplex" } else { "box" },
         "bounds": o.bounds, "crown_max_dim": o.crown_max_dim, "recurjac_max_work": o.recurjac_max_work, "dtype": "f64",
         "detector": "float32 (candle, any batch size); radii certify its decision: margin = exact-score enclosure minus f32_err_bound (proofs/f32_detector.md)",
-        "recurjac": recurjac,
+        "recurjac": recurjac, "rng": "per sample: ChaCha8 keyed by seed, stream = original index",
     });
+    if let Some(s) = cfg.shard {
+        config["shard"] = serde_json::json!(s);
+    }
     let mut man = Manifest::new("lipschitz", config, "cpu");
     man.seeds = vec![o.seed];
     man.datasets = vec![

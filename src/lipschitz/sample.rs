@@ -4,18 +4,28 @@
 
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
-use super::f32_margin::{bound_prop_certify_f32, centre_margin, lipschitz_radius_f32};
+use super::f32_margin::{bound_prop_certify_f32, centre_margin, f32_margin, lipschitz_radius_f32};
 use super::local::fastlip_with;
 use super::options::{Method, Options};
-use super::radius::search_radius_from;
+use super::radius::{lipschitz_radius, search_radius_from};
 use super::record::LipschitzRecord;
 use super::recurjac::{recurjac_limited, unsupported};
 use super::summary::{Timings, stage};
 use crate::bounds::f32_detector::F32Detector;
 use crate::bounds::{Ball, Net};
 use crate::error::{Error, Result};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Instant;
+
+/// The randomness of the sample with original index `index` (sampling, PGD starts, CLEVER):
+/// ChaCha8 keyed by `seed`, stream `index`. A sample's lower bounds so depend only on (seed,
+/// index), not on which other samples a run or a shard of it holds.
+pub fn sample_rng(seed: u64, index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index as u64);
+    rng
+}
 
 /// What every sample of a run shares: the network, its gradient oracle, the options, γ and the
 /// global bound.
@@ -112,9 +122,17 @@ impl<'a> Analyser<'a> {
         }
     }
 
-    /// The certified local bounds of every requested method on `ball` (`first`: the run's first
-    /// sample, which logs RecurJac's skipped levels).
-    fn local(&self, ball: &Ball, first: bool, times: &mut Timings) -> Result<LocalBounds> {
+    /// The certified local bounds of the requested methods on `ball`, cheapest first, stopping
+    /// once the best is ≤ `enough` (0: run them all; the radius search passes m/r, below which
+    /// the ball of radius r certifies itself whatever the costlier methods would give). `first`:
+    /// the run's first sample, which logs RecurJac's skipped levels.
+    fn local(
+        &self,
+        ball: &Ball,
+        first: bool,
+        enough: f64,
+        times: &mut Timings,
+    ) -> Result<LocalBounds> {
         let o = self.opts;
         let mut out = LocalBounds::default();
         let t = Instant::now();
@@ -123,6 +141,9 @@ impl<'a> Analyser<'a> {
                 Some(fastlip_with(self.net, ball, o.temperature, o.head(), o.pre())?.value);
         }
         times.stages[stage::LOCAL] += t.elapsed().as_secs_f64();
+        if out.best().is_some_and(|b| b <= enough) {
+            return Ok(out);
+        }
         let t = Instant::now();
         if o.has(Method::Recurjac) {
             if let Some(why) = &self.recurjac_skip {
@@ -195,7 +216,7 @@ impl<'a> Analyser<'a> {
             row.clever_ks = Some(fit.ks_stat);
         }
         times.stages[stage::CLEVER] += t.elapsed().as_secs_f64();
-        let local = self.local(&ball, first, times)?;
+        let local = self.local(&ball, first, 0.0, times)?;
         row.upper_local = local.best();
         if let Some((rj, simplex, _)) = local.recurjac {
             row.upper_recurjac = Some(rj);
@@ -242,14 +263,21 @@ impl<'a> Analyser<'a> {
                     return Ok(0.0);
                 }
                 let b = ball.with_eps(r);
+                // The margin left to the f32 detector on this ball: exact margin − E(r).
+                let margin = f32_margin(centre.exact, det.error(&b.to_box())?);
+                if margin.is_nan() || margin <= 0.0 {
+                    return Ok(0.0);
+                }
                 // The ε-ball's bounds are already known (the row's upper_local).
                 let l = if r == o.eps {
                     at_eps
+                } else if gv <= margin / r {
+                    gv // the global bound alone certifies the ball
                 } else {
-                    let local = self.local(&b, false, &mut scratch)?;
+                    let local = self.local(&b, false, margin / r, &mut scratch)?;
                     local.best().unwrap_or(f64::INFINITY).min(gv)
                 };
-                lipschitz_radius_f32(det, &b, &centre, l)
+                Ok(lipschitz_radius(margin, l, r))
             },
             o.eps,
             self.radius_max,
