@@ -1,0 +1,150 @@
+//! Noise layout v2 (`noise::NOISE_LAYOUT_V2`): value pair m of copy c of sample i is the
+//! Box–Muller pair (`box_muller::pair`) of the Philox4x32-10 block with counter (m, c, i mod 2³²,
+//! ⌊i/2³²⌋), so every value is computed on its own, in chunks of pairs without branches (AVX2
+//! when the CPU has it; the arithmetic is the same either way, so are the bits).
+
+use super::box_muller::pair;
+use super::philox::philox4x32_10;
+
+/// Pairs per chunk.
+const CHUNK: usize = 32;
+
+/// The Gaussian pairs `first..first + CHUNK` of copy `copy` of sample `index`: cos values in
+/// `z0`, sin values in `z1`.
+#[inline(always)]
+fn chunk_body(key: [u32; 2], index: u64, copy: u32, first: u32, z0: &mut [f64], z1: &mut [f64]) {
+    let (lo, hi) = (index as u32, (index >> 32) as u32);
+    for (j, (a, b)) in z0[..CHUNK].iter_mut().zip(&mut z1[..CHUNK]).enumerate() {
+        let y = philox4x32_10([first.wrapping_add(j as u32), copy, lo, hi], key);
+        let w1 = ((y[1] as u64) << 32) | y[0] as u64;
+        let w2 = ((y[3] as u64) << 32) | y[2] as u64;
+        (*a, *b) = pair(w1, w2);
+    }
+}
+
+/// [`chunk_body`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn chunk_avx2(
+    key: [u32; 2],
+    index: u64,
+    copy: u32,
+    first: u32,
+    z0: &mut [f64],
+    z1: &mut [f64],
+) {
+    chunk_body(key, index, copy, first, z0, z1)
+}
+
+/// One chunk, with AVX2 when available.
+fn chunk(key: [u32; 2], index: u64, copy: u32, first: u32, z0: &mut [f64], z1: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 support was just detected.
+        unsafe { chunk_avx2(key, index, copy, first, z0, z1) };
+        return;
+    }
+    chunk_body(key, index, copy, first, z0, z1)
+}
+
+/// Calls `visit(m, z0, z1)` for each chunk of the ⌈d/2⌉ pairs of copy `copy` of sample `index`,
+/// m being the chunk's first pair (the slices may run past the last pair).
+fn for_each_chunk(
+    key: [u32; 2],
+    index: u64,
+    copy: u64,
+    d: usize,
+    mut visit: impl FnMut(usize, &[f64], &[f64]),
+) {
+    assert!(
+        copy < 1 << 32 && d.div_ceil(2) as u64 <= 1 << 32,
+        "noise layout v2: counters out of range (NoiseKey::check_range guards every run)"
+    );
+    let (mut z0, mut z1) = ([0.0f64; CHUNK], [0.0f64; CHUNK]);
+    for m in (0..d.div_ceil(2)).step_by(CHUNK) {
+        chunk(key, index, copy as u32, m as u32, &mut z0, &mut z1);
+        visit(m, &z0, &z1);
+    }
+}
+
+/// Fills `out` with the standard normal values of copy `copy` of sample `index`.
+pub fn fill(key: [u32; 2], index: u64, copy: u64, out: &mut [f64]) {
+    let d = out.len();
+    for_each_chunk(key, index, copy, d, |m, z0, z1| {
+        let span = &mut out[2 * m..(2 * (m + CHUNK)).min(d)];
+        for (j, v) in span.iter_mut().enumerate() {
+            *v = if j % 2 == 0 { z0[j / 2] } else { z1[j / 2] };
+        }
+    });
+}
+
+/// Writes `x + σ·z` (z the noise of copy `copy` of sample `index`) into `out`: formed in f64,
+/// rounded once to f32.
+pub fn add_noise(key: [u32; 2], index: u64, copy: u64, sigma: f64, x: &[f32], out: &mut [f32]) {
+    let d = x.len().min(out.len());
+    for_each_chunk(key, index, copy, d, |m, z0, z1| {
+        let end = (2 * (m + CHUNK)).min(d);
+        let (xs, os) = (&x[2 * m..end], &mut out[2 * m..end]);
+        for (j, (o, &xi)) in os.iter_mut().zip(xs).enumerate() {
+            let z = if j % 2 == 0 { z0[j / 2] } else { z1[j / 2] };
+            *o = (xi as f64 + sigma * z) as f32;
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The AVX2 and the portable build of a chunk give the same bits.
+    #[test]
+    fn avx2_and_portable_chunks_agree() {
+        let (mut a0, mut a1, mut b0, mut b1) =
+            ([0.0; CHUNK], [0.0; CHUNK], [0.0; CHUNK], [0.0; CHUNK]);
+        for (index, copy, first) in [
+            (0u64, 0u32, 0u32),
+            (u64::MAX, u32::MAX, u32::MAX - 3),
+            (12, 7, 96),
+        ] {
+            chunk(KEY, index, copy, first, &mut a0, &mut a1);
+            chunk_body(KEY, index, copy, first, &mut b0, &mut b1);
+            assert_eq!(a0.map(f64::to_bits), b0.map(f64::to_bits));
+            assert_eq!(a1.map(f64::to_bits), b1.map(f64::to_bits));
+        }
+    }
+
+    const KEY: [u32; 2] = [0x1234_5678, 0x9abc_def0];
+
+    /// Value j is the same whatever d (no offset depends on d, unlike v1), pair m is the
+    /// Box–Muller pair of Philox block (m, c, i), and add_noise is x + σz rounded once.
+    #[test]
+    fn values_are_pure_functions_of_their_coordinates() {
+        let mut long = vec![0.0; 201];
+        fill(KEY, 5, 3, &mut long);
+        for d in [1, 2, 63, 64, 65, 200] {
+            let mut short = vec![0.0; d];
+            fill(KEY, 5, 3, &mut short);
+            assert_eq!(short, long[..d]);
+        }
+        let y = philox4x32_10([70, 3, 5, 0], KEY);
+        let (z0, z1) = pair(
+            ((y[1] as u64) << 32) | y[0] as u64,
+            ((y[3] as u64) << 32) | y[2] as u64,
+        );
+        assert_eq!((long[140], long[141]), (z0, z1));
+        let mut other = vec![0.0; 201];
+        fill(KEY, 5, 4, &mut other);
+        assert!(other.iter().zip(&long).all(|(a, b)| a != b));
+        fill(KEY, (1 << 32) + 5, 3, &mut other);
+        assert!(other.iter().zip(&long).all(|(a, b)| a != b));
+        let x: Vec<f32> = (0..201).map(|i| i as f32 / 201.0).collect();
+        let mut out = vec![0.0f32; 201];
+        add_noise(KEY, 5, 3, 0.25, &x, &mut out);
+        for ((o, xi), z) in out.iter().zip(&x).zip(&long) {
+            assert_eq!(*o, (*xi as f64 + 0.25 * z) as f32);
+        }
+    }
+}
