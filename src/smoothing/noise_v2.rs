@@ -1,7 +1,7 @@
 //! Noise layout v2 (`noise::NOISE_LAYOUT_V2`): value pair m of copy c of sample i is the
 //! Box–Muller pair (`box_muller::pair`) of the Philox4x32-10 block with counter (m, c, i mod 2³²,
-//! ⌊i/2³²⌋), so every value is computed on its own, in chunks of pairs without branches (AVX2
-//! when the CPU has it; the arithmetic is the same either way, so are the bits).
+//! ⌊i/2³²⌋), so every value is computed on its own, in chunks of pairs without branches (AVX-512
+//! or AVX2 when the CPU has it; the arithmetic is the same either way, so are the bits).
 
 use super::box_muller::pair;
 use super::philox::philox4x32_10;
@@ -39,8 +39,34 @@ unsafe fn chunk_avx2(
     chunk_body(key, index, copy, first, z0, z1)
 }
 
-/// One chunk, with AVX2 when available.
+/// [`chunk_body`] compiled for AVX-512 (F, DQ, VL).
+///
+/// # Safety
+/// The CPU must support AVX-512 F, DQ and VL.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+unsafe fn chunk_avx512(
+    key: [u32; 2],
+    index: u64,
+    copy: u32,
+    first: u32,
+    z0: &mut [f64],
+    z1: &mut [f64],
+) {
+    chunk_body(key, index, copy, first, z0, z1)
+}
+
+/// One chunk, with AVX-512 or AVX2 when available.
 fn chunk(key: [u32; 2], index: u64, copy: u32, first: u32, z0: &mut [f64], z1: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        // SAFETY: AVX-512 F, DQ and VL support was just detected.
+        unsafe { chunk_avx512(key, index, copy, first, z0, z1) };
+        return;
+    }
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: AVX2 support was just detected.
@@ -99,20 +125,44 @@ pub fn add_noise(key: [u32; 2], index: u64, copy: u64, sigma: f64, x: &[f32], ou
 mod tests {
     use super::*;
 
-    /// The AVX2 and the portable build of a chunk give the same bits.
+    /// The AVX-512, AVX2 and portable builds of a chunk give the same bits (those the CPU has).
     #[test]
-    fn avx2_and_portable_chunks_agree() {
-        let (mut a0, mut a1, mut b0, mut b1) =
-            ([0.0; CHUNK], [0.0; CHUNK], [0.0; CHUNK], [0.0; CHUNK]);
-        for (index, copy, first) in [
+    fn vector_and_portable_chunks_agree() {
+        type Chunk = fn(&mut [f64], &mut [f64], u64, u32, u32);
+        let mut builds: Vec<(&str, Chunk)> =
+            vec![("dispatched", |a, b, i, c, f| chunk(KEY, i, c, f, a, b))];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 support was just detected.
+                builds.push(("avx2", |a, b, i, c, f| unsafe {
+                    chunk_avx2(KEY, i, c, f, a, b)
+                }));
+            }
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+                && std::arch::is_x86_feature_detected!("avx512vl")
+            {
+                // SAFETY: AVX-512 support was just detected.
+                builds.push(("avx512", |a, b, i, c, f| unsafe {
+                    chunk_avx512(KEY, i, c, f, a, b)
+                }));
+            }
+        }
+        let cases = [
             (0u64, 0u32, 0u32),
             (u64::MAX, u32::MAX, u32::MAX - 3),
             (12, 7, 96),
-        ] {
-            chunk(KEY, index, copy, first, &mut a0, &mut a1);
+        ];
+        for (index, copy, first) in cases {
+            let (mut b0, mut b1) = ([0.0; CHUNK], [0.0; CHUNK]);
             chunk_body(KEY, index, copy, first, &mut b0, &mut b1);
-            assert_eq!(a0.map(f64::to_bits), b0.map(f64::to_bits));
-            assert_eq!(a1.map(f64::to_bits), b1.map(f64::to_bits));
+            for (name, f) in &builds {
+                let (mut a0, mut a1) = ([0.0; CHUNK], [0.0; CHUNK]);
+                f(&mut a0, &mut a1, index, copy, first);
+                assert_eq!(a0.map(f64::to_bits), b0.map(f64::to_bits), "{name}");
+                assert_eq!(a1.map(f64::to_bits), b1.map(f64::to_bits), "{name}");
+            }
         }
     }
 
