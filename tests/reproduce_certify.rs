@@ -193,8 +193,19 @@ fn a_timed_run_reproduces_apart_from_the_time_column() {
 
 #[test]
 fn a_merged_sharded_run_reproduces_by_rerunning_its_shards() {
+    merged_sharded_run_reproduces(&[]);
+    merged_sharded_run_reproduces(&["--noise-layout", "v1"]);
+}
+
+/// One layout (certify's extra flags `extra`).
+fn merged_sharded_run_reproduces(extra: &[&str]) {
     let d = tempfile::tempdir().unwrap();
     let model = tiny_model(d.path());
+    let certify = |m: &Path, o: &Path, t: bool| {
+        let mut a = certify(m, o, t);
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
     let shard = |k: usize| d.path().join(format!("s{k}"));
     // Shard 0 explicit, shard 1 from a Kubernetes index, shard 2 from a Slurm array.
     let mut a0 = certify(&model, &shard(0), false);
