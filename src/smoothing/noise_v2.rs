@@ -76,34 +76,38 @@ fn chunk(key: [u32; 2], index: u64, copy: u32, first: u32, z0: &mut [f64], z1: &
     chunk_body(key, index, copy, first, z0, z1)
 }
 
-/// Calls `visit(m, z0, z1)` for each chunk of the ⌈d/2⌉ pairs of copy `copy` of sample `index`,
-/// m being the chunk's first pair (the slices may run past the last pair).
+/// Calls `visit(v, z)` for each chunk of the ⌈d/2⌉ pairs of copy `copy` of sample `index`, z
+/// holding values v.. in coordinate order (cos of pair m at 2m, sin at 2m+1; it may run past d).
 fn for_each_chunk(
     key: [u32; 2],
     index: u64,
     copy: u64,
     d: usize,
-    mut visit: impl FnMut(usize, &[f64], &[f64]),
+    mut visit: impl FnMut(usize, &[f64]),
 ) {
     assert!(
         copy < 1 << 32 && d.div_ceil(2) as u64 <= 1 << 32,
         "noise layout v2: counters out of range (NoiseKey::check_range guards every run)"
     );
     let (mut z0, mut z1) = ([0.0f64; CHUNK], [0.0f64; CHUNK]);
+    let mut z = [0.0f64; 2 * CHUNK];
     for m in (0..d.div_ceil(2)).step_by(CHUNK) {
         chunk(key, index, copy as u32, m as u32, &mut z0, &mut z1);
-        visit(m, &z0, &z1);
+        for ((pair, &c), &s) in z.chunks_exact_mut(2).zip(&z0).zip(&z1) {
+            pair[0] = c;
+            pair[1] = s;
+        }
+        visit(2 * m, &z);
     }
 }
 
 /// Fills `out` with the standard normal values of copy `copy` of sample `index`.
 pub fn fill(key: [u32; 2], index: u64, copy: u64, out: &mut [f64]) {
     let d = out.len();
-    for_each_chunk(key, index, copy, d, |m, z0, z1| {
-        let span = &mut out[2 * m..(2 * (m + CHUNK)).min(d)];
-        for (j, v) in span.iter_mut().enumerate() {
-            *v = if j % 2 == 0 { z0[j / 2] } else { z1[j / 2] };
-        }
+    for_each_chunk(key, index, copy, d, |v, z| {
+        let span = &mut out[v..(v + 2 * CHUNK).min(d)];
+        let len = span.len();
+        span.copy_from_slice(&z[..len]);
     });
 }
 
@@ -111,12 +115,10 @@ pub fn fill(key: [u32; 2], index: u64, copy: u64, out: &mut [f64]) {
 /// rounded once to f32.
 pub fn add_noise(key: [u32; 2], index: u64, copy: u64, sigma: f64, x: &[f32], out: &mut [f32]) {
     let d = x.len().min(out.len());
-    for_each_chunk(key, index, copy, d, |m, z0, z1| {
-        let end = (2 * (m + CHUNK)).min(d);
-        let (xs, os) = (&x[2 * m..end], &mut out[2 * m..end]);
-        for (j, (o, &xi)) in os.iter_mut().zip(xs).enumerate() {
-            let z = if j % 2 == 0 { z0[j / 2] } else { z1[j / 2] };
-            *o = (xi as f64 + sigma * z) as f32;
+    for_each_chunk(key, index, copy, d, |v, z| {
+        let end = (v + 2 * CHUNK).min(d);
+        for ((o, &xi), &zi) in out[v..end].iter_mut().zip(&x[v..end]).zip(z) {
+            *o = (xi as f64 + sigma * zi) as f32;
         }
     });
 }
