@@ -303,7 +303,11 @@ fn merge_one_layout(noise: NoiseLayout) {
         &manifest(&sets, other, Some(s1)),
     )
     .unwrap();
-    assert!(err(&[dirs[0].clone(), mixed, dirs[2].clone()]).contains("manifest differs"));
+    let e = err(&[dirs[0].clone(), mixed, dirs[2].clone()]);
+    assert!(
+        e.contains("in its noise layout") && e.contains("--noise-layout"),
+        "{e}"
+    );
     // A shard whose rows are not its slice.
     let wrong = tmp.path().join("wrong");
     write_run(

@@ -245,6 +245,18 @@ mod golden {
         }
     }
 
+    /// Layout v2 counts copies and pairs in 32 bits: beyond, a run is refused (exit 2), not
+    /// wrapped into repeated noise; v1 has no such limit.
+    #[test]
+    fn v2_counter_range_is_checked() {
+        let v2 = NoiseKey::with_layout(0, "x", NoiseLayout::V2);
+        assert!(v2.check_range(1 << 32, 784).is_ok());
+        let e = v2.check_range((1 << 32) + 1, 784).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--noise-layout v1"), "{e}");
+        assert!(NoiseKey::new(0, "x").check_range(u64::MAX, 784).is_ok());
+    }
+
     const V1_GOLDEN: [u64; 5] = [
         4603846932942335889,
         4604943888718158715,
