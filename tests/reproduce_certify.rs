@@ -193,8 +193,19 @@ fn a_timed_run_reproduces_apart_from_the_time_column() {
 
 #[test]
 fn a_merged_sharded_run_reproduces_by_rerunning_its_shards() {
+    merged_sharded_run_reproduces(&[]);
+    merged_sharded_run_reproduces(&["--noise-layout", "v1"]);
+}
+
+/// One layout (certify's extra flags `extra`).
+fn merged_sharded_run_reproduces(extra: &[&str]) {
     let d = tempfile::tempdir().unwrap();
     let model = tiny_model(d.path());
+    let certify = |m: &Path, o: &Path, t: bool| {
+        let mut a = certify(m, o, t);
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
     let shard = |k: usize| d.path().join(format!("s{k}"));
     // Shard 0 explicit, shard 1 from a Kubernetes index, shard 2 from a Slurm array.
     let mut a0 = certify(&model, &shard(0), false);
@@ -264,4 +275,88 @@ fn a_merged_sharded_run_reproduces_by_rerunning_its_shards() {
         .unwrap();
         assert_eq!(m.shard.map(|s| (s.index, s.count)), Some((k as u64, 3)));
     }
+}
+
+/// Reads `path` as JSON, applies `edit`, writes it back.
+fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+/// Asserts exit 2 with one line on stderr containing `want`.
+fn refused(o: &Output, want: &str) {
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(want), "{err}");
+}
+
+#[test]
+fn both_noise_layouts_reproduce_and_runs_from_before_v2_replay_as_v1() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_model(d.path());
+    let layout_of = |dir: &Path| {
+        let m = oodcert::smoothing::manifest::CertifyManifest::read(&dir.join("manifest.json"));
+        m.unwrap().noise_layout
+    };
+    // The default layout is v2; --noise-layout v1 gives other noise, hence another certify.csv.
+    let (v1, v2) = (d.path().join("v1"), d.path().join("v2"));
+    let mut a = certify(&model, &v1, false);
+    a.extend(["--noise-layout".into(), "v1".into()]);
+    ok(&oodcert(&a, &[]));
+    ok(&oodcert(&certify(&model, &v2, false), &[]));
+    use oodcert::smoothing::noise::{NOISE_LAYOUT, NOISE_LAYOUT_V2};
+    assert_eq!(layout_of(&v1), NOISE_LAYOUT);
+    assert_eq!(layout_of(&v2), NOISE_LAYOUT_V2);
+    let csv = |dir: &Path| std::fs::read(dir.join("certify.csv")).unwrap();
+    assert_ne!(csv(&v1), csv(&v2));
+    for (run, name) in [(&v1, "again1"), (&v2, "again2")] {
+        let again = d.path().join(name);
+        let out = ok(&reproduce(&run.join("manifest.json"), &again));
+        assert!(out.contains("reproduced bit for bit"), "{out}");
+        assert_eq!(csv(run), csv(&again));
+    }
+    // A run recorded before v2 (no --noise-layout on its command line, no config.noise_layout)
+    // replays as v1, bit for bit, although v2 is now the default.
+    edit_json(&v1.join("provenance.json"), |p| {
+        let argv = p["argv"].as_array_mut().unwrap();
+        let at = argv.iter().position(|x| x == "--noise-layout").unwrap();
+        argv.drain(at..at + 2);
+        p["config"].as_object_mut().unwrap().remove("noise_layout");
+    });
+    let again = d.path().join("again-old");
+    ok(&reproduce(&v1.join("manifest.json"), &again));
+    assert_eq!(csv(&v1), csv(&again));
+    assert_eq!(layout_of(&again), NOISE_LAYOUT);
+    // A v1 record whose command line asks for v2: exit 2, naming the fix.
+    edit_json(&v1.join("provenance.json"), |p| {
+        let argv = p["argv"].as_array_mut().unwrap();
+        argv.extend(["--noise-layout".into(), "v2".into()]);
+    });
+    refused(
+        &reproduce(&v1.join("manifest.json"), &d.path().join("x1")),
+        "--noise-layout v1",
+    );
+    // A layout this version does not know (manifest or provenance): exit 2, one line.
+    edit_json(&v2.join("manifest.json"), |m| {
+        m["noise_layout"] = "v9: some future generator".into();
+    });
+    refused(
+        &reproduce(&v2.join("manifest.json"), &d.path().join("x2")),
+        "unknown noise layout",
+    );
+    edit_json(&v1.join("provenance.json"), |p| {
+        p["config"]["noise_layout"] = "v9".into();
+    });
+    refused(
+        &reproduce(&v1.join("provenance.json"), &d.path().join("x3")),
+        "does not know",
+    );
+    let mut a = certify(&model, &d.path().join("x4"), false);
+    a.extend(["--noise-layout".into(), "v9".into()]);
+    let o = oodcert(&a, &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("v9"));
 }

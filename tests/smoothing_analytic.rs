@@ -117,6 +117,7 @@ fn linear_score_certificates_are_sound_and_tight() {
         n: 4000,
         alpha: ALPHA,
         batch: 512,
+        noise: oodcert::smoothing::noise::NoiseLayout::V1,
     };
     let key = NoiseKey::new(11, "linear:test");
     let fresh = NoiseKey::new(12, "linear:fresh");

@@ -9,6 +9,7 @@ use oodcert::smoothing::clip::ClipRange;
 use oodcert::smoothing::engine::FnScorer;
 use oodcert::smoothing::manifest::{CertifyManifest, DatasetEntry, FORMAT, RunConfig, conventions};
 use oodcert::smoothing::merge::merge;
+use oodcert::smoothing::noise::NoiseLayout;
 use oodcert::smoothing::output::write_run;
 use oodcert::smoothing::record::CertifyRecord;
 use oodcert::smoothing::run::{CertifySet, certify_sets};
@@ -48,13 +49,14 @@ fn score(x: &[f32], count: usize) -> oodcert::Result<Vec<f64>> {
         .collect())
 }
 
-fn params(batch: usize) -> SmoothingParams {
+fn params(batch: usize, noise: NoiseLayout) -> SmoothingParams {
     SmoothingParams {
         sigma: 0.3,
         n0: 20,
         n: 300,
         alpha: 0.01,
         batch,
+        noise,
     }
 }
 
@@ -66,11 +68,16 @@ fn thresholds() -> Thresholds {
     }
 }
 
-fn run(sets: &[CertifySet<'_>], batch: usize, shard: Option<Shard>) -> Vec<CertifyRecord> {
+fn run(
+    sets: &[CertifySet<'_>],
+    noise: NoiseLayout,
+    batch: usize,
+    shard: Option<Shard>,
+) -> Vec<CertifyRecord> {
     let scorer = FnScorer { dim: D, f: score };
     certify_sets(
         &scorer,
-        &params(batch),
+        &params(batch, noise),
         &thresholds(),
         5,
         sets,
@@ -82,7 +89,7 @@ fn run(sets: &[CertifySet<'_>], batch: usize, shard: Option<Shard>) -> Vec<Certi
     .unwrap()
 }
 
-fn manifest(sets: &[CertifySet<'_>], shard: Option<Shard>) -> CertifyManifest {
+fn manifest(sets: &[CertifySet<'_>], noise: NoiseLayout, shard: Option<Shard>) -> CertifyManifest {
     let th = thresholds();
     CertifyManifest {
         format: FORMAT.into(),
@@ -132,7 +139,7 @@ fn manifest(sets: &[CertifySet<'_>], shard: Option<Shard>) -> CertifyManifest {
         model_sha256: "m".into(),
         model_spec: serde_json::Value::Null,
         device: "cpu".into(),
-        noise_layout: oodcert::smoothing::noise::NOISE_LAYOUT.into(),
+        noise_layout: noise.describe().into(),
         conventions: conventions(),
         total_samples: sets.iter().map(|s| s.data.len().min(7) as u64).sum(),
         shard,
@@ -153,6 +160,16 @@ fn read_dir_files(dir: &Path) -> HashMap<String, Vec<u8>> {
 
 #[test]
 fn results_do_not_depend_on_batch_threads_or_shards() {
+    let mut wholes = Vec::new();
+    for noise in [NoiseLayout::V1, NoiseLayout::V2] {
+        wholes.push(batch_threads_and_shards_agree(noise));
+    }
+    // The layouts draw different noise (so the comparison above is per layout).
+    assert_ne!(wholes[0], wholes[1]);
+}
+
+/// One layout: batch sizes, thread counts and shard splits give the same records.
+fn batch_threads_and_shards_agree(noise: NoiseLayout) -> Vec<CertifyRecord> {
     let (a, b) = (
         dataset("toy-id:test", 9, 0.0),
         dataset("toy-ood:test", 5, 1.0),
@@ -167,32 +184,32 @@ fn results_do_not_depend_on_batch_threads_or_shards() {
             is_id: false,
         },
     ];
-    let whole = run(&sets, 1000, None);
+    let whole = run(&sets, noise, 1000, None);
     assert_eq!(whole.len(), 12);
-    assert_eq!(run(&sets, 1, None), whole);
-    assert_eq!(run(&sets, 7, None), whole);
+    assert_eq!(run(&sets, noise, 1, None), whole);
+    assert_eq!(run(&sets, noise, 7, None), whole);
     for threads in [1, 3] {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
             .unwrap();
         assert_eq!(
-            pool.install(|| run(&sets, 64, None)),
+            pool.install(|| run(&sets, noise, 64, None)),
             whole,
             "{threads} threads"
         );
     }
     for n in [2u64, 3, 5] {
         let joined: Vec<CertifyRecord> = (0..n)
-            .flat_map(|k| run(&sets, 13, Some(Shard { index: k, count: n })))
+            .flat_map(|k| run(&sets, noise, 13, Some(Shard { index: k, count: n })))
             .collect();
-        assert_eq!(joined, whole, "{n} shards");
+        assert_eq!(joined, whole, "{n} shards, {noise:?}");
     }
     // A different seed changes the noise (the test can fail).
     let scorer = FnScorer { dim: D, f: score };
     let other = certify_sets(
         &scorer,
-        &params(64),
+        &params(64, noise),
         &thresholds(),
         6,
         &sets,
@@ -203,10 +220,19 @@ fn results_do_not_depend_on_batch_threads_or_shards() {
     )
     .unwrap();
     assert_ne!(other, whole);
+    whole
 }
 
 #[test]
 fn merge_is_byte_identical_and_refuses_bad_shards() {
+    for noise in [NoiseLayout::V1, NoiseLayout::V2] {
+        merge_one_layout(noise);
+    }
+}
+
+/// One layout: the merge equals the single run; bad shard sets are refused, among them a shard
+/// of the other layout.
+fn merge_one_layout(noise: NoiseLayout) {
     let (a, b) = (
         dataset("toy-id:test", 9, 0.0),
         dataset("toy-ood:test", 5, 1.0),
@@ -223,12 +249,22 @@ fn merge_is_byte_identical_and_refuses_bad_shards() {
     ];
     let tmp = tempfile::tempdir().unwrap();
     let single = tmp.path().join("single");
-    write_run(&single, &run(&sets, 100, None), &manifest(&sets, None)).unwrap();
+    write_run(
+        &single,
+        &run(&sets, noise, 100, None),
+        &manifest(&sets, noise, None),
+    )
+    .unwrap();
     let mut dirs: Vec<PathBuf> = Vec::new();
     for k in 0..3 {
         let s = Shard { index: k, count: 3 };
         let d = tmp.path().join(format!("shard{k}"));
-        write_run(&d, &run(&sets, 100, Some(s)), &manifest(&sets, Some(s))).unwrap();
+        write_run(
+            &d,
+            &run(&sets, noise, 100, Some(s)),
+            &manifest(&sets, noise, Some(s)),
+        )
+        .unwrap();
         dirs.push(d);
     }
     let merged = tmp.path().join("merged");
@@ -251,16 +287,33 @@ fn merge_is_byte_identical_and_refuses_bad_shards() {
     // A shard with another seed in its manifest.
     let odd = tmp.path().join("odd");
     let s1 = Shard { index: 1, count: 3 };
-    let mut m = manifest(&sets, Some(s1));
+    let mut m = manifest(&sets, noise, Some(s1));
     m.config.seed = 6;
-    write_run(&odd, &run(&sets, 100, Some(s1)), &m).unwrap();
+    write_run(&odd, &run(&sets, noise, 100, Some(s1)), &m).unwrap();
     assert!(err(&[dirs[0].clone(), odd.clone(), dirs[2].clone()]).contains("manifest differs"));
+    // A shard of the other noise layout.
+    let other = match noise {
+        NoiseLayout::V1 => NoiseLayout::V2,
+        NoiseLayout::V2 => NoiseLayout::V1,
+    };
+    let mixed = tmp.path().join("mixed");
+    write_run(
+        &mixed,
+        &run(&sets, other, 100, Some(s1)),
+        &manifest(&sets, other, Some(s1)),
+    )
+    .unwrap();
+    let e = err(&[dirs[0].clone(), mixed, dirs[2].clone()]);
+    assert!(
+        e.contains("in its noise layout") && e.contains("--noise-layout"),
+        "{e}"
+    );
     // A shard whose rows are not its slice.
     let wrong = tmp.path().join("wrong");
     write_run(
         &wrong,
-        &run(&sets, 100, Some(Shard { index: 0, count: 3 })),
-        &manifest(&sets, Some(s1)),
+        &run(&sets, noise, 100, Some(Shard { index: 0, count: 3 })),
+        &manifest(&sets, noise, Some(s1)),
     )
     .unwrap();
     assert!(err(&[dirs[0].clone(), wrong, dirs[2].clone()]).contains("does not hold exactly"));

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch side of analysis/bench/smoothing.sh: the Monte Carlo loop of randomized-smoothing
 certification done the way a PyTorch user would (Cohen et al. 2019's CERTIFY loop), on the same
-oodcert MLP weights and the same images, to set beside `oodcert certify`'s noisy passes per second.
+oodcert weights (MLP or LeNet) and the same images, to set beside `oodcert certify`'s noisy passes
+per second.
 
     python analysis/bench/smoothing_torch.py MODEL.safetensors --limit K --n0 N0 --n N --sigma S \
         --gamma G --batch B [--threads 2] [--check certify.csv]
@@ -9,9 +10,11 @@ oodcert MLP weights and the same images, to set beside `oodcert certify`'s noisy
 Per image: n0 + n noisy copies x + σ·z (z ~ N(0, I) from torch.randn, f32), in batches of B:
 forward pass, energy S = -logsumexp(logits), count S ≤ γ (decision "ID"), and the clipped
 score h = (clip(S, a, b) - a)/(b - a) summed (the score certificate's Monte Carlo mean), no grad,
-torch.set_num_threads(threads). Images: the first K of MNIST t10k (data/mnist, IDX), in [0,1].
-Prints one JSON line: passes, seconds, passes_per_s, per-image counts; with --check it also
-compares the clean energies with the `score` column of oodcert's certify.csv (same weights?).
+torch.set_num_threads(threads). Images: the first K of MNIST t10k ($OODCERT_DATA/mnist, else
+data/mnist; IDX), in [0,1]. Prints one JSON line: passes, seconds, passes_per_s, per-image counts;
+with --check it first compares the images' indices and clean energies with the `idx` and `score`
+columns of oodcert's certify.csv (run with `--subset first`) and exits 1 before timing anything
+when they differ (other images or other weights: the comparison would be meaningless).
 """
 import argparse
 import csv
@@ -27,11 +30,16 @@ from safetensors.torch import load_file
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "analysis", "reference"))
-from export_pytorch import MLP  # noqa: E402  (the module whose names src/model/pytorch.rs maps)
+from export_pytorch import MLP, LeNet  # noqa: E402  (the modules whose names src/model/pytorch.rs maps)
+
+# Largest |clean energy difference| accepted between the two sides (f32 forward passes agree to
+# ~1e-5; other images or weights differ by ~0.1 or more).
+CHECK_TOL = 1e-3
 
 
 def mnist_test(k):
-    with open(os.path.join(ROOT, "data", "mnist", "t10k-images.idx3-ubyte"), "rb") as f:
+    data = os.environ.get("OODCERT_DATA") or os.path.join(ROOT, "data")
+    with open(os.path.join(data, "mnist", "t10k-images.idx3-ubyte"), "rb") as f:
         b = f.read()
     n, h, w = (int.from_bytes(b[i:i + 4], "big") for i in (4, 8, 12))
     x = np.frombuffer(b, dtype=np.uint8, offset=16, count=n * h * w).reshape(n, 1, h, w)
@@ -56,9 +64,10 @@ def main():
     torch.manual_seed(a.seed)
     with safe_open(a.model, "pt") as f:
         spec = json.loads(f.metadata()["oodcert.spec"])
-    if spec["arch"]["kind"] != "mlp":
-        sys.exit(f"{a.model}: this benchmark covers the MLP only, got {spec['arch']['kind']}")
-    model = MLP(spec)
+    kinds = {"mlp": MLP, "lenet": LeNet}
+    if spec["arch"]["kind"] not in kinds:
+        sys.exit(f"{a.model}: this benchmark covers the MLP and LeNet, got {spec['arch']['kind']}")
+    model = kinds[spec["arch"]["kind"]](spec)
     model.load_state_dict(load_file(a.model), strict=True)
     model.eval()
     lo, hi = (float(v) for v in a.clip.split(","))
@@ -67,8 +76,17 @@ def main():
     with torch.no_grad():
         clean = -torch.logsumexp(model(x), dim=1)
         if a.check:
-            ours = [float(r["score"]) for r in csv.DictReader(open(a.check)) if r["is_id"] == "1"][: a.limit]
-            out["max_abs_diff_clean_energy_vs_oodcert"] = float(np.max(np.abs(clean.numpy() - np.array(ours))))
+            rows = [r for r in csv.DictReader(open(a.check)) if r["is_id"] == "1"]
+            idx = [int(r["idx"]) for r in rows]
+            if idx != list(range(a.limit)):
+                sys.exit(f"--check {a.check}: oodcert certified images {idx}, not the first {a.limit} "
+                         "(run oodcert certify with --subset first)")
+            ours = np.array([float(r["score"]) for r in rows])
+            diff = float(np.max(np.abs(clean.numpy() - ours)))
+            out["max_abs_diff_clean_energy_vs_oodcert"] = diff
+            if not diff <= CHECK_TOL:
+                sys.exit(f"--check {a.check}: clean energies differ from oodcert's by {diff} > {CHECK_TOL} "
+                         "(other weights or images?)")
         counts0, counts, hsum = [], [], []
         t = time.perf_counter()
         for i in range(a.limit):

@@ -14,7 +14,7 @@ use crate::smoothing::manifest::{
     CANDLE_VERSION, CertifyManifest, DatasetEntry, FORMAT, OUTPUT_FILES, PROVENANCE, RunConfig,
     conventions,
 };
-use crate::smoothing::noise::NOISE_LAYOUT;
+use crate::smoothing::noise::NoiseLayout;
 use crate::smoothing::output::write_run;
 use crate::smoothing::run::{CertifySet, certify_subsets};
 use crate::smoothing::sample::{SmoothingParams, Thresholds};
@@ -64,6 +64,10 @@ pub struct Args {
     /// Seed of the noise streams.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Noise layout: v2 (Philox4x32-10, vectorised Box–Muller) or v1 (ChaCha20, libm; runs made
+    /// before v2). Recorded in manifest.json; `reproduce` replays a run's own layout.
+    #[arg(long, value_enum, default_value_t = NoiseLayout::V2)]
+    pub noise_layout: NoiseLayout,
     /// Detector score (larger = more OOD).
     #[arg(long, value_enum, default_value_t = ScoreKind::Energy)]
     pub score: ScoreKind,
@@ -183,6 +187,7 @@ pub fn run(a: Args) -> Result<()> {
         n: a.n,
         alpha: a.alpha,
         batch: a.batch,
+        noise: a.noise_layout,
     };
     params.check()?;
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
@@ -237,6 +242,7 @@ pub fn run(a: Args) -> Result<()> {
         gamma: a.gamma,
         clip,
         gamma_smoothed: a.gamma_smoothed,
+        noise: a.noise_layout,
     };
     let need_val = a.gamma.is_none() || clip.is_none() || a.gamma_smoothed.is_none();
     let id_val = if need_val {
@@ -349,7 +355,7 @@ pub fn run(a: Args) -> Result<()> {
         model_spec: serde_json::to_value(model.spec())
             .map_err(|e| Error::Internal(format!("serialising the model spec: {e}")))?,
         device: crate::device::describe(&device),
-        noise_layout: NOISE_LAYOUT.to_string(),
+        noise_layout: a.noise_layout.describe().to_string(),
         conventions: {
             let mut c = conventions();
             if stratified {
@@ -392,6 +398,7 @@ pub fn run(a: Args) -> Result<()> {
     let config = serde_json::json!({
         "run": &manifest.config,
         "shard": manifest.shard,
+        "noise_layout": a.noise_layout.name(),
     });
     write_provenance(&a.out, "certify", config, &manifest, t0)?;
     eprintln!(

@@ -7,7 +7,7 @@
 use super::clip::{ClipRange, order_quantile};
 use super::engine::{BatchScorer, clean_scores, noisy_scores};
 use super::mean_bounds::compensated_sum;
-use super::noise::NoiseKey;
+use super::noise::{NoiseKey, NoiseLayout};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::metrics::threshold_at_tpr;
@@ -41,6 +41,8 @@ pub struct CalibrationSpec {
     pub clip: Option<ClipRange>,
     /// Fixed γ'.
     pub gamma_smoothed: Option<f64>,
+    /// Noise layout of the validation copies.
+    pub noise: NoiseLayout,
 }
 
 /// The calibrated thresholds, as recorded in the manifest.
@@ -70,16 +72,18 @@ pub struct Calibration {
 
 /// Noisy scores of the first copies of every validation sample, with its own noise key
 /// (`calibration/` + dataset name), so validation and test noise never coincide.
+#[allow(clippy::too_many_arguments)]
 fn pooled_noisy(
     scorer: &dyn BatchScorer,
     ds: &Dataset,
     sigma: f64,
     n_cal: u64,
     seed: u64,
+    layout: NoiseLayout,
     batch: usize,
     progress: &ProgressBar,
 ) -> Result<Vec<Vec<f64>>> {
-    let key = NoiseKey::new(seed, &format!("calibration/{}", ds.name));
+    let key = NoiseKey::with_layout(seed, &format!("calibration/{}", ds.name), layout);
     let mut out = Vec::with_capacity(ds.len());
     for i in 0..ds.len() {
         let mut s = Vec::with_capacity(n_cal as usize);
@@ -140,7 +144,9 @@ pub fn calibrate(
             )?);
         }
         gamma_clean = Some(threshold_at_tpr(&clean, spec.tpr)?);
-        noisy = pooled_noisy(scorer, ds, sigma, spec.n_cal, seed, batch, progress)?;
+        noisy = pooled_noisy(
+            scorer, ds, sigma, spec.n_cal, seed, spec.noise, batch, progress,
+        )?;
         let pooled: Vec<f64> = noisy.iter().flatten().copied().collect();
         gamma_noisy = Some(threshold_at_tpr(&pooled, spec.tpr)?);
     }
@@ -167,8 +173,9 @@ pub fn calibrate(
             let a = order_quantile(&pooled, qa)?;
             let (b, src) = match aux_val {
                 Some(aux) => {
-                    let aux_noisy =
-                        pooled_noisy(scorer, aux, sigma, spec.n_cal, seed, batch, progress)?;
+                    let aux_noisy = pooled_noisy(
+                        scorer, aux, sigma, spec.n_cal, seed, spec.noise, batch, progress,
+                    )?;
                     let p: Vec<f64> = aux_noisy.into_iter().flatten().collect();
                     (order_quantile(&p, qb)?, format!("aux {}", aux.name))
                 }

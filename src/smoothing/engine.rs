@@ -121,6 +121,7 @@ pub fn noisy_scores_checked(
     if batch == 0 {
         return Err(Error::BadInput("--batch must be at least 1".into()));
     }
+    key.check_range(copies.end, d)?;
     let mut buf = vec![0.0f32; batch.min((copies.end - copies.start) as usize) * d];
     let mut exact = vec![true; batch.min((copies.end - copies.start) as usize)];
     let mut start = copies.start;

@@ -53,6 +53,16 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
         }
         let mut plain = m.clone();
         plain.shard = None;
+        if plain.noise_layout != reference.noise_layout {
+            let short = |l: &str| l.split(':').next().unwrap_or("?").to_string();
+            return Err(Error::BadInput(format!(
+                "{}: manifest differs from {}'s in its noise layout ({} vs {}): re-run the shards with one --noise-layout",
+                dir.display(),
+                parts[0].2.display(),
+                short(&plain.noise_layout),
+                short(&reference.noise_layout)
+            )));
+        }
         if plain != reference {
             return Err(Error::BadInput(format!(
                 "{}: manifest differs from {}'s beyond the shard field (different config, data, model, calibration or version)",

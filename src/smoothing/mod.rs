@@ -4,6 +4,7 @@
 //! (certify.csv, curves.csv, manifest.json), shards and their merge.
 
 pub mod binomial;
+pub mod box_muller;
 pub mod calibrate;
 pub mod clip;
 pub mod cohen;
@@ -14,8 +15,10 @@ pub mod manifest;
 pub mod mean_bounds;
 pub mod merge;
 pub mod noise;
+pub mod noise_v2;
 pub mod normal;
 pub mod output;
+pub mod philox;
 pub mod record;
 pub mod run;
 pub mod sample;

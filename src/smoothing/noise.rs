@@ -1,8 +1,12 @@
 //! Counter-based Gaussian noise streams: the noise of every noisy copy of every sample is a pure
-//! function of (seed, dataset name, sample index, copy index), so results do not depend on batch
-//! size, thread count or how samples are split into shards.
+//! function of (layout, seed, dataset name, sample index, copy index, coordinate), so results do
+//! not depend on batch size, thread count or how samples are split into shards.
 //!
-//! Layout (version 1, recorded in every manifest as [`NOISE_LAYOUT`]):
+//! Two layouts, each recorded in every manifest by its one-line description
+//! ([`NoiseLayout::describe`]); `--noise-layout` picks one, v2 by default for new runs, v1 for
+//! replaying runs made before v2 bit for bit.
+//!
+//! Layout v1 ([`NOISE_LAYOUT`]):
 //! - key = SHA-256("oodcert/smoothing/noise/v1" ‖ seed as u64 LE ‖ len(name) as u64 LE ‖ name);
 //!   a ChaCha20 generator (rand_chacha, 20 rounds) with that key and stream/nonce = sample index;
 //! - a sample of d values uses P = ⌈d/2⌉ Gaussian pairs per copy; pair m of copy c consumes the
@@ -10,36 +14,118 @@
 //!   4(cP+m)), each word w giving the 53-bit uniform (w >> 11)·2⁻⁵³;
 //! - Box–Muller: with u₁ = 1 - first uniform ∈ (0,1] and u₂ = second uniform ∈ [0,1),
 //!   z₀ = √(-2 ln u₁)·cos(2πu₂) goes to value 2m, z₁ = √(-2 ln u₁)·sin(2πu₂) to value 2m+1
-//!   (dropped when d is odd and 2m+1 = d), computed in f64.
+//!   (dropped when d is odd and 2m+1 = d), computed in f64 with the platform's libm.
+//!
+//! Layout v2 ([`NOISE_LAYOUT_V2`], `noise_v2`): Philox4x32-10 with counter (pair, copy, sample
+//! index) and the branch-free Box–Muller of `box_muller`, in f64.
+//!
+//! Both layouts form x + σz in f64 from the f32 pixel x and round it once to f32.
 
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use sha2::{Digest, Sha256};
 
-/// A one-line description of the noise layout, recorded in manifests.
+/// A one-line description of noise layout v1, recorded in manifests.
 pub const NOISE_LAYOUT: &str = "v1: ChaCha20 key=SHA-256(\"oodcert/smoothing/noise/v1\"|seed u64 LE|len(name) u64 LE|name), stream=sample index; copy c pair m = u64 words 2(cP+m),2(cP+m)+1, P=ceil(d/2); 53-bit uniforms; Box-Muller (u1=1-U1, cos->even, sin->odd) in f64";
 
-/// The key of all noise streams of one dataset under one seed.
+/// A one-line description of noise layout v2, recorded in manifests.
+pub const NOISE_LAYOUT_V2: &str = "v2: Philox4x32-10 (Salmon et al. 2011) key=(k0,k1)=first 8 bytes as 2 u32 LE of SHA-256(\"oodcert/smoothing/noise/v2\"|seed u64 LE|len(name) u64 LE|name), counter=(pair m, copy c, index lo32, index hi32), P=ceil(d/2), c < 2^32; output words y0..y3, w1=y1<<32|y0, w2=y3<<32|y2; u1=1-(w1>>12)*2^-52 in (0,1], angle 2pi*(w2>>12)*2^-52; Box-Muller (cos->2m, sin->2m+1) in f64 with fdlibm-style polynomial ln and sincos from basic IEEE-754 ops (no FMA, no libm); x+sigma*z formed in f64, rounded once to f32";
+
+/// Which noise layout a run uses (`--noise-layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum NoiseLayout {
+    /// ChaCha20 and libm Box–Muller: runs made before v2.
+    V1,
+    /// Philox4x32-10 and a vectorised Box–Muller (the default).
+    #[default]
+    V2,
+}
+
+impl NoiseLayout {
+    /// Its flag value: "v1" or "v2".
+    pub fn name(self) -> &'static str {
+        match self {
+            NoiseLayout::V1 => "v1",
+            NoiseLayout::V2 => "v2",
+        }
+    }
+
+    /// The one-line description recorded in manifests.
+    pub fn describe(self) -> &'static str {
+        match self {
+            NoiseLayout::V1 => NOISE_LAYOUT,
+            NoiseLayout::V2 => NOISE_LAYOUT_V2,
+        }
+    }
+
+    /// The layout a manifest's `noise_layout` line describes; any other line is bad input.
+    pub fn from_description(line: &str) -> crate::error::Result<Self> {
+        [NoiseLayout::V1, NoiseLayout::V2]
+            .into_iter()
+            .find(|l| l.describe() == line)
+            .ok_or_else(|| {
+                crate::error::Error::BadInput(format!(
+                    "unknown noise layout \"{}\": replay it with the oodcert version that wrote it (this one knows v1 and v2)",
+                    line.chars().take(40).collect::<String>()
+                ))
+            })
+    }
+}
+
+/// The key of all noise streams of one dataset under one seed and layout.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NoiseKey {
     key: [u8; 32],
+    layout: NoiseLayout,
 }
 
 impl NoiseKey {
-    /// Derives the key from a seed and a dataset's canonical name.
+    /// Derives the layout-v1 key from a seed and a dataset's canonical name.
     pub fn new(seed: u64, dataset: &str) -> Self {
+        Self::with_layout(seed, dataset, NoiseLayout::V1)
+    }
+
+    /// Derives the key of `layout` from a seed and a dataset's canonical name.
+    pub fn with_layout(seed: u64, dataset: &str, layout: NoiseLayout) -> Self {
         let mut h = Sha256::new();
-        h.update(b"oodcert/smoothing/noise/v1");
+        h.update(match layout {
+            NoiseLayout::V1 => b"oodcert/smoothing/noise/v1",
+            NoiseLayout::V2 => b"oodcert/smoothing/noise/v2",
+        });
         h.update(seed.to_le_bytes());
         h.update((dataset.len() as u64).to_le_bytes());
         h.update(dataset.as_bytes());
         NoiseKey {
             key: h.finalize().into(),
+            layout,
         }
     }
 
-    /// Fills `out` with the standard normal values of copy `copy` of sample `index`.
+    /// The layout of this key.
+    pub fn layout(&self) -> NoiseLayout {
+        self.layout
+    }
+
+    /// Checks that copies `..copies_end` of sample `index` with `d` values fit the layout's
+    /// counters (v2: copy < 2³², ⌈d/2⌉ ≤ 2³²); v1 has no limit that a run can reach.
+    pub fn check_range(&self, copies_end: u64, d: usize) -> crate::error::Result<()> {
+        if self.layout == NoiseLayout::V2
+            && (copies_end > 1u64 << 32 || d.div_ceil(2) as u64 > 1u64 << 32)
+        {
+            return Err(crate::error::Error::BadInput(format!(
+                "noise layout v2 counts copies and value pairs in 32 bits: n0 + n = {copies_end} and d = {d} exceed it; use --noise-layout v1"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Fills `out` with the standard normal values of copy `copy` of sample `index`
+    /// (v2: `copy` < 2³², see [`NoiseKey::check_range`]).
     pub fn fill_standard_normal(&self, index: u64, copy: u64, out: &mut [f64]) {
+        if self.layout == NoiseLayout::V2 {
+            super::noise_v2::fill(self.philox_key(), index, copy, out);
+            return;
+        }
         let d = out.len();
         let pairs = d.div_ceil(2) as u128;
         let mut rng = ChaCha20Rng::from_seed(self.key);
@@ -54,8 +140,21 @@ impl NoiseKey {
         }
     }
 
+    /// The Philox key of layout v2: the first 8 key bytes as two u32 LE.
+    fn philox_key(&self) -> [u32; 2] {
+        let k = &self.key;
+        [
+            u32::from_le_bytes([k[0], k[1], k[2], k[3]]),
+            u32::from_le_bytes([k[4], k[5], k[6], k[7]]),
+        ]
+    }
+
     /// Writes `x + σ·z` (z the noise of copy `copy` of sample `index`) into `out`, as f32.
     pub fn add_noise(&self, index: u64, copy: u64, sigma: f64, x: &[f32], out: &mut [f32]) {
+        if self.layout == NoiseLayout::V2 {
+            super::noise_v2::add_noise(self.philox_key(), index, copy, sigma, x, out);
+            return;
+        }
         let mut z = vec![0.0f64; x.len()];
         self.fill_standard_normal(index, copy, &mut z);
         for ((o, &xi), zi) in out.iter_mut().zip(x).zip(z) {
@@ -283,4 +382,48 @@ mod tests {
         let tail = z.iter().filter(|v| v.abs() > 1.959_963_984_540_054).count() as f64 / n;
         assert!((tail - 0.05).abs() < 0.0025, "{tail}");
     }
+}
+
+#[cfg(test)]
+mod golden {
+    use super::*;
+
+    /// Both layouts are frozen: these values (bits printed at the time each layout was made;
+    /// v1 by main's ChaCha20 code, unchanged) must never change, or recorded runs stop replaying.
+    #[test]
+    fn layouts_are_frozen() {
+        for (layout, want) in [(NoiseLayout::V1, V1_GOLDEN), (NoiseLayout::V2, V2_GOLDEN)] {
+            let mut z = [0.0; 5];
+            NoiseKey::with_layout(2026, "mnist:test", layout).fill_standard_normal(12, 345, &mut z);
+            let bits = z.map(f64::to_bits);
+            assert_eq!(bits, want, "{layout:?}: {z:?}");
+        }
+    }
+
+    /// Layout v2 counts copies and pairs in 32 bits: beyond, a run is refused (exit 2), not
+    /// wrapped into repeated noise; v1 has no such limit.
+    #[test]
+    fn v2_counter_range_is_checked() {
+        let v2 = NoiseKey::with_layout(0, "x", NoiseLayout::V2);
+        assert!(v2.check_range(1 << 32, 784).is_ok());
+        let e = v2.check_range((1 << 32) + 1, 784).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("--noise-layout v1"), "{e}");
+        assert!(NoiseKey::new(0, "x").check_range(u64::MAX, 784).is_ok());
+    }
+
+    const V1_GOLDEN: [u64; 5] = [
+        4603846932942335889,
+        4604943888718158715,
+        13823370485021633413,
+        13805845802230660275,
+        13825727058505762252,
+    ];
+    const V2_GOLDEN: [u64; 5] = [
+        13828475494969691196,
+        13813379528828998147,
+        13827708347282254953,
+        4604387253132294238,
+        4606764797654479798,
+    ];
 }

@@ -87,7 +87,7 @@ pub fn certify_subsets(
     let range = shard.map_or(0..list.len() as u64, |s| s.range(list.len() as u64));
     let keys: Vec<NoiseKey> = sets
         .iter()
-        .map(|s| NoiseKey::new(seed, &s.data.name))
+        .map(|s| NoiseKey::with_layout(seed, &s.data.name, p.noise))
         .collect();
     let mut out = Vec::with_capacity((range.end - range.start) as usize);
     for &(k, i) in &list[range.start as usize..range.end as usize] {

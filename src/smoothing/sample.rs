@@ -7,7 +7,7 @@ use super::cohen::{Decision, certify_from_counts, guess_from_counts, predict_fro
 use super::engine::{BatchScorer, noisy_scores, noisy_scores_checked};
 use super::lemma::{radius_above, radius_below};
 use super::mean_bounds::{cdf_lower, cdf_upper, compensated_sum, hoeffding_lower, hoeffding_upper};
-use super::noise::NoiseKey;
+use super::noise::{NoiseKey, NoiseLayout};
 use super::record::CertifyRecord;
 use crate::error::{Error, Result};
 use indicatif::ProgressBar;
@@ -25,6 +25,8 @@ pub struct SmoothingParams {
     pub alpha: f64,
     /// Noisy copies per forward pass.
     pub batch: usize,
+    /// Noise layout (`--noise-layout`).
+    pub noise: NoiseLayout,
 }
 
 impl SmoothingParams {

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::evidence::manifest::with_invocation;
 use crate::evidence::{CsvTable, Manifest, sha256_file, write_csv_atomic};
 use crate::smoothing::manifest::{FORMAT, PROVENANCE, WALL_CLOCK_COLUMN};
+use crate::smoothing::noise::NoiseLayout;
 use std::path::{Path, PathBuf};
 
 /// How a reproduced output compares with the recorded one.
@@ -60,6 +61,11 @@ pub fn recorded(path: &Path) -> Result<(PathBuf, Manifest)> {
     let v: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| Error::bad_file(path, format!("not valid JSON: {e}")))?;
     if v["format"].as_str() == Some(FORMAT) {
+        // A manifest of an unknown layout cannot be replayed by this version.
+        if let Some(line) = v["noise_layout"].as_str() {
+            NoiseLayout::from_description(line)
+                .map_err(|e| Error::bad_file(path, e.to_string()))?;
+        }
         let p = path.with_file_name(PROVENANCE);
         if !p.is_file() {
             return Err(Error::bad_file(
@@ -135,6 +141,9 @@ fn replay(prov: &Path, m: &Manifest, out: &Path) -> Result<()> {
     if needs_first_k(&args, &m.config) {
         args.extend(["--subset".to_string(), "first".to_string()]);
     }
+    if m.command == "certify" {
+        pin_noise_layout(prov, &m.config, &mut args)?;
+    }
     if let Some(cwd) = &m.cwd {
         std::env::set_current_dir(cwd)
             .map_err(|e| Error::io(format!("entering the recorded working directory {cwd}"), e))?;
@@ -180,6 +189,51 @@ pub fn needs_first_k(args: &[String], config: &serde_json::Value) -> bool {
         Some("eval" | "lipschitz" | "certify")
     ) && !has_subset_flag
         && !records_subset
+}
+
+/// The noise layout a recorded certify run used: its provenance's `config.noise_layout`, v1 when
+/// absent (runs made before layout v2 recorded none).
+pub fn recorded_layout(prov: &Path, config: &serde_json::Value) -> Result<NoiseLayout> {
+    match &config["noise_layout"] {
+        serde_json::Value::Null => Ok(NoiseLayout::V1),
+        v => [NoiseLayout::V1, NoiseLayout::V2]
+            .into_iter()
+            .find(|l| v.as_str() == Some(l.name()))
+            .ok_or_else(|| {
+                Error::bad_file(
+                    prov,
+                    format!("records noise layout {v}, which this oodcert does not know (v1, v2): reproduce it with the oodcert version that wrote it"),
+                )
+            }),
+    }
+}
+
+/// Appends `--noise-layout` of the recorded layout to a certify command line `args` (whose
+/// default may have changed since), refusing a command line that names another layout.
+fn pin_noise_layout(prov: &Path, config: &serde_json::Value, args: &mut Vec<String>) -> Result<()> {
+    let layout = recorded_layout(prov, config)?;
+    let given = args.iter().enumerate().find_map(|(i, x)| {
+        if x == "--noise-layout" {
+            args.get(i + 1).cloned()
+        } else {
+            x.strip_prefix("--noise-layout=").map(str::to_string)
+        }
+    });
+    match given {
+        None => args.extend(["--noise-layout".to_string(), layout.name().to_string()]),
+        Some(g) if g == layout.name() => {}
+        Some(g) => {
+            return Err(Error::bad_file(
+                prov,
+                format!(
+                    "records noise layout {} but its command line says --noise-layout {g}: edit the command line to --noise-layout {}",
+                    layout.name(),
+                    layout.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Re-runs each shard of a recorded merge from its own provenance into `out/shards/<i>`, merges
