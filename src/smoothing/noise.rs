@@ -177,6 +177,16 @@ impl NoiseKey {
         x: &[f32],
         out: &mut [f32],
     ) -> bool {
+        if self.layout == NoiseLayout::V2 {
+            return super::noise_v2::add_noise_checked(
+                self.philox_key(),
+                index,
+                copy,
+                sigma,
+                x,
+                out,
+            );
+        }
         let d = x.len();
         let pairs = d.div_ceil(2) as u128;
         let mut rng = ChaCha20Rng::from_seed(self.key);
@@ -200,7 +210,7 @@ impl NoiseKey {
 
 /// Whether every real x + σ·ζ with |ζ − z| ≤ η rounds to the f32 `v` (round to nearest is
 /// monotone: it suffices that both ends of an enclosing interval do).
-fn rounds_to(x: f64, sigma: f64, z: f64, eta: f64, v: f32) -> bool {
+pub(super) fn rounds_to(x: f64, sigma: f64, z: f64, eta: f64, v: f32) -> bool {
     use crate::bounds::round::{next_down, next_up};
     let spread = sigma * eta;
     let centre = x + sigma * z;
@@ -288,14 +298,57 @@ mod tests {
 
     #[test]
     fn checked_noise_is_add_noise() {
-        let k = NoiseKey::new(5, "check");
         let x: Vec<f32> = (0..101).map(|i| (i as f32) / 100.0).collect();
         let (mut a, mut b) = (vec![0.0f32; 101], vec![0.0f32; 101]);
-        for copy in 0..20 {
-            k.add_noise(3, copy, 0.25, &x, &mut a);
-            let _ = k.add_noise_checked(3, copy, 0.25, &x, &mut b);
-            assert_eq!(a, b);
+        for layout in [NoiseLayout::V1, NoiseLayout::V2] {
+            let k = NoiseKey::with_layout(5, "check", layout);
+            let mut exact = 0;
+            for copy in 0..20 {
+                k.add_noise(3, copy, 0.25, &x, &mut a);
+                exact += usize::from(k.add_noise_checked(3, copy, 0.25, &x, &mut b));
+                assert_eq!(a, b, "{layout:?}");
+            }
+            // Almost every copy is provably exact on both layouts.
+            assert!(exact >= 18, "{layout:?}: {exact} of 20 exact");
         }
+    }
+
+    /// Layout v2's exactness check: every corner of a pair's cell (the extreme ideal uniforms,
+    /// evaluated in f64 libm) rounds to the f32 the copy holds whenever the copy is called exact.
+    #[test]
+    fn v2_exact_copies_agree_on_the_cell_corners() {
+        let k = NoiseKey::with_layout(11, "cells", NoiseLayout::V2);
+        let x: Vec<f32> = (0..64).map(|i| (i as f32) / 63.0).collect();
+        let mut out = vec![0.0f32; 64];
+        let key = k.philox_key();
+        let cell = 1.0 / (1u64 << 52) as f64;
+        let mut checked = 0;
+        for copy in 0..300u64 {
+            if !k.add_noise_checked(7, copy, 0.5, &x, &mut out) {
+                continue;
+            }
+            checked += 1;
+            for m in 0..32usize {
+                let y = super::super::philox::philox4x32_10([m as u32, copy as u32, 7, 0], key);
+                let w1 = ((y[1] as u64) << 32) | y[0] as u64;
+                let w2 = ((y[3] as u64) << 32) | y[2] as u64;
+                let u1 = super::super::box_muller::unit_open_closed(w1);
+                let t = (w2 >> 12) as f64 * cell;
+                for (du, dt) in [(0.0, 0.0), (-cell, 0.0), (0.0, cell), (-cell, cell)] {
+                    let u = u1 + du;
+                    if u <= 0.0 {
+                        continue;
+                    }
+                    let r = (-2.0 * u.ln()).sqrt();
+                    let (s, c) = (std::f64::consts::TAU * (t + dt)).sin_cos();
+                    for (j, z) in [r * c, r * s].into_iter().enumerate() {
+                        let i = 2 * m + j;
+                        assert_eq!((x[i] as f64 + 0.5 * z) as f32, out[i], "copy {copy} value {i}");
+                    }
+                }
+            }
+        }
+        assert!(checked > 250, "{checked}");
     }
 
     /// Exact copies: every corner of the words' cell (the extreme ideal uniforms) gives the same

@@ -123,9 +123,109 @@ pub fn add_noise(key: [u32; 2], index: u64, copy: u64, sigma: f64, x: &[f32], ou
     });
 }
 
+/// [`add_noise`], and whether the copy is *exact*: equal to fl₃₂(x + σZ) for the ideal Gaussian
+/// Z coupled to the Philox words (the continuous uniforms whose 52-bit truncations they are,
+/// through exact Box–Muller), checked per coordinate as for layout v1
+/// (`NoiseKey::add_noise_checked`; proofs/smoothing_floating_point.md).
+pub fn add_noise_checked(
+    key: [u32; 2],
+    index: u64,
+    copy: u64,
+    sigma: f64,
+    x: &[f32],
+    out: &mut [f32],
+) -> bool {
+    add_noise(key, index, copy, sigma, x, out);
+    let d = x.len().min(out.len());
+    let (lo, hi) = (index as u32, (index >> 32) as u32);
+    let mut exact = true;
+    for (m, (o, xs)) in out[..d].chunks(2).zip(x[..d].chunks(2)).enumerate() {
+        let y = philox4x32_10([m as u32, copy as u32, lo, hi], key);
+        let w1 = ((y[1] as u64) << 32) | y[0] as u64;
+        let w2 = ((y[3] as u64) << 32) | y[2] as u64;
+        let (z0, z1) = pair(w1, w2);
+        let eta = cell_error(w1);
+        for (j, (&v, &xj)) in o.iter().zip(xs).enumerate() {
+            let z = if j == 0 { z0 } else { z1 };
+            exact &= eta.is_finite() && super::noise::rounds_to(xj as f64, sigma, z, eta, v);
+        }
+    }
+    exact
+}
+
+/// A bound η on |Z − z| for the ideal Gaussian Z of the words' cell and the computed z of
+/// [`pair`]: the ideal u₁ lies in (u₁ − 2⁻⁵², u₁] (u₁ = 1 − k·2⁻⁵² exactly), the ideal angle within
+/// one 2π·2⁻⁵² step of the computed one (reduced exactly in turns). Transform errors: the
+/// polynomial ln within 1 ulp of libm's and sincos within 1e-15 of libm's (tested in
+/// `box_muller::tests`), libm within 1 ulp; the bound allows 4× those (8ε relative for ln,
+/// 4·10⁻¹⁵ absolute for sin/cos).
+fn cell_error(w1: u64) -> f64 {
+    let cell = 1.0 / (1u64 << 52) as f64;
+    let ln_rel = 8.0 * f64::EPSILON;
+    let sc_abs = 4e-15;
+    let u1 = super::box_muller::unit_open_closed(w1);
+    let u1_min = u1 - cell;
+    if u1_min <= 0.0 {
+        return f64::INFINITY;
+    }
+    let r = |u: f64| (-2.0 * u.ln()).max(0.0).sqrt();
+    let r_hi = r(u1_min) * (1.0 + 2.0 * ln_rel);
+    let r_lo = (r(u1) * (1.0 - 2.0 * ln_rel)).max(0.0);
+    let d_theta = std::f64::consts::TAU * cell * (1.0 + ln_rel) + 8.0 * f64::EPSILON;
+    let eta = (r_hi - r_lo) + r_hi * (d_theta + sc_abs) + r_hi * 4.0 * f64::EPSILON;
+    eta * (1.0 + 1e-12)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The v2 cell bound at the word level: a value tuned onto an f32 rounding midpoint is never
+    /// called exact, and for values called exact every corner of the words' cell (ideal uniforms
+    /// through libm Box–Muller) rounds to the same f32. Tails (u₁ near 0) are drawn on purpose.
+    #[test]
+    fn v2_cell_error_flags_midpoints_and_covers_the_cell() {
+        use rand::{RngCore, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+        let cell = 1.0 / (1u64 << 52) as f64;
+        let (mut exact, mut tuned_flagged) = (0, 0);
+        for t in 0..40_000u64 {
+            let w1 = if t % 4 == 0 {
+                u64::MAX - (rng.next_u64() >> (12 + (t / 4 % 40)))
+            } else {
+                rng.next_u64()
+            };
+            let w2 = rng.next_u64();
+            let (z0, _) = pair(w1, w2);
+            let x = ((rng.next_u64() >> 40) as f32) / (1u64 << 24) as f32;
+            let mut sigma = [0.12, 0.25, 0.5, 1.0][(t % 4) as usize];
+            let tuned = t % 3 == 0 && z0.abs() > 0.1;
+            if tuned {
+                let f = (x as f64 + sigma * z0) as f32;
+                let next = f32::from_bits(if f >= 0.0 { f.to_bits() + 1 } else { f.to_bits() - 1 });
+                sigma = (0.5 * (f as f64 + next as f64) - x as f64) / z0;
+            }
+            let v = (x as f64 + sigma * z0) as f32;
+            let eta = cell_error(w1);
+            if !(eta.is_finite() && super::super::noise::rounds_to(x as f64, sigma, z0, eta, v)) {
+                tuned_flagged += usize::from(tuned);
+                continue;
+            }
+            assert!(!tuned, "a value on a rounding midpoint was called exact");
+            exact += 1;
+            let u1 = super::super::box_muller::unit_open_closed(w1);
+            let a = (w2 >> 12) as f64 * cell;
+            for (du, da) in [(0.0, 0.0), (-cell, 0.0), (0.0, cell), (-cell, cell)] {
+                let u = u1 + du;
+                if u <= 0.0 {
+                    continue;
+                }
+                let z = (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * (a + da)).cos();
+                assert_eq!((x as f64 + sigma * z) as f32, v, "word {t}");
+            }
+        }
+        assert!(exact > 20_000 && tuned_flagged > 3_000, "{exact} exact, {tuned_flagged} tuned");
+    }
 
     /// The AVX-512, AVX2 and portable builds of a chunk give the same bits (those the CPU has).
     #[test]
