@@ -9,6 +9,7 @@ pub use crate::bounds::{Ball, Norm};
 pub use global::{GlobalBound, global_bound};
 pub mod clever;
 pub mod empirical;
+pub mod jacobian_lbp;
 pub mod jacobian_ops;
 pub mod jacobian_recursion;
 pub mod local;
