@@ -422,6 +422,51 @@ impl Engine<'_> {
     }
 }
 
+/// A certified upper bound of vᵀ∇ₓS(x') over x' in the ball (every Clarke gradient): one row of
+/// the propagation, on gradient boxes tightened as `cfg` allows, the minimum over the three
+/// plane policies. The building block of [`jacobian_lbp`], exposed for directional bounds.
+pub fn directional_upper(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    pre: PreBounds,
+    cfg: LbpConfig,
+    v: &[f64],
+) -> Result<f64> {
+    crate::lipschitz::local::check_query(net, ball, temperature)?;
+    check_net(net)?;
+    if v.len() != net.input_dim() {
+        return Err(Error::BadInput(format!(
+            "direction has {} coordinates, network {}",
+            v.len(),
+            net.input_dim()
+        )));
+    }
+    let (traces, logits) = pre_bounds(net, ball, pre)?;
+    let eng = Engine {
+        net,
+        traces: &traces,
+        info: forward::mags(&net.nodes, &traces)?,
+        ball,
+        p: simplex_tighten(&softmax_box(&logits, temperature)),
+    };
+    let (gb, _, _) = eng.gradient_boxes(&cfg)?;
+    let mut best = f64::INFINITY;
+    for plane in [Plane::Adaptive, Plane::Zero, Plane::One] {
+        best = best.min(eng.upper(0, &gb, v.to_vec(), plane)?);
+    }
+    Ok(best)
+}
+
+fn check_net(net: &Net) -> Result<()> {
+    if !matches!(net.nodes.last(), Some(Node::Affine(_))) {
+        return Err(Error::BadInput(
+            "the Jacobian bound needs a network whose last node is affine (the logits)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// The Jacobian bound propagation's local Lipschitz bound of S on the ball (module doc), with
 /// the pre-activation boxes from `pre`.
 pub fn jacobian_lbp(
@@ -432,11 +477,7 @@ pub fn jacobian_lbp(
     cfg: LbpConfig,
 ) -> Result<JacobianBound> {
     crate::lipschitz::local::check_query(net, ball, temperature)?;
-    if !matches!(net.nodes.last(), Some(Node::Affine(_))) {
-        return Err(Error::BadInput(
-            "the Jacobian bound needs a network whose last node is affine (the logits)".into(),
-        ));
-    }
+    check_net(net)?;
     let (traces, logits) = pre_bounds(net, ball, pre)?;
     let p = simplex_tighten(&softmax_box(&logits, temperature));
     let fl = fastlip_on(net, &traces, logits, ball.norm, temperature, Head::Simplex)?;

@@ -52,3 +52,43 @@ pub(crate) fn route(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// One 2×2 window: every route λ over the candidates and every window gradient in the box
+    /// gives μᵀ(λ g) ≤ μ'·g + constants.
+    #[test]
+    fn routing_relaxation_bounds_every_route() {
+        let mut r = ChaCha8Rng::seed_from_u64(2);
+        for _ in 0..3000 {
+            let lo: Vec<f64> = (0..4).map(|_| r.random::<f64>()).collect();
+            let hi: Vec<f64> = lo.iter().map(|l| l + r.random::<f64>() * 0.6).collect();
+            let pre = Interval { lo, hi };
+            let mu: Vec<f64> = (0..4).map(|_| r.random::<f64>() * 2.0 - 1.0).collect();
+            let gl = r.random::<f64>() * 2.0 - 1.0;
+            let g = Interval {
+                lo: vec![gl],
+                hi: vec![gl + r.random::<f64>()],
+            };
+            let mut acc = Acc::default();
+            let m = route(&mu, &pre, &g, (1, 2, 2), &mut acc);
+            let c = acc.finish();
+            let cand = candidates(&pre, &[0, 1, 2, 3]);
+            for &i in &cand {
+                for k in 0..=10 {
+                    let gv = g.lo[0] + (g.hi[0] - g.lo[0]) * k as f64 / 10.0;
+                    let lhs = mu[i] * gv;
+                    assert!(
+                        lhs <= m[0] * gv + c + 1e-12,
+                        "route {i}: {lhs} > {}",
+                        m[0] * gv + c
+                    );
+                }
+            }
+        }
+    }
+}

@@ -65,3 +65,41 @@ pub(crate) fn l2_squared(g: &Interval) -> (Vec<f64>, f64) {
         next_up(b + dot_err(n) * mag + crate::bounds::round::ABS_FLOOR),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// On random boxes, ‖g‖₁ and ‖g‖₂² at the corners and random points stay below vᵀg + b.
+    #[test]
+    fn norm_relaxations_bound_the_norms_on_the_box() {
+        let mut r = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..500 {
+            let n = 1 + (r.random::<f64>() * 5.0) as usize;
+            let lo: Vec<f64> = (0..n).map(|_| r.random::<f64>() * 4.0 - 2.0).collect();
+            let hi: Vec<f64> = lo.iter().map(|l| l + r.random::<f64>() * 3.0).collect();
+            let g = Interval { lo, hi };
+            let (v1, b1) = l1(&g);
+            let (v2, b2) = l2_squared(&g);
+            for k in 0..200 {
+                let x: Vec<f64> = (0..n)
+                    .map(|i| {
+                        let t = if k < 1 << n {
+                            (k >> i & 1) as f64
+                        } else {
+                            r.random::<f64>()
+                        };
+                        g.lo[i] + (g.hi[i] - g.lo[i]) * t
+                    })
+                    .collect();
+                let dot = |v: &[f64]| v.iter().zip(&x).map(|(a, b)| a * b).sum::<f64>();
+                let n1: f64 = x.iter().map(|v| v.abs()).sum();
+                let n2: f64 = x.iter().map(|v| v * v).sum();
+                assert!(n1 <= dot(&v1) + b1 + 1e-12, "ℓ1 {n1} > {}", dot(&v1) + b1);
+                assert!(n2 <= dot(&v2) + b2 + 1e-12, "ℓ2² {n2} > {}", dot(&v2) + b2);
+            }
+        }
+    }
+}

@@ -81,3 +81,64 @@ pub(crate) fn bilinear(
     }
     (out, alpha)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    /// For random coefficients and boxes, every admissible (z, u, g) — u the step's value, or
+    /// any u ∈ [0, 1] at z = 0 — satisfies μ·u·g ≤ μ'·g + α·z + (constants), for each plane
+    /// policy; stable neurons are exact.
+    #[test]
+    fn bilinear_relaxation_bounds_every_admissible_triple() {
+        let mut r = ChaCha8Rng::seed_from_u64(1);
+        for _ in 0..2000 {
+            let zl = r.random::<f64>() * 4.0 - 3.0;
+            let zu = zl + r.random::<f64>() * 4.0;
+            let zu = if r.random::<f64>() < 0.1 {
+                0.0f64.max(zl)
+            } else {
+                zu
+            };
+            let gl = r.random::<f64>() * 4.0 - 2.0;
+            let gu = gl + r.random::<f64>() * 3.0;
+            let a = r.random::<f64>() * 4.0 - 2.0;
+            for plane in [Plane::Adaptive, Plane::Zero, Plane::One] {
+                let mut acc = Acc::default();
+                let z = Interval {
+                    lo: vec![zl],
+                    hi: vec![zu],
+                };
+                let g = Interval {
+                    lo: vec![gl],
+                    hi: vec![gu],
+                };
+                let (m, al) = bilinear(&[a], &z, &g, plane, &mut acc);
+                let c = acc.finish();
+                for k in 0..=20 {
+                    for l in 0..=20 {
+                        let zv = zl + (zu - zl) * k as f64 / 20.0;
+                        let gv = gl + (gu - gl) * l as f64 / 20.0;
+                        let us: Vec<f64> = if zv > 0.0 {
+                            vec![1.0]
+                        } else if zv < 0.0 {
+                            vec![0.0]
+                        } else {
+                            vec![0.0, 0.5, 1.0]
+                        };
+                        for u in us {
+                            let lhs = a * u * gv;
+                            let rhs = m[0] * gv + al[0] * zv + c;
+                            assert!(
+                                lhs <= rhs + 1e-12 * (1.0 + lhs.abs()),
+                                "{plane:?} a {a} z [{zl}, {zu}] g [{gl}, {gu}] at ({zv}, {u}, {gv}): {lhs} > {rhs}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
