@@ -77,7 +77,14 @@ fn lipschitz_cli_writes_sound_rows() {
             .max(col(&r, "lower_pgd"));
         assert!(lower <= col(&r, "upper_local") && lower <= col(&r, "upper_global"));
         let rl = col(&r, "radius_lipschitz");
-        assert!((0.0..=0.05).contains(&rl) && (0.0..=0.05).contains(&col(&r, "radius_bound_prop")));
+        // Radii are searched beyond ε, up to the pixel box's ℓ2 diameter √64 = 8; the Lipschitz
+        // search starts with the ε-ball's certificate, so it is never below radius_at_eps.
+        let (ra, rb) = (col(&r, "radius_at_eps"), col(&r, "radius_bound_prop"));
+        assert!((0.0..=0.05).contains(&ra), "{ra}");
+        assert!(
+            (ra..=8.0).contains(&rl) && (0.0..=8.0).contains(&rb),
+            "{rl} {rb}"
+        );
         assert_eq!(&r[h.iter().position(|x| x == "is_id").unwrap()], "true");
     }
     assert_eq!(n, 5);
@@ -94,7 +101,7 @@ fn lipschitz_cli_rejects_bad_flags() {
     let (m, _) = mlp([1, 8, 8], &[4], 10, 3);
     let mpath = dir.path().join("m.safetensors");
     m.save(&mpath).unwrap();
-    let run = |eps: &str, model: &str| {
+    let run_with = |eps: &str, model: &str, extra: &[&str]| {
         Command::new(BIN)
             .args([
                 "lipschitz",
@@ -112,10 +119,35 @@ fn lipschitz_cli_rejects_bad_flags() {
                 "--out",
             ])
             .arg(dir.path().join("o"))
+            .args(extra)
             .env("OODCERT_NO_FETCH", "1")
             .output()
             .unwrap()
     };
+    let run = |eps: &str, model: &str| run_with(eps, model, &[]);
+    for (flag, value) in [
+        ("--radius-max", "0"),
+        ("--radius-max", "-0.5"),
+        ("--radius-max", "NaN"),
+        ("--radius-max", "inf"),
+        ("--radius-max", "0.05"),
+        ("--recurjac-max-work", "0"),
+        ("--clever-batches", "2"),
+        ("--pgd-restarts", "0"),
+    ] {
+        let arg = format!("{flag}={value}");
+        let o = run_with("0.1", mpath.to_str().unwrap(), &[&arg]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+        assert!(
+            !dir.path().join("o").exists(),
+            "{flag} {value} wrote output"
+        );
+    }
     let o = run("-1", mpath.to_str().unwrap());
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--eps"));
@@ -186,4 +218,66 @@ fn lipschitz_cli_recurjac_column() {
     }
     let man = std::fs::read_to_string(dir.path().join("lenet/manifest.json")).unwrap();
     assert!(man.contains("max-pool, residual") && man.contains("recurjac_max_work"));
+}
+
+/// `lipschitz --shard k/N` then `merge` through the binary: the merged files equal one run's
+/// (apart from summary's seconds rows), a merge of shards from two runs exits 2 with one line,
+/// `--shard` out of range exits 2, and `reproduce --manifest` re-runs the shards and the merge.
+#[test]
+fn lipschitz_cli_shards_merge_and_reproduce() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = mlp([1, 8, 8], &[12], 10, 5);
+    let mpath = dir.path().join("m.safetensors");
+    m.save(&mpath).unwrap();
+    let oodcert = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .current_dir(dir.path())
+            .env("OODCERT_NO_FETCH", "1")
+            .output()
+            .unwrap()
+    };
+    let lip = |out: &str, extra: &[&str]| {
+        let mut a = vec!["lipschitz", "--model", mpath.to_str().unwrap()];
+        a.extend(["--data", "digits8:test", "--norm", "linf", "--eps", "0.01"]);
+        a.extend(["--limit", "5", "--samples", "8", "--pgd-steps", "3"]);
+        a.extend(["--clever-batches", "4", "--clever-samples", "4", "--quiet"]);
+        a.extend(["--out", out]);
+        a.extend(extra);
+        oodcert(&a)
+    };
+    let ok = |o: std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    ok(lip("one", &[]));
+    ok(lip("s0", &["--shard", "0/2"]));
+    ok(lip("s1", &["--shard", "1/2"]));
+    ok(oodcert(&["merge", "--out", "all", "s1", "s0"]));
+    let read = |p: &str| std::fs::read_to_string(dir.path().join(p)).unwrap();
+    assert_eq!(read("one/lipschitz.csv"), read("all/lipschitz.csv"));
+    let untimed = |p: &str| {
+        read(p)
+            .lines()
+            .filter(|l| !l.starts_with("seconds_"))
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(untimed("one/summary.csv"), untimed("all/summary.csv"));
+    ok(lip("t1", &["--shard", "1/2", "--seed", "1"]));
+    let o = oodcert(&["merge", "--out", "bad", "s0", "t1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!dir.path().join("bad").exists());
+    let o = lip("s2", &["--shard", "2/2"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!dir.path().join("s2").exists());
+    ok(oodcert(&[
+        "reproduce",
+        "--manifest",
+        "all/manifest.json",
+        "--out",
+        "again",
+    ]));
+    assert!(read("again/reproduce_diff.csv").lines().count() >= 10);
 }

@@ -10,7 +10,7 @@ use oodcert::lipschitz::empirical::{GradOracle, PgdConfig, extreme_score_by_pgd,
 use oodcert::lipschitz::global_bound;
 use oodcert::lipschitz::radius::{
     bound_prop_certify, energy_bounds_ibp, is_ood, lipschitz_certify, lipschitz_radius,
-    search_radius,
+    search_radius_from,
 };
 use oodcert::model::Arch;
 
@@ -87,22 +87,34 @@ fn pgd_on_s_never_crosses_gamma_inside_certified_radii() {
     sorted.sort_by(f64::total_cmp);
     let gamma = sorted[sorted.len() / 2];
     let mut certified = [0usize; 2];
+    let mut beyond_start = 0usize;
     for norm in [Norm::L2, Norm::Linf] {
         let global = global_bound(&net, norm).unwrap().value;
         for (x, &s) in xs.iter().zip(&scores) {
             let base = Ball::new(x.clone(), 0.0, norm, false).unwrap();
-            let r_lip = search_radius(
+            // Searched upward from a small ε to the pixel box's diameter (√16 = 4 for ℓ2, 1 for
+            // ℓ∞), as `oodcert lipschitz` does.
+            let (start, r_max) = match norm {
+                Norm::L2 => (0.02, 4.0),
+                Norm::Linf => (0.005, 1.0),
+            };
+            let r_lip = search_radius_from(
                 |e| lipschitz_certify(&net, &base.with_eps(e), 1.0, s, gamma, global),
-                1.0,
+                start,
+                r_max,
                 14,
             )
             .unwrap();
-            let r_bp = search_radius(
+            let r_bp = search_radius_from(
                 |e| bound_prop_certify(&net, &base.with_eps(e), 1.0, s, gamma),
-                1.0,
+                start,
+                r_max,
                 14,
             )
             .unwrap();
+            for rad in [r_lip, r_bp] {
+                beyond_start += usize::from(rad > start);
+            }
             for (route, rad) in [(0, r_lip), (1, r_bp)] {
                 if rad <= 0.0 {
                     continue;
@@ -127,9 +139,9 @@ fn pgd_on_s_never_crosses_gamma_inside_certified_radii() {
             }
         }
     }
-    // The certificates are not vacuous on this model.
+    // The certificates are not vacuous on this model, and the search goes beyond its start.
     assert!(
-        certified[0] >= 20 && certified[1] >= 10,
-        "certified counts {certified:?}"
+        certified[0] >= 20 && certified[1] >= 10 && beyond_start >= 10,
+        "certified counts {certified:?}, {beyond_start} beyond the start"
     );
 }

@@ -1,7 +1,8 @@
-//! `oodcert merge`: joins the shard directories of one certify run into the output a single run
-//! would have written (byte for byte), after checking their manifests and slices; `provenance.json`
-//! records the merge command and each shard's own provenance (so `reproduce --manifest` can re-run
-//! the shards and the merge).
+//! `oodcert merge`: joins the shard directories of one certify or lipschitz run into the output a
+//! single run would have written (byte for byte, apart from wall-clock parts), after checking their
+//! manifests and slices. For certify, `provenance.json` records the merge command and each shard's
+//! own provenance; for lipschitz, `manifest.json` does (`config.shards`); either way `reproduce
+//! --manifest` can re-run the shards and the merge.
 
 use crate::error::Result;
 use crate::evidence::Manifest;
@@ -14,13 +15,33 @@ pub struct Args {
     /// Output directory.
     #[arg(long)]
     pub out: PathBuf,
-    /// Shard directories written by `oodcert certify --shard k/N`, one per k.
+    /// Shard directories written by `oodcert certify --shard k/N` or `oodcert lipschitz --shard
+    /// k/N`, one per k.
     #[arg(required = true)]
     pub shards: Vec<PathBuf>,
 }
 
 /// Runs `oodcert merge`.
 pub fn run(a: Args) -> Result<()> {
+    let lipschitz = a
+        .shards
+        .iter()
+        .filter(|d| d.join("lipschitz.csv").is_file())
+        .count();
+    if lipschitz > 0 {
+        if lipschitz != a.shards.len() {
+            return Err(crate::error::Error::BadInput(
+                "merge: some directories hold lipschitz.csv and some do not; merge the shards of one run".into(),
+            ));
+        }
+        crate::lipschitz::merge::merge(&a.out, &a.shards)?;
+        eprintln!(
+            "merge: {} Lipschitz shards into {}",
+            a.shards.len(),
+            a.out.display()
+        );
+        return Ok(());
+    }
     let t0 = std::time::Instant::now();
     crate::smoothing::merge::merge(&a.out, &a.shards)?;
     // Provenance of the merge: each shard's recorded command (null for a shard written before

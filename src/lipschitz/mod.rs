@@ -13,6 +13,16 @@ pub mod jacobian_lbp;
 pub mod jacobian_ops;
 pub mod jacobian_recursion;
 pub mod local;
+pub mod merge;
 pub mod nelder_mead;
+pub mod options;
+pub mod output;
 pub mod radius;
+pub mod record;
 pub mod recurjac;
+pub mod run;
+pub mod sample;
+pub mod summary;
+
+pub use options::{BoundsKind, Method, Options};
+pub use run::{Config, run};

@@ -1,8 +1,8 @@
 //! Certified radii (theory.md §2): with margin m = |γ − S(x)| and L(x, ε) a certified local
 //! Lipschitz bound on B(x, ε), every x' with ‖x' − x‖ < ε* = min(ε, m/L) gets the decision of x.
 //! The bound-propagation route certifies B(x, r) directly when the bounds of S over it stay on
-//! x's side of γ. Both are searched over ε by bisection: every radius evaluated yields a valid
-//! certificate, and the largest one is kept.
+//! x's side of γ. Both are searched over r up to a `radius_max` (not capped by ε): doubling from ε,
+//! then bisection; every radius evaluated yields a valid certificate, and the largest one is kept.
 
 use crate::bounds::round::next_down;
 
@@ -20,26 +20,59 @@ pub fn lipschitz_radius(margin: f64, lip: f64, eps: f64) -> f64 {
 /// Bisection over r ∈ (0, r_max] for the largest certifiable radius. `certify(r)` returns a
 /// radius certified using the ball of radius r (≤ r, or 0). Returns the best radius found.
 pub fn search_radius(
+    certify: impl FnMut(f64) -> crate::error::Result<f64>,
+    r_max: f64,
+    iters: usize,
+) -> crate::error::Result<f64> {
+    search_radius_from(certify, r_max, r_max, iters)
+}
+
+/// The largest certifiable radius in (0, r_max], searched from `start`: if the ball of radius
+/// `start` certifies itself, r doubles (capped at r_max) until a ball does not; then `iters`
+/// bisection steps between the largest self-certified radius (or the best certificate seen)
+/// and the smallest radius that failed. `certify(r)` returns a radius certified using the ball of
+/// radius r (≤ r, or 0); the maximum over every evaluated r is returned (each is a certificate on
+/// its own, so neither monotonicity nor the search order matters for soundness).
+pub fn search_radius_from(
     mut certify: impl FnMut(f64) -> crate::error::Result<f64>,
+    start: f64,
     r_max: f64,
     iters: usize,
 ) -> crate::error::Result<f64> {
     if r_max.is_nan() || r_max <= 0.0 {
         return Ok(0.0);
     }
-    let mut best = certify(r_max)?;
-    if best >= r_max {
-        return Ok(r_max);
+    let start = if start > 0.0 { start.min(r_max) } else { r_max };
+    let mut best = certify(start)?;
+    let mut hi = start;
+    if best >= start {
+        let mut r = start;
+        loop {
+            if r >= r_max {
+                return Ok(best);
+            }
+            r = (2.0 * r).min(r_max);
+            let c = certify(r)?;
+            best = best.max(c);
+            if c < r {
+                hi = r;
+                break;
+            }
+        }
     }
-    let (mut lo, mut hi) = (0.0, r_max);
+    let mut lo = best;
     for _ in 0..iters {
         let mid = 0.5 * (lo + hi);
+        if !(mid > lo && mid < hi) {
+            break;
+        }
         let c = certify(mid)?;
         best = best.max(c);
         if c >= mid {
             lo = mid;
         } else {
             hi = mid;
+            lo = lo.max(c);
         }
     }
     Ok(best)
@@ -153,4 +186,52 @@ pub fn lipschitz_certify_with(
         local.min(global),
         ball.eps,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::search_radius_from;
+
+    /// A ball of radius r certifies min(r, m / L(r)) with L growing in r, and the search finds
+    /// the fixed point r* = m / L(r*) beyond ε, never returns more than a value `certify`
+    /// returned, and stops at r_max.
+    #[test]
+    fn search_goes_beyond_eps_and_returns_an_evaluated_certificate() {
+        let lip = |r: f64| 1.0 + r * r; // r* solves r (1 + r²) = m
+        for (m, eps, r_max) in [(2.0, 0.1, 8.0), (0.05, 0.3, 8.0), (100.0, 0.1, 3.0)] {
+            let mut seen = Vec::new();
+            let best = search_radius_from(
+                |r| {
+                    let c = r.min(m / lip(r));
+                    seen.push(c);
+                    Ok(c)
+                },
+                eps,
+                r_max,
+                30,
+            )
+            .unwrap();
+            assert!(seen.contains(&best), "{best} was never certified");
+            // The exact fixed point, by bisection on r (1 + r²) = m.
+            let (mut lo, mut hi) = (0.0f64, 10.0f64);
+            for _ in 0..200 {
+                let mid = 0.5 * (lo + hi);
+                if mid * lip(mid) <= m {
+                    lo = mid
+                } else {
+                    hi = mid
+                }
+            }
+            let want = lo.min(r_max);
+            assert!(
+                best <= want + 1e-12 && best >= want - 1e-6,
+                "{m} {eps}: {best} vs {want}"
+            );
+        }
+        // A ball that always certifies itself: r_max.
+        assert_eq!(search_radius_from(Ok, 0.3, 8.0, 10).unwrap(), 8.0);
+        // Nothing certified: 0; ε = 0 starts at r_max.
+        assert_eq!(search_radius_from(|_| Ok(0.0), 0.0, 8.0, 10).unwrap(), 0.0);
+        assert_eq!(search_radius_from(Ok, 0.0, 8.0, 10).unwrap(), 8.0);
+    }
 }

@@ -6,7 +6,8 @@
 //! their command is in `provenance.json` beside it; given a certify `manifest.json`, the
 //! provenance beside it is used. A certify shard is re-run as the shard it was (`--shard k/N`
 //! pinned, whatever `env` resolved to); a merge is re-run as its shards, each from its own
-//! recorded command, then merged. Documented wall-clock outputs (certify.csv's `time` column,
+//! recorded command, then merged (a Lipschitz merge records its shards in its own
+//! `manifest.json`, `config.shards`). Documented wall-clock outputs (certify.csv's `time` column,
 //! zero with `--no-timing`; lipschitz summary.csv's `seconds_*` rows) are compared apart from
 //! those parts, against the original file when it still has its recorded SHA-256.
 
@@ -207,7 +208,7 @@ fn rerun_merge(prov: &Path, m: &Manifest, out: &Path) -> Result<Vec<DiffRow>> {
         };
         let new_dir = out.join("shards").join(i.to_string());
         replay(prov, &sm, &new_dir)?;
-        let new = Manifest::read(&new_dir.join(PROVENANCE))?;
+        let new = Manifest::read(&new_dir.join(record_file(&sm.command)))?;
         // The shard's original folder is resolved against the merge's working directory.
         let orig = m
             .cwd
@@ -224,11 +225,22 @@ fn rerun_merge(prov: &Path, m: &Manifest, out: &Path) -> Result<Vec<DiffRow>> {
     args.extend(dirs);
     eprintln!("oodcert reproduce: re-running `oodcert {}`", args.join(" "));
     super::subcommand(&args)?;
-    let new = Manifest::read(&out.join(PROVENANCE))?;
+    let name = prov.file_name().map_or(PROVENANCE.into(), |n| n.to_owned());
+    let new = Manifest::read(&out.join(name))?;
     let orig = prov.parent().unwrap_or(Path::new(".")).to_path_buf();
     let mut top = diff(m, &orig, &new, out, "")?;
     top.extend(rows);
     Ok(top)
+}
+
+/// The file a run of `command` records its command line in: certify's `provenance.json` (its
+/// manifest.json stays deterministic), every other command's `manifest.json`.
+fn record_file(command: &str) -> &'static str {
+    if command == "certify" {
+        PROVENANCE
+    } else {
+        "manifest.json"
+    }
 }
 
 /// The wall-clock parts of an output, set aside when comparing a re-run.
@@ -247,7 +259,7 @@ pub enum WallClock {
 pub fn wall_clock(command: &str, file: &str) -> Option<WallClock> {
     match (command, file) {
         ("certify" | "merge", "certify.csv") => Some(WallClock::Column(WALL_CLOCK_COLUMN)),
-        ("lipschitz", "summary.csv") => Some(WallClock::Rows {
+        ("lipschitz" | "merge", "summary.csv") => Some(WallClock::Rows {
             column: "quantity",
             prefix: "seconds_",
         }),

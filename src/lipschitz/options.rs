@@ -1,0 +1,224 @@
+//! The options of a Lipschitz run (`oodcert lipschitz`): which per-sample methods run, on which
+//! ball, with which budgets; [`Options::check`] refuses what cannot be run before anything starts.
+
+use crate::bounds::Norm;
+use crate::error::{Error, Result};
+use crate::lipschitz::clever::CleverConfig;
+use crate::lipschitz::empirical::PgdConfig;
+use crate::lipschitz::local::{Head, PreBounds};
+use crate::score::ScoreKind;
+use serde::Serialize;
+
+/// The per-sample methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// ‖∇S(x)‖_q and max over uniform samples of the ball.
+    Sample,
+    /// PGD ascent on ‖∇S‖_q.
+    Pgd,
+    /// CLEVER estimate.
+    Clever,
+    /// FastLip certified local bound.
+    Local,
+    /// Certified global bound.
+    Global,
+    /// Certified radii (Lipschitz and bound-propagation routes).
+    Radius,
+    /// RecurJac certified local bound (dense/conv ReLU networks, max-pool, residual blocks; not in
+    /// the default set: about 2–6 s per sample on the MNIST MLP and LeNet; levels costlier than
+    /// `--recurjac-max-work` use FastLip's step).
+    Recurjac,
+}
+
+impl Method {
+    /// The methods run when none are named: all but RecurJac.
+    pub const DEFAULT: [Method; 6] = [
+        Method::Sample,
+        Method::Pgd,
+        Method::Clever,
+        Method::Local,
+        Method::Global,
+        Method::Radius,
+    ];
+}
+
+/// Bound propagation used for pre-activation boxes and bounds on S.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BoundsKind {
+    /// Interval bound propagation.
+    Ibp,
+    /// IBP ∩ CROWN (backward linear relaxation).
+    Crown,
+}
+
+/// What is computed for every sample, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// Perturbation norm.
+    pub norm: Norm,
+    /// Ball radius ε in pixel units.
+    pub eps: f64,
+    /// Intersect the ball with the pixel box [0,1].
+    pub unit_box: bool,
+    /// Methods to run (empty: [`Method::DEFAULT`]).
+    pub methods: Vec<Method>,
+    /// The score whose Lipschitz constant is bounded.
+    pub score: ScoreKind,
+    /// Temperature T of the energy.
+    pub temperature: f64,
+    /// Uniform samples of the ball for the sampling lower bound.
+    pub samples: usize,
+    /// PGD steps.
+    pub pgd_steps: usize,
+    /// PGD restarts.
+    pub pgd_restarts: usize,
+    /// CLEVER batches N_b.
+    pub clever_batches: usize,
+    /// CLEVER samples per batch N_s.
+    pub clever_samples: usize,
+    /// Bisection steps of the radius search.
+    pub radius_iters: usize,
+    /// Upper end of the radius search (default: [`Options::pixel_box_diameter`]).
+    pub radius_max: Option<f64>,
+    /// Pre-activation and logit bounds.
+    pub bounds: BoundsKind,
+    /// CROWN tightens a layer's box only when it has at most this many entries.
+    pub crown_max_dim: usize,
+    /// RecurJac's per-level work limit (multiply-adds per top row).
+    pub recurjac_max_work: f64,
+    /// Bound the local gradient with the box ∩ simplex softmax head.
+    pub simplex: bool,
+    /// Seed of the sampling, PGD and CLEVER draws.
+    pub seed: u64,
+}
+
+impl Options {
+    /// Refuses values no run can use (one line each, [`Error::BadInput`]).
+    pub fn check(&self) -> Result<()> {
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
+            return Err(Error::BadInput(format!(
+                "--eps must be finite and ≥ 0, got {}",
+                self.eps
+            )));
+        }
+        crate::score::check_temperature(self.temperature).map_err(|_| {
+            Error::BadInput(format!(
+                "--temperature must be finite and > 0, got {}",
+                self.temperature
+            ))
+        })?;
+        if let Some(r) = self.radius_max
+            && !(r.is_finite() && r > 0.0)
+        {
+            return Err(Error::BadInput(format!(
+                "--radius-max must be finite and > 0, got {r} (leave it out for the pixel box's diameter)"
+            )));
+        }
+        if let Some(r) = self.radius_max
+            && r < self.eps
+        {
+            return Err(Error::BadInput(format!(
+                "--radius-max {r} is below --eps {}: the search starts at ε (raise --radius-max or leave it out)",
+                self.eps
+            )));
+        }
+        if self.recurjac_max_work.is_nan() || self.recurjac_max_work <= 0.0 {
+            return Err(Error::BadInput(format!(
+                "--recurjac-max-work must be > 0, got {} (e.g. 1e10; inf recurses everywhere)",
+                self.recurjac_max_work
+            )));
+        }
+        if self.has(Method::Clever) && (self.clever_batches < 3 || self.clever_samples == 0) {
+            return Err(Error::BadInput(format!(
+                "CLEVER needs --clever-batches ≥ 3 and --clever-samples ≥ 1, got {} and {} (or leave clever out of --methods)",
+                self.clever_batches, self.clever_samples
+            )));
+        }
+        if self.has(Method::Pgd) && self.pgd_restarts == 0 {
+            return Err(Error::BadInput(
+                "--pgd-restarts must be ≥ 1 (or leave pgd out of --methods)".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The diameter of the pixel box [0,1]^n in the ball's norm: √n for ℓ2, 1 for ℓ∞ (the
+    /// default end of the radius search: no larger ball holds more valid images).
+    pub fn pixel_box_diameter(&self, n: usize) -> f64 {
+        match self.norm {
+            Norm::L2 => (n as f64).sqrt(),
+            Norm::Linf => 1.0,
+        }
+    }
+
+    /// The upper end of the radius search for inputs of `n` values (never below ε).
+    pub fn radius_max(&self, n: usize) -> f64 {
+        self.radius_max
+            .unwrap_or_else(|| self.pixel_box_diameter(n).max(self.eps))
+    }
+
+    /// The methods to run: the named ones, or [`Method::DEFAULT`].
+    pub fn methods(&self) -> Vec<Method> {
+        if self.methods.is_empty() {
+            Method::DEFAULT.to_vec()
+        } else {
+            self.methods.clone()
+        }
+    }
+
+    /// Whether `m` runs.
+    pub fn has(&self, m: Method) -> bool {
+        if self.methods.is_empty() {
+            Method::DEFAULT.contains(&m)
+        } else {
+            self.methods.contains(&m)
+        }
+    }
+
+    /// The pre-activation bounds of the local bound and the bound-propagation radius.
+    pub fn pre(&self) -> PreBounds {
+        match self.bounds {
+            BoundsKind::Ibp => PreBounds::Ibp,
+            BoundsKind::Crown => PreBounds::Crown {
+                max_dim: self.crown_max_dim,
+            },
+        }
+    }
+
+    /// FastLip's softmax head.
+    pub fn head(&self) -> Head {
+        if self.simplex {
+            Head::Simplex
+        } else {
+            Head::Box
+        }
+    }
+
+    /// PGD's configuration.
+    pub fn pgd(&self) -> PgdConfig {
+        PgdConfig {
+            steps: self.pgd_steps,
+            restarts: self.pgd_restarts,
+            ..Default::default()
+        }
+    }
+
+    /// CLEVER's configuration.
+    pub fn clever(&self) -> CleverConfig {
+        CleverConfig {
+            batches: self.clever_batches,
+            per_batch: self.clever_samples,
+        }
+    }
+
+    /// The ball's name in the CSV: the norm, with `∩[0,1]` when clipped to the pixel box.
+    pub fn ball_name(&self) -> String {
+        format!(
+            "{}{}",
+            self.norm.name(),
+            if self.unit_box { "∩[0,1]" } else { "" }
+        )
+    }
+}

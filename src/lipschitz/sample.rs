@@ -1,0 +1,258 @@
+//! The analysis of one sample: S(x) and ‖∇S(x)‖, the empirical lower bounds (sampling, PGD,
+//! CLEVER), the certified local bounds of every requested method on B(x, ε), and the certified
+//! radii. A new local-bound method is a [`Method`] variant and one arm in [`Analyser::local`].
+
+use super::clever::clever;
+use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
+use super::local::fastlip_with;
+use super::options::{Method, Options};
+use super::radius::{bound_prop_certify_with, lipschitz_radius, search_radius_from};
+use super::record::LipschitzRecord;
+use super::recurjac::{recurjac_limited, unsupported};
+use super::summary::{Timings, stage};
+use crate::bounds::{Ball, Net};
+use crate::error::{Error, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+/// The randomness of the sample with original index `index` (sampling, PGD starts, CLEVER):
+/// ChaCha8 keyed by `seed`, stream `index`. A sample's lower bounds so depend only on (seed,
+/// index), not on which other samples a run or a shard of it holds.
+pub fn sample_rng(seed: u64, index: usize) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(index as u64);
+    rng
+}
+
+/// What every sample of a run shares: the network, its gradient oracle, the options, γ and the
+/// global bound.
+pub struct Analyser<'a> {
+    /// The network in f64 (bounds).
+    pub net: &'a Net,
+    /// S and ∇S by autodiff (lower bounds).
+    pub oracle: GradOracle<'a>,
+    /// The run's options.
+    pub opts: &'a Options,
+    /// The threshold γ.
+    pub gamma: f64,
+    /// The certified global bound, when computed.
+    pub global: Option<f64>,
+    /// Why RecurJac cannot run on this network (when it was requested).
+    pub recurjac_skip: Option<String>,
+    /// The upper end of the radius search.
+    pub radius_max: f64,
+}
+
+/// The certified local bounds on one ball, per method.
+#[derive(Debug, Clone, Default)]
+struct LocalBounds {
+    /// FastLip (the `local` method, or needed by `radius`).
+    fastlip: Option<f64>,
+    /// RecurJac: its value, the FastLip box ∩ simplex value on its boxes, the sound minimum, and
+    /// its rule's name (or why it did not run).
+    recurjac: Option<(f64, f64, f64)>,
+    recurjac_rule: Option<String>,
+}
+
+impl LocalBounds {
+    /// The smallest certified local bound (the `upper_local` column).
+    fn best(&self) -> Option<f64> {
+        let rj = self.recurjac.map(|r| r.2);
+        match (self.fastlip, rj) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+impl<'a> Analyser<'a> {
+    /// The shared state of a run; logs on stderr when RecurJac cannot run on `net`.
+    pub fn new(
+        net: &'a Net,
+        oracle: GradOracle<'a>,
+        opts: &'a Options,
+        gamma: f64,
+        global: Option<f64>,
+        radius_max: f64,
+    ) -> Analyser<'a> {
+        let recurjac_skip = if opts.has(Method::Recurjac) {
+            unsupported(net).map(|why| format!("not supported: {why}"))
+        } else {
+            None
+        };
+        if let Some(why) = &recurjac_skip {
+            eprintln!("oodcert lipschitz: RecurJac {why} (column upper_recurjac left empty)");
+        }
+        Analyser {
+            net,
+            oracle,
+            opts,
+            gamma,
+            global,
+            recurjac_skip,
+            radius_max,
+        }
+    }
+
+    /// The certified local bounds of the requested methods on `ball`, cheapest first, stopping
+    /// once the best is ≤ `enough` (0: run them all; the radius search passes m/r, below which
+    /// the ball of radius r certifies itself whatever the costlier methods would give). `first`:
+    /// the run's first sample, which logs RecurJac's skipped levels.
+    fn local(
+        &self,
+        ball: &Ball,
+        first: bool,
+        enough: f64,
+        times: &mut Timings,
+    ) -> Result<LocalBounds> {
+        let o = self.opts;
+        let mut out = LocalBounds::default();
+        let t = Instant::now();
+        if o.has(Method::Local) || o.has(Method::Radius) {
+            out.fastlip =
+                Some(fastlip_with(self.net, ball, o.temperature, o.head(), o.pre())?.value);
+        }
+        times.stages[stage::LOCAL] += t.elapsed().as_secs_f64();
+        if out.best().is_some_and(|b| b <= enough) {
+            return Ok(out);
+        }
+        let t = Instant::now();
+        if o.has(Method::Recurjac) {
+            if let Some(why) = &self.recurjac_skip {
+                out.recurjac_rule = Some(why.clone());
+            } else {
+                let rj =
+                    recurjac_limited(self.net, ball, o.temperature, o.pre(), o.recurjac_max_work)?;
+                if first && rj.skipped_levels > 0 {
+                    eprintln!(
+                        "oodcert lipschitz: RecurJac: {} levels would cost more than \
+                         --recurjac-max-work {:e} multiply-adds per row and use FastLip's step \
+                         (raise the flag to recurse there)",
+                        rj.skipped_levels, o.recurjac_max_work
+                    );
+                }
+                out.recurjac = Some((rj.recurjac_value, rj.fastlip_value, rj.value));
+                out.recurjac_rule = Some(rj.rule.name().to_string());
+            }
+        }
+        times.stages[stage::RECURJAC] += t.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    /// The analysis of image `x` (original index `index`, label `label`), drawing the sampling,
+    /// PGD and CLEVER randomness from `rng`; adds each stage's seconds to `times`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn analyse(
+        &self,
+        index: usize,
+        label: i64,
+        is_id: bool,
+        x: Vec<f64>,
+        first: bool,
+        rng: &mut ChaCha8Rng,
+        times: &mut Timings,
+    ) -> Result<LipschitzRecord> {
+        let o = self.opts;
+        let ball = Ball::new(x.clone(), o.eps, o.norm, o.unit_box)?;
+        let t = Instant::now();
+        let sg = self.oracle.score_grads(std::slice::from_ref(&x))?;
+        let (score, g) = sg
+            .first()
+            .ok_or_else(|| Error::Internal("no score".into()))?;
+        let score = *score;
+        let mut row = LipschitzRecord {
+            index,
+            label,
+            is_id,
+            score,
+            threshold: self.gamma,
+            norm: o.norm.name().to_string(),
+            ball: o.ball_name(),
+            eps: o.eps,
+            grad_norm: Some(o.norm.dual_norm(g)),
+            ..Default::default()
+        };
+        if o.has(Method::Sample) {
+            row.lower_sample = Some(lower_by_sampling(&self.oracle, &ball, o.samples, rng)?);
+        }
+        times.stages[stage::SAMPLE] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        if o.has(Method::Pgd) {
+            row.lower_pgd = Some(lower_by_pgd(&self.oracle, &ball, &o.pgd(), rng)?);
+        }
+        times.stages[stage::PGD] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        if o.has(Method::Clever) {
+            let fit = clever(&self.oracle, &ball, &o.clever(), rng)?;
+            row.clever = Some(fit.estimate);
+            row.clever_ks = Some(fit.ks_stat);
+        }
+        times.stages[stage::CLEVER] += t.elapsed().as_secs_f64();
+        let local = self.local(&ball, first, 0.0, times)?;
+        row.upper_local = local.best();
+        if let Some((rj, simplex, _)) = local.recurjac {
+            row.upper_recurjac = Some(rj);
+            row.fastlip_simplex = Some(simplex);
+        }
+        row.recurjac_rule = local.recurjac_rule;
+        row.upper_global = self.global;
+        if o.has(Method::Radius) {
+            self.radii(&ball, &mut row, times)?;
+        }
+        Ok(row)
+    }
+
+    /// The certified radii of `row`'s sample: at ε, and the largest found by each route in
+    /// (0, radius_max] (doubling from ε, then bisection). The Lipschitz route certifies
+    /// min(r, m / L(x, r)) from the ball of radius r, L the smallest of every requested local
+    /// bound on that ball and the global bound; the bound-propagation route certifies r when S's
+    /// bounds on B(x, r) stay on x's side of γ.
+    fn radii(&self, ball: &Ball, row: &mut LipschitzRecord, times: &mut Timings) -> Result<()> {
+        let o = self.opts;
+        let (score, gamma) = (row.score, self.gamma);
+        let margin = (gamma - score).abs();
+        let t = Instant::now();
+        let gv = self.global.unwrap_or(f64::INFINITY);
+        let at_eps = row.upper_local.unwrap_or(f64::INFINITY).min(gv);
+        row.radius_at_eps = Some(lipschitz_radius(margin, at_eps, o.eps));
+        let mut scratch = Timings::default();
+        row.radius_lipschitz = Some(search_radius_from(
+            |r| {
+                // The ε-ball's bounds are already known (the row's upper_local).
+                let l = if r == o.eps {
+                    at_eps
+                } else if gv <= margin / r {
+                    gv // the global bound alone certifies the ball
+                } else {
+                    let b = ball.with_eps(r);
+                    let local = self.local(&b, false, margin / r, &mut scratch)?;
+                    local.best().unwrap_or(f64::INFINITY).min(gv)
+                };
+                Ok(lipschitz_radius(margin, l, r))
+            },
+            o.eps,
+            self.radius_max,
+            o.radius_iters,
+        )?);
+        times.stages[stage::RADIUS_LIPSCHITZ] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        row.radius_bound_prop = Some(search_radius_from(
+            |r| {
+                bound_prop_certify_with(
+                    self.net,
+                    &ball.with_eps(r),
+                    o.temperature,
+                    score,
+                    gamma,
+                    o.pre(),
+                )
+            },
+            o.eps,
+            self.radius_max,
+            o.radius_iters,
+        )?);
+        times.stages[stage::RADIUS_BOUND_PROP] += t.elapsed().as_secs_f64();
+        Ok(())
+    }
+}
