@@ -29,6 +29,10 @@ pub enum Method {
     /// the default set: about 2–6 s per sample on the MNIST MLP and LeNet; levels costlier than
     /// `--recurjac-max-work` use FastLip's step).
     Recurjac,
+    /// Linear bound propagation on the Jacobian graph (Shi et al. 2022), min with FastLip: not in
+    /// the default set; its value enters `upper_local` (the best requested local bound) and its
+    /// seconds the `local` stage.
+    Jacobian,
 }
 
 impl Method {

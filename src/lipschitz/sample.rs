@@ -4,6 +4,7 @@
 
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
+use super::jacobian_lbp::{LbpConfig, jacobian_lbp};
 use super::local::fastlip_with;
 use super::options::{Method, Options};
 use super::radius::{bound_prop_certify_with, lipschitz_radius, search_radius_from};
@@ -53,16 +54,17 @@ struct LocalBounds {
     /// its rule's name (or why it did not run).
     recurjac: Option<(f64, f64, f64)>,
     recurjac_rule: Option<String>,
+    /// The Jacobian bound propagation (its sound minimum with FastLip).
+    jacobian: Option<f64>,
 }
 
 impl LocalBounds {
     /// The smallest certified local bound (the `upper_local` column).
     fn best(&self) -> Option<f64> {
-        let rj = self.recurjac.map(|r| r.2);
-        match (self.fastlip, rj) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.fastlip, self.recurjac.map(|r| r.2), self.jacobian]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
     }
 }
 
@@ -112,6 +114,30 @@ impl<'a> Analyser<'a> {
         if o.has(Method::Local) || o.has(Method::Radius) {
             out.fastlip =
                 Some(fastlip_with(self.net, ball, o.temperature, o.head(), o.pre())?.value);
+        }
+        if o.has(Method::Jacobian) && !out.best().is_some_and(|b| b <= enough) {
+            if let Some(why) = unsupported(self.net) {
+                if first {
+                    eprintln!("oodcert lipschitz: the Jacobian bound does not support {why}");
+                }
+            } else {
+                let jb = jacobian_lbp(
+                    self.net,
+                    ball,
+                    o.temperature,
+                    o.pre(),
+                    LbpConfig::default(),
+                )?;
+                if first {
+                    eprintln!(
+                        "oodcert lipschitz: Jacobian bound {:.6e} (rule {}, FastLip {:.6e})",
+                        jb.value,
+                        jb.rule.name(),
+                        jb.fastlip_value
+                    );
+                }
+                out.jacobian = Some(jb.value);
+            }
         }
         times.stages[stage::LOCAL] += t.elapsed().as_secs_f64();
         if out.best().is_some_and(|b| b <= enough) {
