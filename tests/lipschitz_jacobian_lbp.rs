@@ -436,3 +436,56 @@ fn unsupported_networks_are_refused_with_a_reason() {
         other => panic!("expected BadInput, got {other:?}"),
     }
 }
+
+/// `oodcert lipschitz --methods …,jacobian` through the binary, on an MLP and a LeNet: the run
+/// succeeds, stderr names the winning rule, PGD lower ≤ upper_local, and upper_local is at most
+/// the FastLip-only run's on every sample (it is the minimum of the requested local bounds).
+#[test]
+fn lipschitz_cli_jacobian_method() {
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = mlp([1, 8, 8], &[16, 12], 10, 4);
+    let mpath = dir.path().join("m.safetensors");
+    m.save(&mpath).unwrap();
+    let (l, _) = model(Arch::Lenet, [1, 12, 12], 10, 4);
+    let lpath = dir.path().join("l.safetensors");
+    l.save(&lpath).unwrap();
+    let run = |model: &std::path::Path, methods: &str, out: &str| {
+        let out = dir.path().join(out);
+        let o = Command::new(env!("CARGO_BIN_EXE_oodcert"))
+            .args(["lipschitz", "--model", model.to_str().unwrap()])
+            .args(["--data", "digits8:test", "--norm", "linf", "--eps", "0.01"])
+            .args(["--limit", "4", "--pgd-steps", "5", "--box", "--quiet"])
+            .args(["--methods", methods, "--out", out.to_str().unwrap()])
+            .env("OODCERT_NO_FETCH", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        let mut rd = csv::Reader::from_path(out.join("lipschitz.csv")).unwrap();
+        let h = rd.headers().unwrap().clone();
+        let at = |n: &str| h.iter().position(|x| x == n).unwrap();
+        let (pgd, up) = (at("lower_pgd"), at("upper_local"));
+        let rows: Vec<(f64, f64)> = rd
+            .records()
+            .map(|r| {
+                let r = r.unwrap();
+                (r[pgd].parse().unwrap(), r[up].parse().unwrap())
+            })
+            .collect();
+        (rows, err)
+    };
+    for (name, path) in [("mlp", &mpath), ("lenet", &lpath)] {
+        let (fl, _) = run(path, "pgd,local", &format!("{name}-fl"));
+        let (jb, err) = run(path, "pgd,local,jacobian", &format!("{name}-jb"));
+        assert!(
+            err.contains("Jacobian bound") && err.contains("rule"),
+            "{err}"
+        );
+        assert_eq!(fl.len(), 4);
+        for ((p, a), (_, b)) in fl.iter().zip(&jb) {
+            assert!(p <= b, "{name}: PGD {p} > upper_local {b}");
+            assert!(b <= a, "{name}: with jacobian {b} > FastLip only {a}");
+        }
+    }
+}

@@ -121,13 +121,8 @@ impl<'a> Analyser<'a> {
                     eprintln!("oodcert lipschitz: the Jacobian bound does not support {why}");
                 }
             } else {
-                let jb = jacobian_lbp(
-                    self.net,
-                    ball,
-                    o.temperature,
-                    o.pre(),
-                    LbpConfig::default(),
-                )?;
+                let jb =
+                    jacobian_lbp(self.net, ball, o.temperature, o.pre(), LbpConfig::default())?;
                 if first {
                     eprintln!(
                         "oodcert lipschitz: Jacobian bound {:.6e} (rule {}, FastLip {:.6e})",

@@ -30,15 +30,14 @@ pub(crate) fn l1(g: &Interval) -> (Vec<f64>, f64) {
     let n = g.len();
     let mut v = vec![0.0; n];
     let mut b = 0.0;
-    for i in 0..n {
-        let (lo, hi) = (g.lo[i], g.hi[i]);
+    for ((vi, &lo), &hi) in v.iter_mut().zip(&g.lo).zip(&g.hi) {
         if lo >= 0.0 {
-            v[i] = 1.0;
+            *vi = 1.0;
         } else if hi <= 0.0 {
-            v[i] = -1.0;
+            *vi = -1.0;
         } else {
             let (s, c) = chord(f64::abs, lo, hi);
-            v[i] = s;
+            *vi = s;
             b += c;
         }
     }
@@ -54,9 +53,9 @@ pub(crate) fn l2_squared(g: &Interval) -> (Vec<f64>, f64) {
     let mut v = vec![0.0; n];
     let mut b = 0.0;
     let mut mag = 0.0;
-    for i in 0..n {
-        let (s, c) = chord(|x| x * x, g.lo[i], g.hi[i]);
-        v[i] = s;
+    for ((vi, &lo), &hi) in v.iter_mut().zip(&g.lo).zip(&g.hi) {
+        let (s, c) = chord(|x| x * x, lo, hi);
+        *vi = s;
         b += c;
         mag += c.abs();
     }
