@@ -439,7 +439,8 @@ fn unsupported_networks_are_refused_with_a_reason() {
 
 /// `oodcert lipschitz --methods …,jacobian` through the binary, on an MLP and a LeNet: the run
 /// succeeds, stderr names the winning rule, PGD lower ≤ upper_local, and upper_local is at most
-/// the FastLip-only run's on every sample (it is the minimum of the requested local bounds).
+/// the FastLip-only run's on every sample (it is the minimum of the requested local bounds); a
+/// negative `--jacobian-max-work` exits 2 with one line and writes nothing.
 #[test]
 fn lipschitz_cli_jacobian_method() {
     use std::process::Command;
@@ -475,6 +476,21 @@ fn lipschitz_cli_jacobian_method() {
             .collect();
         (rows, err)
     };
+    let bad = Command::new(env!("CARGO_BIN_EXE_oodcert"))
+        .args(["lipschitz", "--model", mpath.to_str().unwrap()])
+        .args(["--data", "digits8:test", "--norm", "linf", "--eps", "0.01"])
+        .args(["--methods", "pgd,jacobian", "--jacobian-max-work=-1"])
+        .args(["--out", dir.path().join("bad").to_str().unwrap()])
+        .env("OODCERT_NO_FETCH", "1")
+        .output()
+        .unwrap();
+    let msg = String::from_utf8_lossy(&bad.stderr);
+    assert_eq!(bad.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains("--jacobian-max-work") && msg.trim().lines().count() == 1,
+        "{msg}"
+    );
+    assert!(!dir.path().join("bad").exists());
     for (name, path) in [("mlp", &mpath), ("lenet", &lpath)] {
         let (fl, _) = run(path, "pgd,local", &format!("{name}-fl"));
         let (jb, err) = run(path, "pgd,local,jacobian", &format!("{name}-jb"));

@@ -92,6 +92,8 @@ pub struct Options {
     pub crown_max_dim: usize,
     /// RecurJac's per-level work limit (multiply-adds per top row).
     pub recurjac_max_work: f64,
+    /// The Jacobian bound's budget for tightening gradient boxes (multiply-adds, all rows).
+    pub jacobian_max_work: f64,
     /// Bound the local gradient with the box ∩ simplex softmax head.
     pub simplex: bool,
     /// Seed of the sampling, PGD and CLEVER draws.
@@ -132,6 +134,12 @@ impl Options {
             return Err(Error::BadInput(format!(
                 "--recurjac-max-work must be > 0, got {} (e.g. 1e10; inf recurses everywhere)",
                 self.recurjac_max_work
+            )));
+        }
+        if self.jacobian_max_work.is_nan() || self.jacobian_max_work < 0.0 {
+            return Err(Error::BadInput(format!(
+                "--jacobian-max-work must be ≥ 0, got {} (e.g. 3e9; 0 tightens no gradient box)",
+                self.jacobian_max_work
             )));
         }
         if self.has(Method::Clever) && (self.clever_batches < 3 || self.clever_samples == 0) {

@@ -121,8 +121,11 @@ impl<'a> Analyser<'a> {
                     eprintln!("oodcert lipschitz: the Jacobian bound does not support {why}");
                 }
             } else {
-                let jb =
-                    jacobian_lbp(self.net, ball, o.temperature, o.pre(), LbpConfig::default())?;
+                let cfg = LbpConfig {
+                    refine_max_work: o.jacobian_max_work,
+                    ..LbpConfig::default()
+                };
+                let jb = jacobian_lbp(self.net, ball, o.temperature, o.pre(), cfg)?;
                 if first {
                     eprintln!(
                         "oodcert lipschitz: Jacobian bound {:.6e} (rule {}, FastLip {:.6e})",
