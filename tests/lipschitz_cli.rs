@@ -134,6 +134,10 @@ fn lipschitz_cli_rejects_bad_flags() {
         ("--recurjac-max-work", "0"),
         ("--clever-batches", "2"),
         ("--pgd-restarts", "0"),
+        ("--bab-budget", "0"),
+        ("--bab-budget", "-1"),
+        ("--bab-budget", "NaN"),
+        ("--bab-max-domains", "0"),
     ] {
         let arg = format!("{flag}={value}");
         let o = run_with("0.1", mpath.to_str().unwrap(), &[&arg]);
@@ -218,6 +222,56 @@ fn lipschitz_cli_recurjac_column() {
     }
     let man = std::fs::read_to_string(dir.path().join("lenet/manifest.json")).unwrap();
     assert!(man.contains("max-pool, residual") && man.contains("recurjac_max_work"));
+}
+
+/// `--methods …,bab --bab-max-domains N`: the upper_bab, bab_lower and bab_domains columns;
+/// PGD lower ≤ BaB ≤ RecurJac (the root is RecurJac on the same boxes), upper_local = the
+/// minimum, the domain budget respected; and the same run twice gives the same BaB columns.
+#[test]
+fn lipschitz_cli_bab_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, _) = mlp([1, 8, 8], &[16, 12], 10, 4);
+    let mpath = dir.path().join("m.safetensors");
+    m.save(&mpath).unwrap();
+    let run = |out: &std::path::Path| {
+        let o = Command::new(BIN)
+            .args(["lipschitz", "--model", mpath.to_str().unwrap()])
+            .args(["--data", "digits8:test", "--norm", "l2", "--eps", "0.3"])
+            .args(["--limit", "3", "--pgd-steps", "5", "--quiet"])
+            .args([
+                "--methods",
+                "pgd,local,recurjac,bab",
+                "--bab-max-domains",
+                "40",
+            ])
+            .args(["--bab-budget", "600", "--out", out.to_str().unwrap()])
+            .env("OODCERT_NO_FETCH", "1")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let mut rd = csv::Reader::from_path(out.join("lipschitz.csv")).unwrap();
+        let h = rd.headers().unwrap().clone();
+        let rows: Vec<csv::StringRecord> = rd.records().map(|r| r.unwrap()).collect();
+        (h, rows)
+    };
+    let (h, rows) = run(&dir.path().join("a"));
+    let at = |n: &str| h.iter().position(|x| x == n).unwrap();
+    assert_eq!(rows.len(), 3);
+    for r in &rows {
+        let f = |n: &str| -> f64 { r[at(n)].parse().unwrap() };
+        assert!(f("lower_pgd") <= f("bab_lower") && f("bab_lower") <= f("upper_bab"));
+        assert!(f("upper_bab") <= f("upper_recurjac") * (1.0 + 1e-12));
+        assert_eq!(f("upper_local"), f("upper_bab").min(f("upper_recurjac")));
+        assert!(f("bab_domains") <= 41.0);
+    }
+    let s = std::fs::read_to_string(dir.path().join("a/summary.csv")).unwrap();
+    assert!(s.contains("tightness_bab_over_pgd") && s.contains("seconds_per_sample_bab"));
+    let (_, again) = run(&dir.path().join("b"));
+    for (r, q) in rows.iter().zip(&again) {
+        for c in ["upper_bab", "bab_domains"] {
+            assert_eq!(r[at(c)], q[at(c)]);
+        }
+    }
 }
 
 /// `lipschitz --shard k/N` then `merge` through the binary: the merged files equal one run's

@@ -56,6 +56,8 @@ fn config(dir: &Path, out: &str) -> Config {
             jacobian_max_work: 3e9,
             simplex: false,
             seed: 3,
+            bab_budget: 10.0,
+            bab_max_domains: None,
         },
     }
 }

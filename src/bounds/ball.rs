@@ -117,18 +117,25 @@ impl Ball {
 
     /// A lower bound of min aᵀx over the set (rounded down): aᵀx₀ − ε‖a‖_q, and for the box
     /// intersection also the box minimum Σ min(aᵢlᵢ, aᵢuᵢ); the larger of the two.
-    #[allow(clippy::needless_range_loop)]
     pub fn min_linear(&self, a: &[f64]) -> f64 {
+        let b = self.unit_box.then(|| self.to_box());
+        self.min_linear_in(a, b.as_ref())
+    }
+
+    /// [`Ball::min_linear`] with the set's box (`to_box()`, needed only when `unit_box`) computed
+    /// once by the caller: many rows are concretised over the same ball.
+    #[allow(clippy::needless_range_loop)]
+    pub fn min_linear_in(&self, a: &[f64], unit_box: Option<&Interval>) -> f64 {
         let n = a.len();
         let e = super::round::dot_err(n);
         let dot: f64 = a.iter().zip(&self.center).map(|(a, x)| a * x).sum();
         let mag: f64 = a.iter().zip(&self.center).map(|(a, x)| (a * x).abs()).sum();
         let qn = self.norm.dual_norm_up(a);
         let ball = next_down(dot - e * mag - next_up(self.eps * qn) - super::round::ABS_FLOOR);
-        if !self.unit_box {
-            return ball;
-        }
-        let b = self.to_box();
+        let b = match unit_box {
+            Some(b) if self.unit_box => b,
+            _ => return ball,
+        };
         let mut s = 0.0;
         let mut m = 0.0;
         for i in 0..n {

@@ -30,7 +30,7 @@ impl Conv {
 
     /// For kernel offset `a` along an axis of input size `n` and output size `no`: the output
     /// indices i whose input index i·s + a − p lies in [0, n).
-    fn range(&self, a: usize, n: usize, no: usize) -> (usize, usize) {
+    pub(crate) fn range(&self, a: usize, n: usize, no: usize) -> (usize, usize) {
         let s = self.stride as isize;
         let off = a as isize - self.pad as isize;
         // smallest i ≥ 0 with i·s + off ≥ 0

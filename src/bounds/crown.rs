@@ -1,30 +1,113 @@
-//! CROWN (Zhang et al. 2018): backward linear relaxation. A query row q at some node's output is
-//! carried backwards as a linear lower bound qᵀy ≥ λᵀh + c over every earlier node h, using each
+//! CROWN (Zhang et al. 2018): backward linear relaxation. Query rows q at some node's output are
+//! carried backwards as linear lower bounds qᵀy ≥ λᵀh + c over every earlier node h, using each
 //! ReLU's and max-pool's relaxation on its (IBP or CROWN) pre-activation box, then concretised
 //! over the ball (ℓ_p dual norm, and the [0,1] box when intersected). Upper bounds are lower
-//! bounds of −q. Pre-activation boxes of ReLU / max-pool inputs are tightened this way (IBP ∩
-//! CROWN) when their dimension is small enough, also inside residual blocks: there the query is
-//! walked back through the branch prefix, then through the network before the block (the two
-//! branches' linear forms add at the join; proof: proofs/lipschitz_crown.md).
+//! bounds of −q. Pre-activation boxes of ReLU / max-pool inputs and the logits are tightened this
+//! way (IBP ∩ CROWN), also inside residual blocks: there the query is walked back through the
+//! branch prefix, then through the network before the block (the two branches' linear forms add
+//! at the join; proof: proofs/lipschitz_crown.md).
+//!
+//! Scale. The rows travel as a block (a row-major matrix) and each linear layer maps the whole
+//! block at once ([`super::backsub`]: one GEMM for dense layers, the conv adjoint as a GEMM over
+//! patches or a scatter of sparse rows). Blocks hold at most [`BLOCK_BYTES`] of f64 at the widest
+//! layer on the path (two such buffers are live during a step), so memory per box is ≈ 128 MiB at
+//! most whatever the width. A box is computed when its estimated work — 2·dim rows × the dense
+//! multiply-adds of one row's walk, Σ over the path of out·in (dense), c_out·c_in·k²·h_o·w_o
+//! (conv), and the width of every other node — is at most the budget (`max_work`, default
+//! [`DEFAULT_MAX_WORK`]) and dim ≤ `max_dim`; the estimate ignores sparsity, so it is an upper
+//! bound (rows of unit queries stay sparse through convolutions). Measured on the loaded 2-core
+//! box: LeNet 28×28, every ReLU / max-pool input and the logits, ≈ 0.5 s per ball (the 1 600-wide
+//! conv2 box, est. 1.2·10⁹, is most of it); ResNet-18 32×32: only the logits (est. 1.1·10¹⁰) fit
+//! the default budget, the stem's box is the exact chain, every block box (est. 10¹²–10¹³) stays
+//! IBP's; the local bound takes 7.6 s per sample (BENCHMARKS.md has the tables).
+//! Skipped without loss: the input of a max-pool or ReLU that directly follows a ReLU whose input
+//! box was tightened (CROWN through that ReLU cannot beat relu of its own box), and every box of
+//! the affine chain before the first nonlinearity, which [`super::affine_ball`] bounds exactly
+//! over the ℓ_p ball at any width.
 //!
 //! Rounding: with stored λ exact, the computed λ' = fl(Aᵀλ) satisfies |λ' − Aᵀλ| ≤ γ|A|ᵀ|λ|, so
 //! λᵀA h ≥ λ'ᵀh − γ|λ|ᵀ(|A| M), M ≥ |h| on the node's input box; such terms are accumulated per
 //! row as `slack` and subtracted at the end (also for constants and relaxation products).
 
+use super::affine_ball::affine_chain_box;
+use super::backsub::backsub;
 use super::ibp::{Trace, ibp_node};
 use super::interval::Interval;
-use super::net::{Node, pool_windows};
+use super::net::{LinearOp, Node, pool_windows};
 use super::round::{ABS_FLOOR, dot_err, next_down};
 use super::{Ball, max_pool, relu};
 use crate::error::{Error, Result};
 
 const U2: f64 = 2.0 * f64::EPSILON;
 
-/// Linear lower bounds λᵀh + c − slack of query rows, carried backwards.
+/// Default work budget of one CROWN box: estimated multiply-adds (see the module doc).
+pub const DEFAULT_MAX_WORK: f64 = 2e10;
+
+/// Bytes of one block of query rows at the widest layer on the path.
+pub const BLOCK_BYTES: usize = 64 << 20;
+
+/// Which boxes CROWN computes: those of dimension ≤ `max_dim` whose estimated work is ≤
+/// `max_work` multiply-adds; `affine_chain` bounds the leading affine chain exactly over the ball
+/// (on by default; off only for ablations: that chain's boxes then come from IBP or CROWN).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CrownBudget {
+    pub max_dim: usize,
+    pub max_work: f64,
+    pub affine_chain: bool,
+}
+
+impl CrownBudget {
+    /// A dimension cap with the default work budget.
+    pub fn with_max_dim(max_dim: usize) -> CrownBudget {
+        CrownBudget {
+            max_dim,
+            max_work: DEFAULT_MAX_WORK,
+            affine_chain: true,
+        }
+    }
+
+    /// No dimension cap, the default work budget.
+    pub fn default_work() -> CrownBudget {
+        CrownBudget::with_max_dim(usize::MAX)
+    }
+
+    fn allows(&self, dim: usize, path: &[(&[Node], &[Trace])]) -> bool {
+        dim <= self.max_dim && 2.0 * dim as f64 * path_work(path) <= self.max_work
+    }
+}
+
+/// Linear lower bounds λᵀh + c − slack of `n` query rows (λ row-major, `dim` wide), carried
+/// backwards.
 struct Rows {
-    lam: Vec<Vec<f64>>,
+    n: usize,
+    dim: usize,
+    lam: Vec<f64>,
     c: Vec<f64>,
     slack: Vec<f64>,
+}
+
+impl Rows {
+    fn new(n: usize, dim: usize, lam: Vec<f64>) -> Rows {
+        Rows {
+            n,
+            dim,
+            lam,
+            c: vec![0.0; n],
+            slack: vec![0.0; n],
+        }
+    }
+
+    fn check(&self, what: &str, want: usize) -> Result<()> {
+        if self.dim != want || self.lam.len() != self.n * self.dim {
+            return Err(Error::Internal(format!(
+                "CROWN: {what} expects rows of length {want}, got {} ({} values, {} rows)",
+                self.dim,
+                self.lam.len(),
+                self.n
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
@@ -39,11 +122,11 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
         match node {
             Node::Affine(a) => {
                 let map = a.op.map();
+                rows.check("affine node", map.out_dim())?;
                 // λ' = Aᵀλ: each entry a sum of fan_out terms; |A|M itself is rounded (×2).
                 let e = 2.0 * dot_err(map.fan_out().max(map.fan_in()));
                 let am = map.apply(&m_in, true);
-                for r in 0..rows.lam.len() {
-                    let lam = &rows.lam[r];
+                for (r, lam) in rows.lam.chunks_exact(rows.dim.max(1)).enumerate() {
                     let s: f64 = lam.iter().zip(&am).map(|(l, m)| l.abs() * m).sum();
                     let mut slack = e * s;
                     if let Some(b) = &a.bias {
@@ -55,17 +138,19 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                         rows.c[r] += v;
                     }
                     rows.slack[r] += slack + ABS_FLOOR;
-                    rows.lam[r] = map.apply_t(lam, false);
                 }
+                rows.lam = backsub(&a.op, &rows.lam, rows.n)?;
+                rows.dim = map.in_dim();
             }
             Node::Relu => {
+                rows.check("ReLU", inp.len())?;
                 let rel: Vec<(f64, f64, f64)> = (0..inp.len())
                     .map(|j| relu::relaxation(inp.lo[j], inp.hi[j]))
                     .collect();
-                for r in 0..rows.lam.len() {
+                for (r, lam) in rows.lam.chunks_exact_mut(rows.dim.max(1)).enumerate() {
                     let mut s = 0.0;
                     for (j, &(al, au, bu)) in rel.iter().enumerate() {
-                        let l = rows.lam[r][j];
+                        let l = lam[j];
                         let nl = if l >= 0.0 {
                             l * al
                         } else {
@@ -74,7 +159,7 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                             l * au
                         };
                         s += nl.abs() * m_in[j];
-                        rows.lam[r][j] = nl;
+                        lam[j] = nl;
                     }
                     rows.slack[r] +=
                         U2 * (inp.len() as f64 + 2.0) * (s + rows.c[r].abs()) + ABS_FLOOR;
@@ -82,6 +167,7 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
             }
             Node::MaxPool2 { c, h, w } => {
                 let wins = pool_windows(*c, *h, *w);
+                rows.check("max-pool", wins.len())?;
                 let info: Vec<(usize, Vec<usize>, f64)> = wins
                     .iter()
                     .map(|win| {
@@ -96,11 +182,17 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                         (best, max_pool::candidates(inp, win), hi)
                     })
                     .collect();
-                for r in 0..rows.lam.len() {
-                    let mut nl = vec![0.0; inp.len()];
+                let d_in = inp.len();
+                let mut out = vec![0.0; rows.n * d_in];
+                for (r, (lam, nl)) in rows
+                    .lam
+                    .chunks_exact(rows.dim.max(1))
+                    .zip(out.chunks_exact_mut(d_in.max(1)))
+                    .enumerate()
+                {
                     let mut s = 0.0;
                     for (k, (best, cand, hi)) in info.iter().enumerate() {
-                        let l = rows.lam[r][k];
+                        let l = lam[k];
                         if l >= 0.0 {
                             nl[*best] += l; // max ≥ x_best
                         } else if cand.len() == 1 {
@@ -112,8 +204,9 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                     }
                     rows.slack[r] +=
                         U2 * (info.len() as f64 + 2.0) * (s + rows.c[r].abs()) + ABS_FLOOR;
-                    rows.lam[r] = nl;
                 }
+                rows.lam = out;
+                rows.dim = d_in;
             }
             Node::Residual { main, shortcut } => {
                 let (tm, ts) = match trace {
@@ -124,38 +217,29 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                         ));
                     }
                 };
-                let n = rows.lam.len();
-                let mut rm = Rows {
-                    lam: rows.lam.clone(),
-                    c: vec![0.0; n],
-                    slack: vec![0.0; n],
-                };
-                let mut rs = Rows {
-                    lam: std::mem::take(&mut rows.lam),
-                    c: vec![0.0; n],
-                    slack: vec![0.0; n],
-                };
+                let n = rows.n;
+                let mut rm = Rows::new(n, rows.dim, rows.lam.clone());
+                let mut rs = Rows::new(n, rows.dim, std::mem::take(&mut rows.lam));
                 backward(main, tm, &mut rm)?;
                 backward(shortcut, ts, &mut rs)?;
-                let mut lam = Vec::with_capacity(n);
+                rm.check("residual join (main)", inp.len())?;
+                rs.check("residual join (shortcut)", inp.len())?;
+                let d = inp.len();
+                let mut lam = rm.lam;
                 for r in 0..n {
                     let mut s = 0.0;
-                    let row: Vec<f64> = rm.lam[r]
-                        .iter()
-                        .zip(&rs.lam[r])
-                        .enumerate()
-                        .map(|(j, (a, b))| {
-                            s += (a.abs() + b.abs()) * m_in[j];
-                            a + b
-                        })
-                        .collect();
-                    lam.push(row);
+                    let (a, b) = (&mut lam[r * d..(r + 1) * d], &rs.lam[r * d..(r + 1) * d]);
+                    for j in 0..d {
+                        s += (a[j].abs() + b[j].abs()) * m_in[j];
+                        a[j] += b[j];
+                    }
                     let add = rm.c[r] + rs.c[r];
                     s += rows.c[r].abs() + rm.c[r].abs() + rs.c[r].abs() + add.abs();
                     rows.c[r] += add;
                     rows.slack[r] += rm.slack[r] + rs.slack[r] + U2 * s + ABS_FLOOR;
                 }
                 rows.lam = lam;
+                rows.dim = d;
             }
         }
     }
@@ -173,7 +257,7 @@ pub fn crown_lower(
     crown_lower_path(&[(nodes, traces)], ball, queries)
 }
 
-/// The CROWN box of the output of `nodes` (dimension `dim`), rows processed in chunks.
+/// The CROWN box of the output of `nodes` (dimension `dim`), rows processed in blocks.
 pub fn crown_box(nodes: &[Node], traces: &[Trace], ball: &Ball, dim: usize) -> Result<Interval> {
     crown_box_path(&[(nodes, traces)], ball, dim)
 }
@@ -188,85 +272,189 @@ pub fn crown_lower_path(
     queries: Vec<Vec<f64>>,
 ) -> Result<Vec<f64>> {
     let n = queries.len();
-    let mut rows = Rows {
-        lam: queries,
-        c: vec![0.0; n],
-        slack: vec![0.0; n],
-    };
+    let dim = queries.first().map_or(0, |q| q.len());
+    if queries.iter().any(|q| q.len() != dim) {
+        return Err(Error::Internal(
+            "CROWN: query rows of different lengths".into(),
+        ));
+    }
+    lower_rows(path, ball, Rows::new(n, dim, queries.concat()))
+}
+
+fn lower_rows(path: &[(&[Node], &[Trace])], ball: &Ball, mut rows: Rows) -> Result<Vec<f64>> {
     for (nodes, traces) in path {
         backward(nodes, traces, &mut rows)?;
     }
-    Ok((0..n)
+    rows.check("the network input", ball.center.len())?;
+    let bx = ball.unit_box.then(|| ball.to_box());
+    Ok((0..rows.n)
         .map(|r| {
-            let lin = ball.min_linear(&rows.lam[r]);
+            let lam = &rows.lam[r * rows.dim..(r + 1) * rows.dim];
+            let lin = ball.min_linear_in(lam, bx.as_ref());
             let v = lin + rows.c[r] - rows.slack[r];
             next_down(v - U2 * (lin.abs() + rows.c[r].abs() + rows.slack[r]) - ABS_FLOOR)
         })
         .collect())
 }
 
+/// The work the budget counts for the CROWN box of the output (dimension `dim`) of `nodes`:
+/// 2·dim rows × the dense multiply-adds of one row's walk.
+pub fn box_work(nodes: &[Node], traces: &[Trace], dim: usize) -> f64 {
+    2.0 * dim as f64 * path_work(&[(nodes, traces)])
+}
+
+/// Rows per block for the CROWN box of the output (dimension `dim`) of `nodes`: the block of 2·k
+/// rows at the widest node input fits in [`BLOCK_BYTES`].
+pub fn block_units(nodes: &[Node], traces: &[Trace], dim: usize) -> usize {
+    let width = path_width(&[(nodes, traces)]).max(dim).max(1);
+    (BLOCK_BYTES / (16 * width)).clamp(1, dim.max(1))
+}
+
+/// Per query row, the dense multiply-adds of a walk back through `path` (see the module doc).
+fn path_work(path: &[(&[Node], &[Trace])]) -> f64 {
+    path.iter().map(|(n, t)| nodes_work(n, t)).sum()
+}
+
+fn nodes_work(nodes: &[Node], traces: &[Trace]) -> f64 {
+    nodes
+        .iter()
+        .zip(traces)
+        .map(|(node, trace)| match (node, trace) {
+            (Node::Affine(a), _) => match &a.op {
+                LinearOp::Dense(d) => (d.out * d.inp) as f64,
+                LinearOp::Conv(c) => (c.c_out * c.c_in * c.kh * c.kw * c.ho * c.wo) as f64,
+                LinearOp::Diag(_) | LinearOp::AvgPool(_) => a.op.map().in_dim() as f64,
+            },
+            (
+                Node::Residual { main, shortcut },
+                Trace::Residual {
+                    input,
+                    main: tm,
+                    shortcut: ts,
+                },
+            ) => nodes_work(main, tm) + nodes_work(shortcut, ts) + input.len() as f64,
+            _ => trace.input().len() as f64,
+        })
+        .sum()
+}
+
+/// The widest node input on `path` (the row length a block must hold).
+fn path_width(path: &[(&[Node], &[Trace])]) -> usize {
+    fn widest(traces: &[Trace]) -> usize {
+        traces
+            .iter()
+            .map(|t| match t {
+                Trace::Leaf(b) => b.len(),
+                Trace::Residual {
+                    input,
+                    main,
+                    shortcut,
+                } => input.len().max(widest(main)).max(widest(shortcut)),
+            })
+            .max()
+            .unwrap_or(0)
+    }
+    path.iter().map(|(_, t)| widest(t)).max().unwrap_or(0)
+}
+
 /// The CROWN box of the output (dimension `dim`) of the innermost slice of `path`.
 fn crown_box_path(path: &[(&[Node], &[Trace])], ball: &Ball, dim: usize) -> Result<Interval> {
-    const CHUNK: usize = 128;
+    let width = path_width(path).max(dim).max(1);
+    let block = (BLOCK_BYTES / (16 * width)).clamp(1, dim.max(1));
+    debug_assert!(path.len() > 1 || block == block_units(path[0].0, path[0].1, dim));
     let mut lo = Vec::with_capacity(dim);
     let mut hi = Vec::with_capacity(dim);
-    for start in (0..dim).step_by(CHUNK) {
-        let end = (start + CHUNK).min(dim);
-        let mut q = Vec::with_capacity(2 * (end - start));
-        for j in start..end {
-            let mut e = vec![0.0; dim];
-            e[j] = 1.0;
-            q.push(e.clone());
-            e[j] = -1.0;
-            q.push(e);
+    for start in (0..dim).step_by(block) {
+        let end = (start + block).min(dim);
+        let k = end - start;
+        let mut q = vec![0.0; 2 * k * dim];
+        for (i, j) in (start..end).enumerate() {
+            q[2 * i * dim + j] = 1.0;
+            q[(2 * i + 1) * dim + j] = -1.0;
         }
-        let b = crown_lower_path(path, ball, q)?;
-        for k in 0..end - start {
-            lo.push(b[2 * k]);
-            hi.push(-b[2 * k + 1]);
+        let b = lower_rows(path, ball, Rows::new(2 * k, dim, q))?;
+        for i in 0..k {
+            lo.push(b[2 * i]);
+            hi.push(-b[2 * i + 1]);
         }
     }
     Ok(Interval { lo, hi })
 }
 
 /// IBP forward where the input box of every ReLU / max-pool (and the logits) of dimension
-/// ≤ `max_dim` is intersected with its CROWN box — also inside residual blocks, where the
-/// query is walked back through the branch prefix, then through the network before the block.
-/// Returns the traces and logit box.
+/// ≤ `max_dim` is intersected with its CROWN box, within the default work budget; see
+/// [`crown_trace_with`].
 pub fn crown_trace(nodes: &[Node], ball: &Ball, max_dim: usize) -> Result<(Vec<Trace>, Interval)> {
-    let (traces, mut cur) = trace_nodes(nodes, ball.to_box(), &[], ball, max_dim)?;
-    if cur.len() <= max_dim {
-        cur = tighten(&cur, &crown_box_path(&[(nodes, &traces)], ball, cur.len())?)?;
+    crown_trace_with(nodes, ball, &CrownBudget::with_max_dim(max_dim))
+}
+
+/// IBP forward where the input box of every ReLU / max-pool and the logits is intersected with
+/// its CROWN box when the budget allows — also inside residual blocks, where the query is walked
+/// back through the branch prefix, then through the network before the block — and the boxes
+/// after the leading affine chain with its exact ℓ_p-ball bounds ([`affine_chain_box`], any
+/// width). Returns the traces and logit box.
+pub fn crown_trace_with(
+    nodes: &[Node],
+    ball: &Ball,
+    budget: &CrownBudget,
+) -> Result<(Vec<Trace>, Interval)> {
+    let (traces, mut cur) = trace_nodes(nodes, ball.to_box(), &[], ball, budget)?;
+    let path: [(&[Node], &[Trace]); 1] = [(nodes, &traces)];
+    let chain = if budget.affine_chain {
+        affine_chain_box(nodes, ball)?
+    } else {
+        None
+    };
+    if let Some(b) = chain {
+        cur = tighten(&cur, &b)?;
+    } else if budget.allows(cur.len(), &path) {
+        cur = tighten(&cur, &crown_box_path(&path, ball, cur.len())?)?;
     }
     Ok((traces, cur))
 }
 
-/// [`crown_trace`] for `nodes` fed by the box `input`, with `outer` the slices between their
-/// input and the network input (innermost first; empty at top level).
+/// [`crown_trace_with`] for `nodes` fed by the box `input`, with `outer` the slices between
+/// their input and the network input (innermost first; empty at top level).
 fn trace_nodes(
     nodes: &[Node],
     input: Interval,
     outer: &[(&[Node], &[Trace])],
     ball: &Ball,
-    max_dim: usize,
+    budget: &CrownBudget,
 ) -> Result<(Vec<Trace>, Interval)> {
     let mut traces: Vec<Trace> = Vec::with_capacity(nodes.len());
     let mut cur = input;
+    // Whether the previous node's input box was tightened (by CROWN or the affine chain).
+    let mut prev_tight = false;
     for (i, node) in nodes.iter().enumerate() {
-        if matches!(node, Node::Relu | Node::MaxPool2 { .. })
-            && (i > 0 || !outer.is_empty())
-            && cur.len() <= max_dim
-        {
-            let mut path: Vec<(&[Node], &[Trace])> = vec![(&nodes[..i], &traces[..])];
-            path.extend_from_slice(outer);
-            cur = tighten(&cur, &crown_box_path(&path, ball, cur.len())?)?;
+        let mut tight = false;
+        if matches!(node, Node::Relu | Node::MaxPool2 { .. }) && (i > 0 || !outer.is_empty()) {
+            let chain = if outer.is_empty() && budget.affine_chain {
+                affine_chain_box(&nodes[..i], ball)?
+            } else {
+                None
+            };
+            if let Some(b) = chain {
+                cur = tighten(&cur, &b)?;
+                tight = true;
+            } else if i > 0 && prev_tight && matches!(nodes[i - 1], Node::Relu) {
+                // relu of a tightened box is as tight as CROWN through that ReLU.
+                tight = true;
+            } else {
+                let mut path: Vec<(&[Node], &[Trace])> = vec![(&nodes[..i], &traces[..])];
+                path.extend_from_slice(outer);
+                if budget.allows(cur.len(), &path) {
+                    cur = tighten(&cur, &crown_box_path(&path, ball, cur.len())?)?;
+                    tight = true;
+                }
+            }
         }
         let (t, next) = match node {
             Node::Residual { main, shortcut } => {
                 let mut path: Vec<(&[Node], &[Trace])> = vec![(&nodes[..i], &traces[..])];
                 path.extend_from_slice(outer);
-                let (tm, om) = trace_nodes(main, cur.clone(), &path, ball, max_dim)?;
-                let (ts, os) = trace_nodes(shortcut, cur.clone(), &path, ball, max_dim)?;
+                let (tm, om) = trace_nodes(main, cur.clone(), &path, ball, budget)?;
+                let (ts, os) = trace_nodes(shortcut, cur.clone(), &path, ball, budget)?;
                 let out = om.add(&os)?;
                 (
                     Trace::Residual {
@@ -281,6 +469,7 @@ fn trace_nodes(
         };
         traces.push(t);
         cur = next;
+        prev_tight = tight;
     }
     Ok((traces, cur))
 }

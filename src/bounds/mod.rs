@@ -2,7 +2,9 @@
 //! host f64 operations, interval bounds (IBP), backward linear relaxations (CROWN), softmax and
 //! energy bounds from logit bounds, and the input sets (ℓ2 / ℓ∞ balls, optionally ∩ [0,1]).
 
+pub mod affine_ball;
 pub mod avg_pool;
+pub mod backsub;
 pub mod conv;
 pub mod dense;
 pub mod diag;

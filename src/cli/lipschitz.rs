@@ -89,6 +89,13 @@ pub struct Args {
     /// the logits down, while the multiply-adds of all its rows stay within this budget.
     #[arg(long, default_value_t = 3e9)]
     pub jacobian_max_work: f64,
+    /// Branch and bound (`--methods …,bab`): wall-clock seconds per sample (> 0). Results depend
+    /// on the machine's speed; `--bab-max-domains` gives a deterministic budget.
+    #[arg(long, default_value_t = 10.0)]
+    pub bab_budget: f64,
+    /// Branch and bound: at most N domains per sample (default: no limit).
+    #[arg(long)]
+    pub bab_max_domains: Option<usize>,
     /// Bound the local gradient with the box ∩ simplex softmax head (K backward passes).
     #[arg(long)]
     pub simplex: bool,
@@ -144,6 +151,8 @@ pub fn run(a: Args) -> Result<()> {
             jacobian_max_work: a.jacobian_max_work,
             simplex: a.simplex,
             seed: a.seed,
+            bab_budget: a.bab_budget,
+            bab_max_domains: a.bab_max_domains,
         },
     };
     crate::lipschitz::run(&cfg).map(|_| ())

@@ -83,7 +83,9 @@ pub fn box_dual_norm(b: &Interval, norm: crate::bounds::Norm) -> f64 {
 pub enum PreBounds {
     /// Interval bound propagation.
     Ibp,
-    /// IBP ∩ CROWN for top-level ReLU / max-pool inputs and logits of dimension ≤ `max_dim`.
+    /// IBP ∩ CROWN for ReLU / max-pool inputs (inside residual blocks too) and the logits of
+    /// dimension ≤ `max_dim` within the default work budget, and the leading affine chain's
+    /// exact ℓ_p-ball boxes at any width (`bounds::crown::crown_trace`).
     Crown { max_dim: usize },
 }
 
@@ -137,6 +139,21 @@ pub fn fastlip_on(
     temperature: f64,
     head: Head,
 ) -> Result<LocalBound> {
+    let mut b = fastlip_heads_on(net, traces, logits, norm, temperature, head)?;
+    b.product_value = local_product(net, traces, norm);
+    b.value = b.value.min(b.product_value.unwrap_or(f64::INFINITY));
+    Ok(b)
+}
+
+/// [`fastlip_on`] without the local product bound (its operator norms cost more than the heads).
+pub fn fastlip_heads_on(
+    net: &Net,
+    traces: &[Trace],
+    logits: Interval,
+    norm: crate::bounds::Norm,
+    temperature: f64,
+    head: Head,
+) -> Result<LocalBound> {
     let p = simplex_tighten(&softmax_box(&logits, temperature));
     let neg_p = Interval {
         lo: p.hi.iter().map(|v| -v).collect(),
@@ -173,10 +190,9 @@ pub fn fastlip_on(
             (g, Some(v))
         }
     };
-    let product_value = local_product(net, traces, norm);
-    let value = box_dual_norm(&grad, norm).min(product_value.unwrap_or(f64::INFINITY));
+    let value = box_dual_norm(&grad, norm);
     Ok(LocalBound {
-        product_value,
+        product_value: None,
         value,
         box_value,
         simplex_value,

@@ -7,6 +7,7 @@ pub mod operator_norm;
 
 pub use crate::bounds::{Ball, Norm};
 pub use global::{GlobalBound, global_bound};
+pub mod bab;
 pub mod clever;
 pub mod empirical;
 pub mod jacobian_lbp;

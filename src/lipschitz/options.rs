@@ -3,6 +3,7 @@
 
 use crate::bounds::Norm;
 use crate::error::{Error, Result};
+use crate::lipschitz::bab::BabConfig;
 use crate::lipschitz::clever::CleverConfig;
 use crate::lipschitz::empirical::PgdConfig;
 use crate::lipschitz::local::{Head, PreBounds};
@@ -33,6 +34,10 @@ pub enum Method {
     /// the default set; its value enters `upper_local` (the best requested local bound) and its
     /// seconds the `local` stage.
     Jacobian,
+    /// Branch and bound on ReLU splits (LipBaB; `lipschitz::bab`): the local bound refined until
+    /// `--bab-budget` seconds or `--bab-max-domains` domains (RecurJac per domain where supported,
+    /// else FastLip box ∩ simplex); not in the default set. Its bound enters `upper_local`.
+    Bab,
 }
 
 impl Method {
@@ -98,6 +103,10 @@ pub struct Options {
     pub simplex: bool,
     /// Seed of the sampling, PGD and CLEVER draws.
     pub seed: u64,
+    /// Branch and bound: wall-clock seconds per sample (> 0).
+    pub bab_budget: f64,
+    /// Branch and bound: most domains per sample (None: no limit; the deterministic budget).
+    pub bab_max_domains: Option<usize>,
 }
 
 impl Options {
@@ -147,6 +156,17 @@ impl Options {
                 "CLEVER needs --clever-batches ≥ 3 and --clever-samples ≥ 1, got {} and {} (or leave clever out of --methods)",
                 self.clever_batches, self.clever_samples
             )));
+        }
+        if !(self.bab_budget.is_finite() && self.bab_budget > 0.0) {
+            return Err(Error::BadInput(format!(
+                "--bab-budget must be a positive number of seconds, got {}",
+                self.bab_budget
+            )));
+        }
+        if self.bab_max_domains == Some(0) {
+            return Err(Error::BadInput(
+                "--bab-max-domains must be ≥ 1 (leave it out for no limit)".into(),
+            ));
         }
         if self.has(Method::Pgd) && self.pgd_restarts == 0 {
             return Err(Error::BadInput(
@@ -214,6 +234,21 @@ impl Options {
             steps: self.pgd_steps,
             restarts: self.pgd_restarts,
             ..Default::default()
+        }
+    }
+
+    /// The branch and bound's configuration: the run's bounds, RecurJac where supported.
+    pub fn bab(&self) -> BabConfig {
+        BabConfig {
+            budget_s: self.bab_budget,
+            max_domains: self.bab_max_domains.unwrap_or(usize::MAX),
+            crown_max_dim: match self.bounds {
+                BoundsKind::Ibp => None,
+                BoundsKind::Crown => Some(self.crown_max_dim),
+            },
+            recurjac_max_work: Some(self.recurjac_max_work),
+            seed: self.seed,
+            ..BabConfig::default()
         }
     }
 

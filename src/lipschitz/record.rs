@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The columns of `lipschitz.csv`, in order.
-pub const COLUMNS: [&str; 21] = [
+pub const COLUMNS: [&str; 24] = [
     "index",
     "label",
     "is_id",
@@ -31,6 +31,9 @@ pub const COLUMNS: [&str; 21] = [
     "upper_recurjac",
     "recurjac_rule",
     "fastlip_simplex",
+    "upper_bab",
+    "bab_lower",
+    "bab_domains",
 ];
 
 /// The analysis of one sample (a column is `None`, written empty, when its method did not run).
@@ -78,6 +81,12 @@ pub struct LipschitzRecord {
     pub recurjac_rule: Option<String>,
     /// FastLip with the box ∩ simplex head on RecurJac's boxes (RecurJac's baseline).
     pub fastlip_simplex: Option<f64>,
+    /// The branch and bound's certified bound on B(x, ε).
+    pub upper_bab: Option<f64>,
+    /// The largest gradient norm the branch and bound knew of (attained in the ball).
+    pub bab_lower: Option<f64>,
+    /// Domains the branch and bound bounded.
+    pub bab_domains: Option<usize>,
 }
 
 /// A float as written in the CSV.
@@ -115,6 +124,9 @@ impl LipschitzRecord {
             opt(self.upper_recurjac),
             self.recurjac_rule.clone().unwrap_or_default(),
             opt(self.fastlip_simplex),
+            opt(self.upper_bab),
+            opt(self.bab_lower),
+            self.bab_domains.map_or(String::new(), |d| d.to_string()),
         ]
     }
 }
@@ -193,6 +205,12 @@ pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
             upper_recurjac: opt("upper_recurjac")?,
             recurjac_rule: (!rule.is_empty()).then(|| rule.to_string()),
             fastlip_simplex: opt("fastlip_simplex")?,
+            upper_bab: opt("upper_bab")?,
+            bab_lower: opt("bab_lower")?,
+            bab_domains: match get("bab_domains")? {
+                "" => None,
+                s => Some(s.parse().map_err(|_| bad("bab_domains"))?),
+            },
         });
     }
     Ok(out)

@@ -92,9 +92,26 @@ pub fn recurjac_limited(
         return Err(Error::BadInput(format!("RecurJac does not support {why}")));
     }
     let (traces, logits) = pre_bounds(net, ball, pre)?;
+    recurjac_on(net, &traces, logits, ball.norm, temperature, max_work)
+}
+
+/// [`recurjac_limited`] on given pre-activation traces and logit box (from [`pre_bounds`], or a
+/// branch-and-bound domain's clamped boxes): only the traces' derivative sets, max-pool
+/// candidates and the logit box enter the bound.
+pub fn recurjac_on(
+    net: &Net,
+    traces: &[crate::bounds::Trace],
+    logits: Interval,
+    norm: Norm,
+    temperature: f64,
+    max_work: f64,
+) -> Result<RecurJacBound> {
+    if let Some(why) = unsupported(net) {
+        return Err(Error::BadInput(format!("RecurJac does not support {why}")));
+    }
     let p = simplex_tighten(&softmax_box(&logits, temperature));
-    let fl = fastlip_on(net, &traces, logits, ball.norm, temperature, Head::Simplex)?;
-    let plan = Plan::new(net, &traces)?;
+    let fl = fastlip_on(net, traces, logits, norm, temperature, Head::Simplex)?;
+    let plan = Plan::new(net, traces)?;
     let k = net.num_classes;
     let energy = Recursion::new(&plan, Top::Energy(&p), max_work)?;
     let rows = (0..k)
@@ -112,8 +129,8 @@ pub fn recurjac_limited(
     let g_rows = tighten(&Interval { lo, hi }, &fl.grad)?;
     let g_energy = tighten(&energy.input, &fl.grad)?;
     let grad = tighten(&g_energy, &g_rows)?;
-    let box_value = box_dual_norm(&grad, ball.norm);
-    let signed = match ball.norm {
+    let box_value = box_dual_norm(&grad, norm);
+    let signed = match norm {
         Norm::Linf => signed_l1(&grad, &energy, &rows, &p),
         Norm::L2 => f64::INFINITY,
     };
@@ -134,8 +151,8 @@ pub fn recurjac_limited(
         value,
         recurjac_value,
         fastlip_value: fl.value,
-        energy_row_value: box_dual_norm(&g_energy, ball.norm),
-        class_rows_value: box_dual_norm(&g_rows, ball.norm),
+        energy_row_value: box_dual_norm(&g_energy, norm),
+        class_rows_value: box_dual_norm(&g_rows, norm),
         rule,
         grad,
         recursed_entries: energy.recursed,

@@ -1,7 +1,9 @@
 //! The analysis of one sample: S(x) and ‖∇S(x)‖, the empirical lower bounds (sampling, PGD,
 //! CLEVER), the certified local bounds of every requested method on B(x, ε), and the certified
 //! radii. A new local-bound method is a [`Method`] variant and one arm in [`Analyser::local`].
+//! The branch and bound runs on the ε-ball only; the radius search uses the other local bounds.
 
+use super::bab::{BabBound, lipschitz_bab};
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
 use super::jacobian_lbp::{LbpConfig, jacobian_lbp};
@@ -56,12 +58,16 @@ struct LocalBounds {
     recurjac_rule: Option<String>,
     /// The Jacobian bound propagation (its sound minimum with FastLip).
     jacobian: Option<f64>,
+    /// The branch and bound's result (ε-ball only).
+    bab: Option<BabBound>,
 }
 
 impl LocalBounds {
     /// The smallest certified local bound (the `upper_local` column).
     fn best(&self) -> Option<f64> {
-        [self.fastlip, self.recurjac.map(|r| r.2), self.jacobian]
+        let rj = self.recurjac.map(|r| r.2);
+        let bab = self.bab.as_ref().map(|b| b.upper);
+        [self.fastlip, rj, bab, self.jacobian]
             .into_iter()
             .flatten()
             .reduce(f64::min)
@@ -100,13 +106,16 @@ impl<'a> Analyser<'a> {
     /// The certified local bounds of the requested methods on `ball`, cheapest first, stopping
     /// once the best is ≤ `enough` (0: run them all; the radius search passes m/r, below which
     /// the ball of radius r certifies itself whatever the costlier methods would give). `first`:
-    /// the run's first sample, which logs RecurJac's skipped levels.
+    /// the run's first sample, which logs RecurJac's skipped levels. The branch and bound runs
+    /// when `bab_lower` is given (a gradient norm attained in the ball, seeding its pruning): on
+    /// the ε-ball only, since its budget is per ball.
     fn local(
         &self,
         ball: &Ball,
         first: bool,
         enough: f64,
         times: &mut Timings,
+        bab_lower: Option<f64>,
     ) -> Result<LocalBounds> {
         let o = self.opts;
         let mut out = LocalBounds::default();
@@ -161,6 +170,17 @@ impl<'a> Analyser<'a> {
             }
         }
         times.stages[stage::RECURJAC] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        if let Some(lower) = bab_lower.filter(|_| o.has(Method::Bab)) {
+            out.bab = Some(lipschitz_bab(
+                self.net,
+                ball,
+                o.temperature,
+                &o.bab(),
+                lower,
+            )?);
+        }
+        times.stages[stage::BAB] += t.elapsed().as_secs_f64();
         Ok(out)
     }
 
@@ -213,8 +233,15 @@ impl<'a> Analyser<'a> {
             row.clever_ks = Some(fit.ks_stat);
         }
         times.stages[stage::CLEVER] += t.elapsed().as_secs_f64();
-        let local = self.local(&ball, first, 0.0, times)?;
+        let found = [row.grad_norm, row.lower_sample, row.lower_pgd];
+        let lower = found.into_iter().flatten().fold(0.0, f64::max);
+        let local = self.local(&ball, first, 0.0, times, Some(lower))?;
         row.upper_local = local.best();
+        if let Some(b) = &local.bab {
+            row.upper_bab = Some(b.upper);
+            row.bab_lower = Some(b.lower);
+            row.bab_domains = Some(b.domains);
+        }
         if let Some((rj, simplex, _)) = local.recurjac {
             row.upper_recurjac = Some(rj);
             row.fastlip_simplex = Some(simplex);
@@ -250,7 +277,7 @@ impl<'a> Analyser<'a> {
                     gv // the global bound alone certifies the ball
                 } else {
                     let b = ball.with_eps(r);
-                    let local = self.local(&b, false, margin / r, &mut scratch)?;
+                    let local = self.local(&b, false, margin / r, &mut scratch, None)?;
                     local.best().unwrap_or(f64::INFINITY).min(gv)
                 };
                 Ok(lipschitz_radius(margin, l, r))

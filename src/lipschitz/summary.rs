@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::evidence::fmt_f64;
 
 /// The timed stages, in the order of their `seconds_per_sample_*` rows.
-pub const STAGES: [&str; 7] = [
+pub const STAGES: [&str; 8] = [
     "sample",
     "pgd",
     "clever",
@@ -15,13 +15,14 @@ pub const STAGES: [&str; 7] = [
     "radius_lipschitz",
     "radius_bound_prop",
     "recurjac",
+    "bab",
 ];
 
 /// Wall-clock seconds of a run: per stage (summed over samples) and the global bound's.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
     /// Seconds per stage of [`STAGES`], summed over the samples.
-    pub stages: [f64; 7],
+    pub stages: [f64; 8],
     /// Seconds of the global bound (computed once).
     pub global_once: f64,
 }
@@ -35,6 +36,7 @@ pub mod stage {
     pub const RADIUS_LIPSCHITZ: usize = 4;
     pub const RADIUS_BOUND_PROP: usize = 5;
     pub const RECURJAC: usize = 6;
+    pub const BAB: usize = 7;
 }
 
 /// The median (NaN for no values).
@@ -61,6 +63,7 @@ fn quantities(rows: &[LipschitzRecord]) -> Vec<(&'static str, Vec<f64>)> {
         ("clever", col(|r| r.clever)),
         ("upper_local", col(|r| r.upper_local)),
         ("upper_recurjac", col(|r| r.upper_recurjac)),
+        ("upper_bab", col(|r| r.upper_bab)),
         ("upper_global", col(|r| r.upper_global)),
         ("radius_lipschitz", col(|r| r.radius_lipschitz)),
         ("radius_bound_prop", col(|r| r.radius_bound_prop)),
@@ -75,6 +78,10 @@ fn quantities(rows: &[LipschitzRecord]) -> Vec<(&'static str, Vec<f64>)> {
         (
             "tightness_recurjac_over_pgd",
             col(|r| Some(r.upper_recurjac? / r.lower_pgd?)),
+        ),
+        (
+            "tightness_bab_over_pgd",
+            col(|r| Some(r.upper_bab? / r.lower_pgd?)),
         ),
         // FastLip here: the box ∩ simplex head on the same boxes, min with the local product.
         (

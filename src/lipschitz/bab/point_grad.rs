@@ -1,0 +1,94 @@
+//! ∇ₓS(x) = −J_f(x)ᵀ softmax(f(x)/T) at one point, in host f64 (theory.md §2): the empirical
+//! side of the branch and bound (gradient norms attained at points of the ball).
+
+use crate::bounds::net::{Net, Node, pool_windows};
+use crate::error::Result;
+
+/// The input of every node on the way forward (a residual block keeps its branches' inputs).
+enum Seen {
+    Leaf(Vec<f64>),
+    Residual {
+        main: Vec<Seen>,
+        shortcut: Vec<Seen>,
+    },
+}
+
+fn forward(nodes: &[Node], mut x: Vec<f64>, seen: &mut Vec<Seen>) -> Result<Vec<f64>> {
+    for node in nodes {
+        match node {
+            Node::Residual { main, shortcut } => {
+                let (mut sm, mut ss) = (Vec::new(), Vec::new());
+                let a = forward(main, x.clone(), &mut sm)?;
+                let b = forward(shortcut, x, &mut ss)?;
+                seen.push(Seen::Residual {
+                    main: sm,
+                    shortcut: ss,
+                });
+                x = a.iter().zip(&b).map(|(a, b)| a + b).collect();
+            }
+            _ => {
+                let y = crate::bounds::net::forward_nodes(std::slice::from_ref(node), x.clone())?;
+                seen.push(Seen::Leaf(x));
+                x = y;
+            }
+        }
+    }
+    Ok(x)
+}
+
+fn backward(nodes: &[Node], seen: &[Seen], mut g: Vec<f64>) -> Vec<f64> {
+    for (node, s) in nodes.iter().zip(seen).rev() {
+        g = match (node, s) {
+            (Node::Affine(a), _) => a.op.map().apply_t(&g, false),
+            (Node::Relu, Seen::Leaf(x)) => g
+                .iter()
+                .zip(x)
+                .map(|(g, x)| if *x > 0.0 { *g } else { 0.0 })
+                .collect(),
+            (Node::MaxPool2 { c, h, w }, Seen::Leaf(x)) => {
+                let mut out = vec![0.0; x.len()];
+                for (k, win) in pool_windows(*c, *h, *w).iter().enumerate() {
+                    let best = win
+                        .iter()
+                        .copied()
+                        .fold(win[0], |b, i| if x[i] > x[b] { i } else { b });
+                    out[best] += g[k];
+                }
+                out
+            }
+            (
+                Node::Residual { main, shortcut },
+                Seen::Residual {
+                    main: sm,
+                    shortcut: ss,
+                },
+            ) => {
+                let a = backward(main, sm, g.clone());
+                let b = backward(shortcut, ss, g);
+                a.iter().zip(&b).map(|(a, b)| a + b).collect()
+            }
+            // A leaf record always belongs to a non-residual node and vice versa (built above).
+            (_, _) => g,
+        };
+    }
+    g
+}
+
+/// ∇ₓS(x) for S = −T·logsumexp(f(x)/T); a ReLU at exactly 0 and ties in a max-pool window take
+/// one one-sided derivative (the gradient of a neighbouring linear piece).
+pub fn score_grad(net: &Net, x: &[f64], temperature: f64) -> Result<Vec<f64>> {
+    if x.len() != net.input_dim() {
+        return Err(crate::error::Error::BadInput(format!(
+            "input has {} values, the network expects {}",
+            x.len(),
+            net.input_dim()
+        )));
+    }
+    let mut seen = Vec::with_capacity(net.nodes.len());
+    let z = forward(&net.nodes, x.to_vec(), &mut seen)?;
+    let neg_p: Vec<f64> = crate::score::softmax_f64(&z, temperature)
+        .into_iter()
+        .map(|p| -p)
+        .collect();
+    Ok(backward(&net.nodes, &seen, neg_p))
+}
