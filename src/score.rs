@@ -43,6 +43,12 @@ impl ScoreKind {
     }
 }
 
+/// The side of γ the detector puts a score on: OOD when S > γ, ID when S ≤ γ. The one side
+/// rule of every tool (lipschitz, certify, verify).
+pub fn is_ood(score: f64, gamma: f64) -> bool {
+    score > gamma
+}
+
 /// Checks a temperature: finite and > 0.
 pub fn check_temperature(t: f64) -> Result<()> {
     if t.is_finite() && t > 0.0 {

@@ -139,10 +139,13 @@ fn synthetic_runs(root: &Path) {
     write(
         &l.join("summary.csv"),
         "quantity,n,mean,median\ngrad_norm,4,2.0e0,1.9e0\nlower_sample,4,2.1e0,2.0e0\nlower_pgd,4,2.5e0,2.4e0\n\
-         clever,4,2.6e0,2.5e0\nupper_local,4,1.2e1,1.1e1\nupper_global,4,3.0e3,3.0e3\n\
+         clever,4,2.6e0,2.5e0\nupper_local,4,1.2e1,1.1e1\nupper_recurjac,0,NaN,NaN\nupper_global,4,3.0e3,3.0e3\n\
          tightness_local_over_pgd,4,4.8e0,4.6e0\nseconds_global_once,1,1.0e-2,\n",
     );
-    write(&l.join("lipschitz.csv"), "index,label\n0,1\n");
+    write(
+        &l.join("lipschitz.csv"),
+        "index,label,is_id,radius_lipschitz,radius_bound_prop\n0,1,true,0.5,0.25\n1,2,true,0,0.1\n",
+    );
 }
 
 fn oodcert(args: &[&str]) -> Output {
@@ -262,7 +265,14 @@ fn summary_numbers_match_their_sources() {
         assert_eq!(get(&h, r, "max_radius"), "1");
     }
     let (h, rows) = read_csv(&out.join("tables/lipschitz_summary.csv"));
+    // The radius distribution figure of the Lipschitz run.
+    assert!(out.join("plots/lipschitz_radius_lip.svg").is_file());
+    // upper_recurjac (n = 0: not run) has no row.
     assert_eq!(rows.len(), 8);
+    assert!(
+        rows.iter()
+            .all(|r| get(&h, r, "quantity") != "upper_recurjac")
+    );
     assert_eq!(get(&h, &rows[0], "eps"), "0.1");
     assert_eq!(get(&h, &rows[0], "ball"), "l2∩[0,1]");
 }
@@ -306,7 +316,7 @@ fn svgs_are_well_formed_xml() {
             p.display()
         );
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
 
 #[test]
@@ -343,7 +353,7 @@ fn pngs_decode_to_the_figure_size_and_are_not_blank() {
             colours.len()
         );
     }
-    assert_eq!(n, 4);
+    assert_eq!(n, 5);
 }
 
 /// Removes `$…$` math spans (underscores are legal there).
@@ -533,7 +543,7 @@ fn output_is_deterministic() {
         }
     }
     files.push("report.md".into());
-    assert_eq!(files.len(), 4 + 4 + 8 + 1);
+    assert_eq!(files.len(), 4 + 4 + 10 + 1);
     for f in files {
         let a = std::fs::read(outs[0].join(&f)).unwrap();
         let b = std::fs::read(outs[1].join(&f)).unwrap();
@@ -726,8 +736,8 @@ fn html_page_is_valid_self_contained_and_its_links_resolve() {
         );
     }
     assert!(!page.attrs.iter().any(|a| a.1.starts_with("on")));
-    // The four figures inline, as SVG.
-    assert_eq!(page.elements.iter().filter(|e| *e == "svg").count(), 4);
+    // The five figures inline, as SVG (the fifth: the Lipschitz radius distribution).
+    assert_eq!(page.elements.iter().filter(|e| *e == "svg").count(), 5);
     // Tables: runs + one per kind; rows as in report.md (5 runs + 2 + 2 + 3 + 8).
     assert_eq!(page.elements.iter().filter(|e| *e == "table").count(), 5);
     assert_eq!(

@@ -1,6 +1,6 @@
 //! Boxes of vectors: elementwise lower and upper bounds `lo ≤ x ≤ hi`.
 
-use super::round::{next_down, next_up};
+use super::round::{max_nan, min_nan, next_down, next_up};
 use crate::error::{Error, Result};
 
 /// The box {x : lo ≤ x ≤ hi} (elementwise), the object interval bound propagation carries.
@@ -57,7 +57,7 @@ impl Interval {
             .map(|(l, h)| 0.5 * l + 0.5 * h)
             .collect();
         let r = (0..c.len())
-            .map(|i| next_up((self.hi[i] - c[i]).max(c[i] - self.lo[i])).max(0.0))
+            .map(|i| max_nan(next_up(max_nan(self.hi[i] - c[i], c[i] - self.lo[i])), 0.0))
             .collect();
         (c, r)
     }
@@ -83,10 +83,10 @@ impl Interval {
     /// The intersection with another box of the same length (both must contain the true set).
     pub fn intersect(&self, other: &Interval) -> Interval {
         let lo = (0..self.len())
-            .map(|i| self.lo[i].max(other.lo[i]))
+            .map(|i| max_nan(self.lo[i], other.lo[i]))
             .collect();
         let hi = (0..self.len())
-            .map(|i| self.hi[i].min(other.hi[i]))
+            .map(|i| min_nan(self.hi[i], other.hi[i]))
             .collect();
         Interval { lo, hi }
     }
@@ -101,7 +101,7 @@ impl Interval {
         self.lo
             .iter()
             .zip(&self.hi)
-            .map(|(l, h)| l.abs().max(h.abs()))
+            .map(|(l, h)| max_nan(l.abs(), h.abs()))
             .collect()
     }
 }
@@ -119,5 +119,18 @@ mod tests {
         }
         assert!(Interval::new(vec![1.0], vec![0.0]).is_err());
         assert!(Interval::new(vec![f64::NAN], vec![0.0]).is_err());
+    }
+
+    #[test]
+    fn nan_entries_stay_nan() {
+        let nan = Interval {
+            lo: vec![f64::NAN, 0.0],
+            hi: vec![1.0, f64::NAN],
+        };
+        assert!(nan.abs_max().iter().all(|v| v.is_nan()));
+        let (_, r) = nan.center_radius();
+        assert!(r.iter().all(|v| v.is_nan()));
+        let i = nan.intersect(&Interval::point(&[0.5, 0.5]));
+        assert!(i.lo[0].is_nan() && i.hi[1].is_nan());
     }
 }

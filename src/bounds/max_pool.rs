@@ -3,12 +3,13 @@
 
 use super::interval::Interval;
 use super::net::pool_windows;
+use super::round::max_nan;
 
 /// {maxpool(x) : x ∈ box} = [max lo, max hi] per window (exact).
 pub fn ibp(x: &Interval, c: usize, h: usize, w: usize) -> Interval {
     let wins = pool_windows(c, h, w);
     let f =
-        |v: &[f64], win: &[usize; 4]| win.iter().map(|&i| v[i]).fold(f64::NEG_INFINITY, f64::max);
+        |v: &[f64], win: &[usize; 4]| win.iter().map(|&i| v[i]).fold(f64::NEG_INFINITY, max_nan);
     Interval {
         lo: wins.iter().map(|win| f(&x.lo, win)).collect(),
         hi: wins.iter().map(|win| f(&x.hi, win)).collect(),
@@ -20,7 +21,7 @@ pub fn candidates(x: &Interval, win: &[usize; 4]) -> Vec<usize> {
     let best_lo = win
         .iter()
         .map(|&i| x.lo[i])
-        .fold(f64::NEG_INFINITY, f64::max);
+        .fold(f64::NEG_INFINITY, max_nan);
     win.iter()
         .copied()
         .filter(|&i| x.hi[i] >= best_lo)

@@ -25,4 +25,7 @@ pub use ball::{Ball, Norm};
 pub use ibp::{Trace, ibp};
 pub mod crown;
 pub mod energy;
+pub mod f32_detector;
+pub mod f32_energy;
+pub mod f32_forward;
 pub mod softmax;

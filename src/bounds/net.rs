@@ -94,8 +94,16 @@ pub struct Net {
     pub nodes: Vec<Node>,
 }
 
+/// A parameter tensor on the host; a NaN or infinite entry is bad input (every bound would be
+/// NaN or meaningless).
 fn host(t: &Tensor) -> Result<Vec<f64>> {
-    Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?)
+    let v = t.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?;
+    if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+        return Err(Error::BadInput(format!(
+            "the model has a non-finite parameter ({x}): no bound can be computed"
+        )));
+    }
+    Ok(v)
 }
 
 fn conv_node(conv: &Conv2d, shape: &mut [usize; 3]) -> Result<Node> {
@@ -306,7 +314,10 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                 }
                 a.forward(&x)
             }
-            Node::Relu => x.into_iter().map(|v| v.max(0.0)).collect(),
+            Node::Relu => x
+                .into_iter()
+                .map(|v| super::round::max_nan(v, 0.0))
+                .collect(),
             Node::MaxPool2 { c, h, w } => {
                 if x.len() != c * h * w {
                     return Err(Error::Internal(format!(
@@ -316,7 +327,11 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                 }
                 pool_windows(*c, *h, *w)
                     .iter()
-                    .map(|win| win.iter().map(|&i| x[i]).fold(f64::NEG_INFINITY, f64::max))
+                    .map(|win| {
+                        win.iter()
+                            .map(|&i| x[i])
+                            .fold(f64::NEG_INFINITY, super::round::max_nan)
+                    })
                     .collect()
             }
             Node::Residual { main, shortcut } => {

@@ -6,8 +6,16 @@ use super::interval::Interval;
 /// {relu(z) : z ∈ box} = [max(lo,0), max(hi,0)] (exact).
 pub fn ibp(z: &Interval) -> Interval {
     Interval {
-        lo: z.lo.iter().map(|v| v.max(0.0)).collect(),
-        hi: z.hi.iter().map(|v| v.max(0.0)).collect(),
+        lo: z
+            .lo
+            .iter()
+            .map(|&v| super::round::max_nan(v, 0.0))
+            .collect(),
+        hi: z
+            .hi
+            .iter()
+            .map(|&v| super::round::max_nan(v, 0.0))
+            .collect(),
     }
 }
 

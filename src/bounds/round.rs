@@ -22,6 +22,24 @@ pub fn next_down(x: f64) -> f64 {
     -next_up(-x)
 }
 
+/// max(a, b), NaN when either is NaN (`f64::max` drops a NaN: a NaN bound must stay visible).
+pub fn max_nan(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// min(a, b), NaN when either is NaN.
+pub fn min_nan(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.min(b)
+    }
+}
+
 /// Relative error budget for a sum of `n` products and a bias: 4(n+4)u, u = 2⁻⁵³ (≥ 2γ_{n+4}).
 pub fn dot_err(n: usize) -> f64 {
     2.0 * (n as f64 + 4.0) * f64::EPSILON
@@ -47,6 +65,14 @@ mod tests {
         }
         assert_eq!(next_up(f64::INFINITY), f64::INFINITY);
         assert_eq!(next_up(f64::MAX), f64::INFINITY);
+    }
+
+    #[test]
+    fn nan_propagating_max_and_min() {
+        assert!(max_nan(f64::NAN, 1.0).is_nan() && max_nan(1.0, f64::NAN).is_nan());
+        assert!(min_nan(f64::NAN, 1.0).is_nan() && min_nan(1.0, f64::NAN).is_nan());
+        assert_eq!((max_nan(1.0, 2.0), min_nan(1.0, 2.0)), (2.0, 1.0));
+        assert!(f64::NAN.max(1.0) == 1.0, "the pitfall these helpers avoid");
     }
 
     #[test]

@@ -70,7 +70,8 @@ pub struct Args {
     /// Temperature T of the energy.
     #[arg(long, default_value_t = 1.0)]
     pub temperature: f64,
-    /// ID validation set for γ, [a, b] and γ' (default: the train split of --data's dataset).
+    /// ID validation set for γ, [a, b] and γ' (default: the train split of --data's dataset; a
+    /// `path:` dataset has none, so it needs --id-val unless γ, --clip and --gamma-smoothed are given).
     #[arg(long)]
     pub id_val: Option<String>,
     /// Auxiliary (outlier) validation set for b (default: b from ID validation scores).
@@ -239,6 +240,15 @@ pub fn run(a: Args) -> Result<()> {
     };
     let need_val = a.gamma.is_none() || clip.is_none() || a.gamma_smoothed.is_none();
     let id_val = if need_val {
+        // A `path:` dataset has no train split to default to.
+        if a.id_val.is_none() && a.data.trim_start().starts_with("path:") {
+            return Err(Error::BadInput(format!(
+                "--data {} has no train split to calibrate on: pass --id-val DATASET (ID \
+                 validation images for γ, [a, b] and γ'), or all of --gamma, --clip and \
+                 --gamma-smoothed",
+                a.data
+            )));
+        }
         let name = a.id_val.clone().unwrap_or_else(|| {
             let base = a.data.split([':', '?']).next().unwrap_or(&a.data);
             format!("{base}:train")

@@ -10,6 +10,7 @@ pub use global::{GlobalBound, global_bound};
 pub mod bab;
 pub mod clever;
 pub mod empirical;
+pub mod f32_margin;
 pub mod jacobian_lbp;
 pub mod jacobian_ops;
 pub mod jacobian_recursion;

@@ -90,10 +90,7 @@ pub fn energy_bounds_ibp(net: &Net, ball: &Ball, temperature: f64) -> Result<(f6
     Ok(energy_bounds(&logits, temperature))
 }
 
-/// The side of γ the detector puts a score on: OOD when S > γ.
-pub fn is_ood(score: f64, gamma: f64) -> bool {
-    score > gamma
-}
+pub use crate::score::is_ood;
 
 /// Bounds of S over the ball from CROWN: the monotone bound on the CROWN ∩ IBP logit box, and
 /// from above also the tangent plane of the concave S at the centre's logits z₀,

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 /// The columns of `lipschitz.csv`, in order.
-pub const COLUMNS: [&str; 24] = [
+pub const COLUMNS: [&str; 26] = [
     "index",
     "label",
     "is_id",
@@ -34,6 +34,8 @@ pub const COLUMNS: [&str; 24] = [
     "upper_bab",
     "bab_lower",
     "bab_domains",
+    "f32_err_bound",
+    "f32_undecided",
 ];
 
 /// The analysis of one sample (a column is `None`, written empty, when its method did not run).
@@ -87,6 +89,11 @@ pub struct LipschitzRecord {
     pub bab_lower: Option<f64>,
     /// Domains the branch and bound bounded.
     pub bab_domains: Option<usize>,
+    /// E at the centre: a bound on |S₃₂(x) − S(x)| of the float32 detector (radius runs).
+    pub f32_err_bound: Option<f64>,
+    /// True when the exact margin does not exceed E at the centre: the float32 detector may
+    /// decide either way, both radii are 0 (radius runs).
+    pub f32_undecided: Option<bool>,
 }
 
 /// A float as written in the CSV.
@@ -127,6 +134,8 @@ impl LipschitzRecord {
             opt(self.upper_bab),
             opt(self.bab_lower),
             self.bab_domains.map_or(String::new(), |d| d.to_string()),
+            opt(self.f32_err_bound),
+            self.f32_undecided.map_or(String::new(), |b| b.to_string()),
         ]
     }
 }
@@ -183,6 +192,10 @@ pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
             }
         };
         let rule = get("recurjac_rule")?;
+        let undecided = match get("f32_undecided")? {
+            "" => None,
+            s => Some(s.parse().map_err(|_| bad("f32_undecided"))?),
+        };
         out.push(LipschitzRecord {
             index: parse!("index"),
             label: parse!("label"),
@@ -211,6 +224,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
                 "" => None,
                 s => Some(s.parse().map_err(|_| bad("bab_domains"))?),
             },
+            f32_err_bound: opt("f32_err_bound")?,
+            f32_undecided: undecided,
         });
     }
     Ok(out)

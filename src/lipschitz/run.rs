@@ -15,6 +15,7 @@ use super::record::LipschitzRecord;
 use super::sample::{Analyser, sample_rng};
 use super::summary::Timings;
 use crate::bounds::Net;
+use crate::bounds::f32_detector::F32Detector;
 use crate::data::subset::SubsetSpec;
 use crate::error::{Error, Result};
 use crate::evidence::manifest::{DatasetRecord, Manifest};
@@ -78,9 +79,10 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
     o.check()?;
     let methods = o.methods();
     let device = Device::Cpu;
-    let model =
-        Model::load_energy_of(&cfg.model, &device, o.score, "--score")?.to_dtype(DType::F64)?;
+    let model = Model::load_energy_of_as(&cfg.model, &device, o.score, "--score", DType::F64)?;
     let net = Net::from_model(&model)?;
+    // The float32 detector `oodcert eval --score` runs (proofs/f32_detector.md).
+    let detector = F32Detector::load(&cfg.model, o.score, o.temperature)?;
     let shape = model.spec().input_shape;
     let root = cfg
         .data_dir
@@ -139,6 +141,7 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
     let radius_max = o.radius_max(data.dim());
     let analyser = Analyser::new(
         &net,
+        &detector,
         oracle,
         o,
         gamma,
@@ -188,6 +191,7 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
         "local_head": if o.simplex { "box-simplex" } else { "box" },
         "bounds": o.bounds, "crown_max_dim": o.crown_max_dim, "recurjac_max_work": o.recurjac_max_work, "jacobian_max_work": o.jacobian_max_work, "dtype": "f64",
         "bab_budget_s": o.bab_budget, "bab_max_domains": o.bab_max_domains,
+        "detector": "float32 (candle, any batch size); radii certify its decision: margin = exact-score enclosure minus f32_err_bound (proofs/f32_detector.md)",
         "recurjac": recurjac, "rng": "per sample: ChaCha8 keyed by seed, stream = original index",
     });
     if let Some(s) = cfg.shard {

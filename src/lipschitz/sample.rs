@@ -6,13 +6,15 @@
 use super::bab::{BabBound, lipschitz_bab};
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
+use super::f32_margin::{bound_prop_certify_f32, centre_margin, f32_margin, lipschitz_radius_f32};
 use super::jacobian_lbp::{LbpConfig, jacobian_lbp};
 use super::local::fastlip_with;
 use super::options::{Method, Options};
-use super::radius::{bound_prop_certify_with, lipschitz_radius, search_radius_from};
+use super::radius::{lipschitz_radius, search_radius_from};
 use super::record::LipschitzRecord;
 use super::recurjac::{recurjac_limited, unsupported};
 use super::summary::{Timings, stage};
+use crate::bounds::f32_detector::F32Detector;
 use crate::bounds::{Ball, Net};
 use crate::error::{Error, Result};
 use rand::SeedableRng;
@@ -33,6 +35,8 @@ pub fn sample_rng(seed: u64, index: usize) -> ChaCha8Rng {
 pub struct Analyser<'a> {
     /// The network in f64 (bounds).
     pub net: &'a Net,
+    /// The float32 detector whose decisions the radii certify.
+    pub detector: &'a F32Detector,
     /// S and ∇S by autodiff (lower bounds).
     pub oracle: GradOracle<'a>,
     /// The run's options.
@@ -74,10 +78,32 @@ impl LocalBounds {
     }
 }
 
+/// A NaN in a certified column is an error (exit 2), never a number in lipschitz.csv.
+fn check_no_nan(r: &LipschitzRecord) -> Result<()> {
+    let cols = [
+        ("score", Some(r.score)),
+        ("upper_local", r.upper_local),
+        ("upper_global", r.upper_global),
+        ("upper_recurjac", r.upper_recurjac),
+        ("radius_at_eps", r.radius_at_eps),
+        ("radius_lipschitz", r.radius_lipschitz),
+        ("radius_bound_prop", r.radius_bound_prop),
+        ("f32_err_bound", r.f32_err_bound),
+    ];
+    match cols.iter().find(|(_, v)| v.is_some_and(f64::is_nan)) {
+        Some((name, _)) => Err(Error::BadInput(format!(
+            "sample {}: {name} is NaN (non-finite values in the model or the input)",
+            r.index
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl<'a> Analyser<'a> {
     /// The shared state of a run; logs on stderr when RecurJac cannot run on `net`.
     pub fn new(
         net: &'a Net,
+        detector: &'a F32Detector,
         oracle: GradOracle<'a>,
         opts: &'a Options,
         gamma: f64,
@@ -94,6 +120,7 @@ impl<'a> Analyser<'a> {
         }
         Analyser {
             net,
+            detector,
             oracle,
             opts,
             gamma,
@@ -251,32 +278,53 @@ impl<'a> Analyser<'a> {
         if o.has(Method::Radius) {
             self.radii(&ball, &mut row, times)?;
         }
+        check_no_nan(&row)?;
         Ok(row)
     }
 
     /// The certified radii of `row`'s sample: at ε, and the largest found by each route in
-    /// (0, radius_max] (doubling from ε, then bisection). The Lipschitz route certifies
-    /// min(r, m / L(x, r)) from the ball of radius r, L the smallest of every requested local
-    /// bound on that ball and the global bound; the bound-propagation route certifies r when S's
-    /// bounds on B(x, r) stay on x's side of γ.
+    /// (0, radius_max] (doubling from ε, then bisection). Both certify the float32 detector's
+    /// decision (proofs/f32_detector.md): the margin m is a lower bound on the exact one minus
+    /// the f32 error bound E over the ball, and a sample with m ≤ 0 at the centre is undecided
+    /// (radius 0). The Lipschitz route certifies min(r, m / L(x, r)) from the ball of radius r,
+    /// L the smallest of every requested local bound on that ball and the global bound; the
+    /// bound-propagation route certifies r when S's bounds on B(x, r), widened by E, stay on
+    /// x's side of γ.
     fn radii(&self, ball: &Ball, row: &mut LipschitzRecord, times: &mut Timings) -> Result<()> {
         let o = self.opts;
-        let (score, gamma) = (row.score, self.gamma);
-        let margin = (gamma - score).abs();
+        let det = self.detector;
         let t = Instant::now();
+        let centre = centre_margin(
+            self.net,
+            det,
+            &ball.center,
+            row.score,
+            self.gamma,
+            o.temperature,
+        )?;
+        row.f32_err_bound = Some(centre.err);
+        row.f32_undecided = Some(centre.undecided());
         let gv = self.global.unwrap_or(f64::INFINITY);
         let at_eps = row.upper_local.unwrap_or(f64::INFINITY).min(gv);
-        row.radius_at_eps = Some(lipschitz_radius(margin, at_eps, o.eps));
+        row.radius_at_eps = Some(lipschitz_radius_f32(det, ball, &centre, at_eps)?);
         let mut scratch = Timings::default();
         row.radius_lipschitz = Some(search_radius_from(
             |r| {
+                if centre.undecided() {
+                    return Ok(0.0);
+                }
+                let b = ball.with_eps(r);
+                // The margin left to the f32 detector on this ball: exact margin − E(r).
+                let margin = f32_margin(centre.exact, det.error(&b.to_box())?);
+                if margin.is_nan() || margin <= 0.0 {
+                    return Ok(0.0);
+                }
                 // The ε-ball's bounds are already known (the row's upper_local).
                 let l = if r == o.eps {
                     at_eps
                 } else if gv <= margin / r {
                     gv // the global bound alone certifies the ball
                 } else {
-                    let b = ball.with_eps(r);
                     let local = self.local(&b, false, margin / r, &mut scratch, None)?;
                     local.best().unwrap_or(f64::INFINITY).min(gv)
                 };
@@ -289,21 +337,37 @@ impl<'a> Analyser<'a> {
         times.stages[stage::RADIUS_LIPSCHITZ] += t.elapsed().as_secs_f64();
         let t = Instant::now();
         row.radius_bound_prop = Some(search_radius_from(
-            |r| {
-                bound_prop_certify_with(
-                    self.net,
-                    &ball.with_eps(r),
-                    o.temperature,
-                    score,
-                    gamma,
-                    o.pre(),
-                )
-            },
+            |r| bound_prop_certify_f32(self.net, det, &ball.with_eps(r), &centre, o.pre()),
             o.eps,
             self.radius_max,
             o.radius_iters,
         )?);
         times.stages[stage::RADIUS_BOUND_PROP] += t.elapsed().as_secs_f64();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nan_bound_is_an_error() {
+        let mut r = LipschitzRecord {
+            upper_local: Some(1.0),
+            radius_lipschitz: Some(0.1),
+            ..Default::default()
+        };
+        assert!(check_no_nan(&r).is_ok());
+        r.radius_bound_prop = Some(f64::NAN);
+        let e = check_no_nan(&r).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.to_string().contains("radius_bound_prop"), "{e}");
+        r.radius_bound_prop = Some(f64::INFINITY);
+        r.f32_err_bound = Some(f64::INFINITY);
+        assert!(
+            check_no_nan(&r).is_ok(),
+            "∞ is a sound (useless) bound, not an error"
+        );
     }
 }

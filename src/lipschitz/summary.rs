@@ -92,6 +92,12 @@ fn quantities(rows: &[LipschitzRecord]) -> Vec<(&'static str, Vec<f64>)> {
             "share_recurjac_strictly_tighter",
             col(|r| Some(f64::from(u8::from(r.upper_recurjac? < r.fastlip_simplex?)))),
         ),
+        // The float32 detector (proofs/f32_detector.md): E at the centre, undecided samples.
+        ("f32_err_bound", col(|r| r.f32_err_bound)),
+        (
+            "share_f32_undecided",
+            col(|r| Some(f64::from(u8::from(r.f32_undecided?)))),
+        ),
     ]
 }
 

@@ -92,10 +92,25 @@ impl Model {
         kind: crate::score::ScoreKind,
         flag: &str,
     ) -> Result<Model> {
+        Self::load_energy_of_as(path, device, kind, flag, candle_core::DType::F32)
+    }
+
+    /// [`Self::load_energy_of`] in `dtype`: the file is converted before the absent-class view
+    /// is formed, so in f64 its rows w_k − w_K are exact differences of the f32 weights (formed
+    /// in f32 they would be rounded, and the bounds would not be those of the detector).
+    pub fn load_energy_of_as(
+        path: impl AsRef<Path>,
+        device: &candle_core::Device,
+        kind: crate::score::ScoreKind,
+        flag: &str,
+        dtype: candle_core::DType,
+    ) -> Result<Model> {
         use crate::score::ScoreKind;
         match kind {
-            ScoreKind::Energy => Model::load(path, device),
-            ScoreKind::AbsentClass => Model::load_full(path, device)?.absent_score_view(),
+            ScoreKind::Energy => Model::load(path, device)?.to_dtype(dtype),
+            ScoreKind::AbsentClass => Model::load_full(path, device)?
+                .to_dtype(dtype)?
+                .absent_score_view(),
             other => Err(Error::BadInput(format!(
                 "{flag} {}: only `energy` and `absent-class` (DOS's score, certified as the \
                  energy of a K-output view) have certificates here",

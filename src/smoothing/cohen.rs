@@ -25,12 +25,13 @@ impl Decision {
         }
     }
 
-    /// The base detector's decision for a score: ID iff `score ≤ gamma`.
+    /// The base detector's decision for a score: ID iff `score ≤ gamma` ([`crate::score::is_ood`],
+    /// the side rule every tool shares).
     pub fn of_score(score: f64, gamma: f64) -> Decision {
-        if score <= gamma {
-            Decision::Id
-        } else {
+        if crate::score::is_ood(score, gamma) {
             Decision::Ood
+        } else {
+            Decision::Id
         }
     }
 

@@ -84,6 +84,33 @@ pub fn noisy_scores(
     progress: &ProgressBar,
     mut visit: impl FnMut(&[f64]) -> Result<()>,
 ) -> Result<()> {
+    noisy_scores_checked(
+        scorer,
+        key,
+        index,
+        x,
+        sigma,
+        copies,
+        batch,
+        progress,
+        |s, _| visit(s),
+    )
+}
+
+/// [`noisy_scores`], also passing per copy whether it is exact
+/// ([`NoiseKey::add_noise_checked`]: equal to fl₃₂(x + σZ) for the coupled ideal Gaussian Z).
+#[allow(clippy::too_many_arguments)]
+pub fn noisy_scores_checked(
+    scorer: &dyn BatchScorer,
+    key: &NoiseKey,
+    index: u64,
+    x: &[f32],
+    sigma: f64,
+    copies: Range<u64>,
+    batch: usize,
+    progress: &ProgressBar,
+    mut visit: impl FnMut(&[f64], &[bool]) -> Result<()>,
+) -> Result<()> {
     let d = scorer.dim();
     if x.len() != d {
         return Err(Error::BadInput(format!(
@@ -95,17 +122,21 @@ pub fn noisy_scores(
         return Err(Error::BadInput("--batch must be at least 1".into()));
     }
     let mut buf = vec![0.0f32; batch.min((copies.end - copies.start) as usize) * d];
+    let mut exact = vec![true; batch.min((copies.end - copies.start) as usize)];
     let mut start = copies.start;
     while start < copies.end {
         let count = ((copies.end - start) as usize).min(batch);
         let chunk = &mut buf[..count * d];
         chunk
             .par_chunks_mut(d.max(1))
+            .zip(exact[..count].par_iter_mut())
             .enumerate()
-            .for_each(|(j, row)| key.add_noise(index, start + j as u64, sigma, x, row));
+            .for_each(|(j, (row, ok))| {
+                *ok = key.add_noise_checked(index, start + j as u64, sigma, x, row)
+            });
         let s = scorer.score_flat(chunk, count)?;
         check_scores(&s, count)?;
-        visit(&s)?;
+        visit(&s, &exact[..count])?;
         progress.inc(count as u64);
         start += count as u64;
     }

@@ -64,6 +64,81 @@ impl NoiseKey {
     }
 }
 
+impl NoiseKey {
+    /// [`Self::add_noise`], and whether the copy is *exact*: equal to fl₃₂(x + σZ) for the ideal
+    /// Gaussian Z coupled to the stream (the continuous uniforms whose 53-bit truncations the
+    /// words are, through exact Box–Muller). Checked per coordinate by interval arithmetic: every
+    /// real value x + σZ can take given the words (cell width 2⁻⁵³, f64 rounding of ln, √, sin,
+    /// cos and the products, ≤ 2 ulp each) rounds to the same f32 (proofs/smoothing_floating_point.md).
+    pub fn add_noise_checked(
+        &self,
+        index: u64,
+        copy: u64,
+        sigma: f64,
+        x: &[f32],
+        out: &mut [f32],
+    ) -> bool {
+        let d = x.len();
+        let pairs = d.div_ceil(2) as u128;
+        let mut rng = ChaCha20Rng::from_seed(self.key);
+        rng.set_stream(index);
+        rng.set_word_pos(4 * pairs * copy as u128);
+        let mut exact = true;
+        for (o, xs) in out.chunks_mut(2).zip(x.chunks(2)) {
+            let (w1, w2) = (rng.next_u64(), rng.next_u64());
+            let (z0, z1) = box_muller(w1, w2);
+            let eta = box_muller_cell_error(w1);
+            for (j, (oj, &xj)) in o.iter_mut().zip(xs).enumerate() {
+                let z = if j == 0 { z0 } else { z1 };
+                let v = (xj as f64 + sigma * z) as f32;
+                *oj = v;
+                exact &= eta.is_finite() && rounds_to(xj as f64, sigma, z, eta, v);
+            }
+        }
+        exact
+    }
+}
+
+/// Whether every real x + σ·ζ with |ζ − z| ≤ η rounds to the f32 `v` (round to nearest is
+/// monotone: it suffices that both ends of an enclosing interval do).
+fn rounds_to(x: f64, sigma: f64, z: f64, eta: f64, v: f32) -> bool {
+    use crate::bounds::round::{next_down, next_up};
+    let spread = sigma * eta;
+    let centre = x + sigma * z;
+    // f64 rounding of σz and of the sum: ≤ 2 ulp of the magnitudes involved.
+    let slack = 4.0 * f64::EPSILON * (x.abs() + (sigma * z).abs() + spread) + 1e-300;
+    let lo = next_down(centre - spread - slack);
+    let hi = next_up(centre + spread + slack);
+    lo as f32 == v && hi as f32 == v
+}
+
+/// A bound on |Z_computed − Z_ideal| for both values of the Box–Muller pair of words (w₁, w₂),
+/// the ideal uniforms ranging over the 2⁻⁵³ cells the words truncate (+∞ when the cell reaches
+/// u₁ = 0, where r is unbounded).
+fn box_muller_cell_error(w1: u64) -> f64 {
+    let cell = 1.0 / (1u64 << 53) as f64;
+    let lib = 4.0 * f64::EPSILON; // ≤ 2 ulp per libm call (glibc: < 1 ulp), relative error
+    let u1 = 1.0 - unit(w1); // ideal u₁ ∈ (u1 − cell, u1]
+    let u1_min = u1 - cell;
+    if u1_min <= 0.0 {
+        return f64::INFINITY;
+    }
+    // r(u) = √(−2 ln u) is decreasing: r ∈ [r(u1), r(u1_min)], each evaluated with slack.
+    let r = |u: f64| (-2.0 * u.ln()).max(0.0).sqrt();
+    // ln, the product and √ are each within `lib` relative (ln's error is relative to its
+    // result, which is what −2 ln u scales).
+    // (√ is correctly rounded: ≤ lib for ln and the product, ½ulp for √; 2·lib covers it.)
+    let r_hi = r(u1_min) * (1.0 + 2.0 * lib);
+    let r_lo = (r(u1) * (1.0 - 2.0 * lib)).max(0.0);
+    // θ = 2πu₂ over a cell, plus the rounding of TAU (relative) and of TAU·u₂ (≤ ulp(2π)/2 = 2ε).
+    let d_theta = std::f64::consts::TAU * cell * (1.0 + lib) + 8.0 * f64::EPSILON;
+    // |r cos θ − r' cos θ'| ≤ |r − r'| + r_hi |θ − θ'| + r_hi·(sin/cos error, ≤ lib absolute)
+    // + the product's rounding (≤ lib relative).
+    let dr = r_hi - r_lo;
+    let eta = dr + r_hi * (d_theta + 2.0 * lib) + r_hi * lib;
+    eta * (1.0 + 1e-12)
+}
+
 /// The 53-bit uniform in [0,1) of a 64-bit word.
 fn unit(w: u64) -> f64 {
     (w >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
@@ -110,6 +185,86 @@ mod tests {
         let mut second = vec![0.0; 4];
         k.fill_standard_normal(0, 1, &mut second);
         assert_eq!(&long[4..], &second[..]);
+    }
+
+    #[test]
+    fn checked_noise_is_add_noise() {
+        let k = NoiseKey::new(5, "check");
+        let x: Vec<f32> = (0..101).map(|i| (i as f32) / 100.0).collect();
+        let (mut a, mut b) = (vec![0.0f32; 101], vec![0.0f32; 101]);
+        for copy in 0..20 {
+            k.add_noise(3, copy, 0.25, &x, &mut a);
+            let _ = k.add_noise_checked(3, copy, 0.25, &x, &mut b);
+            assert_eq!(a, b);
+        }
+    }
+
+    /// Exact copies: every corner of the words' cell (the extreme ideal uniforms) gives the same
+    /// f32; tails (u₁ tiny, where r moves a lot within a cell) and values tuned onto an f32
+    /// rounding midpoint are flagged.
+    #[test]
+    fn exact_copies_agree_on_the_whole_cell() {
+        use rand::Rng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let cell = 1.0 / (1u64 << 53) as f64;
+        let (mut exact, mut flagged, mut tuned_flagged) = (0, 0, 0);
+        for t in 0..40_000u64 {
+            // A quarter of the draws in the tails: unit(w1) close to 1, u1 = 1 − unit tiny.
+            let w1 = if t % 4 == 0 {
+                u64::MAX - (rng.next_u64() >> (11 + (t / 4 % 42)))
+            } else {
+                rng.next_u64()
+            };
+            let w2 = rng.next_u64();
+            let (z0, _) = box_muller(w1, w2);
+            let x = ((rng.next_u64() >> 40) as f32) / (1u64 << 24) as f32;
+            let mut sigma = [0.12, 0.25, 0.5, 1.0][(t % 4) as usize];
+            let tuned = t % 3 == 0 && z0.abs() > 0.1;
+            if tuned {
+                // σ such that x + σz₀ sits on the midpoint between two f32 values.
+                let f = (x as f64 + sigma * z0) as f32;
+                let next = f32::from_bits(if f >= 0.0 {
+                    f.to_bits() + 1
+                } else {
+                    f.to_bits() - 1
+                });
+                let mid = 0.5 * (f as f64 + next as f64);
+                sigma = (mid - x as f64) / z0;
+            }
+            let v = (x as f64 + sigma * z0) as f32;
+            let eta = box_muller_cell_error(w1);
+            if !(eta.is_finite() && rounds_to(x as f64, sigma, z0, eta, v)) {
+                flagged += 1;
+                tuned_flagged += usize::from(tuned);
+                continue;
+            }
+            assert!(!tuned, "a value on a rounding midpoint was called exact");
+            exact += 1;
+            let u1 = 1.0 - unit(w1);
+            let u2 = unit(w2);
+            for (a, b) in [
+                (u1, u2),
+                (u1 - cell, u2),
+                (u1, u2 + cell),
+                (u1 - cell, u2 + cell),
+            ] {
+                if a <= 0.0 {
+                    continue;
+                }
+                let r = (-2.0 * a.ln()).sqrt();
+                let z = r * (std::f64::consts::TAU * b).cos();
+                assert_eq!(
+                    (x as f64 + sigma * z) as f32,
+                    v,
+                    "w1 {w1:#x} w2 {w2:#x} σ {sigma}"
+                );
+            }
+            let _ = rng.random::<u8>();
+        }
+        assert!(
+            exact > 20_000 && tuned_flagged > 3_000,
+            "{exact} {flagged} {tuned_flagged}"
+        );
     }
 
     #[test]

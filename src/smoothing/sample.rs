@@ -4,7 +4,7 @@
 
 use super::clip::ClipRange;
 use super::cohen::{Decision, certify_from_counts, guess_from_counts, predict_from_counts};
-use super::engine::{BatchScorer, noisy_scores};
+use super::engine::{BatchScorer, noisy_scores, noisy_scores_checked};
 use super::lemma::{radius_above, radius_below};
 use super::mean_bounds::{cdf_lower, cdf_upper, compensated_sum, hoeffding_lower, hoeffding_upper};
 use super::noise::NoiseKey;
@@ -105,14 +105,22 @@ pub fn certify_sample(
         p.batch,
         progress,
         |sc| {
-            sel_id += sc.iter().filter(|&&v| v <= th.gamma).count() as u64;
+            sel_id += sc
+                .iter()
+                .filter(|&&v| !crate::score::is_ood(v, th.gamma))
+                .count() as u64;
             Ok(())
         },
     )?;
-    let mut est_id = 0u64;
+    // Copies that are not certainly fl₃₂(x + σZ) of the coupled ideal Gaussian
+    // (proofs/smoothing_floating_point.md) count against every bound: they are neither ID nor
+    // OOD in the counts, and take the clip's far end in each one-sided score bound.
+    let (mut est_id, mut sure_id, mut sure_ood) = (0u64, 0u64, 0u64);
     let mut h = Vec::with_capacity(p.n as usize);
+    let mut h_for_lo = Vec::with_capacity(p.n as usize);
+    let mut h_for_hi = Vec::with_capacity(p.n as usize);
     let copies = p.n0..p.n0 + p.n;
-    noisy_scores(
+    noisy_scores_checked(
         scorer,
         s.key,
         s.index,
@@ -121,9 +129,17 @@ pub fn certify_sample(
         copies,
         p.batch,
         progress,
-        |sc| {
-            est_id += sc.iter().filter(|&&v| v <= th.gamma).count() as u64;
-            h.extend(sc.iter().map(|&v| th.clip.to_unit(v)));
+        |sc, exact| {
+            for (&v, &ok) in sc.iter().zip(exact) {
+                let id = !crate::score::is_ood(v, th.gamma);
+                est_id += u64::from(id);
+                sure_id += u64::from(id && ok);
+                sure_ood += u64::from(!id && ok);
+                let u = th.clip.to_unit(v);
+                h.push(u);
+                h_for_lo.push(if ok { u } else { 0.0 });
+                h_for_hi.push(if ok { u } else { 1.0 });
+            }
             Ok(())
         },
     )?;
@@ -131,17 +147,30 @@ pub fn certify_sample(
     let role = Decision::of_role(s.is_id);
     let guess = guess_from_counts(sel_id, p.n0);
     let count = if guess == Decision::Id {
-        est_id
+        sure_id
     } else {
-        p.n - est_id
+        sure_ood
     };
     let cert = certify_from_counts(guess, count, p.n, p.alpha, p.sigma)?;
-    let (test, p_value) = predict_from_counts(est_id, p.n, p.alpha)?;
+    // PREDICT's majority count, inexact copies counted against the majority.
+    let id_for_test = if 2 * est_id >= p.n {
+        sure_id
+    } else {
+        p.n - sure_ood
+    };
+    let (test, p_value) = predict_from_counts(id_for_test, p.n, p.alpha)?;
 
     let mean = compensated_sum(h.iter().copied()) / h.len() as f64;
-    let (hl_h, hh_h) = (hoeffding_lower(&h, p.alpha)?, hoeffding_upper(&h, p.alpha)?);
-    h.sort_by(f64::total_cmp);
-    let (h_lo, h_hi) = (cdf_lower(&h, p.alpha)?, cdf_upper(&h, p.alpha)?);
+    let (hl_h, hh_h) = (
+        hoeffding_lower(&h_for_lo, p.alpha)?,
+        hoeffding_upper(&h_for_hi, p.alpha)?,
+    );
+    h_for_lo.sort_by(f64::total_cmp);
+    h_for_hi.sort_by(f64::total_cmp);
+    let (h_lo, h_hi) = (
+        cdf_lower(&h_for_lo, p.alpha)?,
+        cdf_upper(&h_for_hi, p.alpha)?,
+    );
     let role_radius = |lo: f64, hi: f64| -> f64 {
         let r = if s.is_id {
             radius_below(hi, t, p.sigma)

@@ -1,6 +1,8 @@
 //! Verifying a `oodcert lipschitz` run: for every sample with a positive certified radius (the
 //! Lipschitz route and the bound-propagation route), PGD on S inside that ball may not move the
-//! score across γ. These certificates are deterministic: one crossing is a violation.
+//! score across γ, and the float32 detector (batch of two: the centre and the attack's point
+//! rounded to f32) may not decide the other side. These certificates are deterministic: one
+//! crossing is a violation.
 
 use super::attack::{AttackConfig, attack_towards_threshold};
 use super::{VerifyRow, VerifySummary, summarise};
@@ -9,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::evidence::{CsvTable, Manifest};
 use crate::lipschitz::empirical::GradOracle;
 use crate::model::{Classifier, Model};
-use crate::score::ScoreKind;
+use crate::score::{ScoreKind, is_ood};
 use candle_core::{DType, Device};
 use std::path::Path;
 
@@ -62,8 +64,7 @@ pub fn verify_lipschitz_run(
     let name = man.config["score"].as_str().unwrap_or("energy");
     let kind = ScoreKind::from_name(name)
         .ok_or_else(|| Error::bad_file(&mpath, format!("unknown score `{name}`")))?;
-    let model =
-        Model::load_energy_of(&model_path, &Device::Cpu, kind, "score")?.to_dtype(DType::F64)?;
+    let model = Model::load_energy_of_as(&model_path, &Device::Cpu, kind, "score", DType::F64)?;
     let data = crate::data::load_as(
         config_str(&man, "data", &mpath)?,
         data_root,
@@ -73,6 +74,22 @@ pub fn verify_lipschitz_run(
         model: &model,
         temperature,
         batch: 64,
+    };
+    // The float32 detector the radii certify (proofs/f32_detector.md), as `oodcert eval` runs it.
+    let (model32, kind32) = match kind {
+        ScoreKind::AbsentClass => (Model::load_full(&model_path, &Device::Cpu)?, kind),
+        _ => (Model::load(&model_path, &Device::Cpu)?, ScoreKind::Energy),
+    };
+    let shape = model32.spec().input_shape;
+    // f32 scores of the centre and of the attack's point (when that f32 point is in the ball).
+    let f32_scores = |pts: &[Vec<f32>]| -> Result<Vec<f64>> {
+        let flat: Vec<f32> = pts.iter().flatten().copied().collect();
+        let x = candle_core::Tensor::from_vec(
+            flat,
+            (pts.len(), shape[0], shape[1], shape[2]),
+            &Device::Cpu,
+        )?;
+        crate::score::score_batch(&model32, &x, kind32, temperature)
     };
     let t = CsvTable::read(&dir.join("lipschitz.csv"))?;
     let (ci, cid, cs) = (t.col("index")?, t.col("is_id")?, t.col("score")?);
@@ -97,20 +114,39 @@ pub fn verify_lipschitz_run(
         let score = t.num(line, cs)?;
         let is_id = matches!(t.cell(line, cid).trim(), "1" | "true");
         let center: Vec<f64> = data.image(index).iter().map(|&v| v as f64).collect();
-        let id_side = score <= gamma;
-        let crosses = |s: f64| if id_side { s > gamma } else { s <= gamma };
+        let id_side = !is_ood(score, gamma);
+        let crosses = |s: f64| is_ood(s, gamma) == id_side;
         for (name, c) in cr {
             let r = t.num(line, c)?;
             // Zero (or NaN) radius: nothing certified, nothing to attack.
             if r.is_nan() || r <= 0.0 {
                 continue;
             }
+            let ball = Ball::new(center.clone(), r, norm, unit_box)?;
             let attack = |radius: f64| -> Result<f64> {
-                let ball = Ball::new(center.clone(), radius, norm, unit_box)?;
+                let ball = ball.with_eps(radius);
                 Ok(attack_towards_threshold(&oracle, &ball, id_side, cfg)?.0)
             };
-            let best = attack(r)?;
-            let mut attack_radius = if crosses(best) { r } else { f64::NAN };
+            let (best, point) = attack_towards_threshold(&oracle, &ball, id_side, cfg)?;
+            // The float32 detector at the centre and at the attack's point rounded to f32 (if
+            // still inside the ball: the certificate is about float32 inputs in it).
+            let mut pts: Vec<Vec<f32>> = vec![center.iter().map(|&v| v as f32).collect()];
+            let p32: Vec<f32> = point.iter().map(|&v| v as f32).collect();
+            let d: Vec<f64> = p32
+                .iter()
+                .zip(&center)
+                .map(|(&a, c)| a as f64 - c)
+                .collect();
+            let in_box = !unit_box || p32.iter().all(|v| (0.0..=1.0).contains(v));
+            if norm.norm(&d) < r && in_box {
+                pts.push(p32);
+            }
+            let f32_crosses = f32_scores(&pts)?.into_iter().any(crosses);
+            let mut attack_radius = if crosses(best) || f32_crosses {
+                r
+            } else {
+                f64::NAN
+            };
             if attack_radius.is_nan() {
                 for m in ESCALATION {
                     if crosses(attack(m * r)?) {
@@ -128,7 +164,7 @@ pub fn verify_lipschitz_run(
                 attack_radius,
                 best_score: best,
                 threshold: gamma,
-                violated: crosses(best),
+                violated: crosses(best) || f32_crosses,
             });
         }
     }

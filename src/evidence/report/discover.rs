@@ -6,6 +6,7 @@
 
 use crate::error::{Error, Result};
 use crate::evidence::sha256_file;
+use crate::smoothing::manifest::PROVENANCE;
 use std::path::{Path, PathBuf};
 
 /// How deep below a `--runs` directory run folders are searched for.
@@ -84,7 +85,7 @@ pub struct Run {
     pub label: String,
     /// SHA-256 of `manifest.json`'s bytes.
     pub manifest_sha256: String,
-    /// `git_revision` of the manifest, when it records one (certify manifests do not).
+    /// `git_revision` of the manifest, or of provenance.json beside a certify manifest.
     pub git_revision: Option<String>,
     /// `git_dirty` of the manifest, when recorded.
     pub git_dirty: Option<bool>,
@@ -110,14 +111,27 @@ impl Run {
         if !manifest.is_object() {
             return Err(Error::bad_file(&mp, "not a manifest (not a JSON object)"));
         }
+        // A certify manifest is deterministic (merged shards are byte-identical to one run), so
+        // the revision and dirty flag of the build that ran it live in provenance.json beside it.
+        let prov: serde_json::Value = std::fs::read_to_string(dir.join(PROVENANCE))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(serde_json::Value::Null);
+        let field = |k: &str| {
+            if manifest[k].is_null() {
+                prov[k].clone()
+            } else {
+                manifest[k].clone()
+            }
+        };
         Ok(Run {
             kind,
             dir: dir.to_path_buf(),
             label,
             manifest_sha256: sha256_file(&mp)?,
-            git_revision: manifest["git_revision"].as_str().map(str::to_string),
-            git_dirty: manifest["git_dirty"].as_bool(),
-            oodcert_version: manifest["oodcert_version"].as_str().map(str::to_string),
+            git_revision: field("git_revision").as_str().map(str::to_string),
+            git_dirty: field("git_dirty").as_bool(),
+            oodcert_version: field("oodcert_version").as_str().map(str::to_string),
             manifest,
         })
     }
@@ -226,6 +240,19 @@ mod tests {
         assert_eq!(runs.len(), 1);
         assert_eq!(runs[0].label, "a/b");
         assert_eq!(runs[0].git_revision.as_deref(), Some("abc"));
+        // A certify run: the revision comes from provenance.json when the manifest has none.
+        let c = d.path().join("c");
+        std::fs::create_dir_all(&c).unwrap();
+        std::fs::write(c.join("manifest.json"), "{\"oodcert_version\":\"1\"}").unwrap();
+        std::fs::write(
+            c.join(PROVENANCE),
+            "{\"git_revision\":\"def\",\"git_dirty\":true,\"oodcert_version\":\"2\"}",
+        )
+        .unwrap();
+        let run = Run::load(&c, RunKind::Eval, "c".into()).unwrap();
+        assert_eq!(run.git_revision.as_deref(), Some("def"));
+        assert_eq!(run.git_dirty, Some(true));
+        assert_eq!(run.oodcert_version.as_deref(), Some("1"));
         let empty = tempfile::tempdir().unwrap();
         let e = discover(&[empty.path().to_path_buf()]).unwrap_err();
         assert_eq!(e.exit_code(), 2);

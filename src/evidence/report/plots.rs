@@ -107,6 +107,11 @@ pub fn write_plots(runs: &[Run], out: &Path) -> Result<Vec<PlotFile>> {
                     files.push(p);
                 }
             }
+            RunKind::Lipschitz => {
+                if let Some(p) = lipschitz_radius_plot(i, run, out)? {
+                    files.push(p);
+                }
+            }
             _ => {}
         }
     }
@@ -157,6 +162,85 @@ fn certified_plot(i: usize, run: &Run, out: &Path) -> Result<PlotFile> {
         runs: vec![i],
         sources: vec![src],
     })
+}
+
+/// Share of a Lipschitz run's samples whose certified radius is ≥ r, per route (Lipschitz,
+/// bound propagation), drawn on the certified-rate axes (ID or OOD after the run's `is_id`).
+/// None for a run without radius columns.
+fn lipschitz_radius_plot(i: usize, run: &Run, out: &Path) -> Result<Option<PlotFile>> {
+    let src = run.dir.join("lipschitz.csv");
+    let t = CsvTable::read(&src)?;
+    let (Ok(cl), Ok(cb), Ok(ci)) = (
+        t.col("radius_lipschitz"),
+        t.col("radius_bound_prop"),
+        t.col("is_id"),
+    ) else {
+        return Ok(None);
+    };
+    if t.rows.is_empty() {
+        return Ok(None);
+    }
+    let is_id = matches!(t.cell(0, ci).trim(), "true" | "1");
+    let mut routes = Vec::new();
+    for (name, c) in [("Lipschitz", cl), ("bound propagation", cb)] {
+        let mut r = Vec::with_capacity(t.rows.len());
+        for row in 0..t.rows.len() {
+            match t.opt_num(row, c)? {
+                Some(v) if v.is_finite() && v >= 0.0 => r.push(v),
+                _ => {}
+            }
+        }
+        if !r.is_empty() {
+            routes.push((name, r));
+        }
+    }
+    let xmax = routes
+        .iter()
+        .flat_map(|(_, r)| r.iter().copied())
+        .fold(0.0f64, f64::max);
+    if routes.is_empty() || xmax <= 0.0 {
+        return Ok(None);
+    }
+    let curves = routes
+        .into_iter()
+        .map(|(name, r)| {
+            let n = r.len() as f64;
+            let pts = (0..=200).map(|k| {
+                let x = xmax * k as f64 / 200.0;
+                (
+                    x,
+                    r.iter().filter(|&&v| v >= x && v > 0.0).count() as f64 / n,
+                )
+            });
+            let (on, off) = (segments(pts), Segments::new());
+            if is_id {
+                (name.to_string(), on, off)
+            } else {
+                (name.to_string(), off, on)
+            }
+        })
+        .collect();
+    let ball = run.manifest["config"]["ball"].as_str().unwrap_or("");
+    let title = format!(
+        "Share of samples with certified radius ≥ r (float32 detector): {}, {ball}",
+        run.label
+    );
+    let stem = format!("plots/lipschitz_radius_{}", file_safe(&run.label));
+    write_figure(
+        out,
+        &stem,
+        &Figure::Certified {
+            title: title.clone(),
+            curves,
+            xmax,
+        },
+    )?;
+    Ok(Some(PlotFile {
+        stem,
+        title,
+        runs: vec![i],
+        sources: vec![src],
+    }))
 }
 
 fn histogram_plot(i: usize, run: &Run, out: &Path) -> Result<Option<PlotFile>> {

@@ -300,7 +300,9 @@ fn lipschitz_rows(run: &Run, t: &CsvTable) -> Result<Vec<Vec<String>>> {
     if t.rows.is_empty() {
         return Err(Error::bad_file(&t.path, "no quantities (header only)"));
     }
+    // Quantities of methods the run did not request have n = 0 (mean and median NaN): no row.
     Ok((0..t.rows.len())
+        .filter(|&r| t.cell(r, cn).trim() != "0")
         .map(|r| {
             vec![
                 ball.clone(),
