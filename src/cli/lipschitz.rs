@@ -78,7 +78,9 @@ pub struct Args {
     /// Pre-activation and logit bounds for the local bound and the bound-propagation radius.
     #[arg(long, value_enum, default_value = "crown")]
     pub bounds: BoundsKind,
-    /// CROWN tightens a layer's box only when it has at most this many entries (else IBP).
+    /// An extra cap on CROWN: a box with more entries keeps IBP. The affine chain before the first
+    /// ReLU is always bounded exactly over the ball, and CROWN's real limit is its work budget
+    /// (2·10¹⁰ estimated multiply-adds per box; src/bounds/crown.rs).
     #[arg(long, default_value_t = 4096)]
     pub crown_max_dim: usize,
     /// RecurJac recurses at a level only if entries × multiply-adds of a forward pass of the rest
