@@ -428,6 +428,7 @@ fn run_config(dir: &Path, mpath: std::path::PathBuf) -> oodcert::lipschitz::Conf
             bounds: BoundsKind::Ibp,
             crown_max_dim: 4096,
             recurjac_max_work: 1e10,
+            jacobian_max_work: 3e9,
             simplex: false,
             seed: 3,
             bab_budget: 10.0,

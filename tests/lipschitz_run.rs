@@ -53,6 +53,7 @@ fn config(dir: &Path, out: &str) -> Config {
             bounds: BoundsKind::Crown,
             crown_max_dim: 4096,
             recurjac_max_work: 1e10,
+            jacobian_max_work: 3e9,
             simplex: false,
             seed: 3,
             bab_budget: 10.0,

@@ -87,6 +87,10 @@ pub struct Args {
     /// of the network ≤ this (per top row); costlier levels use FastLip's step (sound, looser).
     #[arg(long, default_value_t = 1e10)]
     pub recurjac_max_work: f64,
+    /// The Jacobian bound (`--methods …,jacobian`) tightens gradient boxes level by level, from
+    /// the logits down, while the multiply-adds of all its rows stay within this budget.
+    #[arg(long, default_value_t = 3e9)]
+    pub jacobian_max_work: f64,
     /// Branch and bound (`--methods …,bab`): wall-clock seconds per sample (> 0). Results depend
     /// on the machine's speed; `--bab-max-domains` gives a deterministic budget.
     #[arg(long, default_value_t = 10.0)]
@@ -146,6 +150,7 @@ pub fn run(a: Args) -> Result<()> {
             bounds: a.bounds,
             crown_max_dim: a.crown_max_dim,
             recurjac_max_work: a.recurjac_max_work,
+            jacobian_max_work: a.jacobian_max_work,
             simplex: a.simplex,
             seed: a.seed,
             bab_budget: a.bab_budget,

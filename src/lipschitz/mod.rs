@@ -11,6 +11,7 @@ pub mod bab;
 pub mod clever;
 pub mod empirical;
 pub mod f32_margin;
+pub mod jacobian_lbp;
 pub mod jacobian_ops;
 pub mod jacobian_recursion;
 pub mod local;

@@ -30,6 +30,10 @@ pub enum Method {
     /// the default set: about 2–6 s per sample on the MNIST MLP and LeNet; levels costlier than
     /// `--recurjac-max-work` use FastLip's step).
     Recurjac,
+    /// Linear bound propagation on the Jacobian graph (Shi et al. 2022), min with FastLip: not in
+    /// the default set; its value enters `upper_local` (the best requested local bound) and its
+    /// seconds the `local` stage.
+    Jacobian,
     /// Branch and bound on ReLU splits (LipBaB; `lipschitz::bab`): the local bound refined until
     /// `--bab-budget` seconds or `--bab-max-domains` domains (RecurJac per domain where supported,
     /// else FastLip box ∩ simplex); not in the default set. Its bound enters `upper_local`.
@@ -93,6 +97,8 @@ pub struct Options {
     pub crown_max_dim: usize,
     /// RecurJac's per-level work limit (multiply-adds per top row).
     pub recurjac_max_work: f64,
+    /// The Jacobian bound's budget for tightening gradient boxes (multiply-adds, all rows).
+    pub jacobian_max_work: f64,
     /// Bound the local gradient with the box ∩ simplex softmax head.
     pub simplex: bool,
     /// Seed of the sampling, PGD and CLEVER draws.
@@ -137,6 +143,12 @@ impl Options {
             return Err(Error::BadInput(format!(
                 "--recurjac-max-work must be > 0, got {} (e.g. 1e10; inf recurses everywhere)",
                 self.recurjac_max_work
+            )));
+        }
+        if self.jacobian_max_work.is_nan() || self.jacobian_max_work < 0.0 {
+            return Err(Error::BadInput(format!(
+                "--jacobian-max-work must be ≥ 0, got {} (e.g. 3e9; 0 tightens no gradient box)",
+                self.jacobian_max_work
             )));
         }
         if self.has(Method::Clever) && (self.clever_batches < 3 || self.clever_samples == 0) {

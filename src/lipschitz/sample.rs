@@ -7,6 +7,7 @@ use super::bab::{BabBound, lipschitz_bab};
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
 use super::f32_margin::{bound_prop_certify_f32, centre_margin, f32_margin, lipschitz_radius_f32};
+use super::jacobian_lbp::{LbpConfig, jacobian_lbp};
 use super::local::fastlip_with;
 use super::options::{Method, Options};
 use super::radius::{lipschitz_radius, search_radius_from};
@@ -59,6 +60,8 @@ struct LocalBounds {
     /// its rule's name (or why it did not run).
     recurjac: Option<(f64, f64, f64)>,
     recurjac_rule: Option<String>,
+    /// The Jacobian bound propagation (its sound minimum with FastLip).
+    jacobian: Option<f64>,
     /// The branch and bound's result (ε-ball only).
     bab: Option<BabBound>,
 }
@@ -68,7 +71,7 @@ impl LocalBounds {
     fn best(&self) -> Option<f64> {
         let rj = self.recurjac.map(|r| r.2);
         let bab = self.bab.as_ref().map(|b| b.upper);
-        [self.fastlip, rj, bab]
+        [self.fastlip, rj, bab, self.jacobian]
             .into_iter()
             .flatten()
             .reduce(f64::min)
@@ -147,6 +150,28 @@ impl<'a> Analyser<'a> {
         if o.has(Method::Local) || o.has(Method::Radius) {
             out.fastlip =
                 Some(fastlip_with(self.net, ball, o.temperature, o.head(), o.pre())?.value);
+        }
+        if o.has(Method::Jacobian) && !out.best().is_some_and(|b| b <= enough) {
+            if let Some(why) = unsupported(self.net) {
+                if first {
+                    eprintln!("oodcert lipschitz: the Jacobian bound does not support {why}");
+                }
+            } else {
+                let cfg = LbpConfig {
+                    refine_max_work: o.jacobian_max_work,
+                    ..LbpConfig::default()
+                };
+                let jb = jacobian_lbp(self.net, ball, o.temperature, o.pre(), cfg)?;
+                if first {
+                    eprintln!(
+                        "oodcert lipschitz: Jacobian bound {:.6e} (rule {}, FastLip {:.6e})",
+                        jb.value,
+                        jb.rule.name(),
+                        jb.fastlip_value
+                    );
+                }
+                out.jacobian = Some(jb.value);
+            }
         }
         times.stages[stage::LOCAL] += t.elapsed().as_secs_f64();
         if out.best().is_some_and(|b| b <= enough) {
