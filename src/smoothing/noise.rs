@@ -343,7 +343,11 @@ mod tests {
                     let (s, c) = (std::f64::consts::TAU * (t + dt)).sin_cos();
                     for (j, z) in [r * c, r * s].into_iter().enumerate() {
                         let i = 2 * m + j;
-                        assert_eq!((x[i] as f64 + 0.5 * z) as f32, out[i], "copy {copy} value {i}");
+                        assert_eq!(
+                            (x[i] as f64 + 0.5 * z) as f32,
+                            out[i],
+                            "copy {copy} value {i}"
+                        );
                     }
                 }
             }

@@ -202,7 +202,11 @@ mod tests {
             let tuned = t % 3 == 0 && z0.abs() > 0.1;
             if tuned {
                 let f = (x as f64 + sigma * z0) as f32;
-                let next = f32::from_bits(if f >= 0.0 { f.to_bits() + 1 } else { f.to_bits() - 1 });
+                let next = f32::from_bits(if f >= 0.0 {
+                    f.to_bits() + 1
+                } else {
+                    f.to_bits() - 1
+                });
                 sigma = (0.5 * (f as f64 + next as f64) - x as f64) / z0;
             }
             let v = (x as f64 + sigma * z0) as f32;
@@ -224,7 +228,10 @@ mod tests {
                 assert_eq!((x as f64 + sigma * z) as f32, v, "word {t}");
             }
         }
-        assert!(exact > 20_000 && tuned_flagged > 3_000, "{exact} exact, {tuned_flagged} tuned");
+        assert!(
+            exact > 20_000 && tuned_flagged > 3_000,
+            "{exact} exact, {tuned_flagged} tuned"
+        );
     }
 
     /// The AVX-512, AVX2 and portable builds of a chunk give the same bits (those the CPU has).
