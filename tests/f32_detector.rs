@@ -215,9 +215,13 @@ fn resnet_f32_scores_lie_within_the_bound() {
     check_points(&m, ScoreKind::Energy, 1.0, 8, 5);
 }
 
-/// Over a ball: every f32 point sampled in it scores within E_ball of its exact enclosure.
+/// Over a ball: every f32 point sampled in it scores within E_ball of its exact enclosure, for E
+/// on the ball's bounding box alone and for E with the detector's own IBP / CROWN trace of the ball
+/// (`f32_margin::ball_error`, what the certificates use), which must be no larger.
 #[test]
 fn f32_scores_over_a_ball_lie_within_the_ball_bound() {
+    use oodcert::lipschitz::f32_margin::ball_error;
+    use oodcert::lipschitz::local::PreBounds;
     for (arch, shape, eps, norm, unit_box) in [
         (
             Arch::Mlp {
@@ -226,6 +230,15 @@ fn f32_scores_over_a_ball_lie_within_the_ball_bound() {
             [1, 12, 12],
             0.05,
             Norm::Linf,
+            false,
+        ),
+        (
+            Arch::Mlp {
+                hidden: vec![64, 32],
+            },
+            [1, 12, 12],
+            0.5,
+            Norm::L2,
             false,
         ),
         (Arch::Lenet, [1, 12, 12], 0.5, Norm::L2, true),
@@ -240,19 +253,27 @@ fn f32_scores_over_a_ball_lie_within_the_ball_bound() {
             .collect();
         let ball = Ball::new(centre.clone(), eps, norm, unit_box).unwrap();
         let bx = ball.to_box();
-        let e_ball = det.error(&bx).unwrap();
+        let e_box = det.error(&bx).unwrap();
+        let e_ibp = ball_error(&det, &ball, PreBounds::Ibp).unwrap();
+        let e_crown = ball_error(&det, &ball, PreBounds::Crown { max_dim: 4096 }).unwrap();
         let e_centre = det.error_at(&centre).unwrap();
-        assert!(e_ball >= e_centre && e_ball.is_finite());
+        assert!(
+            e_crown <= e_ibp && e_ibp <= e_box,
+            "{e_crown} {e_ibp} {e_box}"
+        );
+        assert!(e_crown >= e_centre && e_crown.is_finite());
         let mut pts = vec![];
         while pts.len() < 64 {
+            // Points of the ball, some on its boundary (shrunk a hair so that the f32 rounding of
+            // the point stays inside: the certificate covers the f32 inputs of the ball).
             let mut y: Vec<f64> = centre
                 .iter()
-                .map(|c| c + eps * (2.0 * r.random::<f64>() - 1.0))
+                .map(|c| c + 4.0 * eps * (2.0 * r.random::<f64>() - 1.0))
                 .collect();
-            ball.project(&mut y);
+            ball.with_eps(eps * (1.0 - 1e-6)).project(&mut y);
             let y32: Vec<f32> = y.iter().map(|&v| v as f32).collect();
             let y64: Vec<f64> = y32.iter().map(|&v| v as f64).collect();
-            if bx.contains(&y64) {
+            if bx.contains(&y64) && ball.contains(&y64) {
                 pts.push(y32);
             }
         }
@@ -262,12 +283,14 @@ fn f32_scores_over_a_ball_lie_within_the_ball_bound() {
                 let p64: Vec<f64> = p.iter().map(|&v| v as f64).collect();
                 let (lo, hi) = enclosure(&net, &p64, 1.0);
                 assert!(
-                    lo - e_ball <= s && s <= hi + e_ball,
-                    "{s} [{lo}, {hi}] ± {e_ball}"
+                    lo - e_crown <= s && s <= hi + e_crown,
+                    "{s} [{lo}, {hi}] ± {e_crown}"
                 );
             }
         }
-        eprintln!("ball {norm:?} ε={eps}: E_centre = {e_centre:.3e}, E_ball = {e_ball:.3e}");
+        eprintln!(
+            "ball {norm:?} ε={eps}: E_centre = {e_centre:.3e}, E on the box {e_box:.3e}, with IBP trace {e_ibp:.3e}, with CROWN trace {e_crown:.3e}"
+        );
     }
 }
 

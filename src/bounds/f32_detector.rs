@@ -3,7 +3,8 @@
 //! (proofs/f32_detector.md), from [`super::f32_forward`] and [`super::f32_energy`].
 
 use super::f32_energy::score_error;
-use super::f32_forward::{F32Plan, backward_error, f32_walk};
+use super::f32_forward::{F32Plan, backward_error, f32_walk_within};
+use super::ibp::Trace;
 use super::interval::Interval;
 use super::net::Net;
 use super::round::{next_down, next_up};
@@ -68,7 +69,14 @@ impl F32Detector {
     /// ℓ∞-Lipschitz dependence) and the backward refinement (the score's own rounding on the
     /// widened logit box plus Σ_j ⟨max|G_j|, ρ_j⟩, proofs/f32_detector.md §2.3).
     pub fn error(&self, input: &Interval) -> Result<f64> {
-        let w = f32_walk(&self.net, &self.plan, input)?;
+        self.error_within(input, None)
+    }
+
+    /// [`Self::error`] over the float32 points of `input` that also lie in the set `tight` is a
+    /// pre-activation trace of (e.g. CROWN's trace of an ℓ2 ball, whose boxes are much tighter
+    /// than IBP's on the ball's bounding cube).
+    pub fn error_within(&self, input: &Interval, tight: Option<&[Trace]>) -> Result<f64> {
+        let w = f32_walk_within(&self.net, &self.plan, input, tight)?;
         let t = self.temperature;
         let forward = score_error(&w.logits, &w.err, self.kind, t)?;
         if w.err.iter().any(|e| e.is_infinite()) {

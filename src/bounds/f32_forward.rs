@@ -4,7 +4,7 @@
 //! logits z of the [`Net`], for every float32 input in a box, propagated layer by layer as
 //! e_out = |A|·e + γ_k·(|A|·(M + e) + c), M ≥ |exact input| from interval bounds of the box.
 
-use super::ibp::ibp_node;
+use super::ibp::{Trace, ibp_node};
 use super::interval::Interval;
 use super::linear_map::{LinearMap, adjoint_image};
 use super::net::{LinearOp, Net, Node, pool_windows};
@@ -255,20 +255,27 @@ fn widen_box(b: &Interval, e: &[f64]) -> Interval {
 }
 
 /// Walks `nodes` from the input box `cur` (exact values) with input error `e`: returns the exact
-/// output box, the output error and the tapes.
+/// output box, the output error and the tapes. With `tight`, the pre-activation trace of the same
+/// nodes over the same set (IBP/CROWN, `lipschitz::local::pre_bounds`), each node's input box is
+/// intersected with the trace's: both enclose the exact values, so their intersection does too.
 fn walk(
     nodes: &[Node],
     rules: &[F32Rule],
     mut cur: Interval,
     mut e: Vec<f64>,
+    tight: Option<&[Trace]>,
 ) -> Result<(Interval, Vec<f64>, Vec<Tape>)> {
-    if nodes.len() != rules.len() {
+    if nodes.len() != rules.len() || tight.is_some_and(|t| t.len() != nodes.len()) {
         return Err(Error::Internal(
             "f32 plan does not match the network".into(),
         ));
     }
     let mut tapes = Vec::with_capacity(nodes.len());
-    for (node, rule) in nodes.iter().zip(rules) {
+    for (i, (node, rule)) in nodes.iter().zip(rules).enumerate() {
+        let trace = tight.map(|t| &t[i]);
+        if let Some(t) = trace {
+            cur = crate::bounds::crown::tighten(&cur, t.input())?;
+        }
         let mag = cur.abs_max();
         check_safe("an input magnitude", &mag)?;
         let pre = widen_box(&cur, &e);
@@ -280,8 +287,19 @@ fn walk(
                     shortcut: rs,
                 },
             ) => {
-                let (ma, ea, ta) = walk(main, rm, cur.clone(), e.clone())?;
-                let (mb, eb, tb) = walk(shortcut, rs, cur, e)?;
+                let (tm, ts) = match trace {
+                    Some(Trace::Residual { main, shortcut, .. }) => {
+                        (Some(main.as_slice()), Some(shortcut.as_slice()))
+                    }
+                    Some(Trace::Leaf(_)) => {
+                        return Err(Error::Internal(
+                            "f32 bound: residual node with a leaf trace".into(),
+                        ));
+                    }
+                    None => (None, None),
+                };
+                let (ma, ea, ta) = walk(main, rm, cur.clone(), e.clone(), tm)?;
+                let (mb, eb, tb) = walk(shortcut, rs, cur, e, ts)?;
                 let (aa, ab) = (ma.abs_max(), mb.abs_max());
                 let out = ma.add(&mb)?;
                 let rho: Vec<f64> = (0..ea.len())
@@ -340,6 +358,17 @@ fn walk(
 /// the exact logits of `net`, a bound e on |f32 logits − exact logits| entry by entry (+∞ where
 /// the f32 pass might overflow; NaN anywhere is an error) and the tapes for [`backward_error`].
 pub fn f32_walk(net: &Net, plan: &F32Plan, input: &Interval) -> Result<F32Walk> {
+    f32_walk_within(net, plan, input, None)
+}
+
+/// [`f32_walk`] with every node's exact input box intersected with `tight`'s (a pre-activation
+/// trace of `net` over a set containing every input of `input` that the bound must cover).
+pub fn f32_walk_within(
+    net: &Net,
+    plan: &F32Plan,
+    input: &Interval,
+    tight: Option<&[Trace]>,
+) -> Result<F32Walk> {
     if input.len() != net.input_dim() {
         return Err(Error::Internal(format!(
             "f32 error bound: input box of {} entries, the network takes {}",
@@ -353,6 +382,7 @@ pub fn f32_walk(net: &Net, plan: &F32Plan, input: &Interval) -> Result<F32Walk> 
         &plan.rules,
         input.clone(),
         vec![0.0; input.len()],
+        tight,
     )?;
     check_safe("a logit bound", &z.abs_max())?;
     Ok(F32Walk {

@@ -97,7 +97,7 @@ pub fn lipschitz_certify_f32(
     if centre.undecided() {
         return Ok(0.0);
     }
-    let e = det.error(&ball.to_box())?;
+    let e = ball_error(det, ball, pre)?;
     let m = f32_margin(centre.exact, e);
     if m.is_nan() || m <= 0.0 {
         return Ok(0.0);
@@ -106,17 +106,26 @@ pub fn lipschitz_certify_f32(
     Ok(lipschitz_radius(m, local.min(global), ball.eps))
 }
 
+/// E over the ball: the float32 error bound of the detector with every node's box intersected
+/// with the detector network's own pre-activation trace over the ball (IBP or CROWN as `pre`;
+/// for an ℓ2 ball far tighter than the bounding cube alone).
+pub fn ball_error(det: &F32Detector, ball: &Ball, pre: PreBounds) -> Result<f64> {
+    let (traces, _) = crate::lipschitz::local::pre_bounds(&det.net, ball, pre)?;
+    det.error_within(&ball.to_box(), Some(&traces))
+}
+
 /// The Lipschitz radius for the f32 detector from a known L on the ball of radius `eps`.
 pub fn lipschitz_radius_f32(
     det: &F32Detector,
     ball: &Ball,
     centre: &CentreMargin,
     lip: f64,
+    pre: PreBounds,
 ) -> Result<f64> {
     if centre.undecided() {
         return Ok(0.0);
     }
-    let e = det.error(&ball.to_box())?;
+    let e = ball_error(det, ball, pre)?;
     Ok(lipschitz_radius(f32_margin(centre.exact, e), lip, ball.eps))
 }
 
@@ -137,7 +146,7 @@ pub fn bound_prop_certify_f32(
         PreBounds::Ibp => energy_bounds_ibp(net, ball, t)?,
         PreBounds::Crown { max_dim } => energy_bounds_crown(net, ball, t, max_dim)?,
     };
-    let e = det.error(&ball.to_box())?;
+    let e = ball_error(det, ball, pre)?;
     if lo.is_nan() || hi.is_nan() {
         return Err(Error::CheckFailed(
             "score bounds over the ball are NaN".into(),

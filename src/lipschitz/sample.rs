@@ -6,7 +6,9 @@
 use super::bab::{BabBound, lipschitz_bab};
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
-use super::f32_margin::{bound_prop_certify_f32, centre_margin, f32_margin, lipschitz_radius_f32};
+use super::f32_margin::{
+    ball_error, bound_prop_certify_f32, centre_margin, f32_margin, lipschitz_radius_f32,
+};
 use super::jacobian_lbp::{LbpConfig, jacobian_lbp};
 use super::local::fastlip_with;
 use super::options::{Method, Options};
@@ -306,7 +308,7 @@ impl<'a> Analyser<'a> {
         row.f32_undecided = Some(centre.undecided());
         let gv = self.global.unwrap_or(f64::INFINITY);
         let at_eps = row.upper_local.unwrap_or(f64::INFINITY).min(gv);
-        row.radius_at_eps = Some(lipschitz_radius_f32(det, ball, &centre, at_eps)?);
+        row.radius_at_eps = Some(lipschitz_radius_f32(det, ball, &centre, at_eps, o.pre())?);
         let mut scratch = Timings::default();
         row.radius_lipschitz = Some(search_radius_from(
             |r| {
@@ -315,7 +317,7 @@ impl<'a> Analyser<'a> {
                 }
                 let b = ball.with_eps(r);
                 // The margin left to the f32 detector on this ball: exact margin − E(r).
-                let margin = f32_margin(centre.exact, det.error(&b.to_box())?);
+                let margin = f32_margin(centre.exact, ball_error(det, &b, o.pre())?);
                 if margin.is_nan() || margin <= 0.0 {
                     return Ok(0.0);
                 }
