@@ -12,7 +12,7 @@ use crate::bounds::softmax::{simplex_tighten, softmax_box};
 use crate::bounds::{Ball, Interval, Net, Node};
 use crate::error::{Error, Result};
 use crate::lipschitz::local::{Head, fastlip_heads_on, fastlip_on, grad_backward};
-use crate::lipschitz::recurjac::{recurjac_on, unsupported};
+use crate::lipschitz::recurjac::{recurjac_energy_on, recurjac_on, unsupported};
 use std::collections::HashMap;
 
 /// A neuron left to the relaxation (split states are `i8`: FREE, ACTIVE or INACTIVE).
@@ -21,6 +21,18 @@ pub const FREE: i8 = 0;
 pub const ACTIVE: i8 = 1;
 /// A neuron fixed to z ≤ 0 (derivative 0).
 pub const INACTIVE: i8 = -1;
+
+/// Which RecurJac rows bound a domain (where RecurJac is used at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DomainRows {
+    /// The energy row and the K class rows in every domain.
+    All,
+    /// The energy row only, in every domain (about K + 1 times cheaper per domain).
+    Energy,
+    /// All rows at the root, the energy row in the children.
+    AllAtRoot,
+}
 
 /// The network, ball and settings every domain is bounded with.
 pub struct Problem<'a> {
@@ -31,6 +43,8 @@ pub struct Problem<'a> {
     pub crown_max_dim: Option<usize>,
     /// RecurJac with this cost guard where the network is supported (None: FastLip only).
     pub recurjac_max_work: Option<f64>,
+    /// Which RecurJac rows bound a domain.
+    pub rows: DomainRows,
     /// Per top-level node feeding a ReLU: the ℓ1 norm of each row of the affine map before it
     /// (the branching weight); empty for other nodes.
     row_weight: Vec<Vec<f64>>,
@@ -143,6 +157,7 @@ impl<'a> Problem<'a> {
         temperature: f64,
         crown_max_dim: Option<usize>,
         recurjac_max_work: Option<f64>,
+        rows: DomainRows,
     ) -> Result<Self> {
         let (traces, _) = ibp(&net.nodes, ball.to_box())?;
         let mut row_weight = vec![Vec::new(); net.nodes.len()];
@@ -159,6 +174,7 @@ impl<'a> Problem<'a> {
             temperature,
             crown_max_dim,
             recurjac_max_work,
+            rows,
             row_weight,
             row_cache: Default::default(),
         })
@@ -237,8 +253,14 @@ impl<'a> Problem<'a> {
         let norm = self.ball.norm;
         let (t, l) = (self.temperature, logits.clone());
         let h = Head::Simplex;
+        let all_rows = match self.rows {
+            DomainRows::All => true,
+            DomainRows::Energy => false,
+            DomainRows::AllAtRoot => root,
+        };
         Ok(match self.recurjac_max_work {
-            Some(w) => recurjac_on(self.net, dtraces, l, norm, t, w)?.value,
+            Some(w) if all_rows => recurjac_on(self.net, dtraces, l, norm, t, w)?.value,
+            Some(w) => recurjac_energy_on(self.net, dtraces, l, norm, t, w)?.value,
             None if root => fastlip_on(self.net, dtraces, l, norm, t, h)?.value,
             None => fastlip_heads_on(self.net, dtraces, l, norm, t, h)?.value,
         })
