@@ -48,7 +48,7 @@ impl Default for BabConfig {
             max_domains: usize::MAX,
             crown_max_dim: Some(4096),
             recurjac_max_work: Some(1e10),
-            rows: DomainRows::AllAtRoot,
+            rows: DomainRows::Adaptive,
             samples: 64,
             seed: 0,
             rel_gap: 0.0,

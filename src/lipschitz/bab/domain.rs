@@ -32,6 +32,9 @@ pub enum DomainRows {
     Energy,
     /// All rows at the root, the energy row in the children.
     AllAtRoot,
+    /// All rows at the root; in a child the energy row, then all rows when the energy row does
+    /// not beat the parent's bound.
+    Adaptive,
 }
 
 /// The network, ball and settings every domain is bounded with.
@@ -249,21 +252,35 @@ impl<'a> Problem<'a> {
     /// Certified bound of sup ‖∇ₓS‖_q over the domain (its derivative view and logit box).
     /// The local product bound (operator norms: costly) enters at the root only; children
     /// inherit it through the cap.
-    fn grad_bound(&self, dtraces: &[Trace], logits: &Interval, root: bool) -> Result<f64> {
+    fn grad_bound(
+        &self,
+        dtraces: &[Trace],
+        logits: &Interval,
+        root: bool,
+        cap: f64,
+    ) -> Result<f64> {
         let norm = self.ball.norm;
         let (t, l) = (self.temperature, logits.clone());
         let h = Head::Simplex;
-        let all_rows = match self.rows {
-            DomainRows::All => true,
-            DomainRows::Energy => false,
-            DomainRows::AllAtRoot => root,
+        let Some(w) = self.recurjac_max_work else {
+            return Ok(if root {
+                fastlip_on(self.net, dtraces, l, norm, t, h)?.value
+            } else {
+                fastlip_heads_on(self.net, dtraces, l, norm, t, h)?.value
+            });
         };
-        Ok(match self.recurjac_max_work {
-            Some(w) if all_rows => recurjac_on(self.net, dtraces, l, norm, t, w)?.value,
-            Some(w) => recurjac_energy_on(self.net, dtraces, l, norm, t, w)?.value,
-            None if root => fastlip_on(self.net, dtraces, l, norm, t, h)?.value,
-            None => fastlip_heads_on(self.net, dtraces, l, norm, t, h)?.value,
-        })
+        let all = || Ok::<f64, Error>(recurjac_on(self.net, dtraces, l.clone(), norm, t, w)?.value);
+        let energy = || recurjac_energy_on(self.net, dtraces, l.clone(), norm, t, w);
+        match self.rows {
+            DomainRows::All => all(),
+            DomainRows::Energy => Ok(energy()?.value),
+            _ if root => all(),
+            DomainRows::AllAtRoot => Ok(energy()?.value),
+            DomainRows::Adaptive => {
+                let e = energy()?.value;
+                if e < cap { Ok(e) } else { Ok(e.min(all()?)) }
+            }
+        }
     }
 
     /// Bounds a domain given its splits, traces up to node `start` and the input box there.
@@ -285,7 +302,9 @@ impl<'a> Problem<'a> {
         if depth > 0 && emptiness::proven_empty(self, &splits, &dtraces)? {
             return Ok(Outcome::EmptyByDual);
         }
-        let ub = self.grad_bound(&dtraces, &logits, depth == 0)?.min(cap);
+        let ub = self
+            .grad_bound(&dtraces, &logits, depth == 0, cap)?
+            .min(cap);
         Ok(Outcome::Bounded(Domain {
             splits,
             traces,
