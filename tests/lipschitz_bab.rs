@@ -13,7 +13,7 @@ use oodcert::bounds::{Ball, Net, Norm};
 use oodcert::error::Error;
 use oodcert::lipschitz::bab::domain::{ACTIVE, Domain, FREE, INACTIVE, Outcome, Problem, state};
 use oodcert::lipschitz::bab::point_grad::score_grad;
-use oodcert::lipschitz::bab::{BabConfig, lipschitz_bab};
+use oodcert::lipschitz::bab::{BabConfig, DomainRows, lipschitz_bab};
 use oodcert::lipschitz::empirical::{GradOracle, PgdConfig, lower_by_pgd, sample_ball};
 use rand::Rng;
 
@@ -247,7 +247,11 @@ fn domains_along_a_points_pattern_are_kept_and_bound_its_gradient() {
             let mut r = rng(400 + seed);
             for (norm, eps, unit) in [(Norm::L2, 0.6, false), (Norm::Linf, 0.15, true)] {
                 let ball = Ball::new(random_image(n, &mut r), eps, norm, unit).unwrap();
-                let prob = Problem::new(&net, &ball, 1.0, Some(4096), Some(1e10)).unwrap();
+                // The energy-row-only RecurJac bound (root and children) on seed 0, all rows on
+                // seed 1, the adaptive rule on seed 2.
+                let rows =
+                    [DomainRows::Energy, DomainRows::All, DomainRows::Adaptive][seed as usize];
+                let prob = Problem::new(&net, &ball, 1.0, Some(4096), Some(1e10), rows).unwrap();
                 let Outcome::Bounded(root) = prob.root().unwrap() else {
                     panic!("root empty")
                 };
@@ -401,7 +405,8 @@ fn bad_settings_are_refused() {
 
 /// `OODCERT_PROBE_MODEL=FILE OODCERT_DATA=DIR cargo test --release --test lipschitz_bab probe --
 /// --ignored --nocapture` (optional OODCERT_PROBE_NORM=l2|linf, OODCERT_PROBE_EPS,
-/// OODCERT_PROBE_BUDGET seconds, OODCERT_PROBE_N images, OODCERT_PROBE_RJ RecurJac max work or
+/// OODCERT_PROBE_BUDGET seconds, OODCERT_PROBE_ROWS=all|energy|all-at-root|adaptive,
+/// OODCERT_PROBE_PGD=STEPS,RESTARTS (default 20,4), OODCERT_PROBE_N images, OODCERT_PROBE_RJ RecurJac max work or
 /// `none`, OODCERT_PROBE_CROWN max dimension or `none`, OODCERT_PROBE_BOX=1 for ∩ [0,1]): BaB on the first `mnist:test` images
 /// of a trained model against PGD (the CLI's defaults), with the root bound for comparison.
 #[test]
@@ -438,11 +443,22 @@ fn probe_bab_on_a_trained_model() {
     for i in 0..n {
         let x: Vec<f64> = data.image(i).iter().map(|&v| v as f64).collect();
         let ball = Ball::new(x, eps, norm, env("OODCERT_PROBE_BOX", "0") == "1").unwrap();
-        let pgd = lower_by_pgd(&oracle, &ball, &PgdConfig::default(), &mut r).unwrap();
+        let mut pc = PgdConfig::default();
+        if let Ok(v) = std::env::var("OODCERT_PROBE_PGD") {
+            let (a, b) = v.split_once(',').expect("OODCERT_PROBE_PGD=STEPS,RESTARTS");
+            (pc.steps, pc.restarts) = (a.parse().unwrap(), b.parse().unwrap());
+        }
+        let pgd = lower_by_pgd(&oracle, &ball, &pc, &mut r).unwrap();
         let c = BabConfig {
             budget_s: budget,
             recurjac_max_work: env("OODCERT_PROBE_RJ", "1e10").parse().ok(),
             crown_max_dim: env("OODCERT_PROBE_CROWN", "4096").parse().ok(),
+            rows: match env("OODCERT_PROBE_ROWS", "all").as_str() {
+                "energy" => DomainRows::Energy,
+                "all-at-root" => DomainRows::AllAtRoot,
+                "adaptive" => DomainRows::Adaptive,
+                _ => DomainRows::All,
+            },
             ..BabConfig::default()
         };
         let b = lipschitz_bab(&net, &ball, 1.0, &c, pgd).unwrap();

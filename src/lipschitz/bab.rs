@@ -12,6 +12,7 @@ pub mod point_grad;
 use crate::bounds::{Ball, Net};
 use crate::error::{Error, Result};
 use crate::lipschitz::empirical::sample_ball;
+pub use domain::DomainRows;
 use domain::{ACTIVE, Domain, INACTIVE, Outcome, Problem};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -31,6 +32,8 @@ pub struct BabConfig {
     pub crown_max_dim: Option<usize>,
     /// RecurJac with this cost guard where supported (None: FastLip box ∩ simplex only).
     pub recurjac_max_work: Option<f64>,
+    /// Which RecurJac rows bound each domain.
+    pub rows: DomainRows,
     /// Uniform samples of the ball whose gradient norms seed the lower bound (centre included).
     pub samples: usize,
     pub seed: u64,
@@ -45,6 +48,7 @@ impl Default for BabConfig {
             max_domains: usize::MAX,
             crown_max_dim: Some(4096),
             recurjac_max_work: Some(1e10),
+            rows: DomainRows::Adaptive,
             samples: 64,
             seed: 0,
             rel_gap: 0.0,
@@ -157,6 +161,7 @@ pub fn lipschitz_bab(
         temperature,
         cfg.crown_max_dim,
         cfg.recurjac_max_work,
+        cfg.rows,
     )?;
     let mut out = BabBound {
         upper: f64::INFINITY,

@@ -160,6 +160,56 @@ pub fn recurjac_on(
     })
 }
 
+/// RecurJac's energy row alone (t = −p, p in the softmax box ∩ simplex) ∩ FastLip's box, on
+/// given traces and logit box: the same sound rules as [`recurjac_on`] without the K class-row
+/// recursions (about K + 1 times cheaper; a branch-and-bound domain's bound). `value` is the
+/// minimum of the energy-row box norm (and for ℓ∞ its signed ℓ1 merge), FastLip and the local
+/// product; `class_rows_value` is ∞ (not computed).
+pub fn recurjac_energy_on(
+    net: &Net,
+    traces: &[crate::bounds::Trace],
+    logits: Interval,
+    norm: Norm,
+    temperature: f64,
+    max_work: f64,
+) -> Result<RecurJacBound> {
+    if let Some(why) = unsupported(net) {
+        return Err(Error::BadInput(format!("RecurJac does not support {why}")));
+    }
+    let p = simplex_tighten(&softmax_box(&logits, temperature));
+    let fl = fastlip_on(net, traces, logits, norm, temperature, Head::Simplex)?;
+    let plan = Plan::new(net, traces)?;
+    let energy = Recursion::new(&plan, Top::Energy(&p), max_work)?;
+    let grad = tighten(&energy.input, &fl.grad)?;
+    let box_value = box_dual_norm(&grad, norm);
+    let signed = match norm {
+        Norm::Linf => signed_l1(&grad, &energy, &[], &p),
+        Norm::L2 => f64::INFINITY,
+    };
+    let product = fl.product_value.unwrap_or(f64::INFINITY);
+    let (value, rule) = [
+        (product, RecurJacRule::LocalProduct),
+        (fl.value, RecurJacRule::Fastlip),
+        (box_value, RecurJacRule::Recurjac),
+        (signed, RecurJacRule::RecurjacSignedL1),
+    ]
+    .into_iter()
+    .fold((f64::INFINITY, RecurJacRule::Fastlip), |best, cur| {
+        if cur.0 < best.0 { cur } else { best }
+    });
+    Ok(RecurJacBound {
+        value,
+        recurjac_value: box_value.min(signed),
+        fastlip_value: fl.value,
+        energy_row_value: box_value,
+        class_rows_value: f64::INFINITY,
+        rule,
+        grad,
+        recursed_entries: energy.recursed,
+        skipped_levels: energy.skipped,
+    })
+}
+
 /// ‖g‖₁ bound: Σ over sign-uncertain coordinates of max(|lo|, |hi|), plus sᵀg for the others
 /// (s their signs) bounded by one recursion of the column A_0 s — the smaller of the energy row
 /// and the class rows combined by the box ∩ simplex head. ∞ when no coordinate has a known sign.
@@ -184,7 +234,12 @@ fn signed_l1(grad: &Interval, energy: &Recursion, rows: &[Recursion], p: &Interv
     // sᵀ∇S = −Σ_k p_k (J_k s) ≤ max_p Σ_k p_k (−lower(J_k s)).
     let neg_s: Vec<f64> = s.iter().map(|v| -v).collect();
     let neg_low: Vec<f64> = rows.iter().map(|r| r.ub_input(neg_s.clone())).collect();
-    let via_rows = max_linear_box_simplex(&neg_low, p);
+    // No class rows (the energy-row-only bound): the energy row alone.
+    let via_rows = if rows.is_empty() {
+        f64::INFINITY
+    } else {
+        max_linear_box_simplex(&neg_low, p)
+    };
     let known = via_energy.min(via_rows);
     next_up(known + unknown + 4.0 * f64::EPSILON * (known.abs() + unknown) + ABS_FLOOR)
 }

@@ -12,7 +12,7 @@ use crate::bounds::softmax::{simplex_tighten, softmax_box};
 use crate::bounds::{Ball, Interval, Net, Node};
 use crate::error::{Error, Result};
 use crate::lipschitz::local::{Head, fastlip_heads_on, fastlip_on, grad_backward};
-use crate::lipschitz::recurjac::{recurjac_on, unsupported};
+use crate::lipschitz::recurjac::{recurjac_energy_on, recurjac_on, unsupported};
 use std::collections::HashMap;
 
 /// A neuron left to the relaxation (split states are `i8`: FREE, ACTIVE or INACTIVE).
@@ -21,6 +21,21 @@ pub const FREE: i8 = 0;
 pub const ACTIVE: i8 = 1;
 /// A neuron fixed to z ≤ 0 (derivative 0).
 pub const INACTIVE: i8 = -1;
+
+/// Which RecurJac rows bound a domain (where RecurJac is used at all).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DomainRows {
+    /// The energy row and the K class rows in every domain.
+    All,
+    /// The energy row only, in every domain (about K + 1 times cheaper per domain).
+    Energy,
+    /// All rows at the root, the energy row in the children.
+    AllAtRoot,
+    /// All rows at the root; in a child the energy row, then all rows when the energy row does
+    /// not beat the parent's bound.
+    Adaptive,
+}
 
 /// The network, ball and settings every domain is bounded with.
 pub struct Problem<'a> {
@@ -31,6 +46,8 @@ pub struct Problem<'a> {
     pub crown_max_dim: Option<usize>,
     /// RecurJac with this cost guard where the network is supported (None: FastLip only).
     pub recurjac_max_work: Option<f64>,
+    /// Which RecurJac rows bound a domain.
+    pub rows: DomainRows,
     /// Per top-level node feeding a ReLU: the ℓ1 norm of each row of the affine map before it
     /// (the branching weight); empty for other nodes.
     row_weight: Vec<Vec<f64>>,
@@ -143,6 +160,7 @@ impl<'a> Problem<'a> {
         temperature: f64,
         crown_max_dim: Option<usize>,
         recurjac_max_work: Option<f64>,
+        rows: DomainRows,
     ) -> Result<Self> {
         let (traces, _) = ibp(&net.nodes, ball.to_box())?;
         let mut row_weight = vec![Vec::new(); net.nodes.len()];
@@ -159,6 +177,7 @@ impl<'a> Problem<'a> {
             temperature,
             crown_max_dim,
             recurjac_max_work,
+            rows,
             row_weight,
             row_cache: Default::default(),
         })
@@ -233,15 +252,35 @@ impl<'a> Problem<'a> {
     /// Certified bound of sup ‖∇ₓS‖_q over the domain (its derivative view and logit box).
     /// The local product bound (operator norms: costly) enters at the root only; children
     /// inherit it through the cap.
-    fn grad_bound(&self, dtraces: &[Trace], logits: &Interval, root: bool) -> Result<f64> {
+    fn grad_bound(
+        &self,
+        dtraces: &[Trace],
+        logits: &Interval,
+        root: bool,
+        cap: f64,
+    ) -> Result<f64> {
         let norm = self.ball.norm;
         let (t, l) = (self.temperature, logits.clone());
         let h = Head::Simplex;
-        Ok(match self.recurjac_max_work {
-            Some(w) => recurjac_on(self.net, dtraces, l, norm, t, w)?.value,
-            None if root => fastlip_on(self.net, dtraces, l, norm, t, h)?.value,
-            None => fastlip_heads_on(self.net, dtraces, l, norm, t, h)?.value,
-        })
+        let Some(w) = self.recurjac_max_work else {
+            return Ok(if root {
+                fastlip_on(self.net, dtraces, l, norm, t, h)?.value
+            } else {
+                fastlip_heads_on(self.net, dtraces, l, norm, t, h)?.value
+            });
+        };
+        let all = || Ok::<f64, Error>(recurjac_on(self.net, dtraces, l.clone(), norm, t, w)?.value);
+        let energy = || recurjac_energy_on(self.net, dtraces, l.clone(), norm, t, w);
+        match self.rows {
+            DomainRows::All => all(),
+            DomainRows::Energy => Ok(energy()?.value),
+            _ if root => all(),
+            DomainRows::AllAtRoot => Ok(energy()?.value),
+            DomainRows::Adaptive => {
+                let e = energy()?.value;
+                if e < cap { Ok(e) } else { Ok(e.min(all()?)) }
+            }
+        }
     }
 
     /// Bounds a domain given its splits, traces up to node `start` and the input box there.
@@ -263,7 +302,9 @@ impl<'a> Problem<'a> {
         if depth > 0 && emptiness::proven_empty(self, &splits, &dtraces)? {
             return Ok(Outcome::EmptyByDual);
         }
-        let ub = self.grad_bound(&dtraces, &logits, depth == 0)?.min(cap);
+        let ub = self
+            .grad_bound(&dtraces, &logits, depth == 0, cap)?
+            .min(cap);
         Ok(Outcome::Bounded(Domain {
             splits,
             traces,
