@@ -248,6 +248,19 @@ fn box_muller_cell_error(w1: u64) -> f64 {
     eta * (1.0 + 1e-12)
 }
 
+/// A σ near `sigma` such that x + σ·z₀ sits on the midpoint between two f32 values (tests of the
+/// exactness checks: such a value must never be called exact).
+#[cfg(test)]
+pub(super) fn sigma_onto_midpoint(x: f32, sigma: f64, z0: f64) -> f64 {
+    let f = (x as f64 + sigma * z0) as f32;
+    let next = f32::from_bits(if f >= 0.0 {
+        f.to_bits() + 1
+    } else {
+        f.to_bits() - 1
+    });
+    (0.5 * (f as f64 + next as f64) - x as f64) / z0
+}
+
 /// The 53-bit uniform in [0,1) of a 64-bit word.
 fn unit(w: u64) -> f64 {
     (w >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
@@ -377,15 +390,7 @@ mod tests {
             let mut sigma = [0.12, 0.25, 0.5, 1.0][(t % 4) as usize];
             let tuned = t % 3 == 0 && z0.abs() > 0.1;
             if tuned {
-                // σ such that x + σz₀ sits on the midpoint between two f32 values.
-                let f = (x as f64 + sigma * z0) as f32;
-                let next = f32::from_bits(if f >= 0.0 {
-                    f.to_bits() + 1
-                } else {
-                    f.to_bits() - 1
-                });
-                let mid = 0.5 * (f as f64 + next as f64);
-                sigma = (mid - x as f64) / z0;
+                sigma = sigma_onto_midpoint(x, sigma, z0);
             }
             let v = (x as f64 + sigma * z0) as f32;
             let eta = box_muller_cell_error(w1);

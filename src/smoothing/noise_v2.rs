@@ -201,13 +201,7 @@ mod tests {
             let mut sigma = [0.12, 0.25, 0.5, 1.0][(t % 4) as usize];
             let tuned = t % 3 == 0 && z0.abs() > 0.1;
             if tuned {
-                let f = (x as f64 + sigma * z0) as f32;
-                let next = f32::from_bits(if f >= 0.0 {
-                    f.to_bits() + 1
-                } else {
-                    f.to_bits() - 1
-                });
-                sigma = (0.5 * (f as f64 + next as f64) - x as f64) / z0;
+                sigma = super::super::noise::sigma_onto_midpoint(x, sigma, z0);
             }
             let v = (x as f64 + sigma * z0) as f32;
             let eta = cell_error(w1);
