@@ -3,6 +3,7 @@
 pub mod csv_table;
 pub mod manifest;
 pub mod number;
+pub mod record_csv;
 pub mod report;
 
 pub use crate::atomic::{with_atomic_file, write_atomic, write_csv_atomic};

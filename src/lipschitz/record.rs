@@ -3,9 +3,8 @@
 //! `evidence::fmt_f64`, so parsing a row gives back the same bits and a merge of shards can
 //! rebuild a single run's files byte for byte).
 
-use crate::error::{Error, Result};
-use crate::evidence::fmt_f64;
-use std::collections::HashMap;
+use crate::error::Result;
+use crate::evidence::{fmt_f64, record_csv};
 use std::path::Path;
 
 /// The columns of `lipschitz.csv`, in order.
@@ -142,91 +141,48 @@ impl LipschitzRecord {
 
 /// The bytes of a `lipschitz.csv` holding `records`.
 pub fn to_csv_bytes(records: &[LipschitzRecord]) -> Result<Vec<u8>> {
-    let err = |e: csv::Error| Error::Internal(format!("writing lipschitz.csv: {e}"));
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(COLUMNS).map_err(err)?;
-    for r in records {
-        w.write_record(r.fields()).map_err(err)?;
-    }
-    w.into_inner()
-        .map_err(|e| Error::Internal(format!("writing lipschitz.csv: {e}")))
+    record_csv::to_bytes(
+        "lipschitz.csv",
+        &COLUMNS,
+        records.iter().map(LipschitzRecord::fields),
+    )
 }
 
 /// Reads a `lipschitz.csv` written by [`to_csv_bytes`]; errors name the file, row and column.
 pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
-    let mut r = csv::Reader::from_path(path)
-        .map_err(|e| Error::bad_file(path, format!("cannot read as CSV: {e}")))?;
-    let headers = r
-        .headers()
-        .map_err(|e| Error::bad_file(path, format!("no header row: {e}")))?
-        .clone();
-    if headers.iter().collect::<Vec<_>>() != COLUMNS {
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "columns are not those of lipschitz.csv ({}); was it written by another version?",
-                COLUMNS.join(",")
-            ),
-        ));
-    }
-    let mut out = Vec::new();
-    for (row, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| Error::bad_file(path, format!("row {}: {e}", row + 2)))?;
-        let map: HashMap<&str, &str> = COLUMNS.iter().copied().zip(rec.iter()).collect();
-        let get = |c: &str| -> Result<&str> {
-            map.get(c).copied().ok_or_else(|| {
-                Error::bad_file(path, format!("row {}: missing column {c}", row + 2))
-            })
-        };
-        let bad =
-            |c: &str| Error::bad_file(path, format!("row {}: bad value in column {c}", row + 2));
-        macro_rules! parse {
-            ($c:expr) => {
-                get($c)?.parse().map_err(|_| bad($c))?
-            };
-        }
-        let opt = |c: &str| -> Result<Option<f64>> {
-            match get(c)? {
-                "" => Ok(None),
-                s => s.parse().map(Some).map_err(|_| bad(c)),
-            }
-        };
-        let rule = get("recurjac_rule")?;
-        let undecided = match get("f32_undecided")? {
-            "" => None,
-            s => Some(s.parse().map_err(|_| bad("f32_undecided"))?),
-        };
-        out.push(LipschitzRecord {
-            index: parse!("index"),
-            label: parse!("label"),
-            is_id: parse!("is_id"),
-            score: parse!("score"),
-            threshold: parse!("threshold"),
-            norm: get("norm")?.to_string(),
-            ball: get("ball")?.to_string(),
-            eps: parse!("eps"),
-            grad_norm: opt("grad_norm")?,
-            lower_sample: opt("lower_sample")?,
-            lower_pgd: opt("lower_pgd")?,
-            clever: opt("clever")?,
-            clever_ks: opt("clever_ks")?,
-            upper_local: opt("upper_local")?,
-            upper_global: opt("upper_global")?,
-            radius_at_eps: opt("radius_at_eps")?,
-            radius_lipschitz: opt("radius_lipschitz")?,
-            radius_bound_prop: opt("radius_bound_prop")?,
-            upper_recurjac: opt("upper_recurjac")?,
+    let mismatch = format!(
+        "columns are not those of lipschitz.csv ({}); was it written by another version?",
+        COLUMNS.join(",")
+    );
+    record_csv::read(path, &COLUMNS, &mismatch, |r| {
+        let rule = r.get("recurjac_rule")?;
+        Ok(LipschitzRecord {
+            index: r.parse("index")?,
+            label: r.parse("label")?,
+            is_id: r.parse("is_id")?,
+            score: r.parse("score")?,
+            threshold: r.parse("threshold")?,
+            norm: r.get("norm")?.to_string(),
+            ball: r.get("ball")?.to_string(),
+            eps: r.parse("eps")?,
+            grad_norm: r.opt("grad_norm")?,
+            lower_sample: r.opt("lower_sample")?,
+            lower_pgd: r.opt("lower_pgd")?,
+            clever: r.opt("clever")?,
+            clever_ks: r.opt("clever_ks")?,
+            upper_local: r.opt("upper_local")?,
+            upper_global: r.opt("upper_global")?,
+            radius_at_eps: r.opt("radius_at_eps")?,
+            radius_lipschitz: r.opt("radius_lipschitz")?,
+            radius_bound_prop: r.opt("radius_bound_prop")?,
+            upper_recurjac: r.opt("upper_recurjac")?,
             recurjac_rule: (!rule.is_empty()).then(|| rule.to_string()),
-            fastlip_simplex: opt("fastlip_simplex")?,
-            upper_bab: opt("upper_bab")?,
-            bab_lower: opt("bab_lower")?,
-            bab_domains: match get("bab_domains")? {
-                "" => None,
-                s => Some(s.parse().map_err(|_| bad("bab_domains"))?),
-            },
-            f32_err_bound: opt("f32_err_bound")?,
-            f32_undecided: undecided,
-        });
-    }
-    Ok(out)
+            fastlip_simplex: r.opt("fastlip_simplex")?,
+            upper_bab: r.opt("upper_bab")?,
+            bab_lower: r.opt("bab_lower")?,
+            bab_domains: r.opt("bab_domains")?,
+            f32_err_bound: r.opt("f32_err_bound")?,
+            f32_undecided: r.opt("f32_undecided")?,
+        })
+    })
 }

@@ -2,8 +2,8 @@
 //! text form (floats in Rust's shortest round-trip `{}` format, so parsing a row back gives the
 //! same bits and a merge can rebuild a single run's files byte for byte).
 
-use crate::error::{Error, Result};
-use std::collections::HashMap;
+use crate::error::Result;
+use crate::evidence::record_csv;
 use std::path::Path;
 
 /// The columns of `certify.csv`, in order.
@@ -121,75 +121,45 @@ impl CertifyRecord {
 
 /// The bytes of a `certify.csv` holding `records`.
 pub fn to_csv_bytes(records: &[CertifyRecord]) -> Result<Vec<u8>> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    let err = |e: csv::Error| Error::Internal(format!("writing certify.csv: {e}"));
-    w.write_record(COLUMNS).map_err(err)?;
-    for r in records {
-        w.write_record(r.fields()).map_err(err)?;
-    }
-    w.into_inner()
-        .map_err(|e| Error::Internal(format!("writing certify.csv: {e}")))
+    record_csv::to_bytes(
+        "certify.csv",
+        &COLUMNS,
+        records.iter().map(CertifyRecord::fields),
+    )
 }
 
 /// Reads a `certify.csv` written by [`to_csv_bytes`]; errors name the file, row and column.
 pub fn read_csv(path: &Path) -> Result<Vec<CertifyRecord>> {
-    let mut r = csv::Reader::from_path(path)
-        .map_err(|e| Error::bad_file(path, format!("cannot read as CSV: {e}")))?;
-    let headers = r
-        .headers()
-        .map_err(|e| Error::bad_file(path, format!("no header row: {e}")))?
-        .clone();
-    if headers.iter().collect::<Vec<_>>() != COLUMNS {
-        return Err(Error::bad_file(
-            path,
-            format!(
-                "columns are not those of certify.csv ({})",
-                COLUMNS.join(",")
-            ),
-        ));
-    }
-    let mut out = Vec::new();
-    for (row, rec) in r.records().enumerate() {
-        let rec = rec.map_err(|e| Error::bad_file(path, format!("row {}: {e}", row + 2)))?;
-        let map: HashMap<&str, &str> = COLUMNS.iter().copied().zip(rec.iter()).collect();
-        let get = |c: &str| -> Result<&str> {
-            map.get(c).copied().ok_or_else(|| {
-                Error::bad_file(path, format!("row {}: missing column {c}", row + 2))
-            })
-        };
-        macro_rules! parse {
-            ($c:expr) => {
-                get($c)?.parse().map_err(|_| {
-                    Error::bad_file(path, format!("row {}: bad value in column {}", row + 2, $c))
-                })?
-            };
-        }
-        out.push(CertifyRecord {
-            idx: parse!("idx"),
-            label: parse!("label"),
-            predict: parse!("predict"),
-            radius: parse!("radius"),
-            correct: parse!("correct"),
-            time: parse!("time"),
-            dataset: get("dataset")?.to_string(),
-            is_id: parse!("is_id"),
-            score: parse!("score"),
-            n: parse!("n"),
-            count: parse!("count"),
-            p_lo: parse!("p_lo"),
-            p_value: parse!("p_value"),
-            predict_test: parse!("predict_test"),
-            score_mean: parse!("score_mean"),
-            score_lo: parse!("score_lo"),
-            score_hi: parse!("score_hi"),
-            h_lo: parse!("h_lo"),
-            h_hi: parse!("h_hi"),
-            predict_score: parse!("predict_score"),
-            radius_score: parse!("radius_score"),
-            h_lo_hoeffding: parse!("h_lo_hoeffding"),
-            h_hi_hoeffding: parse!("h_hi_hoeffding"),
-            radius_score_hoeffding: parse!("radius_score_hoeffding"),
-        });
-    }
-    Ok(out)
+    let mismatch = format!(
+        "columns are not those of certify.csv ({})",
+        COLUMNS.join(",")
+    );
+    record_csv::read(path, &COLUMNS, &mismatch, |r| {
+        Ok(CertifyRecord {
+            idx: r.parse("idx")?,
+            label: r.parse("label")?,
+            predict: r.parse("predict")?,
+            radius: r.parse("radius")?,
+            correct: r.parse("correct")?,
+            time: r.parse("time")?,
+            dataset: r.get("dataset")?.to_string(),
+            is_id: r.parse("is_id")?,
+            score: r.parse("score")?,
+            n: r.parse("n")?,
+            count: r.parse("count")?,
+            p_lo: r.parse("p_lo")?,
+            p_value: r.parse("p_value")?,
+            predict_test: r.parse("predict_test")?,
+            score_mean: r.parse("score_mean")?,
+            score_lo: r.parse("score_lo")?,
+            score_hi: r.parse("score_hi")?,
+            h_lo: r.parse("h_lo")?,
+            h_hi: r.parse("h_hi")?,
+            predict_score: r.parse("predict_score")?,
+            radius_score: r.parse("radius_score")?,
+            h_lo_hoeffding: r.parse("h_lo_hoeffding")?,
+            h_hi_hoeffding: r.parse("h_hi_hoeffding")?,
+            radius_score_hoeffding: r.parse("radius_score_hoeffding")?,
+        })
+    })
 }
