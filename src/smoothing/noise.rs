@@ -195,14 +195,11 @@ impl NoiseKey {
         let mut exact = true;
         for (o, xs) in out.chunks_mut(2).zip(x.chunks(2)) {
             let (w1, w2) = (rng.next_u64(), rng.next_u64());
-            let (z0, z1) = box_muller(w1, w2);
-            let eta = box_muller_cell_error(w1);
+            let z = box_muller(w1, w2);
             for (j, (oj, &xj)) in o.iter_mut().zip(xs).enumerate() {
-                let z = if j == 0 { z0 } else { z1 };
-                let v = (xj as f64 + sigma * z) as f32;
-                *oj = v;
-                exact &= eta.is_finite() && rounds_to(xj as f64, sigma, z, eta, v);
+                *oj = (xj as f64 + sigma * if j == 0 { z.0 } else { z.1 }) as f32;
             }
+            exact &= pair_is_exact(xs, o, sigma, z, box_muller_cell_error(w1));
         }
         exact
     }
@@ -221,31 +218,53 @@ pub(super) fn rounds_to(x: f64, sigma: f64, z: f64, eta: f64, v: f32) -> bool {
     lo as f32 == v && hi as f32 == v
 }
 
-/// A bound on |Z_computed − Z_ideal| for both values of the Box–Muller pair of words (w₁, w₂),
-/// the ideal uniforms ranging over the 2⁻⁵³ cells the words truncate (+∞ when the cell reaches
-/// u₁ = 0, where r is unbounded).
-fn box_muller_cell_error(w1: u64) -> f64 {
-    let cell = 1.0 / (1u64 << 53) as f64;
-    let lib = 4.0 * f64::EPSILON; // ≤ 2 ulp per libm call (glibc: < 1 ulp), relative error
-    let u1 = 1.0 - unit(w1); // ideal u₁ ∈ (u1 − cell, u1]
+/// Whether the noisy values `vs` = fl₃₂(x + σz) of one Box–Muller pair z (one or two
+/// coordinates) are all exact, given |Z − z| ≤ η for the coupled ideal pair Z ([`rounds_to`]).
+pub(super) fn pair_is_exact(xs: &[f32], vs: &[f32], sigma: f64, z: (f64, f64), eta: f64) -> bool {
+    eta.is_finite()
+        && xs
+            .iter()
+            .zip(vs)
+            .enumerate()
+            .all(|(j, (&x, &v))| rounds_to(x as f64, sigma, if j == 0 { z.0 } else { z.1 }, eta, v))
+}
+
+/// A bound on |Z_computed − Z_ideal| for both values of a Box–Muller pair whose ideal uniforms
+/// range over cells of width `cell`: u₁ ∈ (`u1` − cell, `u1`] and the angle within one 2π·cell
+/// step (+∞ when the cell reaches u₁ = 0, where r is unbounded). The computed transform is
+/// allowed `ln_rel` relative error in ln (and in the products), `sc_abs` absolute error in
+/// sin/cos and `prod_rel` relative error in the final product r·cos θ.
+pub(super) fn box_muller_eta(u1: f64, cell: f64, ln_rel: f64, sc_abs: f64, prod_rel: f64) -> f64 {
     let u1_min = u1 - cell;
     if u1_min <= 0.0 {
         return f64::INFINITY;
     }
     // r(u) = √(−2 ln u) is decreasing: r ∈ [r(u1), r(u1_min)], each evaluated with slack.
     let r = |u: f64| (-2.0 * u.ln()).max(0.0).sqrt();
-    // ln, the product and √ are each within `lib` relative (ln's error is relative to its
-    // result, which is what −2 ln u scales).
-    // (√ is correctly rounded: ≤ lib for ln and the product, ½ulp for √; 2·lib covers it.)
-    let r_hi = r(u1_min) * (1.0 + 2.0 * lib);
-    let r_lo = (r(u1) * (1.0 - 2.0 * lib)).max(0.0);
-    // θ = 2πu₂ over a cell, plus the rounding of TAU (relative) and of TAU·u₂ (≤ ulp(2π)/2 = 2ε).
-    let d_theta = std::f64::consts::TAU * cell * (1.0 + lib) + 8.0 * f64::EPSILON;
-    // |r cos θ − r' cos θ'| ≤ |r − r'| + r_hi |θ − θ'| + r_hi·(sin/cos error, ≤ lib absolute)
-    // + the product's rounding (≤ lib relative).
+    // ln and the product are within `ln_rel` relative (ln's error is relative to its result,
+    // which is what −2 ln u scales); √ is correctly rounded (½ ulp): 2·ln_rel covers both.
+    let r_hi = r(u1_min) * (1.0 + 2.0 * ln_rel);
+    let r_lo = (r(u1) * (1.0 - 2.0 * ln_rel)).max(0.0);
+    // θ over a cell, plus the rounding of TAU (relative) and of TAU·u₂ (≤ ulp(2π)/2 = 2ε).
+    let d_theta = std::f64::consts::TAU * cell * (1.0 + ln_rel) + 8.0 * f64::EPSILON;
+    // |r cos θ − r' cos θ'| ≤ |r − r'| + r_hi |θ − θ'| + r_hi·(sin/cos error) + the product's
+    // rounding.
     let dr = r_hi - r_lo;
-    let eta = dr + r_hi * (d_theta + 2.0 * lib) + r_hi * lib;
+    let eta = dr + r_hi * (d_theta + sc_abs) + r_hi * prod_rel;
     eta * (1.0 + 1e-12)
+}
+
+/// [`box_muller_eta`] for layout v1: 53-bit cells, u₁ = 1 − U(w₁), libm within 2 ulp per call
+/// (glibc: < 1 ulp), i.e. 4ε relative, and sin/cos within 8ε absolute.
+fn box_muller_cell_error(w1: u64) -> f64 {
+    let lib = 4.0 * f64::EPSILON;
+    box_muller_eta(
+        1.0 - unit(w1),
+        1.0 / (1u64 << 53) as f64,
+        lib,
+        2.0 * lib,
+        lib,
+    )
 }
 
 /// A σ near `sigma` such that x + σ·z₀ sits on the midpoint between two f32 values (tests of the

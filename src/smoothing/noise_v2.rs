@@ -143,12 +143,7 @@ pub fn add_noise_checked(
         let y = philox4x32_10([m as u32, copy as u32, lo, hi], key);
         let w1 = ((y[1] as u64) << 32) | y[0] as u64;
         let w2 = ((y[3] as u64) << 32) | y[2] as u64;
-        let (z0, z1) = pair(w1, w2);
-        let eta = cell_error(w1);
-        for (j, (&v, &xj)) in o.iter().zip(xs).enumerate() {
-            let z = if j == 0 { z0 } else { z1 };
-            exact &= eta.is_finite() && super::noise::rounds_to(xj as f64, sigma, z, eta, v);
-        }
+        exact &= super::noise::pair_is_exact(xs, o, sigma, pair(w1, w2), cell_error(w1));
     }
     exact
 }
@@ -160,20 +155,13 @@ pub fn add_noise_checked(
 /// `box_muller::tests`), libm within 1 ulp; the bound allows 4× those (8ε relative for ln,
 /// 4·10⁻¹⁵ absolute for sin/cos).
 fn cell_error(w1: u64) -> f64 {
-    let cell = 1.0 / (1u64 << 52) as f64;
-    let ln_rel = 8.0 * f64::EPSILON;
-    let sc_abs = 4e-15;
-    let u1 = super::box_muller::unit_open_closed(w1);
-    let u1_min = u1 - cell;
-    if u1_min <= 0.0 {
-        return f64::INFINITY;
-    }
-    let r = |u: f64| (-2.0 * u.ln()).max(0.0).sqrt();
-    let r_hi = r(u1_min) * (1.0 + 2.0 * ln_rel);
-    let r_lo = (r(u1) * (1.0 - 2.0 * ln_rel)).max(0.0);
-    let d_theta = std::f64::consts::TAU * cell * (1.0 + ln_rel) + 8.0 * f64::EPSILON;
-    let eta = (r_hi - r_lo) + r_hi * (d_theta + sc_abs) + r_hi * 4.0 * f64::EPSILON;
-    eta * (1.0 + 1e-12)
+    super::noise::box_muller_eta(
+        super::box_muller::unit_open_closed(w1),
+        1.0 / (1u64 << 52) as f64,
+        8.0 * f64::EPSILON,
+        4e-15,
+        4.0 * f64::EPSILON,
+    )
 }
 
 #[cfg(test)]
