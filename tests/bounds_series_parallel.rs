@@ -410,13 +410,12 @@ fn ibp_and_crown_enclose_dense_samples() {
                     let z = check_inside(&net.nodes, &ti, x.clone(), &format!("IBP {what}"));
                     check_inside(&net.nodes, &tc, x.clone(), &format!("CROWN {what}"));
                     assert_eq!(z, net.forward(&x).unwrap());
-                    for k in 0..3 {
-                        assert!(li.lo[k] <= z[k] && z[k] <= li.hi[k], "IBP logits {what}");
-                        assert!(lc.lo[k] <= z[k] && z[k] <= lc.hi[k], "CROWN logits {what}");
+                    for (k, zk) in z.iter().enumerate() {
+                        assert!(li.lo[k] <= *zk && *zk <= li.hi[k], "IBP logits {what}");
+                        assert!(lc.lo[k] <= *zk && *zk <= lc.hi[k], "CROWN logits {what}");
                         assert!(
-                            pure.lo[k] <= z[k] && z[k] <= pure.hi[k],
-                            "pure CROWN logit {k} {what}: {} not in [{}, {}]",
-                            z[k],
+                            pure.lo[k] <= *zk && *zk <= pure.hi[k],
+                            "pure CROWN logit {k} {what}: {zk} not in [{}, {}]",
                             pure.lo[k],
                             pure.hi[k]
                         );
@@ -826,4 +825,47 @@ fn f32_error_bound_holds_against_an_f32_evaluation() {
             );
         }
     }
+}
+
+/// The float32 error propagates through a max-pool as the largest error in each window
+/// (overlapping, padded windows) and through a concatenation side by side, unchanged: the
+/// walk of [dense, pool] and of [dense, Concat{identity | pool}] against the walk of [dense].
+/// (Sampling cannot see a dropped propagation here: E is worst-case, the sampled errors are far
+/// below it.)
+#[test]
+fn f32_error_propagates_through_pools_and_concatenations() {
+    let mut r = rng(7);
+    let mut head = vec![dense(8, 32, &mut r)];
+    to_f32(&mut head);
+    let pool = max_pool(geo(2, 4, 3, 1, 1));
+    let with = |tail: Node| Net {
+        input_shape: [1, 2, 4],
+        num_classes: 1,
+        nodes: vec![head[0].clone(), tail],
+    };
+    let prefix = Net {
+        input_shape: [1, 2, 4],
+        num_classes: 1,
+        nodes: head.clone(),
+    };
+    let bx = Interval {
+        lo: vec![-1.0; 8],
+        hi: vec![1.0; 8],
+    };
+    let walk = |net: &Net| {
+        let plan = F32Plan::without_batch_norm(net).unwrap();
+        f32_walk(net, &plan, &bx).unwrap().err
+    };
+    let e0 = walk(&prefix);
+    assert!(e0.iter().all(|e| *e > 0.0 && e.is_finite()));
+    let want: Vec<f64> = pool
+        .pool_windows()
+        .iter()
+        .map(|w| w.iter().map(|&i| e0[i]).fold(0.0, f64::max))
+        .collect();
+    assert_eq!(walk(&with(pool.clone())), want);
+    let cat = walk(&with(Node::Concat {
+        branches: vec![vec![], vec![pool]],
+    }));
+    assert_eq!(cat, [e0, want].concat());
 }
