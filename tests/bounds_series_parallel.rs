@@ -294,7 +294,8 @@ fn pool_and_pad_maps_match_their_definitions() {
     assert_eq!(p.apply(&x, false), vec![4.5, 14.5, 24.5]);
 }
 
-/// A bad geometry is a one-line bad-input error from the forward pass and IBP, never a panic.
+/// A bad geometry is a one-line bad-input error from the forward pass, IBP and the global bound,
+/// never a panic.
 #[test]
 fn invalid_pool_geometry_is_bad_input() {
     let bad = max_pool(geo(1, 4, 2, 2, 2));
@@ -307,6 +308,8 @@ fn invalid_pool_geometry_is_bad_input() {
     assert!(matches!(err, Error::BadInput(_)), "{err}");
     assert!(!err.to_string().contains('\n'));
     let err = ibp(&[bad], Interval::point(&[0.0; 16])).unwrap_err();
+    assert!(matches!(err, Error::BadInput(_)), "{err}");
+    let err = global_bound(&net, Norm::L2).unwrap_err();
     assert!(matches!(err, Error::BadInput(_)), "{err}");
     assert!(AvgPool::new(geo(1, 4, 0, 1, 0), true).is_err());
 }

@@ -186,6 +186,9 @@ pub fn out_dim(nodes: &[Node], mut dim: usize) -> Result<usize> {
                 }
                 a
             }
+            Node::Concat { branches } if branches.is_empty() => {
+                return Err(Error::Internal("a concatenation without branches".into()));
+            }
             Node::Concat { branches } => branches
                 .iter()
                 .map(|b| out_dim(b, dim))
@@ -198,6 +201,20 @@ pub fn out_dim(nodes: &[Node], mut dim: usize) -> Result<usize> {
 /// The output lengths of a concatenation's branches fed by vectors of length `dim`.
 pub fn branch_dims(branches: &[Vec<Node>], dim: usize) -> Result<Vec<usize>> {
     branches.iter().map(|b| out_dim(b, dim)).collect()
+}
+
+/// Splits a box at a concatenation's output into its branches' parts.
+pub fn split_box(b: &super::Interval, dims: &[usize]) -> Result<Vec<super::Interval>> {
+    let lo = split_by(&b.lo, dims)?;
+    let hi = split_by(&b.hi, dims)?;
+    Ok(lo
+        .into_iter()
+        .zip(hi)
+        .map(|(lo, hi)| super::Interval {
+            lo: lo.to_vec(),
+            hi: hi.to_vec(),
+        })
+        .collect())
 }
 
 /// Splits a vector at a concatenation's output into its branches' parts.
@@ -484,6 +501,7 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                 a.iter().zip(&b).map(|(a, b)| a + b).collect()
             }
             Node::Concat { branches } => {
+                out_dim(std::slice::from_ref(node), x.len())?;
                 let mut out = Vec::new();
                 for b in branches {
                     out.extend(forward_nodes(b, x.clone())?);

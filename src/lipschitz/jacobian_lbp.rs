@@ -26,7 +26,7 @@ mod relu;
 use crate::bounds::crown::tighten;
 use crate::bounds::ibp::Trace;
 use crate::bounds::linear_map::adjoint_image;
-use crate::bounds::net::{Net, Node, branch_dims, split_by};
+use crate::bounds::net::{Net, Node, branch_dims, split_box};
 use crate::bounds::round::{ABS_FLOOR, dot_err, next_up};
 use crate::bounds::softmax::{simplex_tighten, softmax_box};
 use crate::bounds::{Ball, Interval, Norm};
@@ -157,14 +157,9 @@ fn step(node: &Node, trace: &Trace, g: Interval) -> Result<(GBox, Interval)> {
         ) if tb.len() == branches.len() => {
             // The output box splits by branch; the branch images add at the fork.
             let dims = branch_dims(branches, input.len())?;
-            let (lo, hi) = (split_by(&g.lo, &dims)?, split_by(&g.hi, &dims)?);
             let mut gbs = Vec::with_capacity(branches.len());
             let mut gin = Interval::point(&vec![0.0; input.len()]);
-            for (((b, t), lo), hi) in branches.iter().zip(tb).zip(lo).zip(hi) {
-                let part = Interval {
-                    lo: lo.to_vec(),
-                    hi: hi.to_vec(),
-                };
+            for ((b, t), part) in branches.iter().zip(tb).zip(split_box(&g, &dims)?) {
                 let (gb, ib) = boxes(b, t, part)?;
                 gin = gin.add(&ib)?;
                 gbs.push(gb);
