@@ -112,3 +112,64 @@ fn no_grad_logits_of_a_tracked_input_match_too() {
     assert_eq!(bits(&got), bits(&m.logits(&x).unwrap()));
     assert_eq!(bits(xv.as_tensor()), bits(&x));
 }
+
+fn rand_tensor(dims: &[usize], seed: u64) -> Tensor {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let n: usize = dims.iter().product();
+    let v: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    Tensor::from_vec(v, dims, &Device::Cpu).unwrap()
+}
+
+/// The convolution and its input adjoint compute groups of samples per GEMM (padded to a fixed
+/// minimum width, src/model/layers/conv_gemm.rs): a sample's output must still not depend on the
+/// batch around it, for small and large planes, narrow and wide kernels (the `gemm` crate blocks
+/// differently for m ≤ 64), strides and padding.
+#[test]
+fn convolution_of_a_sample_does_not_depend_on_its_batch() {
+    use oodcert::model::layers::{ConvInputAdjoint, conv2d_auto};
+    // (c, h, w, o, k, stride, padding)
+    let cases = [
+        (3, 4, 4, 80, 3, 2, 1),   // 2×2 = 4 positions, wide
+        (5, 8, 8, 8, 3, 2, 1),    // 16 positions, narrow
+        (6, 8, 8, 72, 3, 1, 1),   // 64 positions
+        (4, 10, 10, 16, 1, 1, 0), // 100 positions, pointwise
+        (4, 12, 12, 70, 1, 2, 0), // 36 positions, 1×1 stride 2
+        (2, 17, 17, 6, 5, 1, 2),  // 289 positions
+        (64, 4, 4, 16, 3, 1, 1),  // 16 positions, narrow, k = 576 > 512 (blocked in k)
+    ];
+    for (case, &(c, h, w, o, k, stride, padding)) in cases.iter().enumerate() {
+        let n = 41;
+        let x = rand_tensor(&[n, c, h, w], case as u64);
+        let wt = rand_tensor(&[o, c, k, k], 50 + case as u64);
+        let y = conv2d_auto(&x, &wt, stride, padding).unwrap();
+        let want = x.conv2d(&wt, padding, stride, 1, 1).unwrap();
+        let err = (&y - &want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(
+            err.to_scalar::<f32>().unwrap() < 1e-4,
+            "case {case}: vs candle"
+        );
+        let (_, _, ho, wo) = y.dims4().unwrap();
+        let g = rand_tensor(&[n, o, ho, wo], 90 + case as u64);
+        let adj = ConvInputAdjoint {
+            stride,
+            padding,
+            h,
+            w,
+        };
+        let dx = g.apply_op2(&wt, adj).unwrap();
+        for (start, len) in [(0, 1), (3, 1), (40, 1), (5, 2), (7, 17), (1, 33)] {
+            let xs = x.narrow(0, start, len).unwrap();
+            let ys = conv2d_auto(&xs, &wt, stride, padding).unwrap();
+            assert!(
+                bits(&ys) == bits(&y.narrow(0, start, len).unwrap()),
+                "case {case}: forward, samples {start}..+{len}"
+            );
+            let gs = g.narrow(0, start, len).unwrap();
+            let dxs = gs.apply_op2(&wt, adj).unwrap();
+            assert!(
+                bits(&dxs) == bits(&dx.narrow(0, start, len).unwrap()),
+                "case {case}: input adjoint, samples {start}..+{len}"
+            );
+        }
+    }
+}

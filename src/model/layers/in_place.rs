@@ -66,14 +66,21 @@ impl BnEvalInPlace {
         if plane == 0 || c == 0 {
             return Ok(());
         }
-        let (zero, relu) = (T::default(), self.relu);
+        let zero = T::default();
         v.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
             let k = i % c;
             let (m, sd) = (T::of_f64(self.mean[k]), T::of_f64(self.sd[k]));
             let (g, b) = (T::of_f64(self.gamma[k]), T::of_f64(self.beta[k]));
-            for x in p.iter_mut() {
-                let y = (*x - m) / sd * g + b;
-                *x = if relu && y <= zero { zero } else { y };
+            // Two branch-free loops (they vectorise); `y <= 0` is false for NaN, which stays.
+            if self.relu {
+                for x in p.iter_mut() {
+                    let y = (*x - m) / sd * g + b;
+                    *x = if y <= zero { zero } else { y };
+                }
+            } else {
+                for x in p.iter_mut() {
+                    *x = (*x - m) / sd * g + b;
+                }
             }
         });
         Ok(())
@@ -151,9 +158,15 @@ fn add_run<T: CpuFloat>(
     y.par_chunks_mut(CHUNK)
         .zip(s.par_chunks(CHUNK))
         .for_each(|(y, s)| {
-            for (y, &s) in y.iter_mut().zip(s) {
-                let v = *y + s;
-                *y = if relu && v <= zero { zero } else { v };
+            if relu {
+                for (y, &s) in y.iter_mut().zip(s) {
+                    let v = *y + s;
+                    *y = if v <= zero { zero } else { v };
+                }
+            } else {
+                for (y, &s) in y.iter_mut().zip(s) {
+                    *y += s;
+                }
             }
         });
     Ok(())
