@@ -4,6 +4,7 @@
 mod basic_block;
 mod batch_norm;
 mod channel_bias;
+mod channel_scale;
 mod conv2d;
 mod conv_gemm;
 pub(crate) mod cpu_op;
@@ -19,6 +20,7 @@ pub(crate) mod relu;
 pub use basic_block::BasicBlock;
 pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm2d};
 pub use channel_bias::{AddChannelBias, ChannelSum, add_channel_bias};
+pub use channel_scale::{ChannelScale, scale_channels};
 pub use conv_gemm::{Conv2dOp, ConvInputAdjoint, ConvWeightAdjoint, conv2d_auto};
 pub use conv2d::Conv2d;
 pub use im2col::{ConvGeometry, col2im_sample, im2col_sample};
