@@ -62,7 +62,7 @@ pub fn score_dataset(
     let all: Vec<usize> = (0..d.len()).collect();
     for chunk in all.chunks(batch) {
         let x = d.batch(chunk, device)?;
-        let logits = model.logits(&x)?;
+        let logits = model.logits_no_grad(&x)?;
         score::check_finite_logits(&logits).map_err(|e| {
             Error::CheckFailed(format!(
                 "{} (dataset {}, from index {})",
