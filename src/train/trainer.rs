@@ -118,7 +118,11 @@ fn aux_batch(seed: u64, step: usize, a: usize, m: usize) -> Vec<usize> {
 /// `opts.out`.
 pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
     cfg.check()?;
+    if let Some(aux) = &cfg.data.aux {
+        data::class_filter::check_disjoint(&cfg.data.id, std::slice::from_ref(aux), "`data.aux`")?;
+    }
     let mut id = data::load(&cfg.data.id, &opts.data_root)?;
+    data::class_filter::check_training_labels(&id, "`data.id`")?;
     if cfg.data.limit > 0 {
         id = id.take(cfg.data.limit);
     }
@@ -532,6 +536,7 @@ mod tests {
             labels: vec![0, 1],
             shape: [2, 1, 2],
             sha256: String::new(),
+            selection: None,
         };
         let (m, s) = channel_stats(&d);
         assert_eq!(m, vec![0.25, 0.75]);
