@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::{Classifier, Model, ModelSpec};
 use crate::score;
 use crate::train::checkpoint;
+use crate::train::collapse::{self, CollapseMonitor};
 use crate::train::config::TrainConfig;
 use crate::train::dense_step::{DenseNet, dense_step};
 use crate::train::log::{LogRow, TrainLog};
@@ -228,6 +229,14 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
     let pb = progress_bar(opts.progress, total as u64, start as u64);
     let mut order = (usize::MAX, Vec::new());
     let mut last = None;
+    let mut collapse = CollapseMonitor::new(
+        cfg.train
+            .collapse_warmup
+            .unwrap_or(collapse::DEFAULT_WARMUP),
+        cfg.train
+            .collapse_window
+            .unwrap_or(collapse::DEFAULT_WINDOW),
+    );
     for step in start..total {
         let epoch = step / steps_per_epoch;
         if order.0 != epoch {
@@ -283,6 +292,11 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
             ));
             log.write(&row)?;
             last = Some(row);
+        }
+        if collapse.due(step + 1) {
+            let labels: Vec<i64> = idx.iter().map(|&i| id.labels[i]).collect();
+            let signs = collapse::inspect(&model, &id.batch(idx, &opts.device)?, &labels)?;
+            collapse.record(step + 1, lr, &signs)?;
         }
         pb.inc(1);
         let every = cfg.train.checkpoint_every;
