@@ -164,9 +164,11 @@ fn eval_and_certify_refuse_ood_sets_sharing_id_classes() {
         )
     };
     let out = t.path().join("e1");
-    ok(&eval(&format!("{f}#2-3"), "e1"));
+    // A class list inside the comma-separated --ood stays one spec.
+    ok(&eval(&format!("{f}#2,3,{f}#3"), "e1"));
     let metrics = std::fs::read_to_string(out.join("metrics.csv")).unwrap();
-    assert!(metrics.contains(&format!("{f}#2-3")), "{metrics}");
+    assert!(metrics.contains(&format!("{f}#2-3,")), "{metrics}");
+    assert_eq!(metrics.lines().count(), 3, "two OOD rows: {metrics}");
     bad_input(&eval(&format!("{f}#1-3"), "e2"), "shares classes");
     bad_input(&eval(&f, "e3"), "shares classes");
     let o = oodcert_in(

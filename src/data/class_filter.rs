@@ -193,6 +193,30 @@ impl ClassFilter {
     }
 }
 
+/// Undoes a comma-separated flag's split inside class filters: a piece that is only classes
+/// (`2`, `4-5`, `7+remap`) following a spec with `#` continues that spec's list, so
+/// `--ood fashion-mnist:test#0,2,4,lfw` is the two specs `fashion-mnist:test#0,2,4` and `lfw`.
+pub fn rejoin_specs(pieces: Vec<String>) -> Vec<String> {
+    let is_classes = |p: &str| {
+        let p = p.strip_suffix(REMAP).unwrap_or(p);
+        !p.is_empty()
+            && p.split('-').count() <= 2
+            && p.split('-')
+                .all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    let mut out: Vec<String> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match out.last_mut() {
+            Some(prev) if prev.contains('#') && !prev.ends_with(REMAP) && is_classes(p.trim()) => {
+                prev.push(',');
+                prev.push_str(p.trim());
+            }
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
 /// The dataset name of a spec (`mnist` of `mnist:test#0-5`; the file of `path:FILE`).
 fn base_name(spec: &str) -> &str {
     let (head, _) = split_filter(spec);
@@ -203,27 +227,26 @@ fn base_name(spec: &str) -> &str {
     head.split_once(':').map_or(head, |(n, _)| n)
 }
 
+/// Whether two specs can hold images of one class of one dataset: the same dataset (any split)
+/// and overlapping class filters, a missing filter counting as every class.
+pub fn shares_classes(a: &str, b: &str) -> Result<bool> {
+    if base_name(a) != base_name(b) {
+        return Ok(false);
+    }
+    Ok(match (parse_spec(a)?, parse_spec(b)?) {
+        (Some((_, fa)), Some((_, fb))) => fa.overlaps(&fb),
+        _ => true,
+    })
+}
+
 /// Refuses an OOD (or auxiliary) spec that shares a class with the ID spec of the same dataset,
 /// when either has a class filter (`role` names the other set, e.g. `--ood`). Specs of different
 /// datasets, or without filters, are not compared (their validity is checked when loaded).
 pub fn check_disjoint(id: &str, others: &[String], role: &str) -> Result<()> {
-    let (_, id_f) = split_filter(id);
+    let id_filtered = parse_spec(id)?.is_some();
     for other in others {
-        if base_name(other) != base_name(id) {
-            continue;
-        }
-        let (_, o_f) = split_filter(other);
-        let clash = match (id_f, o_f) {
-            (None, None) => false,
-            (Some(a), None) | (None, Some(a)) => {
-                ClassFilter::parse(a, if id_f.is_some() { id } else { other })?;
-                true
-            }
-            (Some(a), Some(b)) => {
-                ClassFilter::parse(a, id)?.overlaps(&ClassFilter::parse(b, other)?)
-            }
-        };
-        if clash {
+        let filtered = id_filtered || parse_spec(other)?.is_some();
+        if filtered && shares_classes(id, other)? {
             return Err(Error::BadInput(format!(
                 "{role} {other:?} shares classes with the in-distribution set {id:?}; give them disjoint class filters (e.g. #0-5 and #6-9)"
             )));
@@ -330,6 +353,27 @@ mod tests {
         );
         let e = parse("0").unwrap().apply(&ds(&[-1, -1])).unwrap_err();
         assert!(e.to_string().contains("no class labels"), "{e}");
+    }
+
+    #[test]
+    fn comma_lists_of_specs_keep_class_lists_whole() {
+        let v = |s: &str| s.split(',').map(String::from).collect::<Vec<_>>();
+        assert_eq!(
+            rejoin_specs(v(
+                "fashion-mnist:test#0,2,4-5,lfw,mnist:test#6-9,noise-gauss"
+            )),
+            vec![
+                "fashion-mnist:test#0,2,4-5",
+                "lfw",
+                "mnist:test#6-9",
+                "noise-gauss"
+            ]
+        );
+        assert_eq!(
+            rejoin_specs(v("mnist#1,3+remap,textures")),
+            vec!["mnist#1,3+remap", "textures"]
+        );
+        assert_eq!(rejoin_specs(v("lfw,2")), vec!["lfw", "2"]);
     }
 
     #[test]
