@@ -1,9 +1,11 @@
 //! `Classifier::logits_no_grad` (the evaluation forward without autograd, in-place BatchNorm,
 //! ReLU and residual sums; src/model/layers/inference.rs) against `Classifier::logits`: the same
-//! numbers bit for bit, for every architecture, f32 and f64, batch 1 and 5, and the caller's
-//! input left untouched.
+//! numbers bit for bit (the training forward on the dense layers' fixed row count), for every
+//! architecture, f32 and f64, batch 1 and 5, and the caller's input left untouched; and an
+//! image's evaluation logits independent of the batch it is in.
 
 use candle_core::{DType, Device, Tensor};
+use oodcert::model::layers::DENSE_ROWS;
 use oodcert::model::{Arch, Classifier, Model, ModelSpec};
 use rand::{Rng, SeedableRng};
 
@@ -63,6 +65,18 @@ fn bits(t: &Tensor) -> Vec<u64> {
         .collect()
 }
 
+/// `Classifier::logits` (the training forward) of `x`'s rows inside a batch of exactly
+/// `DENSE_ROWS` rows (zero images after them): the shapes the evaluation forward's dense layers
+/// always use, so the two paths do the same arithmetic.
+fn logits_in_dense_rows(m: &Model, x: &Tensor) -> Tensor {
+    let n = x.dim(0).unwrap();
+    let mut dims = x.dims().to_vec();
+    dims[0] = DENSE_ROWS - n;
+    let pad = Tensor::zeros(dims, x.dtype(), x.device()).unwrap();
+    let padded = Tensor::cat(&[x, &pad], 0).unwrap();
+    m.logits(&padded).unwrap().narrow(0, 0, n).unwrap()
+}
+
 #[test]
 fn no_grad_logits_equal_logits_bit_for_bit() {
     let cases = [
@@ -83,18 +97,17 @@ fn no_grad_logits_equal_logits_bit_for_bit() {
             let m = model(s.clone(), dtype, 7);
             let x = input(5, s.input_shape, 1, dtype);
             let before = bits(&x);
-            let want = m.logits(&x).unwrap();
+            let want = logits_in_dense_rows(&m, &x);
             let got = m.logits_no_grad(&x).unwrap();
             assert_eq!(got.dims(), want.dims(), "{s:?} {dtype:?}");
             assert_eq!(bits(&got), bits(&want), "{s:?} {dtype:?}");
             assert!(!got.track_op(), "{s:?}: no_grad logits carry a graph");
             assert_eq!(bits(&x), before, "{s:?}: the input was overwritten");
-            // At batch 1 too (a sample's bits may depend on the batch it is in, through the
-            // linear layers' GEMM, in both paths alike).
+            // At batch 1 too: the same bits as the image's row of the batch of 5.
             let x1 = x.narrow(0, 2, 1).unwrap();
             assert_eq!(
                 bits(&m.logits_no_grad(&x1).unwrap()),
-                bits(&m.logits(&x1).unwrap()),
+                bits(&got.narrow(0, 2, 1).unwrap()),
                 "{s:?} {dtype:?} batch 1"
             );
         }
@@ -109,7 +122,7 @@ fn no_grad_logits_of_a_tracked_input_match_too() {
     let x = input(3, s.input_shape, 2, DType::F32);
     let xv = candle_core::Var::from_tensor(&x).unwrap();
     let got = m.logits_no_grad(xv.as_tensor()).unwrap();
-    assert_eq!(bits(&got), bits(&m.logits(&x).unwrap()));
+    assert_eq!(bits(&got), bits(&logits_in_dense_rows(&m, &x)));
     assert_eq!(bits(xv.as_tensor()), bits(&x));
 }
 
@@ -169,6 +182,62 @@ fn convolution_of_a_sample_does_not_depend_on_its_batch() {
             assert!(
                 bits(&dxs) == bits(&dx.narrow(0, start, len).unwrap()),
                 "case {case}: input adjoint, samples {start}..+{len}"
+            );
+        }
+    }
+}
+
+/// The evaluation forward of one image does not depend on the batch it is in (batch sizes below,
+/// at and above the GEMM kernels' small-shape threshold, and the image at every position of its
+/// batch): certify's counts, eval's scores and every CSV are then independent of `--batch`.
+#[test]
+fn no_grad_logits_do_not_depend_on_the_batch() {
+    let cases = [
+        (
+            spec(
+                Arch::Mlp {
+                    hidden: vec![256, 256],
+                },
+                [1, 28, 28],
+                10,
+            ),
+            DType::F32,
+        ),
+        (spec(Arch::Lenet, [1, 28, 28], 10), DType::F32),
+        (
+            spec(
+                Arch::Mlp {
+                    hidden: vec![100, 70],
+                },
+                [1, 12, 12],
+                3,
+            ),
+            DType::F64,
+        ),
+    ];
+    for (s, dtype) in cases {
+        let shape = s.input_shape;
+        let m = model(s, dtype, 11);
+        let all = input(300, shape, 12, dtype);
+        let whole = m.logits_no_grad(&all).unwrap();
+        for (start, len) in [
+            (0, 1),
+            (5, 1),
+            (7, 3),
+            (30, 64),
+            (1, 65),
+            (100, 130),
+            (17, 283),
+        ] {
+            let part = m
+                .logits_no_grad(&all.narrow(0, start, len).unwrap())
+                .unwrap();
+            assert_eq!(
+                bits(&part),
+                bits(&whole.narrow(0, start, len).unwrap()),
+                "{:?} images {start}..{} in a batch of {len} vs 300",
+                m.spec().arch,
+                start + len
             );
         }
     }

@@ -71,6 +71,42 @@ fn basic_block(b: &BasicBlock, x: &Tensor) -> Result<Act> {
     Ok(own(super::relu(&(y.t + s)?)?))
 }
 
+/// Rows of every GEMM of a dense layer in evaluation: the `gemm` crate picks its kernel and
+/// k-blocking from the shapes (another summation order below about 100 rows, or at one row), so
+/// the rows go through GEMMs of exactly this many rows, the last chunk padded with zero rows:
+/// every image's logits are then computed by the same calls whatever batch it is in
+/// (tests/model_inference.rs; the convolutions' rule is `MIN_COLS` in conv_gemm.rs).
+pub const DENSE_ROWS: usize = 128;
+
+/// x Wᵀ + b in chunks of [`DENSE_ROWS`] rows (see there).
+fn linear_fixed_rows(l: &super::Linear, x: &Tensor) -> Result<Tensor> {
+    let n = x.dim(0)?;
+    if n == DENSE_ROWS {
+        return l.forward(x);
+    }
+    let mut outs = Vec::with_capacity(n.div_ceil(DENSE_ROWS));
+    let mut start = 0;
+    while start < n {
+        let len = DENSE_ROWS.min(n - start);
+        let part = x.narrow(0, start, len)?;
+        let y = if len == DENSE_ROWS {
+            l.forward(&part)?
+        } else {
+            let mut dims = part.dims().to_vec();
+            dims[0] = DENSE_ROWS - len;
+            let pad = Tensor::zeros(dims, part.dtype(), part.device())?;
+            l.forward(&Tensor::cat(&[&part, &pad], 0)?)?
+                .narrow(0, 0, len)?
+        };
+        outs.push(y);
+        start += len;
+    }
+    match outs.len() {
+        1 => Ok(outs.pop().expect("one chunk")),
+        _ => Ok(Tensor::cat(&outs, 0)?),
+    }
+}
+
 /// Applies `layers` in evaluation mode to `x`, values only: the result carries no gradient.
 pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
     let mut h = Act {
@@ -94,17 +130,19 @@ pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
                 h
             }
             Layer::BasicBlock(b) => basic_block(b, &h.t)?,
+            Layer::Linear(l) => Act {
+                t: linear_fixed_rows(l, &h.t)?.detach(),
+                owned: true,
+            },
             // The rest as in training code; one layer's graph is dropped at once by the detach.
             // These kinds write a fresh tensor (flatten: a view of what it got); other kinds may
             // return a view of a caller's tensor, so their output is never overwritten.
             other => {
                 let owned = match other {
                     Layer::Flatten => h.owned,
-                    Layer::Normalize(_)
-                    | Layer::Linear(_)
-                    | Layer::Relu
-                    | Layer::MaxPool2
-                    | Layer::GlobalAvgPool => true,
+                    Layer::Normalize(_) | Layer::Relu | Layer::MaxPool2 | Layer::GlobalAvgPool => {
+                        true
+                    }
                     _ => false,
                 };
                 Act {

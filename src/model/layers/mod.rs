@@ -24,7 +24,7 @@ pub use channel_scale::{ChannelScale, scale_channels};
 pub use conv_gemm::{Conv2dOp, ConvInputAdjoint, ConvWeightAdjoint, conv2d_auto};
 pub use conv2d::Conv2d;
 pub use im2col::{ConvGeometry, col2im_sample, im2col_sample};
-pub use inference::infer_layers;
+pub use inference::{DENSE_ROWS, infer_layers};
 pub use linear::Linear;
 pub use max_pool::{MaxGather2, MaxPool2Op, MaxUnpool2, max_pool2, max_pool2_hw, max_unpool2};
 pub use normalize::Normalize;
