@@ -2,7 +2,8 @@
 //! (issue #14 item 7): each pre-training config from scratch, each fine-tuning config from the
 //! checkpoint of the pre-training it belongs to, 300 steps each (the collapse check, warm-up 100
 //! steps and window 100, can stop a run from step 200). Needs the real datasets, so it is ignored
-//! in CI; run it (about 15 min on 2 busy cores) with
+//! in CI; run it (the LeNet stages take 20 s to 5 min each on 2 busy cores, the MLP ones seconds;
+//! on 2026-12-06 all 25 passed, in parts, in about 40 min, last batch accuracy 0.78–0.99) with
 //!   OODCERT_DATA=/path/to/data cargo test --release --test shipped_configs -- --ignored --nocapture
 //! `SHIPPED_ONLY=lenet` runs only the configs whose path contains `lenet` (and the pre-trainings
 //! they start from).
