@@ -12,6 +12,7 @@ pub mod device;
 pub mod error;
 pub mod evaluation;
 pub mod evidence;
+pub mod guaranteed;
 pub mod lipschitz;
 pub mod metrics;
 pub mod model;

@@ -188,4 +188,32 @@ fn eval_and_certify_refuse_ood_sets_sharing_id_classes() {
         t.path(),
     );
     bad_input(&o, "shares classes");
+    // lipschitz takes filtered specs and records the filter of both sets.
+    let lip = t.path().join("lip");
+    ok(&oodcert_in(
+        &[
+            "lipschitz",
+            "--model",
+            s(&model),
+            "--data",
+            &format!("{f}#2-3"),
+            "--is-ood",
+            "--id-val",
+            &format!("{f}#0-1"),
+            "--norm",
+            "l2",
+            "--eps",
+            "0.05",
+            "--limit",
+            "2",
+            "--quiet",
+            "--out",
+            s(&lip),
+        ],
+        t.path(),
+    ));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lip.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["datasets"][0]["class_filter"]["filter"], "#2-3");
+    assert_eq!(m["datasets"][1]["class_filter"]["filter"], "#0-1");
 }

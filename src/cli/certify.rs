@@ -258,10 +258,10 @@ pub fn run(a: Args) -> Result<()> {
                 a.data
             )));
         }
-        let name = a.id_val.clone().unwrap_or_else(|| {
-            let base = a.data.split([':', '?']).next().unwrap_or(&a.data);
-            format!("{base}:train")
-        });
+        let name = a
+            .id_val
+            .clone()
+            .unwrap_or_else(|| crate::data::class_filter::train_split_of(&a.data));
         eprintln!(
             "certify: ID validation set {name} ({} images, {} subset)",
             a.cal_limit,

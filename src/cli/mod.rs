@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 pub mod certify;
 pub mod data;
 pub mod eval;
+pub mod guaranteed;
 pub mod lipschitz;
 pub mod merge;
 pub mod metrics;
@@ -43,6 +44,8 @@ pub enum Command {
     Merge(merge::Args),
     /// Tables, LaTeX, SVG/PNG plots and a Markdown report with provenance, from run folders.
     Report(report::Args),
+    /// Guaranteed AUROC / FPR95 vs ε: OOD scored by certified lower bounds of S over the ball.
+    Guaranteed(guaranteed::Args),
     /// Attack inside every certified radius of a lipschitz or certify run; exit 1 on a violation.
     Verify(verify::Args),
 }
@@ -60,5 +63,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Report(a) => report::run(a),
         Command::Lipschitz(a) => lipschitz::run(*a),
         Command::Verify(a) => verify::run(a),
+        Command::Guaranteed(a) => guaranteed::run(a),
     }
 }

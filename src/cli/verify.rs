@@ -1,14 +1,17 @@
-//! `oodcert verify --run DIR`: re-check a lipschitz or certify run by attacking inside every
-//! certified radius; writes verify.csv and verify_summary.csv; exit code 1 when a deterministic
+//! `oodcert verify --run DIR`: re-check a lipschitz, certify or guaranteed run by attacking inside
+//! every certified radius (or ball of certified score bounds); writes verify.csv and verify_summary.csv; exit code 1 when a deterministic
 //! certificate is violated (or smoothing violations exceed their α budget).
 
 use crate::error::{Error, Result};
-use crate::verify::{AttackConfig, verify_certify_run, verify_lipschitz_run, write_outputs};
+use crate::verify::{
+    AttackConfig, verify_certify_run, verify_guaranteed_run, verify_lipschitz_run, write_outputs,
+};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A run folder written by `oodcert lipschitz` or `oodcert certify` (or `merge`).
+    /// A run folder written by `oodcert lipschitz`, `oodcert certify` (or `merge`) or
+    /// `oodcert guaranteed`.
     #[arg(long)]
     pub run: PathBuf,
     /// The model (required for certify runs, whose manifest holds only its SHA-256).
@@ -54,6 +57,8 @@ pub fn run(a: Args) -> Result<()> {
     };
     let (rows, summary) = if a.run.join("lipschitz.csv").exists() {
         verify_lipschitz_run(&a.run, a.model.as_deref(), &root, &cfg, a.limit)?
+    } else if a.run.join("bounds.csv").exists() {
+        verify_guaranteed_run(&a.run, a.model.as_deref(), &root, &cfg, a.limit)?
     } else if a.run.join("certify.csv").exists() {
         let model = a.model.as_deref().ok_or_else(|| {
             Error::BadInput(
@@ -67,7 +72,7 @@ pub fn run(a: Args) -> Result<()> {
         verify_certify_run(&a.run, model, &root, &cfg, a.n_fresh, a.limit)?
     } else {
         return Err(Error::BadInput(format!(
-            "{} holds neither lipschitz.csv nor certify.csv: not a lipschitz or certify run",
+            "{} holds no lipschitz.csv, certify.csv or bounds.csv: not a lipschitz, certify or guaranteed run",
             a.run.display()
         )));
     };

@@ -217,6 +217,18 @@ pub fn rejoin_specs(pieces: Vec<String>) -> Vec<String> {
     out
 }
 
+/// The train split of the set a named spec selects, keeping its class filter
+/// (`mnist:test#0-5` → `mnist:train#0-5`; the default ID validation set of `lipschitz` and
+/// `certify`). Parameters (`?n=…`) are dropped, as before class filters existed.
+pub fn train_split_of(spec: &str) -> String {
+    let (head, filter) = split_filter(spec);
+    let base = head.split([':', '?']).next().unwrap_or(head);
+    match filter {
+        Some(f) => format!("{base}:train#{f}"),
+        None => format!("{base}:train"),
+    }
+}
+
 /// The dataset name of a spec (`mnist` of `mnist:test#0-5`; the file of `path:FILE`).
 fn base_name(spec: &str) -> &str {
     let (head, _) = split_filter(spec);
@@ -374,6 +386,14 @@ mod tests {
             vec!["mnist#1,3+remap", "textures"]
         );
         assert_eq!(rejoin_specs(v("lfw,2")), vec!["lfw", "2"]);
+    }
+
+    #[test]
+    fn the_train_split_keeps_the_filter() {
+        assert_eq!(train_split_of("mnist:test#0-5"), "mnist:train#0-5");
+        assert_eq!(train_split_of("mnist#0,2"), "mnist:train#0,2");
+        assert_eq!(train_split_of("fashion-mnist:test"), "fashion-mnist:train");
+        assert_eq!(train_split_of("noise-gauss?n=5"), "noise-gauss:train");
     }
 
     #[test]

@@ -54,12 +54,14 @@ pub struct Config {
     pub options: Options,
 }
 
-/// The set a spec names, without split or parameters (`path:FILE` specs are kept whole).
+/// The set a spec names, without split, parameters or class filter (`path:FILE` specs are kept
+/// whole).
 fn base_name(spec: &str) -> &str {
-    if spec.trim_start().starts_with("path:") {
-        return spec;
+    let (head, _) = crate::data::class_filter::split_filter(spec);
+    if head.starts_with("path:") {
+        return head;
     }
-    spec.split([':', '?']).next().unwrap_or(spec)
+    head.split([':', '?']).next().unwrap_or(head)
 }
 
 /// The default ID validation spec: the train split of a named set, the file itself for `path:`.
@@ -67,7 +69,7 @@ fn default_id_val(spec: &str) -> String {
     if spec.trim_start().starts_with("path:") {
         spec.to_string()
     } else {
-        format!("{}:train", base_name(spec))
+        crate::data::class_filter::train_split_of(spec)
     }
 }
 

@@ -1,7 +1,8 @@
 //! Collapse detection (issue #14, item 7): a run whose classifier has collapsed — training-batch
-//! accuracy at chance, logits constant over the batch, or every ReLU of a layer dead on the batch —
-//! for a window of consecutive checks after a warm-up is stopped with exit 1 and a line saying
-//! what to change, as a diverged (NaN) run is. The pilot of issue #14 collapsed 4 of 6 LeNet
+//! accuracy at chance over a window of consecutive checks after a warm-up (pooled over the window,
+//! so a model that learns something on a hard task is not mistaken for one at chance), or logits
+//! constant over the batch / every ReLU of a layer dead on the batch at every check of the window —
+//! is stopped with exit 1 and a line saying what to change, as a diverged (NaN) run is. The pilot of issue #14 collapsed 4 of 6 LeNet
 //! fine-tunes silently at lr 0.01 (constant output, ID accuracy 18.8 %).
 
 use crate::error::{Error, Result};
@@ -18,17 +19,16 @@ pub const DEFAULT_WINDOW: usize = 10;
 /// Logits count as constant when every class's spread over the batch is at most this fraction of
 /// the largest |logit| (plus this absolute floor).
 pub const SPREAD_TOL: f64 = 1e-6;
-/// Standard errors above chance that still count as "at chance".
+/// Standard errors above chance that still count as "at chance" (the window's pooled accuracy).
 pub const CHANCE_SIGMAS: f64 = 3.0;
 
 /// What one check saw on the ID batch.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CollapseSigns {
-    /// Batch accuracy and the chance level 1/K.
-    pub accuracy: f64,
+    /// Correct predictions among `n` batch images, and the chance level 1/K.
+    pub correct: usize,
+    pub n: usize,
     pub chance: f64,
-    /// Accuracy within [`CHANCE_SIGMAS`] binomial standard errors above chance.
-    pub at_chance: bool,
     /// Largest per-class standard deviation of the logits over the batch.
     pub spread: f64,
     /// The spread is ~0: the same output for every input.
@@ -38,20 +38,14 @@ pub struct CollapseSigns {
 }
 
 impl CollapseSigns {
-    /// Whether any sign of collapse holds.
-    pub fn collapsed(&self) -> bool {
-        self.at_chance || self.constant || !self.dead_relu_layers.is_empty()
+    /// Whether the network itself is dead on the batch (constant output or a dead layer).
+    pub fn dead(&self) -> bool {
+        self.constant || !self.dead_relu_layers.is_empty()
     }
 
-    /// The signs that hold, in words.
+    /// The structural signs that hold, in words.
     pub fn describe(&self) -> String {
         let mut v = Vec::new();
-        if self.at_chance {
-            v.push(format!(
-                "training-batch accuracy {:.3} at chance (1/K = {:.3})",
-                self.accuracy, self.chance
-            ));
-        }
         if self.constant {
             v.push(format!(
                 "logits constant over the batch (spread {:.2e})",
@@ -105,26 +99,25 @@ pub fn inspect(model: &Model, x: &Tensor, labels: &[i64]) -> Result<CollapseSign
         spread = spread.max(var.sqrt());
         largest = col.iter().fold(largest, |m, v| m.max(v.abs()));
     }
-    let chance = 1.0 / k as f64;
-    let accuracy = correct as f64 / n as f64;
-    let se = (chance * (1.0 - chance) / n as f64).sqrt();
     Ok(CollapseSigns {
-        accuracy,
-        chance,
-        at_chance: accuracy <= chance + CHANCE_SIGMAS * se,
+        correct,
+        n,
+        chance: 1.0 / k as f64,
         spread,
         constant: n > 1 && spread <= SPREAD_TOL * (1.0 + largest),
         dead_relu_layers: dead,
     })
 }
 
-/// Counts consecutive collapsed checks after the warm-up and stops the run after `window` of
-/// them. The count restarts on `--resume` (a resumed run needs a full window to stop).
+/// Keeps the last `window` checks after the warm-up and stops the run when their pooled accuracy
+/// is at chance (within [`CHANCE_SIGMAS`] binomial standard errors of 1/K over all their images)
+/// or every one of them saw a dead network. The window restarts on `--resume` (a resumed run needs
+/// a full window to stop).
 #[derive(Debug, Clone)]
 pub struct CollapseMonitor {
     warmup: usize,
     window: usize,
-    run: usize,
+    last: std::collections::VecDeque<CollapseSigns>,
 }
 
 impl CollapseMonitor {
@@ -133,7 +126,7 @@ impl CollapseMonitor {
         CollapseMonitor {
             warmup,
             window,
-            run: 0,
+            last: std::collections::VecDeque::new(),
         }
     }
 
@@ -145,17 +138,34 @@ impl CollapseMonitor {
     /// Records a check at `step` with learning rate `lr`; an error (exit 1) once `window`
     /// consecutive checks saw collapse.
     pub fn record(&mut self, step: usize, lr: f64, signs: &CollapseSigns) -> Result<()> {
-        if !signs.collapsed() {
-            self.run = 0;
+        self.last.push_back(signs.clone());
+        if self.last.len() > self.window {
+            self.last.pop_front();
+        }
+        if self.last.len() < self.window {
             return Ok(());
         }
-        self.run += 1;
-        if self.run < self.window {
+        let correct: usize = self.last.iter().map(|s| s.correct).sum();
+        let n: usize = self.last.iter().map(|s| s.n).sum();
+        let chance = signs.chance;
+        let acc = correct as f64 / n.max(1) as f64;
+        let at_chance = acc <= chance + CHANCE_SIGMAS * (chance * (1.0 - chance) / n as f64).sqrt();
+        let dead = self.last.iter().all(CollapseSigns::dead);
+        if !at_chance && !dead {
             return Ok(());
+        }
+        let mut what = Vec::new();
+        if at_chance {
+            what.push(format!(
+                "training-batch accuracy {acc:.3} at chance (1/K = {chance:.3})"
+            ));
+        }
+        if dead {
+            what.push(signs.describe());
         }
         Err(Error::CheckFailed(format!(
-            "step {step}: training collapsed: {} at {} consecutive checks ({} steps, lr {lr:.3e}); lower `optim.lr` (e.g. --set optim.lr={:.1e}) or check the data (`train.collapse_window = 0` turns this check off)",
-            signs.describe(),
+            "step {step}: training collapsed: {} over the last {} checks ({} steps, lr {lr:.3e}); lower `optim.lr` (e.g. --set optim.lr={:.1e}) or check the data (`train.collapse_window = 0` turns this check off)",
+            what.join(", "),
             self.window,
             self.window * CHECK_EVERY,
             lr_hint(lr),
@@ -172,27 +182,39 @@ fn lr_hint(lr: f64) -> f64 {
 mod tests {
     use super::*;
 
-    fn signs(at_chance: bool) -> CollapseSigns {
+    /// A check of 40 images of K = 2 with `correct` right; `dead` a constant output.
+    fn signs(correct: usize, dead: bool) -> CollapseSigns {
         CollapseSigns {
-            accuracy: 0.1,
-            chance: 0.1,
-            at_chance,
-            spread: 1.0,
-            constant: false,
+            correct,
+            n: 40,
+            chance: 0.5,
+            spread: if dead { 0.0 } else { 1.0 },
+            constant: dead,
             dead_relu_layers: vec![],
         }
     }
 
     #[test]
-    fn the_window_counts_consecutive_collapsed_checks_only() {
+    fn the_window_pools_accuracy_and_needs_every_check_dead() {
         let mut m = CollapseMonitor::new(100, 3);
         assert!(!m.due(100) && m.due(110) && !m.due(115));
-        m.record(110, 0.01, &signs(true)).unwrap();
-        m.record(120, 0.01, &signs(true)).unwrap();
-        m.record(130, 0.01, &signs(false)).unwrap();
-        m.record(140, 0.01, &signs(true)).unwrap();
-        m.record(150, 0.01, &signs(true)).unwrap();
-        let e = m.record(160, 0.01, &signs(true)).unwrap_err();
+        // Pooled over 120 images the chance bound is 0.5 + 3·√(0.25/120) ≈ 0.637: a learner
+        // at 0.7 (28/40) is never stopped, even when single batches dip to chance.
+        for (k, c) in [20, 30, 34, 20, 30, 34].into_iter().enumerate() {
+            m.record(110 + 10 * k, 0.01, &signs(c, false)).unwrap();
+        }
+        // A dead network at every check of the window stops it, whatever its accuracy.
+        let mut m = CollapseMonitor::new(0, 3);
+        m.record(10, 0.01, &signs(30, true)).unwrap();
+        m.record(20, 0.01, &signs(30, false)).unwrap();
+        m.record(30, 0.01, &signs(30, true)).unwrap();
+        m.record(40, 0.01, &signs(30, true)).unwrap();
+        assert!(m.record(50, 0.01, &signs(30, true)).is_err());
+        // Pooled accuracy at chance stops it.
+        let mut m = CollapseMonitor::new(0, 3);
+        m.record(10, 0.01, &signs(22, false)).unwrap();
+        m.record(20, 0.01, &signs(24, false)).unwrap();
+        let e = m.record(30, 0.01, &signs(23, false)).unwrap_err();
         assert!(matches!(e, Error::CheckFailed(_)));
         let t = e.to_string();
         assert!(

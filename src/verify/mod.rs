@@ -4,10 +4,12 @@
 //! check counts violations against an α budget.
 
 mod attack;
+mod guaranteed_run;
 mod lipschitz_run;
 mod smoothing_run;
 
 pub use attack::{AttackConfig, attack_towards_threshold};
+pub use guaranteed_run::verify_guaranteed_run;
 pub use lipschitz_run::verify_lipschitz_run;
 pub use smoothing_run::verify_certify_run;
 
