@@ -14,6 +14,7 @@ pub mod evidence;
 pub mod lipschitz;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod score;
 pub mod smoothing;
 pub mod train;
