@@ -382,3 +382,27 @@ fn eval_certify_and_lipschitz_run_on_imported_models() {
     ));
     assert!(cert.join("certify.csv").is_file());
 }
+
+/// WRN-40-2 and DenseNet-BC (CIFAR) from `export_fixtures.py --big DIR` (not committed: several
+/// MB): logits equal onnxruntime's to 1e-5. Run with
+/// `OODCERT_ONNX_BIG=DIR cargo test --release --test onnx_import -- --ignored`.
+#[test]
+#[ignore = "needs OODCERT_ONNX_BIG=DIR written by analysis/onnx/export_fixtures.py --big DIR"]
+fn wrn_and_densenet_match_onnxruntime() {
+    let dir = PathBuf::from(std::env::var("OODCERT_ONNX_BIG").expect("set OODCERT_ONNX_BIG"));
+    for name in ["wrn40_2", "densenet_bc"] {
+        let m = import_onnx(&dir.join(format!("{name}.onnx")), &ImportOptions::default()).unwrap();
+        let text = std::fs::read_to_string(dir.join(format!("{name}_io.json"))).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let shape: Vec<usize> = serde_json::from_value(v["shape"].clone()).unwrap();
+        let input: Vec<f32> = serde_json::from_value(v["input"].clone()).unwrap();
+        let want: Vec<f64> = serde_json::from_value(v["logits_ort"].clone()).unwrap();
+        let x = Tensor::from_vec(input, shape, &Device::Cpu).unwrap();
+        let got = flat(&m.logits(&x).unwrap());
+        let d = rel_diff(&got, &want);
+        eprintln!("{name}: max relative logit difference to onnxruntime {d:.2e}");
+        assert!(d <= 1e-5, "{name}: {d:e}");
+        let de = rel_diff(&energies(&got, 10), &energies(&want, 10));
+        assert!(de <= 1e-5, "{name}: energies {de:e}");
+    }
+}

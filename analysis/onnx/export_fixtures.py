@@ -53,13 +53,14 @@ class Normalize(nn.Module):
 
 
 class DoneWhenCNN(nn.Module):
-    """Normalise, conv+BN+ReLU, residual block (Add), max-pool, Concat([x, conv(x)]), GAP, Gemm."""
+    """Normalise, conv+BN (ε = 1e-3) +ReLU, residual block (Add), max-pool, Concat([x, conv(x)]),
+    GAP, Gemm."""
 
     def __init__(self, k=5):
         super().__init__()
         self.norm = Normalize([0.5, 0.4, 0.3], [0.25, 0.2, 0.3])
         self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(8)
+        self.bn1 = nn.BatchNorm2d(8, eps=1e-3)  # a non-default ε: folded into the variance
         self.res_conv1 = nn.Conv2d(8, 8, 3, padding=1)
         self.res_bn = nn.BatchNorm2d(8)
         self.res_conv2 = nn.Conv2d(8, 8, 3, padding=1)
