@@ -615,10 +615,10 @@ fn verify_catches_a_certificate_the_f32_detector_breaks() {
     assert!(vrows[0].violated, "{:?}", vrows[0]);
 }
 
-/// An imported-graph model (`Arch::Graph`: residual block, zero padding and average pooling,
-/// which the bound code lowers to diagonal convolutions): f32 scores within the bound of the
-/// exact network's enclosure, so the lowering computes the model's map and its float32 rule
-/// covers the pooling's rounding.
+/// An imported-graph model (`Arch::Graph`: residual block, zero padding, average pooling, a
+/// channel concat with an identity branch, overlapping padded max-pooling): f32 scores within the
+/// bound of the exact network's enclosure, so the Net lowering computes the model's map and its
+/// float32 rules cover the layers' rounding.
 #[test]
 fn imported_graph_f32_scores_lie_within_the_bound() {
     use oodcert::model::arch::GraphLayer as G;
@@ -649,6 +649,14 @@ fn imported_graph_f32_scores_lie_within_the_bound() {
             stride: [2, 2],
             pad: [0, 0],
         },
+        G::Concat {
+            branches: vec![vec![], vec![conv("conv3", 4, 2), G::Relu]],
+        },
+        G::MaxPool {
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+        },
         G::Relu,
         G::AvgPool {
             kernel: [3, 3],
@@ -658,7 +666,7 @@ fn imported_graph_f32_scores_lie_within_the_bound() {
         G::Flatten,
         G::Linear {
             name: "fc".into(),
-            in_features: 4 * 5 * 5,
+            in_features: 6 * 5 * 5,
             out_features: 10,
             bias: true,
         },

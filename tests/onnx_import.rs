@@ -253,134 +253,64 @@ fn unsupported_graphs_exit_2_with_one_line_and_write_nothing() {
     assert!(!t.path().join("m").exists());
 }
 
+/// Runs `oodcert` with the whitespace-separated arguments of `line` (paths without spaces).
+fn cli(line: &str) -> String {
+    let args: Vec<&str> = line.split_whitespace().collect();
+    ok(&oodcert(&args, &[("OODCERT_NO_FETCH", "1")]))
+}
+
 #[test]
-fn eval_certify_and_lipschitz_run_on_imported_models() {
+fn eval_certify_lipschitz_verify_and_report_run_on_imported_models() {
     let t = tempfile::tempdir().unwrap();
-    let env = [("OODCERT_NO_FETCH", "1")];
-    // The MLP on 8×8 digits: import, eval, certify, lipschitz.
-    let mlp = t.path().join("mlp.safetensors");
-    ok(&oodcert(
-        &[
-            "import",
-            "--onnx",
-            s(&fixture("mlp.onnx")),
-            "--out",
-            s(&mlp),
-            "--num-classes",
-            "5",
-            "--name",
-            "exported-mlp",
-        ],
-        &env,
+    let p = |name: &str| t.path().join(name).display().to_string();
+    // The MLP on 8×8 digits: import, eval, lipschitz, verify.
+    let onnx = fixture("mlp.onnx");
+    let (mlp, cnn) = (p("mlp.safetensors"), p("cnn.safetensors"));
+    cli(&format!(
+        "import --onnx {} --out {mlp} --num-classes 5 --name exported-mlp",
+        s(&onnx)
     ));
-    let ev = t.path().join("ev");
-    ok(&oodcert(
-        &[
-            "eval",
-            "--model",
-            s(&mlp),
-            "--id",
-            "digits8:test",
-            "--ood",
-            "noise-uniform",
-            "--limit",
-            "20",
-            "--out",
-            s(&ev),
-            "--quiet",
-        ],
-        &env,
+    cli(&format!(
+        "eval --model {mlp} --id digits8:test --ood noise-uniform --limit 20 --out {} --quiet",
+        p("ev")
     ));
-    assert!(ev.join("metrics.csv").is_file());
-    let lip = t.path().join("lip");
-    ok(&oodcert(
-        &[
-            "lipschitz",
-            "--model",
-            s(&mlp),
-            "--data",
-            "digits8:test",
-            "--norm",
-            "l2",
-            "--eps",
-            "0.05",
-            "--limit",
-            "3",
-            "--samples",
-            "8",
-            "--pgd-steps",
-            "3",
-            "--clever-batches",
-            "4",
-            "--clever-samples",
-            "8",
-            "--radius-iters",
-            "4",
-            "--box",
-            "--quiet",
-            "--out",
-            s(&lip),
-        ],
-        &env,
+    assert!(t.path().join("ev/metrics.csv").is_file());
+    let lip = p("lip");
+    cli(&format!(
+        "lipschitz --model {mlp} --data digits8:test --norm l2 --eps 0.05 --limit 3 --samples 8 \
+         --pgd-steps 3 --clever-batches 4 --clever-samples 8 --radius-iters 4 --box --quiet \
+         --out {lip}"
     ));
-    assert!(lip.join("lipschitz.csv").is_file());
-    // The "Done when" CNN (3×16×16) on generated noise: eval and smoothing certificates.
-    let cnn = t.path().join("cnn.safetensors");
-    ok(&oodcert(
-        &[
-            "import",
-            "--onnx",
-            s(&fixture("cnn.onnx")),
-            "--out",
-            s(&cnn),
-        ],
-        &env,
+    cli(&format!("verify --run {lip} --model {mlp}"));
+    // The "Done when" CNN (3×16×16) on generated noise: eval, smoothing certificates, Lipschitz
+    // bounds (bound propagation through its residual Add and Concat), verify attacks every
+    // certificate of both runs, report reads them.
+    cli(&format!(
+        "import --onnx {} --out {cnn}",
+        s(&fixture("cnn.onnx"))
     ));
-    let ev = t.path().join("ev-cnn");
-    ok(&oodcert(
-        &[
-            "eval",
-            "--model",
-            s(&cnn),
-            "--id",
-            "noise-uniform:test?n=16",
-            "--ood",
-            "noise-gauss:test?n=16",
-            "--out",
-            s(&ev),
-            "--quiet",
-        ],
-        &env,
+    cli(&format!(
+        "eval --model {cnn} --id noise-uniform:test?n=16 --ood noise-gauss:test?n=16 --out {} \
+         --quiet",
+        p("ev-cnn")
     ));
-    let cert = t.path().join("cert-cnn");
-    ok(&oodcert(
-        &[
-            "certify",
-            "--model",
-            s(&cnn),
-            "--data",
-            "noise-uniform:test?n=16",
-            "--limit",
-            "2",
-            "--sigma",
-            "0.25",
-            "--n0",
-            "16",
-            "--n",
-            "64",
-            "--alpha",
-            "0.01",
-            "--id-val",
-            "noise-uniform:train?n=16",
-            "--cal-n",
-            "12",
-            "--no-timing",
-            "--out",
-            s(&cert),
-        ],
-        &env,
+    let (cert, lip) = (p("cert-cnn"), p("lip-cnn"));
+    cli(&format!(
+        "certify --model {cnn} --data noise-uniform:test?n=16 --limit 2 --sigma 0.25 --n0 16 \
+         --n 64 --alpha 0.01 --id-val noise-uniform:train?n=16 --cal-n 12 --no-timing \
+         --out {cert}"
     ));
-    assert!(cert.join("certify.csv").is_file());
+    assert!(t.path().join("cert-cnn/certify.csv").is_file());
+    cli(&format!(
+        "lipschitz --model {cnn} --data noise-uniform:test?n=16 --id-val noise-uniform:train?n=16 \
+         --norm l2 --eps 0.02 --limit 1 --samples 8 --pgd-steps 3 --clever-batches 4 \
+         --clever-samples 8 --radius-iters 2 --radius-max 0.03 --box --quiet --out {lip}"
+    ));
+    for run in [&lip, &cert] {
+        cli(&format!("verify --run {run} --model {cnn}"));
+    }
+    cli(&format!("report --runs {lip} {cert} --out {}", p("report")));
+    assert!(t.path().join("report/index.html").is_file());
 }
 
 /// WRN-40-2 and DenseNet-BC (CIFAR) from `export_fixtures.py --big DIR` (not committed: several

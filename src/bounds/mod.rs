@@ -12,6 +12,8 @@ pub mod interval;
 pub mod linear_map;
 pub mod net;
 mod net_graph;
+pub mod pad;
+pub mod pool_geometry;
 pub mod round;
 
 pub use interval::Interval;

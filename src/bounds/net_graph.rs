@@ -1,12 +1,14 @@
 //! Lowering of the imported-graph layers (`oodcert import --onnx`) to [`Net`](super::net::Net)
-//! nodes. Residual blocks become [`Node::Residual`]; average pooling and symmetric zero padding
-//! are exact linear maps written as a [`Conv`] whose kernel is diagonal in the channels (average
-//! pooling: 1/(k_h·k_w) on each window; padding: a 1×1 identity kernel with padding p), so every
-//! existing convolution rule (IBP, CROWN, Jacobian, global norm bounds, the float32 error bound:
-//! Σ of k terms times fl(1/k) is within γ_{c·k+1}) applies to them unchanged.
+//! nodes: residual blocks to [`Node::Residual`], channel-concat blocks to [`Node::Concat`],
+//! general max-pooling to [`Node::MaxPool`], average pooling (zero padding counted) to
+//! [`LinearOp::AvgPool`] and zero padding to [`LinearOp::Pad`] — each the same map as the model
+//! layer (checked by the f64 forward and float32-bound tests of tests/onnx_import.rs and
+//! tests/f32_detector.rs).
 
-use super::conv::Conv;
+use super::avg_pool::AvgPool;
 use super::net::{Affine, LinearOp, Node, lower_layer};
+use super::pad::Pad;
+use super::pool_geometry::PoolGeometry;
 use crate::error::{Error, Result};
 use crate::model::layers::{Layer, PoolKind, WindowPool, ZeroPad};
 
@@ -20,15 +22,9 @@ pub(super) fn lower_graph_layer(
 ) -> Result<()> {
     match layer {
         Layer::Residual(r) => {
-            let (mut s_main, mut f_main, mut main) = (*shape, *flat, Vec::new());
-            for l in &r.main {
-                lower_layer(l, &mut s_main, &mut f_main, &mut main)?;
-            }
-            let (mut s_short, mut f_short, mut shortcut) = (*shape, *flat, Vec::new());
-            for l in &r.shortcut {
-                lower_layer(l, &mut s_short, &mut f_short, &mut shortcut)?;
-            }
-            if (s_main, f_main) != (s_short, f_short) {
+            let (main, s_main, f_main) = lower_branch(&r.main, *shape, *flat)?;
+            let (shortcut, s_short, f_short) = lower_branch(&r.shortcut, *shape, *flat)?;
+            if dims(s_main, f_main) != dims(s_short, f_short) {
                 return Err(Error::Internal(format!(
                     "residual branches give shapes {s_main:?}/{f_main:?} and {s_short:?}/{f_short:?}"
                 )));
@@ -36,18 +32,32 @@ pub(super) fn lower_graph_layer(
             nodes.push(Node::Residual { main, shortcut });
             (*shape, *flat) = (s_main, f_main);
         }
-        Layer::Pool(p) if p.kind == PoolKind::Avg => {
-            nodes.push(avg_pool_node(p, shape)?);
+        Layer::Concat(c) => {
+            let mut branches = Vec::with_capacity(c.branches.len());
+            let mut outs = Vec::with_capacity(c.branches.len());
+            for b in &c.branches {
+                let (nodes, s, f) = lower_branch(b, *shape, *flat)?;
+                branches.push(nodes);
+                outs.push((s, f));
+            }
+            let (s0, f0) = outs[0];
+            if f0.is_some() || outs.iter().any(|o| o.1.is_some()) {
+                // Flat vectors: the concatenation has the summed length.
+                let total = outs.iter().map(|&(s, f)| dims(s, f)).sum();
+                (*shape, *flat) = (s0, Some(total));
+            } else {
+                if outs.iter().any(|(s, _)| s[1..] != s0[1..]) {
+                    return Err(Error::Internal(format!(
+                        "concat branches give spatial shapes {outs:?}"
+                    )));
+                }
+                let c = outs.iter().map(|(s, _)| s[0]).sum();
+                (*shape, *flat) = ([c, s0[1], s0[2]], None);
+            }
+            nodes.push(Node::Concat { branches });
         }
-        Layer::Pad(p) => nodes.push(pad_node(p, shape)?),
-        Layer::Pool(_) | Layer::Concat(_) => {
-            return Err(Error::BadInput(format!(
-                "bound propagation does not yet cover the imported `{}` layer (general max-pool \
-                 and channel concatenation come with the DAG bound rules of issue 13, part B); \
-                 eval and certify (randomized smoothing) run on this model",
-                layer.kind()
-            )));
-        }
+        Layer::Pool(p) => nodes.push(pool_node(p, shape)?),
+        Layer::Pad(p) => nodes.push(pad_node(p, shape)),
         other => {
             return Err(Error::Internal(format!(
                 "lower_graph_layer called on `{}`",
@@ -58,74 +68,77 @@ pub(super) fn lower_graph_layer(
     Ok(())
 }
 
-/// A convolution with kernel value `v` on the diagonal channel pairs and 0 elsewhere.
-fn diagonal_conv(
-    c: usize,
-    [h, w]: [usize; 2],
-    k: [usize; 2],
-    stride: usize,
-    pad: usize,
-    v: f64,
-) -> Conv {
-    let [kh, kw] = k;
-    let mut kernel = vec![0.0; c * c * kh * kw];
-    for ch in 0..c {
-        let at = (ch * c + ch) * kh * kw;
-        kernel[at..at + kh * kw].fill(v);
+/// The nodes of one branch fed by the current activations, and the shape after it.
+fn lower_branch(
+    layers: &[Layer],
+    mut shape: [usize; 3],
+    mut flat: Option<usize>,
+) -> Result<(Vec<Node>, [usize; 3], Option<usize>)> {
+    let mut nodes = Vec::new();
+    for l in layers {
+        lower_layer(l, &mut shape, &mut flat, &mut nodes)?;
     }
-    Conv {
-        c_out: c,
-        c_in: c,
-        kh,
-        kw,
-        stride,
-        pad,
+    Ok((nodes, shape, flat))
+}
+
+/// The length of the activations.
+fn dims(shape: [usize; 3], flat: Option<usize>) -> usize {
+    flat.unwrap_or_else(|| shape.iter().product())
+}
+
+fn pool_node(p: &WindowPool, shape: &mut [usize; 3]) -> Result<Node> {
+    let [c, h, w] = *shape;
+    let geo = PoolGeometry {
+        c,
         h,
         w,
-        ho: (h + 2 * pad - kh) / stride + 1,
-        wo: (w + 2 * pad - kw) / stride + 1,
-        k: kernel,
-    }
-}
-
-fn avg_pool_node(p: &WindowPool, shape: &mut [usize; 3]) -> Result<Node> {
-    let [c, h, w] = *shape;
-    if p.stride[0] != p.stride[1] || p.pad[0] != p.pad[1] {
-        return Err(Error::BadInput(format!(
-            "bound propagation covers average pooling with equal strides and padding on both \
-             axes, got stride {:?}, padding {:?}",
-            p.stride, p.pad
-        )));
-    }
-    let (ho, wo) = p
-        .output_hw(h, w)
-        .ok_or_else(|| Error::Internal("average pooling window larger than input".into()))?;
-    let v = 1.0 / (p.kernel[0] * p.kernel[1]) as f64;
-    let conv = diagonal_conv(c, [h, w], p.kernel, p.stride[0], p.pad[0], v);
-    debug_assert_eq!((conv.ho, conv.wo), (ho, wo));
+        kh: p.kernel[0],
+        kw: p.kernel[1],
+        sh: p.stride[0],
+        sw: p.stride[1],
+        ph: p.pad[0],
+        pw: p.pad[1],
+    };
+    let (ho, wo) = geo.out_hw()?;
     *shape = [c, ho, wo];
-    Ok(Node::Affine(Affine {
-        name: "avg-pool".into(),
-        op: LinearOp::Conv(conv),
-        bias: None,
-    }))
+    Ok(match p.kind {
+        PoolKind::Max => Node::MaxPool {
+            c,
+            h,
+            w,
+            kh: geo.kh,
+            kw: geo.kw,
+            sh: geo.sh,
+            sw: geo.sw,
+            ph: geo.ph,
+            pw: geo.pw,
+        },
+        // The model layer pads with zeros and divides by the kernel area.
+        PoolKind::Avg => Node::Affine(Affine {
+            name: "avg-pool".into(),
+            op: LinearOp::AvgPool(AvgPool::new(geo, true)?),
+            bias: None,
+        }),
+    })
 }
 
-fn pad_node(p: &ZeroPad, shape: &mut [usize; 3]) -> Result<Node> {
+fn pad_node(p: &ZeroPad, shape: &mut [usize; 3]) -> Node {
     let [c, h, w] = *shape;
-    let [t, l, b, r] = p.pads;
-    if !(t == l && l == b && b == r) {
-        return Err(Error::BadInput(format!(
-            "bound propagation covers zero padding equal on all four sides, got \
-             [top, left, bottom, right] = {:?}",
-            p.pads
-        )));
-    }
-    let conv = diagonal_conv(c, [h, w], [1, 1], 1, t, 1.0);
-    *shape = [c, conv.ho, conv.wo];
-    Ok(Node::Affine(Affine {
+    let [top, left, bottom, right] = p.pads;
+    let pad = Pad {
+        c,
+        h,
+        w,
+        top,
+        bottom,
+        left,
+        right,
+    };
+    let (ho, wo) = pad.out_hw();
+    *shape = [c, ho, wo];
+    Node::Affine(Affine {
         name: "pad".into(),
-        op: LinearOp::Conv(conv),
+        op: LinearOp::Pad(pad),
         bias: None,
-    }))
+    })
 }

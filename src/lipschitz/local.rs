@@ -52,7 +52,9 @@ pub fn grad_backward(nodes: &[Node], traces: &[Trace], g: Interval) -> Result<In
         g = match (node, trace) {
             (Node::Affine(a), _) => adjoint_image(a.op.map(), &g)?,
             (Node::Relu, t) => relu::grad_back(t.input(), &g),
-            (Node::MaxPool2 { c, h, w }, t) => max_pool::grad_back(t.input(), &g, *c, *h, *w),
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, t) => {
+                max_pool::grad_back(t.input(), &g, &node.pool_windows())
+            }
             (
                 Node::Residual { main, shortcut },
                 Trace::Residual {
@@ -65,12 +67,48 @@ pub fn grad_backward(nodes: &[Node], traces: &[Trace], g: Interval) -> Result<In
                 let gs = grad_backward(shortcut, ts, g)?;
                 gm.add(&gs)?
             }
-            (Node::Residual { .. }, Trace::Leaf(_)) => {
-                return Err(Error::Internal("residual node with a leaf trace".into()));
+            (
+                Node::Concat { branches },
+                Trace::Concat {
+                    input,
+                    branches: tb,
+                },
+            ) => concat_grad_backward(branches, tb, input.len(), &g)?,
+            (Node::Residual { .. } | Node::Concat { .. }, _) => {
+                return Err(Error::Internal(
+                    "residual or concatenation node without its branch traces".into(),
+                ));
             }
         };
     }
     Ok(g)
+}
+
+/// The gradient box at a concatenation's input: the output box split by branch, each part
+/// carried back through its branch, the images added at the fork (outward-rounded sums).
+pub fn concat_grad_backward(
+    branches: &[Vec<Node>],
+    traces: &[Vec<Trace>],
+    in_dim: usize,
+    g: &Interval,
+) -> Result<Interval> {
+    if traces.len() != branches.len() {
+        return Err(Error::Internal(
+            "concatenation: trace does not match the branches".into(),
+        ));
+    }
+    let dims = crate::bounds::net::branch_dims(branches, in_dim)?;
+    let lo = crate::bounds::net::split_by(&g.lo, &dims)?;
+    let hi = crate::bounds::net::split_by(&g.hi, &dims)?;
+    let mut sum = Interval::point(&vec![0.0; in_dim]);
+    for (((b, t), lo), hi) in branches.iter().zip(traces).zip(lo).zip(hi) {
+        let part = Interval {
+            lo: lo.to_vec(),
+            hi: hi.to_vec(),
+        };
+        sum = sum.add(&grad_backward(b, t, part)?)?;
+    }
+    Ok(sum)
 }
 
 /// ‖max(|lo|, |hi|)‖_q, rounded up: the largest dual norm of any vector in the box.
