@@ -71,12 +71,13 @@ pub fn import_onnx(path: &Path, opts: &ImportOptions) -> Result<Model> {
         )));
     };
     og.output = output.to_string();
-    let build = |og: &mut OnnxGraph| -> Result<(Vec<f32>, Vec<f32>, Vec<GraphLayer>, Shape)> {
-        let norm = og.normalisation(&input, shape[0])?;
-        let (layers, out) = og.to_output(&norm.output, Shape::Map(shape))?;
-        Ok((norm.mean, norm.std, layers, out))
-    };
-    let (mean, std, layers, out_shape) = build(&mut og).map_err(|e| bad(e.to_string()))?;
+    let norm = og
+        .normalisation(&input, shape[0])
+        .map_err(|e| bad(e.to_string()))?;
+    let (layers, out_shape) = og
+        .layers_to_output(&norm.output, Shape::Map(shape))
+        .map_err(|e| bad(e.to_string()))?;
+    let (mean, std) = (norm.mean, norm.std);
     if let Some(i) = og.done.iter().position(|d| !d) {
         return Err(bad(format!(
             "{} is not on the path from the input to the output; such graphs are not supported",

@@ -19,8 +19,7 @@ impl OnnxGraph<'_> {
     pub fn normalisation(&mut self, x: &str, c: usize) -> Result<Normalisation> {
         let (mut mean, mut std) = (vec![0f64; c], vec![1f64; c]);
         let mut t = x.to_string();
-        loop {
-            let [(i, slot)] = *self.uses(&t) else { break };
+        while let [(i, slot)] = *self.uses(&t) {
             let n = &self.nodes[i];
             let op = n.op_type.as_deref().unwrap_or("");
             if !matches!(op, "Sub" | "Div" | "Mul" | "Add") || self.dynamic_slots(i).len() != 1 {

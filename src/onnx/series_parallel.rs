@@ -24,7 +24,7 @@ impl OnnxGraph<'_> {
     }
 
     /// The layers from tensor `t` (shape `shape`) to the graph output.
-    pub fn to_output(&mut self, t: &str, shape: Shape) -> Result<(Vec<GraphLayer>, Shape)> {
+    pub fn layers_to_output(&mut self, t: &str, shape: Shape) -> Result<(Vec<GraphLayer>, Shape)> {
         let mut layers = Vec::new();
         let (stop, shape) = self.sequence(t.to_string(), shape, &mut layers)?;
         match stop {
