@@ -313,6 +313,77 @@ fn eval_certify_lipschitz_verify_and_report_run_on_imported_models() {
     assert!(t.path().join("report/index.html").is_file());
 }
 
+/// `oodcert train` fine-tunes an imported model (`model.arch = "graph"`, `init_from` = the
+/// imported file) with the energy loss and GReg's gradient penalty (double backpropagation), and
+/// the result is again an imported-graph model with changed weights.
+#[test]
+fn an_imported_model_fine_tunes_with_greg() {
+    let t = tempfile::tempdir().unwrap();
+    let mlp = t.path().join("mlp.safetensors");
+    cli(&format!(
+        "import --onnx {} --out {}",
+        s(&fixture("mlp.onnx")),
+        s(&mlp)
+    ));
+    let mut st = 5u64;
+    let n = 64;
+    let pixels: Vec<u8> = (0..n * 64)
+        .map(|_| (common::lcg(&mut st) >> 56) as u8)
+        .collect();
+    let labels: Vec<u8> = (0..n).map(|i| (i % 5) as u8).collect();
+    let data = common::write_idx(t.path(), "toy", [n, 8, 8], &pixels, Some(&labels));
+    let cfg = t.path().join("ft.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "seed = 1\n[data]\nid = \"path:{}\"\naux = \"noise-uniform:train\"\n[model]\n\
+             arch = \"graph\"\ninit_from = \"{}\"\n[optim]\nkind = \"sgd\"\nlr = 0.01\n\
+             [train]\nepochs = 1\nbatch_size = 16\naux_batch_size = 16\nmax_steps = 3\n\
+             log_every = 1\ncheckpoint_every = 0\n[loss]\nlambda_energy = 0.1\n\
+             lambda_grad = 0.5\n",
+            data.display(),
+            mlp.display()
+        ),
+    )
+    .unwrap();
+    let out = t.path().join("ft");
+    cli(&format!(
+        "train --config {} --out {} --quiet",
+        s(&cfg),
+        s(&out)
+    ));
+    let before = Model::load(&mlp, &Device::Cpu).unwrap();
+    let after = Model::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
+    assert_eq!(after.spec(), before.spec());
+    let moved = before
+        .all_tensors()
+        .iter()
+        .zip(after.all_tensors())
+        .any(|((_, a), (_, b))| flat(a) != flat(&b));
+    assert!(moved, "fine-tuning left every weight unchanged");
+    // Without init_from a "graph" architecture is a clear error.
+    let bad = t.path().join("bad.toml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("init_from"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&bad, text).unwrap();
+    let o = oodcert(
+        &[
+            "train",
+            "--config",
+            s(&bad),
+            "--out",
+            s(&t.path().join("b")),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("init_from"));
+}
+
 /// WRN-40-2 and DenseNet-BC (CIFAR) from `export_fixtures.py --big DIR` (not committed: several
 /// MB): logits equal onnxruntime's to 1e-5. Run with
 /// `OODCERT_ONNX_BIG=DIR cargo test --release --test onnx_import -- --ignored`.
