@@ -294,7 +294,8 @@ fn pool_and_pad_maps_match_their_definitions() {
     assert_eq!(p.apply(&x, false), vec![4.5, 14.5, 24.5]);
 }
 
-/// A bad geometry is a one-line bad-input error from the forward pass and IBP, never a panic.
+/// A bad geometry is a one-line bad-input error from the forward pass, IBP and the global bound,
+/// never a panic.
 #[test]
 fn invalid_pool_geometry_is_bad_input() {
     let bad = max_pool(geo(1, 4, 2, 2, 2));
@@ -307,6 +308,8 @@ fn invalid_pool_geometry_is_bad_input() {
     assert!(matches!(err, Error::BadInput(_)), "{err}");
     assert!(!err.to_string().contains('\n'));
     let err = ibp(&[bad], Interval::point(&[0.0; 16])).unwrap_err();
+    assert!(matches!(err, Error::BadInput(_)), "{err}");
+    let err = global_bound(&net, Norm::L2).unwrap_err();
     assert!(matches!(err, Error::BadInput(_)), "{err}");
     assert!(AvgPool::new(geo(1, 4, 0, 1, 0), true).is_err());
 }
@@ -384,10 +387,41 @@ fn samples(ball: &Ball, n: usize, r: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
         .collect()
 }
 
+/// Projected gradient descent on qᵀf(x) over the ball (exact gradient Jᵀq of the linear piece
+/// at x, steps of the ball's geometry, shrinking): the smallest value found.
+fn pgd_min(net: &Net, ball: &Ball, q: &[f64], start: Vec<f64>, steps: usize) -> f64 {
+    let value = |x: &[f64]| -> f64 {
+        let z = net.forward(x).unwrap();
+        q.iter().zip(&z).map(|(a, b)| a * b).sum()
+    };
+    let mut x = start;
+    let mut best = value(&x);
+    for s in 0..steps {
+        let mut rec = Vec::new();
+        forward_record(&net.nodes, x.clone(), &mut rec);
+        let mut end = rec.len();
+        let g = backward_choices(&net.nodes, &rec, &mut end, q.to_vec(), net.input_dim());
+        let step = ball.eps * 0.5 * (1.0 - s as f64 / steps as f64) + 1e-9;
+        let dir: Vec<f64> = match ball.norm {
+            Norm::Linf => g.iter().map(|v| -v.signum()).collect(),
+            Norm::L2 => {
+                let n = g.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-300);
+                g.iter().map(|v| -v / n).collect()
+            }
+        };
+        let mut y: Vec<f64> = x.iter().zip(&dir).map(|(a, d)| a + step * d).collect();
+        ball.project(&mut y);
+        x = y;
+        best = best.min(value(&x));
+    }
+    best
+}
+
 /// IBP and CROWN traces (CROWN also inside residual and concatenation branches) enclose every
 /// node input at 400 samples of ℓ2 and ℓ∞ balls; the pure CROWN logit box on IBP's traces
 /// encloses the sampled logits, random CROWN queries lower-bound the sampled values, and the
-/// CROWN-tightened logit box is strictly narrower than IBP's on most configurations.
+/// CROWN-tightened logit box is strictly narrower than IBP's on most configurations; PGD on
+/// every query row and on both signs of every logit stays within the CROWN bounds.
 #[test]
 fn ibp_and_crown_enclose_dense_samples() {
     let (mut tighter, mut total) = (0, 0);
@@ -410,13 +444,12 @@ fn ibp_and_crown_enclose_dense_samples() {
                     let z = check_inside(&net.nodes, &ti, x.clone(), &format!("IBP {what}"));
                     check_inside(&net.nodes, &tc, x.clone(), &format!("CROWN {what}"));
                     assert_eq!(z, net.forward(&x).unwrap());
-                    for k in 0..3 {
-                        assert!(li.lo[k] <= z[k] && z[k] <= li.hi[k], "IBP logits {what}");
-                        assert!(lc.lo[k] <= z[k] && z[k] <= lc.hi[k], "CROWN logits {what}");
+                    for (k, zk) in z.iter().enumerate() {
+                        assert!(li.lo[k] <= *zk && *zk <= li.hi[k], "IBP logits {what}");
+                        assert!(lc.lo[k] <= *zk && *zk <= lc.hi[k], "CROWN logits {what}");
                         assert!(
-                            pure.lo[k] <= z[k] && z[k] <= pure.hi[k],
-                            "pure CROWN logit {k} {what}: {} not in [{}, {}]",
-                            z[k],
+                            pure.lo[k] <= *zk && *zk <= pure.hi[k],
+                            "pure CROWN logit {k} {what}: {zk} not in [{}, {}]",
                             pure.lo[k],
                             pure.hi[k]
                         );
@@ -425,6 +458,23 @@ fn ibp_and_crown_enclose_dense_samples() {
                         let v: f64 = q.iter().zip(&z).map(|(a, b)| a * b).sum();
                         assert!(*low <= v, "CROWN query {what}: {low} > {v}");
                     }
+                }
+                let what = format!("{name} seed {seed} {norm:?}");
+                for (q, low) in queries.iter().zip(&lows) {
+                    let m = pgd_min(&net, &ball, q, x.clone(), 40);
+                    assert!(*low <= m, "CROWN query vs PGD {what}: {low} > {m}");
+                }
+                for k in 0..3 {
+                    let mut e = vec![0.0; 3];
+                    e[k] = 1.0;
+                    let lo = pgd_min(&net, &ball, &e, x.clone(), 40);
+                    e[k] = -1.0;
+                    let hi = -pgd_min(&net, &ball, &e, x.clone(), 40);
+                    assert!(lc.lo[k] <= lo && hi <= lc.hi[k], "logit {k} vs PGD {what}");
+                    assert!(
+                        pure.lo[k] <= lo && hi <= pure.hi[k],
+                        "pure CROWN vs PGD {what}"
+                    );
                 }
                 let width = |b: &Interval| (0..3).map(|k| b.hi[k] - b.lo[k]).sum::<f64>();
                 assert!(width(&lc) <= width(&li));
@@ -617,6 +667,37 @@ fn sampled_gradients_stay_below_local_and_global_bounds() {
                     }
                 }
                 assert!(best > 0.0 && best.is_finite());
+                // Hill climbing on ‖∇S‖ from the centre: random steps of shrinking size.
+                let mut y = x.clone();
+                let mut v = norm.dual_norm(&score_grad(&net, &y, 1.0).unwrap());
+                for s in 0..300 {
+                    let scale = eps * 0.5 * (1.0 - s as f64 / 300.0) + 1e-6;
+                    let mut t: Vec<f64> = y
+                        .iter()
+                        .map(|a| a + scale * (2.0 * r.random::<f64>() - 1.0))
+                        .collect();
+                    ball.project(&mut t);
+                    let vt = norm.dual_norm(&score_grad(&net, &t, 1.0).unwrap());
+                    if vt > v {
+                        (y, v) = (t, vt);
+                    }
+                }
+                for (rule, b) in [("FastLip", fl), ("RecurJac", rj), ("Jacobian", jl)]
+                    .into_iter()
+                    .chain([("BaB", bab.upper), ("global", glob)])
+                {
+                    assert!(
+                        v <= b * (1.0 + 1e-12),
+                        "{what}: climbed ‖∇S‖ = {v} > {rule} {b}"
+                    );
+                }
+                eprintln!(
+                    "{what}: attained {:.4} | FastLip {fl:.4} RecurJac {rj:.4} Jacobian LBP \
+                     {jl:.4} BaB {:.4} ({} domains) | global {glob:.3}",
+                    best.max(v),
+                    bab.upper,
+                    bab.domains
+                );
             }
             // Global bounds over the whole space: points far apart and anywhere.
             for norm in [Norm::L2, Norm::Linf] {
@@ -826,4 +907,47 @@ fn f32_error_bound_holds_against_an_f32_evaluation() {
             );
         }
     }
+}
+
+/// The float32 error propagates through a max-pool as the largest error in each window
+/// (overlapping, padded windows) and through a concatenation side by side, unchanged: the
+/// walk of [dense, pool] and of [dense, Concat{identity | pool}] against the walk of [dense].
+/// (Sampling cannot see a dropped propagation here: E is worst-case, the sampled errors are far
+/// below it.)
+#[test]
+fn f32_error_propagates_through_pools_and_concatenations() {
+    let mut r = rng(7);
+    let mut head = vec![dense(8, 32, &mut r)];
+    to_f32(&mut head);
+    let pool = max_pool(geo(2, 4, 3, 1, 1));
+    let with = |tail: Node| Net {
+        input_shape: [1, 2, 4],
+        num_classes: 1,
+        nodes: vec![head[0].clone(), tail],
+    };
+    let prefix = Net {
+        input_shape: [1, 2, 4],
+        num_classes: 1,
+        nodes: head.clone(),
+    };
+    let bx = Interval {
+        lo: vec![-1.0; 8],
+        hi: vec![1.0; 8],
+    };
+    let walk = |net: &Net| {
+        let plan = F32Plan::without_batch_norm(net).unwrap();
+        f32_walk(net, &plan, &bx).unwrap().err
+    };
+    let e0 = walk(&prefix);
+    assert!(e0.iter().all(|e| *e > 0.0 && e.is_finite()));
+    let want: Vec<f64> = pool
+        .pool_windows()
+        .iter()
+        .map(|w| w.iter().map(|&i| e0[i]).fold(0.0, f64::max))
+        .collect();
+    assert_eq!(walk(&with(pool.clone())), want);
+    let cat = walk(&with(Node::Concat {
+        branches: vec![vec![], vec![pool]],
+    }));
+    assert_eq!(cat, [e0, want].concat());
 }

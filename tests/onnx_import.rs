@@ -187,6 +187,8 @@ fn imported_model_file_round_trips() {
         flat(&back.logits(&r.input).unwrap()),
     );
     assert_eq!(a, b);
+    // The evaluation forward without autograd (eval, certify) gives the same bits.
+    assert_eq!(flat(&back.logits_no_grad(&r.input).unwrap()), a);
     // An f64 copy (what the bound code and gradient checks use) agrees too.
     let m64 = back.to_dtype(DType::F64).unwrap();
     let c = flat(&m64.logits(&r.input).unwrap());

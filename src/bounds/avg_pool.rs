@@ -7,7 +7,7 @@ use super::linear_map::LinearMap;
 use super::pool_geometry::PoolGeometry;
 
 /// Average pool of a `(c, h, w)` input with the given window geometry.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AvgPool {
     pub geo: PoolGeometry,
     pub count_include_pad: bool,

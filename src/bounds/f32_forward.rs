@@ -7,7 +7,7 @@
 use super::ibp::{Trace, ibp_node};
 use super::interval::Interval;
 use super::linear_map::{LinearMap, adjoint_image};
-use super::net::{LinearOp, Net, Node, branch_dims, split_by};
+use super::net::{LinearOp, Net, Node, branch_dims, split_box};
 use super::round::{dot_err, next_down, next_up, widen_up};
 use super::{max_pool, relu};
 use crate::error::{Error, Result};
@@ -503,15 +503,8 @@ fn back(nodes: &[Node], tapes: &[Tape], mut g: Interval) -> Result<(Interval, f6
             ) if tb.len() == branches.len() => {
                 // The branches' gradient boxes add at the fork (outward-rounded sums).
                 let dims = branch_dims(branches, *in_dim)?;
-                let parts = split_by(&g.lo, &dims)?
-                    .into_iter()
-                    .zip(split_by(&g.hi, &dims)?);
                 let mut sum: Option<Interval> = None;
-                for ((b, t), (lo, hi)) in branches.iter().zip(tb).zip(parts) {
-                    let part = Interval {
-                        lo: lo.to_vec(),
-                        hi: hi.to_vec(),
-                    };
+                for ((b, t), part) in branches.iter().zip(tb).zip(split_box(&g, &dims)?) {
                     let (gb, cb) = back(b, t, part)?;
                     total += cb;
                     sum = Some(match sum {

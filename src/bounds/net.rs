@@ -15,7 +15,7 @@ use crate::model::{Classifier, Model};
 use candle_core::{DType, Tensor};
 
 /// The linear part of an affine node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LinearOp {
     Dense(Dense),
     Conv(Conv),
@@ -38,7 +38,7 @@ impl LinearOp {
 }
 
 /// x ↦ A x + b, named after the model layer it came from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Affine {
     pub name: String,
     pub op: LinearOp,
@@ -57,7 +57,7 @@ impl Affine {
 }
 
 /// One node of the network.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     Affine(Affine),
     /// max(x, 0) entrywise.
@@ -186,6 +186,9 @@ pub fn out_dim(nodes: &[Node], mut dim: usize) -> Result<usize> {
                 }
                 a
             }
+            Node::Concat { branches } if branches.is_empty() => {
+                return Err(Error::Internal("a concatenation without branches".into()));
+            }
             Node::Concat { branches } => branches
                 .iter()
                 .map(|b| out_dim(b, dim))
@@ -198,6 +201,20 @@ pub fn out_dim(nodes: &[Node], mut dim: usize) -> Result<usize> {
 /// The output lengths of a concatenation's branches fed by vectors of length `dim`.
 pub fn branch_dims(branches: &[Vec<Node>], dim: usize) -> Result<Vec<usize>> {
     branches.iter().map(|b| out_dim(b, dim)).collect()
+}
+
+/// Splits a box at a concatenation's output into its branches' parts.
+pub fn split_box(b: &super::Interval, dims: &[usize]) -> Result<Vec<super::Interval>> {
+    let lo = split_by(&b.lo, dims)?;
+    let hi = split_by(&b.hi, dims)?;
+    Ok(lo
+        .into_iter()
+        .zip(hi)
+        .map(|(lo, hi)| super::Interval {
+            lo: lo.to_vec(),
+            hi: hi.to_vec(),
+        })
+        .collect())
 }
 
 /// Splits a vector at a concatenation's output into its branches' parts.
@@ -233,7 +250,7 @@ pub fn pool_windows(c: usize, h: usize, w: usize) -> Vec<[usize; 4]> {
 }
 
 /// The network as host operations, input `(c, h, w)` flattened row-major, output the logits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Net {
     pub input_shape: [usize; 3],
     pub num_classes: usize,
@@ -500,6 +517,7 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                 a.iter().zip(&b).map(|(a, b)| a + b).collect()
             }
             Node::Concat { branches } => {
+                out_dim(std::slice::from_ref(node), x.len())?;
                 let mut out = Vec::new();
                 for b in branches {
                     out.extend(forward_nodes(b, x.clone())?);

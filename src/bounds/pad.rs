@@ -4,7 +4,7 @@
 use super::linear_map::LinearMap;
 
 /// `(c, h, w)` → `(c, h + top + bottom, w + left + right)`, new entries 0.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Pad {
     pub c: usize,
     pub h: usize,

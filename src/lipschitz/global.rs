@@ -367,6 +367,8 @@ pub fn global_bound(net: &Net, norm: Norm) -> Result<GlobalBound> {
 
 /// [`global_bound`] with a work budget for the convolution norms.
 pub fn global_bound_with(net: &Net, norm: Norm, budget: NormBudget) -> Result<GlobalBound> {
+    // Every node must fit its input (pool geometries, branch lengths) before norms are taken.
+    crate::bounds::net::out_dim(&net.nodes, net.input_dim())?;
     let mut nf = Vec::new();
     let naive = product(&net.nodes, norm, budget, false, true, "", &mut nf);
     nf.push(Factor {

@@ -26,7 +26,7 @@ mod relu;
 use crate::bounds::crown::tighten;
 use crate::bounds::ibp::Trace;
 use crate::bounds::linear_map::adjoint_image;
-use crate::bounds::net::{Net, Node, branch_dims, split_by};
+use crate::bounds::net::{Net, Node, branch_dims, split_box};
 use crate::bounds::round::{ABS_FLOOR, dot_err, next_up};
 use crate::bounds::softmax::{simplex_tighten, softmax_box};
 use crate::bounds::{Ball, Interval, Norm};
@@ -157,14 +157,9 @@ fn step(node: &Node, trace: &Trace, g: Interval) -> Result<(GBox, Interval)> {
         ) if tb.len() == branches.len() => {
             // The output box splits by branch; the branch images add at the fork.
             let dims = branch_dims(branches, input.len())?;
-            let (lo, hi) = (split_by(&g.lo, &dims)?, split_by(&g.hi, &dims)?);
             let mut gbs = Vec::with_capacity(branches.len());
             let mut gin = Interval::point(&vec![0.0; input.len()]);
-            for (((b, t), lo), hi) in branches.iter().zip(tb).zip(lo).zip(hi) {
-                let part = Interval {
-                    lo: lo.to_vec(),
-                    hi: hi.to_vec(),
-                };
+            for ((b, t), part) in branches.iter().zip(tb).zip(split_box(&g, &dims)?) {
                 let (gb, ib) = boxes(b, t, part)?;
                 gin = gin.add(&ib)?;
                 gbs.push(gb);
@@ -547,12 +542,34 @@ pub fn jacobian_lbp(
     crate::lipschitz::local::check_query(net, ball, temperature)?;
     check_net(net)?;
     let (traces, logits) = pre_bounds(net, ball, pre)?;
+    jacobian_lbp_on(net, ball, &traces, logits, temperature, cfg)
+}
+
+/// [`jacobian_lbp`] on given pre-activation traces and logit box of the ball (from
+/// [`pre_bounds`], or a trace shared with the other bounds of the same ball).
+pub fn jacobian_lbp_on(
+    net: &Net,
+    ball: &Ball,
+    traces: &[crate::bounds::Trace],
+    logits: Interval,
+    temperature: f64,
+    cfg: LbpConfig,
+) -> Result<JacobianBound> {
+    crate::lipschitz::local::check_query(net, ball, temperature)?;
+    check_net(net)?;
     let p = simplex_tighten(&softmax_box(&logits, temperature));
-    let fl = fastlip_on(net, &traces, logits, ball.norm, temperature, Head::Simplex)?;
+    let fl = fastlip_on(
+        net,
+        traces,
+        logits.clone(),
+        ball.norm,
+        temperature,
+        Head::Simplex,
+    )?;
     let eng = Engine {
         net,
-        traces: &traces,
-        info: forward::mags(&net.nodes, &traces)?,
+        traces,
+        info: forward::mags(&net.nodes, traces)?,
         ball,
         p,
     };
@@ -573,7 +590,17 @@ pub fn jacobian_lbp(
         Norm::L2 => next_up(s.sqrt() * (1.0 + 4.0 * f64::EPSILON)),
     };
     let recurjac_value = if cfg.recurjac {
-        Some(crate::lipschitz::recurjac::recurjac_with(net, ball, temperature, pre)?.value)
+        Some(
+            crate::lipschitz::recurjac::recurjac_on(
+                net,
+                traces,
+                logits,
+                ball.norm,
+                temperature,
+                f64::INFINITY,
+            )?
+            .value,
+        )
     } else {
         None
     };

@@ -193,11 +193,13 @@ impl<'a> Recursion<'a> {
                     let map = op.map();
                     self.weights[*id] = map.apply_t(&b.abs_max(), true);
                     let naive = adjoint_image(map, &b)?;
-                    // A diagonal or averaging step maps the box exactly: nothing to refine.
-                    let exact = matches!(
-                        op,
-                        LinearOp::Diag(_) | LinearOp::AvgPool(_) | LinearOp::Pad(_)
-                    );
+                    // A diagonal, padding or non-overlapping averaging step maps the box exactly
+                    // (each input entry reads one output entry): nothing to refine.
+                    let exact = match op {
+                        LinearOp::Diag(_) | LinearOp::Pad(_) => true,
+                        LinearOp::AvgPool(p) => p.max_cover() <= 1,
+                        _ => false,
+                    };
                     if exact || (in_branch && i == 0) {
                         naive
                     } else {

@@ -73,7 +73,16 @@ pub fn grad_backward(nodes: &[Node], traces: &[Trace], g: Interval) -> Result<In
                     input,
                     branches: tb,
                 },
-            ) => concat_grad_backward(branches, tb, input.len(), &g)?,
+            ) if tb.len() == branches.len() => {
+                // The box splits by branch; the branch images add at the fork (rounded outward).
+                let dims = crate::bounds::net::branch_dims(branches, input.len())?;
+                let parts = crate::bounds::net::split_box(&g, &dims)?;
+                let mut sum = Interval::point(&vec![0.0; input.len()]);
+                for ((b, t), part) in branches.iter().zip(tb).zip(parts) {
+                    sum = sum.add(&grad_backward(b, t, part)?)?;
+                }
+                sum
+            }
             (Node::Residual { .. } | Node::Concat { .. }, _) => {
                 return Err(Error::Internal(
                     "residual or concatenation node without its branch traces".into(),
@@ -82,33 +91,6 @@ pub fn grad_backward(nodes: &[Node], traces: &[Trace], g: Interval) -> Result<In
         };
     }
     Ok(g)
-}
-
-/// The gradient box at a concatenation's input: the output box split by branch, each part
-/// carried back through its branch, the images added at the fork (outward-rounded sums).
-pub fn concat_grad_backward(
-    branches: &[Vec<Node>],
-    traces: &[Vec<Trace>],
-    in_dim: usize,
-    g: &Interval,
-) -> Result<Interval> {
-    if traces.len() != branches.len() {
-        return Err(Error::Internal(
-            "concatenation: trace does not match the branches".into(),
-        ));
-    }
-    let dims = crate::bounds::net::branch_dims(branches, in_dim)?;
-    let lo = crate::bounds::net::split_by(&g.lo, &dims)?;
-    let hi = crate::bounds::net::split_by(&g.hi, &dims)?;
-    let mut sum = Interval::point(&vec![0.0; in_dim]);
-    for (((b, t), lo), hi) in branches.iter().zip(traces).zip(lo).zip(hi) {
-        let part = Interval {
-            lo: lo.to_vec(),
-            hi: hi.to_vec(),
-        };
-        sum = sum.add(&grad_backward(b, t, part)?)?;
-    }
-    Ok(sum)
 }
 
 /// ‖max(|lo|, |hi|)‖_q, rounded up: the largest dual norm of any vector in the box.
