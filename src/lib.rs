@@ -16,6 +16,7 @@ pub mod guaranteed;
 pub mod lipschitz;
 pub mod metrics;
 pub mod model;
+pub mod onnx;
 pub mod score;
 pub mod smoothing;
 pub mod train;

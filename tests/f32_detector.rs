@@ -614,3 +614,70 @@ fn verify_catches_a_certificate_the_f32_detector_breaks() {
     assert_eq!(vrows.len(), 1);
     assert!(vrows[0].violated, "{:?}", vrows[0]);
 }
+
+/// An imported-graph model (`Arch::Graph`: residual block, zero padding, average pooling, a
+/// channel concat with an identity branch, overlapping padded max-pooling): f32 scores within the
+/// bound of the exact network's enclosure, so the Net lowering computes the model's map and its
+/// float32 rules cover the layers' rounding.
+#[test]
+fn imported_graph_f32_scores_lie_within_the_bound() {
+    use oodcert::model::arch::GraphLayer as G;
+    let conv = |name: &str, c_in, c_out| G::Conv {
+        name: name.into(),
+        c_in,
+        c_out,
+        kernel: [3, 3],
+        stride: 1,
+        padding: 1,
+        bias: true,
+    };
+    let bn = |name: &str, c| G::BatchNorm {
+        name: name.into(),
+        channels: c,
+    };
+    let layers = vec![
+        conv("conv1", 3, 4),
+        bn("bn1", 4),
+        G::Relu,
+        G::Pad { pads: [1; 4] },
+        G::Residual {
+            main: vec![conv("conv2", 4, 4), bn("bn2", 4), G::Relu],
+            shortcut: vec![],
+        },
+        G::AvgPool {
+            kernel: [2, 2],
+            stride: [2, 2],
+            pad: [0, 0],
+        },
+        G::Concat {
+            branches: vec![vec![], vec![conv("conv3", 4, 2), G::Relu]],
+        },
+        G::MaxPool {
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+        },
+        G::Relu,
+        G::AvgPool {
+            kernel: [3, 3],
+            stride: [1, 1],
+            pad: [1, 1],
+        },
+        G::Flatten,
+        G::Linear {
+            name: "fc".into(),
+            in_features: 6 * 5 * 5,
+            out_features: 10,
+            bias: true,
+        },
+    ];
+    let arch = Arch::Graph {
+        name: "graph".into(),
+        layers,
+    };
+    for scale in [1.0, 4.0] {
+        let m = scaled_model(arch.clone(), [3, 8, 8], 10, 21, false, scale);
+        let st = check_points(&m, ScoreKind::Energy, 1.0, 32, 21);
+        assert!(st.max_bound < 5e-2, "E = {}", st.max_bound);
+    }
+}

@@ -825,3 +825,118 @@ fn explicit_input_vjp_equals_autograd_to_second_order() {
     let g = uniform(&mut rng(8), &[2, 3], -1.0, 1.0);
     assert!(trace.input_vjp(&resnet, &g).is_err());
 }
+
+/// The layers of imported graphs (`oodcert import --onnx`): general max/avg pooling (strides,
+/// padding, overlapping windows), zero padding, a channel-concat block with an identity branch
+/// and a general residual block, each inside a small net, first and second order.
+#[test]
+fn imported_graph_layers() {
+    use oodcert::model::layers::{ConcatBlock, PoolKind, ResidualBlock, WindowPool, ZeroPad};
+    let mut r = rng(90);
+    let (c1, c1w, c1b) = conv(&mut r, "c1", 2, 3, 3, 1, 1, true);
+    let (bn, g, _) = batch_norm(&mut r, "bn", 3);
+    let (c2, c2w, _) = conv(&mut r, "c2", 3, 3, 3, 1, 1, false);
+    let (cb, cbw, _) = conv(&mut r, "cb", 3, 2, 1, 1, 0, true);
+    let mut layers = vec![
+        Layer::Pad(ZeroPad { pads: [1, 0, 0, 2] }),
+        Layer::Conv2d(c1),
+        Layer::Relu,
+        Layer::Pool(WindowPool::new(PoolKind::Max, [3, 2], [1, 2], [1, 1]).unwrap()),
+        Layer::Residual(Box::new(ResidualBlock {
+            main: vec![Layer::BatchNorm2d(bn), Layer::Relu, Layer::Conv2d(c2)],
+            shortcut: vec![],
+        })),
+        Layer::Relu,
+        Layer::Concat(Box::new(ConcatBlock {
+            branches: vec![vec![], vec![Layer::Conv2d(cb), Layer::Relu]],
+        })),
+        Layer::Pool(WindowPool::new(PoolKind::Avg, [3, 3], [2, 2], [1, 1]).unwrap()),
+        Layer::Flatten,
+    ];
+    // (2, 2, 6, 5) → pad → (7, 7) → conv → (7, 7) → max-pool 3×2, stride (1, 2), pad 1 →
+    // (7, 4) → residual → concat: 5 channels → avg-pool 3×3, stride 2, pad 1 → (4, 2).
+    let x = uniform(&mut r, &[2, 2, 6, 5], 0.0, 1.0);
+    let out = forward_layers(&layers, &x, false).unwrap();
+    assert_eq!(out.dims(), [2, 5 * 4 * 2], "pooling geometry");
+    let (l, lw, lb) = linear(&mut r, "fc", 5 * 4 * 2, 3);
+    layers.push(Layer::Linear(l));
+    check_layers(
+        "imported graph layers",
+        &layers,
+        x,
+        &[
+            ("c1.w", &c1w),
+            ("c1.b", c1b.as_ref().unwrap()),
+            ("bn.g", &g),
+            ("c2.w", &c2w),
+            ("cb.w", &cbw),
+            ("fc.w", &lw),
+            ("fc.b", &lb),
+        ],
+        false,
+    );
+}
+
+/// [`WindowPool`] against direct loops over the windows (−∞ / zero padding, floor mode).
+#[test]
+fn window_pool_equals_direct_loops() {
+    use oodcert::model::layers::{PoolKind, WindowPool};
+    let mut r = rng(91);
+    let (n, c, h, w) = (2, 3, 7, 6);
+    let x = uniform(&mut r, &[n, c, h, w], -1.0, 1.0);
+    let xv = values(&x);
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        for (k, s, p) in [
+            ([3, 3], [2, 2], [1, 1]),
+            ([2, 3], [1, 2], [0, 1]),
+            ([3, 2], [3, 1], [1, 0]),
+            ([2, 2], [2, 2], [0, 0]),
+        ] {
+            let pool = WindowPool::new(kind, k, s, p).unwrap();
+            let y = pool.forward(&x).unwrap();
+            let (ho, wo) = pool.output_hw(h, w).unwrap();
+            assert_eq!(y.dims(), [n, c, ho, wo]);
+            let yv = values(&y);
+            for plane in 0..n * c {
+                for i in 0..ho {
+                    for j in 0..wo {
+                        let mut acc = match kind {
+                            PoolKind::Max => f64::NEG_INFINITY,
+                            PoolKind::Avg => 0.0,
+                        };
+                        for a in 0..k[0] {
+                            for b in 0..k[1] {
+                                let (yy, xx) = (
+                                    (s[0] * i + a) as isize - p[0] as isize,
+                                    (s[1] * j + b) as isize - p[1] as isize,
+                                );
+                                let inside =
+                                    yy >= 0 && xx >= 0 && (yy as usize) < h && (xx as usize) < w;
+                                let v = if inside {
+                                    xv[plane * h * w + yy as usize * w + xx as usize]
+                                } else {
+                                    match kind {
+                                        PoolKind::Max => f64::NEG_INFINITY,
+                                        PoolKind::Avg => 0.0,
+                                    }
+                                };
+                                acc = match kind {
+                                    PoolKind::Max => acc.max(v),
+                                    PoolKind::Avg => acc + v,
+                                };
+                            }
+                        }
+                        if kind == PoolKind::Avg {
+                            acc /= (k[0] * k[1]) as f64;
+                        }
+                        let got = yv[(plane * ho + i) * wo + j];
+                        assert!(
+                            (got - acc).abs() < 1e-12,
+                            "{kind:?} k{k:?} s{s:?} p{p:?} at ({plane},{i},{j}): {got} vs {acc}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

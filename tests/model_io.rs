@@ -471,3 +471,27 @@ fn broken_model_files_give_clear_errors() {
         Err(Error::Io { .. })
     ));
 }
+
+/// A model file whose header length has the low byte 0x80 (1 in 32 headers, as they are padded
+/// to multiples of 8) is safetensors, not a pickle (whose protocol byte is 0x80): it loads.
+#[test]
+fn a_header_length_starting_with_0x80_is_not_a_pickle() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = Model::init(mlp(), &Device::Cpu, DType::F32, 3).unwrap();
+    let path = dir.path().join("m.safetensors");
+    m.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut n2 = n;
+    while n2 % 256 != 0x80 {
+        n2 += 8;
+    }
+    let mut padded = (n2 as u64).to_le_bytes().to_vec();
+    padded.extend_from_slice(&bytes[8..8 + n]);
+    padded.resize(8 + n2, b' ');
+    padded.extend_from_slice(&bytes[8 + n..]);
+    assert_eq!(padded[0], 0x80);
+    std::fs::write(&path, &padded).unwrap();
+    let back = Model::load(&path, &Device::Cpu).unwrap();
+    assert_eq!(back.spec(), m.spec());
+}

@@ -64,6 +64,11 @@ fn collect_bn<'a>(layers: &'a [Layer], out: &mut HashMap<String, &'a BatchNorm2d
             Layer::BatchNorm2d(bn) => {
                 out.insert(bn.name().to_string(), bn);
             }
+            Layer::Residual(r) => {
+                collect_bn(&r.main, out);
+                collect_bn(&r.shortcut, out);
+            }
+            Layer::Concat(c) => c.branches.iter().for_each(|b| collect_bn(b, out)),
             Layer::BasicBlock(b) => {
                 out.insert(b.bn1().name().to_string(), b.bn1());
                 out.insert(b.bn2().name().to_string(), b.bn2());

@@ -11,6 +11,7 @@ pub mod diag;
 pub mod interval;
 pub mod linear_map;
 pub mod net;
+mod net_graph;
 pub mod pad;
 pub mod pool_geometry;
 pub mod round;

@@ -269,7 +269,7 @@ fn host(t: &Tensor) -> Result<Vec<f64>> {
     Ok(v)
 }
 
-fn conv_node(conv: &Conv2d, shape: &mut [usize; 3]) -> Result<Node> {
+pub(super) fn conv_node(conv: &Conv2d, shape: &mut [usize; 3]) -> Result<Node> {
     let [c, h, w] = *shape;
     let d = conv.weight().dims().to_vec();
     if d.len() != 4 || d[1] != c {
@@ -332,6 +332,118 @@ fn bn_node(bn: &BatchNorm2d, shape: &[usize; 3]) -> Result<Node> {
     }))
 }
 
+/// Appends the nodes of one model layer; `shape` is the current `(c, h, w)` and `flat` the width
+/// once the activations are flat.
+pub(super) fn lower_layer(
+    layer: &Layer,
+    shape: &mut [usize; 3],
+    flat: &mut Option<usize>,
+    nodes: &mut Vec<Node>,
+) -> Result<()> {
+    match layer {
+        Layer::Normalize(n) => {
+            let [c, h, w] = *shape;
+            if n.mean().len() != c {
+                return Err(Error::Internal(
+                    "normalisation channels ≠ input channels".into(),
+                ));
+            }
+            let hw = h * w;
+            let scale = n
+                .std()
+                .iter()
+                .flat_map(|&s| std::iter::repeat_n(1.0 / s as f64, hw))
+                .collect();
+            let bias = n
+                .mean()
+                .iter()
+                .zip(n.std())
+                .flat_map(|(&m, &s)| std::iter::repeat_n(-(m as f64) / s as f64, hw))
+                .collect();
+            nodes.push(Node::Affine(Affine {
+                name: "normalize".into(),
+                op: LinearOp::Diag(Diag { scale }),
+                bias: Some(bias),
+            }));
+        }
+        // Already flat after a global average pool (imported graphs flatten its (c, 1, 1)).
+        Layer::Flatten => *flat = Some(flat.unwrap_or_else(|| shape.iter().product())),
+        Layer::Linear(l) => {
+            let inp = flat.unwrap_or_else(|| shape.iter().product());
+            if l.in_features() != inp {
+                return Err(Error::Internal(format!(
+                    "{}: {} inputs, previous layer gives {inp}",
+                    l.name(),
+                    l.in_features()
+                )));
+            }
+            nodes.push(Node::Affine(Affine {
+                name: l.name().to_string(),
+                op: LinearOp::Dense(Dense {
+                    out: l.out_features(),
+                    inp,
+                    w: host(l.weight())?,
+                }),
+                bias: l.bias().map(host).transpose()?,
+            }));
+            *flat = Some(l.out_features());
+        }
+        Layer::Conv2d(conv) => nodes.push(conv_node(conv, shape)?),
+        Layer::Relu => nodes.push(Node::Relu),
+        Layer::MaxPool2 => {
+            let [c, h, w] = *shape;
+            nodes.push(Node::MaxPool2 { c, h, w });
+            *shape = [c, h / 2, w / 2];
+        }
+        Layer::GlobalAvgPool => {
+            let [c, h, w] = *shape;
+            nodes.push(Node::Affine(Affine {
+                name: "avgpool".into(),
+                op: LinearOp::AvgPool(AvgPool::global(c, h, w)),
+                bias: None,
+            }));
+            *flat = Some(c);
+        }
+        Layer::BatchNorm2d(bn) => nodes.push(bn_node(bn, shape)?),
+        Layer::BasicBlock(b) => {
+            let in_shape = *shape;
+            let mut main = vec![conv_node(b.conv1(), shape)?];
+            main.push(bn_node(b.bn1(), shape)?);
+            main.push(Node::Relu);
+            main.push(conv_node(b.conv2(), shape)?);
+            main.push(bn_node(b.bn2(), shape)?);
+            let shortcut = match b.shortcut() {
+                Some((conv, bn)) => {
+                    let mut s2 = in_shape;
+                    let c = conv_node(conv, &mut s2)?;
+                    if s2 != *shape {
+                        return Err(Error::Internal(format!(
+                            "{}: shortcut shape mismatch",
+                            b.name()
+                        )));
+                    }
+                    vec![c, bn_node(bn, &s2)?]
+                }
+                None => {
+                    if in_shape != *shape {
+                        return Err(Error::Internal(format!(
+                            "{}: identity shortcut changes shape",
+                            b.name()
+                        )));
+                    }
+                    vec![]
+                }
+            };
+            nodes.push(Node::Residual { main, shortcut });
+            nodes.push(Node::Relu);
+        }
+        Layer::Pool(_) | Layer::Pad(_) | Layer::Concat(_) | Layer::Residual(_) => {
+            super::net_graph::lower_graph_layer(layer, shape, flat, nodes)?
+        }
+    }
+    Ok(())
+}
+
 impl Net {
     /// Copies a model's layers into host operations (evaluation mode).
     pub fn from_model(model: &Model) -> Result<Net> {
@@ -340,103 +452,7 @@ impl Net {
         let mut flat: Option<usize> = None;
         let mut nodes = Vec::new();
         for layer in model.layers() {
-            match layer {
-                Layer::Normalize(n) => {
-                    let [c, h, w] = shape;
-                    if n.mean().len() != c {
-                        return Err(Error::Internal(
-                            "normalisation channels ≠ input channels".into(),
-                        ));
-                    }
-                    let hw = h * w;
-                    let scale = n
-                        .std()
-                        .iter()
-                        .flat_map(|&s| std::iter::repeat_n(1.0 / s as f64, hw))
-                        .collect();
-                    let bias = n
-                        .mean()
-                        .iter()
-                        .zip(n.std())
-                        .flat_map(|(&m, &s)| std::iter::repeat_n(-(m as f64) / s as f64, hw))
-                        .collect();
-                    nodes.push(Node::Affine(Affine {
-                        name: "normalize".into(),
-                        op: LinearOp::Diag(Diag { scale }),
-                        bias: Some(bias),
-                    }));
-                }
-                Layer::Flatten => flat = Some(shape.iter().product()),
-                Layer::Linear(l) => {
-                    let inp = flat.unwrap_or_else(|| shape.iter().product());
-                    if l.in_features() != inp {
-                        return Err(Error::Internal(format!(
-                            "{}: {} inputs, previous layer gives {inp}",
-                            l.name(),
-                            l.in_features()
-                        )));
-                    }
-                    nodes.push(Node::Affine(Affine {
-                        name: l.name().to_string(),
-                        op: LinearOp::Dense(Dense {
-                            out: l.out_features(),
-                            inp,
-                            w: host(l.weight())?,
-                        }),
-                        bias: l.bias().map(host).transpose()?,
-                    }));
-                    flat = Some(l.out_features());
-                }
-                Layer::Conv2d(conv) => nodes.push(conv_node(conv, &mut shape)?),
-                Layer::Relu => nodes.push(Node::Relu),
-                Layer::MaxPool2 => {
-                    let [c, h, w] = shape;
-                    nodes.push(Node::MaxPool2 { c, h, w });
-                    shape = [c, h / 2, w / 2];
-                }
-                Layer::GlobalAvgPool => {
-                    let [c, h, w] = shape;
-                    nodes.push(Node::Affine(Affine {
-                        name: "avgpool".into(),
-                        op: LinearOp::AvgPool(AvgPool::global(c, h, w)),
-                        bias: None,
-                    }));
-                    flat = Some(c);
-                }
-                Layer::BatchNorm2d(bn) => nodes.push(bn_node(bn, &shape)?),
-                Layer::BasicBlock(b) => {
-                    let in_shape = shape;
-                    let mut main = vec![conv_node(b.conv1(), &mut shape)?];
-                    main.push(bn_node(b.bn1(), &shape)?);
-                    main.push(Node::Relu);
-                    main.push(conv_node(b.conv2(), &mut shape)?);
-                    main.push(bn_node(b.bn2(), &shape)?);
-                    let shortcut = match b.shortcut() {
-                        Some((conv, bn)) => {
-                            let mut s2 = in_shape;
-                            let c = conv_node(conv, &mut s2)?;
-                            if s2 != shape {
-                                return Err(Error::Internal(format!(
-                                    "{}: shortcut shape mismatch",
-                                    b.name()
-                                )));
-                            }
-                            vec![c, bn_node(bn, &s2)?]
-                        }
-                        None => {
-                            if in_shape != shape {
-                                return Err(Error::Internal(format!(
-                                    "{}: identity shortcut changes shape",
-                                    b.name()
-                                )));
-                            }
-                            vec![]
-                        }
-                    };
-                    nodes.push(Node::Residual { main, shortcut });
-                    nodes.push(Node::Relu);
-                }
-            }
+            lower_layer(layer, &mut shape, &mut flat, &mut nodes)?;
         }
         Ok(Net {
             input_shape: spec.input_shape,

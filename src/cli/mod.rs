@@ -8,6 +8,7 @@ pub mod certify;
 pub mod data;
 pub mod eval;
 pub mod guaranteed;
+pub mod import;
 pub mod lipschitz;
 pub mod merge;
 pub mod metrics;
@@ -34,6 +35,8 @@ pub enum Command {
     Train(train::Args),
     /// Evaluate a model as an OOD detector: ID test set vs OOD sets.
     Eval(eval::Args),
+    /// Import an ONNX classifier (e.g. exported from PyTorch) as an oodcert model.
+    Import(import::Args),
     /// The main job: fetch data, pre-train, fine-tune energy vs GReg, evaluate, compare.
     Reproduce(reproduce::Args),
     /// Randomized-smoothing certificates of the detector and of the clipped energy.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Metrics(a) => metrics::run(a),
         Command::Train(a) => train::run(a),
         Command::Eval(a) => eval::run(a),
+        Command::Import(a) => import::run(a),
         Command::Reproduce(a) => reproduce::run(a),
         Command::Certify(a) => certify::run(*a),
         Command::Merge(a) => merge::run(a),

@@ -82,8 +82,11 @@ pub(crate) fn read_safetensors_bytes(path: &Path) -> Result<Vec<u8>> {
     }
     let bytes =
         std::fs::read(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    // torch.save writes a zip archive ("PK\x03\x04") or a raw pickle (protocol byte 0x80).
-    if bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80) {
+    // torch.save writes a zip archive ("PK\x03\x04") or a raw pickle (protocol byte 0x80). A
+    // safetensors file starts with its u64 LE header length (whose low byte may well be 0x80:
+    // the header is padded to a multiple of 8) followed by the header's `{`.
+    let safetensors_like = bytes.len() > 8 && bytes[8] == b'{';
+    if !safetensors_like && (bytes.starts_with(b"PK\x03\x04") || bytes.first() == Some(&0x80)) {
         return Err(pickle_refusal(path));
     }
     Ok(bytes)

@@ -14,6 +14,13 @@ pub enum Arch {
     Lenet,
     /// ResNet-18, the 32×32 CIFAR variant (3×3 stem, no stem max-pool), BasicBlocks [2,2,2,2].
     Resnet18,
+    /// An imported graph (`oodcert import --onnx`): its layer tree, after the input
+    /// normalisation (the spec's mean/std), ending in the classifier's Linear.
+    Graph {
+        /// A name for reports (`--name`, default the ONNX file's stem).
+        name: String,
+        layers: Vec<super::arch::GraphLayer>,
+    },
 }
 
 /// Everything needed to rebuild a model and feed it pixels in [0,1].

@@ -44,7 +44,8 @@ pub struct DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
-    /// `mlp`, `lenet` or `resnet18`.
+    /// `mlp`, `lenet`, `resnet18`, or `graph`: the imported model (`oodcert import`) named by
+    /// `init_from`, whose layer graph is the architecture.
     pub arch: String,
     /// Hidden widths of the MLP.
     #[serde(default)]
@@ -260,7 +261,7 @@ impl SamplerConfig {
     }
 }
 
-const ARCHS: [&str; 3] = ["mlp", "lenet", "resnet18"];
+const ARCHS: [&str; 4] = ["mlp", "lenet", "resnet18", "graph"];
 const SAMPLERS: [&str; 4] = ["random", "greedy", "greg-plus", "dos"];
 
 fn range(key: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
@@ -318,6 +319,17 @@ impl TrainConfig {
             }),
             "lenet" => Ok(Arch::Lenet),
             "resnet18" => Ok(Arch::Resnet18),
+            // An imported model's layer graph is read from the checkpoint itself.
+            "graph" => match &self.model.init_from {
+                Some(p) => {
+                    use crate::model::Classifier;
+                    let m = crate::model::Model::load_full(p, &candle_core::Device::Cpu)?;
+                    Ok(m.spec().arch.clone())
+                }
+                None => Err(Error::BadInput(
+                    "config key `model.arch` = \"graph\" needs `model.init_from`".into(),
+                )),
+            },
             other => Err(Error::BadInput(format!(
                 "config key `model.arch` = \"{other}\" is not one of {}",
                 ARCHS.join(", ")
@@ -331,6 +343,13 @@ impl TrainConfig {
             return Err(Error::BadInput("config key `data.id` is empty".into()));
         }
         one_of("model.arch", &self.model.arch, &ARCHS)?;
+        if self.model.arch == "graph" && self.model.init_from.is_none() {
+            return Err(Error::BadInput(
+                "config key `model.arch` = \"graph\" (an imported model) needs `model.init_from` \
+                 = the model file written by `oodcert import`"
+                    .into(),
+            ));
+        }
         if self.model.arch == "mlp" && self.model.hidden.is_empty() {
             return Err(Error::BadInput(
                 "config key `model.hidden` must list at least one width for `mlp`".into(),

@@ -1,10 +1,12 @@
 //! The architectures, each a function from a [`ModelSpec`] to an explicit layer sequence whose
 //! last layer is the classifier's final `Linear` (its input = the penultimate features).
 
+mod graph;
 mod lenet;
 mod mlp;
 mod resnet18;
 
+pub use graph::GraphLayer;
 pub use lenet::lenet_flat_features;
 pub use resnet18::RESNET18_STAGES;
 
@@ -24,6 +26,7 @@ pub(crate) fn build(spec: &ModelSpec, store: &mut ParamStore) -> Result<Vec<Laye
         Arch::Mlp { hidden } => mlp::build(spec, hidden, store, &mut layers)?,
         Arch::Lenet => lenet::build(spec, store, &mut layers)?,
         Arch::Resnet18 => resnet18::build(spec, store, &mut layers)?,
+        Arch::Graph { layers: graph, .. } => graph::build(graph, store, &mut layers)?,
     }
     Ok(layers)
 }

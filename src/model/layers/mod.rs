@@ -5,6 +5,7 @@ mod basic_block;
 mod batch_norm;
 mod channel_bias;
 mod channel_scale;
+mod concat_block;
 mod conv2d;
 mod conv_gemm;
 pub(crate) mod cpu_op;
@@ -16,11 +17,15 @@ mod linear;
 mod max_pool;
 mod normalize;
 pub(crate) mod relu;
+mod residual_block;
+mod window_pool;
+mod zero_pad;
 
 pub use basic_block::BasicBlock;
 pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm2d};
 pub use channel_bias::{AddChannelBias, ChannelSum, add_channel_bias};
 pub use channel_scale::{ChannelScale, scale_channels};
+pub use concat_block::ConcatBlock;
 pub use conv_gemm::{Conv2dOp, ConvInputAdjoint, ConvWeightAdjoint, conv2d_auto};
 pub use conv2d::Conv2d;
 pub use im2col::{ConvGeometry, col2im_sample, im2col_sample};
@@ -29,6 +34,9 @@ pub use linear::Linear;
 pub use max_pool::{MaxGather2, MaxPool2Op, MaxUnpool2, max_pool2, max_pool2_hw, max_unpool2};
 pub use normalize::Normalize;
 pub use relu::{ReluMask, ReluOp, relu, relu_mask};
+pub use residual_block::ResidualBlock;
+pub use window_pool::{PoolKind, WindowPool};
+pub use zero_pad::ZeroPad;
 
 use crate::error::Result;
 use candle_core::Tensor;
@@ -54,6 +62,14 @@ pub enum Layer {
     BatchNorm2d(BatchNorm2d),
     /// A ResNet BasicBlock (boxed: it holds five layers).
     BasicBlock(Box<BasicBlock>),
+    /// Max or average pooling with any kernel, stride and padding (imported graphs).
+    Pool(WindowPool),
+    /// Zero padding of the spatial axes (imported graphs).
+    Pad(ZeroPad),
+    /// Parallel branches concatenated along channels (imported graphs).
+    Concat(Box<ConcatBlock>),
+    /// main(x) + shortcut(x) without an implied ReLU (imported graphs).
+    Residual(Box<ResidualBlock>),
 }
 
 impl Layer {
@@ -69,6 +85,13 @@ impl Layer {
             Layer::GlobalAvgPool => "global-avg-pool",
             Layer::BatchNorm2d(_) => "batchnorm2d",
             Layer::BasicBlock(_) => "basic-block",
+            Layer::Pool(p) => match p.kind {
+                PoolKind::Max => "max-pool",
+                PoolKind::Avg => "avg-pool",
+            },
+            Layer::Pad(_) => "pad",
+            Layer::Concat(_) => "concat",
+            Layer::Residual(_) => "residual",
         }
     }
 
@@ -84,6 +107,10 @@ impl Layer {
             Layer::GlobalAvgPool => Ok(x.mean((2, 3))?),
             Layer::BatchNorm2d(l) => l.forward(x, train),
             Layer::BasicBlock(l) => l.forward(x, train),
+            Layer::Pool(l) => l.forward(x),
+            Layer::Pad(l) => l.forward(x),
+            Layer::Concat(l) => l.forward(x, train),
+            Layer::Residual(l) => l.forward(x, train),
         }
     }
 }
