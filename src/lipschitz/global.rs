@@ -44,7 +44,7 @@ fn mul_up(a: f64, b: f64) -> f64 {
 }
 
 /// A certified ‖A‖_{p→p} of one linear operation with its rule.
-fn op_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
+pub(crate) fn op_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
     match (op, norm) {
         (LinearOp::Dense(d), Norm::L2) => (
             spectral_upper(d.out, d.inp, &d.w),
@@ -72,7 +72,7 @@ fn op_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
 }
 
 /// The head rule: ‖W‖_{p→∞} for the last layer (S is 1-Lipschitz in ℓ∞ of the logits).
-fn head_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
+pub(crate) fn head_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
     match (op, norm) {
         (LinearOp::Dense(d), Norm::L2) => (
             l2_to_linf_upper(d.out, d.inp, &d.w),
@@ -84,7 +84,7 @@ fn head_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
 
 /// Folds consecutive affine nodes: a diagonal map before or after a dense/conv layer is
 /// absorbed into it (per channel for convolutions), so one norm covers the composition.
-fn fold(affines: &[&Affine]) -> Vec<(String, LinearOp)> {
+pub(crate) fn fold(affines: &[&Affine]) -> Vec<(String, LinearOp)> {
     let mut out: Vec<(String, LinearOp)> = Vec::new();
     let mut pending: Option<(String, Vec<f64>)> = None; // a diagonal not yet absorbed
     for a in affines {
