@@ -122,6 +122,22 @@ impl Ctx {
     }
 }
 
+impl Ctx {
+    /// The global bound's value for this network (cached): the product is capped by it, so it
+    /// is never above the global bound even where the naive composition beats the folded one.
+    fn global_value(&self, net: &Net) -> Result<f64> {
+        let key = (vec![u32::MAX], 0, false);
+        if let Some(v) = self.caps.lock().ok().and_then(|t| t.get(&key).copied()) {
+            return Ok(v);
+        }
+        let v = super::global::global_bound(net, self.norm)?.value;
+        if let Ok(mut t) = self.caps.lock() {
+            t.insert(key, v);
+        }
+        Ok(v)
+    }
+}
+
 /// State at a position of a node list.
 #[derive(Clone)]
 struct Pos {
@@ -507,6 +523,7 @@ pub fn masked_product(net: &Net, traces: &[Trace], norm: Norm) -> Result<Option<
         Tail::Done(v) => *v,
         Tail::Pending(p) => ctx.finalize(p, None, true),
     };
+    let total = total.min(ctx.global_value(net)?);
     Ok(Some(LocalProduct {
         total,
         prefix: o.prefix,
