@@ -278,8 +278,20 @@ fn product(
 }
 
 /// Certified upper bounds of Lip_p(S) over the whole input space, for any temperature.
+/// Memoised per network (weights fingerprint) and norm: the local product caps itself by it.
 pub fn global_bound(net: &Net, norm: Norm) -> Result<GlobalBound> {
-    global_bound_with(net, norm, NormBudget::default())
+    type Memo = std::sync::Mutex<std::collections::HashMap<(u64, bool), GlobalBound>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let key = (super::local_product::net_fingerprint(net), norm == Norm::L2);
+    if let Some(g) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(g);
+    }
+    let g = global_bound_with(net, norm, NormBudget::default())?;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, g.clone());
+    }
+    Ok(g)
 }
 
 /// [`global_bound`] with a work budget for the convolution norms.

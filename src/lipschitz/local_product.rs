@@ -81,7 +81,33 @@ fn fingerprint(nodes: &[Node], h: &mut u64) {
     }
 }
 
+/// A fingerprint of a network's structure and weights (cache key of its norm factors).
+pub(crate) fn net_fingerprint(net: &Net) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    fingerprint(&net.nodes, &mut h);
+    h
+}
+
+fn mask_hash(m: Option<&[bool]>) -> u64 {
+    match m {
+        None => 1,
+        Some(m) => m.iter().fold(0x9e37_79b9_7f4a_7c15u64, |h, &b| {
+            (h ^ (b as u64 + 2)).wrapping_mul(0x0100_0000_01b3).rotate_left(7)
+        }),
+    }
+}
+
+/// Masked factors already computed (the Lipschitz-box walk and the product walk over the
+/// tightened boxes meet the same masks): (network, norm, segment, op, head, masks) → value.
+type MaskedMemo = Mutex<HashMap<(u64, bool, Vec<u32>, usize, bool, u64, u64), f64>>;
+
+fn masked_memo() -> &'static MaskedMemo {
+    static M: std::sync::OnceLock<MaskedMemo> = std::sync::OnceLock::new();
+    M.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
 struct Ctx {
+    net_id: u64,
     norm: Norm,
     caps: Arc<CapTable>,
     /// The ball radius and the centre's trace, when the boxes are tightened.
@@ -90,13 +116,13 @@ struct Ctx {
 
 impl Ctx {
     fn new(net: &Net, norm: Norm) -> Ctx {
-        let mut h = 0xcbf2_9ce4_8422_2325u64;
-        fingerprint(&net.nodes, &mut h);
+        let h = net_fingerprint(net);
         let caps = cap_tables()
             .lock()
             .map(|mut t| t.entry((h, norm == Norm::L2)).or_default().clone())
             .unwrap_or_default();
         Ctx {
+            net_id: h,
             norm,
             caps,
             tight: None,
@@ -231,16 +257,59 @@ impl Ctx {
             let r = if last { rows } else { None };
             let c = if k == 0 { p.cols.as_deref() } else { None };
             let cap = self.cap(&p.path, k, op, is_head);
-            let masked = if is_head {
-                masked_head(op, r, c, self.norm)
-            } else if r.is_none() && c.is_none() {
+            let masked = if !is_head && r.is_none() && c.is_none() {
                 cap
             } else {
-                masked_norm(op, r, c, self.norm)
+                self.masked(&p.path, k, op, is_head, r, c)
             };
+            if std::env::var_os("OODCERT_PROBE_PRODUCT").is_some() {
+                let live = |m: Option<&[bool]>| m.map_or(-1, |m| m.iter().filter(|b| **b).count() as i64);
+                eprintln!(
+                    "probe product: segment {:?} op {k} head {is_head}: live rows {} cols {}, unmasked {cap:.4e}, masked {masked:.4e}",
+                    p.path,
+                    live(r),
+                    live(c)
+                );
+            }
             lip = next_up(lip * cap.min(masked));
         }
         lip
+    }
+
+    /// The masked factor of op `k` of the segment at `path` (memoised).
+    fn masked(
+        &self,
+        path: &[u32],
+        k: usize,
+        op: &LinearOp,
+        head: bool,
+        r: Option<&[bool]>,
+        c: Option<&[bool]>,
+    ) -> f64 {
+        let key = (
+            self.net_id,
+            self.norm == Norm::L2,
+            path.to_vec(),
+            k,
+            head,
+            mask_hash(r),
+            mask_hash(c),
+        );
+        if let Some(v) = masked_memo().lock().ok().and_then(|t| t.get(&key).copied()) {
+            return v;
+        }
+        let v = if head {
+            masked_head(op, r, c, self.norm)
+        } else {
+            masked_norm(op, r, c, self.norm)
+        };
+        if let Ok(mut t) = masked_memo().lock() {
+            if t.len() > 100_000 {
+                t.clear();
+            }
+            t.insert(key, v);
+        }
+        v
     }
 
     /// Per-row bounds of |z_j(x) − z_j(x₀)| / ‖x − x₀‖ at a segment's output.

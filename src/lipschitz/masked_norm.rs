@@ -146,11 +146,50 @@ pub fn masked_norm(op: &LinearOp, rows: Option<&[bool]>, cols: Option<&[bool]>, 
             let n_r = (0..n_out).filter(|&j| live(rows, j)).count();
             let n_c = (0..n_in).filter(|&j| live(cols, j)).count();
             if n_r.min(n_c) > MASKED_GRAM_SIDE || n_r * cv.fan_in() > MASKED_MAX_NNZ {
-                return schur(op, rows, cols).min(frobenius(cv, rows, cols));
+                return schur(op, rows, cols)
+                    .min(frobenius(cv, rows, cols))
+                    .min(live_channels(cv, rows, cols));
             }
             conv_gram_norm(cv, rows, cols, n_r, n_c)
         }
     }
+}
+
+/// The certified norm (Singla–Feizi reshapings, `operator_norm::conv_l2_upper`) of the
+/// convolution restricted to the channels with a live row (output) or column (input):
+/// M_r C M_c = M_r C' M_c with C' the kernel whose other channels are zero, and ‖M C' M‖ ≤ ‖C'‖
+/// = ‖the smaller convolution‖. +∞ when every channel is live (the caller's cap is the same).
+fn live_channels(c: &Conv, rows: Option<&[bool]>, cols: Option<&[bool]>) -> f64 {
+    let (hw_in, hw_out) = (c.h * c.w, c.ho * c.wo);
+    let outs: Vec<usize> = (0..c.c_out)
+        .filter(|&o| (0..hw_out).any(|i| live(rows, o * hw_out + i)))
+        .collect();
+    let ins: Vec<usize> = (0..c.c_in)
+        .filter(|&ch| (0..hw_in).any(|i| live(cols, ch * hw_in + i)))
+        .collect();
+    if outs.is_empty() || ins.is_empty() {
+        return 0.0;
+    }
+    if outs.len() == c.c_out && ins.len() == c.c_in {
+        return f64::INFINITY;
+    }
+    let mut k = Vec::with_capacity(outs.len() * ins.len() * c.kh * c.kw);
+    for &o in &outs {
+        for &ch in &ins {
+            for a in 0..c.kh {
+                for b in 0..c.kw {
+                    k.push(c.at(o, ch, a, b));
+                }
+            }
+        }
+    }
+    let sub = Conv {
+        c_out: outs.len(),
+        c_in: ins.len(),
+        k,
+        ..c.clone()
+    };
+    super::operator_norm::conv_l2_upper(&sub).0
 }
 
 /// Schur's test: ‖B‖₂ ≤ √(max row ℓ1 · max column ℓ1) of B = M_r A M_c.
