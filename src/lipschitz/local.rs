@@ -6,7 +6,10 @@
 //!
 //! Two heads are combined: `box` pushes the box of −p through one backward pass; `simplex`
 //! bounds each logit's Jacobian row J_k separately (K passes) and then optimises Σ_k p_k J_k over
-//! p ∈ box ∩ simplex per input coordinate. Both are sound; their intersection is reported.
+//! p ∈ box ∩ simplex per input coordinate. Both are sound; their intersection is reported, and
+//! [`fastlip_on`] reports the minimum with the masked local product and the split bound
+//! (`local_product`, `split_bound`; proofs/lipschitz_local_product.md). [`pre_bounds`] tightens
+//! every box with the Lipschitz boxes of the ball (`local_product::lipschitz_boxes`).
 
 use crate::bounds::ibp::{Trace, ibp};
 use crate::bounds::linear_map::adjoint_image;

@@ -36,9 +36,10 @@ pub struct LocalProduct {
 /// The unmasked factors of one network (the global bound's), computed once per network.
 type CapTable = Mutex<HashMap<(Vec<u32>, usize, bool), f64>>;
 
-fn cap_tables() -> &'static Mutex<HashMap<(u64, bool), Arc<CapTable>>> {
-    static T: std::sync::OnceLock<Mutex<HashMap<(u64, bool), Arc<CapTable>>>> =
-        std::sync::OnceLock::new();
+type CapTables = Mutex<HashMap<(u64, bool), Arc<CapTable>>>;
+
+fn cap_tables() -> &'static CapTables {
+    static T: std::sync::OnceLock<CapTables> = std::sync::OnceLock::new();
     T.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
@@ -197,6 +198,12 @@ struct ListOut {
     prefix: Vec<f64>,
 }
 
+/// A ReLU whose pre-activation upper bound is `u` can be active (not dead) on the ball; a NaN
+/// bound counts as active.
+fn possibly_active(u: f64) -> bool {
+    u >= 0.0 || u.is_nan()
+}
+
 fn and_mask(a: Option<Vec<bool>>, b: &[bool]) -> Vec<bool> {
     match a {
         Some(a) => a.iter().zip(b).map(|(x, y)| *x && *y).collect(),
@@ -213,7 +220,7 @@ fn lookahead(nodes: &[Node], traces: &[Trace], j: usize, bx: &Interval) -> Optio
     while let Some(node) = nodes.get(k) {
         match node {
             Node::Relu => {
-                let alive: Vec<bool> = b.hi.iter().map(|u| !(*u < 0.0)).collect();
+                let alive: Vec<bool> = b.hi.iter().map(|u| possibly_active(*u)).collect();
                 rows = Some(and_mask(rows, &alive));
                 b = relu::ibp(&b);
                 if let Some(t) = traces.get(k + 1) {
@@ -433,7 +440,7 @@ impl Ctx {
                 }
                 Node::Relu => {
                     out.push(Trace::Leaf(pos.bx.clone()));
-                    let alive: Vec<bool> = pos.bx.hi.iter().map(|u| !(*u < 0.0)).collect();
+                    let alive: Vec<bool> = pos.bx.hi.iter().map(|u| possibly_active(*u)).collect();
                     if let Some(c) = pos.coord.as_mut() {
                         c.iter_mut()
                             .zip(&alive)

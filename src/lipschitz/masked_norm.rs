@@ -310,6 +310,7 @@ mod tests {
     /// The restricted matrix's norm computed densely, the reference for the masked routes.
     fn dense_ref(c: &Conv, rows: &[bool], cols: &[bool]) -> f64 {
         let a = unroll_conv(c);
+        let a = &a;
         let n = c.in_dim();
         let r: Vec<usize> = (0..c.out_dim()).filter(|&i| rows[i]).collect();
         let k: Vec<usize> = (0..n).filter(|&j| cols[j]).collect();
