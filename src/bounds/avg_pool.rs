@@ -4,7 +4,7 @@
 use super::linear_map::LinearMap;
 
 /// Mean over the spatial positions of each of `c` channels of size `hw`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AvgPool {
     pub c: usize,
     pub hw: usize,

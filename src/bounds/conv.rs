@@ -4,7 +4,7 @@
 use super::linear_map::LinearMap;
 
 /// A convolution kernel `(c_out, c_in, kh, kw)` applied to `(c_in, h, w)` inputs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Conv {
     pub c_out: usize,
     pub c_in: usize,

@@ -3,7 +3,7 @@
 use super::linear_map::LinearMap;
 
 /// A dense matrix W, row-major `(out, in)`, PyTorch's `nn.Linear` layout.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Dense {
     pub out: usize,
     pub inp: usize,

@@ -4,7 +4,7 @@
 use super::linear_map::LinearMap;
 
 /// The diagonal part s of x ↦ s ⊙ x + t (one entry per input coordinate).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Diag {
     pub scale: Vec<f64>,
 }

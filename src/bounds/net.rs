@@ -13,7 +13,7 @@ use crate::model::{Classifier, Model};
 use candle_core::{DType, Tensor};
 
 /// The linear part of an affine node.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum LinearOp {
     Dense(Dense),
     Conv(Conv),
@@ -34,7 +34,7 @@ impl LinearOp {
 }
 
 /// x ↦ A x + b, named after the model layer it came from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Affine {
     pub name: String,
     pub op: LinearOp,
@@ -53,7 +53,7 @@ impl Affine {
 }
 
 /// One node of the network.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Node {
     Affine(Affine),
     /// max(x, 0) entrywise.
@@ -87,7 +87,7 @@ pub fn pool_windows(c: usize, h: usize, w: usize) -> Vec<[usize; 4]> {
 }
 
 /// The network as host operations, input `(c, h, w)` flattened row-major, output the logits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Net {
     pub input_shape: [usize; 3],
     pub num_classes: usize,

@@ -147,15 +147,24 @@ pub fn bound_prop_certify_f32(
         PreBounds::Crown { max_dim } => energy_bounds_crown(net, ball, t, max_dim)?,
     };
     let e = ball_error(det, ball, pre)?;
+    Ok(if bound_prop_decides(centre, lo, hi, e)? {
+        ball.eps
+    } else {
+        0.0
+    })
+}
+
+/// Whether exact-score bounds [lo, hi] over a ball, widened by the ball's f32 error bound `e`,
+/// stay on the centre's side of γ: lo − E > γ (OOD) or hi + E ≤ γ (ID), rounded against.
+pub fn bound_prop_decides(centre: &CentreMargin, lo: f64, hi: f64, e: f64) -> Result<bool> {
     if lo.is_nan() || hi.is_nan() {
         return Err(Error::CheckFailed(
             "score bounds over the ball are NaN".into(),
         ));
     }
-    let ok = if centre.ood {
+    Ok(if centre.ood {
         next_down(lo - e) > centre.gamma
     } else {
         next_up(hi + e) <= centre.gamma
-    };
-    Ok(if ok { ball.eps } else { 0.0 })
+    })
 }

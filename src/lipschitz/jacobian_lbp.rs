@@ -479,12 +479,34 @@ pub fn jacobian_lbp(
     crate::lipschitz::local::check_query(net, ball, temperature)?;
     check_net(net)?;
     let (traces, logits) = pre_bounds(net, ball, pre)?;
+    jacobian_lbp_on(net, ball, &traces, logits, temperature, cfg)
+}
+
+/// [`jacobian_lbp`] on given pre-activation traces and logit box of the ball (from
+/// [`pre_bounds`], or a trace shared with the other bounds of the same ball).
+pub fn jacobian_lbp_on(
+    net: &Net,
+    ball: &Ball,
+    traces: &[crate::bounds::Trace],
+    logits: Interval,
+    temperature: f64,
+    cfg: LbpConfig,
+) -> Result<JacobianBound> {
+    crate::lipschitz::local::check_query(net, ball, temperature)?;
+    check_net(net)?;
     let p = simplex_tighten(&softmax_box(&logits, temperature));
-    let fl = fastlip_on(net, &traces, logits, ball.norm, temperature, Head::Simplex)?;
+    let fl = fastlip_on(
+        net,
+        traces,
+        logits.clone(),
+        ball.norm,
+        temperature,
+        Head::Simplex,
+    )?;
     let eng = Engine {
         net,
-        traces: &traces,
-        info: forward::mags(&net.nodes, &traces)?,
+        traces,
+        info: forward::mags(&net.nodes, traces)?,
         ball,
         p,
     };
@@ -505,7 +527,17 @@ pub fn jacobian_lbp(
         Norm::L2 => next_up(s.sqrt() * (1.0 + 4.0 * f64::EPSILON)),
     };
     let recurjac_value = if cfg.recurjac {
-        Some(crate::lipschitz::recurjac::recurjac_with(net, ball, temperature, pre)?.value)
+        Some(
+            crate::lipschitz::recurjac::recurjac_on(
+                net,
+                traces,
+                logits,
+                ball.norm,
+                temperature,
+                f64::INFINITY,
+            )?
+            .value,
+        )
     } else {
         None
     };

@@ -8,6 +8,7 @@ pub mod operator_norm;
 pub use crate::bounds::{Ball, Norm};
 pub use global::{GlobalBound, global_bound};
 pub mod bab;
+pub mod ball_memo;
 pub mod clever;
 pub mod empirical;
 pub mod f32_margin;

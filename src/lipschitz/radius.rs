@@ -101,16 +101,28 @@ pub fn energy_bounds_crown(
     temperature: f64,
     max_dim: usize,
 ) -> Result<(f64, f64)> {
-    use crate::bounds::round::{dot_err, next_up};
     let (traces, logits) = crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim)?;
-    let (lo, hi) = energy_bounds(&logits, temperature);
+    energy_bounds_crown_on(net, ball, &traces, &logits, temperature)
+}
+
+/// [`energy_bounds_crown`] on a given CROWN trace of the ball and its logit box (from
+/// `crown_trace`, or a trace shared with the other bounds of the same ball).
+pub fn energy_bounds_crown_on(
+    net: &Net,
+    ball: &Ball,
+    traces: &[crate::bounds::Trace],
+    logits: &crate::bounds::Interval,
+    temperature: f64,
+) -> Result<(f64, f64)> {
+    use crate::bounds::round::{dot_err, next_up};
+    let (lo, hi) = energy_bounds(logits, temperature);
     let z0 = net.forward(&ball.center)?;
     let p0: Vec<f64> = crate::bounds::energy::energy_grad(&z0, temperature)
         .iter()
         .map(|v| -v)
         .collect();
     let s0 = crate::bounds::energy::energy(&z0, temperature);
-    let low = crate::bounds::crown::crown_lower(&net.nodes, &traces, ball, vec![p0.clone()])?[0];
+    let low = crate::bounds::crown::crown_lower(&net.nodes, traces, ball, vec![p0.clone()])?[0];
     // S(z₀) + p₀ᵀz₀ is computed in f64: widen by a generous relative allowance.
     let k = z0.len();
     let dot: f64 = p0.iter().zip(&z0).map(|(p, z)| p * z).sum();

@@ -4,17 +4,16 @@
 //! The branch and bound runs on the ε-ball only; the radius search uses the other local bounds.
 
 use super::bab::{BabBound, lipschitz_bab};
+use super::ball_memo::BallMemo;
 use super::clever::clever;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
-use super::f32_margin::{
-    ball_error, bound_prop_certify_f32, centre_margin, f32_margin, lipschitz_radius_f32,
-};
-use super::jacobian_lbp::{LbpConfig, jacobian_lbp};
-use super::local::fastlip_with;
+use super::f32_margin::{bound_prop_decides, centre_margin, f32_margin};
+use super::jacobian_lbp::{LbpConfig, jacobian_lbp_on};
+use super::local::{check_query, fastlip_on};
 use super::options::{Method, Options};
 use super::radius::{lipschitz_radius, search_radius_from};
 use super::record::LipschitzRecord;
-use super::recurjac::{recurjac_limited, unsupported};
+use super::recurjac::{recurjac_on, unsupported};
 use super::summary::{Timings, stage};
 use crate::bounds::f32_detector::F32Detector;
 use crate::bounds::{Ball, Net};
@@ -51,6 +50,9 @@ pub struct Analyser<'a> {
     pub recurjac_skip: Option<String>,
     /// The upper end of the radius search.
     pub radius_max: f64,
+    /// The detector's network is `net` itself (the energy of a plain model): the f32 error bound
+    /// of a ball reads the same trace as the other bounds.
+    pub detector_shares_net: bool,
 }
 
 /// The certified local bounds on one ball, per method.
@@ -129,6 +131,7 @@ impl<'a> Analyser<'a> {
             global,
             recurjac_skip,
             radius_max,
+            detector_shares_net: detector.net == *net,
         }
     }
 
@@ -140,6 +143,7 @@ impl<'a> Analyser<'a> {
     /// the ε-ball only, since its budget is per ball.
     fn local(
         &self,
+        memo: &BallMemo,
         ball: &Ball,
         first: bool,
         enough: f64,
@@ -150,8 +154,19 @@ impl<'a> Analyser<'a> {
         let mut out = LocalBounds::default();
         let t = Instant::now();
         if o.has(Method::Local) || o.has(Method::Radius) {
-            out.fastlip =
-                Some(fastlip_with(self.net, ball, o.temperature, o.head(), o.pre())?.value);
+            check_query(self.net, ball, o.temperature)?;
+            let t = memo.trace(ball.eps)?;
+            out.fastlip = Some(
+                fastlip_on(
+                    self.net,
+                    &t.0,
+                    t.1.clone(),
+                    ball.norm,
+                    o.temperature,
+                    o.head(),
+                )?
+                .value,
+            );
         }
         if o.has(Method::Jacobian) && !out.best().is_some_and(|b| b <= enough) {
             if let Some(why) = unsupported(self.net) {
@@ -163,7 +178,8 @@ impl<'a> Analyser<'a> {
                     refine_max_work: o.jacobian_max_work,
                     ..LbpConfig::default()
                 };
-                let jb = jacobian_lbp(self.net, ball, o.temperature, o.pre(), cfg)?;
+                let t = memo.trace(ball.eps)?;
+                let jb = jacobian_lbp_on(self.net, ball, &t.0, t.1.clone(), o.temperature, cfg)?;
                 if first {
                     eprintln!(
                         "oodcert lipschitz: Jacobian bound {:.6e} (rule {}, FastLip {:.6e})",
@@ -184,8 +200,16 @@ impl<'a> Analyser<'a> {
             if let Some(why) = &self.recurjac_skip {
                 out.recurjac_rule = Some(why.clone());
             } else {
-                let rj =
-                    recurjac_limited(self.net, ball, o.temperature, o.pre(), o.recurjac_max_work)?;
+                check_query(self.net, ball, o.temperature)?;
+                let t = memo.trace(ball.eps)?;
+                let rj = recurjac_on(
+                    self.net,
+                    &t.0,
+                    t.1.clone(),
+                    ball.norm,
+                    o.temperature,
+                    o.recurjac_max_work,
+                )?;
                 if first && rj.skipped_levels > 0 {
                     eprintln!(
                         "oodcert lipschitz: RecurJac: {} levels would cost more than \
@@ -264,7 +288,15 @@ impl<'a> Analyser<'a> {
         times.stages[stage::CLEVER] += t.elapsed().as_secs_f64();
         let found = [row.grad_norm, row.lower_sample, row.lower_pgd];
         let lower = found.into_iter().flatten().fold(0.0, f64::max);
-        let local = self.local(&ball, first, 0.0, times, Some(lower))?;
+        let memo = BallMemo::new(
+            self.net,
+            self.detector,
+            self.detector_shares_net,
+            &ball,
+            o.pre(),
+            o.temperature,
+        );
+        let local = self.local(&memo, &ball, first, 0.0, times, Some(lower))?;
         row.upper_local = local.best();
         if let Some(b) = &local.bab {
             row.upper_bab = Some(b.upper);
@@ -278,7 +310,7 @@ impl<'a> Analyser<'a> {
         row.recurjac_rule = local.recurjac_rule;
         row.upper_global = self.global;
         if o.has(Method::Radius) {
-            self.radii(&ball, &mut row, times)?;
+            self.radii(&memo, &ball, &mut row, times)?;
         }
         check_no_nan(&row)?;
         Ok(row)
@@ -292,7 +324,13 @@ impl<'a> Analyser<'a> {
     /// L the smallest of every requested local bound on that ball and the global bound; the
     /// bound-propagation route certifies r when S's bounds on B(x, r), widened by E, stay on
     /// x's side of γ.
-    fn radii(&self, ball: &Ball, row: &mut LipschitzRecord, times: &mut Timings) -> Result<()> {
+    fn radii(
+        &self,
+        memo: &BallMemo,
+        ball: &Ball,
+        row: &mut LipschitzRecord,
+        times: &mut Timings,
+    ) -> Result<()> {
         let o = self.opts;
         let det = self.detector;
         let t = Instant::now();
@@ -308,16 +346,20 @@ impl<'a> Analyser<'a> {
         row.f32_undecided = Some(centre.undecided());
         let gv = self.global.unwrap_or(f64::INFINITY);
         let at_eps = row.upper_local.unwrap_or(f64::INFINITY).min(gv);
-        row.radius_at_eps = Some(lipschitz_radius_f32(det, ball, &centre, at_eps, o.pre())?);
+        row.radius_at_eps = Some(if centre.undecided() {
+            0.0
+        } else {
+            lipschitz_radius(f32_margin(centre.exact, memo.error(o.eps)?), at_eps, o.eps)
+        });
         let mut scratch = Timings::default();
         row.radius_lipschitz = Some(search_radius_from(
             |r| {
                 if centre.undecided() {
                     return Ok(0.0);
                 }
-                let b = ball.with_eps(r);
+                let b = memo.ball(r);
                 // The margin left to the f32 detector on this ball: exact margin − E(r).
-                let margin = f32_margin(centre.exact, ball_error(det, &b, o.pre())?);
+                let margin = f32_margin(centre.exact, memo.error(r)?);
                 if margin.is_nan() || margin <= 0.0 {
                     return Ok(0.0);
                 }
@@ -327,7 +369,7 @@ impl<'a> Analyser<'a> {
                 } else if gv <= margin / r {
                     gv // the global bound alone certifies the ball
                 } else {
-                    let local = self.local(&b, false, margin / r, &mut scratch, None)?;
+                    let local = self.local(memo, &b, false, margin / r, &mut scratch, None)?;
                     local.best().unwrap_or(f64::INFINITY).min(gv)
                 };
                 Ok(lipschitz_radius(margin, l, r))
@@ -339,7 +381,14 @@ impl<'a> Analyser<'a> {
         times.stages[stage::RADIUS_LIPSCHITZ] += t.elapsed().as_secs_f64();
         let t = Instant::now();
         row.radius_bound_prop = Some(search_radius_from(
-            |r| bound_prop_certify_f32(self.net, det, &ball.with_eps(r), &centre, o.pre()),
+            |r| {
+                if centre.undecided() {
+                    return Ok(0.0);
+                }
+                let (lo, hi) = memo.energy_bounds(r)?;
+                let ok = bound_prop_decides(&centre, lo, hi, memo.error(r)?)?;
+                Ok(if ok { r } else { 0.0 })
+            },
             o.eps,
             self.radius_max,
             o.radius_iters,
