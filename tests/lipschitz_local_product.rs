@@ -42,7 +42,10 @@ fn nets(seed: u64) -> Vec<(String, Net)> {
     ];
     v.push(("avgpool".into(), avgpool_net(seed)));
     if seed == 0 {
-        v.push(("candle lenet".into(), model(Arch::Lenet, [1, 28, 28], 10, seed).1));
+        v.push((
+            "candle lenet".into(),
+            model(Arch::Lenet, [1, 28, 28], 10, seed).1,
+        ));
     }
     v
 }
@@ -137,8 +140,8 @@ fn sampled_gradients_and_activations_stay_inside_the_bounds() {
                     ball.norm,
                 )
                 .unwrap();
-                let fl = fastlip_on(&net, &traces, logits.clone(), ball.norm, 1.0, Head::Box)
-                    .unwrap();
+                let fl =
+                    fastlip_on(&net, &traces, logits.clone(), ball.norm, 1.0, Head::Box).unwrap();
                 assert_eq!(fl.product_value, Some(lp.total));
                 assert!(fl.value <= lp.total && fl.value <= split);
                 let heads =
@@ -256,7 +259,10 @@ fn every_allowed_pattern_stays_below_product_and_split() {
             }
         }
     }
-    assert!(enumerated >= 40, "only {enumerated} balls small enough to enumerate");
+    assert!(
+        enumerated >= 40,
+        "only {enumerated} balls small enough to enumerate"
+    );
 }
 
 /// (d): the masked product never exceeds the global bound, equals the folded global product
@@ -289,7 +295,10 @@ fn masked_product_never_exceeds_the_global_bound() {
             }
         }
     }
-    assert!(below >= 30, "product strictly below global on only {below} balls");
+    assert!(
+        below >= 30,
+        "product strictly below global on only {below} balls"
+    );
 }
 
 /// A node kind the walk does not know would give `None`; today every kind is known, and a

@@ -227,4 +227,3 @@ pub fn fastlip_heads_on(
         logits,
     })
 }
-

@@ -36,7 +36,7 @@ pub struct LocalProduct {
 /// The unmasked factors of one network (the global bound's), computed once per network.
 type CapTable = Mutex<HashMap<(Vec<u32>, usize, bool), f64>>;
 
-type CapTables = Mutex<HashMap<(u64, bool), Arc<CapTable>>>;
+type CapTables = Mutex<HashMap<(u128, bool), Arc<CapTable>>>;
 
 fn cap_tables() -> &'static CapTables {
     static T: std::sync::OnceLock<CapTables> = std::sync::OnceLock::new();
@@ -44,9 +44,12 @@ fn cap_tables() -> &'static CapTables {
 }
 
 /// A fingerprint of the network's structure and weights (the cache key of its factors).
-fn fingerprint(nodes: &[Node], h: &mut u64) {
-    fn mix_into(h: &mut u64, v: u64) {
-        *h = (*h ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(17);
+fn fingerprint(nodes: &[Node], h: &mut [u64; 2]) {
+    fn mix_into(h: &mut [u64; 2], v: u64) {
+        h[0] = (h[0] ^ v).wrapping_mul(0x0100_0000_01b3).rotate_left(17);
+        h[1] = (h[1] ^ v.rotate_left(29))
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(23);
     }
     for n in nodes {
         match n {
@@ -82,25 +85,40 @@ fn fingerprint(nodes: &[Node], h: &mut u64) {
     }
 }
 
-/// A fingerprint of a network's structure and weights (cache key of its norm factors).
-pub(crate) fn net_fingerprint(net: &Net) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
+/// A 128-bit fingerprint of a network's structure and weights (two independent 64-bit mixes;
+/// the cache key of its norm factors and global bound).
+pub(crate) fn net_fingerprint(net: &Net) -> u128 {
+    let mut h = [0xcbf2_9ce4_8422_2325u64, 0x6a09_e667_f3bc_c909];
     fingerprint(&net.nodes, &mut h);
-    h
+    ((h[0] as u128) << 64) | h[1] as u128
 }
 
-fn mask_hash(m: Option<&[bool]>) -> u64 {
-    match m {
-        None => 1,
-        Some(m) => m.iter().fold(0x9e37_79b9_7f4a_7c15u64, |h, &b| {
-            (h ^ (b as u64 + 2)).wrapping_mul(0x0100_0000_01b3).rotate_left(7)
-        }),
-    }
+/// A mask as an exact key (its length, then the bits packed; `None` = all live).
+fn mask_key(m: Option<&[bool]>) -> Option<Vec<u64>> {
+    m.map(|m| {
+        let mut v = vec![0u64; m.len().div_ceil(64) + 1];
+        v[0] = m.len() as u64;
+        for (i, &b) in m.iter().enumerate() {
+            if b {
+                v[1 + i / 64] |= 1 << (i % 64);
+            }
+        }
+        v
+    })
 }
 
 /// Masked factors already computed (the Lipschitz-box walk and the product walk over the
 /// tightened boxes meet the same masks): (network, norm, segment, op, head, masks) → value.
-type MaskedMemo = Mutex<HashMap<(u64, bool, Vec<u32>, usize, bool, u64, u64), f64>>;
+type MaskedKey = (
+    u128,
+    bool,
+    Vec<u32>,
+    usize,
+    bool,
+    Option<Vec<u64>>,
+    Option<Vec<u64>>,
+);
+type MaskedMemo = Mutex<HashMap<MaskedKey, f64>>;
 
 fn masked_memo() -> &'static MaskedMemo {
     static M: std::sync::OnceLock<MaskedMemo> = std::sync::OnceLock::new();
@@ -108,7 +126,7 @@ fn masked_memo() -> &'static MaskedMemo {
 }
 
 struct Ctx {
-    net_id: u64,
+    net_id: u128,
     norm: Norm,
     caps: Arc<CapTable>,
     /// The ball radius and the centre's trace, when the boxes are tightened.
@@ -248,8 +266,18 @@ fn lookahead(nodes: &[Node], traces: &[Trace], j: usize, bx: &Interval) -> Optio
 fn lip_box(centre: &Interval, r: &[f64], eps: f64) -> Interval {
     let d: Vec<f64> = r.iter().map(|v| next_up(eps * v)).collect();
     Interval {
-        lo: centre.lo.iter().zip(&d).map(|(c, d)| next_down(c - d)).collect(),
-        hi: centre.hi.iter().zip(&d).map(|(c, d)| next_up(c + d)).collect(),
+        lo: centre
+            .lo
+            .iter()
+            .zip(&d)
+            .map(|(c, d)| next_down(c - d))
+            .collect(),
+        hi: centre
+            .hi
+            .iter()
+            .zip(&d)
+            .map(|(c, d)| next_up(c + d))
+            .collect(),
     }
 }
 
@@ -270,7 +298,8 @@ impl Ctx {
                 self.masked(&p.path, k, op, is_head, r, c)
             };
             if std::env::var_os("OODCERT_PROBE_PRODUCT").is_some() {
-                let live = |m: Option<&[bool]>| m.map_or(-1, |m| m.iter().filter(|b| **b).count() as i64);
+                let live =
+                    |m: Option<&[bool]>| m.map_or(-1, |m| m.iter().filter(|b| **b).count() as i64);
                 eprintln!(
                     "probe product: segment {:?} op {k} head {is_head}: live rows {} cols {}, unmasked {cap:.4e}, masked {masked:.4e}",
                     p.path,
@@ -299,8 +328,8 @@ impl Ctx {
             path.to_vec(),
             k,
             head,
-            mask_hash(r),
-            mask_hash(c),
+            mask_key(r),
+            mask_key(c),
         );
         if let Some(v) = masked_memo().lock().ok().and_then(|t| t.get(&key).copied()) {
             return v;
@@ -311,7 +340,7 @@ impl Ctx {
             masked_norm(op, r, c, self.norm)
         };
         if let Ok(mut t) = masked_memo().lock() {
-            if t.len() > 100_000 {
+            if t.len() > 10_000 {
                 t.clear();
             }
             t.insert(key, v);
@@ -400,16 +429,16 @@ impl Ctx {
                         lip_in: pos.lip,
                     };
                     let coord = match (tight, &pos.coord) {
-                        (Some(_), Some(c)) => {
-                            Some(self.seg_rows(&p, next_up(base * pos.lip), c))
-                        }
+                        (Some(_), Some(c)) => Some(self.seg_rows(&p, next_up(base * pos.lip), c)),
                         _ => None,
                     };
                     if let (Some(eps), Some(r), Some(c)) = (tight, &coord, centre) {
                         if j < n {
-                            bx = bx
-                                .intersect(traces[j].input())
-                                .intersect(&lip_box(c[j].input(), r, eps));
+                            bx = bx.intersect(traces[j].input()).intersect(&lip_box(
+                                c[j].input(),
+                                r,
+                                eps,
+                            ));
                         }
                     }
                     if j == n {
@@ -487,14 +516,8 @@ impl Ctx {
                         lip: 1.0,
                         ..pos.clone()
                     };
-                    let Some(mo) = self.walk(
-                        main,
-                        tm,
-                        cm,
-                        &sub(2 * i as u32),
-                        branch_start.clone(),
-                        b_in,
-                    )?
+                    let Some(mo) =
+                        self.walk(main, tm, cm, &sub(2 * i as u32), branch_start.clone(), b_in)?
                     else {
                         return Ok(None);
                     };
@@ -627,15 +650,7 @@ pub fn lipschitz_boxes(
         lip: 1.0,
         coord: Some(vec![1.0; net.input_dim()]),
     };
-    let Some(o) = ctx.walk(
-        &net.nodes,
-        &traces,
-        centre.as_deref(),
-        &[],
-        start,
-        1.0,
-    )?
-    else {
+    let Some(o) = ctx.walk(&net.nodes, &traces, centre.as_deref(), &[], start, 1.0)? else {
         return Ok((traces, logits));
     };
     // The box at the walk's end is IBP of the tightened boxes through the last node(s).

@@ -24,7 +24,9 @@ pub fn split_bound(
 ) -> Result<f64> {
     let n = net.nodes.len();
     if traces.len() != n || prefix.len() != n {
-        return Err(Error::Internal("split bound: trace does not match the network".into()));
+        return Err(Error::Internal(
+            "split bound: trace does not match the network".into(),
+        ));
     }
     let mut g = g_out;
     let mut best = f64::INFINITY;
