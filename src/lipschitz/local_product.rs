@@ -264,7 +264,14 @@ fn lookahead(nodes: &[Node], traces: &[Trace], j: usize, bx: &Interval) -> Optio
 
 /// [lo − ε r, hi + ε r] around the centre's box, rounded outward.
 fn lip_box(centre: &Interval, r: &[f64], eps: f64) -> Interval {
-    let d: Vec<f64> = r.iter().map(|v| next_up(eps * v)).collect();
+    // A NaN radius (∞·0 from an infinite prefix bound) means no information: no tightening.
+    let d: Vec<f64> = r
+        .iter()
+        .map(|v| {
+            let d = next_up(eps * v);
+            if d.is_nan() { f64::INFINITY } else { d }
+        })
+        .collect();
     Interval {
         lo: centre
             .lo
