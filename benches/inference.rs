@@ -26,6 +26,7 @@ fn spec(arch: Arch) -> ModelSpec {
 }
 
 fn bench_inference(c: &mut Criterion) {
+    oodcert::allocator::keep_freed_memory();
     let dev = Device::Cpu;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let v: Vec<f32> = (0..BATCH * 784).map(|_| rng.random::<f32>()).collect();
@@ -45,7 +46,7 @@ fn bench_inference(c: &mut Criterion) {
     ] {
         let model = Model::init(spec(arch), &dev, DType::F32, 0).expect("model");
         group.bench_function(name, |b| {
-            b.iter(|| black_box(model.logits(black_box(&x)).expect("logits")))
+            b.iter(|| black_box(model.logits_no_grad(black_box(&x)).expect("logits")))
         });
     }
     group.finish();

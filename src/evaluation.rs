@@ -62,7 +62,7 @@ pub fn score_dataset(
     let all: Vec<usize> = (0..d.len()).collect();
     for chunk in all.chunks(batch) {
         let x = d.batch(chunk, device)?;
-        let logits = model.logits(&x)?;
+        let logits = model.logits_no_grad(&x)?;
         score::check_finite_logits(&logits).map_err(|e| {
             Error::CheckFailed(format!(
                 "{} (dataset {}, from index {})",
@@ -158,6 +158,7 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
             "eval needs at least one OOD set (--ood)".into(),
         ));
     }
+    crate::data::class_filter::check_disjoint(&cfg.id, &cfg.ood, "--ood")?;
     // DOS's absent-class score reads all K+1 outputs; every other score the K ID logits.
     let model = if cfg.score == ScoreKind::AbsentClass {
         let m = Model::load_full(&cfg.model, device)?;
@@ -293,12 +294,7 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
     let mut man = Manifest::new("eval", config, &crate::device::describe(device));
     man.model_sha256 = Some(sha256_file(&cfg.model)?);
     for (d, role) in std::iter::once((id, "id-test")).chain(oods.iter().map(|&d| (d, "ood-test"))) {
-        man.datasets.push(DatasetRecord {
-            name: d.name.clone(),
-            sha256: d.sha256.clone(),
-            n: d.len(),
-            role: role.into(),
-        });
+        man.datasets.push(DatasetRecord::of(d, d.len(), role));
     }
     man.add_output(&cfg.out, "metrics.csv")?;
     man.add_output(&cfg.out, "scores.csv")?;

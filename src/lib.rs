@@ -3,6 +3,7 @@
 //! The modules read as the pipeline: data → model → train → score/metrics → lipschitz/bounds →
 //! smoothing → verify → evidence; `cli` is a thin layer over them.
 
+pub mod allocator;
 pub mod atomic;
 pub mod bounds;
 pub mod cli;

@@ -5,13 +5,14 @@ use std::process::ExitCode;
 
 /// mimalloc keeps freed pages for reuse: candle allocates a fresh buffer for every op, and glibc's
 /// allocator returned the large ones to the kernel each time (page faults were ~15% of a GReg
-/// training step; BENCHMARKS.md).
+/// training step; BENCHMARKS.md), and it is told to keep them (`oodcert::allocator`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // SAFETY: first statement of main, before any thread exists.
     unsafe { oodcert::train::second_order::enable_at_startup() };
+    oodcert::allocator::keep_freed_memory();
     // clap prints its own message; usage errors exit 2, --help/--version exit 0.
     let cli = match oodcert::cli::Cli::try_parse() {
         Ok(c) => c,

@@ -123,7 +123,7 @@ pub fn score_batch(
     kind: ScoreKind,
     temperature: f64,
 ) -> Result<Vec<f64>> {
-    let logits = model.logits(x)?;
+    let logits = model.logits_no_grad(x)?;
     check_finite_logits(&logits)?;
     let logits = scored_logits(model, logits, kind)?;
     to_f64_vec(&score(&logits, kind, temperature)?)

@@ -127,7 +127,10 @@ fn a_killed_run_resumes_to_the_same_weights_and_log() {
     let cfg_text = std::fs::read_to_string(&cfg)
         .unwrap()
         .replace("[model]", "aux = \"noise-uniform:train\"\n[model]")
-        .replace("epochs = 3", "epochs = 100");
+        .replace("epochs = 3", "epochs = 100")
+        // At lr 0.05 this GReg run collapses by step 200 (every ReLU of the second layer dead,
+        // constant logits: train::collapse stops it); the resume must be checked on a live net.
+        .replace("lr = 0.05", "lr = 0.01");
     std::fs::write(&cfg, cfg_text).unwrap();
     let full = t.path().join("full");
     ok(&oodcert(

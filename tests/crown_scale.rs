@@ -121,10 +121,7 @@ fn conv_net(seed: u64) -> Net {
         Node::Relu,
         Node::Affine(Affine {
             name: "avgpool".into(),
-            op: LinearOp::AvgPool(AvgPool {
-                c: s2[0],
-                hw: s2[1] * s2[2],
-            }),
+            op: LinearOp::AvgPool(AvgPool::global(s2[0], s2[1], s2[2])),
             bias: None,
         }),
         affine("fc", dense(s2[0], 3, &mut r), &mut r),
@@ -178,10 +175,7 @@ fn residual_conv_net(seed: u64) -> Net {
         Node::Relu,
         Node::Affine(Affine {
             name: "avgpool".into(),
-            op: LinearOp::AvgPool(AvgPool {
-                c: s2[0],
-                hw: s2[1] * s2[2],
-            }),
+            op: LinearOp::AvgPool(AvgPool::global(s2[0], s2[1], s2[2])),
             bias: None,
         }),
         affine("fc", dense(s2[0], 3, &mut r), &mut r),
@@ -371,7 +365,7 @@ fn batched_backsub_equals_row_by_row() {
     let mut ops = vec![
         dense(7, 5, &mut r),
         diag(9, &mut r),
-        LinearOp::AvgPool(AvgPool { c: 3, hw: 5 }),
+        LinearOp::AvgPool(AvgPool::global(3, 1, 5)),
     ];
     for (c_in, h, w, c_out, k, s, p) in [
         (2, 7, 7, 3, 3, 1, 1),

@@ -32,6 +32,7 @@ fn dataset(name: &str, n: usize, offset: f32) -> Dataset {
         labels: vec![-1; n],
         shape: [1, 2, 3],
         sha256: format!("sha-{name}"),
+        selection: None,
     }
 }
 
@@ -134,6 +135,7 @@ fn manifest(sets: &[CertifySet<'_>], noise: NoiseLayout, shard: Option<Shard>) -
                 used: s.data.len().min(7) as u64,
                 indices: None,
                 indices_sha256: None,
+                class_filter: None,
             })
             .collect(),
         model_sha256: "m".into(),

@@ -2,6 +2,11 @@
 """PyTorch side of benches/inference.rs: LeNet and MLP 784-256-256-10 inference throughput on
 28×28 inputs, batch 1000, f32, CPU, torch.set_num_threads(2), no grad. Prints images/s (median
 of 20 timed runs after 3 warm-ups). Run: $PYTHON analysis/bench/inference_torch.py
+
+With `--resnet18 infer|train BATCH REPS`: the side of benches/resnet18.rs instead, ResNet-18 on
+3×32×32 uniform inputs, eval-mode inference (images/s) or one cross-entropy SGD step in train mode
+(seconds), median of REPS runs after one warm-up; run it in its own process under
+`/usr/bin/time -v` for its peak memory.
 """
 import statistics
 import sys
@@ -12,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, __file__.rsplit("/analysis/", 1)[0] + "/analysis/reference")
-from export_pytorch import MLP, LeNet  # noqa: E402  (the same modules the reference uses)
+from export_pytorch import MLP, LeNet, ResNet18  # noqa: E402  (the same modules the reference uses)
 
 BATCH = 1000
 
@@ -35,8 +40,42 @@ def bench(name, model, x, runs=20):
     print(f"{name}: median {med * 1e3:.2f} ms per batch of {BATCH}, {BATCH / med:,.0f} images/s")
 
 
+def resnet18(mode, batch, reps):
+    spec = {"arch": {"kind": "resnet18"}, "input_shape": [3, 32, 32], "num_classes": 10,
+            "mean": [0.5] * 3, "std": [0.25] * 3}
+    model = ResNet18(spec)
+    x = torch.rand(batch, 3, 32, 32)
+    times = []
+    if mode == "infer":
+        model.eval()
+        with torch.no_grad():
+            for i in range(reps + 1):
+                t = time.perf_counter()
+                model(x)
+                if i > 0:
+                    times.append(time.perf_counter() - t)
+        med = statistics.median(times)
+        print(f"resnet18 infer: median {med * 1e3:.1f} ms per batch of {batch}, {batch / med:.0f} images/s ({reps} runs)")
+    else:
+        model.train()
+        y = torch.arange(batch) % 10
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        for i in range(reps + 1):
+            t = time.perf_counter()
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            if i > 0:
+                times.append(time.perf_counter() - t)
+        print(f"resnet18 train: median {statistics.median(times):.2f} s per CE step at batch {batch} ({reps} runs)")
+
+
 def main():
     torch.set_num_threads(2)
+    torch.manual_seed(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "--resnet18":
+        mode, batch, reps = sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+        return resnet18(mode, batch, reps)
     torch.manual_seed(0)
     x = torch.rand(BATCH, 1, 28, 28)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")

@@ -101,10 +101,15 @@ fn row_norms(op: &LinearOp, d: &[f64], norm: Norm) -> Vec<f64> {
                 }
                 .apply(&d2, false),
                 LinearOp::AvgPool(m) => {
-                    // Rows are 1/hw on hw entries: Σ d_k²/hw² = mean(d²)/hw.
-                    let k = 1.0 / m.hw as f64;
-                    op.map().apply(&d2, true).iter().map(|v| v * k).collect()
+                    // Row k is 1/n_k on its window: Σ d_i²/n_k² = (window mean of d²)/n_k.
+                    let mean = op.map().apply(&d2, true);
+                    mean.iter()
+                        .enumerate()
+                        .map(|(k, v)| v * m.coef(k))
+                        .collect()
                 }
+                // A 0/1 map that copies: squaring changes nothing.
+                LinearOp::Pad(m) => m.apply(&d2, false),
                 LinearOp::Diag(m) => m.scale.iter().zip(&d2).map(|(s, v)| s * s * v).collect(),
             };
             sq.iter().map(|v| v.sqrt()).collect()

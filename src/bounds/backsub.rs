@@ -51,7 +51,7 @@ pub fn backsub(op: &LinearOp, lam: &[f64], n: usize) -> Result<Vec<f64>> {
             }
             Ok(dst)
         }
-        LinearOp::Diag(_) | LinearOp::AvgPool(_) => {
+        LinearOp::Diag(_) | LinearOp::AvgPool(_) | LinearOp::Pad(_) => {
             let mut dst = Vec::with_capacity(n * inp);
             for y in lam.chunks_exact(out) {
                 dst.extend(map.apply_t(y, false));

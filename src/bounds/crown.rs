@@ -33,7 +33,7 @@ use super::affine_ball::affine_chain_box;
 use super::backsub::backsub;
 use super::ibp::{Trace, ibp_node};
 use super::interval::Interval;
-use super::net::{LinearOp, Node, pool_windows};
+use super::net::{LinearOp, Node, branch_dims};
 use super::round::{ABS_FLOOR, dot_err, next_down};
 use super::{Ball, max_pool, relu};
 use crate::error::{Error, Result};
@@ -165,24 +165,15 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                         U2 * (inp.len() as f64 + 2.0) * (s + rows.c[r].abs()) + ABS_FLOOR;
                 }
             }
-            Node::MaxPool2 { c, h, w } => {
-                let wins = pool_windows(*c, *h, *w);
+            Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
+                let wins = node.pool_windows();
                 rows.check("max-pool", wins.len())?;
-                let info: Vec<(usize, Vec<usize>, f64)> = wins
-                    .iter()
-                    .map(|win| {
-                        let best = *win
-                            .iter()
-                            .max_by(|&&a, &&b| inp.lo[a].total_cmp(&inp.lo[b]))
-                            .unwrap_or(&win[0]);
-                        let hi = win
-                            .iter()
-                            .map(|&i| inp.hi[i])
-                            .fold(f64::NEG_INFINITY, f64::max);
-                        (best, max_pool::candidates(inp, win), hi)
-                    })
-                    .collect();
+                let info = pool_info(inp, &wins);
                 let d_in = inp.len();
+                // With overlapping windows an input entry sums several λ_k (rounded): the form
+                // loses ≤ γ_cover Σ_k |λ_k| M at the entries it lands on.
+                let cover = node.max_pool_geometry().map_or(1, |g| g.max_cover());
+                let acc_err = if cover > 1 { 2.0 * dot_err(cover) } else { 0.0 };
                 let mut out = vec![0.0; rows.n * d_in];
                 for (r, (lam, nl)) in rows
                     .lam
@@ -190,28 +181,83 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                     .zip(out.chunks_exact_mut(d_in.max(1)))
                     .enumerate()
                 {
-                    let mut s = 0.0;
+                    let (mut s, mut landed) = (0.0, 0.0);
                     for (k, (best, cand, hi)) in info.iter().enumerate() {
                         let l = lam[k];
                         if l >= 0.0 {
                             nl[*best] += l; // max ≥ x_best
+                            landed += l * m_in[*best];
                         } else if cand.len() == 1 {
                             nl[cand[0]] += l; // max = x_cand on the whole box
+                            landed -= l * m_in[cand[0]];
                         } else {
                             rows.c[r] += l * hi; // max ≤ max hi
                             s += (l * hi).abs();
                         }
                     }
-                    rows.slack[r] +=
-                        U2 * (info.len() as f64 + 2.0) * (s + rows.c[r].abs()) + ABS_FLOOR;
+                    rows.slack[r] += U2 * (info.len() as f64 + 2.0) * (s + rows.c[r].abs())
+                        + acc_err * landed
+                        + ABS_FLOOR;
                 }
                 rows.lam = out;
                 rows.dim = d_in;
             }
+            Node::Concat { branches } => {
+                let tb = match trace {
+                    Trace::Concat { branches, .. } if branches.len() == node_branches(node) => {
+                        branches
+                    }
+                    _ => {
+                        return Err(Error::Internal(
+                            "CROWN: concatenation without its branch traces".into(),
+                        ));
+                    }
+                };
+                let d = inp.len();
+                let dims = branch_dims(branches, d)?;
+                rows.check("concatenation", dims.iter().sum())?;
+                let n = rows.n;
+                let mut lam = vec![0.0; n * d];
+                let (mut mag, mut csum, mut cmag) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+                let mut off = 0;
+                for ((b, t), &db) in branches.iter().zip(tb).zip(&dims) {
+                    let mut sub = Vec::with_capacity(n * db);
+                    for r in 0..n {
+                        let at = r * rows.dim + off;
+                        sub.extend_from_slice(&rows.lam[at..at + db]);
+                    }
+                    let mut rb = Rows::new(n, db, sub);
+                    backward(b, t, &mut rb)?;
+                    rb.check("concatenation branch", d)?;
+                    for r in 0..n {
+                        let (dst, src) =
+                            (&mut lam[r * d..(r + 1) * d], &rb.lam[r * d..(r + 1) * d]);
+                        for j in 0..d {
+                            mag[r] += src[j].abs() * m_in[j];
+                            dst[j] += src[j];
+                        }
+                        csum[r] += rb.c[r];
+                        cmag[r] += rb.c[r].abs();
+                        rows.slack[r] += rb.slack[r];
+                    }
+                    off += db;
+                }
+                // The branch forms add at the fork (Σ_b λ_bᵀh = (Σ_b λ_b)ᵀh): each entry a sum
+                // of nb terms, rounded (≤ γ_nb Σ_b |λ_b|ᵀM), the constants likewise.
+                let e = 2.0 * dot_err(branches.len() + 1);
+                for r in 0..n {
+                    let add = csum[r];
+                    rows.slack[r] +=
+                        e * (mag[r] + cmag[r] + rows.c[r].abs() + add.abs()) + ABS_FLOOR;
+                    rows.c[r] += add;
+                }
+                rows.lam = lam;
+                rows.dim = d;
+            }
             Node::Residual { main, shortcut } => {
                 let (tm, ts) = match trace {
                     Trace::Residual { main, shortcut, .. } => (main, shortcut),
-                    Trace::Leaf(_) => {
+                    _ => {
                         return Err(Error::Internal(
                             "CROWN: residual node with a leaf trace".into(),
                         ));
@@ -244,6 +290,33 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The number of branches of a concatenation (0 for other nodes).
+fn node_branches(node: &Node) -> usize {
+    match node {
+        Node::Concat { branches } => branches.len(),
+        _ => 0,
+    }
+}
+
+/// Per max-pool window: the entry with the largest lower bound, the candidates for the
+/// maximum, and the largest upper bound.
+fn pool_info(inp: &Interval, wins: &[Vec<usize>]) -> Vec<(usize, Vec<usize>, f64)> {
+    wins.iter()
+        .map(|win| {
+            let best = win
+                .iter()
+                .copied()
+                .max_by(|&a, &b| inp.lo[a].total_cmp(&inp.lo[b]))
+                .unwrap_or(0);
+            let hi = win
+                .iter()
+                .map(|&i| inp.hi[i])
+                .fold(f64::NEG_INFINITY, f64::max);
+            (best, max_pool::candidates(inp, win), hi)
+        })
+        .collect()
 }
 
 /// Certified lower bounds of qᵀ(output of `nodes`) over the ball, one per query row; `traces`
@@ -323,7 +396,8 @@ fn nodes_work(nodes: &[Node], traces: &[Trace]) -> f64 {
             (Node::Affine(a), _) => match &a.op {
                 LinearOp::Dense(d) => (d.out * d.inp) as f64,
                 LinearOp::Conv(c) => (c.c_out * c.c_in * c.kh * c.kw * c.ho * c.wo) as f64,
-                LinearOp::Diag(_) | LinearOp::AvgPool(_) => a.op.map().in_dim() as f64,
+                LinearOp::Diag(_) | LinearOp::Pad(_) => a.op.map().in_dim() as f64,
+                LinearOp::AvgPool(p) => (a.op.map().in_dim() * p.max_cover()) as f64,
             },
             (
                 Node::Residual { main, shortcut },
@@ -333,6 +407,20 @@ fn nodes_work(nodes: &[Node], traces: &[Trace]) -> f64 {
                     shortcut: ts,
                 },
             ) => nodes_work(main, tm) + nodes_work(shortcut, ts) + input.len() as f64,
+            (
+                Node::Concat { branches },
+                Trace::Concat {
+                    input,
+                    branches: tb,
+                },
+            ) => {
+                branches
+                    .iter()
+                    .zip(tb)
+                    .map(|(b, t)| nodes_work(b, t))
+                    .sum::<f64>()
+                    + (branches.len() * input.len()) as f64
+            }
             _ => trace.input().len() as f64,
         })
         .sum()
@@ -350,6 +438,10 @@ fn path_width(path: &[(&[Node], &[Trace])]) -> usize {
                     main,
                     shortcut,
                 } => input.len().max(widest(main)).max(widest(shortcut)),
+                Trace::Concat { input, branches } => branches
+                    .iter()
+                    .map(|b| widest(b))
+                    .fold(input.len(), usize::max),
             })
             .max()
             .unwrap_or(0)
@@ -428,7 +520,7 @@ fn trace_nodes(
     let mut prev_tight = false;
     for (i, node) in nodes.iter().enumerate() {
         let mut tight = false;
-        if matches!(node, Node::Relu | Node::MaxPool2 { .. }) && (i > 0 || !outer.is_empty()) {
+        if (matches!(node, Node::Relu) || node.is_max_pool()) && (i > 0 || !outer.is_empty()) {
             let chain = if outer.is_empty() && budget.affine_chain {
                 affine_chain_box(&nodes[..i], ball)?
             } else {
@@ -461,6 +553,24 @@ fn trace_nodes(
                         input: cur,
                         main: tm,
                         shortcut: ts,
+                    },
+                    out,
+                )
+            }
+            Node::Concat { branches } => {
+                let mut path: Vec<(&[Node], &[Trace])> = vec![(&nodes[..i], &traces[..])];
+                path.extend_from_slice(outer);
+                let (mut tb, mut out) = (Vec::with_capacity(branches.len()), Interval::point(&[]));
+                for b in branches {
+                    let (t, o) = trace_nodes(b, cur.clone(), &path, ball, budget)?;
+                    tb.push(t);
+                    out.lo.extend(o.lo);
+                    out.hi.extend(o.hi);
+                }
+                (
+                    Trace::Concat {
+                        input: cur,
+                        branches: tb,
                     },
                     out,
                 )

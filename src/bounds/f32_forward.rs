@@ -7,7 +7,7 @@
 use super::ibp::{Trace, ibp_node};
 use super::interval::Interval;
 use super::linear_map::{LinearMap, adjoint_image};
-use super::net::{LinearOp, Net, Node, pool_windows};
+use super::net::{LinearOp, Net, Node, branch_dims, split_box};
 use super::round::{dot_err, next_down, next_up, widen_up};
 use super::{max_pool, relu};
 use crate::error::{Error, Result};
@@ -48,6 +48,8 @@ pub enum F32Rule {
         main: Vec<F32Rule>,
         shortcut: Vec<F32Rule>,
     },
+    /// A channel concatenation: the branches' f32 outputs copied side by side (no rounding).
+    Concat { branches: Vec<Vec<F32Rule>> },
 }
 
 /// The float32 evaluation rules of a network, node for node parallel to [`Net::nodes`].
@@ -112,7 +114,13 @@ fn plan_nodes(nodes: &[Node], bns: &HashMap<String, &BatchNorm2d>) -> Result<Vec
         .iter()
         .map(|node| {
             Ok(match node {
-                Node::Relu | Node::MaxPool2 { .. } => F32Rule::Exact,
+                Node::Relu | Node::MaxPool2 { .. } | Node::MaxPool { .. } => F32Rule::Exact,
+                Node::Concat { branches } => F32Rule::Concat {
+                    branches: branches
+                        .iter()
+                        .map(|b| plan_nodes(b, bns))
+                        .collect::<Result<_>>()?,
+                },
                 Node::Residual { main, shortcut } => F32Rule::Residual {
                     main: plan_nodes(main, bns)?,
                     shortcut: plan_nodes(shortcut, bns)?,
@@ -126,9 +134,18 @@ fn plan_nodes(nodes: &[Node], bns: &HashMap<String, &BatchNorm2d>) -> Result<Vec
                             gamma: gamma32(a.op.map().fan_in() + 1),
                             extra: bias_abs(out),
                         },
-                        // Σ in any order, times fl32(1/hw): hw terms and two roundings.
+                        // Σ of the window's n terms in any order, then times fl32(1/n) or divided
+                        // by n: n terms and two roundings. Without count_include_pad, two more
+                        // (e.g. the padded mean rescaled by fl32(area/n)).
                         LinearOp::AvgPool(p) => F32Rule::Affine {
-                            gamma: gamma32(p.hw + 3),
+                            gamma: gamma32(
+                                p.max_window() + if p.count_include_pad { 3 } else { 5 },
+                            ),
+                            extra: vec![0.0; out],
+                        },
+                        // Zero padding copies values: exact.
+                        LinearOp::Pad(_) => F32Rule::Affine {
+                            gamma: 0.0,
                             extra: vec![0.0; out],
                         },
                         LinearOp::Diag(_) => match bns.get(&a.name) {
@@ -164,6 +181,15 @@ impl F32Plan {
         collect_bn(model.layers(), &mut bns);
         Ok(F32Plan {
             rules: plan_nodes(&net.nodes, &bns)?,
+        })
+    }
+
+    /// The rules of a `net` without BatchNorm (its only diagonal node, if any, the input
+    /// normalisation named "normalize"): dense/convolution as one GEMM plus bias, pools, pads,
+    /// ReLU, residual sums and concatenations as [`F32Plan::new`] treats them.
+    pub fn without_batch_norm(net: &Net) -> Result<F32Plan> {
+        Ok(F32Plan {
+            rules: plan_nodes(&net.nodes, &HashMap::new())?,
         })
     }
 }
@@ -237,6 +263,12 @@ pub enum Tape {
         shortcut: Vec<Tape>,
         rho: Vec<f64>,
     },
+    /// A concatenation of input length `in_dim`: each branch's tapes (the concatenation itself
+    /// adds no rounding).
+    Concat {
+        in_dim: usize,
+        branches: Vec<Vec<Tape>>,
+    },
 }
 
 /// The forward pass of the error analysis: exact logit box, logit error, per-node tapes.
@@ -291,9 +323,9 @@ fn walk(
                     Some(Trace::Residual { main, shortcut, .. }) => {
                         (Some(main.as_slice()), Some(shortcut.as_slice()))
                     }
-                    Some(Trace::Leaf(_)) => {
+                    Some(_) => {
                         return Err(Error::Internal(
-                            "f32 bound: residual node with a leaf trace".into(),
+                            "f32 bound: residual node without its branch traces".into(),
                         ));
                     }
                     None => (None, None),
@@ -326,12 +358,52 @@ fn walk(
             (Node::Relu, F32Rule::Exact) => {
                 (ibp_node(node, cur)?.1, e, Tape::Node { pre, rho: None })
             }
-            (Node::MaxPool2 { c, h, w }, F32Rule::Exact) => {
-                let err = pool_windows(*c, *h, *w)
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, F32Rule::Exact) => {
+                // max is 1-Lipschitz in ℓ∞ and computed exactly: the window's largest error.
+                let out = ibp_node(node, cur)?.1;
+                let err = node
+                    .pool_windows()
                     .iter()
                     .map(|win| win.iter().map(|&i| e[i]).fold(0.0, max_nan))
                     .collect();
-                (ibp_node(node, cur)?.1, err, Tape::Node { pre, rho: None })
+                (out, err, Tape::Node { pre, rho: None })
+            }
+            (Node::Concat { branches }, F32Rule::Concat { branches: rb }) => {
+                let tb: Vec<Option<&[Trace]>> = match trace {
+                    Some(Trace::Concat { branches: tb, .. }) if tb.len() == branches.len() => {
+                        tb.iter().map(|t| Some(t.as_slice())).collect()
+                    }
+                    Some(_) => {
+                        return Err(Error::Internal(
+                            "f32 bound: concatenation without its branch traces".into(),
+                        ));
+                    }
+                    None => vec![None; branches.len()],
+                };
+                if rb.len() != branches.len() {
+                    return Err(Error::Internal(
+                        "f32 plan does not match the network".into(),
+                    ));
+                }
+                let mut out = Interval::point(&[]);
+                let mut err = Vec::new();
+                let mut tapes = Vec::with_capacity(branches.len());
+                for ((b, r), t) in branches.iter().zip(rb).zip(tb) {
+                    let (o, eb, tp) = walk(b, r, cur.clone(), e.clone(), t)?;
+                    out.lo.extend(o.lo);
+                    out.hi.extend(o.hi);
+                    err.extend(eb);
+                    tapes.push(tp);
+                }
+                let in_dim = cur.len();
+                (
+                    out,
+                    err,
+                    Tape::Concat {
+                        in_dim,
+                        branches: tapes,
+                    },
+                )
             }
             _ => {
                 return Err(Error::Internal(
@@ -414,8 +486,28 @@ fn back(nodes: &[Node], tapes: &[Tape], mut g: Interval) -> Result<(Interval, f6
                 adjoint_image(a.op.map(), &g)?
             }
             (Node::Relu, Tape::Node { pre, rho: None }) => relu::grad_back(pre, &g),
-            (Node::MaxPool2 { c, h, w }, Tape::Node { pre, rho: None }) => {
-                max_pool::grad_back(pre, &g, *c, *h, *w)
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, Tape::Node { pre, rho: None }) => {
+                max_pool::grad_back(pre, &g, &node.pool_windows())
+            }
+            (
+                Node::Concat { branches },
+                Tape::Concat {
+                    in_dim,
+                    branches: tb,
+                },
+            ) if tb.len() == branches.len() => {
+                // The branches' gradient boxes add at the fork (outward-rounded sums).
+                let dims = branch_dims(branches, *in_dim)?;
+                let mut sum: Option<Interval> = None;
+                for ((b, t), part) in branches.iter().zip(tb).zip(split_box(&g, &dims)?) {
+                    let (gb, cb) = back(b, t, part)?;
+                    total += cb;
+                    sum = Some(match sum {
+                        Some(s) => s.add(&gb)?,
+                        None => gb,
+                    });
+                }
+                sum.ok_or_else(|| Error::Internal("a concatenation without branches".into()))?
             }
             (
                 Node::Residual { main, shortcut },

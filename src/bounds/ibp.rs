@@ -3,9 +3,9 @@
 
 use super::interval::Interval;
 use super::linear_map::affine_image;
-use super::net::Node;
+use super::net::{Node, out_dim};
 use super::{max_pool, relu};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// The box at the input of one node (and, for a residual block, of its inner nodes).
 #[derive(Debug, Clone)]
@@ -16,6 +16,11 @@ pub enum Trace {
         main: Vec<Trace>,
         shortcut: Vec<Trace>,
     },
+    /// A concatenation: its input box and each branch's traces.
+    Concat {
+        input: Interval,
+        branches: Vec<Vec<Trace>>,
+    },
 }
 
 impl Trace {
@@ -23,7 +28,7 @@ impl Trace {
     pub fn input(&self) -> &Interval {
         match self {
             Trace::Leaf(b) => b,
-            Trace::Residual { input, .. } => input,
+            Trace::Residual { input, .. } | Trace::Concat { input, .. } => input,
         }
     }
 }
@@ -39,12 +44,26 @@ pub fn ibp_node(node: &Node, cur: Interval) -> Result<(Trace, Interval)> {
             let out = relu::ibp(&cur);
             (Trace::Leaf(cur), out)
         }
-        Node::MaxPool2 { c, h, w } => {
-            if cur.len() != c * h * w {
-                return Err(Error::Internal("max-pool input size mismatch".into()));
-            }
-            let out = max_pool::ibp(&cur, *c, *h, *w);
+        Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
+            out_dim(std::slice::from_ref(node), cur.len())?;
+            let out = max_pool::ibp(&cur, &node.pool_windows());
             (Trace::Leaf(cur), out)
+        }
+        Node::Concat { branches } => {
+            let (mut traces, mut out) = (Vec::with_capacity(branches.len()), Interval::point(&[]));
+            for b in branches {
+                let (t, o) = ibp(b, cur.clone())?;
+                traces.push(t);
+                out.lo.extend(o.lo);
+                out.hi.extend(o.hi);
+            }
+            (
+                Trace::Concat {
+                    input: cur,
+                    branches: traces,
+                },
+                out,
+            )
         }
         Node::Residual { main, shortcut } => {
             let (tm, om) = ibp(main, cur.clone())?;

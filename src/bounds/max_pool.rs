@@ -1,15 +1,13 @@
-//! 2×2 stride-2 max-pool rules: interval image (IBP), the Clarke gradient of max on a box
-//! (FastLip: the gradient goes to a window entry that can be the maximum), and CROWN's relaxation.
+//! Max-pool rules for any window geometry (windows from [`super::net::Node::pool_windows`],
+//! overlapping or padded): interval image (IBP), the Clarke gradient of max on a box (FastLip:
+//! the gradient goes to a window entry that can be the maximum), used by CROWN's relaxation too.
 
 use super::interval::Interval;
-use super::net::pool_windows;
-use super::round::max_nan;
+use super::round::{max_nan, next_down, next_up};
 
 /// {maxpool(x) : x ∈ box} = [max lo, max hi] per window (exact).
-pub fn ibp(x: &Interval, c: usize, h: usize, w: usize) -> Interval {
-    let wins = pool_windows(c, h, w);
-    let f =
-        |v: &[f64], win: &[usize; 4]| win.iter().map(|&i| v[i]).fold(f64::NEG_INFINITY, max_nan);
+pub fn ibp(x: &Interval, wins: &[Vec<usize>]) -> Interval {
+    let f = |v: &[f64], win: &[usize]| win.iter().map(|&i| v[i]).fold(f64::NEG_INFINITY, max_nan);
     Interval {
         lo: wins.iter().map(|win| f(&x.lo, win)).collect(),
         hi: wins.iter().map(|win| f(&x.hi, win)).collect(),
@@ -17,7 +15,7 @@ pub fn ibp(x: &Interval, c: usize, h: usize, w: usize) -> Interval {
 }
 
 /// Which entries of a window can be its maximum somewhere on the box: hi_i ≥ max_j lo_j.
-pub fn candidates(x: &Interval, win: &[usize; 4]) -> Vec<usize> {
+pub fn candidates(x: &Interval, win: &[usize]) -> Vec<usize> {
     let best_lo = win
         .iter()
         .map(|&i| x.lo[i])
@@ -28,22 +26,50 @@ pub fn candidates(x: &Interval, win: &[usize; 4]) -> Vec<usize> {
         .collect()
 }
 
+/// a + b rounded down (exact when either is 0, the only case without window overlap).
+pub fn add_down(a: f64, b: f64) -> f64 {
+    if a == 0.0 || b == 0.0 {
+        a + b
+    } else {
+        next_down(a + b)
+    }
+}
+
+/// a + b rounded up (exact when either is 0).
+pub fn add_up(a: f64, b: f64) -> f64 {
+    if a == 0.0 || b == 0.0 {
+        a + b
+    } else {
+        next_up(a + b)
+    }
+}
+
 /// Gradient box at the pool input from one at its output: a unique candidate receives the
 /// gradient (derivative 1); with several, each receives λ·g with λ ∈ [0, 1] (the Clarke gradient
-/// of max is the convex hull of the candidates' unit vectors); the others receive 0.
-pub fn grad_back(pre: &Interval, g: &Interval, c: usize, h: usize, w: usize) -> Interval {
-    let mut lo = vec![0.0; pre.len()];
-    let mut hi = vec![0.0; pre.len()];
-    for (k, win) in pool_windows(c, h, w).iter().enumerate() {
-        let cand = candidates(pre, win);
-        if cand.len() == 1 {
-            lo[cand[0]] = g.lo[k];
-            hi[cand[0]] = g.hi[k];
+/// of max is the convex hull of the candidates' unit vectors); the others receive 0. An entry in
+/// several windows (overlap) receives the sum over them, rounded outward.
+pub fn grad_back(pre: &Interval, g: &Interval, wins: &[Vec<usize>]) -> Interval {
+    route_back(wins.iter().map(|win| candidates(pre, win)), pre.len(), g)
+}
+
+/// [`grad_back`] with the candidates of each window given.
+pub fn route_back(
+    cands: impl IntoIterator<Item = impl AsRef<[usize]>>,
+    in_dim: usize,
+    g: &Interval,
+) -> Interval {
+    let mut lo = vec![0.0; in_dim];
+    let mut hi = vec![0.0; in_dim];
+    for (k, cand) in cands.into_iter().enumerate() {
+        let cand = cand.as_ref();
+        let (l, h) = if cand.len() == 1 {
+            (g.lo[k], g.hi[k])
         } else {
-            for &i in &cand {
-                lo[i] = g.lo[k].min(0.0);
-                hi[i] = g.hi[k].max(0.0);
-            }
+            (g.lo[k].min(0.0), g.hi[k].max(0.0))
+        };
+        for &i in cand {
+            lo[i] = add_down(lo[i], l);
+            hi[i] = add_up(hi[i], h);
         }
     }
     Interval { lo, hi }

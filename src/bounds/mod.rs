@@ -11,6 +11,8 @@ pub mod diag;
 pub mod interval;
 pub mod linear_map;
 pub mod net;
+pub mod pad;
+pub mod pool_geometry;
 pub mod round;
 
 pub use interval::Interval;

@@ -7,6 +7,8 @@ use super::conv::Conv;
 use super::dense::Dense;
 use super::diag::Diag;
 use super::linear_map::LinearMap;
+use super::pad::Pad;
+use super::pool_geometry::PoolGeometry;
 use crate::error::{Error, Result};
 use crate::model::layers::{BatchNorm2d, Conv2d, Layer};
 use crate::model::{Classifier, Model};
@@ -19,6 +21,7 @@ pub enum LinearOp {
     Conv(Conv),
     Diag(Diag),
     AvgPool(AvgPool),
+    Pad(Pad),
 }
 
 impl LinearOp {
@@ -29,6 +32,7 @@ impl LinearOp {
             LinearOp::Conv(m) => m,
             LinearOp::Diag(m) => m,
             LinearOp::AvgPool(m) => m,
+            LinearOp::Pad(m) => m,
         }
     }
 }
@@ -69,6 +73,165 @@ pub enum Node {
         main: Vec<Node>,
         shortcut: Vec<Node>,
     },
+    /// Channel concatenation of the branches' outputs on the same `(c, h, w)` input (all branches
+    /// keep h, w); an empty branch is the identity. Output channels = sum of the branches'
+    /// channels, in branch order: on the flattened channel-major layout, the branches' output
+    /// vectors one after the other.
+    Concat {
+        branches: Vec<Vec<Node>>,
+    },
+    /// Max-pool of a `(c, h, w)` input, kernel (kh, kw), stride (sh, sw), zero-or-more padding
+    /// (ph, pw) with −∞ (padding never wins), floor mode; any overlap allowed.
+    MaxPool {
+        c: usize,
+        h: usize,
+        w: usize,
+        kh: usize,
+        kw: usize,
+        sh: usize,
+        sw: usize,
+        ph: usize,
+        pw: usize,
+    },
+}
+
+impl Node {
+    /// The window geometry of a max-pool node (`MaxPool2` is kernel 2, stride 2, no padding);
+    /// None for other nodes.
+    pub fn max_pool_geometry(&self) -> Option<PoolGeometry> {
+        match *self {
+            Node::MaxPool2 { c, h, w } => Some(PoolGeometry {
+                c,
+                h,
+                w,
+                kh: 2,
+                kw: 2,
+                sh: 2,
+                sw: 2,
+                ph: 0,
+                pw: 0,
+            }),
+            Node::MaxPool {
+                c,
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+            } => Some(PoolGeometry {
+                c,
+                h,
+                w,
+                kh,
+                kw,
+                sh,
+                sw,
+                ph,
+                pw,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The input indices of every window of a max-pool node (padding left out), output-major;
+    /// empty for other nodes and for an invalid geometry (which [`forward_nodes`] and IBP
+    /// reject with an error).
+    pub fn pool_windows(&self) -> Vec<Vec<usize>> {
+        self.max_pool_geometry()
+            .map_or_else(Vec::new, |g| g.windows())
+    }
+
+    /// Whether the node is a max-pool (either form).
+    pub fn is_max_pool(&self) -> bool {
+        self.max_pool_geometry().is_some()
+    }
+}
+
+/// The output length of `nodes` fed by vectors of length `dim`, or an error where a node does
+/// not fit its input (the shapes a concatenation splits its output by).
+pub fn out_dim(nodes: &[Node], mut dim: usize) -> Result<usize> {
+    for node in nodes {
+        dim = match node {
+            Node::Affine(a) => {
+                if a.op.map().in_dim() != dim {
+                    return Err(Error::Internal(format!(
+                        "{}: input length {dim}, expects {}",
+                        a.name,
+                        a.op.map().in_dim()
+                    )));
+                }
+                a.op.map().out_dim()
+            }
+            Node::Relu => dim,
+            Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
+                let g = node
+                    .max_pool_geometry()
+                    .ok_or_else(|| Error::Internal("max-pool without a geometry".into()))?;
+                g.out_hw()?;
+                if g.c * g.h * g.w != dim {
+                    return Err(Error::Internal(format!(
+                        "max-pool: input length {dim}, expects {}",
+                        g.c * g.h * g.w
+                    )));
+                }
+                g.out_len()
+            }
+            Node::Residual { main, shortcut } => {
+                let (a, b) = (out_dim(main, dim)?, out_dim(shortcut, dim)?);
+                if a != b {
+                    return Err(Error::Internal("residual branches differ in length".into()));
+                }
+                a
+            }
+            Node::Concat { branches } if branches.is_empty() => {
+                return Err(Error::Internal("a concatenation without branches".into()));
+            }
+            Node::Concat { branches } => branches
+                .iter()
+                .map(|b| out_dim(b, dim))
+                .sum::<Result<usize>>()?,
+        };
+    }
+    Ok(dim)
+}
+
+/// The output lengths of a concatenation's branches fed by vectors of length `dim`.
+pub fn branch_dims(branches: &[Vec<Node>], dim: usize) -> Result<Vec<usize>> {
+    branches.iter().map(|b| out_dim(b, dim)).collect()
+}
+
+/// Splits a box at a concatenation's output into its branches' parts.
+pub fn split_box(b: &super::Interval, dims: &[usize]) -> Result<Vec<super::Interval>> {
+    let lo = split_by(&b.lo, dims)?;
+    let hi = split_by(&b.hi, dims)?;
+    Ok(lo
+        .into_iter()
+        .zip(hi)
+        .map(|(lo, hi)| super::Interval {
+            lo: lo.to_vec(),
+            hi: hi.to_vec(),
+        })
+        .collect())
+}
+
+/// Splits a vector at a concatenation's output into its branches' parts.
+pub fn split_by<'v, T>(v: &'v [T], dims: &[usize]) -> Result<Vec<&'v [T]>> {
+    if dims.iter().sum::<usize>() != v.len() {
+        return Err(Error::Internal(format!(
+            "concatenation: {} values for branches of lengths {dims:?}",
+            v.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(dims.len());
+    let mut start = 0;
+    for d in dims {
+        out.push(&v[start..start + d]);
+        start += d;
+    }
+    Ok(out)
 }
 
 /// Indices into a `(c, h, w)` input of the four entries of each 2×2 window, output-major.
@@ -235,7 +398,7 @@ impl Net {
                     let [c, h, w] = shape;
                     nodes.push(Node::Affine(Affine {
                         name: "avgpool".into(),
-                        op: LinearOp::AvgPool(AvgPool { c, hw: h * w }),
+                        op: LinearOp::AvgPool(AvgPool::global(c, h, w)),
                         bias: None,
                     }));
                     flat = Some(c);
@@ -318,14 +481,9 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                 .into_iter()
                 .map(|v| super::round::max_nan(v, 0.0))
                 .collect(),
-            Node::MaxPool2 { c, h, w } => {
-                if x.len() != c * h * w {
-                    return Err(Error::Internal(format!(
-                        "max-pool: input length {}",
-                        x.len()
-                    )));
-                }
-                pool_windows(*c, *h, *w)
+            Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
+                out_dim(std::slice::from_ref(node), x.len())?;
+                node.pool_windows()
                     .iter()
                     .map(|win| {
                         win.iter()
@@ -341,6 +499,14 @@ pub fn forward_nodes(nodes: &[Node], mut x: Vec<f64>) -> Result<Vec<f64>> {
                     return Err(Error::Internal("residual branches differ in length".into()));
                 }
                 a.iter().zip(&b).map(|(a, b)| a + b).collect()
+            }
+            Node::Concat { branches } => {
+                out_dim(std::slice::from_ref(node), x.len())?;
+                let mut out = Vec::new();
+                for b in branches {
+                    out.extend(forward_nodes(b, x.clone())?);
+                }
+                out
             }
         };
     }

@@ -143,6 +143,7 @@ fn dataset_entry(d: &Dataset, role: &str, chosen: &[usize], stratified: bool) ->
         indices: (stratified && certified).then(|| chosen.iter().map(|&i| i as u64).collect()),
         indices_sha256: (stratified && !certified)
             .then(|| crate::data::subset::indices_sha256(chosen)),
+        class_filter: d.selection.clone(),
     }
 }
 
@@ -166,6 +167,7 @@ pub fn write_provenance(
             sha256: d.sha256.clone(),
             n: d.used as usize,
             role: d.role.clone(),
+            class_filter: d.class_filter.clone(),
         })
         .collect();
     p.model_sha256 = Some(m.model_sha256.clone());
@@ -210,6 +212,7 @@ pub fn run(a: Args) -> Result<()> {
             "--radius-step must be > 0, got {radius_step}"
         )));
     }
+    crate::data::class_filter::check_disjoint(&a.data, &a.ood, "--ood")?;
     let device = crate::device::parse_device(&a.device)?;
     // DOS's absent-class score is certified as the energy of its K-output view.
     let (model, kind) = match a.score {

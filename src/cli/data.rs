@@ -98,6 +98,11 @@ pub fn run(args: Args) -> Result<()> {
             let per: Vec<String> = counts.iter().map(|(k, v)| format!("{k}:{v}")).collect();
             println!("per_class\t{}", per.join(" "));
             println!("sha256\t{}", ds.sha256);
+            if let Some(sel) = &ds.selection {
+                println!("class_filter\t{}", sel.filter);
+                println!("filter_source_n\t{}", sel.source_n);
+                println!("filter_indices_sha256\t{}", sel.indices_sha256);
+            }
             println!("pixel_mean\t{mean:.6}");
             println!("pixel_std\t{:.6}", var.sqrt());
             eprintln!("oodcert: data: loaded {} in {secs:.3}s", ds.name);

@@ -78,7 +78,7 @@ pub fn run(a: Args) -> Result<()> {
     let cfg = EvalConfig {
         model: a.model,
         id: a.id,
-        ood: a.ood,
+        ood: crate::data::class_filter::rejoin_specs(a.ood),
         score: a.score,
         temperature: a.temperature,
         rule: FprRule {

@@ -82,12 +82,7 @@ pub fn run_config(
     for (d, role) in std::iter::once((&outcome.id_train, "id-train"))
         .chain(outcome.aux_train.iter().map(|d| (d, "aux-train")))
     {
-        m.datasets.push(DatasetRecord {
-            name: d.name.clone(),
-            sha256: d.sha256.clone(),
-            n: d.len(),
-            role: role.into(),
-        });
+        m.datasets.push(DatasetRecord::of(d, d.len(), role));
     }
     if let Some(p) = &cfg.model.init_from {
         m.datasets.push(DatasetRecord {
@@ -95,6 +90,7 @@ pub fn run_config(
             sha256: sha256_file(Path::new(p))?,
             n: 0,
             role: "initial-weights".into(),
+            class_filter: None,
         });
     }
     m.model_sha256 = Some(sha256_file(&outcome.model_path)?);

@@ -105,6 +105,7 @@ pub fn to_shape(ds: &Dataset, shape: [usize; 3]) -> Result<Dataset> {
         labels: ds.labels.clone(),
         shape,
         sha256: ds.sha256.clone(),
+        selection: ds.selection.clone(),
     })
 }
 

@@ -19,6 +19,8 @@ pub struct Dataset {
     pub shape: [usize; 3],
     /// SHA-256 (hex) of the source bytes, or of the generator parameters for generated sets.
     pub sha256: String,
+    /// The class filter that selected these images (`NAME#CLASSES`), if any.
+    pub selection: Option<super::class_filter::ClassSelection>,
 }
 
 impl Dataset {
@@ -109,6 +111,7 @@ impl Dataset {
             labels: self.labels[..n].to_vec(),
             shape: self.shape,
             sha256: self.sha256.clone(),
+            selection: self.selection.clone(),
         }
     }
 

@@ -2,6 +2,7 @@
 
 pub mod bytes;
 pub mod cifar;
+pub mod class_filter;
 pub mod convert;
 pub mod csv_pixels;
 mod dataset;

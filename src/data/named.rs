@@ -12,7 +12,8 @@
 //! | lfw | – | 200 | test only (1×25×25 faces) |
 //! | noise-gauss / noise-uniform | 10,000 | 10,000 | seed 1 (train) / 0 (test), 1×28×28 |
 //!
-//! Noise accepts parameters: `noise-gauss:test?n=500&seed=7`. `mnist` loads the full set when
+//! Every spec takes a class filter, `NAME[:SPLIT]#CLASSES[+remap]` (`mnist:train#0-5`,
+//! `fashion-mnist:test#0,2,4`; `data::class_filter`). Noise accepts parameters: `noise-gauss:test?n=500&seed=7`. `mnist` loads the full set when
 //! fetched, else the `mnist-5k` fallback (its name says so). A missing source is fetched on
 //! first use (logged to stderr) unless `OODCERT_NO_FETCH=1`.
 
@@ -23,8 +24,8 @@ use super::noise::{NoiseKind, noise_images, noise_sha256};
 use super::sources::{ANIMAL_MNIST, FASHION_MNIST, MNIST, MNIST_5K, SKIMAGE, Source};
 use super::split::stratified_split;
 use super::{
-    Dataset, NO_LABEL, csv_pixels, digits8, idx, npy, numpy_pickle, path_spec, png_images,
-    texture_patches,
+    Dataset, NO_LABEL, class_filter, csv_pixels, digits8, idx, npy, numpy_pickle, path_spec,
+    png_images, texture_patches,
 };
 use crate::error::{Error, Result};
 use std::path::Path;
@@ -188,6 +189,10 @@ pub fn load_as_with(
     shape: [usize; 3],
     policy: FetchPolicy,
 ) -> Result<Dataset> {
+    if let Some((head, f)) = class_filter::parse_spec(spec)? {
+        let d = f.apply(&load_with(head, root, policy)?)?;
+        return to_shape(&d, shape);
+    }
     if !spec.trim().starts_with("path:") {
         let (name, _, _) = parse_spec(spec)?;
         if matches!(name, "noise-gauss" | "noise-uniform") {
@@ -228,8 +233,12 @@ fn parse_spec(spec: &str) -> Result<(&str, Option<Split>, Option<&str>)> {
     Ok((name, split, params))
 }
 
-/// [`load`] with an explicit fetch policy.
+/// [`load`] with an explicit fetch policy; a class filter `#CLASSES` is applied after loading
+/// (`data::class_filter`).
 pub fn load_with(spec: &str, root: &Path, policy: FetchPolicy) -> Result<Dataset> {
+    if let Some((head, f)) = class_filter::parse_spec(spec)? {
+        return f.apply(&load_with(head, root, policy)?);
+    }
     if let Some(file) = spec.strip_prefix("path:") {
         if file.is_empty() {
             return Err(Error::BadInput(
@@ -358,6 +367,7 @@ fn make(name: String, im: Images, labels: Vec<i64>, sha256: String) -> Dataset {
         labels,
         shape: im.shape,
         sha256,
+        selection: None,
     }
 }
 
@@ -583,6 +593,7 @@ fn load_noise(spec: &str, shape: [usize; 3]) -> Result<Dataset> {
         labels: vec![NO_LABEL; n],
         shape,
         sha256: noise_sha256(kind, n, shape, seed),
+        selection: None,
     })
 }
 

@@ -90,6 +90,7 @@ fn finish(
         labels,
         shape: im.shape,
         sha256,
+        selection: None,
     };
     ds.validate()
         .map_err(|e| Error::bad_file(path, e.to_string()))?;

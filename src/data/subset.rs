@@ -205,6 +205,7 @@ pub fn select(d: &Dataset, indices: &[usize]) -> Result<Dataset> {
         labels: indices.iter().map(|&i| d.labels[i]).collect(),
         shape: d.shape,
         sha256: d.sha256.clone(),
+        selection: d.selection.clone(),
     })
 }
 
@@ -335,6 +336,7 @@ mod tests {
             labels: labels.clone(),
             shape: [1, 1, 1],
             sha256: "s".into(),
+            selection: None,
         };
         let s = SubsetSpec::default()
             .apply(d.clone(), 4, "--limit")

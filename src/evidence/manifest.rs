@@ -15,6 +15,22 @@ pub struct DatasetRecord {
     pub sha256: String,
     pub n: usize,
     pub role: String,
+    /// The class filter (`NAME#CLASSES`) and the SHA-256 of the source indices it kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_filter: Option<crate::data::class_filter::ClassSelection>,
+}
+
+impl DatasetRecord {
+    /// The record of `d` in `role`, `n` of its images used.
+    pub fn of(d: &crate::data::Dataset, n: usize, role: &str) -> DatasetRecord {
+        DatasetRecord {
+            name: d.name.clone(),
+            sha256: d.sha256.clone(),
+            n,
+            role: role.into(),
+            class_filter: d.selection.clone(),
+        }
+    }
 }
 
 /// The provenance record written beside every run's outputs.

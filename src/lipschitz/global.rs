@@ -1,8 +1,10 @@
 //! Certified global Lipschitz bounds of S = −T·logsumexp(f/T) (theory.md §1–2).
 //!
 //! S is 1-Lipschitz in the logits for ℓ∞ (‖p‖₁ = 1) and ℓ2 (‖p‖₂ ≤ 1), so Lip_p(S) ≤
-//! Lip_{p→∞}(f). ReLU and 2×2/stride-2 max-pool are 1-Lipschitz in ℓ2 and ℓ∞; a residual block
-//! is bounded by Lip(main) + Lip(shortcut) (1 for the identity). Two compositions are reported:
+//! Lip_{p→∞}(f). ReLU and 2×2/stride-2 max-pool are 1-Lipschitz in ℓ2 and ℓ∞ (a max-pool whose
+//! windows overlap: √(most windows per entry) in ℓ2); a residual block is bounded by Lip(main) +
+//! Lip(shortcut) (1 for the identity), a concatenation by √(Σ Lip(branch)²) in ℓ2 and the largest
+//! branch bound in ℓ∞. Two compositions are reported:
 //! - `naive`: the product of every layer's own norm (normalisation and BatchNorm separately,
 //!   the last layer in ℓp → ℓp);
 //! - `folded`: diagonal maps (normalisation, BatchNorm) folded into the adjacent dense or
@@ -16,7 +18,7 @@ use super::operator_norm::{
 };
 use crate::bounds::net::{Affine, LinearOp, Net, Node};
 use crate::bounds::round::next_up;
-use crate::bounds::{Norm, conv::Conv, dense::Dense, diag::Diag};
+use crate::bounds::{Norm, avg_pool::AvgPool, conv::Conv, dense::Dense, diag::Diag};
 use crate::error::Result;
 use serde::Serialize;
 
@@ -64,11 +66,29 @@ pub(crate) fn op_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, St
             "diagonal: max |scale|".into(),
         ),
         (LinearOp::AvgPool(a), Norm::L2) => (
-            next_up(next_up(1.0 / (a.hw as f64).sqrt())),
-            "average pool: 1/sqrt(hw)".into(),
+            avg_pool_l2_upper(a),
+            "average pool: sqrt(max column sum * max row sum)".into(),
         ),
-        (LinearOp::AvgPool(_), Norm::Linf) => (1.0, "average pool: 1".into()),
+        (LinearOp::AvgPool(_), Norm::Linf) => {
+            (1.0, "average pool: 1 (row sums n_real/divisor <= 1)".into())
+        }
+        (LinearOp::Pad(_), _) => (1.0, "zero padding: an isometry onto its image".into()),
     }
+}
+
+/// ‖A‖₂ ≤ √(‖A‖₁‖A‖∞) (Hölder/Riesz–Thorin; proofs/lipschitz_operator_norms.md) for an average
+/// pool with non-negative entries: ‖A‖₁ the largest column sum Σ_{windows ∋ i} 1/n_k, ‖A‖∞ the
+/// largest row sum; both computed with rounding and widened (at most fan-out / fan-in terms).
+/// Global pooling gives 1/√(hw).
+fn avg_pool_l2_upper(a: &AvgPool) -> f64 {
+    use crate::bounds::LinearMap;
+    use crate::bounds::round::{dot_err, widen_up};
+    let col = a.apply_t(&vec![1.0; a.out_dim()], false);
+    let row = a.apply(&vec![1.0; a.in_dim()], false);
+    let max = |v: &[f64]| v.iter().fold(0.0f64, |m, x| m.max(*x));
+    let c = widen_up(max(&col), dot_err(a.fan_out()));
+    let r = widen_up(max(&row), dot_err(a.fan_in()));
+    next_up(next_up(next_up(c * r).sqrt()))
 }
 
 /// The head rule: ‖W‖_{p→∞} for the last layer (S is 1-Lipschitz in ℓ∞ of the logits).
@@ -234,6 +254,69 @@ fn product(
                 rule: "2x2 stride-2 max-pool: 1-Lipschitz in l2 and linf".into(),
                 value: 1.0,
             }),
+            Node::MaxPool { .. } => {
+                // Σ_k (max_Wk x − max_Wk y)² ≤ Σ_k Σ_{i∈Wk} (x_i − y_i)² ≤ m‖x − y‖², m the
+                // most windows an entry is in; ℓ∞: each output moves by ≤ ‖x − y‖∞.
+                let m = nodes[i].max_pool_geometry().map_or(1, |g| g.max_cover());
+                let (v, rule) = match norm {
+                    Norm::Linf => (1.0, "max-pool: 1-Lipschitz in linf".to_string()),
+                    Norm::L2 if m <= 1 => (1.0, "max-pool without overlap: 1".to_string()),
+                    Norm::L2 => (
+                        next_up(next_up((m as f64).sqrt())),
+                        format!("overlapping max-pool: sqrt(max windows per entry = {m})"),
+                    ),
+                };
+                factors.push(Factor {
+                    layer: format!("{prefix}maxpool"),
+                    rule,
+                    value: v,
+                });
+                total = mul_up(total, v);
+            }
+            Node::Concat { branches } => {
+                // x ↦ [B₁x; …; B_nx]: ‖·‖₂ ≤ √(Σ Lip(B_b)²), ‖·‖∞ ≤ max Lip(B_b); an empty
+                // branch is the identity (1).
+                let mut sub = Vec::new();
+                let lips: Vec<f64> = branches
+                    .iter()
+                    .enumerate()
+                    .map(|(b, nodes)| {
+                        if nodes.is_empty() {
+                            1.0
+                        } else {
+                            product(
+                                nodes,
+                                norm,
+                                budget,
+                                folded,
+                                false,
+                                &format!("{prefix}concat.{b}."),
+                                &mut sub,
+                            )
+                        }
+                    })
+                    .collect();
+                let (v, rule) = match norm {
+                    Norm::Linf => (
+                        lips.iter().fold(0.0f64, |m, l| m.max(*l)),
+                        "concatenation: max of the branches' bounds (linf)",
+                    ),
+                    Norm::L2 => {
+                        let sq = lips.iter().fold(0.0f64, |s, l| next_up(s + next_up(l * l)));
+                        (
+                            next_up(next_up(sq.sqrt())),
+                            "concatenation: sqrt of the sum of squared branch bounds (l2)",
+                        )
+                    }
+                };
+                factors.extend(sub);
+                factors.push(Factor {
+                    layer: format!("{prefix}concat"),
+                    rule: rule.into(),
+                    value: v,
+                });
+                total = mul_up(total, v);
+            }
             Node::Residual { main, shortcut } => {
                 let mut sub = Vec::new();
                 let m = product(
@@ -296,6 +379,8 @@ pub fn global_bound(net: &Net, norm: Norm) -> Result<GlobalBound> {
 
 /// [`global_bound`] with a work budget for the convolution norms.
 pub fn global_bound_with(net: &Net, norm: Norm, budget: NormBudget) -> Result<GlobalBound> {
+    // Every node must fit its input (pool geometries, branch lengths) before norms are taken.
+    crate::bounds::net::out_dim(&net.nodes, net.input_dim())?;
     let mut nf = Vec::new();
     let naive = product(&net.nodes, norm, budget, false, true, "", &mut nf);
     nf.push(Factor {

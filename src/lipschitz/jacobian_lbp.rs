@@ -26,7 +26,7 @@ mod relu;
 use crate::bounds::crown::tighten;
 use crate::bounds::ibp::Trace;
 use crate::bounds::linear_map::adjoint_image;
-use crate::bounds::net::{Net, Node};
+use crate::bounds::net::{Net, Node, branch_dims, split_box};
 use crate::bounds::round::{ABS_FLOOR, dot_err, next_up};
 use crate::bounds::softmax::{simplex_tighten, softmax_box};
 use crate::bounds::{Ball, Interval, Norm};
@@ -78,6 +78,7 @@ pub(crate) enum Side {
         main: Vec<Side>,
         shortcut: Vec<Side>,
     },
+    Concat(Vec<Vec<Side>>),
 }
 
 /// The gradient box at a node's output (and |A|ᵀM for an affine node's rounding budget).
@@ -91,6 +92,10 @@ enum GBox {
         out: Interval,
         main: Vec<GBox>,
         shortcut: Vec<GBox>,
+    },
+    Concat {
+        out: Interval,
+        branches: Vec<Vec<GBox>>,
     },
 }
 
@@ -113,8 +118,8 @@ fn step(node: &Node, trace: &Trace, g: Interval) -> Result<(GBox, Interval)> {
                 gin,
             )
         }
-        (Node::MaxPool2 { c, h, w }, t) => {
-            let gin = crate::bounds::max_pool::grad_back(t.input(), &g, *c, *h, *w);
+        (Node::MaxPool2 { .. } | Node::MaxPool { .. }, t) => {
+            let gin = crate::bounds::max_pool::grad_back(t.input(), &g, &node.pool_windows());
             (
                 GBox::Leaf {
                     out: g,
@@ -143,8 +148,34 @@ fn step(node: &Node, trace: &Trace, g: Interval) -> Result<(GBox, Interval)> {
                 gin,
             )
         }
-        (Node::Residual { .. }, Trace::Leaf(_)) => {
-            return Err(Error::Internal("residual node with a leaf trace".into()));
+        (
+            Node::Concat { branches },
+            Trace::Concat {
+                input,
+                branches: tb,
+            },
+        ) if tb.len() == branches.len() => {
+            // The output box splits by branch; the branch images add at the fork.
+            let dims = branch_dims(branches, input.len())?;
+            let mut gbs = Vec::with_capacity(branches.len());
+            let mut gin = Interval::point(&vec![0.0; input.len()]);
+            for ((b, t), part) in branches.iter().zip(tb).zip(split_box(&g, &dims)?) {
+                let (gb, ib) = boxes(b, t, part)?;
+                gin = gin.add(&ib)?;
+                gbs.push(gb);
+            }
+            (
+                GBox::Concat {
+                    out: g,
+                    branches: gbs,
+                },
+                gin,
+            )
+        }
+        (Node::Residual { .. } | Node::Concat { .. }, _) => {
+            return Err(Error::Internal(
+                "residual or concatenation node without its branch traces".into(),
+            ));
         }
     })
 }
@@ -192,8 +223,37 @@ fn walk(
                 s = Side::Relu(alpha);
                 m
             }
-            (Node::MaxPool2 { c, h, w }, GBox::Leaf { out, .. }) => {
-                max_pool::route(&mu, z, out, (*c, *h, *w), acc)
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, GBox::Leaf { out, .. }) => {
+                max_pool::route(&mu, z, out, &node.pool_windows(), acc)
+            }
+            (Node::Concat { branches }, GBox::Concat { out, branches: gbs }) => {
+                // μᵀg_in = Σ_b μᵀ(J_bᵀ g_b): each branch walked from the same μ, the branch
+                // forms side by side on the concatenated output (no arithmetic).
+                let tb = match trace {
+                    Trace::Concat { branches, .. } if branches.len() == gbs.len() => branches,
+                    _ => {
+                        return Err(Error::Internal(
+                            "Jacobian bound: concatenation without its branch traces".into(),
+                        ));
+                    }
+                };
+                if gbs.len() != branches.len() {
+                    return Err(Error::Internal("Jacobian bound: boxes do not match".into()));
+                }
+                let mut sides = Vec::with_capacity(branches.len());
+                let mut m = Vec::with_capacity(out.len());
+                for ((b, t), gb) in branches.iter().zip(tb).zip(gbs) {
+                    let mut sb = Vec::new();
+                    m.extend(walk(b, t, gb, mu.clone(), plane, acc, &mut sb)?);
+                    sides.push(sb);
+                }
+                if m.len() != out.len() {
+                    return Err(Error::Internal(
+                        "Jacobian bound: concatenation output size".into(),
+                    ));
+                }
+                s = Side::Concat(sides);
+                m
             }
             (
                 Node::Residual { main, shortcut },
@@ -205,8 +265,10 @@ fn walk(
             ) => {
                 let (tm, ts) = match trace {
                     Trace::Residual { main, shortcut, .. } => (main, shortcut),
-                    Trace::Leaf(_) => {
-                        return Err(Error::Internal("residual node with a leaf trace".into()));
+                    _ => {
+                        return Err(Error::Internal(
+                            "residual node without its branch traces".into(),
+                        ));
                     }
                 };
                 let (mut sm, mut ss) = (Vec::new(), Vec::new());
@@ -265,8 +327,9 @@ fn work(nodes: &[Node]) -> f64 {
                 let m = a.op.map();
                 m.out_dim() as f64 * m.fan_in() as f64
             }
-            Node::Relu | Node::MaxPool2 { .. } => 0.0,
+            Node::Relu | Node::MaxPool2 { .. } | Node::MaxPool { .. } => 0.0,
             Node::Residual { main, shortcut } => work(main) + work(shortcut),
+            Node::Concat { branches } => branches.iter().map(|b| work(b)).sum(),
         })
         .sum()
 }
@@ -399,7 +462,7 @@ impl Engine<'_> {
         };
         let mut refined = 0;
         for i in (0..n).rev() {
-            if matches!(nodes[i], Node::Relu | Node::MaxPool2 { .. })
+            if (matches!(nodes[i], Node::Relu) || nodes[i].is_max_pool())
                 && i + 1 < n
                 && afford(i + 1, g.len())
             {

@@ -6,12 +6,12 @@
 //! Proof: proofs/lipschitz_recurjac.md.
 
 use crate::bounds::ibp::Trace;
-use crate::bounds::net::{LinearOp, Node, pool_windows};
+use crate::bounds::net::{LinearOp, Node, out_dim};
 use crate::bounds::{Interval, max_pool, relu};
 use crate::error::{Error, Result};
 
 /// Why RecurJac does not apply to `net` (`None` when it does): the last node must be affine (the
-/// logits); ReLU, max-pool and residual nodes are supported anywhere before it.
+/// logits); ReLU, max-pool, residual and concatenation nodes are supported anywhere before it.
 pub fn unsupported(net: &crate::bounds::Net) -> Option<String> {
     match net.nodes.last() {
         Some(Node::Affine(_)) => None,
@@ -30,7 +30,7 @@ pub(crate) enum Op<'a> {
         du: Vec<f64>,
         id: usize,
     },
-    /// 2×2 max-pool: per window, the input entries that can be maximal on the box; slot `id`
+    /// Max-pool (any windows): per window, the input entries that can be maximal on the box; slot `id`
     /// holds the gradient box at its output.
     Pool {
         cand: Vec<Vec<usize>>,
@@ -42,6 +42,11 @@ pub(crate) enum Op<'a> {
         main: Vec<Op<'a>>,
         shortcut: Vec<Op<'a>>,
         id: usize,
+    },
+    /// [B₁(y); …; B_n(y)] with the branches' output lengths `dims` (no slot of its own).
+    Concat {
+        branches: Vec<Vec<Op<'a>>>,
+        dims: Vec<usize>,
     },
 }
 
@@ -81,22 +86,36 @@ pub(crate) fn plan<'a>(
                     .unzip();
                 Op::Relu { dl, du, id }
             }
-            (Node::MaxPool2 { c, h, w }, _) => {
-                if c * h * w != dim {
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, _) => {
+                if out_dim(std::slice::from_ref(node), dim).is_err() {
                     return Err(bad("a max-pool"));
                 }
-                let cand: Vec<Vec<usize>> = pool_windows(*c, *h, *w)
+                let cand: Vec<Vec<usize>> = node
+                    .pool_windows()
                     .iter()
                     .map(|win| max_pool::candidates(z, win))
                     .collect();
                 if cand.iter().any(|cs| cs.is_empty()) {
                     return Err(Error::Internal("RecurJac: a NaN max-pool box".into()));
                 }
+                let in_dim = dim;
                 dim = cand.len();
-                Op::Pool {
-                    cand,
-                    in_dim: c * h * w,
-                    id,
+                Op::Pool { cand, in_dim, id }
+            }
+            (Node::Concat { branches }, Trace::Concat { branches: tb, .. })
+                if tb.len() == branches.len() =>
+            {
+                let mut ops = Vec::with_capacity(branches.len());
+                let mut dims = Vec::with_capacity(branches.len());
+                for (b, t) in branches.iter().zip(tb) {
+                    let (o, d) = plan(b, t, dim, next)?;
+                    ops.push(o);
+                    dims.push(d);
+                }
+                dim = dims.iter().sum();
+                Op::Concat {
+                    branches: ops,
+                    dims,
                 }
             }
             (
@@ -115,8 +134,10 @@ pub(crate) fn plan<'a>(
                 dim = dm;
                 Op::Residual { main, shortcut, id }
             }
-            (Node::Residual { .. }, Trace::Leaf(_)) => {
-                return Err(Error::Internal("residual node with a leaf trace".into()));
+            (Node::Residual { .. } | Node::Concat { .. }, _) => {
+                return Err(Error::Internal(
+                    "residual or concatenation node without its branch traces".into(),
+                ));
             }
         });
     }
@@ -135,6 +156,7 @@ pub(crate) fn forward_work(ops: &[Op]) -> f64 {
             Op::Relu { dl, .. } => dl.len() as f64,
             Op::Pool { in_dim, .. } => *in_dim as f64,
             Op::Residual { main, shortcut, .. } => forward_work(main) + forward_work(shortcut),
+            Op::Concat { branches, .. } => branches.iter().map(|b| forward_work(b)).sum(),
         })
         .sum()
 }
@@ -160,19 +182,9 @@ pub(crate) fn scale_box(dl: &[f64], du: &[f64], a: &Interval) -> Interval {
 
 /// {Pᵀa : P a Clarke Jacobian of the pool on the box, a ∈ box} ⊆ the returned box (exact, the
 /// FastLip rule of `max_pool::grad_back`): a unique candidate receives a_k, several receive
-/// λ·a_k with λ ∈ [0, 1], the others 0.
+/// λ·a_k with λ ∈ [0, 1], the others 0; overlapping windows add (rounded outward).
 pub(crate) fn pool_back(cand: &[Vec<usize>], in_dim: usize, a: &Interval) -> Interval {
-    let (mut lo, mut hi) = (vec![0.0; in_dim], vec![0.0; in_dim]);
-    for (k, cs) in cand.iter().enumerate() {
-        for &i in cs {
-            if cs.len() == 1 {
-                (lo[i], hi[i]) = (a.lo[k], a.hi[k]);
-            } else {
-                (lo[i], hi[i]) = (a.lo[k].min(0.0), a.hi[k].max(0.0));
-            }
-        }
-    }
-    Interval { lo, hi }
+    max_pool::route_back(cand, in_dim, a)
 }
 
 /// A·c touching only the non-zero entries of c for dense and convolution maps (the order of

@@ -1,6 +1,7 @@
 //! The RecurJac recursion (Zhang, Zhang & Hsieh, AAAI 2019, backward direction): boxes of the
 //! partial Jacobian products of a ReLU network over a ball, for one top row — dense and
-//! convolutional layers, 2×2 max-pools and residual blocks ([`super::jacobian_ops`]).
+//! convolutional layers, max-pools (any window, overlapping or padded), residual blocks and
+//! concatenations ([`super::jacobian_ops`]).
 //!
 //! A top row t — e_k for class k, or −p with p in the softmax box ∩ simplex — is carried
 //! backwards: a = t at the logits, a ↦ Aᵀa through an affine node, a ↦ D a through a ReLU (d in
@@ -13,7 +14,9 @@
 //! others are bounded by the box of a; through a max-pool, window k contributes a_k·s with
 //! s ∈ [min, max] of c over its candidates, which is ≤ a_k·(that end) when a_k has a known sign,
 //! else bounded by the box; through a residual block, c is pushed through both branches and the
-//! two results add. What is left reaches the head, φ(c) ≥ max_t tᵀc. The boxes are built from
+//! two results add; through a concatenation, c is pushed through every branch and the results
+//! sit side by side (a row started inside a branch is embedded at the branch's offset before
+//! it continues after the concatenation). What is left reaches the head, φ(c) ≥ max_t tᵀc. The boxes are built from
 //! the output backwards and intersected with FastLip's step at every level.
 //! Proof and rounding: proofs/lipschitz_recurjac.md.
 
@@ -118,9 +121,17 @@ impl Acc {
     }
 }
 
-/// Where a forward push starts: (ops, first index) per nesting level, innermost first; the
-/// last entry is the top level (its end is the logits).
-type Path<'a> = Vec<(&'a [Op<'a>], usize)>;
+/// Where a forward push starts: (ops, first index, embedding) per nesting level, innermost
+/// first; the last entry is the top level (its end is the logits). The embedding (offset,
+/// length) of a concatenation branch's level places its output in the concatenation's output
+/// (zeros elsewhere) before the push continues at the next level.
+type Path<'a> = Vec<Level<'a>>;
+
+/// One level of a [`Path`].
+type Level<'a> = (&'a [Op<'a>], usize, Embed);
+
+/// Where a concatenation branch's output sits in the concatenation's output: (offset, length).
+type Embed = Option<(usize, usize)>;
 
 /// The boxes of the gradient a = ∂(tᵀf)/∂y at every nonlinearity output over the ball for one
 /// top row, built backwards, and the box at the network input.
@@ -160,7 +171,7 @@ impl<'a> Recursion<'a> {
             skipped: 0,
             input: empty,
         };
-        r.input = r.build(&plan.ops, &[], top.top_box(plan.k), false)?;
+        r.input = r.build(&plan.ops, &[], top.top_box(plan.k), false, None)?;
         Ok(r)
     }
 
@@ -171,9 +182,10 @@ impl<'a> Recursion<'a> {
     fn build(
         &mut self,
         ops: &'a [Op<'a>],
-        outer: &[(&'a [Op<'a>], usize)],
+        outer: &[Level<'a>],
         mut b: Interval,
         in_branch: bool,
+        embed: Embed,
     ) -> Result<Interval> {
         for i in (0..ops.len()).rev() {
             b = match &ops[i] {
@@ -181,12 +193,17 @@ impl<'a> Recursion<'a> {
                     let map = op.map();
                     self.weights[*id] = map.apply_t(&b.abs_max(), true);
                     let naive = adjoint_image(map, &b)?;
-                    // A diagonal or averaging step maps the box exactly: nothing to refine.
-                    let exact = matches!(op, LinearOp::Diag(_) | LinearOp::AvgPool(_));
+                    // A diagonal, padding or non-overlapping averaging step maps the box exactly
+                    // (each input entry reads one output entry): nothing to refine.
+                    let exact = match op {
+                        LinearOp::Diag(_) | LinearOp::Pad(_) => true,
+                        LinearOp::AvgPool(p) => p.max_cover() <= 1,
+                        _ => false,
+                    };
                     if exact || (in_branch && i == 0) {
                         naive
                     } else {
-                        self.refine(ops, i, outer, naive)?
+                        self.refine((ops, i, embed), outer, naive)?
                     }
                 }
                 Op::Relu { dl, du, id } => {
@@ -201,12 +218,41 @@ impl<'a> Recursion<'a> {
                 }
                 Op::Residual { main, shortcut, id } => {
                     self.weights[*id] = b.abs_max();
-                    let mut after: Path<'a> = vec![(ops, i + 1)];
+                    let mut after: Path<'a> = vec![(ops, i + 1, embed)];
                     after.extend_from_slice(outer);
-                    let gm = self.build(main, &after, b.clone(), true)?;
-                    let gs = self.build(shortcut, &after, b, true)?;
+                    let gm = self.build(main, &after, b.clone(), true, None)?;
+                    let gs = self.build(shortcut, &after, b, true, None)?;
                     let naive = gm.add(&gs)?;
-                    self.refine(ops, i, outer, naive)?
+                    self.refine((ops, i, embed), outer, naive)?
+                }
+                Op::Concat { branches, dims, .. } => {
+                    // The output box splits by branch; the branch images add at the fork.
+                    let total: usize = dims.iter().sum();
+                    if b.len() != total {
+                        return Err(Error::Internal(
+                            "RecurJac: concatenation box of the wrong length".into(),
+                        ));
+                    }
+                    let mut after: Path<'a> = vec![(ops, i + 1, embed)];
+                    after.extend_from_slice(outer);
+                    let mut sum: Option<Interval> = None;
+                    let mut off = 0;
+                    for (br, &d) in branches.iter().zip(dims) {
+                        let part = Interval {
+                            lo: b.lo[off..off + d].to_vec(),
+                            hi: b.hi[off..off + d].to_vec(),
+                        };
+                        let g = self.build(br, &after, part, true, Some((off, total)))?;
+                        sum = Some(match sum {
+                            Some(s) => s.add(&g)?,
+                            None => g,
+                        });
+                        off += d;
+                    }
+                    let naive = sum.ok_or_else(|| {
+                        Error::Internal("RecurJac: a concatenation without branches".into())
+                    })?;
+                    self.refine((ops, i, embed), outer, naive)?
                 }
             };
         }
@@ -214,17 +260,11 @@ impl<'a> Recursion<'a> {
     }
 
     /// `naive` (FastLip's box at the input of `ops[i]`) ∩ the recursion's box there.
-    fn refine(
-        &mut self,
-        ops: &'a [Op<'a>],
-        i: usize,
-        outer: &[(&'a [Op<'a>], usize)],
-        naive: Interval,
-    ) -> Result<Interval> {
+    fn refine(&mut self, at: Level<'a>, outer: &[Level<'a>], naive: Interval) -> Result<Interval> {
         let n = naive.len();
-        let mut path: Path<'a> = vec![(ops, i)];
+        let mut path: Path<'a> = vec![at];
         path.extend_from_slice(outer);
-        let rest: f64 = path.iter().map(|(o, k)| forward_work(&o[*k..])).sum();
+        let rest: f64 = path.iter().map(|(o, k, _)| forward_work(&o[*k..])).sum();
         if n as f64 * rest > self.max_work {
             self.skipped += 1;
             return Ok(naive);
@@ -246,7 +286,7 @@ impl<'a> Recursion<'a> {
     /// A certified upper bound of aᵀc over the ball (all admissible derivatives, routes and top
     /// rows) for a the gradient at the network input.
     pub(crate) fn ub_input(&self, c: Vec<f64>) -> f64 {
-        self.ub(&vec![(&self.plan.ops[..], 0)], c)
+        self.ub(&vec![(&self.plan.ops[..], 0, None)], c)
     }
 
     /// A certified upper bound of aᵀc for a the gradient at the start of `path`: c pushed
@@ -254,9 +294,14 @@ impl<'a> Recursion<'a> {
     fn ub(&self, path: &Path<'a>, c: Vec<f64>) -> f64 {
         let mut acc = Acc::default();
         let mut c = Some(c);
-        for (ops, start) in path {
+        for (ops, start, embed) in path {
             let Some(v) = c else { break };
             c = self.push(&ops[*start..], v, &mut acc);
+            if let (Some(v), Some((off, total))) = (&mut c, embed) {
+                let mut w = vec![0.0; *total];
+                w[*off..*off + v.len()].copy_from_slice(v);
+                *v = w;
+            }
         }
         if let Some(v) = c {
             acc.term(self.top.phi(&v));
@@ -320,6 +365,24 @@ impl<'a> Recursion<'a> {
                         }
                     }
                     next
+                }
+                Op::Concat { branches, dims, .. } => {
+                    // The direction goes into every branch; the images sit side by side.
+                    let mut out = Vec::with_capacity(dims.iter().sum());
+                    let mut any = false;
+                    for (br, &d) in branches.iter().zip(dims) {
+                        match self.push(br, c.clone(), acc) {
+                            Some(v) => {
+                                any = true;
+                                out.extend(v);
+                            }
+                            None => out.extend(std::iter::repeat_n(0.0, d)),
+                        }
+                    }
+                    if !any {
+                        return None;
+                    }
+                    out
                 }
                 Op::Residual { main, shortcut, id } => {
                     let cm = self.push(main, c.clone(), acc);

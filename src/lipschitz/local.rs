@@ -58,7 +58,9 @@ pub fn grad_backward(nodes: &[Node], traces: &[Trace], g: Interval) -> Result<In
         g = match (node, trace) {
             (Node::Affine(a), _) => adjoint_image(a.op.map(), &g)?,
             (Node::Relu, t) => relu::grad_back(t.input(), &g),
-            (Node::MaxPool2 { c, h, w }, t) => max_pool::grad_back(t.input(), &g, *c, *h, *w),
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, t) => {
+                max_pool::grad_back(t.input(), &g, &node.pool_windows())
+            }
             (
                 Node::Residual { main, shortcut },
                 Trace::Residual {
@@ -71,8 +73,26 @@ pub fn grad_backward(nodes: &[Node], traces: &[Trace], g: Interval) -> Result<In
                 let gs = grad_backward(shortcut, ts, g)?;
                 gm.add(&gs)?
             }
-            (Node::Residual { .. }, Trace::Leaf(_)) => {
-                return Err(Error::Internal("residual node with a leaf trace".into()));
+            (
+                Node::Concat { branches },
+                Trace::Concat {
+                    input,
+                    branches: tb,
+                },
+            ) if tb.len() == branches.len() => {
+                // The box splits by branch; the branch images add at the fork (rounded outward).
+                let dims = crate::bounds::net::branch_dims(branches, input.len())?;
+                let parts = crate::bounds::net::split_box(&g, &dims)?;
+                let mut sum = Interval::point(&vec![0.0; input.len()]);
+                for ((b, t), part) in branches.iter().zip(tb).zip(parts) {
+                    sum = sum.add(&grad_backward(b, t, part)?)?;
+                }
+                sum
+            }
+            (Node::Residual { .. } | Node::Concat { .. }, _) => {
+                return Err(Error::Internal(
+                    "residual or concatenation node without its branch traces".into(),
+                ));
             }
         };
     }

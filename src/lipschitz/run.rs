@@ -200,18 +200,8 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
     let mut man = Manifest::new("lipschitz", config, "cpu");
     man.seeds = vec![o.seed];
     man.datasets = vec![
-        DatasetRecord {
-            name: data.name.clone(),
-            sha256: data.sha256.clone(),
-            n: data.len(),
-            role: if is_id { "id".into() } else { "ood".into() },
-        },
-        DatasetRecord {
-            name: id_val.name.clone(),
-            sha256: id_val.sha256.clone(),
-            n: id_val.len(),
-            role: "id-val".into(),
-        },
+        DatasetRecord::of(&data, data.len(), if is_id { "id" } else { "ood" }),
+        DatasetRecord::of(&id_val, id_val.len(), "id-val"),
     ];
     man.model_sha256 = Some(crate::model::sha256_file(&cfg.model)?);
     let gjson =

@@ -39,4 +39,10 @@ pub trait Classifier: Send + Sync {
     fn logits(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.forward_t(x, false)?.1)
     }
+    /// [`Self::logits`] as values only (PyTorch's `no_grad`): the same numbers, but no gradient
+    /// flows back through them, so an implementation may free activations early and overwrite
+    /// its own buffers. For scoring, certification and evaluation, never for training.
+    fn logits_no_grad(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.logits(x)?.detach())
+    }
 }

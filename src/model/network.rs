@@ -239,4 +239,14 @@ impl Classifier for Model {
         let logits = self.layers[last].forward(&h, train)?;
         Ok((h, logits))
     }
+
+    fn logits_no_grad(&self, x: &Tensor) -> Result<Tensor> {
+        self.check_input(x)?;
+        let x = if x.dtype() == self.dtype {
+            x.clone()
+        } else {
+            x.to_dtype(self.dtype)?
+        };
+        crate::model::layers::infer_layers(&self.layers, &x)
+    }
 }

@@ -68,6 +68,9 @@ pub struct DatasetEntry {
     /// SHA-256 of a validation set's stratified subset (`data::subset::indices_sha256`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub indices_sha256: Option<String>,
+    /// The class filter (`NAME#CLASSES`) and the SHA-256 of the source indices it kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_filter: Option<crate::data::class_filter::ClassSelection>,
 }
 
 /// The manifest of a certify run or shard.

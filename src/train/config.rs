@@ -147,6 +147,14 @@ pub struct LoopConfig {
     /// `train::dense_step`; candle's autograd graph otherwise) or `autograd` (always the graph).
     #[serde(default = "auto")]
     pub backward: String,
+    /// Collapse detection (`train::collapse`): no check before this step (default 100).
+    /// Omitted from the serialised config when unset, so older configs hash as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_warmup: Option<usize>,
+    /// Consecutive collapsed checks (one every 10 steps) that stop a run with exit 1 (default
+    /// 10; 0 turns the check off). Omitted from the serialised config when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collapse_window: Option<usize>,
 }
 
 fn auto() -> String {

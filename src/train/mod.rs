@@ -1,6 +1,7 @@
 //! Training: validated config, losses, optimisers, schedules, resumable checkpoints and the loop.
 
 pub mod checkpoint;
+pub mod collapse;
 pub mod config;
 pub mod dense_step;
 pub mod log;

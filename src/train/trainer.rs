@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::{Classifier, Model, ModelSpec};
 use crate::score;
 use crate::train::checkpoint;
+use crate::train::collapse::{self, CollapseMonitor};
 use crate::train::config::TrainConfig;
 use crate::train::dense_step::{DenseNet, dense_step};
 use crate::train::log::{LogRow, TrainLog};
@@ -118,7 +119,11 @@ fn aux_batch(seed: u64, step: usize, a: usize, m: usize) -> Vec<usize> {
 /// `opts.out`.
 pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
     cfg.check()?;
+    if let Some(aux) = &cfg.data.aux {
+        data::class_filter::check_disjoint(&cfg.data.id, std::slice::from_ref(aux), "`data.aux`")?;
+    }
     let mut id = data::load(&cfg.data.id, &opts.data_root)?;
+    data::class_filter::check_training_labels(&id, "`data.id`")?;
     if cfg.data.limit > 0 {
         id = id.take(cfg.data.limit);
     }
@@ -224,6 +229,14 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
     let pb = progress_bar(opts.progress, total as u64, start as u64);
     let mut order = (usize::MAX, Vec::new());
     let mut last = None;
+    let mut collapse = CollapseMonitor::new(
+        cfg.train
+            .collapse_warmup
+            .unwrap_or(collapse::DEFAULT_WARMUP),
+        cfg.train
+            .collapse_window
+            .unwrap_or(collapse::DEFAULT_WINDOW),
+    );
     for step in start..total {
         let epoch = step / steps_per_epoch;
         if order.0 != epoch {
@@ -279,6 +292,11 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
             ));
             log.write(&row)?;
             last = Some(row);
+        }
+        if collapse.due(step + 1) {
+            let labels: Vec<i64> = idx.iter().map(|&i| id.labels[i]).collect();
+            let signs = collapse::inspect(&model, &id.batch(idx, &opts.device)?, &labels)?;
+            collapse.record(step + 1, lr, &signs)?;
         }
         pb.inc(1);
         let every = cfg.train.checkpoint_every;
@@ -532,6 +550,7 @@ mod tests {
             labels: vec![0, 1],
             shape: [2, 1, 2],
             sha256: String::new(),
+            selection: None,
         };
         let (m, s) = channel_stats(&d);
         assert_eq!(m, vec![0.25, 0.75]);

@@ -6,7 +6,7 @@
 use oodcert::bounds::conv::Conv;
 use oodcert::bounds::diag::Diag;
 use oodcert::bounds::ibp::Trace;
-use oodcert::bounds::net::{Affine, LinearOp, Net, Node, pool_windows};
+use oodcert::bounds::net::{Affine, LinearOp, Net, Node, out_dim};
 use oodcert::bounds::{Interval, max_pool, relu};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -200,8 +200,9 @@ pub fn forward_record(nodes: &[Node], mut x: Vec<f64>, rec: &mut Vec<Choice>) ->
                 ));
                 x.iter().map(|v| v.max(0.0)).collect()
             }
-            Node::MaxPool2 { c, h, w } => {
-                let sel: Vec<usize> = pool_windows(*c, *h, *w)
+            Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
+                let sel: Vec<usize> = node
+                    .pool_windows()
                     .iter()
                     .map(|win| {
                         let mut best = win[0];
@@ -222,19 +223,31 @@ pub fn forward_record(nodes: &[Node], mut x: Vec<f64>, rec: &mut Vec<Choice>) ->
                 let b = forward_record(shortcut, x, rec);
                 a.iter().zip(&b).map(|(a, b)| a + b).collect()
             }
+            Node::Concat { branches } => {
+                let mut out = Vec::new();
+                for b in branches {
+                    out.extend(forward_record(b, x.clone(), rec));
+                }
+                out
+            }
         };
     }
     x
 }
 
-/// Jᵀg for the Jacobian of `nodes` with the given choices (consumed from `*end` downwards).
+/// Jᵀg for the Jacobian of `nodes` (fed by vectors of length `in_len`) with the given choices
+/// (consumed from `*end` downwards).
 pub fn backward_choices(
     nodes: &[Node],
     choices: &[Choice],
     end: &mut usize,
     mut g: Vec<f64>,
+    in_len: usize,
 ) -> Vec<f64> {
-    for node in nodes.iter().rev() {
+    let ins: Vec<usize> = (0..nodes.len())
+        .map(|i| out_dim(&nodes[..i], in_len).unwrap())
+        .collect();
+    for (i, node) in nodes.iter().enumerate().rev() {
         g = match node {
             Node::Affine(a) => a.op.map().apply_t(&g, false),
             Node::Relu => {
@@ -244,21 +257,39 @@ pub fn backward_choices(
                 };
                 g.iter().zip(d).map(|(g, d)| g * d).collect()
             }
-            Node::MaxPool2 { c, h, w } => {
+            Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
                 *end -= 1;
                 let Choice::Pool(sel) = &choices[*end] else {
                     panic!("choice order")
                 };
-                let mut out = vec![0.0; c * h * w];
+                let g0 = node.max_pool_geometry().unwrap();
+                let mut out = vec![0.0; g0.c * g0.h * g0.w];
                 for (k, &i) in sel.iter().enumerate() {
                     out[i] += g[k];
                 }
                 out
             }
             Node::Residual { main, shortcut } => {
-                let gs = backward_choices(shortcut, choices, end, g.clone());
-                let gm = backward_choices(main, choices, end, g);
+                let gs = backward_choices(shortcut, choices, end, g.clone(), ins[i]);
+                let gm = backward_choices(main, choices, end, g, ins[i]);
                 gm.iter().zip(&gs).map(|(a, b)| a + b).collect()
+            }
+            Node::Concat { branches } => {
+                let dims: Vec<usize> = branches
+                    .iter()
+                    .map(|b| out_dim(b, ins[i]).unwrap())
+                    .collect();
+                let mut sum: Option<Vec<f64>> = None;
+                let mut off: usize = dims.iter().sum();
+                for (b, d) in branches.iter().zip(&dims).rev() {
+                    off -= d;
+                    let gb = backward_choices(b, choices, end, g[off..off + d].to_vec(), ins[i]);
+                    sum = Some(match sum {
+                        Some(s) => s.iter().zip(&gb).map(|(a, b)| a + b).collect(),
+                        None => gb,
+                    });
+                }
+                sum.unwrap()
             }
         };
     }
@@ -280,6 +311,7 @@ pub fn grad_for(net: &Net, choices: &[Choice], p: &[f64]) -> Vec<f64> {
         choices,
         &mut end,
         p.iter().map(|v| -v).collect(),
+        net.input_dim(),
     );
     assert_eq!(end, 0, "all choices consumed");
     g
@@ -312,9 +344,9 @@ pub fn options(nodes: &[Node], traces: &[Trace], out: &mut Vec<(bool, Vec<Vec<us
                         .collect(),
                 ));
             }
-            (Node::MaxPool2 { c, h, w }, t) => out.push((
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, t) => out.push((
                 false,
-                pool_windows(*c, *h, *w)
+                node.pool_windows()
                     .iter()
                     .map(|win| max_pool::candidates(t.input(), win))
                     .collect(),
@@ -329,6 +361,11 @@ pub fn options(nodes: &[Node], traces: &[Trace], out: &mut Vec<(bool, Vec<Vec<us
             ) => {
                 options(main, tm, out);
                 options(shortcut, ts, out);
+            }
+            (Node::Concat { branches }, Trace::Concat { branches: tb, .. }) => {
+                for (b, t) in branches.iter().zip(tb) {
+                    options(b, t, out);
+                }
             }
             _ => {}
         }

@@ -1,16 +1,19 @@
 //! ∇ₓS(x) = −J_f(x)ᵀ softmax(f(x)/T) at one point, in host f64 (theory.md §2): the empirical
 //! side of the branch and bound (gradient norms attained at points of the ball).
 
-use crate::bounds::net::{Net, Node, pool_windows};
+use crate::bounds::net::{Net, Node};
 use crate::error::Result;
 
-/// The input of every node on the way forward (a residual block keeps its branches' inputs).
+/// The input of every node on the way forward (a residual block or concatenation keeps its
+/// branches' inputs).
 enum Seen {
     Leaf(Vec<f64>),
     Residual {
         main: Vec<Seen>,
         shortcut: Vec<Seen>,
     },
+    /// Each branch's records and output length.
+    Concat(Vec<(Vec<Seen>, usize)>),
 }
 
 fn forward(nodes: &[Node], mut x: Vec<f64>, seen: &mut Vec<Seen>) -> Result<Vec<f64>> {
@@ -25,6 +28,18 @@ fn forward(nodes: &[Node], mut x: Vec<f64>, seen: &mut Vec<Seen>) -> Result<Vec<
                     shortcut: ss,
                 });
                 x = a.iter().zip(&b).map(|(a, b)| a + b).collect();
+            }
+            Node::Concat { branches } => {
+                let mut rec = Vec::with_capacity(branches.len());
+                let mut out = Vec::new();
+                for b in branches {
+                    let mut sb = Vec::new();
+                    let y = forward(b, x.clone(), &mut sb)?;
+                    rec.push((sb, y.len()));
+                    out.extend(y);
+                }
+                seen.push(Seen::Concat(rec));
+                x = out;
             }
             _ => {
                 let y = crate::bounds::net::forward_nodes(std::slice::from_ref(node), x.clone())?;
@@ -45,16 +60,32 @@ fn backward(nodes: &[Node], seen: &[Seen], mut g: Vec<f64>) -> Vec<f64> {
                 .zip(x)
                 .map(|(g, x)| if *x > 0.0 { *g } else { 0.0 })
                 .collect(),
-            (Node::MaxPool2 { c, h, w }, Seen::Leaf(x)) => {
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, Seen::Leaf(x)) => {
                 let mut out = vec![0.0; x.len()];
-                for (k, win) in pool_windows(*c, *h, *w).iter().enumerate() {
+                for (k, win) in node.pool_windows().iter().enumerate() {
+                    let Some(&first) = win.first() else { continue };
                     let best = win
                         .iter()
                         .copied()
-                        .fold(win[0], |b, i| if x[i] > x[b] { i } else { b });
+                        .fold(first, |b, i| if x[i] > x[b] { i } else { b });
                     out[best] += g[k];
                 }
                 out
+            }
+            (Node::Concat { branches }, Seen::Concat(rec)) => {
+                // The output gradient splits by branch; the branch gradients add at the fork.
+                let mut sum: Option<Vec<f64>> = None;
+                let mut off = 0;
+                for (b, (sb, d)) in branches.iter().zip(rec) {
+                    let part = g.get(off..off + d).map_or_else(Vec::new, |p| p.to_vec());
+                    off += d;
+                    let gb = backward(b, sb, part);
+                    sum = Some(match sum {
+                        Some(s) => s.iter().zip(&gb).map(|(a, b)| a + b).collect(),
+                        None => gb,
+                    });
+                }
+                sum.unwrap_or_default()
             }
             (
                 Node::Residual { main, shortcut },

@@ -12,7 +12,7 @@
 use super::Side;
 use crate::bounds::Interval;
 use crate::bounds::ibp::Trace;
-use crate::bounds::net::{Node, pool_windows};
+use crate::bounds::net::{Node, branch_dims, split_by};
 use crate::bounds::round::{ABS_FLOOR, dot_err, next_down};
 use crate::bounds::{Ball, max_pool, relu};
 use crate::error::{Error, Result};
@@ -34,11 +34,18 @@ pub(crate) enum Mags {
     Pool {
         m_in: Vec<f64>,
         wins: Vec<(usize, Vec<usize>, f64)>,
+        /// The most windows one input entry is in (1: no overlap).
+        cover: usize,
     },
     Residual {
         m_in: Vec<f64>,
         main: Vec<Mags>,
         shortcut: Vec<Mags>,
+    },
+    Concat {
+        m_in: Vec<f64>,
+        branches: Vec<Vec<Mags>>,
+        dims: Vec<usize>,
     },
 }
 
@@ -48,19 +55,20 @@ impl Mags {
             Mags::Affine { m_in, .. }
             | Mags::Relu { m_in, .. }
             | Mags::Pool { m_in, .. }
-            | Mags::Residual { m_in, .. } => m_in,
+            | Mags::Residual { m_in, .. }
+            | Mags::Concat { m_in, .. } => m_in,
         }
     }
 }
 
-fn pool_info(inp: &Interval, c: usize, h: usize, w: usize) -> Vec<(usize, Vec<usize>, f64)> {
-    pool_windows(c, h, w)
-        .iter()
+fn pool_info(inp: &Interval, wins: &[Vec<usize>]) -> Vec<(usize, Vec<usize>, f64)> {
+    wins.iter()
         .map(|win| {
-            let best = *win
+            let best = win
                 .iter()
-                .max_by(|&&a, &&b| inp.lo[a].total_cmp(&inp.lo[b]))
-                .unwrap_or(&win[0]);
+                .copied()
+                .max_by(|&a, &b| inp.lo[a].total_cmp(&inp.lo[b]))
+                .unwrap_or(0);
             let hi = win
                 .iter()
                 .map(|&i| inp.hi[i])
@@ -94,10 +102,24 @@ pub(crate) fn mags(nodes: &[Node], traces: &[Trace]) -> Result<Vec<Mags>> {
                         .map(|j| relu::relaxation(inp.lo[j], inp.hi[j]))
                         .collect(),
                 },
-                (Node::MaxPool2 { c, h, w }, _) => Mags::Pool {
+                (Node::MaxPool2 { .. } | Node::MaxPool { .. }, _) => Mags::Pool {
                     m_in,
-                    wins: pool_info(inp, *c, *h, *w),
+                    wins: pool_info(inp, &node.pool_windows()),
+                    cover: node.max_pool_geometry().map_or(1, |g| g.max_cover()),
                 },
+                (Node::Concat { branches }, Trace::Concat { branches: tb, .. })
+                    if tb.len() == branches.len() =>
+                {
+                    Mags::Concat {
+                        dims: branch_dims(branches, m_in.len())?,
+                        m_in,
+                        branches: branches
+                            .iter()
+                            .zip(tb)
+                            .map(|(b, t)| mags(b, t))
+                            .collect::<Result<_>>()?,
+                    }
+                }
                 (
                     Node::Residual { main, shortcut },
                     Trace::Residual {
@@ -110,8 +132,10 @@ pub(crate) fn mags(nodes: &[Node], traces: &[Trace]) -> Result<Vec<Mags>> {
                     main: mags(main, tm)?,
                     shortcut: mags(shortcut, ts)?,
                 },
-                (Node::Residual { .. }, Trace::Leaf(_)) => {
-                    return Err(Error::Internal("residual node with a leaf trace".into()));
+                (Node::Residual { .. } | Node::Concat { .. }, _) => {
+                    return Err(Error::Internal(
+                        "residual or concatenation node without its branch traces".into(),
+                    ));
                 }
             })
         })
@@ -177,10 +201,10 @@ fn back(nodes: &[Node], info: &[Mags], side: &[Side], r: &mut Row) -> Result<()>
                     r.slack += U2 * (rel.len() as f64 + 2.0) * (sum + r.c.abs()) + ABS_FLOOR;
                 }
             }
-            (Node::MaxPool2 { .. }, Mags::Pool { wins, .. }) => {
+            (Node::MaxPool2 { .. } | Node::MaxPool { .. }, Mags::Pool { wins, cover, .. }) => {
                 if r.live {
                     let mut nl = vec![0.0; m_in.len()];
-                    let mut sum = 0.0;
+                    let (mut sum, mut landed) = (0.0, 0.0);
                     for (k, (best, cand, hi)) in wins.iter().enumerate() {
                         let l = r.lam[k];
                         if l == 0.0 {
@@ -188,14 +212,24 @@ fn back(nodes: &[Node], info: &[Mags], side: &[Side], r: &mut Row) -> Result<()>
                         }
                         if l >= 0.0 {
                             nl[*best] += l; // max ≥ the entry with the largest lower bound
+                            landed += l * m_in[*best];
                         } else if cand.len() == 1 {
                             nl[cand[0]] += l; // max = that entry on the whole box
+                            landed -= l * m_in[cand[0]];
                         } else {
                             r.c += l * hi; // max ≤ the largest upper bound
                             sum += (l * hi).abs();
                         }
                     }
-                    r.slack += U2 * (wins.len() as f64 + 2.0) * (sum + r.c.abs()) + ABS_FLOOR;
+                    // Overlapping windows add several λ_k into one entry (rounded).
+                    let acc_err = if *cover > 1 {
+                        2.0 * dot_err(*cover)
+                    } else {
+                        0.0
+                    };
+                    r.slack += U2 * (wins.len() as f64 + 2.0) * (sum + r.c.abs())
+                        + acc_err * landed
+                        + ABS_FLOOR;
                     r.lam = nl;
                 } else {
                     r.lam = vec![0.0; m_in.len()];
@@ -217,8 +251,8 @@ fn back(nodes: &[Node], info: &[Mags], side: &[Side], r: &mut Row) -> Result<()>
                 let (sm, ss) = match s {
                     Side::Residual { main, shortcut } => (main, shortcut),
                     Side::None => (&none_m, &none_s),
-                    Side::Relu(_) => {
-                        return Err(Error::Internal("residual node with ReLU terms".into()));
+                    _ => {
+                        return Err(Error::Internal("residual node with misplaced terms".into()));
                     }
                 };
                 let mut rm = Row {
@@ -251,6 +285,58 @@ fn back(nodes: &[Node], info: &[Mags], side: &[Side], r: &mut Row) -> Result<()>
                 r.c += add;
                 r.slack += rm.slack + rs.slack + U2 * sum + ABS_FLOOR;
                 r.live = rm.live || rs.live;
+            }
+            (
+                Node::Concat { branches },
+                Mags::Concat {
+                    branches: ib, dims, ..
+                },
+            ) => {
+                // A concatenation before the level a row starts at carries no terms.
+                let none: Vec<Vec<Side>> =
+                    branches.iter().map(|b| vec![Side::None; b.len()]).collect();
+                let sb = match s {
+                    Side::Concat(sb) if sb.len() == branches.len() => sb,
+                    Side::None => &none,
+                    _ => {
+                        return Err(Error::Internal(
+                            "Jacobian bound: concatenation terms misplaced".into(),
+                        ));
+                    }
+                };
+                let parts = split_by(&r.lam, dims)?;
+                let d = m_in.len();
+                let mut lam = vec![0.0; d];
+                let (mut mag, mut csum, mut cmag, mut live) = (0.0, 0.0, 0.0, false);
+                let mut slack = 0.0;
+                for (((b, inf), sd), part) in branches.iter().zip(ib).zip(sb).zip(parts) {
+                    let mut rb = Row {
+                        lam: part.to_vec(),
+                        c: 0.0,
+                        slack: 0.0,
+                        live: r.live,
+                    };
+                    back(b, inf, sd, &mut rb)?;
+                    if rb.lam.len() != d {
+                        return Err(Error::Internal(
+                            "Jacobian bound: concatenation branch size".into(),
+                        ));
+                    }
+                    for j in 0..d {
+                        mag += rb.lam[j].abs() * m_in[j];
+                        lam[j] += rb.lam[j];
+                    }
+                    csum += rb.c;
+                    cmag += rb.c.abs();
+                    slack += rb.slack;
+                    live |= rb.live;
+                }
+                // The branch forms add at the fork: ≤ γ_nb of their magnitudes (as CROWN).
+                let e = 2.0 * dot_err(branches.len() + 1);
+                r.slack += slack + e * (mag + cmag + r.c.abs() + csum.abs()) + ABS_FLOOR;
+                r.c += csum;
+                r.lam = lam;
+                r.live = live;
             }
             _ => return Err(Error::Internal("Jacobian bound: terms do not match".into())),
         }

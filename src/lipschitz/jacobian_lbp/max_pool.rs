@@ -1,13 +1,13 @@
-//! Max-pool rule of the Jacobian bound propagation: the Clarke gradient of a 2×2 window routes
+//! Max-pool rule of the Jacobian bound propagation: the Clarke gradient of a window routes
 //! its output gradient g_k to a convex combination of the entries that can be maximal on the
 //! traced box, so μᵀg_in = Σ_k g_k·s_k with s_k in [min, max] of μ over the window's candidates.
 //! The term max_s g_k·s is convex in g_k and is bounded by its chord over the gradient box
-//! (linear in g_k: the routing relaxed linearly, in the spirit of Shi et al. 2022).
+//! (linear in g_k: the routing relaxed linearly, in the spirit of Shi et al. 2022). Windows may
+//! overlap: μᵀg_in = Σ_k g_k·Σ_i λ_ki μ_i window by window all the same.
 
 use super::Acc;
 use crate::bounds::Interval;
 use crate::bounds::max_pool::candidates;
-use crate::bounds::net::pool_windows;
 
 const U4: f64 = 4.0 * f64::EPSILON;
 
@@ -17,11 +17,9 @@ pub(crate) fn route(
     mu: &[f64],
     pre: &Interval,
     g: &Interval,
-    shape: (usize, usize, usize),
+    wins: &[Vec<usize>],
     acc: &mut Acc,
 ) -> Vec<f64> {
-    let (c, h, w) = shape;
-    let wins = pool_windows(c, h, w);
     let mut out = vec![0.0; wins.len()];
     for (k, win) in wins.iter().enumerate() {
         let cand = candidates(pre, win);
@@ -75,7 +73,7 @@ mod tests {
                 hi: vec![gl + r.random::<f64>()],
             };
             let mut acc = Acc::default();
-            let m = route(&mu, &pre, &g, (1, 2, 2), &mut acc);
+            let m = route(&mu, &pre, &g, &[vec![0, 1, 2, 3]], &mut acc);
             let c = acc.finish();
             let cand = candidates(&pre, &[0, 1, 2, 3]);
             for &i in &cand {

@@ -3,10 +3,12 @@
 //! momentum 0.1 and the unbiased variance; evaluation is the fixed affine map
 //! y = γ (x − μ_run) / √(σ²_run + ε) + β.
 
+use super::channel_bias::{ChannelSum, add_channel_bias};
+use super::channel_scale::scale_channels;
 use crate::error::{Error, Result};
 use crate::model::init::Init;
 use crate::model::params::{ParamKind, ParamStore};
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 
 /// PyTorch's default ε.
 pub const BN_EPS: f64 = 1e-5;
@@ -128,9 +130,9 @@ impl BatchNorm2d {
                 self.weight.dims()[0]
             )));
         }
-        let gamma = self.weight.as_tensor().reshape((1, c, 1, 1))?;
-        let beta = self.bias.as_tensor().reshape((1, c, 1, 1))?;
         if !train {
+            let gamma = self.weight.as_tensor().reshape((1, c, 1, 1))?;
+            let beta = self.bias.as_tensor().reshape((1, c, 1, 1))?;
             let mean = self.running_mean.as_tensor().reshape((1, c, 1, 1))?;
             let var = self.running_var.as_tensor().reshape((1, c, 1, 1))?;
             let xhat = x
@@ -146,19 +148,31 @@ impl BatchNorm2d {
                 self.name
             )));
         }
-        let mean = x.mean_keepdim((0, 2, 3))?;
-        let centred = x.broadcast_sub(&mean)?;
-        let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
-        let xhat = centred.broadcast_div(&(&var + self.eps)?.sqrt()?)?;
-        let y = xhat.broadcast_mul(&gamma)?.broadcast_add(&beta)?;
+        // Per-channel sums and affine maps as single ops (their gradients are per-channel sums
+        // too, not candle's strided reductions): y = (x − μ)·(γ/√(σ² + ε)) + β.
+        let inv_count = 1.0 / count as f64;
+        let mean = (channel_sum(x)? * inv_count)?;
+        let centred = add_channel_bias(x, &mean.neg()?)?;
+        let var = (channel_sum(&centred.sqr()?)? * inv_count)?;
+        let scale = self.weight.as_tensor().div(&(&var + self.eps)?.sqrt()?)?;
+        let y = add_channel_bias(&scale_channels(&centred, &scale)?, self.bias.as_tensor())?;
 
         let m = self.momentum;
-        let batch_mean = mean.detach().flatten_all()?;
-        let unbiased = (var.detach().flatten_all()? * (count as f64 / (count as f64 - 1.0)))?;
+        let batch_mean = mean.detach();
+        let unbiased = (var.detach() * (count as f64 / (count as f64 - 1.0)))?;
         let new_mean = ((self.running_mean.as_detached_tensor() * (1.0 - m))? + (batch_mean * m)?)?;
         let new_var = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (unbiased * m)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
         Ok(y)
+    }
+}
+
+/// Σ over samples and positions per channel of `(n, c, h, w)`: [`ChannelSum`] on the CPU.
+fn channel_sum(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        x.contiguous()?.apply_op1(ChannelSum)
+    } else {
+        x.sum((0, 2, 3))
     }
 }

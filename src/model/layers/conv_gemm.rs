@@ -1,5 +1,6 @@
-//! 2-d convolution on the CPU as three bilinear ops, each one im2col + one GEMM per sample written
-//! straight into its output's layout:
+//! 2-d convolution on the CPU as three bilinear ops, each im2col + one GEMM per group of samples
+//! (one sample for large planes; several side by side for small ones, so that a GEMM has enough
+//! columns and packs the kernel once for them, see [`ConvShape::group`]):
 //!
 //! * [`Conv2dOp`]: y = W ⋆ x;
 //! * [`ConvInputAdjoint`]: (g, W) ↦ the x-gradient, ⟨W ⋆ x, g⟩ = ⟨x, ConvInputAdjoint(g, W)⟩
@@ -14,13 +15,24 @@
 
 use super::cpu_op::{CpuFloat, dims4, dispatch2};
 use super::gemm::{Mat, gemm_into};
-use super::im2col::{ConvGeometry, col2im_sample, im2col_sample};
+use super::im2col::{ConvGeometry, col2im_strided, im2col_strided};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-/// Samples per partial sum of the weight gradient: fixed, so that the summation order (and the
-/// result, bit for bit) does not depend on the number of threads.
+/// Samples per partial sum of the weight gradient (at least; rounded up to whole groups): fixed by
+/// the geometry, so that the summation order (and the result, bit for bit) does not depend on the
+/// number of threads.
 const WEIGHT_GRAD_CHUNK: usize = 8;
+
+/// Output positions a GEMM of a group of samples aims at (samples side by side).
+const TARGET_COLS: usize = 256;
+
+/// Fewest columns of any forward or input-adjoint GEMM: the last group of a batch is padded up to
+/// it with zero columns. The `gemm` crate picks its k-blocking (hence each entry's summation
+/// order) from the shapes, differently when m ≤ 64 and n ≤ 64, or n = 1; with n ≥ 65 always,
+/// every column is summed the same way in every group, so a sample's result does not depend on
+/// the batch it is in (tested: tests/model_inference.rs).
+const MIN_COLS: usize = 65;
 
 /// Shapes of one convolution: input `(n, c, h, w)`, kernel `(o, c, kh, kw)`, output `(n, o, ho, wo)`.
 #[derive(Debug, Clone, Copy)]
@@ -80,72 +92,157 @@ impl ConvShape {
         [self.g.n, self.o, self.ho, self.wo]
     }
 
-    /// The column matrix of one sample: `x` itself for pointwise kernels, else im2col into `buf`.
-    fn columns<'a, T: CpuFloat>(&self, x: &'a [T], buf: &'a mut Vec<T>) -> Mat<'a, T> {
+    /// Samples per GEMM group: ⌈TARGET_COLS / positions⌉ (1 for planes of ≥ 256 positions).
+    fn group(&self) -> usize {
+        TARGET_COLS.div_ceil(self.positions().max(1))
+    }
+
+    /// Samples a group of `b` real ones is computed as (the rest zero columns): `b` when the
+    /// group has one sample (n = positions, the same for every sample), else at least
+    /// ⌈MIN_COLS / positions⌉ (see [`MIN_COLS`]).
+    fn padded(&self, b: usize) -> usize {
+        if self.group() == 1 {
+            b
+        } else {
+            b.max(MIN_COLS.div_ceil(self.positions().max(1)))
+        }
+    }
+
+    /// The column matrix `(c·kh·kw, nb·positions)` of the samples `x` (`b ≤ nb` of them, side
+    /// by side; zero columns for the other `nb − b`): `x` itself for one sample and a pointwise
+    /// kernel, else im2col into `buf`.
+    fn columns<'a, T: CpuFloat>(&self, x: &'a [T], nb: usize, buf: &'a mut Vec<T>) -> Mat<'a, T> {
         let (rows, p) = (self.g.rows(), self.positions());
-        if self.is_pointwise() {
+        if nb == 1 && self.is_pointwise() {
             return Mat::row_major(x, rows, p);
         }
-        buf.resize(rows * p, T::default());
-        im2col_sample(&self.g, (self.ho, self.wo), x, buf);
-        Mat::row_major(buf, rows, p)
+        let ld = nb * p;
+        buf.resize(rows * ld, T::default());
+        let b = x.len() / self.input_len().max(1);
+        for (j, xb) in x.chunks(self.input_len().max(1)).enumerate() {
+            im2col_strided(&self.g, (self.ho, self.wo), xb, &mut buf[j * p..], ld);
+        }
+        for row in buf.chunks_exact_mut(ld) {
+            row[b * p..].fill(T::default());
+        }
+        Mat::row_major(buf, rows, ld)
+    }
+
+    /// The output-shaped samples `g` (`b` of them, `(o, positions)` each) side by side as one
+    /// `(o, nb·positions)` matrix (zero columns for the other `nb − b`); `g` itself when nb = 1.
+    fn side_by_side<'a, T: CpuFloat>(
+        &self,
+        g: &'a [T],
+        nb: usize,
+        buf: &'a mut Vec<T>,
+    ) -> Mat<'a, T> {
+        let p = self.positions();
+        if nb == 1 {
+            return Mat::row_major(g, self.o, p);
+        }
+        buf.resize(self.o * nb * p, T::default());
+        let b = g.len() / self.output_len().max(1);
+        for (j, gb) in g.chunks(self.output_len().max(1)).enumerate() {
+            for (oc, row) in gb.chunks_exact(p).enumerate() {
+                buf[(oc * nb + j) * p..][..p].copy_from_slice(row);
+            }
+        }
+        for row in buf.chunks_exact_mut(nb * p) {
+            row[b * p..].fill(T::default());
+        }
+        Mat::row_major(buf, self.o, nb * p)
     }
 }
 
-/// y_b = W · im2col(x_b) for every sample b.
+/// Scratch buffers of one worker: columns, a side-by-side operand, a GEMM result.
+type Scratch<T> = (Vec<T>, Vec<T>, Vec<T>);
+
+/// y_b = W · im2col(x_b) for every sample b, a group of samples per GEMM.
 fn conv_forward<T: CpuFloat>(sh: ConvShape, x: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
     let wm = Mat::row_major(w, sh.o, sh.g.rows());
-    let mut y = vec![T::default(); sh.g.n * sh.output_len()];
-    y.par_chunks_mut(sh.output_len().max(1))
-        .zip(x.par_chunks(sh.input_len().max(1)))
-        .try_for_each_init(Vec::new, |buf, (yb, xb)| {
-            let cols = sh.columns(xb, buf);
-            gemm_into(yb, wm, cols, false, false)
+    let (ilen, olen, p, grp) = (sh.input_len(), sh.output_len(), sh.positions(), sh.group());
+    let mut y = vec![T::default(); sh.g.n * olen];
+    if olen == 0 || ilen == 0 {
+        return Ok(y);
+    }
+    y.par_chunks_mut(olen * grp)
+        .zip(x.par_chunks(ilen * grp))
+        .try_for_each_init(Scratch::default, |(buf, _, tmp), (ys, xs)| {
+            let b = xs.len() / ilen;
+            let nb = sh.padded(b);
+            let cols = sh.columns(xs, nb, buf);
+            if nb == 1 {
+                return gemm_into(ys, wm, cols, false, false);
+            }
+            tmp.resize(sh.o * nb * p, T::default());
+            gemm_into(tmp, wm, cols, false, false)?;
+            // (o, nb·p) → (b, o, p).
+            for (j, yb) in ys.chunks_exact_mut(olen).enumerate() {
+                for (oc, row) in yb.chunks_exact_mut(p).enumerate() {
+                    row.copy_from_slice(&tmp[(oc * nb + j) * p..][..p]);
+                }
+            }
+            Ok(())
         })?;
     Ok(y)
 }
 
-/// dx_b = col2im(Wᵀ · g_b) for every sample b.
+/// dx_b = col2im(Wᵀ · g_b) for every sample b, a group of samples per GEMM.
 fn conv_input_adjoint<T: CpuFloat>(sh: ConvShape, g: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
     let wt = Mat::row_major(w, sh.o, sh.g.rows()).t();
-    let mut dx = vec![T::default(); sh.g.n * sh.input_len()];
-    dx.par_chunks_mut(sh.input_len().max(1))
-        .zip(g.par_chunks(sh.output_len().max(1)))
-        .try_for_each_init(Vec::new, |buf: &mut Vec<T>, (dxb, gb)| {
-            let gm = Mat::row_major(gb, sh.o, sh.positions());
-            if sh.is_pointwise() {
-                return gemm_into(dxb, wt, gm, false, false);
+    let (ilen, olen, p, grp) = (sh.input_len(), sh.output_len(), sh.positions(), sh.group());
+    let mut dx = vec![T::default(); sh.g.n * ilen];
+    if olen == 0 || ilen == 0 {
+        return Ok(dx);
+    }
+    dx.par_chunks_mut(ilen * grp)
+        .zip(g.par_chunks(olen * grp))
+        .try_for_each_init(Scratch::default, |(cols, side, _), (dxs, gs)| {
+            let b = gs.len() / olen;
+            let nb = sh.padded(b);
+            let gm = sh.side_by_side(gs, nb, side);
+            if nb == 1 && sh.is_pointwise() {
+                return gemm_into(dxs, wt, gm, false, false);
             }
-            buf.resize(sh.g.rows() * sh.positions(), T::default());
-            gemm_into(buf, wt, gm, false, false)?;
-            col2im_sample(&sh.g, (sh.ho, sh.wo), buf, dxb);
+            let ld = nb * p;
+            cols.resize(sh.g.rows() * ld, T::default());
+            gemm_into(cols, wt, gm, false, false)?;
+            for (j, dxb) in dxs.chunks_exact_mut(ilen).enumerate() {
+                col2im_strided(&sh.g, (sh.ho, sh.wo), &cols[j * p..], dxb, ld);
+            }
             Ok(())
         })?;
     Ok(dx)
 }
 
-/// dW = Σ_b g_b · im2col(x_b)ᵀ, summed in fixed chunks of samples and then in chunk order.
+/// dW = Σ_b g_b · im2col(x_b)ᵀ: one GEMM per group of samples (inner dimension: their positions)
+/// accumulated over fixed chunks of whole groups, then the chunks summed in order.
 fn conv_weight_adjoint<T: CpuFloat>(
     sh: ConvShape,
     x: &[T],
     g: &[T],
 ) -> candle_core::Result<Vec<T>> {
     let wlen = sh.o * sh.g.rows();
-    let (ilen, olen) = (sh.input_len().max(1), sh.output_len().max(1));
+    let (ilen, olen, grp) = (sh.input_len(), sh.output_len(), sh.group());
+    let mut dw = vec![T::default(); wlen];
+    if olen == 0 || ilen == 0 {
+        return Ok(dw);
+    }
+    let chunk = WEIGHT_GRAD_CHUNK.div_ceil(grp) * grp;
     let partials = x
-        .par_chunks(ilen * WEIGHT_GRAD_CHUNK)
-        .zip(g.par_chunks(olen * WEIGHT_GRAD_CHUNK))
-        .map_init(Vec::new, |buf, (xs, gs)| {
+        .par_chunks(ilen * chunk)
+        .zip(g.par_chunks(olen * chunk))
+        .map_init(Scratch::default, |(buf, side, _), (xs, gs)| {
             let mut part = vec![T::default(); wlen];
-            for (i, (xb, gb)) in xs.chunks(ilen).zip(gs.chunks(olen)).enumerate() {
-                let cols = sh.columns(xb, buf);
-                let gm = Mat::row_major(gb, sh.o, sh.positions());
+            for (i, (xg, gg)) in xs.chunks(ilen * grp).zip(gs.chunks(olen * grp)).enumerate() {
+                let b = xg.len() / ilen;
+                let cols = sh.columns(xg, b, buf);
+                let gm = sh.side_by_side(gg, b, side);
                 gemm_into(&mut part, gm, cols.t(), i > 0, false)?;
             }
             Ok(part)
         })
         .collect::<candle_core::Result<Vec<_>>>()?;
-    let mut dw = vec![T::default(); wlen];
     for part in partials {
         for (d, p) in dw.iter_mut().zip(part) {
             *d += p;

@@ -25,17 +25,25 @@ pub trait CpuFloat:
     const ONE: Self;
     /// √x in this type.
     fn sqrt(self) -> Self;
+    /// `v` rounded to this type (exact for values read from a tensor of this type).
+    fn of_f64(v: f64) -> Self;
 }
 impl CpuFloat for f32 {
     const ONE: Self = 1.0;
     fn sqrt(self) -> Self {
         f32::sqrt(self)
     }
+    fn of_f64(v: f64) -> Self {
+        v as f32
+    }
 }
 impl CpuFloat for f64 {
     const ONE: Self = 1.0;
     fn sqrt(self) -> Self {
         f64::sqrt(self)
+    }
+    fn of_f64(v: f64) -> Self {
+        v
     }
 }
 

@@ -75,9 +75,23 @@ pub fn im2col_sample<T: Copy + Default>(
     x: &[T],
     dst: &mut [T],
 ) {
+    im2col_strided(g, (ho, wo), x, dst, ho * wo);
+}
+
+/// [`im2col_sample`] into the columns of a wider matrix: row r of the sample's column matrix is
+/// written to `dst[r·ld ..][.. ho·wo]` (`ld ≥ ho·wo`; the other entries are left alone), so that
+/// several samples side by side form one GEMM operand.
+pub fn im2col_strided<T: Copy + Default>(
+    g: &ConvGeometry,
+    (ho, wo): (usize, usize),
+    x: &[T],
+    dst: &mut [T],
+    ld: usize,
+) {
     let plen = ho * wo;
     let (s, p) = (g.stride, g.padding);
-    for (row, d) in dst.chunks_exact_mut(plen).take(g.rows()).enumerate() {
+    for row in 0..g.rows() {
+        let d = &mut dst[row * ld..][..plen];
         let (ci, i, j) = (row / (g.kh * g.kw), (row / g.kw) % g.kh, row % g.kw);
         let (oy_lo, oy_hi) = g.valid(i, g.h, ho);
         let (ox_lo, ox_hi) = g.valid(j, g.w, wo);
@@ -107,9 +121,22 @@ pub fn col2im_sample<T: Copy + AddAssign>(
     cols: &[T],
     dst: &mut [T],
 ) {
+    col2im_strided(g, (ho, wo), cols, dst, ho * wo);
+}
+
+/// The adjoint of [`im2col_strided`]: row r of the sample's column matrix is read from
+/// `cols[r·ld ..][.. ho·wo]`.
+pub fn col2im_strided<T: Copy + AddAssign>(
+    g: &ConvGeometry,
+    (ho, wo): (usize, usize),
+    cols: &[T],
+    dst: &mut [T],
+    ld: usize,
+) {
     let plen = ho * wo;
     let (s, p) = (g.stride, g.padding);
-    for (row, src_row) in cols.chunks_exact(plen).take(g.rows()).enumerate() {
+    for row in 0..g.rows() {
+        let src_row = &cols[row * ld..][..plen];
         let (ci, i, j) = (row / (g.kh * g.kw), (row / g.kw) % g.kh, row % g.kw);
         let (oy_lo, oy_hi) = g.valid(i, g.h, ho);
         let (ox_lo, ox_hi) = g.valid(j, g.w, wo);

@@ -1,0 +1,119 @@
+//! The evaluation-mode forward pass for values only (no autograd graph, PyTorch's `no_grad`):
+//! parameters enter detached, so no op records its inputs and every activation is freed as soon
+//! as the next layer has read it; on the CPU, BatchNorm (with a following ReLU) and the residual
+//! sum (with its ReLU) overwrite the convolution output they follow ([`super::in_place`]).
+//! Same float operations in the same order as [`super::forward_layers`] with `train = false`:
+//! the results are bit-identical, only time and memory differ.
+
+use super::in_place::{AddInPlace, BnEvalInPlace, ReluInPlace};
+use super::{BasicBlock, BatchNorm2d, Conv2d, Layer, add_channel_bias, conv2d_auto};
+use crate::error::Result;
+use candle_core::{DType, Tensor};
+
+/// An activation and whether this pass produced it (then no one else holds its storage and it
+/// may be overwritten).
+struct Act {
+    t: Tensor,
+    owned: bool,
+}
+
+impl Act {
+    /// Whether the in-place CPU kernels apply.
+    fn in_place_ok(&self) -> bool {
+        self.owned
+            && self.t.device().is_cpu()
+            && matches!(self.t.dtype(), DType::F32 | DType::F64)
+            && self.t.is_contiguous()
+    }
+}
+
+/// W ⋆ x + b with the parameters detached.
+fn conv(c: &Conv2d, x: &Tensor) -> Result<Tensor> {
+    let y = conv2d_auto(x, &c.weight().detach(), c.stride(), c.padding())?;
+    Ok(match c.bias() {
+        Some(b) => add_channel_bias(&y, &b.detach())?,
+        None => y,
+    })
+}
+
+/// BatchNorm in eval mode, then ReLU when `relu`; in place when `x` is ours.
+fn batch_norm(bn: &BatchNorm2d, x: Act, relu: bool) -> Result<Act> {
+    if x.in_place_ok() && x.t.dtype() == bn.weight().dtype() {
+        let op = BnEvalInPlace::new(
+            bn.running_mean(),
+            bn.running_var(),
+            bn.weight(),
+            bn.bias(),
+            bn.eps(),
+            relu,
+        )?;
+        x.t.inplace_op1(&op)?;
+        return Ok(x);
+    }
+    let y = bn.forward(&x.t, false)?.detach();
+    let y = if relu { super::relu(&y)? } else { y };
+    Ok(Act { t: y, owned: true })
+}
+
+/// relu(bn2(conv2(relu(bn1(conv1 x)))) + shortcut(x)), as [`BasicBlock::forward`] in eval mode.
+fn basic_block(b: &BasicBlock, x: &Tensor) -> Result<Act> {
+    let own = |t| Act { t, owned: true };
+    let y = batch_norm(b.bn1(), own(conv(b.conv1(), x)?), true)?;
+    let y = batch_norm(b.bn2(), own(conv(b.conv2(), &y.t)?), false)?;
+    let s = match b.shortcut() {
+        Some((c, bn)) => batch_norm(bn, own(conv(c, x)?), false)?.t,
+        None => x.clone(),
+    };
+    if y.in_place_ok() && s.dtype() == y.t.dtype() {
+        y.t.inplace_op2(&s.contiguous()?, &AddInPlace { relu: true })?;
+        return Ok(y);
+    }
+    Ok(own(super::relu(&(y.t + s)?)?))
+}
+
+/// Applies `layers` in evaluation mode to `x`, values only: the result carries no gradient.
+pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
+    let mut h = Act {
+        t: x.detach(),
+        owned: false,
+    };
+    let mut i = 0;
+    while i < layers.len() {
+        let next_is_relu = matches!(layers.get(i + 1), Some(Layer::Relu));
+        h = match &layers[i] {
+            Layer::Conv2d(c) => Act {
+                t: conv(c, &h.t)?,
+                owned: true,
+            },
+            Layer::BatchNorm2d(bn) => {
+                i += usize::from(next_is_relu);
+                batch_norm(bn, h, next_is_relu)?
+            }
+            Layer::Relu if h.in_place_ok() => {
+                h.t.inplace_op1(&ReluInPlace)?;
+                h
+            }
+            Layer::BasicBlock(b) => basic_block(b, &h.t)?,
+            // The rest as in training code; one layer's graph is dropped at once by the detach.
+            // These kinds write a fresh tensor (flatten: a view of what it got); other kinds may
+            // return a view of a caller's tensor, so their output is never overwritten.
+            other => {
+                let owned = match other {
+                    Layer::Flatten => h.owned,
+                    Layer::Normalize(_)
+                    | Layer::Linear(_)
+                    | Layer::Relu
+                    | Layer::MaxPool2
+                    | Layer::GlobalAvgPool => true,
+                    _ => false,
+                };
+                Act {
+                    t: other.forward(&h.t, false)?.detach(),
+                    owned,
+                }
+            }
+        };
+        i += 1;
+    }
+    Ok(h.t)
+}

@@ -1,0 +1,93 @@
+//! Collapse detection in `oodcert train` (issue #14 item 7, `train::collapse`): an absurd learning
+//! rate that kills the network stops with exit 1 and a line saying to lower `optim.lr`, writing
+//! no model; the same run at a sane rate is not stopped; `train.collapse_window = 0` turns the
+//! check off (and then the collapsed run exits 0, as every run did before the check).
+
+mod common;
+use common::{lcg, ok, oodcert_in, s, write_idx};
+use std::path::{Path, PathBuf};
+
+/// Four classes of 12×12 images, class c: the c-th vertical strip of width 3 bright.
+fn write_toy4(dir: &Path, n: usize) -> PathBuf {
+    let (h, w) = (12usize, 12usize);
+    let mut pix = Vec::with_capacity(n * h * w);
+    let mut labels = Vec::with_capacity(n);
+    let mut st = 5u64;
+    for i in 0..n {
+        let c = i % 4;
+        labels.push(c as u8);
+        for _ in 0..h {
+            for x in 0..w {
+                let base: u64 = if x / 3 == c { 170 } else { 30 };
+                pix.push((base + (lcg(&mut st) >> 33) % 80) as u8);
+            }
+        }
+    }
+    write_idx(dir, "toy4", [n, h, w], &pix, Some(&labels))
+}
+
+fn run(
+    dir: &Path,
+    data: &Path,
+    lr: &str,
+    extra: &str,
+    out: &str,
+) -> (std::process::Output, PathBuf) {
+    let text = format!(
+        "seed = 1\n[data]\nid = \"path:{}\"\n[model]\narch = \"mlp\"\nhidden = [32, 16]\n\
+         [optim]\nkind = \"sgd\"\nlr = {lr}\n[train]\nepochs = 20\nbatch_size = 32\n\
+         max_steps = 300\nlog_every = 50\n{extra}",
+        data.display()
+    );
+    let cfg = dir.join(format!("{out}.toml"));
+    std::fs::write(&cfg, text).unwrap();
+    let o = dir.join(out);
+    (
+        oodcert_in(
+            &["train", "--config", s(&cfg), "--out", s(&o), "--quiet"],
+            dir,
+        ),
+        o,
+    )
+}
+
+#[test]
+fn an_absurd_learning_rate_stops_with_exit_1_and_says_to_lower_it() {
+    let t = tempfile::tempdir().unwrap();
+    let data = write_toy4(t.path(), 512);
+    let (o, dir) = run(t.path(), &data, "5.0", "", "absurd");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    let line = err.lines().last().unwrap();
+    assert!(
+        line.contains("training collapsed") && line.contains("lower `optim.lr`"),
+        "{err}"
+    );
+    assert!(
+        !dir.join("model.safetensors").exists(),
+        "no model is written"
+    );
+    // The same run with the check off ends "successfully" with a dead model: the silent failure.
+    let (o, dir) = run(t.path(), &data, "5.0", "collapse_window = 0\n", "off");
+    ok(&o);
+    assert!(dir.join("model.safetensors").exists());
+}
+
+#[test]
+fn a_healthy_run_is_not_stopped() {
+    let t = tempfile::tempdir().unwrap();
+    let data = write_toy4(t.path(), 512);
+    // From scratch: at chance during the first steps, which the warm-up covers.
+    let (o, dir) = run(t.path(), &data, "0.05", "", "healthy");
+    ok(&o);
+    assert!(dir.join("model.safetensors").exists());
+    // A short warm-up and window on the same healthy run: still no alarm.
+    let (o, _) = run(
+        t.path(),
+        &data,
+        "0.05",
+        "collapse_warmup = 20\ncollapse_window = 2\n",
+        "strict",
+    );
+    ok(&o);
+}
