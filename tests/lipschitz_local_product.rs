@@ -69,7 +69,7 @@ fn avgpool_net(seed: u64) -> Net {
         Node::Relu,
         Node::Affine(oodcert::bounds::net::Affine {
             name: "avgpool".into(),
-            op: LinearOp::AvgPool(oodcert::bounds::avg_pool::AvgPool { c: 3, hw: 16 }),
+            op: LinearOp::AvgPool(oodcert::bounds::avg_pool::AvgPool::global(3, 4, 4)),
             bias: None,
         }),
         dense(3, 3, &mut r),

@@ -62,8 +62,11 @@ fn fingerprint(nodes: &[Node], h: &mut [u64; 2]) {
                         (2, &c.k)
                     }
                     LinearOp::Diag(d) => (3, &d.scale),
-                    LinearOp::AvgPool(p) => {
-                        mix_into(h, p.hw as u64);
+                    LinearOp::AvgPool(_) | LinearOp::Pad(_) => {
+                        // Small structs: their debug text is their whole geometry.
+                        format!("{:?}", a.op)
+                            .bytes()
+                            .for_each(|b| mix_into(h, b as u64));
                         (4, &[])
                     }
                 };
@@ -81,6 +84,16 @@ fn fingerprint(nodes: &[Node], h: &mut [u64; 2]) {
                 fingerprint(shortcut, h);
                 mix_into(h, 9);
             }
+            Node::Concat { branches } => {
+                mix_into(h, 10);
+                for b in branches {
+                    fingerprint(b, h);
+                    mix_into(h, 11);
+                }
+            }
+            Node::MaxPool { .. } => format!("{n:?}")
+                .bytes()
+                .for_each(|b| mix_into(h, 12 + b as u64)),
         }
     }
 }
@@ -502,7 +515,8 @@ impl Ctx {
                         pos.coord = Some(coord);
                     }
                     pos.mask = Some(mask);
-                    pos.bx = max_pool::ibp(&pos.bx, *c, *h, *w);
+                    let wins: Vec<Vec<usize>> = wins.iter().map(|w| w.to_vec()).collect();
+                    pos.bx = max_pool::ibp(&pos.bx, &wins);
                 }
                 Node::Residual { main, shortcut } => {
                     let (tm, ts) = match &traces[i] {

@@ -52,7 +52,8 @@ fn squared(op: &LinearOp) -> LinearOp {
         LinearOp::Diag(d) => LinearOp::Diag(Diag {
             scale: d.scale.iter().map(|v| v * v).collect(),
         }),
-        LinearOp::AvgPool(a) => LinearOp::AvgPool(a.clone()),
+        // Not used for these (their row norms come from ℓ1 sums).
+        LinearOp::AvgPool(_) | LinearOp::Pad(_) => op.clone(),
     }
 }
 
@@ -62,19 +63,12 @@ pub fn row_dual_norms(op: &LinearOp, cols: Option<&[bool]>, norm: Norm) -> Vec<f
     let m = indicator(cols, map.in_dim());
     let e = dot_err(map.fan_in() + 1);
     match (op, norm) {
-        // Average pool: row j has `live_j` entries 1/hw; |1/hw| ≤ next_up(1/hw).
-        (LinearOp::AvgPool(a), _) => {
-            let k = next_up(1.0 / a.hw as f64);
-            (0..a.c)
-                .map(|j| {
-                    let cnt: f64 = m[j * a.hw..(j + 1) * a.hw].iter().sum();
-                    match norm {
-                        Norm::L2 => sqrt_up(widen_up(cnt * k * k, e)),
-                        Norm::Linf => widen_up(cnt * k, e),
-                    }
-                })
-                .collect()
-        }
+        // Pooling / padding: row ℓ1 sums, also an upper bound of the row ℓ2 norms.
+        (LinearOp::AvgPool(_) | LinearOp::Pad(_), _) => map
+            .apply(&m, true)
+            .iter()
+            .map(|&s| widen_up(s, e))
+            .collect(),
         (_, Norm::L2) => squared(op)
             .map()
             .apply(&m, true)
@@ -134,7 +128,9 @@ pub fn masked_norm(op: &LinearOp, rows: Option<&[bool]>, cols: Option<&[bool]>, 
             .enumerate()
             .filter(|(j, _)| live(rows, *j) && live(cols, *j))
             .fold(0.0, |a, (_, s)| crate::bounds::round::max_nan(a, s.abs())),
-        (_, Norm::Linf) | (LinearOp::AvgPool(_), Norm::L2) => masked_head(op, rows, cols, norm),
+        (_, Norm::Linf) => masked_head(op, rows, cols, norm),
+        // Pools may overlap: Schur's test (for a global pool it equals max_j √live_j / hw).
+        (LinearOp::AvgPool(_) | LinearOp::Pad(_), Norm::L2) => schur(op, rows, cols),
         (LinearOp::Dense(d), Norm::L2) => {
             let r: Vec<usize> = (0..n_out).filter(|&j| live(rows, j)).collect();
             let c: Vec<usize> = (0..n_in).filter(|&j| live(cols, j)).collect();
