@@ -46,7 +46,7 @@ fn mul_up(a: f64, b: f64) -> f64 {
 }
 
 /// A certified ‖A‖_{p→p} of one linear operation with its rule.
-fn op_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
+pub(crate) fn op_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
     match (op, norm) {
         (LinearOp::Dense(d), Norm::L2) => (
             spectral_upper(d.out, d.inp, &d.w),
@@ -92,7 +92,7 @@ fn avg_pool_l2_upper(a: &AvgPool) -> f64 {
 }
 
 /// The head rule: ‖W‖_{p→∞} for the last layer (S is 1-Lipschitz in ℓ∞ of the logits).
-fn head_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
+pub(crate) fn head_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
     match (op, norm) {
         (LinearOp::Dense(d), Norm::L2) => (
             l2_to_linf_upper(d.out, d.inp, &d.w),
@@ -104,7 +104,7 @@ fn head_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, String) {
 
 /// Folds consecutive affine nodes: a diagonal map before or after a dense/conv layer is
 /// absorbed into it (per channel for convolutions), so one norm covers the composition.
-fn fold(affines: &[&Affine]) -> Vec<(String, LinearOp)> {
+pub(crate) fn fold(affines: &[&Affine]) -> Vec<(String, LinearOp)> {
     let mut out: Vec<(String, LinearOp)> = Vec::new();
     let mut pending: Option<(String, Vec<f64>)> = None; // a diagonal not yet absorbed
     for a in affines {
@@ -361,8 +361,20 @@ fn product(
 }
 
 /// Certified upper bounds of Lip_p(S) over the whole input space, for any temperature.
+/// Memoised per network (weights fingerprint) and norm: the local product caps itself by it.
 pub fn global_bound(net: &Net, norm: Norm) -> Result<GlobalBound> {
-    global_bound_with(net, norm, NormBudget::default())
+    type Memo = std::sync::Mutex<std::collections::HashMap<(u128, bool), GlobalBound>>;
+    static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    let memo = MEMO.get_or_init(Default::default);
+    let key = (super::local_product::net_fingerprint(net), norm == Norm::L2);
+    if let Some(g) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
+        return Ok(g);
+    }
+    let g = global_bound_with(net, norm, NormBudget::default())?;
+    if let Ok(mut m) = memo.lock() {
+        m.insert(key, g.clone());
+    }
+    Ok(g)
 }
 
 /// [`global_bound`] with a work budget for the convolution norms.

@@ -6,7 +6,10 @@
 //!
 //! Two heads are combined: `box` pushes the box of −p through one backward pass; `simplex`
 //! bounds each logit's Jacobian row J_k separately (K passes) and then optimises Σ_k p_k J_k over
-//! p ∈ box ∩ simplex per input coordinate. Both are sound; their intersection is reported.
+//! p ∈ box ∩ simplex per input coordinate. Both are sound; their intersection is reported, and
+//! [`fastlip_on`] reports the minimum with the masked local product and the split bound
+//! (`local_product`, `split_bound`; proofs/lipschitz_local_product.md). [`pre_bounds`] tightens
+//! every box with the Lipschitz boxes of the ball (`local_product::lipschitz_boxes`).
 
 use crate::bounds::ibp::{Trace, ibp};
 use crate::bounds::linear_map::adjoint_image;
@@ -34,8 +37,11 @@ pub struct LocalBound {
     pub box_value: f64,
     /// The simplex-head value, when computed.
     pub simplex_value: Option<f64>,
-    /// The local product bound (dense ReLU networks only), see [`local_product`].
+    /// The masked local product bound (`local_product::masked_product`); `None` for node
+    /// kinds it does not know.
     pub product_value: Option<f64>,
+    /// The split bound (`split_bound::split_bound`), with the product bound.
+    pub split_value: Option<f64>,
     /// The box of ∇ₓS over the ball.
     pub grad: Interval,
     /// The IBP logit box.
@@ -111,12 +117,13 @@ pub enum PreBounds {
 
 /// The node input boxes and the logit box over the ball.
 pub fn pre_bounds(net: &Net, ball: &Ball, pre: PreBounds) -> Result<(Vec<Trace>, Interval)> {
-    match pre {
-        PreBounds::Ibp => ibp(&net.nodes, ball.to_box()),
+    let (traces, logits) = match pre {
+        PreBounds::Ibp => ibp(&net.nodes, ball.to_box())?,
         PreBounds::Crown { max_dim } => {
-            crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim)
+            crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim)?
         }
-    }
+    };
+    super::local_product::lipschitz_boxes(net, ball, traces, logits)
 }
 
 /// FastLip bound of sup_{x'∈ball} ‖∇ₓS(x')‖_q with IBP pre-activation bounds.
@@ -160,12 +167,34 @@ pub fn fastlip_on(
     head: Head,
 ) -> Result<LocalBound> {
     let mut b = fastlip_heads_on(net, traces, logits, norm, temperature, head)?;
-    b.product_value = local_product(net, traces, norm);
-    b.value = b.value.min(b.product_value.unwrap_or(f64::INFINITY));
+    if let Some(lp) = super::local_product::masked_product(net, traces, norm)? {
+        b.product_value = Some(lp.total);
+        let split = super::split_bound::split_bound(
+            net,
+            traces,
+            neg_softmax_box(&b.logits, temperature),
+            &lp.prefix,
+            norm,
+        )?;
+        b.split_value = Some(split);
+    }
+    b.value = b
+        .value
+        .min(b.product_value.unwrap_or(f64::INFINITY))
+        .min(b.split_value.unwrap_or(f64::INFINITY));
     Ok(b)
 }
 
-/// [`fastlip_on`] without the local product bound (its operator norms cost more than the heads).
+/// The box of ∂S/∂f = −softmax(f/T) over a logit box (simplex-tightened).
+pub fn neg_softmax_box(logits: &Interval, temperature: f64) -> Interval {
+    let p = simplex_tighten(&softmax_box(logits, temperature));
+    Interval {
+        lo: p.hi.iter().map(|v| -v).collect(),
+        hi: p.lo.iter().map(|v| -v).collect(),
+    }
+}
+
+/// [`fastlip_on`] without the local product and split bounds (its operator norms cost more than the heads).
 pub fn fastlip_heads_on(
     net: &Net,
     traces: &[Trace],
@@ -175,10 +204,7 @@ pub fn fastlip_heads_on(
     head: Head,
 ) -> Result<LocalBound> {
     let p = simplex_tighten(&softmax_box(&logits, temperature));
-    let neg_p = Interval {
-        lo: p.hi.iter().map(|v| -v).collect(),
-        hi: p.lo.iter().map(|v| -v).collect(),
-    };
+    let neg_p = neg_softmax_box(&logits, temperature);
     let g_box = grad_backward(&net.nodes, traces, neg_p)?;
     let box_value = box_dual_norm(&g_box, norm);
     let (grad, simplex_value) = match head {
@@ -213,73 +239,11 @@ pub fn fastlip_heads_on(
     let value = box_dual_norm(&grad, norm);
     Ok(LocalBound {
         product_value: None,
+        split_value: None,
         value,
         box_value,
         simplex_value,
         grad,
         logits,
     })
-}
-
-/// A local product bound for dense ReLU networks (MLPs): on the ball, every Jacobian is
-/// W_L D_{L−1} W_{L−1} ⋯ D_1 W_1 (normalisation folded into W_1) with D_i diagonal in [0, 1] and
-/// zero on neurons that are inactive on the whole ball (pre-activation upper bound < 0). So
-/// ‖J‖ ≤ Π ‖W_i restricted to the possibly-active rows and columns‖, the last factor measured
-/// ℓp → ℓ∞ (S is 1-Lipschitz in ℓ∞ of the logits). Sound operator norms as in the global bound.
-/// `None` for networks with other layers (convolutions, pooling, residual blocks).
-pub fn local_product(net: &Net, traces: &[Trace], norm: crate::bounds::Norm) -> Option<f64> {
-    use crate::bounds::net::LinearOp;
-    use crate::lipschitz::operator_norm::{l2_to_linf_upper, linf_upper, spectral_upper};
-    let mut cols_active: Vec<bool> = vec![true; net.input_dim()];
-    let mut col_scale: Vec<f64> = vec![1.0; net.input_dim()];
-    let mut total = 1.0f64;
-    let n = net.nodes.len();
-    let mut i = 0;
-    while i < n {
-        match &net.nodes[i] {
-            Node::Affine(a) => match &a.op {
-                LinearOp::Diag(d) if d.scale.len() == col_scale.len() => {
-                    col_scale
-                        .iter_mut()
-                        .zip(&d.scale)
-                        .for_each(|(c, s)| *c *= s);
-                }
-                LinearOp::Dense(d) if d.inp == cols_active.len() => {
-                    let last = i + 1 == n;
-                    let rows_active: Vec<bool> = match (net.nodes.get(i + 1), traces.get(i + 1)) {
-                        _ if last => vec![true; d.out],
-                        (Some(Node::Relu), Some(t)) => {
-                            t.input().hi.iter().map(|u| *u >= 0.0).collect()
-                        }
-                        _ => return None,
-                    };
-                    let cols: Vec<usize> = (0..d.inp).filter(|&j| cols_active[j]).collect();
-                    let rows: Vec<usize> = (0..d.out).filter(|&r| rows_active[r]).collect();
-                    let mut m = Vec::with_capacity(rows.len() * cols.len());
-                    for &r in &rows {
-                        let row = d.row(r);
-                        m.extend(cols.iter().map(|&j| row[j] * col_scale[j]));
-                    }
-                    let (nr, nc) = (rows.len(), cols.len());
-                    let f = if nr == 0 || nc == 0 {
-                        0.0
-                    } else {
-                        match (norm, last) {
-                            (crate::bounds::Norm::L2, true) => l2_to_linf_upper(nr, nc, &m),
-                            (crate::bounds::Norm::L2, false) => spectral_upper(nr, nc, &m),
-                            (crate::bounds::Norm::Linf, _) => linf_upper(nr, nc, &m),
-                        }
-                    };
-                    total = crate::bounds::round::next_up(total * f);
-                    cols_active = rows_active;
-                    col_scale = vec![1.0; d.out];
-                }
-                _ => return None,
-            },
-            Node::Relu => {}
-            _ => return None,
-        }
-        i += 1;
-    }
-    Some(total)
 }

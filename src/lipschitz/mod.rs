@@ -16,6 +16,8 @@ pub mod jacobian_lbp;
 pub mod jacobian_ops;
 pub mod jacobian_recursion;
 pub mod local;
+pub mod local_product;
+pub mod masked_norm;
 pub mod merge;
 pub mod nelder_mead;
 pub mod options;
@@ -25,6 +27,7 @@ pub mod record;
 pub mod recurjac;
 pub mod run;
 pub mod sample;
+pub mod split_bound;
 pub mod summary;
 
 pub use options::{BoundsKind, Method, Options};

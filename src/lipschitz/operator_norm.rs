@@ -32,7 +32,14 @@ pub fn spectral_upper(rows: usize, cols: usize, r: &[f64]) -> f64 {
     // Symmetrise exactly (the solver reads one triangle; both are the same dot products).
     let g = DMatrix::from_fn(d, d, |i, j| if i <= j { g[(i, j)] } else { g[(j, i)] });
     let frob2: f64 = widen_up(r.iter().map(|v| v * v).sum::<f64>(), dot_err(r.len()));
-    let lam = verified_lambda_max(&g);
+    spectral_from_gram(&g, k, frob2)
+}
+
+/// A certified ‖R‖₂ from a computed Gram matrix `g` (RRᵀ or RᵀR, symmetric as stored) whose
+/// entries are sums of at most `k` products (any order), and `frob2` ≥ ‖R‖²_F: the computed
+/// Ĝ is within γ_k‖R‖²_F of the exact Gram (Higham Thm 3.5), whose λ_max is ‖R‖₂².
+pub fn spectral_from_gram(g: &DMatrix<f64>, k: usize, frob2: f64) -> f64 {
+    let lam = verified_lambda_max(g);
     let eta = dot_err(k) * frob2;
     let bound = next_up(next_up(lam + eta).sqrt() * (1.0 + 2.0 * f64::EPSILON));
     // Never above the Frobenius norm (itself a certified bound).

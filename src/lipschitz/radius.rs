@@ -80,13 +80,13 @@ pub fn search_radius_from(
 
 use super::local::PreBounds;
 use crate::bounds::energy::energy_bounds;
-use crate::bounds::ibp::ibp;
 use crate::bounds::{Ball, Net};
 use crate::error::Result;
 
 /// Bounds [S_lo, S_hi] of the energy over the ball by IBP (logit box → monotone energy bound).
 pub fn energy_bounds_ibp(net: &Net, ball: &Ball, temperature: f64) -> Result<(f64, f64)> {
-    let (_, logits) = ibp(&net.nodes, ball.to_box())?;
+    // `pre_bounds` (IBP ∩ the Lipschitz boxes), as the per-ball memo uses.
+    let (_, logits) = super::local::pre_bounds(net, ball, super::local::PreBounds::Ibp)?;
     Ok(energy_bounds(&logits, temperature))
 }
 
@@ -101,7 +101,9 @@ pub fn energy_bounds_crown(
     temperature: f64,
     max_dim: usize,
 ) -> Result<(f64, f64)> {
-    let (traces, logits) = crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim)?;
+    // `pre_bounds` (CROWN ∩ IBP ∩ the Lipschitz boxes), as the per-ball memo uses.
+    let (traces, logits) =
+        super::local::pre_bounds(net, ball, super::local::PreBounds::Crown { max_dim })?;
     energy_bounds_crown_on(net, ball, &traces, &logits, temperature)
 }
 
