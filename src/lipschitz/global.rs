@@ -361,12 +361,13 @@ fn product(
 }
 
 /// Certified upper bounds of Lip_p(S) over the whole input space, for any temperature.
-/// Memoised per network (weights fingerprint) and norm: the local product caps itself by it.
+/// Memoised per network (`local_product::net_id`: equal structure and weights) and norm: the
+/// local product caps itself by it.
 pub fn global_bound(net: &Net, norm: Norm) -> Result<GlobalBound> {
-    type Memo = std::sync::Mutex<std::collections::HashMap<(u128, bool), GlobalBound>>;
+    type Memo = std::sync::Mutex<std::collections::HashMap<(usize, bool), GlobalBound>>;
     static MEMO: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
     let memo = MEMO.get_or_init(Default::default);
-    let key = (super::local_product::net_fingerprint(net), norm == Norm::L2);
+    let key = (super::local_product::net_id(net), norm == Norm::L2);
     if let Some(g) = memo.lock().ok().and_then(|m| m.get(&key).cloned()) {
         return Ok(g);
     }

@@ -36,7 +36,7 @@ pub struct LocalProduct {
 /// The unmasked factors of one network (the global bound's), computed once per network.
 type CapTable = Mutex<HashMap<(Vec<u32>, usize, bool), f64>>;
 
-type CapTables = Mutex<HashMap<(u128, bool), Arc<CapTable>>>;
+type CapTables = Mutex<HashMap<(usize, bool), Arc<CapTable>>>;
 
 fn cap_tables() -> &'static CapTables {
     static T: std::sync::OnceLock<CapTables> = std::sync::OnceLock::new();
@@ -98,12 +98,34 @@ fn fingerprint(nodes: &[Node], h: &mut [u64; 2]) {
     }
 }
 
-/// A 128-bit fingerprint of a network's structure and weights (two independent 64-bit mixes;
-/// the cache key of its norm factors and global bound).
-pub(crate) fn net_fingerprint(net: &Net) -> u128 {
+/// A 128-bit fingerprint of a network's structure and weights (two independent 64-bit mixes):
+/// narrows the search in [`net_id`]; never trusted as an identity on its own.
+fn net_fingerprint(net: &Net) -> u128 {
     let mut h = [0xcbf2_9ce4_8422_2325u64, 0x6a09_e667_f3bc_c909];
     fingerprint(&net.nodes, &mut h);
     ((h[0] as u128) << 64) | h[1] as u128
+}
+
+/// The networks whose factors this process has cached, with their fingerprints.
+type NetRegistry = Mutex<Vec<(u128, Arc<Net>)>>;
+
+/// The id of `net` in this process's registry, the cache key of its norm factors and global
+/// bound: two networks share an id only when they are equal in structure and every weight
+/// (checked exactly; the fingerprint only selects the candidates), so a cached factor is never
+/// another network's, whatever the hash does.
+pub(crate) fn net_id(net: &Net) -> usize {
+    static R: std::sync::OnceLock<NetRegistry> = std::sync::OnceLock::new();
+    let fp = net_fingerprint(net);
+    let registry = R.get_or_init(|| Mutex::new(Vec::new()));
+    let mut r = match registry.lock() {
+        Ok(r) => r,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some(i) = r.iter().position(|(f, n)| *f == fp && **n == *net) {
+        return i;
+    }
+    r.push((fp, Arc::new(net.clone())));
+    r.len() - 1
 }
 
 /// A mask as an exact key (its length, then the bits packed; `None` = all live).
@@ -123,7 +145,7 @@ fn mask_key(m: Option<&[bool]>) -> Option<Vec<u64>> {
 /// Masked factors already computed (the Lipschitz-box walk and the product walk over the
 /// tightened boxes meet the same masks): (network, norm, segment, op, head, masks) → value.
 type MaskedKey = (
-    u128,
+    usize,
     bool,
     Vec<u32>,
     usize,
@@ -139,7 +161,7 @@ fn masked_memo() -> &'static MaskedMemo {
 }
 
 struct Ctx {
-    net_id: u128,
+    net_id: usize,
     norm: Norm,
     caps: Arc<CapTable>,
     /// The ball radius and the centre's trace, when the boxes are tightened.
@@ -148,7 +170,7 @@ struct Ctx {
 
 impl Ctx {
     fn new(net: &Net, norm: Norm) -> Ctx {
-        let h = net_fingerprint(net);
+        let h = net_id(net);
         let caps = cap_tables()
             .lock()
             .map(|mut t| t.entry((h, norm == Norm::L2)).or_default().clone())
