@@ -187,8 +187,12 @@ fn imported_model_file_round_trips() {
         flat(&back.logits(&r.input).unwrap()),
     );
     assert_eq!(a, b);
-    // The evaluation forward without autograd (eval, certify) gives the same bits.
-    assert_eq!(flat(&back.logits_no_grad(&r.input).unwrap()), a);
+    // The evaluation forward without autograd (eval, certify): the same bits after the round
+    // trip, and the training forward's values up to the dense layers' summation order (the
+    // evaluation forward runs them in fixed 128-row GEMMs).
+    let e = flat(&back.logits_no_grad(&r.input).unwrap());
+    assert_eq!(e, flat(&m.logits_no_grad(&r.input).unwrap()));
+    assert!(rel_diff(&e, &a) < 1e-6);
     // An f64 copy (what the bound code and gradient checks use) agrees too.
     let m64 = back.to_dtype(DType::F64).unwrap();
     let c = flat(&m64.logits(&r.input).unwrap());
