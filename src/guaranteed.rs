@@ -14,7 +14,7 @@ use crate::evidence::{DatasetRecord, Manifest, write_csv_atomic};
 use crate::lipschitz::BoundsKind;
 use crate::lipschitz::f32_margin::ball_error;
 use crate::lipschitz::local::PreBounds;
-use crate::lipschitz::radius::{energy_bounds_crown, energy_bounds_ibp};
+use crate::lipschitz::radius::energy_bounds_with;
 use crate::metrics::{FprRule, detection_metrics_split};
 use crate::model::{Classifier, Model};
 use crate::score::ScoreKind;
@@ -80,10 +80,7 @@ pub fn f32_score_bounds(
     pre: PreBounds,
 ) -> Result<(f64, f64)> {
     let t = det.temperature;
-    let (lo, hi) = match pre {
-        PreBounds::Ibp => energy_bounds_ibp(net, ball, t)?,
-        PreBounds::Crown { max_dim } => energy_bounds_crown(net, ball, t, max_dim)?,
-    };
+    let (lo, hi) = energy_bounds_with(net, ball, t, pre)?;
     let e = ball_error(det, ball, pre)?;
     let (lo, hi) = (next_down(lo - e), next_up(hi + e));
     if lo.is_nan() || hi.is_nan() {

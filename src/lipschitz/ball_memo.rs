@@ -5,8 +5,7 @@
 //! each bound on its own (same functions, same inputs); only repeated work goes.
 
 use super::local::{PreBounds, pre_bounds};
-use super::radius::energy_bounds_crown_on;
-use crate::bounds::energy::energy_bounds;
+use super::radius::energy_bounds_on;
 use crate::bounds::f32_detector::F32Detector;
 use crate::bounds::{Ball, Interval, Net, Trace};
 use crate::error::Result;
@@ -92,20 +91,21 @@ impl<'a> BallMemo<'a> {
         Ok(e)
     }
 
-    /// [S_lo, S_hi] of the exact energy over B(x, r) (`radius::energy_bounds_ibp` or
-    /// `energy_bounds_crown`, as `pre` says).
+    /// [S_lo, S_hi] of the exact energy over B(x, r) (`radius::energy_bounds_with`).
     pub fn energy_bounds(&self, r: f64) -> Result<(f64, f64)> {
         let key = r.to_bits();
         if let Some(b) = self.energy.borrow().get(&key) {
             return Ok(*b);
         }
         let t = self.trace(r)?;
-        let b = match self.pre {
-            PreBounds::Ibp => energy_bounds(&t.1, self.temperature),
-            PreBounds::Crown { .. } => {
-                energy_bounds_crown_on(self.net, &self.ball(r), &t.0, &t.1, self.temperature)?
-            }
-        };
+        let b = energy_bounds_on(
+            self.net,
+            &self.ball(r),
+            self.pre,
+            &t.0,
+            &t.1,
+            self.temperature,
+        )?;
         self.energy.borrow_mut().insert(key, b);
         Ok(b)
     }

@@ -4,7 +4,7 @@
 //! "undecided in float32" and gets radius 0.
 
 use super::local::{Head, PreBounds, fastlip_with};
-use super::radius::{energy_bounds_crown, energy_bounds_ibp, lipschitz_radius};
+use super::radius::{energy_bounds_with, lipschitz_radius};
 use crate::bounds::energy::energy_bounds;
 use crate::bounds::f32_detector::F32Detector;
 use crate::bounds::ibp::ibp;
@@ -142,10 +142,7 @@ pub fn bound_prop_certify_f32(
         return Ok(0.0);
     }
     let t = det.temperature;
-    let (lo, hi) = match pre {
-        PreBounds::Ibp => energy_bounds_ibp(net, ball, t)?,
-        PreBounds::Crown { max_dim } => energy_bounds_crown(net, ball, t, max_dim)?,
-    };
+    let (lo, hi) = energy_bounds_with(net, ball, t, pre)?;
     let e = ball_error(det, ball, pre)?;
     Ok(if bound_prop_decides(centre, lo, hi, e)? {
         ball.eps

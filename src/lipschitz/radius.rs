@@ -107,6 +107,34 @@ pub fn energy_bounds_crown(
     energy_bounds_crown_on(net, ball, &traces, &logits, temperature)
 }
 
+/// [S_lo, S_hi] of the energy over the ball with the pre-activation bounds `pre`
+/// ([`energy_bounds_ibp`] or [`energy_bounds_crown`]).
+pub fn energy_bounds_with(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    pre: PreBounds,
+) -> Result<(f64, f64)> {
+    let (traces, logits) = super::local::pre_bounds(net, ball, pre)?;
+    energy_bounds_on(net, ball, pre, &traces, &logits, temperature)
+}
+
+/// [`energy_bounds_with`] on a given trace of the ball and its logit box (from `pre_bounds`
+/// with the same `pre`, or a trace shared with the other bounds of the same ball).
+pub fn energy_bounds_on(
+    net: &Net,
+    ball: &Ball,
+    pre: PreBounds,
+    traces: &[crate::bounds::Trace],
+    logits: &crate::bounds::Interval,
+    temperature: f64,
+) -> Result<(f64, f64)> {
+    match pre {
+        PreBounds::Ibp => Ok(energy_bounds(logits, temperature)),
+        PreBounds::Crown { .. } => energy_bounds_crown_on(net, ball, traces, logits, temperature),
+    }
+}
+
 /// [`energy_bounds_crown`] on a given CROWN trace of the ball and its logit box (from
 /// `crown_trace`, or a trace shared with the other bounds of the same ball).
 pub fn energy_bounds_crown_on(
@@ -155,10 +183,7 @@ pub fn bound_prop_certify_with(
     gamma: f64,
     pre: PreBounds,
 ) -> Result<f64> {
-    let (lo, hi) = match pre {
-        PreBounds::Ibp => energy_bounds_ibp(net, ball, temperature)?,
-        PreBounds::Crown { max_dim } => energy_bounds_crown(net, ball, temperature, max_dim)?,
-    };
+    let (lo, hi) = energy_bounds_with(net, ball, temperature, pre)?;
     let ok = if is_ood(score, gamma) {
         lo > gamma
     } else {

@@ -81,10 +81,10 @@ pub const DENSE_ROWS: usize = 128;
 /// x Wᵀ + b in chunks of [`DENSE_ROWS`] rows (see there).
 fn linear_fixed_rows(l: &super::Linear, x: &Tensor) -> Result<Tensor> {
     let n = x.dim(0)?;
-    if n == DENSE_ROWS {
+    if n == DENSE_ROWS || n == 0 {
         return l.forward(x);
     }
-    let mut outs = Vec::with_capacity(n.div_ceil(DENSE_ROWS));
+    let mut outs: Vec<Tensor> = Vec::with_capacity(n.div_ceil(DENSE_ROWS));
     let mut start = 0;
     while start < n {
         let len = DENSE_ROWS.min(n - start);
@@ -101,10 +101,7 @@ fn linear_fixed_rows(l: &super::Linear, x: &Tensor) -> Result<Tensor> {
         outs.push(y);
         start += len;
     }
-    match outs.len() {
-        1 => Ok(outs.pop().expect("one chunk")),
-        _ => Ok(Tensor::cat(&outs, 0)?),
-    }
+    Ok(Tensor::cat(&outs, 0)?)
 }
 
 /// Applies `layers` in evaluation mode to `x`, values only: the result carries no gradient.
