@@ -302,7 +302,7 @@ fn node_branches(node: &Node) -> usize {
 
 /// Per max-pool window: the entry with the largest lower bound, the candidates for the
 /// maximum, and the largest upper bound.
-fn pool_info(inp: &Interval, wins: &[Vec<usize>]) -> Vec<(usize, Vec<usize>, f64)> {
+pub(crate) fn pool_info(inp: &Interval, wins: &[Vec<usize>]) -> Vec<(usize, Vec<usize>, f64)> {
     wins.iter()
         .map(|win| {
             let best = win

@@ -136,17 +136,7 @@ pub fn recurjac_on(
     };
     let recurjac_value = box_value.min(signed);
     let product = fl.product_value.unwrap_or(f64::INFINITY);
-    let (value, rule) = [
-        // Ties go to the earlier rule: RecurJac is named only when strictly tighter.
-        (product, RecurJacRule::LocalProduct),
-        (fl.value, RecurJacRule::Fastlip),
-        (box_value, RecurJacRule::Recurjac),
-        (signed, RecurJacRule::RecurjacSignedL1),
-    ]
-    .into_iter()
-    .fold((f64::INFINITY, RecurJacRule::Fastlip), |best, cur| {
-        if cur.0 < best.0 { cur } else { best }
-    });
+    let (value, rule) = tightest(product, fl.value, box_value, signed);
     Ok(RecurJacBound {
         value,
         recurjac_value,
@@ -157,6 +147,21 @@ pub fn recurjac_on(
         grad,
         recursed_entries: energy.recursed,
         skipped_levels: energy.skipped,
+    })
+}
+
+/// The smallest of the sound bounds and the rule that gave it; ties go to the earlier rule, so
+/// RecurJac is named only when strictly tighter.
+fn tightest(product: f64, fastlip: f64, box_value: f64, signed: f64) -> (f64, RecurJacRule) {
+    [
+        (product, RecurJacRule::LocalProduct),
+        (fastlip, RecurJacRule::Fastlip),
+        (box_value, RecurJacRule::Recurjac),
+        (signed, RecurJacRule::RecurjacSignedL1),
+    ]
+    .into_iter()
+    .fold((f64::INFINITY, RecurJacRule::Fastlip), |best, cur| {
+        if cur.0 < best.0 { cur } else { best }
     })
 }
 
@@ -187,16 +192,7 @@ pub fn recurjac_energy_on(
         Norm::L2 => f64::INFINITY,
     };
     let product = fl.product_value.unwrap_or(f64::INFINITY);
-    let (value, rule) = [
-        (product, RecurJacRule::LocalProduct),
-        (fl.value, RecurJacRule::Fastlip),
-        (box_value, RecurJacRule::Recurjac),
-        (signed, RecurJacRule::RecurjacSignedL1),
-    ]
-    .into_iter()
-    .fold((f64::INFINITY, RecurJacRule::Fastlip), |best, cur| {
-        if cur.0 < best.0 { cur } else { best }
-    });
+    let (value, rule) = tightest(product, fl.value, box_value, signed);
     Ok(RecurJacBound {
         value,
         recurjac_value: box_value.min(signed),

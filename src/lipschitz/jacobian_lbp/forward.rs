@@ -10,11 +10,11 @@
 //! `slack` and subtracted at the end.
 
 use super::Side;
-use crate::bounds::Interval;
+use crate::bounds::crown::pool_info;
 use crate::bounds::ibp::Trace;
 use crate::bounds::net::{Node, branch_dims, split_by};
 use crate::bounds::round::{ABS_FLOOR, dot_err, next_down};
-use crate::bounds::{Ball, max_pool, relu};
+use crate::bounds::{Ball, relu};
 use crate::error::{Error, Result};
 
 const U2: f64 = 2.0 * f64::EPSILON;
@@ -59,23 +59,6 @@ impl Mags {
             | Mags::Concat { m_in, .. } => m_in,
         }
     }
-}
-
-fn pool_info(inp: &Interval, wins: &[Vec<usize>]) -> Vec<(usize, Vec<usize>, f64)> {
-    wins.iter()
-        .map(|win| {
-            let best = win
-                .iter()
-                .copied()
-                .max_by(|&a, &b| inp.lo[a].total_cmp(&inp.lo[b]))
-                .unwrap_or(0);
-            let hi = win
-                .iter()
-                .map(|&i| inp.hi[i])
-                .fold(f64::NEG_INFINITY, f64::max);
-            (best, max_pool::candidates(inp, win), hi)
-        })
-        .collect()
 }
 
 /// The per-node data of pass B for `nodes` on their traced boxes.
