@@ -35,14 +35,50 @@ fn every_benchmark_is_consistent_and_its_sets_are_disjoint() {
         let pre = TrainConfig::load(&dir.join("pretrain.toml"), &[]).unwrap();
         assert_eq!(&pre.data.id, id_train, "{name}");
         assert_eq!(pre.model.arch, "lenet", "{name}");
-        for arm in ["energy", "greg"] {
+        // Every arm of the benchmark (finetune-ARM.toml; benchmark.sh's ARMS).
+        let arms = arms(&dir);
+        for arm in [
+            "ce-ft",
+            "energy",
+            "greg",
+            "energy-plus",
+            "greg-plus",
+            "dos",
+            "greg-l0.1",
+            "greg-l10",
+        ] {
+            assert!(
+                arms.iter().any(|a| a == arm),
+                "{name}: no finetune-{arm}.toml"
+            );
+        }
+        for arm in &arms {
             let c = TrainConfig::load(&dir.join(format!("finetune-{arm}.toml")), &[]).unwrap();
             assert_eq!(&c.data.id, id_train, "{name} {arm}");
-            assert_eq!(c.data.aux.as_deref(), Some(aux.as_str()), "{name} {arm}");
+            // The CE control trains without outliers; every other arm on this benchmark's.
+            let want_aux = (arm != "ce-ft").then_some(aux.as_str());
+            assert_eq!(c.data.aux.as_deref(), want_aux, "{name} {arm}");
             assert_eq!(c.model.arch, "lenet", "{name} {arm}");
+            assert_eq!(c.model.absent_class, arm == "dos", "{name} {arm}");
             assert!(c.optim.lr <= 1e-3, "{name} {arm}: LeNet collapses at 0.01");
-            assert_eq!(c.loss.lambda_grad > 0.0, arm == "greg", "{name} {arm}");
+            assert_eq!(
+                c.loss.lambda_grad > 0.0,
+                arm.starts_with("greg"),
+                "{name} {arm}"
+            );
+            let sampler = match arm.as_str() {
+                "energy-plus" | "greg-plus" => "greg-plus",
+                "dos" => "dos",
+                _ => "random",
+            };
+            assert_eq!(c.sampler.kind, sampler, "{name} {arm}");
         }
+        // The pre-training's lr: LeNet on mnist#0-5 collapsed at step 200 of 564 at lr 0.05 (seed 0).
+        assert!(
+            pre.optim.lr <= 0.01,
+            "{name}: pre-training lr {}",
+            pre.optim.lr
+        );
         assert!(!shares_classes(id_train, aux).unwrap(), "{name}: ID vs aux");
         // The ID test set is the ID training set's classes on the test split.
         assert!(shares_classes(id_train, id_test).unwrap(), "{name}");
@@ -70,6 +106,23 @@ fn every_benchmark_is_consistent_and_its_sets_are_disjoint() {
         names.len(),
         "every benchmark is checked: {found:?}"
     );
+}
+
+/// The arms of a benchmark folder: `finetune-ARM.toml` files.
+fn arms(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            Some(
+                n.strip_prefix("finetune-")?
+                    .strip_suffix(".toml")?
+                    .to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! Every shipped training config trains a few hundred steps without collapsing or diverging
 //! (issue #14 item 7): each pre-training config from scratch, each fine-tuning config from the
 //! checkpoint of the pre-training it belongs to, 300 steps each (the collapse check, warm-up 100
-//! steps and window 100, can stop a run from step 200). Needs the real datasets, so it is ignored
+//! steps and window 100, can stop a run from step 200), the benchmarks' stages (analysis/benchmarks/,
+//! every arm) over their whole schedule. Needs the real datasets, so it is ignored
 //! in CI; run it (the LeNet stages take 20 s to 5 min each on 2 busy cores, the MLP ones seconds;
 //! on 2026-12-06 all 25 passed, in parts, in about 40 min, last batch accuracy 0.78–0.99) with
 //!   OODCERT_DATA=/path/to/data cargo test --release --test shipped_configs -- --ignored --nocapture
@@ -32,11 +33,16 @@ fn shipped() -> Vec<(String, Option<String>)> {
     for b in ["mnist-open-set", "fashion-mnist", "good-comparable"] {
         let p = format!("analysis/benchmarks/{b}/pretrain.toml");
         v.push((p.clone(), None));
-        for arm in ["energy", "greg"] {
-            v.push((
-                format!("analysis/benchmarks/{b}/finetune-{arm}.toml"),
-                Some(p.clone()),
-            ));
+        let mut arms: Vec<String> = std::fs::read_dir(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("analysis/benchmarks/{b}")),
+        )
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("finetune-"))
+        .collect();
+        arms.sort();
+        for arm in arms {
+            v.push((format!("analysis/benchmarks/{b}/{arm}"), Some(p.clone())));
         }
     }
     v
@@ -48,7 +54,7 @@ fn out_dir(root: &Path, cfg: &str) -> PathBuf {
 
 #[test]
 #[ignore = "needs the real datasets (OODCERT_DATA) and ~15 min; see the module doc"]
-fn every_shipped_config_trains_300_steps_without_collapse() {
+fn every_shipped_config_trains_without_collapse() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let t = tempfile::tempdir().unwrap();
     let all = shipped();
@@ -69,8 +75,12 @@ fn every_shipped_config_trains_300_steps_without_collapse() {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(repo)
             .args(["train", "--config", cfg, "--out", s(&out), "--quiet"])
-            .args(["--max-steps", STEPS])
             .env("OODCERT_NO_FETCH", "1");
+        // The benchmarks' stages run their whole schedule: a cosine schedule compressed into 300
+        // steps hid a collapse at step 200 of the 564-step pre-training at lr 0.05.
+        if !cfg.starts_with("analysis/benchmarks/") {
+            cmd.args(["--max-steps", STEPS]);
+        }
         if let Some(p) = from {
             let m = out_dir(t.path(), p).join("model.safetensors");
             cmd.args(["--set", &format!("model.init_from={}", s(&m))]);
@@ -94,7 +104,7 @@ fn every_shipped_config_trains_300_steps_without_collapse() {
         let last = log.lines().last().unwrap();
         let acc: f64 = last.split(',').nth(col).unwrap().parse().unwrap();
         eprintln!(
-            "{cfg}: {STEPS} steps in {:.0} s, last batch accuracy {acc:.3}",
+            "{cfg}: trained in {:.0} s, last batch accuracy {acc:.3}",
             started.elapsed().as_secs_f64()
         );
         assert!(acc > 0.5, "{cfg}: last batch accuracy {acc}");

@@ -6,10 +6,11 @@
 # $OUT/metrics_all.csv (arm, seed, ood, fpr95, auroc, aupr_in, aupr_out, id_accuracy, n_id, n_ood;
 # seed "-" for the CE start point).
 #   bash analysis/experiments/benchmark.sh mnist-open-set
-# Env: OUT (default runs/benchmarks/NAME), SEEDS (default "0 1 2 3 4"), ARMS (default "energy greg"),
+# Env: OUT (default runs/benchmarks/NAME), SEEDS (default "0 1 2 3 4"), ARMS (default: every arm,
+#      ce-ft energy greg energy-plus greg-plus dos greg-l0.1 greg-l10; papers/benchmarks.md),
 #      STEPS (a --max-steps for every training stage, for smoke runs), LIMIT (eval --limit, default 0 =
 #      all), OODCERT_BIN (a binary instead of the private copy $OUT/bin/oodcert). Finished runs are
-#      skipped. The 5-seed campaign has not been run yet (see papers/benchmarks.md for what has).
+#      skipped.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 NAME=${1:?usage: benchmark.sh mnist-open-set|fashion-mnist|good-comparable}
@@ -19,7 +20,7 @@ DIR=analysis/benchmarks/$NAME
 . "$DIR/sets.env"
 OUT=${OUT:-runs/benchmarks/$NAME}
 SEEDS=${SEEDS:-"0 1 2 3 4"}
-ARMS=${ARMS:-"energy greg"}
+ARMS=${ARMS:-"ce-ft energy greg energy-plus greg-plus dos greg-l0.1 greg-l10"}
 LIMIT=${LIMIT:-0}
 STEP_ARGS=()
 [ -n "${STEPS:-}" ] && STEP_ARGS=(--max-steps "$STEPS")
