@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Issue #14 item 2: one benchmark of analysis/benchmarks/ (mnist-open-set, fashion-mnist,
 # good-comparable; papers/benchmarks.md) on LeNet: one CE pre-training (seed 0), then each ARM
-# fine-tuned from that checkpoint under each SEED, then every model evaluated with the energy score on
-# the benchmark's ID test set against its near- and far-OOD sets. Writes $OUT/{ce,ARM-sSEED}/eval/ and
+# fine-tuned from that checkpoint under each SEED, then every model evaluated (energy score; DOS by its
+# absent-class score) on the benchmark's ID test set against its near- and far-OOD sets. Writes $OUT/{ce,ARM-sSEED}/eval/ and
 # $OUT/metrics_all.csv (arm, seed, ood, fpr95, auroc, aupr_in, aupr_out, id_accuracy, n_id, n_ood;
 # seed "-" for the CE start point).
 #   bash analysis/experiments/benchmark.sh mnist-open-set
@@ -57,11 +57,13 @@ for a in $ARMS; do for s in $SEEDS; do runs+=("$OUT/$a-s$s"); done; done
 all="$OUT/metrics_all.csv.tmp"
 echo "arm,seed,ood,fpr95,auroc,aupr_in,aupr_out,id_accuracy,n_id,n_ood" > "$all"
 for d in "${runs[@]}"; do
-  [ -f "$d/eval/metrics.csv" ] ||
-    $BIN eval --model "$d/model.safetensors" --id "$ID_TEST" --ood "$NEAR_OOD,$FAR_OOD" \
-      --limit "$LIMIT" --out "$d/eval" --quiet
   base=$(basename "$d")
   arm=${base%-s*}; seed=${base##*-s}; [ "$base" = ce ] && { arm=ce; seed=-; }
+  # Each arm is scored as its method scores: DOS by its absent-class score, the rest by the energy.
+  score=energy; [ "$arm" = dos ] && score=absent-class
+  [ -f "$d/eval/metrics.csv" ] ||
+    $BIN eval --model "$d/model.safetensors" --id "$ID_TEST" --ood "$NEAR_OOD,$FAR_OOD" \
+      --score "$score" --limit "$LIMIT" --out "$d/eval" --quiet
   # metrics.csv is RFC 4180 CSV (a class list's commas, as in mnist:test#0,2,4, sit in a quoted
   # field): read with a CSV parser, columns by header name.
   python3 - "$d/eval/metrics.csv" "$arm" "$seed" >> "$all" <<'PY'
