@@ -20,7 +20,7 @@ pub struct Interval {
 
 /// The quantile t_{p, df} of Student's t distribution (p in (0, 1), df > 0).
 pub fn t_quantile(p: f64, df: f64) -> Result<f64> {
-    if !(p > 0.0 && p < 1.0) || !(df > 0.0) {
+    if !(p > 0.0 && p < 1.0 && df > 0.0) {
         return Err(Error::Internal(format!("t quantile of p = {p}, df = {df}")));
     }
     let t = StudentsT::new(0.0, 1.0, df)
