@@ -225,3 +225,49 @@ fn bad_flags_exit_2() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn reproduce_replays_a_guaranteed_run_bit_for_bit() {
+    let t = tempfile::tempdir().unwrap();
+    let data = format!("path:{}", s(&write_toy(t.path(), 8)));
+    let model_path = save_mlp(t.path(), [1, SIDE, SIDE], &[12, 8], 2);
+    let out = guaranteed(t.path(), &model_path, &data, "l2", "0.1,0.3", "g");
+    let rep = t.path().join("rep");
+    let o = ok(&oodcert_in(
+        &[
+            "reproduce",
+            "--manifest",
+            s(&out.join("manifest.json")),
+            "--out",
+            s(&rep),
+        ],
+        t.path(),
+    ));
+    let diff = CsvTable::read(&rep.join("reproduce_diff.csv")).unwrap();
+    let (cf, ci) = (diff.col("file").unwrap(), diff.col("identical").unwrap());
+    let files: Vec<&str> = (0..diff.rows.len()).map(|r| diff.cell(r, cf)).collect();
+    assert_eq!(files, ["bounds.csv", "guaranteed.csv"], "{o}");
+    assert!((0..diff.rows.len()).all(|r| diff.cell(r, ci) == "yes"));
+    // A recorded hash that the replay does not match: reported, exit 1.
+    let m = out.join("manifest.json");
+    let sha = oodcert::evidence::sha256_file(&out.join("guaranteed.csv")).unwrap();
+    let text = std::fs::read_to_string(&m).unwrap();
+    assert!(text.contains(&sha));
+    std::fs::write(&m, text.replace(&sha, &"0".repeat(64))).unwrap();
+    let o = oodcert_in(
+        &[
+            "reproduce",
+            "--manifest",
+            s(&m),
+            "--out",
+            s(&t.path().join("rep2")),
+        ],
+        t.path(),
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -130,6 +130,24 @@ fn synthetic_runs(root: &Path) {
     }
     write(&c.join("certify.csv"), &cert);
 
+    // A guaranteed run (ℓ∞): GAUROC / GFPR95 at ε = 0 and 0.1, both variants.
+    let g = root.join("guar");
+    manifest(
+        &g,
+        "guaranteed",
+        serde_json::json!({"config": {"norm": "linf", "convention": "OOD at certified lower bounds"}}),
+    );
+    write(
+        &g.join("bounds.csv"),
+        "spec,dataset,index,is_id,eps,score,lower,upper\nid,id,0,1,0,-3e0,-3e0,-3e0\n",
+    );
+    write(
+        &g.join("guaranteed.csv"),
+        "norm,eps,ood,variant,auroc,fpr95,n_id,n_ood\n\
+         linf,0,o,clean-id,0.99,0.05,10,10\nlinf,0,o,certified-id,0.99,0.05,10,10\n\
+         linf,0.1,o,clean-id,0.9,0.3,10,10\nlinf,0.1,o,certified-id,0.8,0.5,10,10\n",
+    );
+
     let l = root.join("lip");
     manifest(
         &l,
@@ -193,7 +211,7 @@ fn get<'a>(h: &[String], row: &'a [String], col: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no column {col}"))]
 }
 
-const KINDS: [&str; 4] = ["train", "eval", "certify", "lipschitz"];
+const KINDS: [&str; 5] = ["train", "eval", "certify", "guaranteed", "lipschitz"];
 
 #[test]
 fn writes_every_output_kind() {
@@ -213,6 +231,9 @@ fn writes_every_output_kind() {
         "scores_eval_x_y",
         "grad_norm_training",
         "bound_tightness",
+        "guaranteed_auroc_guar",
+        "guaranteed_fpr95_guar",
+        "headline_certified_rate",
     ] {
         for ext in ["svg", "png"] {
             assert!(
@@ -275,6 +296,22 @@ fn summary_numbers_match_their_sources() {
     );
     assert_eq!(get(&h, &rows[0], "eps"), "0.1");
     assert_eq!(get(&h, &rows[0], "ball"), "l2∩[0,1]");
+
+    let (h, rows) = read_csv(&out.join("tables/guaranteed_summary.csv"));
+    assert_eq!(rows.len(), 4, "one row per ε and variant");
+    let last = &rows[3];
+    assert_eq!(
+        [
+            get(&h, last, "norm"),
+            get(&h, last, "eps"),
+            get(&h, last, "variant"),
+            get(&h, last, "auroc"),
+            get(&h, last, "fpr95")
+        ],
+        ["linf", "0.1", "certified-id", "0.8", "0.5"]
+    );
+    let tex = std::fs::read_to_string(out.join("latex/guaranteed_summary.tex")).unwrap();
+    assert!(tex.contains("certified-id & 80.00 & 50.00 \\\\"), "{tex}");
 }
 
 #[test]
@@ -316,7 +353,7 @@ fn svgs_are_well_formed_xml() {
             p.display()
         );
     }
-    assert_eq!(n, 5);
+    assert_eq!(n, 8);
 }
 
 #[test]
@@ -353,7 +390,7 @@ fn pngs_decode_to_the_figure_size_and_are_not_blank() {
             colours.len()
         );
     }
-    assert_eq!(n, 5);
+    assert_eq!(n, 8);
 }
 
 /// Removes `$…$` math spans (underscores are legal there).
@@ -502,8 +539,8 @@ fn markdown_links_resolve_and_every_number_is_linked() {
             assert!(c.parse::<f64>().is_err(), "bare number {c} in: {line}");
         }
     }
-    // 5 runs + 2 + 2 + 3 + 8 table rows
-    assert_eq!(data_rows, 5 + 2 + 2 + 3 + 8);
+    // 6 runs + 2 + 2 + 3 + 4 + 8 table rows
+    assert_eq!(data_rows, 6 + 2 + 2 + 3 + 4 + 8);
     assert!(
         md.contains("`0123456789abcdef0123456789abcdef01234567`"),
         "git revision listed"
@@ -543,7 +580,7 @@ fn output_is_deterministic() {
         }
     }
     files.push("report.md".into());
-    assert_eq!(files.len(), 4 + 4 + 10 + 1);
+    assert_eq!(files.len(), 5 + 5 + 16 + 1);
     for f in files {
         let a = std::fs::read(outs[0].join(&f)).unwrap();
         let b = std::fs::read(outs[1].join(&f)).unwrap();
@@ -713,11 +750,13 @@ fn html_page_is_valid_self_contained_and_its_links_resolve() {
     assert_eq!(
         page.sections,
         [
+            "summary",
             "conventions",
             "runs",
             "kind-train",
             "kind-eval",
             "kind-certify",
+            "kind-guaranteed",
             "kind-lipschitz"
         ]
     );
@@ -736,13 +775,14 @@ fn html_page_is_valid_self_contained_and_its_links_resolve() {
         );
     }
     assert!(!page.attrs.iter().any(|a| a.1.starts_with("on")));
-    // The five figures inline, as SVG (the fifth: the Lipschitz radius distribution).
-    assert_eq!(page.elements.iter().filter(|e| *e == "svg").count(), 5);
-    // Tables: runs + one per kind; rows as in report.md (5 runs + 2 + 2 + 3 + 8).
-    assert_eq!(page.elements.iter().filter(|e| *e == "table").count(), 5);
+    // The eight figures inline, as SVG (the Lipschitz radius distribution, the two guaranteed
+    // curves and the summary's headline figure among them).
+    assert_eq!(page.elements.iter().filter(|e| *e == "svg").count(), 8);
+    // Tables: runs + one per kind (no verdict table without --claims); rows as in report.md.
+    assert_eq!(page.elements.iter().filter(|e| *e == "table").count(), 6);
     assert_eq!(
         page.elements.iter().filter(|e| *e == "tr").count(),
-        5 + (5 + 2 + 2 + 3 + 8)
+        6 + (6 + 2 + 2 + 3 + 4 + 8)
     );
     let links = assert_links_resolve(&out, &page);
     assert!(links > 100, "{links} links");
@@ -933,4 +973,174 @@ fn refuses_to_replace_folders_holding_files_no_report_wrote() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(!out.join("tables/eval_summary.csv").exists());
     assert!(out.join("tables/lipschitz_summary.csv").is_file());
+}
+
+// ---- the summary (issue #14 item 6), unlabelled ID sets ------------------------------------------
+
+/// A claims.csv written by `oodcert claims` under `<dir>/bench-x/claims/`: 5 seeds, greg worse
+/// than energy on "near" (contradicted), better on "far" (supported).
+fn claims_file(dir: &Path) -> PathBuf {
+    let mut t = String::from("arm,seed,ood,fpr95,auroc,aupr_in,aupr_out,id_accuracy,n_id,n_ood\n");
+    for (arm, near, far) in [("energy", 0.7, 0.2), ("greg", 0.8, 0.1)] {
+        for sd in 0..5 {
+            let d = 0.001 * sd as f64;
+            t.push_str(&format!(
+                "{arm},{sd},near,{:.3},0.5,0.5,0.5,0.9,10,10\n",
+                near + d
+            ));
+            t.push_str(&format!(
+                "{arm},{sd},far,{:.3},0.5,0.5,0.5,0.9,10,10\n",
+                far + d
+            ));
+        }
+    }
+    let m = dir.join("metrics_all.csv");
+    write(&m, &t);
+    let out = dir.join("bench-x/claims");
+    let o = oodcert(&[
+        "claims",
+        "--metrics",
+        m.to_str().unwrap(),
+        "--baseline",
+        "energy",
+        "--arm",
+        "greg",
+        "--metric",
+        "fpr95",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    out.join("claims.csv")
+}
+
+#[test]
+fn summary_opens_the_page_with_verdicts_and_the_headline_figure() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    synthetic_runs(&runs);
+    let claims = claims_file(d.path());
+    let out = d.path().join("out");
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--claims",
+        claims.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let (sum, conv) = (
+        html.find("<section id=\"summary\">").unwrap(),
+        html.find("<section id=\"conventions\">").unwrap(),
+    );
+    assert!(
+        sum < conv && sum < html.find("<nav>").unwrap(),
+        "summary first"
+    );
+    let summary = &html[sum..conv];
+    // The verdict table: header + 2 claims, in file order, and the headline figure after it.
+    assert_eq!(summary.matches("<tr>").count(), 3, "{summary}");
+    let near = summary.find(">near<").unwrap();
+    let far = summary.find(">far<").unwrap();
+    assert!(near < far);
+    assert!(summary[near..far].contains("<strong>contradicted</strong>"));
+    assert!(summary[far..].contains("<strong>supported</strong>"));
+    assert!(
+        summary.contains(">bench-x</a>"),
+        "labelled by the benchmark folder"
+    );
+    assert!(
+        summary.contains("+10.00 ["),
+        "difference in percentage points"
+    );
+    assert!(summary.contains("0.0079 (2/252)"));
+    assert!(summary.contains("Verdict rule: supported when"));
+    assert!(summary.find("<svg").unwrap() > summary.find("</table>").unwrap());
+    assert!(summary.contains("plots/headline_certified_rate.svg"));
+    let page = parse_page(&out.join("index.html"));
+    assert_links_resolve(&out, &page);
+    // report.md opens with the same summary, its links resolve.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let (ms, mc) = (
+        md.find("## Summary").unwrap(),
+        md.find("## Conventions").unwrap(),
+    );
+    assert!(ms < mc);
+    assert_eq!(md[ms..mc].matches("| [bench-x](").count(), 2);
+    for (i, _) in md.match_indices("](") {
+        let rest = &md[i + 2..];
+        let target = &rest[..rest.find(')').unwrap()];
+        assert!(
+            out.join(percent_decode(target)).exists(),
+            "broken link {target}"
+        );
+    }
+    // The claims file is recorded with its hash.
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report_manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        m["config"]["claims"][0]["sha256"].as_str().unwrap(),
+        oodcert::evidence::sha256_file(&claims).unwrap()
+    );
+    // A file that is not a claims table: exit 2, one line.
+    let bad = d.path().join("bad.csv");
+    write(&bad, "ood,metric\nx,fpr95\n");
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--claims",
+        bad.to_str().unwrap(),
+        "--out",
+        d.path().join("o2").to_str().unwrap(),
+    ]);
+    assert_bad_input(&o, &["bad.csv", "missing column 'baseline'"]);
+}
+
+#[test]
+fn eval_run_with_an_unlabelled_id_set_is_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    let e = runs.join("unlabelled");
+    manifest(&e, "eval", serde_json::json!({}));
+    // `oodcert eval` leaves id_accuracy empty when the ID set has no labels.
+    write(
+        &e.join("metrics.csv"),
+        "ood,fpr95,auroc,aupr_in,aupr_out,detection_error,id_accuracy,n_id,n_ood,score,convention,tpr\n\
+         noise:test,0.25,0.9,0.95,0.8,0.1,,400,300,energy,first,0.95\n",
+    );
+    let out = d.path().join("out");
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let (h, rows) = read_csv(&out.join("tables/eval_summary.csv"));
+    assert_eq!(
+        (get(&h, &rows[0], "id_accuracy"), get(&h, &rows[0], "fpr95")),
+        ("", "0.25")
+    );
+    let tex = std::fs::read_to_string(out.join("latex/eval_summary.tex")).unwrap();
+    assert!(tex.contains("& -- \\\\"), "{tex}");
+    // A non-number there is still an error.
+    write(
+        &e.join("metrics.csv"),
+        "ood,fpr95,auroc,aupr_in,aupr_out,detection_error,id_accuracy,n_id,n_ood,score,convention,tpr\n\
+         noise:test,0.25,0.9,0.95,0.8,0.1,abc,400,300,energy,first,0.95\n",
+    );
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_bad_input(&o, &["column 'id_accuracy'"]);
 }

@@ -91,3 +91,39 @@ fn a_healthy_run_is_not_stopped() {
     );
     ok(&o);
 }
+
+#[test]
+fn a_resumed_run_keeps_the_collapse_window() {
+    // Checkpoints every 10 steps: the collapsed run stops at its check step N before writing
+    // checkpoint N, so it resumes from N − 10 with 9 checks of the window stored. Resumed with
+    // the window restored it stops at N again; a window restarted on resume would need 10 new
+    // checks and stop 90 steps later.
+    let t = tempfile::tempdir().unwrap();
+    let data = write_toy4(t.path(), 512);
+    let (o, dir) = run(t.path(), &data, "5.0", "checkpoint_every = 10\n", "cut");
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    let stop = |e: &str| -> String {
+        let line = e.lines().last().unwrap();
+        let i = line.find("step ").unwrap();
+        line[i..i + line[i..].find(':').unwrap()].to_string()
+    };
+    let first = stop(&err);
+    let cfg = t.path().join("cut.toml");
+    let o = oodcert_in(
+        &[
+            "train",
+            "--config",
+            s(&cfg),
+            "--out",
+            s(&dir),
+            "--resume",
+            "--quiet",
+        ],
+        t.path(),
+    );
+    let err2 = String::from_utf8_lossy(&o.stderr).to_string();
+    assert_eq!(o.status.code(), Some(1), "stderr: {err2}");
+    assert!(err2.contains("resuming"), "{err2}");
+    assert_eq!(stop(&err2), first, "{err}\n---\n{err2}");
+}

@@ -4,7 +4,7 @@
 # fine-tuned from that checkpoint under each SEED, then every model evaluated (energy score; DOS by its
 # absent-class score) on the benchmark's ID test set against its near- and far-OOD sets. Writes $OUT/{ce,ARM-sSEED}/eval/ and
 # $OUT/metrics_all.csv (arm, seed, ood, fpr95, auroc, aupr_in, aupr_out, id_accuracy, n_id, n_ood;
-# seed "-" for the CE start point).
+# seed "-" for the CE start point) and the verdicts of `oodcert claims` in $OUT/claims/.
 #   bash analysis/experiments/benchmark.sh mnist-open-set
 # Env: OUT (default runs/benchmarks/NAME), SEEDS (default "0 1 2 3 4"), ARMS (default: every arm,
 #      ce-ft energy greg energy-plus greg-plus dos greg-l0.1 greg-l10; papers/benchmarks.md),
@@ -77,3 +77,21 @@ PY
 done
 mv "$all" "$OUT/metrics_all.csv"
 echo "benchmark.sh: wrote $OUT/metrics_all.csv" >&2
+
+# 4. Claims decided over seeds (oodcert claims): every other arm against the energy loss, per OOD
+#    set and metric, with t / Welch intervals and the exact rank test; $OUT/claims/claims.{csv,md}.
+#    Needs the energy arm and at least 2 seeds. A private binary older than `claims` is skipped
+#    with the command to run instead (CLAIMS_BIN names another binary).
+others=""
+for a in $ARMS; do if [ "$a" != energy ]; then others+="${others:+,}$a"; fi; done
+nseeds=$(echo "$SEEDS" | wc -w)
+if [[ " $ARMS " == *" energy "* ]] && [ -n "$others" ] && [ "$nseeds" -ge 2 ]; then
+  CLAIMS_BIN=${CLAIMS_BIN:-$BIN}
+  claims_args=(claims --metrics "$OUT/metrics_all.csv" --baseline energy --arm "$others"
+    --metric fpr95,auroc,aupr_in,id_accuracy --reference ce --out "$OUT/claims")
+  if "$CLAIMS_BIN" claims --help >/dev/null 2>&1; then
+    "$CLAIMS_BIN" "${claims_args[@]}"
+  else
+    echo "benchmark.sh: $CLAIMS_BIN has no 'claims' command; run: oodcert ${claims_args[*]}" >&2
+  fi
+fi

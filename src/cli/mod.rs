@@ -5,6 +5,7 @@ use crate::error::Result;
 use clap::{Parser, Subcommand};
 
 pub mod certify;
+pub mod claims;
 pub mod data;
 pub mod eval;
 pub mod guaranteed;
@@ -49,6 +50,8 @@ pub enum Command {
     Report(report::Args),
     /// Guaranteed AUROC / FPR95 vs ε: OOD scored by certified lower bounds of S over the ball.
     Guaranteed(guaranteed::Args),
+    /// Claims decided over seeds: means with t intervals, Welch differences, exact rank tests.
+    Claims(claims::Args),
     /// Attack inside every certified radius of a lipschitz or certify run; exit 1 on a violation.
     Verify(verify::Args),
 }
@@ -68,5 +71,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Lipschitz(a) => lipschitz::run(*a),
         Command::Verify(a) => verify::run(a),
         Command::Guaranteed(a) => guaranteed::run(a),
+        Command::Claims(a) => claims::run(a),
     }
 }

@@ -11,6 +11,10 @@ pub struct Args {
     /// Run folders, or parents holding run folders (searched up to 4 levels deep).
     #[arg(long, required = true, num_args = 1..)]
     pub runs: Vec<PathBuf>,
+    /// claims.csv files of `oodcert claims` (one per benchmark): the verdict table that opens the
+    /// report.
+    #[arg(long, num_args = 1..)]
+    pub claims: Vec<PathBuf>,
     /// Output folder: built beside it and swapped in whole, so it holds exactly this report. An
     /// existing folder must be empty or an earlier report holding only report files.
     #[arg(long)]
@@ -19,7 +23,7 @@ pub struct Args {
 
 /// Builds the report and prints the path of `index.html` on stdout.
 pub fn run(a: Args) -> Result<()> {
-    let files = build_report(&a.runs, &a.out)?;
+    let files = build_report(&a.runs, &a.claims, &a.out)?;
     eprintln!(
         "oodcert report: wrote {} files under {}",
         files.len(),

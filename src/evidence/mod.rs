@@ -1,5 +1,6 @@
 //! Evidence: run manifests, number formatting, reports (atomic output lives in `crate::atomic`).
 
+pub mod claims;
 pub mod csv_table;
 pub mod manifest;
 pub mod number;

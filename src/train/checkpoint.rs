@@ -5,6 +5,7 @@
 use crate::error::{Error, Result};
 use crate::evidence::{sha256_file, write_atomic};
 use crate::model::Model;
+use crate::train::collapse::CollapseSigns;
 use crate::train::optim::Optimizer;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -22,20 +23,24 @@ pub struct Latest {
     pub optim_sha256: String,
     /// SHA-256 of the run's configuration, to refuse resuming a different run.
     pub config_sha256: String,
+    /// The collapse monitor's window at this step (`train::collapse`; empty in older records).
+    #[serde(default)]
+    pub collapse_window: Vec<CollapseSigns>,
 }
 
 fn ckpt_dir(out: &Path) -> PathBuf {
     out.join("checkpoints")
 }
 
-/// Writes generation `step` (model + optimiser), then commits it in `latest.json`, then removes
-/// older generations.
+/// Writes generation `step` (model + optimiser), then commits it in `latest.json` (with the
+/// collapse monitor's window `collapse`), then removes older generations.
 pub fn save(
     out: &Path,
     step: usize,
     model: &Model,
     opt: &Optimizer,
     config_sha256: &str,
+    collapse: &[CollapseSigns],
 ) -> Result<()> {
     let dir = ckpt_dir(out);
     std::fs::create_dir_all(&dir)
@@ -73,6 +78,7 @@ pub fn save(
         model_file,
         optim_file,
         config_sha256: config_sha256.to_string(),
+        collapse_window: collapse.to_vec(),
     };
     let text = serde_json::to_string_pretty(&latest)
         .map_err(|e| Error::Internal(format!("serialising checkpoint record: {e}")))?;
@@ -102,6 +108,8 @@ pub struct Resumed {
     pub step: usize,
     pub model: Model,
     pub optim_state: HashMap<String, Tensor>,
+    /// The collapse monitor's window when the checkpoint was written.
+    pub collapse_window: Vec<CollapseSigns>,
 }
 
 /// Reads the newest complete checkpoint under `out`, if any, verifying hashes and the config.
@@ -140,5 +148,6 @@ pub fn load(out: &Path, config_sha256: &str, device: &Device) -> Result<Option<R
         step: latest.step,
         model,
         optim_state,
+        collapse_window: latest.collapse_window,
     }))
 }

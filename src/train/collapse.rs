@@ -23,7 +23,7 @@ pub const SPREAD_TOL: f64 = 1e-6;
 pub const CHANCE_SIGMAS: f64 = 3.0;
 
 /// What one check saw on the ID batch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CollapseSigns {
     /// Correct predictions among `n` batch images, and the chance level 1/K.
     pub correct: usize,
@@ -111,8 +111,9 @@ pub fn inspect(model: &Model, x: &Tensor, labels: &[i64]) -> Result<CollapseSign
 
 /// Keeps the last `window` checks after the warm-up and stops the run when their pooled accuracy
 /// is at chance (within [`CHANCE_SIGMAS`] binomial standard errors of 1/K over all their images)
-/// or every one of them saw a dead network. The window restarts on `--resume` (a resumed run needs
-/// a full window to stop).
+/// or every one of them saw a dead network. Checkpoints store the window ([`Self::window_signs`]) and
+/// `--resume` restores it ([`Self::restore`]), so a resumed run stops where the uninterrupted one
+/// would.
 #[derive(Debug, Clone)]
 pub struct CollapseMonitor {
     warmup: usize,
@@ -128,6 +129,17 @@ impl CollapseMonitor {
             window,
             last: std::collections::VecDeque::new(),
         }
+    }
+
+    /// The checks of the current window, oldest first (what a checkpoint stores).
+    pub fn window_signs(&self) -> Vec<CollapseSigns> {
+        self.last.iter().cloned().collect()
+    }
+
+    /// Continues from the checks `signs` of a checkpoint (the last `window` of them are kept).
+    pub fn restore(&mut self, signs: Vec<CollapseSigns>) {
+        let skip = signs.len().saturating_sub(self.window);
+        self.last = signs.into_iter().skip(skip).collect();
     }
 
     /// Whether the 1-based `step` is a check step.
@@ -222,5 +234,16 @@ mod tests {
             "{t}"
         );
         assert!(!CollapseMonitor::new(0, 0).due(10), "window 0 disables");
+        // A restored window continues: two stored checks at chance + one more stop the run.
+        let mut m = CollapseMonitor::new(0, 3);
+        m.record(10, 0.01, &signs(22, false)).unwrap();
+        m.record(20, 0.01, &signs(24, false)).unwrap();
+        let mut r = CollapseMonitor::new(0, 3);
+        r.restore(m.window_signs());
+        assert!(r.record(30, 0.01, &signs(23, false)).is_err());
+        // Only the last `window` restored checks count.
+        let mut r = CollapseMonitor::new(0, 2);
+        r.restore(vec![signs(22, false), signs(40, false), signs(40, false)]);
+        assert_eq!(r.window_signs(), vec![signs(40, false), signs(40, false)]);
     }
 }

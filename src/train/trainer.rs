@@ -186,11 +186,13 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
     let csha = config_sha256(cfg);
     let mut opt = Optimizer::new(&cfg.optim, model.trainable_vars());
     let mut start = 0;
+    let mut collapse_window = Vec::new();
     if opts.resume {
         if let Some(r) = checkpoint::load(&opts.out, &csha, &opts.device)? {
             copy_weights(&r.model, &model)?;
             opt.load_state(&r.optim_state, r.step as u64)?;
             start = r.step;
+            collapse_window = r.collapse_window;
             eprintln!(
                 "oodcert: resuming {} at step {start}/{total}",
                 opts.out.display()
@@ -237,6 +239,7 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
             .collapse_window
             .unwrap_or(collapse::DEFAULT_WINDOW),
     );
+    collapse.restore(collapse_window);
     for step in start..total {
         let epoch = step / steps_per_epoch;
         if order.0 != epoch {
@@ -301,11 +304,25 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         pb.inc(1);
         let every = cfg.train.checkpoint_every;
         if every > 0 && (step + 1) % every == 0 && step + 1 < total {
-            checkpoint::save(&opts.out, step + 1, &model, &opt, &csha)?;
+            checkpoint::save(
+                &opts.out,
+                step + 1,
+                &model,
+                &opt,
+                &csha,
+                &collapse.window_signs(),
+            )?;
         }
     }
     pb.finish_and_clear();
-    checkpoint::save(&opts.out, total, &model, &opt, &csha)?;
+    checkpoint::save(
+        &opts.out,
+        total,
+        &model,
+        &opt,
+        &csha,
+        &collapse.window_signs(),
+    )?;
     let model_path = opts.out.join("model.safetensors");
     model.save(&model_path)?;
     Ok(TrainOutcome {

@@ -1,8 +1,8 @@
 //! Finding run folders under the `--runs` directories and telling their kind from their files.
 //!
 //! A run folder holds `manifest.json` and one kind's output: `train_log.csv` (train),
-//! `metrics.csv` (eval), `curves.csv` + `certify.csv` (certify) or `lipschitz.csv` + `summary.csv`
-//! (lipschitz). A `--runs` directory that is not a run is searched (sorted, depth ≤ 4).
+//! `metrics.csv` (eval), `curves.csv` + `certify.csv` (certify), `guaranteed.csv` + `bounds.csv`
+//! (guaranteed) or `lipschitz.csv` + `summary.csv` (lipschitz). A `--runs` directory that is not a run is searched (sorted, depth ≤ 4).
 
 use crate::error::{Error, Result};
 use crate::evidence::sha256_file;
@@ -21,25 +21,29 @@ pub enum RunKind {
     Eval,
     /// `oodcert certify`: `certify.csv` and `curves.csv`.
     Certify,
+    /// `oodcert guaranteed`: `guaranteed.csv` and `bounds.csv`.
+    Guaranteed,
     /// `oodcert lipschitz`: `lipschitz.csv` and `summary.csv`.
     Lipschitz,
 }
 
 impl RunKind {
     /// All kinds, in report order.
-    pub const ALL: [RunKind; 4] = [
+    pub const ALL: [RunKind; 5] = [
         RunKind::Train,
         RunKind::Eval,
         RunKind::Certify,
+        RunKind::Guaranteed,
         RunKind::Lipschitz,
     ];
 
-    /// Lower-case name used in file names (`train`, `eval`, `certify`, `lipschitz`).
+    /// Lower-case name used in file names (`train`, `eval`, `certify`, `guaranteed`, `lipschitz`).
     pub fn name(self) -> &'static str {
         match self {
             RunKind::Train => "train",
             RunKind::Eval => "eval",
             RunKind::Certify => "certify",
+            RunKind::Guaranteed => "guaranteed",
             RunKind::Lipschitz => "lipschitz",
         }
     }
@@ -50,6 +54,7 @@ impl RunKind {
             RunKind::Train => "train_log.csv",
             RunKind::Eval => "metrics.csv",
             RunKind::Certify => "curves.csv",
+            RunKind::Guaranteed => "guaranteed.csv",
             RunKind::Lipschitz => "summary.csv",
         }
     }
@@ -62,6 +67,8 @@ impl RunKind {
         }
         if has("curves.csv") && has("certify.csv") {
             Some(RunKind::Certify)
+        } else if has("guaranteed.csv") && has("bounds.csv") {
+            Some(RunKind::Guaranteed)
         } else if has("lipschitz.csv") && has("summary.csv") {
             Some(RunKind::Lipschitz)
         } else if has("metrics.csv") {
@@ -161,7 +168,7 @@ pub fn discover(roots: &[PathBuf]) -> Result<Vec<Run>> {
     if found.is_empty() {
         let list: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
         return Err(Error::BadInput(format!(
-            "--runs {}: no run folders found (a run has manifest.json and train_log.csv, metrics.csv, curves.csv+certify.csv or lipschitz.csv+summary.csv)",
+            "--runs {}: no run folders found (a run has manifest.json and train_log.csv, metrics.csv, curves.csv+certify.csv, guaranteed.csv+bounds.csv or lipschitz.csv+summary.csv)",
             list.join(" ")
         )));
     }

@@ -26,6 +26,14 @@ pub enum Figure {
         curves: Vec<(String, Segments, Segments)>,
         xmax: f64,
     },
+    /// Lines with y in [0, 1] over x in [0, `xmax`]: (name, colour index, dashed, segments).
+    Lines {
+        title: String,
+        x_desc: String,
+        y_desc: String,
+        lines: Vec<(String, usize, bool, Segments)>,
+        xmax: f64,
+    },
     /// Per dataset: (name, is ID, fraction per bin); bins are equal-width over `lo..hi`.
     Histogram {
         title: String,
@@ -130,7 +138,57 @@ impl Figure {
                         }
                     }
                 }
-                legend(&mut ch, SeriesLabelPosition::UpperRight)?;
+                let all = curves.iter().flat_map(|c| [&c.1, &c.2]);
+                legend(&mut ch, quiet_corner(all, *xmax))?;
+            }
+            Figure::Lines {
+                title,
+                x_desc,
+                y_desc,
+                lines,
+                xmax,
+            } => {
+                let mut ch = ChartBuilder::on(root)
+                    .caption(title, (FONT, 22))
+                    .margin(15)
+                    .x_label_area_size(50)
+                    .y_label_area_size(65)
+                    .build_cartesian_2d(0f64..xmax.max(1e-9), 0f64..1.02f64)
+                    .map_err(perr)?;
+                ch.configure_mesh()
+                    .x_desc(x_desc.as_str())
+                    .y_desc(y_desc.as_str())
+                    .label_style((FONT, 15))
+                    .axis_desc_style((FONT, 17))
+                    .draw()
+                    .map_err(perr)?;
+                for (name, k, dashed, segs) in lines {
+                    let st = color(*k).stroke_width(3);
+                    for (i, s) in segs.iter().enumerate() {
+                        // A marker at every point: a curve over a few radii reads as measured points.
+                        ch.draw_series(s.iter().map(|&p| Circle::new(p, 4, st.filled())))
+                            .map_err(perr)?;
+                        let a = if *dashed {
+                            ch.draw_series(DashedLineSeries::new(s.clone(), 9, 6, st))
+                                .map_err(perr)?
+                        } else {
+                            ch.draw_series(LineSeries::new(s.clone(), st))
+                                .map_err(perr)?
+                        };
+                        if i == 0 {
+                            let dashed = *dashed;
+                            a.label(name.clone()).legend(move |(x, y)| {
+                                if dashed {
+                                    DashedPathElement::new(vec![(x, y), (x + 24, y)], 6, 4, st)
+                                        .into_dyn()
+                                } else {
+                                    PathElement::new(vec![(x, y), (x + 24, y)], st).into_dyn()
+                                }
+                            });
+                        }
+                    }
+                }
+                legend(&mut ch, quiet_corner(lines.iter().map(|l| &l.3), *xmax))?;
             }
             Figure::Histogram {
                 title,
@@ -302,6 +360,23 @@ impl Figure {
         }
         root.present().map_err(perr)
     }
+}
+
+/// The legend corner of a [0, xmax] × [0, 1] chart that the fewest points of `segs` fall in
+/// (upper right first on a tie), so the legend hides as little of the curves as it can.
+fn quiet_corner<'a>(segs: impl Iterator<Item = &'a Segments>, xmax: f64) -> SeriesLabelPosition {
+    use SeriesLabelPosition::*;
+    let mut n = [0usize; 4]; // upper right, lower left, upper left, lower right
+    for &(x, y) in segs.flat_map(|s| s.iter().flatten()) {
+        let (right, left) = (x >= 0.5 * xmax, x <= 0.5 * xmax);
+        let (up, down) = (y >= 0.6, y <= 0.4);
+        n[0] += usize::from(right && up);
+        n[1] += usize::from(left && down);
+        n[2] += usize::from(left && up);
+        n[3] += usize::from(right && down);
+    }
+    let k = (0..4).min_by_key(|&k| n[k]).unwrap_or(0);
+    [UpperRight, LowerLeft, UpperLeft, LowerRight][k].clone()
 }
 
 /// `v` with 3 significant digits, plain up to 1e5.

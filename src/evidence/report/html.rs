@@ -1,6 +1,6 @@
 //! `index.html`: the report as one self-contained HTML5 page (UTF-8, no scripts, no external
 //! CSS, fonts or images) in an XHTML-compatible serialisation, so an XML parser reads it too.
-//! Sections mirror `report.md` (conventions, runs, one section per run kind with its table and
+//! Sections mirror `report.md` (summary: verdicts and the headline figure; conventions, runs, one section per run kind with its table and
 //! its figures, inlined SVG); every number links to its run's `manifest.json` and every row to
 //! the CSV it was read from. Every string from a CSV or manifest is escaped.
 
@@ -8,6 +8,7 @@ use super::discover::{Run, RunKind};
 use super::latex::{Fmt, spec};
 use super::markdown::{conventions, heading, rel_link, show};
 use super::plots::PlotFile;
+use super::summary::Summary;
 use super::tables::SummaryTable;
 use crate::error::{Error, Result};
 use crate::evidence::Manifest;
@@ -21,7 +22,10 @@ th.t,td.t{text-align:left}\
 code{font-size:0.9em;overflow-wrap:anywhere}\
 figure{margin:1em 0}\
 figure svg,figure img{max-width:100%;height:auto;border:1px solid #eee}\
-header p{margin:0.2em 0}";
+header p{margin:0.2em 0}\
+td.n{white-space:nowrap}\
+td.supported{color:#1a7f37}\
+td.contradicted{color:#b42318}";
 
 /// SVG elements an inlined figure may contain (what plotters writes); anything else is shown
 /// through `<img>` instead, where a browser runs no script.
@@ -104,12 +108,15 @@ pub fn render(
     tables: &[SummaryTable],
     plots: &[PlotFile],
     made_by: &Manifest,
+    summary: &Summary,
+    claims_paths: &[std::path::PathBuf],
 ) -> Result<String> {
     let mut o = String::from(
         "<!DOCTYPE html>\n<html xmlns=\"http://www.w3.org/1999/xhtml\" lang=\"en\">\n<head>\n<meta charset=\"utf-8\"/>\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"/>\n<title>oodcert report</title>\n",
     );
     o.push_str(&format!("<style>{STYLE}</style>\n</head>\n<body>\n"));
     o.push_str(&header(made_by, runs.len()));
+    o.push_str(&super::summary::html(out, runs, summary, claims_paths)?);
     o.push_str("<nav><p>");
     let mut nav = vec![link("#conventions", "Conventions"), link("#runs", "Runs")];
     for t in tables {
@@ -228,7 +235,8 @@ fn kind_section(out: &Path, runs: &[Run], t: &SummaryTable, plots: &[PlotFile]) 
     Ok(o)
 }
 
-fn figure(out: &Path, runs: &[Run], p: &PlotFile) -> Result<String> {
+/// A `<figure>` with the inlined SVG (or an `<img>`), its title and links to its sources.
+pub(super) fn figure(out: &Path, runs: &[Run], p: &PlotFile) -> Result<String> {
     let svg = format!("{}.svg", p.stem);
     let body = match inline_svg(&out.join(&svg))? {
         Some(s) => s,

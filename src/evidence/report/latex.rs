@@ -76,6 +76,18 @@ pub fn spec(kind: RunKind) -> (Vec<ColSpec>, Option<&'static str>) {
             ],
             Some("certificate"),
         ),
+        RunKind::Guaranteed => (
+            vec![
+                ("run", "Run", Text, None),
+                ("norm", "Norm", Text, None),
+                ("eps", "$\\varepsilon$", Num, None),
+                ("ood", "OOD set", Text, None),
+                ("variant", "ID scored by", Text, None),
+                ("auroc", "GAUROC (\\%)", Pct, None),
+                ("fpr95", "GFPR95 (\\%)", Pct, None),
+            ],
+            Option::None,
+        ),
         RunKind::Lipschitz => (
             vec![
                 ("run", "Run", Text, None),

@@ -75,6 +75,7 @@ pub(super) fn heading(kind: RunKind) -> &'static str {
         RunKind::Train => "Training (last logged step of each run)",
         RunKind::Eval => "Detection (one row per run and OOD set)",
         RunKind::Certify => "Randomized-smoothing certificates (radius 0, and r½)",
+        RunKind::Guaranteed => "Guaranteed AUROC / FPR95 vs ε from deterministic bounds",
         RunKind::Lipschitz => "Lipschitz bounds of S",
     }
 }
@@ -104,6 +105,9 @@ pub(super) fn conventions(runs: &[Run]) -> Vec<String> {
     if runs.iter().any(|r| r.kind == RunKind::Certify) {
         c.push("r½ (radius_half_*): largest radius on the curve grid with at least half of the ID (OOD) samples certified, a lower bound on the median certified radius to within the grid step; empty = fewer than half certified.".into());
     }
+    if runs.iter().any(|r| r.kind == RunKind::Guaranteed) {
+        c.push("Guaranteed runs (GOOD's guaranteed AUC and its FPR95 analogue): every OOD sample scored by a certified lower bound of S over B_p(x, ε) ∩ [0,1]^n; ID samples by their clean score (clean-id) or a certified upper bound (certified-id); ε = 0 is the clean metric. No perturbation within ε makes the detector do worse than these numbers.".into());
+    }
     if runs.iter().any(|r| r.kind == RunKind::Lipschitz) {
         c.push("Lipschitz summaries: mean and median over samples; lower_* are attained lower bounds, clever an estimate, upper_* certified upper bounds; tightness_* = upper / PGD lower bound (1 = tight).".into());
     }
@@ -116,12 +120,15 @@ pub fn render(
     runs: &[Run],
     tables: &[SummaryTable],
     plots: &[PlotFile],
+    summary: &super::summary::Summary,
+    claims_paths: &[PathBuf],
 ) -> Result<String> {
     let mut o = String::from("# oodcert report\n\n");
     o.push_str(&format!(
         "{} runs. Every number below links to the CSV it was read from; the last column of each row links to the run's `manifest.json`, whose git revision and dirty flag are listed under *Runs*.\n\n",
         runs.len()
     ));
+    o.push_str(&super::summary::markdown(out, runs, summary, claims_paths)?);
     o.push_str("## Conventions\n\n");
     for c in conventions(runs) {
         o.push_str(&format!("- {}\n", cell(&c)));

@@ -12,6 +12,7 @@ pub mod html;
 pub mod latex;
 pub mod markdown;
 pub mod plots;
+pub mod summary;
 pub mod tables;
 
 pub use discover::{Run, RunKind, discover};
@@ -24,7 +25,8 @@ use std::path::{Path, PathBuf};
 /// Writes the report for the runs under `roots` into `out` (replacing an earlier report there,
 /// see folder.rs); returns the files written, relative to `out` (`tables/*.csv`, `latex/*.tex`,
 /// `plots/*.{svg,png}`, `report.md`, `index.html`, `report_manifest.json`).
-pub fn build_report(roots: &[PathBuf], out: &Path) -> Result<Vec<String>> {
+/// `claims` are `claims.csv` files of `oodcert claims`, shown as the summary's verdict table.
+pub fn build_report(roots: &[PathBuf], claims: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     let t0 = std::time::Instant::now();
     let runs = discover(roots)?;
     let tables = summary_tables(&runs)?;
@@ -46,7 +48,12 @@ pub fn build_report(roots: &[PathBuf], out: &Path) -> Result<Vec<String>> {
         written.push(format!("{}.svg", p.stem));
         written.push(format!("{}.png", p.stem));
     }
-    let md = markdown::render(dir, &runs, &tables, &plots)?;
+    let summary = summary::build(&runs, claims, dir)?;
+    if let Some(p) = &summary.headline {
+        written.push(format!("{}.svg", p.stem));
+        written.push(format!("{}.png", p.stem));
+    }
+    let md = markdown::render(dir, &runs, &tables, &plots, &summary, claims)?;
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
     written.push("report.md".into());
     let roots_text: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
@@ -61,12 +68,21 @@ pub fn build_report(roots: &[PathBuf], out: &Path) -> Result<Vec<String>> {
             })
         })
         .collect();
+    let claims_json = claims
+        .iter()
+        .map(|c| {
+            Ok(serde_json::json!({
+                "path": c.display().to_string(),
+                "sha256": crate::evidence::sha256_file(c)?,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut m = Manifest::new(
         "report",
-        serde_json::json!({ "runs": roots_text, "found": runs_json }),
+        serde_json::json!({ "runs": roots_text, "found": runs_json, "claims": claims_json }),
         "cpu",
     );
-    let page = html::render(dir, &runs, &tables, &plots, &m)?;
+    let page = html::render(dir, &runs, &tables, &plots, &m, &summary, claims)?;
     write_atomic(&dir.join("index.html"), page.as_bytes())?;
     written.push("index.html".into());
     for f in &written {

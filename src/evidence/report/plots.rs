@@ -68,7 +68,7 @@ pub fn file_safe(label: &str) -> String {
 }
 
 /// Splits (x, y) points into segments at non-finite y.
-fn segments(points: impl Iterator<Item = (f64, f64)>) -> Segments {
+pub(super) fn segments(points: impl Iterator<Item = (f64, f64)>) -> Segments {
     let mut out: Segments = vec![Vec::new()];
     for (x, y) in points {
         if x.is_finite() && y.is_finite() {
@@ -112,6 +112,7 @@ pub fn write_plots(runs: &[Run], out: &Path) -> Result<Vec<PlotFile>> {
                     files.push(p);
                 }
             }
+            RunKind::Guaranteed => files.extend(guaranteed_plots(i, run, out)?),
             _ => {}
         }
     }
@@ -241,6 +242,84 @@ fn lipschitz_radius_plot(i: usize, run: &Run, out: &Path) -> Result<Option<PlotF
         runs: vec![i],
         sources: vec![src],
     }))
+}
+
+/// Guaranteed AUROC and guaranteed FPR95 vs ε of a guaranteed run: one figure each, a colour
+/// per OOD set, solid for ID scored clean (`clean-id`), dashed for ID at its certified upper
+/// bound (`certified-id`).
+fn guaranteed_plots(i: usize, run: &Run, out: &Path) -> Result<Vec<PlotFile>> {
+    let src = run.dir.join("guaranteed.csv");
+    let t = CsvTable::read(&src)?;
+    let (ce, co, cv) = (
+        t.require_numeric("eps", false)?,
+        t.col("ood")?,
+        t.col("variant")?,
+    );
+    let norm = t
+        .col("norm")
+        .ok()
+        .filter(|_| !t.rows.is_empty())
+        .map_or(String::new(), |c| t.cell(0, c).to_string());
+    let norm_text = match norm.as_str() {
+        "linf" => "ℓ∞",
+        "l2" => "ℓ2",
+        o => o,
+    };
+    let mut oods: Vec<String> = Vec::new();
+    let mut xmax = 0.0f64;
+    for r in 0..t.rows.len() {
+        let o = t.cell(r, co);
+        if !oods.iter().any(|x| x == o) {
+            oods.push(o.to_string());
+        }
+        xmax = xmax.max(t.num(r, ce)?);
+    }
+    let xmax = if xmax > 0.0 { xmax } else { 1.0 };
+    let mut files = Vec::new();
+    for (metric, label) in [("auroc", "guaranteed AUROC"), ("fpr95", "guaranteed FPR95")] {
+        let cm = t.require_numeric(metric, false)?;
+        let mut lines = Vec::new();
+        for (k, o) in oods.iter().enumerate() {
+            for (variant, dashed) in [("clean-id", false), ("certified-id", true)] {
+                let mut pts: Vec<(f64, f64)> = Vec::new();
+                for r in
+                    (0..t.rows.len()).filter(|&r| t.cell(r, co) == o && t.cell(r, cv) == variant)
+                {
+                    pts.push((t.num(r, ce)?, t.num(r, cm)?));
+                }
+                if pts.is_empty() {
+                    continue;
+                }
+                pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                lines.push((
+                    format!("{o} ({variant})"),
+                    k,
+                    dashed,
+                    segments(pts.into_iter()),
+                ));
+            }
+        }
+        let title = format!("{label} vs {norm_text} radius ε: {}", run.label);
+        let stem = format!("plots/guaranteed_{metric}_{}", file_safe(&run.label));
+        write_figure(
+            out,
+            &stem,
+            &Figure::Lines {
+                title: title.clone(),
+                x_desc: format!("{norm_text} radius ε (pixel units)"),
+                y_desc: label.to_string(),
+                lines,
+                xmax,
+            },
+        )?;
+        files.push(PlotFile {
+            stem,
+            title,
+            runs: vec![i],
+            sources: vec![src.clone()],
+        });
+    }
+    Ok(files)
 }
 
 fn histogram_plot(i: usize, run: &Run, out: &Path) -> Result<Option<PlotFile>> {

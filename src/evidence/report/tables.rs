@@ -1,5 +1,6 @@
 //! Summary tables: one per run kind, one row per run (train), per run × OOD set (eval), per
-//! run × certificate (certify) or per run × quantity (lipschitz); each row starts with the run's
+//! run × certificate (certify), per run × ε × OOD set × variant (guaranteed) or per run ×
+//! quantity (lipschitz); each row starts with the run's
 //! label, its path and the SHA-256 of its `manifest.json`.
 
 use super::discover::{Run, RunKind};
@@ -44,6 +45,11 @@ pub const CERTIFY_COLUMNS: [&str; 11] = [
     "radius_half_id",
     "radius_half_ood",
     "max_radius",
+];
+
+/// Columns of the guaranteed table after the provenance columns (the rows of `guaranteed.csv`).
+pub const GUARANTEED_COLUMNS: [&str; 8] = [
+    "norm", "eps", "ood", "variant", "auroc", "fpr95", "n_id", "n_ood",
 ];
 
 /// Columns of the lipschitz table after the provenance columns (`summary.csv` rows, with the
@@ -107,6 +113,7 @@ pub fn summary_tables(runs: &[Run]) -> Result<Vec<SummaryTable>> {
             RunKind::Train => &TRAIN_COLUMNS,
             RunKind::Eval => &EVAL_COLUMNS,
             RunKind::Certify => &CERTIFY_COLUMNS,
+            RunKind::Guaranteed => &GUARANTEED_COLUMNS,
             RunKind::Lipschitz => &LIPSCHITZ_COLUMNS,
         };
         let mut rows = Vec::new();
@@ -119,6 +126,7 @@ pub fn summary_tables(runs: &[Run]) -> Result<Vec<SummaryTable>> {
                 RunKind::Train => vec![train_row(&CsvTable::read(&source)?)?],
                 RunKind::Eval => eval_rows(&CsvTable::read(&source)?)?,
                 RunKind::Certify => certify_rows(run, &CsvTable::read(&source)?)?,
+                RunKind::Guaranteed => guaranteed_rows(&CsvTable::read(&source)?)?,
                 RunKind::Lipschitz => lipschitz_rows(run, &CsvTable::read(&source)?)?,
             };
             for b in body {
@@ -171,7 +179,8 @@ fn eval_rows(t: &CsvTable) -> Result<Vec<Vec<String>>> {
             if text.contains(c) {
                 t.col(c)
             } else {
-                t.require_numeric(c, false)
+                // An unlabelled ID set has no accuracy: `oodcert eval` leaves the cell empty.
+                t.require_numeric(c, *c == "id_accuracy")
             }
         })
         .collect::<Result<_>>()?;
@@ -287,6 +296,23 @@ fn certify_rows(run: &Run, curves: &CsvTable) -> Result<Vec<Vec<String>>> {
         ]);
     }
     Ok(rows)
+}
+
+/// The rows of `guaranteed.csv` (one per norm, ε, OOD set and variant), checked.
+fn guaranteed_rows(t: &CsvTable) -> Result<Vec<Vec<String>>> {
+    let cols: Vec<usize> = GUARANTEED_COLUMNS
+        .iter()
+        .map(|c| match *c {
+            "norm" | "ood" | "variant" => t.col(c),
+            _ => t.require_numeric(c, false),
+        })
+        .collect::<Result<_>>()?;
+    if t.rows.is_empty() {
+        return Err(Error::bad_file(&t.path, "no rows (header only)"));
+    }
+    Ok((0..t.rows.len())
+        .map(|r| cols.iter().map(|&c| t.cell(r, c).to_string()).collect())
+        .collect())
 }
 
 fn lipschitz_rows(run: &Run, t: &CsvTable) -> Result<Vec<Vec<String>>> {

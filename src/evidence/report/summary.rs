@@ -1,0 +1,392 @@
+//! The report's opening summary (issue #14 item 6): the verdict table of the claims files given
+//! with `--claims` (written by `oodcert claims`) and one headline figure, the certified rate vs
+//! radius of every certify run on one axes (energy vs GReg when those are the runs), falling back
+//! to the bound-propagation radii of the Lipschitz runs when there is no certify run.
+
+use super::discover::{Run, RunKind};
+use super::figure::{Figure, Segments, write_figure};
+use super::html::escape;
+use super::markdown::rel_link;
+use super::plots::{PlotFile, segments};
+use super::tables::{curves_file, read_curves};
+use crate::error::{Error, Result};
+use crate::evidence::CsvTable;
+use crate::evidence::claims::RULE;
+use std::path::{Path, PathBuf};
+
+/// Stem of the headline figure below the report folder.
+pub const HEADLINE: &str = "plots/headline_certified_rate";
+
+/// Columns a claims file must have (a subset of `evidence::claims::output::COLUMNS`).
+pub const CLAIM_COLUMNS: [&str; 17] = [
+    "ood",
+    "metric",
+    "baseline",
+    "arm",
+    "n_baseline",
+    "baseline_mean",
+    "baseline_lo",
+    "baseline_hi",
+    "n_arm",
+    "arm_mean",
+    "arm_lo",
+    "arm_hi",
+    "diff",
+    "diff_lo",
+    "diff_hi",
+    "p_exact",
+    "verdict",
+];
+
+/// A `claims.csv` given with `--claims`, with the label it is shown under.
+#[derive(Debug, Clone)]
+pub struct ClaimsFile {
+    /// The benchmark's name: the folder holding `claims/claims.csv` (else the file's folder).
+    pub label: String,
+    pub table: CsvTable,
+}
+
+impl ClaimsFile {
+    /// Reads and checks a claims file; a missing column or a non-number is a `BadFile` error.
+    pub fn read(path: &Path) -> Result<ClaimsFile> {
+        let table = CsvTable::read(path)?;
+        for c in CLAIM_COLUMNS {
+            let numeric = !matches!(c, "ood" | "metric" | "baseline" | "arm" | "verdict");
+            if numeric {
+                table.require_numeric(c, false)?;
+            } else {
+                table.col(c)?;
+            }
+        }
+        let cv = table.col("verdict")?;
+        for r in 0..table.rows.len() {
+            let v = table.cell(r, cv);
+            if !matches!(v, "supported" | "contradicted" | "undecided") {
+                return Err(Error::bad_file(
+                    path,
+                    format!(
+                        "row {}: verdict '{v}' is not supported, contradicted or undecided",
+                        r + 2
+                    ),
+                ));
+            }
+        }
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let name = |p: &Path| p.file_name().map(|n| n.to_string_lossy().into_owned());
+        let label = match parent {
+            Some(p) if name(p).as_deref() == Some("claims") => p.parent().and_then(name),
+            Some(p) => name(p),
+            None => None,
+        }
+        .unwrap_or_else(|| path.display().to_string());
+        Ok(ClaimsFile { label, table })
+    }
+
+    fn get(&self, r: usize, c: &str) -> &str {
+        self.table.col(c).map_or("", |i| self.table.cell(r, i))
+    }
+
+    fn num(&self, r: usize, c: &str) -> f64 {
+        self.get(r, c).parse().unwrap_or(f64::NAN)
+    }
+}
+
+/// What the summary shows.
+#[derive(Debug, Clone, Default)]
+pub struct Summary {
+    pub claims: Vec<ClaimsFile>,
+    /// The headline figure, when some run has certified radii.
+    pub headline: Option<PlotFile>,
+}
+
+/// Reads the claims files and draws the headline figure into `<out>/plots/`.
+pub fn build(runs: &[Run], claims: &[PathBuf], out: &Path) -> Result<Summary> {
+    let claims = claims
+        .iter()
+        .map(|p| ClaimsFile::read(p))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Summary {
+        claims,
+        headline: headline_plot(runs, out)?,
+    })
+}
+
+/// Share of a Lipschitz run's samples with bound-propagation radius ≥ r on 201 grid points.
+fn radius_share(run: &Run) -> Result<Option<(bool, Vec<f64>)>> {
+    let t = CsvTable::read(&run.dir.join("lipschitz.csv"))?;
+    let (Ok(cb), Ok(ci)) = (t.col("radius_bound_prop"), t.col("is_id")) else {
+        return Ok(None);
+    };
+    let mut r = Vec::new();
+    for row in 0..t.rows.len() {
+        if let Some(v) = t.opt_num(row, cb)?.filter(|v| v.is_finite() && *v >= 0.0) {
+            r.push(v);
+        }
+    }
+    if r.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some((matches!(t.cell(0, ci), "true" | "1"), r)))
+}
+
+fn headline_plot(runs: &[Run], out: &Path) -> Result<Option<PlotFile>> {
+    let mut curves: Vec<(String, Segments, Segments)> = Vec::new();
+    let (mut idx, mut sources) = (Vec::new(), Vec::new());
+    let mut xmax = 0.0f64;
+    for (i, run) in runs
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == RunKind::Certify)
+    {
+        let src = curves_file(&run.dir);
+        let parsed = read_curves(&CsvTable::read(&src)?)?;
+        let Some((_, c)) = parsed
+            .iter()
+            .find(|(n, _)| n == "detector")
+            .or_else(|| parsed.first())
+        else {
+            continue;
+        };
+        let f = |g: fn(&super::tables::CurvePoint) -> Option<f64>| {
+            segments(c.iter().map(|p| (p.radius, g(p).unwrap_or(f64::NAN))))
+        };
+        xmax = c.iter().map(|p| p.radius).fold(xmax, f64::max);
+        let sigma = run.manifest["config"]["sigma"]
+            .as_f64()
+            .map_or(String::new(), |s| format!(" (σ = {s})"));
+        curves.push((
+            format!("{}{sigma}", run.label),
+            f(|p| p.id_rate),
+            f(|p| p.ood_rate),
+        ));
+        idx.push(i);
+        sources.push(src);
+    }
+    let title;
+    if curves.is_empty() {
+        // No smoothing certificates: the deterministic radii of the Lipschitz runs instead.
+        let mut shares = Vec::new();
+        for (i, run) in runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == RunKind::Lipschitz)
+        {
+            if let Some((is_id, r)) = radius_share(run)? {
+                xmax = r.iter().copied().fold(xmax, f64::max);
+                shares.push((i, run, is_id, r));
+            }
+        }
+        if xmax <= 0.0 {
+            return Ok(None);
+        }
+        for (i, run, is_id, r) in shares {
+            let n = r.len() as f64;
+            let pts = (0..=200).map(|k| {
+                let x = xmax * k as f64 / 200.0;
+                (
+                    x,
+                    r.iter().filter(|&&v| v >= x && v > 0.0).count() as f64 / n,
+                )
+            });
+            let (on, off) = (segments(pts), Segments::new());
+            let (id, ood) = if is_id { (on, off) } else { (off, on) };
+            curves.push((run.label.clone(), id, ood));
+            idx.push(i);
+            sources.push(run.dir.join("lipschitz.csv"));
+        }
+        title =
+            "Certified rate vs radius: bound-propagation radii of every Lipschitz run".to_string();
+    } else {
+        title = "Certified rate vs radius: randomized smoothing, every certify run".to_string();
+    }
+    if curves.is_empty() {
+        return Ok(None);
+    }
+    let xmax = if xmax > 0.0 { xmax } else { 1.0 };
+    write_figure(
+        out,
+        HEADLINE,
+        &Figure::Certified {
+            title: title.clone(),
+            curves,
+            xmax,
+        },
+    )?;
+    Ok(Some(PlotFile {
+        stem: HEADLINE.to_string(),
+        title,
+        runs: idx,
+        sources,
+    }))
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}", 100.0 * x)
+}
+
+fn pp(x: f64) -> String {
+    format!("{:+.2}", 100.0 * x)
+}
+
+/// One verdict row's cells as text, in [`VERDICT_HEAD`] order.
+fn verdict_cells(f: &ClaimsFile, r: usize) -> [String; 9] {
+    let mean = |arm: &str, m: &str| {
+        format!(
+            "{} {} [{}, {}]",
+            f.get(r, arm),
+            pct(f.num(r, &format!("{m}_mean"))),
+            pct(f.num(r, &format!("{m}_lo"))),
+            pct(f.num(r, &format!("{m}_hi"))),
+        )
+    };
+    let metric = super::super::claims::output::metric_label(f.get(r, "metric")).to_string();
+    let count = match (f.get(r, "p_count"), f.get(r, "p_total")) {
+        ("", _) | (_, "") => String::new(),
+        (c, t) => format!(" ({c}/{t})"),
+    };
+    [
+        f.label.clone(),
+        f.get(r, "ood").to_string(),
+        metric,
+        format!("{} / {}", f.get(r, "n_baseline"), f.get(r, "n_arm")),
+        mean("baseline", "baseline"),
+        mean("arm", "arm"),
+        format!(
+            "{} [{}, {}]",
+            pp(f.num(r, "diff")),
+            pp(f.num(r, "diff_lo")),
+            pp(f.num(r, "diff_hi"))
+        ),
+        format!("{:.4}{count}", f.num(r, "p_exact")),
+        f.get(r, "verdict").to_string(),
+    ]
+}
+
+/// The verdict table's columns.
+pub const VERDICT_HEAD: [&str; 9] = [
+    "benchmark",
+    "OOD set",
+    "metric",
+    "seeds",
+    "baseline: mean [95 % CI] (%)",
+    "arm: mean [95 % CI] (%)",
+    "arm − baseline [95 % Welch CI] (pp)",
+    "exact p",
+    "verdict",
+];
+
+/// The summary as the first `<section>` of `index.html`.
+pub fn html(out: &Path, runs: &[Run], s: &Summary, claims_paths: &[PathBuf]) -> Result<String> {
+    let mut o = String::from("<section id=\"summary\">\n<h2>Summary</h2>\n");
+    if s.claims.is_empty() {
+        o.push_str("<p>No claims file was given (<code>oodcert report --claims claims.csv</code>, written by <code>oodcert claims</code>), so no verdicts are shown.</p>\n");
+    } else {
+        o.push_str(&format!("<p>Verdict rule: {}</p>\n", escape(RULE)));
+        o.push_str("<table class=\"verdicts\">\n<thead><tr>");
+        for (k, h) in VERDICT_HEAD.iter().enumerate() {
+            let class = if k < 3 || k == 8 { " class=\"t\"" } else { "" };
+            o.push_str(&format!("<th{class}>{}</th>", escape(h)));
+        }
+        o.push_str("</tr></thead>\n<tbody>\n");
+        for (f, path) in s.claims.iter().zip(claims_paths) {
+            let link = rel_link(out, path)?;
+            for r in 0..f.table.rows.len() {
+                let c = verdict_cells(f, r);
+                let v = &c[8];
+                let verdict = if v == "undecided" {
+                    escape(v)
+                } else {
+                    format!("<strong>{}</strong>", escape(v))
+                };
+                o.push_str(&format!(
+                    "<tr><td class=\"t\"><a href=\"{}\">{}</a></td><td class=\"t\">{}</td><td class=\"t\">{}</td>",
+                    escape(&link),
+                    escape(&c[0]),
+                    escape(&c[1]),
+                    escape(&c[2]),
+                ));
+                for x in &c[3..8] {
+                    o.push_str(&format!("<td class=\"n\">{}</td>", escape(x)));
+                }
+                o.push_str(&format!(
+                    "<td class=\"t {}\">{verdict}</td></tr>\n",
+                    escape(v)
+                ));
+            }
+        }
+        o.push_str("</tbody>\n</table>\n");
+        let all: Vec<&str> = s
+            .claims
+            .iter()
+            .flat_map(|f| (0..f.table.rows.len()).map(move |r| f.get(r, "verdict")))
+            .collect();
+        let n = |v: &str| all.iter().filter(|x| **x == v).count();
+        o.push_str(&format!(
+            "<p>{} claims: {} supported, {} contradicted, {} undecided.</p>\n",
+            all.len(),
+            n("supported"),
+            n("contradicted"),
+            n("undecided")
+        ));
+    }
+    match &s.headline {
+        Some(p) => o.push_str(&super::html::figure(out, runs, p)?),
+        None => o.push_str(
+            "<p>No certify or Lipschitz run with certified radii: no headline figure.</p>\n",
+        ),
+    }
+    o.push_str("</section>\n");
+    Ok(o)
+}
+
+/// The summary as the first section of `report.md`.
+pub fn markdown(out: &Path, runs: &[Run], s: &Summary, claims_paths: &[PathBuf]) -> Result<String> {
+    let cell = |t: &str| {
+        t.replace('|', "\\|")
+            .replace('*', "\\*")
+            .replace('<', "&lt;")
+    };
+    let mut o = String::from("## Summary\n\n");
+    if s.claims.is_empty() {
+        o.push_str("No claims file was given (`oodcert report --claims claims.csv`), so no verdicts are shown.\n\n");
+    } else {
+        o.push_str(&format!("Verdict rule: {RULE}\n\n"));
+        o.push_str(&format!(
+            "| {} |\n|{}\n",
+            VERDICT_HEAD.join(" | "),
+            "---|".repeat(8)
+        ));
+        for (f, path) in s.claims.iter().zip(claims_paths) {
+            let link = rel_link(out, path)?;
+            for r in 0..f.table.rows.len() {
+                let c = verdict_cells(f, r);
+                let v = if c[8] == "undecided" {
+                    c[8].clone()
+                } else {
+                    format!("**{}**", c[8])
+                };
+                let mid: Vec<String> = c[1..8].iter().map(|x| cell(x)).collect();
+                o.push_str(&format!(
+                    "| [{}]({link}) | {} | {v} |\n",
+                    cell(&c[0]),
+                    mid.join(" | ")
+                ));
+            }
+        }
+        o.push('\n');
+    }
+    if let Some(p) = &s.headline {
+        let mut src = Vec::new();
+        for (label, file, f) in p.labelled_sources(runs) {
+            src.push(format!("[{} {}]({})", cell(label), file, rel_link(out, f)?));
+        }
+        o.push_str(&format!(
+            "![{}]({}.svg)\n\n[PNG]({}.png) · from {}\n\n",
+            cell(&p.title),
+            p.stem,
+            p.stem,
+            src.join(", ")
+        ));
+    }
+    Ok(o)
+}
