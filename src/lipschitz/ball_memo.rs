@@ -102,6 +102,11 @@ impl<'a> BallMemo<'a> {
         Ok(())
     }
 
+    /// Whether the energy bounds of radius `r` are stored (computed or kept).
+    pub fn has_energy_bounds(&self, r: f64) -> bool {
+        self.energy.borrow().contains_key(&r.to_bits())
+    }
+
     /// [S_lo, S_hi] of the exact energy over B(x, r) (`radius::energy_bounds_with`).
     pub fn energy_bounds(&self, r: f64) -> Result<(f64, f64)> {
         let key = r.to_bits();
