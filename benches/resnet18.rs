@@ -1,9 +1,12 @@
 //! ResNet-18 (32×32 CIFAR variant, 3×32×32 inputs) on the CPU, f32: inference throughput at a
-//! batch (eval mode, `Classifier::logits_no_grad`) or the time of one cross-entropy SGD training step, for
-//! one process whose peak memory `/usr/bin/time -v` can measure. The PyTorch side is
-//! `analysis/bench/inference_torch.py --resnet18`; both in one go: `analysis/bench/inference.sh`.
+//! batch (eval mode, `Classifier::logits_no_grad`), the time of one cross-entropy SGD training step
+//! or of one exact GReg step (the trainer's `graph_step`: half the batch ID, half outliers, CE +
+//! 0.1·L_S + L_∇ with ∇ₓS by autograd and the penalty on every row, on the second-order thread as
+//! `oodcert train` runs it), for one process whose peak memory `/usr/bin/time -v` can measure. The
+//! PyTorch side is `analysis/bench/inference_torch.py --resnet18`; both in one go:
+//! `analysis/bench/inference.sh`.
 //!
-//!     cargo bench --bench resnet18 -- infer|train [batch] [reps] [model.safetensors]
+//!     cargo bench --bench resnet18 -- infer|train|greg [batch] [reps] [model.safetensors]
 //!
 //! Prints the median over `reps` timed runs after one warm-up. Weights: the file if given, else a
 //! fresh initialisation (throughput does not depend on them). Inputs: uniform [0, 1), seed fixed.
@@ -12,7 +15,10 @@ use candle_core::{DType, Device, Tensor};
 use oodcert::model::{Arch, Classifier, Model, ModelSpec};
 use oodcert::train::config::OptimConfig;
 use oodcert::train::losses::cross_entropy;
+use oodcert::train::losses::{PenaltyForm, PenaltyNorm};
 use oodcert::train::optim::Optimizer;
+use oodcert::train::second_order;
+use oodcert::train::step::{LossTerms, StepInput, graph_step, needs_second_order};
 use rand::{Rng, SeedableRng};
 use std::hint::black_box;
 use std::time::Instant;
@@ -43,6 +49,8 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
+    // SAFETY: first statement of main, before any thread exists (as in src/main.rs).
+    unsafe { second_order::configure_at_startup() };
     oodcert::allocator::keep_freed_memory();
     // `cargo bench` appends `--bench`; the positional arguments are ours.
     let args: Vec<String> = std::env::args()
@@ -102,6 +110,57 @@ fn main() {
                 median(times)
             );
         }
-        other => panic!("mode must be infer or train, got {other}"),
+        "greg" => {
+            let n_in = batch / 2;
+            let y = Tensor::from_vec(
+                (0..n_in as u32).map(|i| i % 10).collect::<Vec<_>>(),
+                n_in,
+                &Device::Cpu,
+            )
+            .expect("labels");
+            let cfg = OptimConfig {
+                kind: "sgd".into(),
+                ..OptimConfig::default()
+            };
+            let mut opt = Optimizer::new(&cfg, model.trainable_vars());
+            // Margins that mask every row: the penalty covers the whole batch (L_S is then 0).
+            let terms = LossTerms {
+                lambda_energy: 0.1,
+                lambda_grad: 1.0,
+                lambda_oe: 0.0,
+                lambda_absent: 0.0,
+                m_in: 1e9,
+                m_out: -1e9,
+                temperature: 1.0,
+                form: PenaltyForm::PerSample,
+                norm: PenaltyNorm::L2,
+            };
+            let input = StepInput {
+                x: x.clone(),
+                y,
+                n_in,
+                n_low: batch - n_in,
+                n_high: 0,
+            };
+            assert!(needs_second_order(&terms, &model));
+            second_order::run(true, || {
+                for i in 0..=reps {
+                    let t = Instant::now();
+                    let r = graph_step(&terms, &model, &input, false)?;
+                    opt.step(&r.grads, 0.01)?;
+                    if i > 0 {
+                        times.push(t.elapsed().as_secs_f64());
+                    }
+                }
+                Ok(())
+            })
+            .expect("GReg steps");
+            println!(
+                "resnet18 greg: median {:.2} s per exact GReg step at batch {n_in}+{} ({reps} runs)",
+                median(times),
+                batch - n_in
+            );
+        }
+        other => panic!("mode must be infer, train or greg, got {other}"),
     }
 }

@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     // SAFETY: first statement of main, before any thread exists.
-    unsafe { oodcert::train::second_order::enable_at_startup() };
+    unsafe { oodcert::train::second_order::configure_at_startup() };
     oodcert::allocator::keep_freed_memory();
     // clap prints its own message; usage errors exit 2, --help/--version exit 0.
     let cli = match oodcert::cli::Cli::try_parse() {

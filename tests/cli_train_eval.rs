@@ -190,7 +190,7 @@ fn a_killed_run_resumes_to_the_same_weights_and_log() {
 }
 
 #[test]
-fn greg_penalty_is_active_and_refused_without_second_order() {
+fn greg_penalty_is_active_and_the_closed_form_needs_no_second_order() {
     let t = tempfile::tempdir().unwrap();
     let data = write_toy_mnist(t.path(), 128, 3);
     let cfg = config(
@@ -224,7 +224,8 @@ fn greg_penalty_is_active_and_refused_without_second_order() {
     let m = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     assert!(m.contains("\"penalty_form_used\": \"per-sample\""), "{m}");
 
-    // With second order switched off, the penalty run stops with an error (exit 1)…
+    // The closed-form step (dense ReLU nets on the CPU) needs no second-order gradients: the same
+    // run with them switched off trains.
     let o = Command::new(BIN)
         .args([
             "train",
@@ -239,6 +240,75 @@ fn greg_penalty_is_active_and_refused_without_second_order() {
         .env("CANDLE_GRAD_DO_NOT_DETACH", "0")
         .output()
         .unwrap();
+    ok(&o);
+    assert_eq!(
+        std::fs::read(out.join("model.safetensors")).unwrap(),
+        std::fs::read(t.path().join("h/model.safetensors")).unwrap(),
+        "the closed-form GReg run depends on candle's second-order setting"
+    );
+}
+
+/// `oodcert train` with `CANDLE_GRAD_DO_NOT_DETACH` unset (as users run it): second-order
+/// gradients only on the thread of a penalty by autograd (`train::second_order`), every other
+/// step first order. Each run gives the bits of the same run with second order on every thread
+/// (set to 1), and the autograd penalty refuses to run with it off (set to 0); CE trains then.
+#[test]
+fn second_order_gradients_only_where_the_penalty_needs_them() {
+    let t = tempfile::tempdir().unwrap();
+    let data = write_toy_mnist(t.path(), 64, 5);
+    let greg = "max_steps = 2\nbatch_size = 4\naux_batch_size = 4\n[loss]\nlambda_energy = 0.1\nlambda_grad = 1.0\n";
+    let cfg = config(t.path(), &data, greg);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[model]", "aux = \"noise-gauss:train\"\n[model]")
+        .replace("batch_size = 32\n", "");
+    std::fs::write(&cfg, text).unwrap();
+    let train = |out: &str, env: Option<&str>, set: &[&str]| {
+        let mut c = Command::new(BIN);
+        c.args(["train", "--config", s(&cfg), "--out"])
+            .arg(t.path().join(out))
+            .arg("--quiet")
+            .env("OODCERT_DATA", t.path())
+            .env("OODCERT_NO_FETCH", "1");
+        for kv in set {
+            c.args(["--set", kv]);
+        }
+        match env {
+            Some(v) => c.env("CANDLE_GRAD_DO_NOT_DETACH", v),
+            None => c.env_remove("CANDLE_GRAD_DO_NOT_DETACH"),
+        };
+        c.output().unwrap()
+    };
+    let same = |a: &str, b: &str| {
+        for f in ["model.safetensors", "train_log.csv"] {
+            assert_eq!(
+                std::fs::read(t.path().join(a).join(f)).unwrap(),
+                std::fs::read(t.path().join(b).join(f)).unwrap(),
+                "{a}/{f} differs from {b}/{f}"
+            );
+        }
+    };
+    // ResNet-18 (BatchNorm, residual blocks: no explicit input gradient): the penalty by autograd,
+    // on the second-order thread; the MLP on the graph route: the explicit input gradient, first
+    // order on the main thread.
+    let resnet = ["model.arch=\"resnet18\"", "model.hidden=[]"];
+    let mlp_graph = ["train.backward=\"autograd\""];
+    for (name, set) in [("resnet", &resnet[..]), ("mlp-graph", &mlp_graph[..])] {
+        let default = format!("{name}-default");
+        let everywhere = format!("{name}-on");
+        ok(&train(&default, None, set));
+        ok(&train(&everywhere, Some("1"), set));
+        same(&default, &everywhere);
+        let log = std::fs::read_to_string(t.path().join(&default).join("train_log.csv")).unwrap();
+        assert!(
+            log.lines()
+                .skip(1)
+                .all(|l| l.split(',').nth(6).unwrap().parse::<f64>().unwrap() > 0.0),
+            "{name}: the penalty is not active:\n{log}"
+        );
+    }
+    // Off everywhere: the autograd penalty refuses (exit 1, before any step)…
+    let o = train("resnet-off", Some("0"), &resnet);
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -246,24 +316,12 @@ fn greg_penalty_is_active_and_refused_without_second_order() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(String::from_utf8_lossy(&o.stderr).contains("second-order"));
-    // …while λ_∇ = 0 trains without it.
-    let o = Command::new(BIN)
-        .args([
-            "train",
-            "--config",
-            s(&cfg),
-            "--out",
-            s(&t.path().join("i")),
-            "--quiet",
-            "--set",
-            "loss.lambda_grad=0",
-        ])
-        .env("OODCERT_DATA", t.path())
-        .env("OODCERT_NO_FETCH", "1")
-        .env("CANDLE_GRAD_DO_NOT_DETACH", "0")
-        .output()
-        .unwrap();
-    ok(&o);
+    // …while λ_∇ = 0 trains without it, with the bits of the default run.
+    let mut ce = resnet.to_vec();
+    ce.push("loss.lambda_grad=0");
+    ok(&train("resnet-ce-off", Some("0"), &ce));
+    ok(&train("resnet-ce-default", None, &ce));
+    same("resnet-ce-off", "resnet-ce-default");
 }
 
 #[test]

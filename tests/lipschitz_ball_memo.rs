@@ -1,7 +1,8 @@
 //! The per-sample ball memo (`lipschitz::ball_memo`) gives exactly what each bound gives when
 //! computed on its own: E(r) as `f32_margin::ball_error`, the energy bounds as
 //! `radius::energy_bounds_{ibp,crown}`, the trace as `local::pre_bounds`, for a detector that
-//! shares the bound network and for one that does not.
+//! shares the bound network and for one that does not; `keep_energy_bounds` stores them only while
+//! the radius's trace is at hand.
 
 mod lipschitz_common;
 use lipschitz_common::*;
@@ -24,7 +25,15 @@ fn check(net: &Net, det: &F32Detector, shares: bool, norm: Norm, pre: PreBounds)
     for r in [0.05, 0.1, 0.2, 0.1, 0.05, 0.4, 0.2] {
         let ball = base.with_eps(r);
         let (t, l) = pre_bounds(net, &ball, pre).unwrap();
+        // Keeping the energy bounds of a radius whose trace is not at hand computes nothing…
+        if memo.has_energy_bounds(r) {
+            memo.keep_energy_bounds(0.3).unwrap();
+            assert!(!memo.has_energy_bounds(0.3), "kept without a trace at hand");
+        }
         let m = memo.trace(r).unwrap();
+        // …and with it at hand stores them (checked against the bound computed alone below).
+        memo.keep_energy_bounds(r).unwrap();
+        assert!(memo.has_energy_bounds(r), "not kept at r = {r}");
         assert_eq!(m.1, l, "logit box at r = {r}");
         assert_eq!(m.0.len(), t.len());
         for (a, b) in m.0.iter().zip(&t) {

@@ -3,9 +3,9 @@
 28×28 inputs, batch 1000, f32, CPU, torch.set_num_threads(2), no grad. Prints images/s (median
 of 20 timed runs after 3 warm-ups). Run: $PYTHON analysis/bench/inference_torch.py
 
-With `--resnet18 infer|train BATCH REPS`: the side of benches/resnet18.rs instead, ResNet-18 on
-3×32×32 uniform inputs, eval-mode inference (images/s) or one cross-entropy SGD step in train mode
-(seconds), median of REPS runs after one warm-up; run it in its own process under
+With `--resnet18 infer|train|greg BATCH REPS`: the side of benches/resnet18.rs instead, ResNet-18 on
+3×32×32 uniform inputs, eval-mode inference (images/s), one cross-entropy SGD step in train mode or
+one exact GReg step (seconds), median of REPS runs after one warm-up; run it in its own process under
 `/usr/bin/time -v` for its peak memory.
 """
 import statistics
@@ -56,6 +56,28 @@ def resnet18(mode, batch, reps):
                     times.append(time.perf_counter() - t)
         med = statistics.median(times)
         print(f"resnet18 infer: median {med * 1e3:.1f} ms per batch of {batch}, {batch / med:.0f} images/s ({reps} runs)")
+    elif mode == "greg":
+        # benches/resnet18.rs greg: half ID, half outliers; CE + 0.1 L_S + the per-sample penalty on
+        # every row by double backprop (as analysis/bench/greg_step_torch.py).
+        model.train()
+        n_in = batch // 2
+        y = torch.arange(n_in) % 10
+        opt = torch.optim.SGD(model.parameters(), lr=0.01)
+        for i in range(reps + 1):
+            t = time.perf_counter()
+            xg = x.clone().requires_grad_(True)
+            logits = model(xg)
+            s = -torch.logsumexp(logits, dim=1)
+            ls = F.relu(s[:n_in] - 1e9).pow(2).mean() + F.relu(-1e9 - s[n_in:]).pow(2).mean()
+            (g,) = torch.autograd.grad(s.sum(), xg, create_graph=True)
+            rows = torch.sqrt(g.flatten(1).pow(2).sum(1) + 1e-12)
+            loss = F.cross_entropy(logits[:n_in], y) + 0.1 * ls + rows[:n_in].mean() + rows[n_in:].mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if i > 0:
+                times.append(time.perf_counter() - t)
+        print(f"resnet18 greg: median {statistics.median(times):.2f} s per exact GReg step at batch {n_in}+{batch - n_in} ({reps} runs)")
     else:
         model.train()
         y = torch.arange(batch) % 10

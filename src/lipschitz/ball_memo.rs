@@ -91,6 +91,22 @@ impl<'a> BallMemo<'a> {
         Ok(e)
     }
 
+    /// [`Self::energy_bounds`] of B(x, r) when its trace is the one at hand (computes no trace):
+    /// the Lipschitz radius search calls it on each radius it bounded, so that the bound-propagation
+    /// search, which often visits the same radii, reads them instead of tracing the ball again.
+    pub fn keep_energy_bounds(&self, r: f64) -> Result<()> {
+        let at_hand = matches!(self.last.borrow().as_ref(), Some((k, _)) if *k == r.to_bits());
+        if at_hand {
+            self.energy_bounds(r)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the energy bounds of radius `r` are stored (computed or kept).
+    pub fn has_energy_bounds(&self, r: f64) -> bool {
+        self.energy.borrow().contains_key(&r.to_bits())
+    }
+
     /// [S_lo, S_hi] of the exact energy over B(x, r) (`radius::energy_bounds_with`).
     pub fn energy_bounds(&self, r: f64) -> Result<(f64, f64)> {
         let key = r.to_bits();

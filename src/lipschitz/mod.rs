@@ -10,6 +10,7 @@ pub use global::{GlobalBound, global_bound};
 pub mod bab;
 pub mod ball_memo;
 pub mod clever;
+pub mod cost_estimate;
 pub mod empirical;
 pub mod f32_margin;
 pub mod jacobian_lbp;

@@ -6,6 +6,7 @@
 use super::bab::{BabBound, lipschitz_bab};
 use super::ball_memo::BallMemo;
 use super::clever::clever;
+use super::cost_estimate;
 use super::empirical::{GradOracle, lower_by_pgd, lower_by_sampling};
 use super::f32_margin::{bound_prop_decides, centre_margin, f32_margin};
 use super::jacobian_lbp::{LbpConfig, jacobian_lbp_on};
@@ -254,6 +255,15 @@ impl<'a> Analyser<'a> {
         let ball = Ball::new(x.clone(), o.eps, o.norm, o.unit_box)?;
         let t = Instant::now();
         let sg = self.oracle.score_grads(std::slice::from_ref(&x))?;
+        if first {
+            cost_estimate::warn_if_long(
+                "PGD and CLEVER",
+                cost_estimate::gradient_count(o),
+                "one gradient",
+                t.elapsed().as_secs_f64(),
+                "--pgd-steps/--pgd-restarts, --clever-batches/--clever-samples or --methods without clever",
+            );
+        }
         let (score, g) = sg
             .first()
             .ok_or_else(|| Error::Internal("no score".into()))?;
@@ -296,7 +306,19 @@ impl<'a> Analyser<'a> {
             o.pre(),
             o.temperature,
         );
+        let t = Instant::now();
         let local = self.local(&memo, &ball, first, 0.0, times, Some(lower))?;
+        if first {
+            // (The ε-ball's trace, FastLip and any other requested local method: each radius
+            // bounds its ball with the same ones.)
+            cost_estimate::warn_if_long(
+                "the radius searches",
+                cost_estimate::radius_balls(o, self.radius_max),
+                "one ball's bounds",
+                t.elapsed().as_secs_f64(),
+                "--radius-iters, --radius-max or --methods without radius",
+            );
+        }
         row.upper_local = local.best();
         if let Some(b) = &local.bab {
             row.upper_bab = Some(b.upper);
@@ -352,27 +374,33 @@ impl<'a> Analyser<'a> {
             lipschitz_radius(f32_margin(centre.exact, memo.error(o.eps)?), at_eps, o.eps)
         });
         let mut scratch = Timings::default();
+        let mut lipschitz_at = |r: f64| -> Result<f64> {
+            let b = memo.ball(r);
+            // The margin left to the f32 detector on this ball: exact margin − E(r).
+            let margin = f32_margin(centre.exact, memo.error(r)?);
+            if margin.is_nan() || margin <= 0.0 {
+                return Ok(0.0);
+            }
+            // The ε-ball's bounds are already known (the row's upper_local).
+            let l = if r == o.eps {
+                at_eps
+            } else if gv <= margin / r {
+                gv // the global bound alone certifies the ball
+            } else {
+                let local = self.local(memo, &b, false, margin / r, &mut scratch, None)?;
+                local.best().unwrap_or(f64::INFINITY).min(gv)
+            };
+            Ok(lipschitz_radius(margin, l, r))
+        };
         row.radius_lipschitz = Some(search_radius_from(
             |r| {
                 if centre.undecided() {
                     return Ok(0.0);
                 }
-                let b = memo.ball(r);
-                // The margin left to the f32 detector on this ball: exact margin − E(r).
-                let margin = f32_margin(centre.exact, memo.error(r)?);
-                if margin.is_nan() || margin <= 0.0 {
-                    return Ok(0.0);
-                }
-                // The ε-ball's bounds are already known (the row's upper_local).
-                let l = if r == o.eps {
-                    at_eps
-                } else if gv <= margin / r {
-                    gv // the global bound alone certifies the ball
-                } else {
-                    let local = self.local(memo, &b, false, margin / r, &mut scratch, None)?;
-                    local.best().unwrap_or(f64::INFINITY).min(gv)
-                };
-                Ok(lipschitz_radius(margin, l, r))
+                let c = lipschitz_at(r)?;
+                // While this radius's trace is at hand (a WRN-40-2 trace costs seconds).
+                memo.keep_energy_bounds(r)?;
+                Ok(c)
             },
             o.eps,
             self.radius_max,

@@ -115,6 +115,14 @@ fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
 }
 
+/// Whether [`graph_step`] differentiates a reverse pass (the penalty's ∇ₓS by autograd: a model
+/// without an explicit input gradient), i.e. needs candle's second-order gradients
+/// (`train::second_order`). Every other step is first order: the explicit input gradient is a
+/// chain of forward ops, and logged ‖∇ₓS‖ are detached.
+pub fn needs_second_order(t: &LossTerms, model: &Model) -> bool {
+    t.lambda_grad > 0.0 && !model.has_explicit_input_vjp()
+}
+
 /// The step by autograd (every model, every device); `stats` asks for ‖∇ₓS‖ and the accuracy.
 pub fn graph_step(t: &LossTerms, model: &Model, b: &StepInput, stats: bool) -> Result<StepResult> {
     let (x, y, n_in, n_low) = (&b.x, &b.y, b.n_in, b.n_low);

@@ -14,7 +14,7 @@ use crate::train::optim::Optimizer;
 use crate::train::samplers::{self, CandidatePool, SamplerKind, SamplerParams};
 use crate::train::schedule::learning_rate;
 use crate::train::second_order;
-use crate::train::step::{LossTerms, StepInput, graph_step};
+use crate::train::step::{LossTerms, StepInput, graph_step, needs_second_order};
 use candle_core::{DType, Device, Tensor};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
@@ -149,9 +149,6 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         }
         _ => None,
     };
-    if cfg.loss.lambda_grad > 0.0 {
-        second_order::require()?;
-    }
     let (mean, std) = match (&cfg.model.mean, &cfg.model.std) {
         (Some(m), Some(s)) => (m.clone(), s.clone()),
         _ => channel_stats(&id),
@@ -225,112 +222,117 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
         )),
         opts.out.display()
     );
-    let aux_b = cfg.train.aux_batch_size.unwrap_or(bs);
-    let sampler = cfg.sampler.params(aux_b)?;
-    let mut log = TrainLog::open_with(&opts.out, start, absent)?;
-    let pb = progress_bar(opts.progress, total as u64, start as u64);
-    let mut order = (usize::MAX, Vec::new());
-    let mut last = None;
-    let mut collapse = CollapseMonitor::new(
-        cfg.train
-            .collapse_warmup
-            .unwrap_or(collapse::DEFAULT_WARMUP),
-        cfg.train
-            .collapse_window
-            .unwrap_or(collapse::DEFAULT_WINDOW),
-    );
-    collapse.restore(collapse_window);
-    for step in start..total {
-        let epoch = step / steps_per_epoch;
-        if order.0 != epoch {
-            order = (epoch, epoch_order(cfg.seed, epoch, n));
-        }
-        let pos = step % steps_per_epoch;
-        let idx = &order.1[pos * bs..((pos + 1) * bs).min(n)];
-        let picked = match &aux {
-            Some(a) => Some(select_outliers(
-                cfg,
-                &sampler,
-                &model,
-                a,
-                step,
-                &opts.device,
-            )?),
-            None => None,
-        };
-        let batch = Batch {
-            id: &id,
-            idx,
-            aux: aux
-                .as_ref()
-                .zip(picked.as_ref())
-                .map(|(a, p)| (a, &p.0[..], &p.1[..])),
-        };
-        let lr = learning_rate(&cfg.schedule, cfg.optim.lr, step, total, steps_per_epoch);
-        let log_now = (step + 1) % cfg.train.log_every == 0 || step + 1 == total;
-        let row = train_step(
-            &terms,
-            &model,
-            dense.as_ref(),
-            &mut opt,
-            &batch,
-            lr,
-            log_now,
-            &opts.device,
-        )
-        .map_err(|e| match e {
-            Error::CheckFailed(m) => Error::CheckFailed(format!("step {}: {m}", step + 1)),
-            other => other,
-        })?;
-        if let Some(mut row) = row {
-            row.step = step + 1;
-            row.epoch = (step + 1) as f64 / steps_per_epoch as f64;
-            let terms = match row.loss_absent {
-                Some(a) => format!("L_abs {a:.4}"),
-                None => format!("L_S {:.4} L_∇ {:.4}", row.loss_energy, row.loss_grad),
+    // Only the autograd penalty needs second-order gradients; every other step runs here, where
+    // candle frees each reverse pass as it goes (`second_order`).
+    let second = dense.is_none() && needs_second_order(&terms, &model);
+    second_order::run(second, || {
+        let aux_b = cfg.train.aux_batch_size.unwrap_or(bs);
+        let sampler = cfg.sampler.params(aux_b)?;
+        let mut log = TrainLog::open_with(&opts.out, start, absent)?;
+        let pb = progress_bar(opts.progress, total as u64, start as u64);
+        let mut order = (usize::MAX, Vec::new());
+        let mut last = None;
+        let mut collapse = CollapseMonitor::new(
+            cfg.train
+                .collapse_warmup
+                .unwrap_or(collapse::DEFAULT_WARMUP),
+            cfg.train
+                .collapse_window
+                .unwrap_or(collapse::DEFAULT_WINDOW),
+        );
+        collapse.restore(collapse_window);
+        for step in start..total {
+            let epoch = step / steps_per_epoch;
+            if order.0 != epoch {
+                order = (epoch, epoch_order(cfg.seed, epoch, n));
+            }
+            let pos = step % steps_per_epoch;
+            let idx = &order.1[pos * bs..((pos + 1) * bs).min(n)];
+            let picked = match &aux {
+                Some(a) => Some(select_outliers(
+                    cfg,
+                    &sampler,
+                    &model,
+                    a,
+                    step,
+                    &opts.device,
+                )?),
+                None => None,
             };
-            pb.set_message(format!(
-                "loss {:.4} ce {:.4} {terms} acc {:.3} |∇S| {:.3}",
-                row.loss, row.ce, row.acc, row.grad_norm_in
-            ));
-            log.write(&row)?;
-            last = Some(row);
-        }
-        if collapse.due(step + 1) {
-            let labels: Vec<i64> = idx.iter().map(|&i| id.labels[i]).collect();
-            let signs = collapse::inspect(&model, &id.batch(idx, &opts.device)?, &labels)?;
-            collapse.record(step + 1, lr, &signs)?;
-        }
-        pb.inc(1);
-        let every = cfg.train.checkpoint_every;
-        if every > 0 && (step + 1) % every == 0 && step + 1 < total {
-            checkpoint::save(
-                &opts.out,
-                step + 1,
+            let batch = Batch {
+                id: &id,
+                idx,
+                aux: aux
+                    .as_ref()
+                    .zip(picked.as_ref())
+                    .map(|(a, p)| (a, &p.0[..], &p.1[..])),
+            };
+            let lr = learning_rate(&cfg.schedule, cfg.optim.lr, step, total, steps_per_epoch);
+            let log_now = (step + 1) % cfg.train.log_every == 0 || step + 1 == total;
+            let row = train_step(
+                &terms,
                 &model,
-                &opt,
-                &csha,
-                &collapse.window_signs(),
-            )?;
+                dense.as_ref(),
+                &mut opt,
+                &batch,
+                lr,
+                log_now,
+                &opts.device,
+            )
+            .map_err(|e| match e {
+                Error::CheckFailed(m) => Error::CheckFailed(format!("step {}: {m}", step + 1)),
+                other => other,
+            })?;
+            if let Some(mut row) = row {
+                row.step = step + 1;
+                row.epoch = (step + 1) as f64 / steps_per_epoch as f64;
+                let terms = match row.loss_absent {
+                    Some(a) => format!("L_abs {a:.4}"),
+                    None => format!("L_S {:.4} L_∇ {:.4}", row.loss_energy, row.loss_grad),
+                };
+                pb.set_message(format!(
+                    "loss {:.4} ce {:.4} {terms} acc {:.3} |∇S| {:.3}",
+                    row.loss, row.ce, row.acc, row.grad_norm_in
+                ));
+                log.write(&row)?;
+                last = Some(row);
+            }
+            if collapse.due(step + 1) {
+                let labels: Vec<i64> = idx.iter().map(|&i| id.labels[i]).collect();
+                let signs = collapse::inspect(&model, &id.batch(idx, &opts.device)?, &labels)?;
+                collapse.record(step + 1, lr, &signs)?;
+            }
+            pb.inc(1);
+            let every = cfg.train.checkpoint_every;
+            if every > 0 && (step + 1) % every == 0 && step + 1 < total {
+                checkpoint::save(
+                    &opts.out,
+                    step + 1,
+                    &model,
+                    &opt,
+                    &csha,
+                    &collapse.window_signs(),
+                )?;
+            }
         }
-    }
-    pb.finish_and_clear();
-    checkpoint::save(
-        &opts.out,
-        total,
-        &model,
-        &opt,
-        &csha,
-        &collapse.window_signs(),
-    )?;
-    let model_path = opts.out.join("model.safetensors");
-    model.save(&model_path)?;
-    Ok(TrainOutcome {
-        steps: total,
-        model_path,
-        last,
-        id_train: id,
-        aux_train: aux,
+        pb.finish_and_clear();
+        checkpoint::save(
+            &opts.out,
+            total,
+            &model,
+            &opt,
+            &csha,
+            &collapse.window_signs(),
+        )?;
+        let model_path = opts.out.join("model.safetensors");
+        model.save(&model_path)?;
+        Ok(TrainOutcome {
+            steps: total,
+            model_path,
+            last,
+            id_train: id,
+            aux_train: aux,
+        })
     })
 }
 
