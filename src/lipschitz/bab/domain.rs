@@ -6,10 +6,11 @@
 //! supported). Proof: proofs/lipschitz_bab.md.
 
 use super::emptiness;
+use super::pattern_gram::{self, Reference, pattern_gram_bound};
 use crate::bounds::crown::{crown_box, crown_lower};
 use crate::bounds::ibp::{Trace, ibp, ibp_node};
 use crate::bounds::softmax::{simplex_tighten, softmax_box};
-use crate::bounds::{Ball, Interval, Net, Node};
+use crate::bounds::{Ball, Interval, Net, Node, Norm};
 use crate::error::{Error, Result};
 use crate::lipschitz::local::{Head, fastlip_heads_on, fastlip_on, grad_backward};
 use crate::lipschitz::recurjac::{recurjac_energy_on, recurjac_on, unsupported};
@@ -51,6 +52,9 @@ pub struct Problem<'a> {
     /// Per top-level node feeding a ReLU: the ℓ1 norm of each row of the affine map before it
     /// (the branching weight); empty for other nodes.
     row_weight: Vec<Vec<f64>>,
+    /// The centre's pattern and softmax for the ℓ2 pattern-Gram bound (None: ℓ∞ ball or a
+    /// network the rule does not handle).
+    reference: Option<Reference>,
     /// Exact affine rows of pre-activations whose prefix has no ReLU (domain-independent).
     pub(crate) row_cache: std::cell::RefCell<HashMap<(usize, usize), Interval>>,
 }
@@ -171,7 +175,14 @@ impl<'a> Problem<'a> {
             }
         }
         let recurjac_max_work = recurjac_max_work.filter(|_| unsupported(net).is_none());
+        let reference = match ball.norm {
+            Norm::L2 if pattern_gram::supported(net) => {
+                Some(Reference::at(net, &ball.center, temperature)?)
+            }
+            _ => None,
+        };
         Ok(Problem {
+            reference,
             net,
             ball,
             temperature,
@@ -253,6 +264,27 @@ impl<'a> Problem<'a> {
     /// The local product bound (operator norms: costly) enters at the root only; children
     /// inherit it through the cap.
     fn grad_bound(
+        &self,
+        dtraces: &[Trace],
+        logits: &Interval,
+        root: bool,
+        cap: f64,
+    ) -> Result<f64> {
+        // ℓ2: the pattern-Gram bound; in a child it replaces the costlier rules when it beats
+        // the parent's bound, at the root it is intersected with them.
+        let gram = match &self.reference {
+            Some(r) => pattern_gram_bound(self.net, dtraces, logits, self.temperature, r)?,
+            None => None,
+        };
+        if let Some(g) = gram.filter(|&g| !root && g < cap) {
+            return Ok(g);
+        }
+        let gram = gram.unwrap_or(f64::INFINITY);
+        Ok(self.other_bound(dtraces, logits, root, cap)?.min(gram))
+    }
+
+    /// The FastLip / RecurJac rule of a domain (see [`DomainRows`]).
+    fn other_bound(
         &self,
         dtraces: &[Trace],
         logits: &Interval,
