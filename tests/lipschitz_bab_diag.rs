@@ -140,7 +140,8 @@ fn diagnose_bab_gap() {
             &reference,
         )
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .value;
         let pg_t = t0.elapsed().as_secs_f64();
         let pg_fixed = oodcert::lipschitz::bab::pattern_gram::pattern_gram_bound(
             &net,
@@ -150,7 +151,32 @@ fn diagnose_bab_gap() {
             &reference,
         )
         .unwrap()
-        .unwrap();
+        .unwrap()
+        .value;
+        if std::env::var("OODCERT_PROBE_TIMING").is_ok() {
+            let d = &root;
+            for _ in 0..3 {
+                let Some((i, j)) = prob.branch(d).unwrap() else {
+                    break;
+                };
+                let t1 = std::time::Instant::now();
+                let c = prob.child(d, i, j, ACTIVE).unwrap();
+                let tc = t1.elapsed().as_secs_f64();
+                if let Outcome::Bounded(c) = c {
+                    let dt = prob.derivative_view(&c.splits, &c.traces);
+                    let t2 = std::time::Instant::now();
+                    let _ = oodcert::lipschitz::bab::pattern_gram::pattern_gram_bound(
+                        &net, &dt, &c.logits, 1.0, &reference,
+                    )
+                    .unwrap();
+                    eprintln!(
+                        "  child {tc:.3}s (gram alone {:.3}s) ub {:.3}",
+                        t2.elapsed().as_secs_f64(),
+                        c.ub
+                    );
+                }
+            }
+        }
         eprintln!("  pattern-gram root {pg:.3} ({pg_t:.3}s) | ReLUs fixed, p box: {pg_fixed:.3}");
         let row_norms: Vec<String> = rows.iter().map(|r| format!("{:.1}", l2(r))).collect();
         eprintln!(

@@ -166,7 +166,8 @@ fn pattern_gram_bound_covers_every_pattern_and_vertex() {
                 for rf in references(&net, &ball, &mut r) {
                     let ub = pattern_gram_bound(&net, &dt, &d.logits, 1.0, &rf)
                         .unwrap()
-                        .unwrap();
+                        .unwrap()
+                        .value;
                     assert!(
                         b <= ub * (1.0 + 1e-12),
                         "seed {seed}: brute {b} > bound {ub}"
@@ -180,7 +181,8 @@ fn pattern_gram_bound_covers_every_pattern_and_vertex() {
             let rf = Reference::at(&net, &ball.center, 1.0).unwrap();
             let ub = pattern_gram_bound(&net, &dt, &root.logits, 1.0, &rf)
                 .unwrap()
-                .unwrap();
+                .unwrap()
+                .value;
             for _ in 0..200 {
                 let y = sample_ball(&ball, &mut r);
                 let g = l2(&score_grad(&net, &y, 1.0).unwrap());
@@ -212,7 +214,8 @@ fn pattern_gram_bound_is_exact_on_a_fixed_pattern() {
         let rf = Reference::at(&net, &x, 1.0).unwrap();
         let ub = pattern_gram_bound(&net, &dt, &root.logits, 1.0, &rf)
             .unwrap()
-            .unwrap();
+            .unwrap()
+            .value;
         let g = l2(&score_grad(&net, &x, 1.0).unwrap());
         assert!(g <= ub && ub <= g * (1.0 + 1e-6), "{g} vs {ub}");
     }
@@ -266,7 +269,8 @@ fn pattern_gram_bound_is_exact_with_one_uncertain_neuron() {
                 rf.relu_positive[u[0].0].as_mut().unwrap()[u[0].1] = on;
                 let ub = pattern_gram_bound(&net, &dt, &root.logits, 1.0, &rf)
                     .unwrap()
-                    .unwrap();
+                    .unwrap()
+                    .value;
                 assert!(
                     exact <= ub && ub <= exact * (1.0 + 1e-9),
                     "seed {seed} ref {on}: exact {exact} bound {ub}"

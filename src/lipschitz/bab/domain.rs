@@ -3,7 +3,8 @@
 //! with every split box clamped (IBP, ∩ CROWN where the layer is small enough: a relaxation valid
 //! on the domain, concretised over the whole ball, bounds the domain), and the gradient is bounded
 //! with the split neurons' derivatives fixed to 1 or 0 (FastLip box ∩ simplex head, RecurJac where
-//! supported). Proof: proofs/lipschitz_bab.md.
+//! supported; for ℓ2 balls on dense ReLU chains the pattern-Gram bound, [`super::pattern_gram`]).
+//! Proofs: proofs/lipschitz_bab.md, proofs/lipschitz_pattern_gram.md.
 
 use super::emptiness;
 use super::pattern_gram::{self, Reference, pattern_gram_bound};
@@ -68,6 +69,8 @@ pub struct Domain {
     pub logits: Interval,
     pub ub: f64,
     pub depth: usize,
+    /// The neuron the pattern-Gram bound would split first (ℓ2), if it gave the bound.
+    pub pick: Option<(usize, usize)>,
 }
 
 /// What bounding a domain gave.
@@ -269,18 +272,18 @@ impl<'a> Problem<'a> {
         logits: &Interval,
         root: bool,
         cap: f64,
-    ) -> Result<f64> {
-        // ℓ2: the pattern-Gram bound; in a child it replaces the costlier rules when it beats
-        // the parent's bound, at the root it is intersected with them.
+    ) -> Result<(f64, Option<(usize, usize)>)> {
+        // ℓ2: the pattern-Gram bound; in a child it replaces the costlier rules (the child keeps
+        // the parent's bound through the cap), at the root it is intersected with them.
         let gram = match &self.reference {
             Some(r) => pattern_gram_bound(self.net, dtraces, logits, self.temperature, r)?,
             None => None,
         };
-        if let Some(g) = gram.filter(|&g| !root && g < cap) {
-            return Ok(g);
+        if let Some(g) = gram.filter(|_| !root) {
+            return Ok((g.value.min(cap), g.pick));
         }
-        let gram = gram.unwrap_or(f64::INFINITY);
-        Ok(self.other_bound(dtraces, logits, root, cap)?.min(gram))
+        let (gv, pick) = gram.map_or((f64::INFINITY, None), |g| (g.value, g.pick));
+        Ok((self.other_bound(dtraces, logits, root, cap)?.min(gv), pick))
     }
 
     /// The FastLip / RecurJac rule of a domain (see [`DomainRows`]).
@@ -334,15 +337,14 @@ impl<'a> Problem<'a> {
         if depth > 0 && emptiness::proven_empty(self, &splits, &dtraces)? {
             return Ok(Outcome::EmptyByDual);
         }
-        let ub = self
-            .grad_bound(&dtraces, &logits, depth == 0, cap)?
-            .min(cap);
+        let (ub, pick) = self.grad_bound(&dtraces, &logits, depth == 0, cap)?;
         Ok(Outcome::Bounded(Domain {
             splits,
             traces,
             logits,
-            ub,
+            ub: ub.min(cap),
             depth,
+            pick,
         }))
     }
 
@@ -365,10 +367,17 @@ impl<'a> Problem<'a> {
         self.finish(splits, traces, i, cur, Some(parent))
     }
 
-    /// The neuron to split: among free unstable ReLUs (top level), the largest
+    /// The neuron to split: the pattern-Gram bound's pick where it gave one (ℓ2), else among free
+    /// unstable ReLUs (top level) the largest
     /// max|g_j|·‖w_j‖₁, g the FastLip gradient box at the ReLU's output and w_j the row of the
     /// affine map before it; None when every ReLU is stable or split (a leaf).
     pub fn branch(&self, d: &Domain) -> Result<Option<(usize, usize)>> {
+        if let Some((i, j)) = d.pick {
+            let z = d.traces[i].input();
+            if state(&d.splits, i, j) == FREE && z.lo[j] <= 0.0 && z.hi[j] >= 0.0 {
+                return Ok(Some((i, j)));
+            }
+        }
         let nodes = &self.net.nodes;
         let dtraces = self.derivative_view(&d.splits, &d.traces);
         let p = simplex_tighten(&softmax_box(&d.logits, self.temperature));

@@ -11,12 +11,16 @@ use crate::bounds::softmax::{max_linear_box_simplex, simplex_tighten, softmax_bo
 use crate::bounds::{Interval, Net, Node, relu::derivative_set};
 use crate::error::{Error, Result};
 use crate::lipschitz::local::grad_backward;
+use std::cell::RefCell;
+use std::collections::HashMap;
 
 /// The reference point of the expansion: the centre's ReLU signs (per top-level ReLU node,
 /// None for other nodes) and its softmax p⁰.
 pub struct Reference {
     pub relu_positive: Vec<Option<Vec<bool>>>,
     pub p: Vec<f64>,
+    /// Columns of neurons whose prefix has no ReLU (the same in every domain), by (node, index).
+    cache: RefCell<HashMap<(usize, usize), Interval>>,
 }
 
 impl Reference {
@@ -36,6 +40,7 @@ impl Reference {
         Ok(Reference {
             relu_positive,
             p: e.iter().map(|v| v / s).collect(),
+            cache: Default::default(),
         })
     }
 }
@@ -78,6 +83,16 @@ fn prod(al: f64, ah: f64, bl: f64, bh: f64) -> (f64, f64) {
     )
 }
 
+/// The bound and the neuron that carries most of it.
+#[derive(Debug, Clone, Copy)]
+pub struct GramBound {
+    /// Certified upper bound of sup ‖∇ₓS‖₂.
+    pub value: f64,
+    /// The sign-uncertain neuron (node, index) whose terms (its own and half of each pair it
+    /// is in) add the most to the bound: the branching choice.
+    pub pick: Option<(usize, usize)>,
+}
+
 /// Certified upper bound of sup ‖∇ₓS‖₂ over the points whose node inputs lie in `dtraces` (a
 /// derivative view: only the ReLU derivative sets enter) and logits in `logits`; None for
 /// unsupported networks. `reference` fixes the pattern of the sign-uncertain neurons in g⁰.
@@ -87,7 +102,7 @@ pub fn pattern_gram_bound(
     logits: &Interval,
     temperature: f64,
     reference: &Reference,
-) -> Result<Option<f64>> {
+) -> Result<Option<GramBound>> {
     if !supported(net) {
         return Ok(None);
     }
@@ -163,11 +178,21 @@ pub fn pattern_gram_bound(
     for &(i, j, tl, th) in &vars {
         let mut e = vec![0.0; rview[i].input().len()];
         e[j] = 1.0;
-        cols.push(grad_backward(
-            &nodes[..i],
-            &rview[..i],
-            Interval::point(&e),
-        )?);
+        let fixed = !nodes[..i].iter().any(|n| matches!(n, Node::Relu));
+        let cached = fixed
+            .then(|| reference.cache.borrow().get(&(i, j)).cloned())
+            .flatten();
+        let col = match cached {
+            Some(c) => c,
+            None => {
+                let c = grad_backward(&nodes[..i], &rview[..i], Interval::point(&e))?;
+                if fixed {
+                    reference.cache.borrow_mut().insert((i, j), c.clone());
+                }
+                c
+            }
+        };
+        cols.push(col);
         ranges.push((tl, th));
     }
     // Head: −C q with q = p − p⁰, Σ q = 0, so −C q = Σ_{c≠y} q_c·(−C(e_c − e_y)); y is the class
@@ -211,6 +236,7 @@ pub fn pattern_gram_bound(
     };
     let mut acc = Acc::default();
     acc.add(dot(&g0m, &g0m).1);
+    let mut score = vec![0.0f64; m];
     for a in 0..m {
         let (hl, hh) = dot(&em[a], &g0m);
         let (gl, gh) = dot(&em[a], &em[a]);
@@ -226,16 +252,25 @@ pub fn pattern_gram_bound(
             }
         }
         acc.add(best);
+        score[a] += best.max(0.0);
         for b in a + 1..m {
             let (gl, gh) = dot(&em[a], &em[b]);
             let (pl, ph) = prod(tl, th, ranges[b].0, ranges[b].1);
             let (_, top) = prod(gl, gh, pl, ph);
             acc.add(2.0 * top);
+            score[a] += top.max(0.0);
+            score[b] += top.max(0.0);
         }
     }
     let q = acc.upper().max(0.0);
     let e2 = err.iter().fold(0.0, |a, v| a + v * v);
     let e = next_up(next_up(e2 * (1.0 + dot_err(n))).sqrt() * (1.0 + 4.0 * f64::EPSILON));
     let root = next_up(q.sqrt() * (1.0 + 4.0 * f64::EPSILON));
-    Ok(Some(next_up(root + e)))
+    let pick = (0..vars.len())
+        .max_by(|&a, &b| score[a].total_cmp(&score[b]).then(b.cmp(&a)))
+        .map(|a| (vars[a].0, vars[a].1));
+    Ok(Some(GramBound {
+        value: next_up(root + e),
+        pick,
+    }))
 }
