@@ -1,6 +1,7 @@
 // Diagnosis of the Lipschitz branch and bound's gap on a trained model (issue 11): unstable
 // ReLUs at the root, and the share of the softmax head, the ReLU relaxation and the box → ‖·‖₂
 // step. Ignored; run with OODCERT_PROBE_MODEL set (see BENCHMARKS.md, LipBaB section).
+#![allow(clippy::needless_range_loop)]
 
 use oodcert::bounds::net::{Node, forward_nodes};
 use oodcert::bounds::softmax::{simplex_tighten, softmax_box};
@@ -70,15 +71,8 @@ fn diagnose_bab_gap() {
         let rj = |tr: &[oodcert::bounds::Trace], lg: Interval| {
             recurjac_on(&net, tr, lg, Norm::L2, 1.0, 1e10).unwrap()
         };
-        let dview_root = prob.derivative_view(
-            &splits[..0]
-                .to_vec()
-                .iter()
-                .chain(std::iter::repeat_n(&Vec::new(), net.nodes.len()))
-                .cloned()
-                .collect::<Vec<_>>(),
-            &root.traces,
-        );
+        let no_splits = vec![Vec::new(); net.nodes.len()];
+        let dview_root = prob.derivative_view(&no_splits, &root.traces);
         let full = rj(&dview_root, root.logits.clone());
         let pfix = rj(&dview_root, Interval::point(&f0));
         // Every ReLU fixed at the centre's pattern (one activation region), p over the ball's box.

@@ -45,6 +45,9 @@ impl Reference {
     }
 }
 
+/// At most this many multiply-adds for the Gram matrix of one domain (else the rule steps aside).
+const MAX_WORK: f64 = 4e9;
+
 /// True for the networks the rule handles: top-level affine and ReLU nodes only, ending affine.
 pub fn supported(net: &Net) -> bool {
     net.nodes
@@ -173,6 +176,11 @@ pub fn pattern_gram_bound(
     // Columns (outward-rounded intervals): for a neuron of node i, e_j pulled back through
     // nodes[..i] with the reference pattern; for the head, −e_c through the whole network.
     let n = net.input_dim();
+    // Cost guard: the Gram matrix costs m²·n multiply-adds (None: the caller's other rules).
+    let m_all = (vars.len() + k) as f64;
+    if m_all * m_all * n as f64 > MAX_WORK {
+        return Ok(None);
+    }
     let mut cols: Vec<Interval> = Vec::with_capacity(vars.len() + k);
     let mut ranges: Vec<(f64, f64)> = Vec::with_capacity(vars.len() + k);
     for &(i, j, tl, th) in &vars {
