@@ -232,6 +232,18 @@ pub fn pattern_gram_bound(
         }
         em.push(m);
     }
+    // Σp⁰ = 1 holds only up to rounding: the dropped term (Σq)·(−C e_y) has |Σq| = |1 − Σp⁰|.
+    if k > 1 {
+        let s0: f64 = reference.p.iter().sum();
+        let mag: f64 = reference.p.iter().map(|v| v.abs()).sum();
+        let delta = next_up((1.0 - s0).abs() + dot_err(k) * (mag + 1.0) + ABS_FLOOR);
+        let mut e = vec![0.0; k];
+        e[y] = -1.0;
+        let cy = grad_backward(nodes, &rview, Interval::point(&e))?;
+        for (ek, a) in err.iter_mut().zip(cy.abs_max()) {
+            *ek = next_up(*ek + next_up(a * delta));
+        }
+    }
     let m = em.len();
     let dot = |a: &[f64], b: &[f64]| -> (f64, f64) {
         let (mut s, mut g) = (0.0, 0.0);
