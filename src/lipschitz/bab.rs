@@ -7,6 +7,7 @@
 
 pub mod domain;
 pub mod emptiness;
+pub mod pattern_gram;
 pub mod point_grad;
 
 use crate::bounds::{Ball, Net};

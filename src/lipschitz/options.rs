@@ -35,8 +35,9 @@ pub enum Method {
     /// seconds the `local` stage.
     Jacobian,
     /// Branch and bound on ReLU splits (LipBaB; `lipschitz::bab`): the local bound refined until
-    /// `--bab-budget` seconds or `--bab-max-domains` domains (RecurJac per domain where supported,
-    /// else FastLip box ∩ simplex); not in the default set. Its bound enters `upper_local`.
+    /// `--bab-budget` seconds or `--bab-max-domains` domains (ℓ2 on dense ReLU chains: the
+    /// pattern-Gram bound per domain; else RecurJac where supported, else FastLip box ∩ simplex);
+    /// not in the default set. Its bound enters `upper_local`.
     Bab,
 }
 

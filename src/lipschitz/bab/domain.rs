@@ -3,13 +3,15 @@
 //! with every split box clamped (IBP, ∩ CROWN where the layer is small enough: a relaxation valid
 //! on the domain, concretised over the whole ball, bounds the domain), and the gradient is bounded
 //! with the split neurons' derivatives fixed to 1 or 0 (FastLip box ∩ simplex head, RecurJac where
-//! supported). Proof: proofs/lipschitz_bab.md.
+//! supported; for ℓ2 balls on dense ReLU chains the pattern-Gram bound, [`super::pattern_gram`]).
+//! Proofs: proofs/lipschitz_bab.md, proofs/lipschitz_pattern_gram.md.
 
 use super::emptiness;
+use super::pattern_gram::{self, Reference, pattern_gram_bound};
 use crate::bounds::crown::{crown_box, crown_lower};
 use crate::bounds::ibp::{Trace, ibp, ibp_node};
 use crate::bounds::softmax::{simplex_tighten, softmax_box};
-use crate::bounds::{Ball, Interval, Net, Node};
+use crate::bounds::{Ball, Interval, Net, Node, Norm};
 use crate::error::{Error, Result};
 use crate::lipschitz::local::{Head, fastlip_heads_on, fastlip_on, grad_backward};
 use crate::lipschitz::recurjac::{recurjac_energy_on, recurjac_on, unsupported};
@@ -51,6 +53,9 @@ pub struct Problem<'a> {
     /// Per top-level node feeding a ReLU: the ℓ1 norm of each row of the affine map before it
     /// (the branching weight); empty for other nodes.
     row_weight: Vec<Vec<f64>>,
+    /// The centre's pattern and softmax for the ℓ2 pattern-Gram bound (None: ℓ∞ ball or a
+    /// network the rule does not handle).
+    reference: Option<Reference>,
     /// Exact affine rows of pre-activations whose prefix has no ReLU (domain-independent).
     pub(crate) row_cache: std::cell::RefCell<HashMap<(usize, usize), Interval>>,
 }
@@ -64,6 +69,8 @@ pub struct Domain {
     pub logits: Interval,
     pub ub: f64,
     pub depth: usize,
+    /// The neuron the pattern-Gram bound would split first (ℓ2), if it gave the bound.
+    pub pick: Option<(usize, usize)>,
 }
 
 /// What bounding a domain gave.
@@ -171,7 +178,14 @@ impl<'a> Problem<'a> {
             }
         }
         let recurjac_max_work = recurjac_max_work.filter(|_| unsupported(net).is_none());
+        let reference = match ball.norm {
+            Norm::L2 if pattern_gram::supported(net) => {
+                Some(Reference::at(net, &ball.center, temperature)?)
+            }
+            _ => None,
+        };
         Ok(Problem {
+            reference,
             net,
             ball,
             temperature,
@@ -258,6 +272,27 @@ impl<'a> Problem<'a> {
         logits: &Interval,
         root: bool,
         cap: f64,
+    ) -> Result<(f64, Option<(usize, usize)>)> {
+        // ℓ2: the pattern-Gram bound; in a child it replaces the costlier rules (the child keeps
+        // the parent's bound through the cap), at the root it is intersected with them.
+        let gram = match &self.reference {
+            Some(r) => pattern_gram_bound(self.net, dtraces, logits, self.temperature, r)?,
+            None => None,
+        };
+        if let Some(g) = gram.filter(|_| !root) {
+            return Ok((g.value.min(cap), g.pick));
+        }
+        let (gv, pick) = gram.map_or((f64::INFINITY, None), |g| (g.value, g.pick));
+        Ok((self.other_bound(dtraces, logits, root, cap)?.min(gv), pick))
+    }
+
+    /// The FastLip / RecurJac rule of a domain (see [`DomainRows`]).
+    fn other_bound(
+        &self,
+        dtraces: &[Trace],
+        logits: &Interval,
+        root: bool,
+        cap: f64,
     ) -> Result<f64> {
         let norm = self.ball.norm;
         let (t, l) = (self.temperature, logits.clone());
@@ -302,15 +337,14 @@ impl<'a> Problem<'a> {
         if depth > 0 && emptiness::proven_empty(self, &splits, &dtraces)? {
             return Ok(Outcome::EmptyByDual);
         }
-        let ub = self
-            .grad_bound(&dtraces, &logits, depth == 0, cap)?
-            .min(cap);
+        let (ub, pick) = self.grad_bound(&dtraces, &logits, depth == 0, cap)?;
         Ok(Outcome::Bounded(Domain {
             splits,
             traces,
             logits,
-            ub,
+            ub: ub.min(cap),
             depth,
+            pick,
         }))
     }
 
@@ -333,10 +367,17 @@ impl<'a> Problem<'a> {
         self.finish(splits, traces, i, cur, Some(parent))
     }
 
-    /// The neuron to split: among free unstable ReLUs (top level), the largest
+    /// The neuron to split: the pattern-Gram bound's pick where it gave one (ℓ2), else among free
+    /// unstable ReLUs (top level) the largest
     /// max|g_j|·‖w_j‖₁, g the FastLip gradient box at the ReLU's output and w_j the row of the
     /// affine map before it; None when every ReLU is stable or split (a leaf).
     pub fn branch(&self, d: &Domain) -> Result<Option<(usize, usize)>> {
+        if let Some((i, j)) = d.pick {
+            let z = d.traces[i].input();
+            if state(&d.splits, i, j) == FREE && z.lo[j] <= 0.0 && z.hi[j] >= 0.0 {
+                return Ok(Some((i, j)));
+            }
+        }
         let nodes = &self.net.nodes;
         let dtraces = self.derivative_view(&d.splits, &d.traces);
         let p = simplex_tighten(&softmax_box(&d.logits, self.temperature));

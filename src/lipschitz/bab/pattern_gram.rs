@@ -1,0 +1,296 @@
+//! The ℓ2 gradient bound of a ReLU chain as a quadratic form in its deviations from a reference
+//! activation pattern (telescoping the Jacobian product, Π Xₗ − Π Xₗ⁰ = Σₗ X₁⁰⋯Xₗ₋₁⁰ (Xₗ − Xₗ⁰)
+//! Xₗ₊₁⋯X_L): ∇S = g⁰ + Σ_θ θᵢ eᵢ with fixed columns eᵢ and box-bounded scalars θᵢ, so
+//! ‖∇S‖₂² ≤ ‖g⁰‖² + Σᵢ max(2hᵢθᵢ + Gᵢᵢθᵢ²) + Σ_{i≠j} max Gᵢⱼθᵢθⱼ with G the Gram matrix of the
+//! columns: the columns' inner products cancel where the coordinate-wise box adds |·|.
+//! Proof: proofs/lipschitz_pattern_gram.md.
+
+use crate::bounds::ibp::Trace;
+use crate::bounds::round::{ABS_FLOOR, dot_err, next_down, next_up};
+use crate::bounds::softmax::{max_linear_box_simplex, simplex_tighten, softmax_box};
+use crate::bounds::{Interval, Net, Node, relu::derivative_set};
+use crate::error::{Error, Result};
+use crate::lipschitz::local::grad_backward;
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+/// The reference point of the expansion: the centre's ReLU signs (per top-level ReLU node,
+/// None for other nodes) and its softmax p⁰.
+pub struct Reference {
+    pub relu_positive: Vec<Option<Vec<bool>>>,
+    pub p: Vec<f64>,
+    /// Columns of neurons whose prefix has no ReLU (the same in every domain), by (node, index).
+    cache: RefCell<HashMap<(usize, usize), Interval>>,
+}
+
+impl Reference {
+    /// The centre `x` of the ball as the reference (a forward pass).
+    pub fn at(net: &Net, x: &[f64], temperature: f64) -> Result<Self> {
+        let mut relu_positive = vec![None; net.nodes.len()];
+        let mut z = x.to_vec();
+        for (i, node) in net.nodes.iter().enumerate() {
+            if let Node::Relu = node {
+                relu_positive[i] = Some(z.iter().map(|&v| v > 0.0).collect());
+            }
+            z = crate::bounds::net::forward_nodes(std::slice::from_ref(node), z)?;
+        }
+        let m = z.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b));
+        let e: Vec<f64> = z.iter().map(|v| ((v - m) / temperature).exp()).collect();
+        let s: f64 = e.iter().sum();
+        Ok(Reference {
+            relu_positive,
+            p: e.iter().map(|v| v / s).collect(),
+            cache: Default::default(),
+        })
+    }
+}
+
+/// At most this many multiply-adds for the Gram matrix of one domain (else the rule steps aside).
+const MAX_WORK: f64 = 4e9;
+
+/// True for the networks the rule handles: top-level affine and ReLU nodes only, ending affine.
+pub fn supported(net: &Net) -> bool {
+    net.nodes
+        .iter()
+        .all(|n| matches!(n, Node::Affine(_) | Node::Relu))
+        && matches!(net.nodes.last(), Some(Node::Affine(_)))
+}
+
+/// A certified upper bound on a sum of terms (f64 sum error ≤ γ_N·Σ|t|, each term's own rounding
+/// ≤ 4u|t|).
+#[derive(Default)]
+struct Acc {
+    val: f64,
+    mag: f64,
+    n: usize,
+}
+
+impl Acc {
+    fn add(&mut self, t: f64) {
+        self.val += t;
+        self.mag += t.abs();
+        self.n += 1;
+    }
+    fn upper(&self) -> f64 {
+        next_up(self.val + (dot_err(self.n) + 4.0 * f64::EPSILON) * self.mag + ABS_FLOOR)
+    }
+}
+
+/// The interval of a·b for a ∈ [al, ah], b ∈ [bl, bh] (the four corners; rounding left to the
+/// caller's slack).
+fn prod(al: f64, ah: f64, bl: f64, bh: f64) -> (f64, f64) {
+    let c = [al * bl, al * bh, ah * bl, ah * bh];
+    (
+        c.iter().fold(f64::INFINITY, |a, &b| a.min(b)),
+        c.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)),
+    )
+}
+
+/// The bound and the neuron that carries most of it.
+#[derive(Debug, Clone, Copy)]
+pub struct GramBound {
+    /// Certified upper bound of sup ‖∇ₓS‖₂.
+    pub value: f64,
+    /// The sign-uncertain neuron (node, index) whose terms (its own and half of each pair it
+    /// is in) add the most to the bound: the branching choice.
+    pub pick: Option<(usize, usize)>,
+}
+
+/// Certified upper bound of sup ‖∇ₓS‖₂ over the points whose node inputs lie in `dtraces` (a
+/// derivative view: only the ReLU derivative sets enter) and logits in `logits`; None for
+/// unsupported networks. `reference` fixes the pattern of the sign-uncertain neurons in g⁰.
+pub fn pattern_gram_bound(
+    net: &Net,
+    dtraces: &[Trace],
+    logits: &Interval,
+    temperature: f64,
+    reference: &Reference,
+) -> Result<Option<GramBound>> {
+    if !supported(net) {
+        return Ok(None);
+    }
+    let nodes = &net.nodes;
+    if dtraces.len() != nodes.len() || reference.relu_positive.len() != nodes.len() {
+        return Err(Error::Internal("pattern Gram: trace does not match".into()));
+    }
+    let k = net.num_classes;
+    let p = simplex_tighten(&softmax_box(logits, temperature));
+    let neg_p = Interval {
+        lo: p.hi.iter().map(|v| -v).collect(),
+        hi: p.lo.iter().map(|v| -v).collect(),
+    };
+    // The reference view: every sign-uncertain neuron moved to the reference's side of 0 (its
+    // derivative set becomes the single reference derivative).
+    let mut rview = dtraces.to_vec();
+    // Variables θ: (node, neuron, interval of θ). Columns follow.
+    let mut vars: Vec<(usize, usize, f64, f64)> = Vec::new();
+    for i in 0..nodes.len() {
+        if !matches!(nodes[i], Node::Relu) {
+            continue;
+        }
+        let pos = reference.relu_positive[i]
+            .as_ref()
+            .ok_or_else(|| Error::Internal("pattern Gram: no reference signs".into()))?;
+        let Trace::Leaf(b) = &mut rview[i] else {
+            return Err(Error::Internal("pattern Gram: a ReLU without a box".into()));
+        };
+        let unstable: Vec<usize> = (0..b.len())
+            .filter(|&j| derivative_set(b.lo[j], b.hi[j]) == (0.0, 1.0))
+            .collect();
+        if unstable.is_empty() {
+            continue;
+        }
+        // s: the gradient box at this ReLU's output, from the box head and from the class rows
+        // combined over p ∈ box ∩ simplex, intersected.
+        let s_box = grad_backward(&nodes[i + 1..], &dtraces[i + 1..], neg_p.clone())?;
+        let rows = (0..k)
+            .map(|c| {
+                let mut e = vec![0.0; k];
+                e[c] = 1.0;
+                grad_backward(&nodes[i + 1..], &dtraces[i + 1..], Interval::point(&e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        for &j in &unstable {
+            let ca: Vec<f64> = rows.iter().map(|r| -r.lo[j]).collect();
+            let cb: Vec<f64> = rows.iter().map(|r| r.hi[j]).collect();
+            let hi = max_linear_box_simplex(&ca, &p).min(s_box.hi[j]);
+            let lo = (-max_linear_box_simplex(&cb, &p)).max(s_box.lo[j]);
+            // θ = (d − d⁰)·s with d ∈ [0, 1]: the hull of 0 and s (d⁰ = 0) or of 0 and −s (d⁰ = 1).
+            let (tl, th) = if pos[j] {
+                ((-hi).min(0.0), (-lo).max(0.0))
+            } else {
+                (lo.min(0.0), hi.max(0.0))
+            };
+            vars.push((i, j, tl, th));
+        }
+        for &j in &unstable {
+            if pos[j] {
+                b.lo[j] = b.lo[j].max(f64::MIN_POSITIVE);
+                b.hi[j] = b.hi[j].max(b.lo[j]);
+            } else {
+                b.hi[j] = b.hi[j].min(-f64::MIN_POSITIVE);
+                b.lo[j] = b.lo[j].min(b.hi[j]);
+            }
+        }
+    }
+    // Columns (outward-rounded intervals): for a neuron of node i, e_j pulled back through
+    // nodes[..i] with the reference pattern; for the head, −e_c through the whole network.
+    let n = net.input_dim();
+    // Cost guard: the Gram matrix costs m²·n multiply-adds (None: the caller's other rules).
+    let m_all = (vars.len() + k) as f64;
+    if m_all * m_all * n as f64 > MAX_WORK {
+        return Ok(None);
+    }
+    let mut cols: Vec<Interval> = Vec::with_capacity(vars.len() + k);
+    let mut ranges: Vec<(f64, f64)> = Vec::with_capacity(vars.len() + k);
+    for &(i, j, tl, th) in &vars {
+        let mut e = vec![0.0; rview[i].input().len()];
+        e[j] = 1.0;
+        let fixed = !nodes[..i].iter().any(|n| matches!(n, Node::Relu));
+        let cached = fixed
+            .then(|| reference.cache.borrow().get(&(i, j)).cloned())
+            .flatten();
+        let col = match cached {
+            Some(c) => c,
+            None => {
+                let c = grad_backward(&nodes[..i], &rview[..i], Interval::point(&e))?;
+                if fixed {
+                    reference.cache.borrow_mut().insert((i, j), c.clone());
+                }
+                c
+            }
+        };
+        cols.push(col);
+        ranges.push((tl, th));
+    }
+    // Head: −C q with q = p − p⁰, Σ q = 0, so −C q = Σ_{c≠y} q_c·(−C(e_c − e_y)); y is the class
+    // whose box is widest (its variable drops out).
+    let y = (0..k)
+        .max_by(|&a, &b| (p.hi[a] - p.lo[a]).total_cmp(&(p.hi[b] - p.lo[b])))
+        .unwrap_or(0);
+    for c in (0..k).filter(|&c| c != y) {
+        let mut e = vec![0.0; k];
+        e[c] = -1.0;
+        e[y] = 1.0;
+        cols.push(grad_backward(nodes, &rview, Interval::point(&e))?);
+        ranges.push((
+            next_down(p.lo[c] - reference.p[c]),
+            next_up(p.hi[c] - reference.p[c]),
+        ));
+    }
+    let neg_p0: Vec<f64> = reference.p.iter().map(|v| -v).collect();
+    let g0 = grad_backward(nodes, &rview, Interval::point(&neg_p0))?;
+    // Midpoints carry the quadratic form; radii go to a separate triangle-inequality term.
+    let (g0m, g0r) = g0.center_radius();
+    let mut em = Vec::with_capacity(cols.len());
+    let mut err = g0r; // |v − (g̃ + Ẽθ)| ≤ err, coordinate-wise
+    for (c, &(tl, th)) in cols.iter().zip(&ranges) {
+        let (m, r) = c.center_radius();
+        let t = tl.abs().max(th.abs());
+        for (e, ri) in err.iter_mut().zip(&r) {
+            *e = next_up(*e + next_up(ri * t));
+        }
+        em.push(m);
+    }
+    // Σp⁰ = 1 holds only up to rounding: the dropped term (Σq)·(−C e_y) has |Σq| = |1 − Σp⁰|.
+    if k > 1 {
+        let s0: f64 = reference.p.iter().sum();
+        let mag: f64 = reference.p.iter().map(|v| v.abs()).sum();
+        let delta = next_up((1.0 - s0).abs() + dot_err(k) * (mag + 1.0) + ABS_FLOOR);
+        let mut e = vec![0.0; k];
+        e[y] = -1.0;
+        let cy = grad_backward(nodes, &rview, Interval::point(&e))?;
+        for (ek, a) in err.iter_mut().zip(cy.abs_max()) {
+            *ek = next_up(*ek + next_up(a * delta));
+        }
+    }
+    let m = em.len();
+    let dot = |a: &[f64], b: &[f64]| -> (f64, f64) {
+        let (mut s, mut g) = (0.0, 0.0);
+        for (x, y) in a.iter().zip(b) {
+            s += x * y;
+            g += (x * y).abs();
+        }
+        let slack = dot_err(n) * g + ABS_FLOOR;
+        (next_down(s - slack), next_up(s + slack))
+    };
+    let mut acc = Acc::default();
+    acc.add(dot(&g0m, &g0m).1);
+    let mut score = vec![0.0f64; m];
+    for a in 0..m {
+        let (hl, hh) = dot(&em[a], &g0m);
+        let (gl, gh) = dot(&em[a], &em[a]);
+        let gl = gl.max(0.0);
+        let (tl, th) = ranges[a];
+        // 2hθ + Gθ² is convex in θ (G ≥ 0) and bilinear in (h, G): a corner is the maximum.
+        let mut best = f64::NEG_INFINITY;
+        for t in [tl, th] {
+            for h in [hl, hh] {
+                for g in [gl, gh] {
+                    best = best.max(2.0 * h * t + g * t * t);
+                }
+            }
+        }
+        acc.add(best);
+        score[a] += best.max(0.0);
+        for b in a + 1..m {
+            let (gl, gh) = dot(&em[a], &em[b]);
+            let (pl, ph) = prod(tl, th, ranges[b].0, ranges[b].1);
+            let (_, top) = prod(gl, gh, pl, ph);
+            acc.add(2.0 * top);
+            score[a] += top.max(0.0);
+            score[b] += top.max(0.0);
+        }
+    }
+    let q = acc.upper().max(0.0);
+    let e2 = err.iter().fold(0.0, |a, v| a + v * v);
+    let e = next_up(next_up(e2 * (1.0 + dot_err(n))).sqrt() * (1.0 + 4.0 * f64::EPSILON));
+    let root = next_up(q.sqrt() * (1.0 + 4.0 * f64::EPSILON));
+    let pick = (0..vars.len())
+        .max_by(|&a, &b| score[a].total_cmp(&score[b]).then(b.cmp(&a)))
+        .map(|a| (vars[a].0, vars[a].1));
+    Ok(Some(GramBound {
+        value: next_up(root + e),
+        pick,
+    }))
+}
