@@ -18,6 +18,9 @@ use nalgebra::DMatrix;
 /// (Certifying it costs ~15·side³ flops; 800 would lose LeNet's conv2 on some images: one of
 /// the benchmark's five went from 301 to 682.)
 pub const MASKED_GRAM_SIDE: usize = 1024;
+/// Largest Gram side certified by a shifted Cholesky factorisation (`cholesky_certificate`,
+/// n³/6 multiply-adds: ResNet-18's stem, 3 072 inputs) when the side exceeds [`MASKED_GRAM_SIDE`].
+pub const CHOLESKY_GRAM_SIDE: usize = 4096;
 /// Largest number of stored non-zeros of the restricted matrix for the Gram route.
 pub const MASKED_MAX_NNZ: usize = 8_000_000;
 
@@ -93,7 +96,7 @@ pub fn masked_head(op: &LinearOp, rows: Option<&[bool]>, cols: Option<&[bool]>, 
 }
 
 /// Visits the non-zero entries (column, value) of row `r` of a convolution.
-fn conv_row(c: &Conv, r: usize, mut f: impl FnMut(usize, f64)) {
+pub(crate) fn conv_row(c: &Conv, r: usize, mut f: impl FnMut(usize, f64)) {
     let hw_out = c.ho * c.wo;
     let (o, i, j) = (r / hw_out, (r % hw_out) / c.wo, r % c.wo);
     for ch in 0..c.c_in {
@@ -147,12 +150,19 @@ pub fn masked_norm(op: &LinearOp, rows: Option<&[bool]>, cols: Option<&[bool]>, 
         (LinearOp::Conv(cv), Norm::L2) => {
             let n_r = (0..n_out).filter(|&j| live(rows, j)).count();
             let n_c = (0..n_in).filter(|&j| live(cols, j)).count();
-            if n_r.min(n_c) > MASKED_GRAM_SIDE || n_r * cv.fan_in() > MASKED_MAX_NNZ {
+            if n_r.min(n_c) > CHOLESKY_GRAM_SIDE || n_r * cv.fan_in() > MASKED_MAX_NNZ {
                 return schur(op, rows, cols)
                     .min(frobenius(cv, rows, cols))
                     .min(live_channels(cv, rows, cols));
             }
-            conv_gram_norm(cv, rows, cols, n_r, n_c)
+            let exact = conv_gram_norm(cv, rows, cols, n_r, n_c);
+            if n_r.min(n_c) > MASKED_GRAM_SIDE {
+                return exact
+                    .min(schur(op, rows, cols))
+                    .min(frobenius(cv, rows, cols))
+                    .min(live_channels(cv, rows, cols));
+            }
+            exact
         }
     }
 }
@@ -285,7 +295,11 @@ fn conv_gram_norm(
             g[(a, b)] = g[(b, a)];
         }
     }
-    spectral_from_gram(&g, terms, frob2)
+    if side > MASKED_GRAM_SIDE {
+        super::cholesky_certificate::spectral_from_gram_by_cholesky(&g, terms, frob2)
+    } else {
+        spectral_from_gram(&g, terms, frob2)
+    }
 }
 
 #[cfg(test)]
