@@ -99,6 +99,7 @@ fn probe_lenet_gap() {
         let (centre, _) =
             oodcert::bounds::ibp::ibp(&net.nodes, oodcert::bounds::Interval::point(&x)).unwrap();
         let mut c0 = Vec::new();
+        #[allow(clippy::type_complexity)]
         let mut free: Vec<(usize, Vec<Vec<f64>>, Vec<Vec<usize>>)> = Vec::new();
         let mut counts = Vec::new();
         for (k, node) in net.nodes.iter().enumerate() {

@@ -57,7 +57,7 @@ fn power_estimate(g: &DMatrix<f64>) -> (f64, f64) {
             }
         }
         let nw = dot(&w, &w).sqrt();
-        if !(nw > 0.0) || !nw.is_finite() {
+        if nw.is_nan() || nw <= 0.0 || !nw.is_finite() {
             return (theta, 0.0);
         }
         v.iter_mut().zip(&w).for_each(|(a, b)| *a = b / nw);
@@ -84,7 +84,7 @@ fn shifted_cholesky_slack(g: &DMatrix<f64>, mu: f64) -> Option<f64> {
             let (ri, rj) = (&l[i * n..i * n + j], &l[j * n..j * n + j]);
             let s = h - dot(ri, rj);
             if i == j {
-                if !(s > 0.0) {
+                if s.is_nan() || s <= 0.0 {
                     return None;
                 }
                 l[i * n + i] = s.sqrt();

@@ -155,7 +155,7 @@ fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
                 } else {
                     top_pair(&rows, rw.len(), &mut warm[k][j], POWER_STEPS)
                 };
-                if !(sigma > 0.0) || !sigma.is_finite() {
+                if sigma.is_nan() || sigma <= 0.0 || !sigma.is_finite() {
                     return None;
                 }
                 obj += sigma.ln();
@@ -295,7 +295,7 @@ fn top_pair(
             }
         }
         let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-        if !(n > 0.0) || !n.is_finite() {
+        if n.is_nan() || n <= 0.0 || !n.is_finite() {
             return (0.0, vec![0.0; n_out], vec![0.0; v.len()]);
         }
         v.iter_mut().for_each(|x| *x /= n);
@@ -441,8 +441,40 @@ pub fn scaled_product(net: &Net, traces: &[Trace], norm: Norm) -> Option<f64> {
         return None;
     }
     let st = stages(net, traces)?;
-    let s = scalings(&st, net.input_dim())?;
-    let w = weights(&st, &s, net.input_dim())?;
+    // The value depends only on the network and the gates' live sets (exact key).
+    let mut key = vec![super::local_product::net_id(net) as u32];
+    for g in st.iter().filter_map(|s| s.gate.as_ref()) {
+        key.push(u32::MAX);
+        for l in &g.live {
+            key.push(l.len() as u32);
+            key.extend(l.iter().map(|&i| i as u32));
+        }
+    }
+    if let Some(v) = memo().lock().ok().and_then(|m| m.get(&key).copied()) {
+        return v;
+    }
+    let v = scaled_value(&st, net.input_dim());
+    if let Ok(mut m) = memo().lock() {
+        if m.len() > 1000 {
+            m.clear();
+        }
+        m.insert(key, v);
+    }
+    v
+}
+
+type Memo = std::sync::Mutex<std::collections::HashMap<Vec<u32>, Option<f64>>>;
+
+/// Values already computed in this process (local and RecurJac's stage meet the same boxes).
+fn memo() -> &'static Memo {
+    static M: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// The certified scaled product of a chain (scalings searched, then every factor certified).
+fn scaled_value(st: &[Stage], in_dim: usize) -> Option<f64> {
+    let s = scalings(st, in_dim)?;
+    let w = weights(st, &s, in_dim)?;
     let mut total = 1.0;
     for (k, stage) in st.iter().enumerate() {
         let n_ops = stage.ops.len();
