@@ -666,6 +666,9 @@ pub fn masked_product(net: &Net, traces: &[Trace], norm: Norm) -> Result<Option<
         Tail::Pending(p) => ctx.finalize(p, None, true),
     };
     let total = total.min(ctx.global_value(net)?);
+    // The diagonally scaled product (chains of dense / conv layers, ℓ2), when it is smaller.
+    let total =
+        super::scaled_product::scaled_product(net, traces, norm).map_or(total, |s| total.min(s));
     Ok(Some(LocalProduct {
         total,
         prefix: o.prefix,

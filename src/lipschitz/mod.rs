@@ -9,6 +9,7 @@ pub use crate::bounds::{Ball, Norm};
 pub use global::{GlobalBound, global_bound};
 pub mod bab;
 pub mod ball_memo;
+pub mod cholesky_certificate;
 pub mod clever;
 pub mod cost_estimate;
 pub mod empirical;
@@ -28,6 +29,7 @@ pub mod record;
 pub mod recurjac;
 pub mod run;
 pub mod sample;
+pub mod scaled_product;
 pub mod split_bound;
 pub mod summary;
 

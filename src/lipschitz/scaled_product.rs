@@ -1,0 +1,544 @@
+//! Diagonally scaled masked product of ‖∇ₓS‖₂ on a ball (the D-scaling of the structured
+//! singular value's upper bound, Doyle 1982, applied to ReLU / max-pool derivative sets;
+//! proofs/lipschitz_scaled_product.md): on a chain J = A_L G_{L−1} A_{L−1} ⋯ G_1 A_1 whose gates
+//! G_k (ReLU, ReLU + 2×2 max-pool) satisfy S_k G_k = G_k S'_k for a positive scaling S_k per
+//! gate output (S'_k repeats it over the window), ‖J‖_{2→∞} ≤ ‖A_L S⁻¹_{L−1}‖_{2→∞} ·
+//! ∏ ‖S'_k M A_k M S⁻¹_{k−1}‖₂ with the masks of the masked product. Scalings are powers of two
+//! (exact), chosen by balancing the prefix rows and suffix columns at the boxes' midpoint pattern.
+
+use super::cholesky_certificate::{spectral_from_gram_by_cholesky, spectral_upper_by_cholesky};
+use super::global::fold;
+use super::masked_norm::{CHOLESKY_GRAM_SIDE, MASKED_MAX_NNZ, conv_row};
+use crate::bounds::ibp::Trace;
+use crate::bounds::net::{Affine, LinearOp, Net, Node};
+use crate::bounds::round::{dot_err, next_up, widen_up};
+use crate::bounds::{Norm, max_pool};
+use nalgebra::DMatrix;
+
+/// Gradient steps of the scaling search and power iterations per factor and step (a heuristic:
+/// soundness does not depend on the scalings).
+const OPT_STEPS: usize = 40;
+const POWER_STEPS: usize = 6;
+/// |log s| ≤ this.
+const MAX_LOG: f64 = 20.0;
+
+/// A gate between two affine layers: for every output, the inputs that can carry its gradient on
+/// the ball (ReLU not dead, and a max-pool candidate).
+struct Gate {
+    live: Vec<Vec<usize>>,
+}
+
+/// One affine layer and the gate after it (none after the last).
+struct Stage {
+    /// The segment's folded ops (usually one).
+    ops: Vec<LinearOp>,
+    gate: Option<Gate>,
+}
+
+/// A ReLU (at node `r`, optional) followed by a 2×2 max-pool (node `p`, optional) as a [`Gate`].
+fn gate(nodes: &[Node], traces: &[Trace], r: Option<usize>, p: Option<usize>) -> Option<Gate> {
+    let dim = traces[r.or(p)?].input().len();
+    let alive = |i: usize| {
+        r.is_none_or(|r| {
+            let u = traces[r].input().hi[i];
+            u >= 0.0 || u.is_nan()
+        })
+    };
+    match p {
+        None => Some(Gate {
+            live: (0..dim)
+                .map(|i| if alive(i) { vec![i] } else { vec![] })
+                .collect(),
+        }),
+        Some(p) => {
+            if !matches!(nodes[p], Node::MaxPool2 { .. }) {
+                return None;
+            }
+            let pb = traces[p].input();
+            let live = nodes[p]
+                .pool_windows()
+                .iter()
+                .map(|win| {
+                    max_pool::candidates(pb, win)
+                        .into_iter()
+                        .filter(|&i| alive(i))
+                        .collect()
+                })
+                .collect();
+            Some(Gate { live })
+        }
+    }
+}
+
+/// The chain of a sequential network (affine segments folded to one op each, gates between);
+/// `None` for any other structure.
+fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
+    let nodes = &net.nodes;
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < nodes.len() {
+        let mut seg: Vec<&Affine> = Vec::new();
+        while let Some(Node::Affine(a)) = nodes.get(i) {
+            seg.push(a);
+            i += 1;
+        }
+        let ops: Vec<LinearOp> = fold(&seg).into_iter().map(|(_, op)| op).collect();
+        if ops.is_empty()
+            || !ops.iter().all(|op| {
+                matches!(
+                    op,
+                    LinearOp::Dense(_) | LinearOp::Conv(_) | LinearOp::Diag(_)
+                )
+            })
+        {
+            return None;
+        }
+        if i == nodes.len() {
+            out.push(Stage { ops, gate: None });
+            return Some(out);
+        }
+        let r = matches!(nodes[i], Node::Relu).then_some(i);
+        let j = if r.is_some() { i + 1 } else { i };
+        let p = nodes.get(j).filter(|n| n.is_max_pool()).map(|_| j);
+        if r.is_none() && p.is_none() {
+            return None;
+        }
+        let g = gate(nodes, traces, r, p)?;
+        i = p.map_or(j, |p| p + 1);
+        if !matches!(nodes.get(i), Some(Node::Affine(_))) {
+            return None;
+        }
+        out.push(Stage { ops, gate: Some(g) });
+    }
+    None
+}
+
+/// Log-scalings at every gate output minimising the product of the factors' estimated norms
+/// (Σ_k log ‖S'_k A_k S⁻¹_{k−1}‖ is convex in the log-scalings, Sezginer & Overton 1990): from
+/// S = I, normalised gradient steps ∂/∂log s_w = u_w² − v_w² (the mass of the top left singular
+/// vector of the factor before the gate on window w minus that of the right one after it),
+/// top singular pairs by warm-started power iterations. A heuristic: the caller certifies.
+fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
+    let n_g = st.len() - 1;
+    let dims: Vec<usize> = st[..n_g]
+        .iter()
+        .map(|s| s.gate.as_ref().map_or(0, |g| g.live.len()))
+        .collect();
+    let mut ls: Vec<Vec<f64>> = dims.iter().map(|&d| vec![0.0; d]).collect();
+    let mut warm: Vec<Vec<Vec<f64>>> = st
+        .iter()
+        .map(|s| {
+            s.ops
+                .iter()
+                .map(|op| vec![1.0; op.map().in_dim()])
+                .collect()
+        })
+        .collect();
+    let mut best = (f64::INFINITY, ls.clone());
+    for it in 0..OPT_STEPS {
+        let s: Vec<Vec<f64>> = ls
+            .iter()
+            .map(|v| v.iter().map(|x| x.exp()).collect())
+            .collect();
+        let w = weights(st, &s, in_dim)?;
+        let mut obj = 0.0;
+        let mut u_mass: Vec<Vec<f64>> = dims.iter().map(|&d| vec![0.0; d]).collect();
+        let mut v_mass = u_mass.clone();
+        for (k, stage) in st.iter().enumerate() {
+            let n_ops = stage.ops.len();
+            for (j, op) in stage.ops.iter().enumerate() {
+                let (rw, cw) = &w[k][j];
+                let rows = sparse_rows(op, rw, cw)?;
+                let head = stage.gate.is_none() && j + 1 == n_ops;
+                let (sigma, u2, v2) = if head {
+                    head_pair(&rows, cw.len())
+                } else {
+                    top_pair(&rows, rw.len(), &mut warm[k][j], POWER_STEPS)
+                };
+                if sigma.is_nan() || sigma <= 0.0 || !sigma.is_finite() {
+                    return None;
+                }
+                obj += sigma.ln();
+                if j + 1 == n_ops {
+                    if let Some(g) = &stage.gate {
+                        for (m, l) in u_mass[k].iter_mut().zip(&g.live) {
+                            *m = l.iter().map(|&i| u2.get(i).copied().unwrap_or(0.0)).sum();
+                        }
+                    }
+                }
+                if j == 0 && k > 0 && v_mass[k - 1].len() == v2.len() {
+                    v_mass[k - 1].copy_from_slice(&v2);
+                }
+            }
+        }
+        if obj < best.0 {
+            best = (obj, ls.clone());
+        }
+        let eta = 0.5 * 0.93f64.powi(it as i32);
+        for ((l, u), v) in ls.iter_mut().zip(&u_mass).zip(&v_mass) {
+            for ((l, u), v) in l.iter_mut().zip(u).zip(v) {
+                let d = u + v;
+                if d > 0.0 {
+                    *l = (*l - eta * (u - v) / d).clamp(-MAX_LOG, MAX_LOG);
+                }
+            }
+        }
+    }
+    Some(
+        best.1
+            .iter()
+            .map(|v| v.iter().map(|x| x.exp()).collect())
+            .collect(),
+    )
+}
+
+/// Every op's (row weights, column weights) for gate scalings `s`: the last op of a stage is
+/// scaled by S'_k on its rows (0 on rows the gate never passes), the first op of the next stage by
+/// S⁻¹_k on its columns (0 on gate outputs with no live input).
+#[allow(clippy::type_complexity)]
+fn weights(st: &[Stage], s: &[Vec<f64>], in_dim: usize) -> Option<Vec<Vec<(Vec<f64>, Vec<f64>)>>> {
+    let mut out = Vec::with_capacity(st.len());
+    let mut cw: Vec<f64> = vec![1.0; in_dim];
+    for (k, stage) in st.iter().enumerate() {
+        let n_ops = stage.ops.len();
+        let out_dim = stage.ops[n_ops - 1].map().out_dim();
+        let (rw, next_cw) = match &stage.gate {
+            Some(g) => {
+                let mut rw = vec![0.0; out_dim];
+                for (w, l) in g.live.iter().enumerate() {
+                    for &i in l {
+                        *rw.get_mut(i)? = s[k][w];
+                    }
+                }
+                let c: Vec<f64> = g
+                    .live
+                    .iter()
+                    .zip(&s[k])
+                    .map(|(l, s)| if l.is_empty() { 0.0 } else { 1.0 / s })
+                    .collect();
+                (rw, c)
+            }
+            None => (vec![1.0; out_dim], Vec::new()),
+        };
+        let mut per_op = Vec::with_capacity(n_ops);
+        for (j, op) in stage.ops.iter().enumerate() {
+            let m = op.map();
+            let c = if j == 0 {
+                cw.clone()
+            } else {
+                vec![1.0; m.in_dim()]
+            };
+            let r = if j + 1 == n_ops {
+                rw.clone()
+            } else {
+                vec![1.0; m.out_dim()]
+            };
+            if c.len() != m.in_dim() || r.len() != m.out_dim() {
+                return None;
+            }
+            per_op.push((r, c));
+        }
+        out.push(per_op);
+        cw = next_cw;
+    }
+    Some(out)
+}
+
+/// The rows with a positive weight as (row, [(column, scaled entry)]) over the columns with a
+/// positive weight; `None` for op kinds without sparse rows or beyond the non-zero budget.
+#[allow(clippy::type_complexity)]
+fn sparse_rows(op: &LinearOp, rw: &[f64], cw: &[f64]) -> Option<Vec<(usize, Vec<(usize, f64)>)>> {
+    let mut rows = Vec::new();
+    let mut nnz = 0usize;
+    for (r, &w) in rw.iter().enumerate() {
+        if w <= 0.0 {
+            continue;
+        }
+        let mut v = Vec::new();
+        let mut push = |j: usize, a: f64| {
+            if cw[j] > 0.0 && a != 0.0 {
+                v.push((j, a * w * cw[j]));
+            }
+        };
+        match op {
+            LinearOp::Dense(d) => d.row(r).iter().enumerate().for_each(|(j, a)| push(j, *a)),
+            LinearOp::Conv(c) => conv_row(c, r, push),
+            LinearOp::Diag(d) => push(r, d.scale[r]),
+            _ => return None,
+        }
+        nnz += v.len();
+        if nnz > MASKED_MAX_NNZ {
+            return None;
+        }
+        rows.push((r, v));
+    }
+    Some(rows)
+}
+
+/// Estimated top singular value of the sparse matrix, the squared top left singular vector per
+/// row index and the squared top right one per column (power iteration from `v`, updated).
+fn top_pair(
+    rows: &[(usize, Vec<(usize, f64)>)],
+    n_out: usize,
+    v: &mut [f64],
+    iters: usize,
+) -> (f64, Vec<f64>, Vec<f64>) {
+    let mut y = vec![0.0; rows.len()];
+    for _ in 0..iters {
+        for (yi, (_, row)) in y.iter_mut().zip(rows) {
+            *yi = row.iter().map(|(j, a)| a * v[*j]).sum();
+        }
+        v.iter_mut().for_each(|x| *x = 0.0);
+        for (yi, (_, row)) in y.iter().zip(rows) {
+            for (j, a) in row {
+                v[*j] += a * yi;
+            }
+        }
+        let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if n.is_nan() || n <= 0.0 || !n.is_finite() {
+            return (0.0, vec![0.0; n_out], vec![0.0; v.len()]);
+        }
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+    for (yi, (_, row)) in y.iter_mut().zip(rows) {
+        *yi = row.iter().map(|(j, a)| a * v[*j]).sum();
+    }
+    let sigma = y.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let mut u2 = vec![0.0; n_out];
+    for (yi, (r, _)) in y.iter().zip(rows) {
+        u2[*r] = (yi / sigma).powi(2);
+    }
+    (sigma, u2, v.iter().map(|x| x * x).collect())
+}
+
+/// The head's largest row ℓ2 norm and the squared normalised entries of that row.
+fn head_pair(rows: &[(usize, Vec<(usize, f64)>)], n_in: usize) -> (f64, Vec<f64>, Vec<f64>) {
+    let mut best = (0.0, 0usize);
+    for (k, (_, row)) in rows.iter().enumerate() {
+        let s: f64 = row.iter().map(|(_, a)| a * a).sum();
+        if s > best.0 {
+            best = (s, k);
+        }
+    }
+    let mut v2 = vec![0.0; n_in];
+    if best.0 > 0.0 {
+        for (j, a) in &rows[best.1].1 {
+            v2[*j] = a * a / best.0;
+        }
+    }
+    (best.0.sqrt(), Vec::new(), v2)
+}
+
+/// √x rounded up.
+fn sqrt_up(x: f64) -> f64 {
+    next_up(x.sqrt() * (1.0 + 2.0 * f64::EPSILON))
+}
+
+/// A certified ‖diag(rw) A diag(cw)‖₂ restricted to the rows with rw > 0 and columns with cw > 0
+/// (cw = fl(1/s) stands for the exact 1/s: the entries' rounding is added), or the head's
+/// largest scaled row ℓ2 norm when `head`.
+fn weighted_norm(op: &LinearOp, rw: &[f64], cw: &[f64], head: bool) -> f64 {
+    // The live rows as sparse (compact column, value) lists.
+    let mut col_ix = vec![usize::MAX; cw.len()];
+    let mut n_c = 0;
+    for (j, ix) in col_ix.iter_mut().enumerate() {
+        if cw[j] > 0.0 {
+            *ix = n_c;
+            n_c += 1;
+        }
+    }
+    let mut rows: Vec<Vec<(usize, f64)>> = Vec::new();
+    let mut nnz = 0usize;
+    for (r, &w) in rw.iter().enumerate() {
+        if w <= 0.0 {
+            continue;
+        }
+        let mut v = Vec::new();
+        let mut push = |j: usize, a: f64| {
+            if col_ix[j] != usize::MAX && a != 0.0 {
+                v.push((col_ix[j], a * w * cw[j]));
+            }
+        };
+        match op {
+            LinearOp::Dense(d) => d.row(r).iter().enumerate().for_each(|(j, a)| push(j, *a)),
+            LinearOp::Conv(c) => conv_row(c, r, push),
+            LinearOp::Diag(d) => push(r, d.scale[r]),
+            _ => return f64::INFINITY,
+        }
+        nnz += v.len();
+        rows.push(v);
+        if nnz > MASKED_MAX_NNZ {
+            return f64::INFINITY;
+        }
+    }
+    // Underflow of a scaled entry: an absolute error ≤ 2⁻¹⁰⁷⁴ each, ≤ √nnz·2⁻¹⁰⁷⁴ in norm.
+    let tiny = 1e-300 * (nnz as f64 + 1.0).sqrt();
+    let fan = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let sq = |v: &[(usize, f64)]| widen_up(v.iter().map(|(_, a)| a * a).sum::<f64>(), dot_err(fan));
+    if head {
+        let m = rows
+            .iter()
+            .map(|v| sq(v))
+            .fold(0.0, crate::bounds::round::max_nan);
+        return next_up(sqrt_up(m) * (1.0 + 4.0 * f64::EPSILON) + tiny);
+    }
+    let n_r = rows.len();
+    if n_r == 0 || n_c == 0 {
+        return 0.0;
+    }
+    let frob2 = widen_up(rows.iter().map(|v| sq(v)).sum::<f64>(), dot_err(n_r + 1));
+    let frob = sqrt_up(frob2);
+    let side = n_r.min(n_c);
+    let v = if side > CHOLESKY_GRAM_SIDE {
+        frob
+    } else if let LinearOp::Dense(_) = op {
+        let mut m = vec![0.0; n_r * n_c];
+        for (i, v) in rows.iter().enumerate() {
+            for &(j, a) in v {
+                m[i * n_c + j] = a;
+            }
+        }
+        spectral_upper_by_cholesky(n_r, n_c, &m)
+    } else {
+        // Gram on the smaller side from the sparse rows (RᵀR) or columns (RRᵀ).
+        let (terms, vecs) = if n_c <= n_r {
+            (n_r, rows)
+        } else {
+            let mut colv: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n_c];
+            for (i, row) in rows.iter().enumerate() {
+                for &(j, a) in row {
+                    colv[j].push((i, a));
+                }
+            }
+            (n_c, colv)
+        };
+        let mut g = DMatrix::<f64>::zeros(side, side);
+        for v in &vecs {
+            for &(a, x) in v {
+                for &(b, y) in v {
+                    if a <= b {
+                        g[(a, b)] += x * y;
+                    }
+                }
+            }
+        }
+        for a in 0..side {
+            for b in 0..a {
+                g[(a, b)] = g[(b, a)];
+            }
+        }
+        spectral_from_gram_by_cholesky(&g, terms, frob2)
+    };
+    // Each scaled entry a·r·fl(1/s) is within relative γ₃ of the exact a·r/s: the exact scaled
+    // matrix is within 4ε‖R̂‖_F of the computed one.
+    next_up(v.min(frob) + next_up(4.0 * f64::EPSILON * frob) + tiny)
+}
+
+/// The scaled product's value, or `None` when the network is not a chain of dense / conv layers
+/// and ReLU / 2×2 max-pool gates, or the norm is not ℓ2.
+pub fn scaled_product(net: &Net, traces: &[Trace], norm: Norm) -> Option<f64> {
+    if norm != Norm::L2 || traces.len() != net.nodes.len() {
+        return None;
+    }
+    let st = stages(net, traces)?;
+    // The value depends only on the network and the gates' live sets (exact key).
+    let mut key = vec![super::local_product::net_id(net) as u32];
+    for g in st.iter().filter_map(|s| s.gate.as_ref()) {
+        key.push(u32::MAX);
+        for l in &g.live {
+            key.push(l.len() as u32);
+            key.extend(l.iter().map(|&i| i as u32));
+        }
+    }
+    if let Some(v) = memo().lock().ok().and_then(|m| m.get(&key).copied()) {
+        return v;
+    }
+    let v = scaled_value(&st, net.input_dim());
+    if let Ok(mut m) = memo().lock() {
+        if m.len() > 1000 {
+            m.clear();
+        }
+        m.insert(key, v);
+    }
+    v
+}
+
+type Memo = std::sync::Mutex<std::collections::HashMap<Vec<u32>, Option<f64>>>;
+
+/// Values already computed in this process (local and RecurJac's stage meet the same boxes).
+fn memo() -> &'static Memo {
+    static M: std::sync::OnceLock<Memo> = std::sync::OnceLock::new();
+    M.get_or_init(Default::default)
+}
+
+/// The certified scaled product of a chain (scalings searched, then every factor certified).
+fn scaled_value(st: &[Stage], in_dim: usize) -> Option<f64> {
+    let s = scalings(st, in_dim)?;
+    let w = weights(st, &s, in_dim)?;
+    let mut total = 1.0;
+    for (k, stage) in st.iter().enumerate() {
+        let n_ops = stage.ops.len();
+        for (j, op) in stage.ops.iter().enumerate() {
+            let (rw, cw) = &w[k][j];
+            let head = stage.gate.is_none() && j + 1 == n_ops;
+            let f = weighted_norm(op, rw, cw, head);
+            if std::env::var_os("OODCERT_PROBE_PRODUCT").is_some() {
+                eprintln!("probe scaled product: stage {k} op {j}: factor {f:.4e}");
+            }
+            total = next_up(total * f);
+        }
+    }
+    if std::env::var_os("OODCERT_PROBE_PRODUCT").is_some() {
+        eprintln!("probe scaled product: {total:.4e}");
+    }
+    Some(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bounds::conv::Conv;
+    use crate::bounds::linear_map::LinearMap;
+    use crate::lipschitz::operator_norm::unroll_conv;
+
+    #[test]
+    fn weighted_conv_norm_matches_the_dense_scaled_restriction() {
+        let c = Conv {
+            c_out: 3,
+            c_in: 2,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+            h: 5,
+            w: 4,
+            ho: 5,
+            wo: 4,
+            k: (0..54).map(|i| ((i as f64) * 0.731).sin()).collect(),
+        };
+        let a = unroll_conv(&c);
+        let (m, n) = (c.out_dim(), c.in_dim());
+        let rw: Vec<f64> = (0..m)
+            .map(|i| {
+                if i % 5 == 0 {
+                    0.0
+                } else {
+                    2f64.powi((i % 3) as i32 - 1)
+                }
+            })
+            .collect();
+        let cw: Vec<f64> = (0..n)
+            .map(|j| {
+                if j % 7 == 3 {
+                    0.0
+                } else {
+                    2f64.powi((j % 4) as i32 - 2)
+                }
+            })
+            .collect();
+        let dense = DMatrix::from_fn(m, n, |i, j| a[i * n + j] * rw[i] * cw[j]);
+        let exact = dense.singular_values().max();
+        let v = weighted_norm(&LinearOp::Conv(c.clone()), &rw, &cw, false);
+        assert!(v >= exact && v <= exact * 1.001, "{v} vs {exact}");
+    }
+}
