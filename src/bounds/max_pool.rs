@@ -14,7 +14,9 @@ pub fn ibp(x: &Interval, wins: &[Vec<usize>]) -> Interval {
     }
 }
 
-/// Which entries of a window can be its maximum somewhere on the box: hi_i ≥ max_j lo_j.
+/// Which entries of a window can be its maximum somewhere on the box: hi_i ≥ max_j lo_j. A NaN
+/// bound excludes nothing (an entry is dropped only when hi_i < max_j lo_j is known), so a
+/// corrupted box can only widen the gradient's support, never hide an entry.
 pub fn candidates(x: &Interval, win: &[usize]) -> Vec<usize> {
     let best_lo = win
         .iter()
@@ -22,7 +24,7 @@ pub fn candidates(x: &Interval, win: &[usize]) -> Vec<usize> {
         .fold(f64::NEG_INFINITY, max_nan);
     win.iter()
         .copied()
-        .filter(|&i| x.hi[i] >= best_lo)
+        .filter(|&i| x.hi[i].partial_cmp(&best_lo) != Some(std::cmp::Ordering::Less))
         .collect()
 }
 
@@ -73,4 +75,31 @@ pub fn route_back(
         }
     }
     Interval { lo, hi }
+}
+
+#[cfg(test)]
+mod nan_tests {
+    use super::*;
+
+    /// A NaN bound keeps every entry a candidate (an empty set would drop the window's gradient).
+    #[test]
+    fn nan_bounds_exclude_no_candidate() {
+        let win = [0, 1, 2];
+        let x = Interval {
+            lo: vec![f64::NAN, 0.0, -1.0],
+            hi: vec![1.0, 2.0, -0.5],
+        };
+        assert_eq!(candidates(&x, &win), vec![0, 1, 2]);
+        let y = Interval {
+            lo: vec![0.0, 1.0, -3.0],
+            hi: vec![f64::NAN, 2.0, -2.0],
+        };
+        assert_eq!(candidates(&y, &win), vec![0, 1]);
+        // Finite boxes: exactly the entries with hi ≥ max lo.
+        let z = Interval {
+            lo: vec![0.0, 1.0, -3.0],
+            hi: vec![0.5, 2.0, 1.0],
+        };
+        assert_eq!(candidates(&z, &win), vec![1, 2]);
+    }
 }
