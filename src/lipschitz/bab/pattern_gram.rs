@@ -282,7 +282,11 @@ pub fn pattern_gram_bound(
             score[b] += top.max(0.0);
         }
     }
-    let q = acc.upper().max(0.0);
+    // A NaN anywhere (a corrupted box or centre) gives +∞, never a quadratic part of 0.
+    let q = match acc.upper() {
+        u if u.is_nan() => f64::INFINITY,
+        u => u.max(0.0),
+    };
     let e2 = err.iter().fold(0.0, |a, v| a + v * v);
     let e = next_up(next_up(e2 * (1.0 + dot_err(n))).sqrt() * (1.0 + 4.0 * f64::EPSILON));
     let root = next_up(q.sqrt() * (1.0 + 4.0 * f64::EPSILON));
