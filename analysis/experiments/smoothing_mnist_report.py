@@ -5,6 +5,8 @@ papers/data/smoothing_mnist_summary.csv (per model, σ, certificate: rates at a 
 papers/data/smoothing_mnist_tables.md and papers/figures/smoothing_mnist.png.
 
     python analysis/experiments/smoothing_mnist_report.py RUN_DIR  (default runs/experiments/smoothing_mnist)
+Env NAME (default smoothing_mnist) names the output files, e.g. NAME=smoothing_mnist_n100k for the
+n = 100 000 runs, so they do not replace the n = 2000 evidence.
 Needs numpy and matplotlib only.
 """
 import csv
@@ -19,6 +21,7 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 RUN = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "runs", "experiments", "smoothing_mnist")
 DATA = os.path.join(ROOT, "papers", "data")
 FIG = os.path.join(ROOT, "papers", "figures")
+NAME = os.environ.get("NAME", "smoothing_mnist")
 LABEL = {"energy": "Energy loss (no penalty)", "greg": "GReg (λ_∇=1)"}
 RADII = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]
 
@@ -93,16 +96,16 @@ def main():
             f"| {gfpr} | {gauc} |")
     os.makedirs(DATA, exist_ok=True)
     os.makedirs(FIG, exist_ok=True)
-    write_csv(os.path.join(DATA, "smoothing_mnist_curves.csv"),
+    write_csv(os.path.join(DATA, f"{NAME}_curves.csv"),
               ["model", "sigma", "certificate", "radius", "certified_id_rate", "certified_ood_rate", "guaranteed_fpr95",
                "guaranteed_auroc"], curve_rows)
-    write_csv(os.path.join(DATA, "smoothing_mnist_summary.csv"),
+    write_csv(os.path.join(DATA, f"{NAME}_summary.csv"),
               ["model", "sigma", "certificate", "radius", "certified_id_rate", "certified_ood_rate", "guaranteed_fpr95",
                "guaranteed_auroc"], summary_rows)
     text = "\n".join(md) + "\n"
-    with open(os.path.join(DATA, "smoothing_mnist_tables.md.tmp"), "w") as f:
+    with open(os.path.join(DATA, f"{NAME}_tables.md.tmp"), "w") as f:
         f.write(text)
-    os.replace(os.path.join(DATA, "smoothing_mnist_tables.md.tmp"), os.path.join(DATA, "smoothing_mnist_tables.md"))
+    os.replace(os.path.join(DATA, f"{NAME}_tables.md.tmp"), os.path.join(DATA, f"{NAME}_tables.md"))
     print(text)
 
     import matplotlib
@@ -131,8 +134,8 @@ def main():
     fig.suptitle("Randomized smoothing on MNIST MLP: mnist:test (ID) vs animal-mnist:test (OOD); "
                  "solid = Cohen detector, dashed = clipped smoothed score (CDF bound)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(os.path.join(FIG, "smoothing_mnist.png"), dpi=110)
-    print(f"wrote {FIG}/smoothing_mnist.png and CSVs under {DATA}", file=sys.stderr)
+    fig.savefig(os.path.join(FIG, f"{NAME}.png"), dpi=110)
+    print(f"wrote {FIG}/{NAME}.png and CSVs under {DATA}", file=sys.stderr)
 
 
 if __name__ == "__main__":
