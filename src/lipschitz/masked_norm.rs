@@ -267,12 +267,29 @@ fn conv_gram_norm(
         sparse.iter().flatten().map(|(_, a)| a * a).sum::<f64>(),
         dot_err(n_r * c.fan_in()),
     );
-    // Vectors whose outer products sum to the Gram: rows (→ RᵀR, side n_c) or columns (→ RRᵀ).
+    let (g, terms) = sparse_gram(sparse, n_r, n_c);
+    let side = g.nrows();
+    if side > MASKED_GRAM_SIDE {
+        super::cholesky_certificate::spectral_from_gram_by_cholesky(&g, terms, frob2)
+    } else {
+        spectral_from_gram(&g, terms, frob2)
+    }
+}
+
+/// The Gram matrix of a sparse `n_r × n_c` matrix R (rows of (column, value)) on its smaller side —
+/// RᵀR (side n_c) from the rows, or RRᵀ (side n_r) from the columns — with the number of outer
+/// products summed (the other side, for the dot-product error bound). Upper triangle accumulated,
+/// then mirrored exactly (the same sums on both sides).
+pub(super) fn sparse_gram(
+    rows: Vec<Vec<(usize, f64)>>,
+    n_r: usize,
+    n_c: usize,
+) -> (DMatrix<f64>, usize) {
     let (side, terms, vecs) = if n_c <= n_r {
-        (n_c, n_r, sparse)
+        (n_c, n_r, rows)
     } else {
         let mut colv: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n_c];
-        for (i, row) in sparse.iter().enumerate() {
+        for (i, row) in rows.iter().enumerate() {
             for &(j, a) in row {
                 colv[j].push((i, a));
             }
@@ -289,17 +306,12 @@ fn conv_gram_norm(
             }
         }
     }
-    // Symmetrise exactly (same sums on both sides).
     for a in 0..side {
         for b in 0..a {
             g[(a, b)] = g[(b, a)];
         }
     }
-    if side > MASKED_GRAM_SIDE {
-        super::cholesky_certificate::spectral_from_gram_by_cholesky(&g, terms, frob2)
-    } else {
-        spectral_from_gram(&g, terms, frob2)
-    }
+    (g, terms)
 }
 
 #[cfg(test)]

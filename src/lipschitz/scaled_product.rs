@@ -8,12 +8,11 @@
 
 use super::cholesky_certificate::{spectral_from_gram_by_cholesky, spectral_upper_by_cholesky};
 use super::global::fold;
-use super::masked_norm::{CHOLESKY_GRAM_SIDE, MASKED_MAX_NNZ, conv_row};
+use super::masked_norm::{CHOLESKY_GRAM_SIDE, MASKED_MAX_NNZ, conv_row, sparse_gram};
 use crate::bounds::ibp::Trace;
 use crate::bounds::net::{Affine, LinearOp, Net, Node};
 use crate::bounds::round::{dot_err, next_up, widen_up};
 use crate::bounds::{Norm, max_pool};
-use nalgebra::DMatrix;
 
 /// Gradient steps of the scaling search and power iterations per factor and step (a heuristic:
 /// soundness does not depend on the scalings).
@@ -401,32 +400,7 @@ fn weighted_norm(op: &LinearOp, rw: &[f64], cw: &[f64], head: bool) -> f64 {
         spectral_upper_by_cholesky(n_r, n_c, &m)
     } else {
         // Gram on the smaller side from the sparse rows (RᵀR) or columns (RRᵀ).
-        let (terms, vecs) = if n_c <= n_r {
-            (n_r, rows)
-        } else {
-            let mut colv: Vec<Vec<(usize, f64)>> = vec![Vec::new(); n_c];
-            for (i, row) in rows.iter().enumerate() {
-                for &(j, a) in row {
-                    colv[j].push((i, a));
-                }
-            }
-            (n_c, colv)
-        };
-        let mut g = DMatrix::<f64>::zeros(side, side);
-        for v in &vecs {
-            for &(a, x) in v {
-                for &(b, y) in v {
-                    if a <= b {
-                        g[(a, b)] += x * y;
-                    }
-                }
-            }
-        }
-        for a in 0..side {
-            for b in 0..a {
-                g[(a, b)] = g[(b, a)];
-            }
-        }
+        let (g, terms) = sparse_gram(rows, n_r, n_c);
         spectral_from_gram_by_cholesky(&g, terms, frob2)
     };
     // Each scaled entry a·r·fl(1/s) is within relative γ₃ of the exact a·r/s: the exact scaled
@@ -500,6 +474,7 @@ mod tests {
     use crate::bounds::conv::Conv;
     use crate::bounds::linear_map::LinearMap;
     use crate::lipschitz::operator_norm::unroll_conv;
+    use nalgebra::DMatrix;
 
     #[test]
     fn weighted_conv_norm_matches_the_dense_scaled_restriction() {
