@@ -5,6 +5,7 @@
 //! crossing is a violation.
 
 use super::attack::{AttackConfig, attack_towards_threshold};
+use super::lipschitz_run::{config_f64, config_str};
 use super::{VerifyRow, VerifySummary, summarise};
 use crate::bounds::{Ball, Norm};
 use crate::error::{Error, Result};
@@ -28,10 +29,7 @@ pub fn verify_guaranteed_run(
     let man = Manifest::read(&mpath)?;
     let model_path = match model_override {
         Some(p) => p.to_path_buf(),
-        None => man.config["model"]
-            .as_str()
-            .ok_or_else(|| Error::bad_file(&mpath, "manifest config lacks `model`"))?
-            .into(),
+        None => config_str(&man, "model", &mpath)?.into(),
     };
     if man.model_sha256.as_deref() != Some(&crate::evidence::sha256_file(&model_path)?) {
         return Err(Error::BadInput(format!(
@@ -39,14 +37,12 @@ pub fn verify_guaranteed_run(
             model_path.display()
         )));
     }
-    let norm = match man.config["norm"].as_str() {
-        Some("l2") => Norm::L2,
-        Some("linf") => Norm::Linf,
-        o => return Err(Error::bad_file(&mpath, format!("unknown norm {o:?}"))),
+    let norm = match config_str(&man, "norm", &mpath)? {
+        "l2" => Norm::L2,
+        "linf" => Norm::Linf,
+        o => return Err(Error::bad_file(&mpath, format!("unknown norm `{o}`"))),
     };
-    let temperature = man.config["temperature"]
-        .as_f64()
-        .ok_or_else(|| Error::bad_file(&mpath, "manifest config lacks `temperature`"))?;
+    let temperature = config_f64(&man, "temperature", &mpath)?;
     let model = Model::load_energy_of_as(
         &model_path,
         &Device::Cpu,

@@ -19,13 +19,15 @@ use std::path::Path;
 /// from an actual decision change.
 pub const ESCALATION: [f64; 5] = [1.25, 1.5, 2.0, 4.0, 8.0];
 
-fn config_str<'a>(m: &'a Manifest, key: &str, path: &Path) -> Result<&'a str> {
+/// A string of a run manifest's `config`, or an error naming the file and the key.
+pub(super) fn config_str<'a>(m: &'a Manifest, key: &str, path: &Path) -> Result<&'a str> {
     m.config[key]
         .as_str()
         .ok_or_else(|| Error::bad_file(path, format!("manifest config lacks `{key}`")))
 }
 
-fn config_f64(m: &Manifest, key: &str, path: &Path) -> Result<f64> {
+/// A number of a run manifest's `config`, or an error naming the file and the key.
+pub(super) fn config_f64(m: &Manifest, key: &str, path: &Path) -> Result<f64> {
     m.config[key]
         .as_f64()
         .ok_or_else(|| Error::bad_file(path, format!("manifest config lacks numeric `{key}`")))
