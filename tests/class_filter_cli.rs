@@ -3,28 +3,9 @@
 //! (ID/OOD overlap), and malformed filters, each refused with exit 2 and one line.
 
 mod common;
-use common::{lcg, ok, oodcert_in, s, write_idx};
+use common::{ok, oodcert_in, s, write_toy4};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-
-/// Four classes of 12×12 images (class c: the c-th vertical strip of width 3 bright), label i % 4.
-fn write_toy4(dir: &Path, n: usize) -> PathBuf {
-    let (h, w) = (12usize, 12usize);
-    let mut pix = Vec::with_capacity(n * h * w);
-    let mut labels = Vec::with_capacity(n);
-    let mut st = 11u64;
-    for i in 0..n {
-        let c = i % 4;
-        labels.push(c as u8);
-        for _ in 0..h {
-            for x in 0..w {
-                let base: u64 = if x / 3 == c { 170 } else { 30 };
-                pix.push((base + (lcg(&mut st) >> 33) % 80) as u8);
-            }
-        }
-    }
-    write_idx(dir, "toy4", [n, h, w], &pix, Some(&labels))
-}
 
 fn config(dir: &Path, id: &str, aux: Option<&str>) -> PathBuf {
     let (aux_line, loss) = match aux {
@@ -59,7 +40,7 @@ fn info(spec: &str, dir: &Path) -> Output {
 #[test]
 fn data_info_selects_the_classes_and_keeps_their_labels() {
     let t = tempfile::tempdir().unwrap();
-    let f = format!("path:{}", s(&write_toy4(t.path(), 40)));
+    let f = format!("path:{}", s(&write_toy4(t.path(), 40, 11)));
     let out = ok(&info(&format!("{f}#3,1"), t.path()));
     assert!(out.contains(&format!("name\t{f}#1,3\n")), "{out}");
     assert!(
@@ -79,7 +60,7 @@ fn data_info_selects_the_classes_and_keeps_their_labels() {
 #[test]
 fn malformed_filters_exit_2_with_one_line() {
     let t = tempfile::tempdir().unwrap();
-    let f = format!("path:{}", s(&write_toy4(t.path(), 40)));
+    let f = format!("path:{}", s(&write_toy4(t.path(), 40, 11)));
     bad_input(&info(&format!("{f}#"), t.path()), "no classes after #");
     bad_input(&info(&format!("{f}#3-1"), t.path()), "descending");
     bad_input(&info(&format!("{f}#2-5"), t.path()), "absent from the set");
@@ -90,7 +71,7 @@ fn malformed_filters_exit_2_with_one_line() {
 #[test]
 fn train_needs_labels_0_to_k_minus_1_or_remap_and_records_the_filter() {
     let t = tempfile::tempdir().unwrap();
-    let f = format!("path:{}", s(&write_toy4(t.path(), 64)));
+    let f = format!("path:{}", s(&write_toy4(t.path(), 64, 11)));
     let train = |id: &str, aux: Option<&str>, out: &str| {
         let cfg = config(t.path(), id, aux);
         let o = t.path().join(out);
@@ -132,7 +113,7 @@ fn train_needs_labels_0_to_k_minus_1_or_remap_and_records_the_filter() {
 #[test]
 fn eval_and_certify_refuse_ood_sets_sharing_id_classes() {
     let t = tempfile::tempdir().unwrap();
-    let f = format!("path:{}", s(&write_toy4(t.path(), 64)));
+    let f = format!("path:{}", s(&write_toy4(t.path(), 64, 11)));
     let cfg = config(t.path(), &format!("{f}#0-1"), None);
     let model_dir = t.path().join("m");
     ok(&oodcert_in(

@@ -4,27 +4,8 @@
 //! check off (and then the collapsed run exits 0, as every run did before the check).
 
 mod common;
-use common::{lcg, ok, oodcert_in, s, write_idx};
+use common::{ok, oodcert_in, s, write_toy4};
 use std::path::{Path, PathBuf};
-
-/// Four classes of 12×12 images, class c: the c-th vertical strip of width 3 bright.
-fn write_toy4(dir: &Path, n: usize) -> PathBuf {
-    let (h, w) = (12usize, 12usize);
-    let mut pix = Vec::with_capacity(n * h * w);
-    let mut labels = Vec::with_capacity(n);
-    let mut st = 5u64;
-    for i in 0..n {
-        let c = i % 4;
-        labels.push(c as u8);
-        for _ in 0..h {
-            for x in 0..w {
-                let base: u64 = if x / 3 == c { 170 } else { 30 };
-                pix.push((base + (lcg(&mut st) >> 33) % 80) as u8);
-            }
-        }
-    }
-    write_idx(dir, "toy4", [n, h, w], &pix, Some(&labels))
-}
 
 fn run(
     dir: &Path,
@@ -54,7 +35,7 @@ fn run(
 #[test]
 fn an_absurd_learning_rate_stops_with_exit_1_and_says_to_lower_it() {
     let t = tempfile::tempdir().unwrap();
-    let data = write_toy4(t.path(), 512);
+    let data = write_toy4(t.path(), 512, 5);
     let (o, dir) = run(t.path(), &data, "5.0", "", "absurd");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");
@@ -76,7 +57,7 @@ fn an_absurd_learning_rate_stops_with_exit_1_and_says_to_lower_it() {
 #[test]
 fn a_healthy_run_is_not_stopped() {
     let t = tempfile::tempdir().unwrap();
-    let data = write_toy4(t.path(), 512);
+    let data = write_toy4(t.path(), 512, 5);
     // From scratch: at chance during the first steps, which the warm-up covers.
     let (o, dir) = run(t.path(), &data, "0.05", "", "healthy");
     ok(&o);
@@ -99,7 +80,7 @@ fn a_resumed_run_keeps_the_collapse_window() {
     // the window restored it stops at N again; a window restarted on resume would need 10 new
     // checks and stop 90 steps later.
     let t = tempfile::tempdir().unwrap();
-    let data = write_toy4(t.path(), 512);
+    let data = write_toy4(t.path(), 512, 5);
     let (o, dir) = run(t.path(), &data, "5.0", "checkpoint_every = 10\n", "cut");
     let err = String::from_utf8_lossy(&o.stderr).to_string();
     assert_eq!(o.status.code(), Some(1), "stderr: {err}");

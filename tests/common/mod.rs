@@ -168,3 +168,23 @@ pub fn inflate(csv_path: &Path, cols: &[&str], k: f64) {
     }
     std::fs::write(csv_path, out).unwrap();
 }
+
+/// Four classes of 12×12 images (class c: the c-th vertical strip of width 3 bright, noise from
+/// the LCG seeded with `seed`), label i % 4, written as IDX files named `toy4`.
+pub fn write_toy4(dir: &Path, n: usize, seed: u64) -> PathBuf {
+    let (h, w) = (12usize, 12usize);
+    let mut pix = Vec::with_capacity(n * h * w);
+    let mut labels = Vec::with_capacity(n);
+    let mut st = seed;
+    for i in 0..n {
+        let c = i % 4;
+        labels.push(c as u8);
+        for _ in 0..h {
+            for x in 0..w {
+                let base: u64 = if x / 3 == c { 170 } else { 30 };
+                pix.push((base + (lcg(&mut st) >> 33) % 80) as u8);
+            }
+        }
+    }
+    write_idx(dir, "toy4", [n, h, w], &pix, Some(&labels))
+}
