@@ -17,7 +17,7 @@ fn l2(v: &[f64]) -> f64 {
 }
 
 #[test]
-#[ignore]
+#[ignore = "a diagnosis probe, not a check: needs a trained model in OODCERT_PROBE_MODEL (BENCHMARKS.md, LipBaB section)"]
 fn diagnose_bab_gap() {
     let Ok(path) = std::env::var("OODCERT_PROBE_MODEL") else {
         return;
