@@ -102,52 +102,100 @@ pub(crate) fn head_norm(op: &LinearOp, norm: Norm, budget: NormBudget) -> (f64, 
     }
 }
 
+/// One op of a folded segment: its name, the computed op Â and `rel`, a bound on the relative
+/// rounding of its entries: the exact composition A satisfies |A − Â| ≤ rel·|Â| entrywise
+/// (0 when nothing was folded into it).
+pub(crate) struct Folded {
+    pub name: String,
+    pub op: LinearOp,
+    pub rel: f64,
+}
+
+/// |A − Â| ≤ rel·|Â| after `n` roundings of each entry: Â = A·Π(1+δ), |δ| ≤ u = ε/2, so
+/// |A − Â| ≤ ((1+u)ⁿ − 1)/(1−u)ⁿ·|Â| ≤ 2nu(1 + 2nu)|Â| ≤ 2nε|Â| while nu ≤ ½.
+fn fold_rel(n: u32) -> f64 {
+    2.0 * f64::from(n) * f64::EPSILON
+}
+
 /// Folds consecutive affine nodes: a diagonal map before or after a dense/conv layer is
-/// absorbed into it (per channel for convolutions), so one norm covers the composition.
-pub(crate) fn fold(affines: &[&Affine]) -> Vec<(String, LinearOp)> {
-    let mut out: Vec<(String, LinearOp)> = Vec::new();
-    let mut pending: Option<(String, Vec<f64>)> = None; // a diagonal not yet absorbed
+/// absorbed into it (per channel for convolutions), so one norm covers the composition. Each
+/// product of entries is rounded to nearest, so the computed op is not the exact composition:
+/// every consumer adds [`fold_slack`] (proofs/lipschitz_operator_norms.md, "Folding").
+pub(crate) fn fold(affines: &[&Affine]) -> Vec<Folded> {
+    let mut out: Vec<(String, LinearOp, u32)> = Vec::new();
+    // A diagonal not yet absorbed, with the roundings of its entries so far.
+    let mut pending: Option<(String, Vec<f64>, u32)> = None;
     for a in affines {
         match &a.op {
             LinearOp::Diag(d) => {
                 // After a dense/conv core: absorb as a row scaling when possible.
                 if pending.is_none() {
-                    if let Some((name, last)) = out.last_mut() {
+                    if let Some((name, last, n)) = out.last_mut() {
                         if let Some(folded) = scale_rows(last, &d.scale) {
                             *last = folded;
                             *name = format!("{name}+{}", a.name);
+                            *n += 1;
                             continue;
                         }
                     }
                 }
                 pending = Some(match pending.take() {
-                    Some((n, s)) => (
+                    Some((n, s, r)) => (
                         format!("{n}+{}", a.name),
                         s.iter().zip(&d.scale).map(|(x, y)| x * y).collect(),
+                        r + 1,
                     ),
-                    None => (a.name.clone(), d.scale.clone()),
+                    None => (a.name.clone(), d.scale.clone(), 0),
                 });
             }
             core => {
                 let mut op = core.clone();
                 let mut name = a.name.clone();
-                if let Some((n, s)) = pending.take() {
+                let mut rounds = 0;
+                if let Some((n, s, r)) = pending.take() {
                     match scale_cols(&op, &s) {
                         Some(folded) => {
                             op = folded;
                             name = format!("{n}+{name}");
+                            rounds = r + 1;
                         }
-                        None => out.push((n, LinearOp::Diag(Diag { scale: s }))),
+                        None => out.push((n, LinearOp::Diag(Diag { scale: s }), r)),
                     }
                 }
-                out.push((name, op));
+                out.push((name, op, rounds));
             }
         }
     }
-    if let Some((n, s)) = pending {
-        out.push((n, LinearOp::Diag(Diag { scale: s })));
+    if let Some((n, s, r)) = pending {
+        out.push((n, LinearOp::Diag(Diag { scale: s }), r));
     }
-    out
+    out.into_iter()
+        .map(|(name, op, n)| Folded {
+            name,
+            op,
+            rel: fold_rel(n),
+        })
+        .collect()
+}
+
+/// An additive slack covering the fold's rounding in every norm the bounds take of a folded op
+/// or of any restriction of it (ℓ2, ℓ∞, ℓ2→ℓ∞, row dual norms): with E = A − Â, each of these
+/// norms of E is at most Σ|E_ij| ≤ rel·Σ|Â_ij| over the unrolled matrix (a convolution's kernel
+/// entry appears in at most h_out·w_out rows), so ‖A‖ ≤ ‖Â‖ + fold_slack(Â, rel).
+pub(crate) fn fold_slack(op: &LinearOp, rel: f64) -> f64 {
+    use crate::bounds::round::{dot_err, widen_up};
+    if rel == 0.0 {
+        return 0.0;
+    }
+    let abs_sum = |v: &[f64]| widen_up(v.iter().map(|x| x.abs()).sum::<f64>(), dot_err(v.len()));
+    let total = match op {
+        LinearOp::Dense(d) => abs_sum(&d.w),
+        LinearOp::Conv(c) => next_up(abs_sum(&c.k) * (c.ho * c.wo) as f64),
+        LinearOp::Diag(d) => abs_sum(&d.scale),
+        // Never produced by a fold (only dense, conv and diagonal ops are scaled).
+        _ => f64::INFINITY,
+    };
+    next_up(next_up(rel * total))
 }
 
 /// diag(s)·A for dense/conv A (conv: s must be constant on each output channel).
@@ -227,18 +275,26 @@ fn product(
                     i += 1;
                 }
                 let ends_net = head && i == nodes.len();
-                let ops: Vec<(String, LinearOp)> = if folded {
+                let ops: Vec<Folded> = if folded {
                     fold(&seg)
                 } else {
-                    seg.iter().map(|a| (a.name.clone(), a.op.clone())).collect()
+                    seg.iter()
+                        .map(|a| Folded {
+                            name: a.name.clone(),
+                            op: a.op.clone(),
+                            rel: 0.0,
+                        })
+                        .collect()
                 };
                 let n_ops = ops.len();
-                for (j, (name, op)) in ops.iter().enumerate() {
+                for (j, Folded { name, op, rel }) in ops.iter().enumerate() {
                     let (v, rule) = if folded && ends_net && j + 1 == n_ops {
                         head_norm(op, norm, budget)
                     } else {
                         op_norm(op, norm, budget)
                     };
+                    let slack = fold_slack(op, *rel);
+                    let v = if slack > 0.0 { next_up(v + slack) } else { v };
                     factors.push(Factor {
                         layer: format!("{prefix}{name}"),
                         rule,
@@ -404,4 +460,137 @@ pub fn global_bound_with(net: &Net, norm: Norm, budget: NormBudget) -> Result<Gl
         naive_factors: nf,
         folded_factors: ff,
     })
+}
+
+#[cfg(test)]
+mod fold_tests {
+    //! The fold's rounding is covered by `fold_slack` (proofs/lipschitz_operator_norms.md,
+    //! "Folding"): the exact error of each folded entry is recovered with FMA and summed over
+    //! the unrolled matrix; the slack must cover it.
+    use super::*;
+    use crate::lipschitz::operator_norm::unroll_conv;
+
+    /// Exact error of fl(a·b) as the pair (rounded, error), error = a·b − fl(a·b) exactly.
+    fn two_prod(a: f64, b: f64) -> (f64, f64) {
+        let p = a * b;
+        (p, a.mul_add(b, -p))
+    }
+
+    fn affine(name: &str, op: LinearOp) -> Affine {
+        Affine {
+            name: name.into(),
+            op,
+            bias: None,
+        }
+    }
+
+    /// Values whose products round (no power-of-two scales).
+    fn vals(n: usize, seed: f64) -> Vec<f64> {
+        (0..n)
+            .map(|i| ((i as f64 + seed) * 0.618_033_988_7).sin() * 1.37 + 0.011)
+            .collect()
+    }
+
+    #[test]
+    fn fold_slack_covers_the_exact_rounding_of_folded_entries() {
+        let (m, n) = (7, 9);
+        let w = vals(m * n, 0.3);
+        let s1 = vals(n, 1.7);
+        let s2 = vals(n, 2.9);
+        let r = vals(m, 4.1);
+        // s1, s2 before the dense layer (product rounded, then each entry), r after it (rounded
+        // again): every entry of the result carries three roundings.
+        let nodes = [
+            affine("d1", LinearOp::Diag(Diag { scale: s1.clone() })),
+            affine("d2", LinearOp::Diag(Diag { scale: s2.clone() })),
+            affine(
+                "fc",
+                LinearOp::Dense(Dense {
+                    out: m,
+                    inp: n,
+                    w: w.clone(),
+                }),
+            ),
+            affine("d3", LinearOp::Diag(Diag { scale: r.clone() })),
+        ];
+        let refs: Vec<&Affine> = nodes.iter().collect();
+        let f = fold(&refs);
+        assert_eq!(f.len(), 1);
+        let LinearOp::Dense(d) = &f[0].op else {
+            panic!("not dense")
+        };
+        // Σ|A − Â| of the exact composition, each product's error tracked exactly (the errors of
+        // products of errors are ≤ 1e-30 relative and dominated by the factor 1.01 below).
+        let mut err = 0.0;
+        let mut nonzero = 0;
+        for i in 0..m {
+            for j in 0..n {
+                let (p, e1) = two_prod(s1[j], s2[j]);
+                let (q, e2) = two_prod(w[i * n + j], p);
+                let (a_hat, e3) = two_prod(q, r[i]);
+                assert_eq!(a_hat, d.w[i * n + j]);
+                // exact = ((w·(p + e1)) ·r) = (q + e2 + w·e1)·r = a_hat + e3 + (e2 + w·e1)·r
+                let e = e3 + (e2 + w[i * n + j] * e1) * r[i];
+                nonzero += usize::from(e != 0.0);
+                err += e.abs();
+            }
+        }
+        assert!(nonzero > m * n / 2, "the test must exercise rounding");
+        let slack = fold_slack(&f[0].op, f[0].rel);
+        assert!(slack >= 1.01 * err, "slack {slack:e} < exact error {err:e}");
+        // Not vacuous: within a small multiple of the worst case 3u·Σ|Â|.
+        let abs: f64 = d.w.iter().map(|x| x.abs()).sum();
+        assert!(slack <= 20.0 * f64::EPSILON * abs, "{slack:e}");
+    }
+
+    #[test]
+    fn fold_slack_covers_a_convolution_with_per_channel_scales() {
+        let mut c = Conv {
+            c_out: 2,
+            c_in: 3,
+            kh: 3,
+            kw: 3,
+            stride: 1,
+            pad: 1,
+            h: 4,
+            w: 5,
+            ho: 4,
+            wo: 5,
+            k: vals(54, 0.9),
+        };
+        let per = vals(3, 7.3);
+        let s: Vec<f64> = (0..3 * 20).map(|i| per[i / 20]).collect();
+        let nodes = [
+            affine("norm", LinearOp::Diag(Diag { scale: s })),
+            affine("conv", LinearOp::Conv(c.clone())),
+        ];
+        let refs: Vec<&Affine> = nodes.iter().collect();
+        let f = fold(&refs);
+        assert_eq!(f.len(), 1);
+        // The exact kernel error, unrolled: Σ|E| over the matrix.
+        let kk = 9;
+        c.k = (0..54)
+            .map(|i| two_prod(c.k[i], per[(i / kk) % 3]).1)
+            .collect();
+        let err: f64 = unroll_conv(&c).iter().map(|x| x.abs()).sum();
+        assert!(err > 0.0, "the test must exercise rounding");
+        let slack = fold_slack(&f[0].op, f[0].rel);
+        assert!(slack >= 1.01 * err, "slack {slack:e} < exact error {err:e}");
+    }
+
+    #[test]
+    fn nothing_folded_needs_no_slack() {
+        let nodes = [affine(
+            "fc",
+            LinearOp::Dense(Dense {
+                out: 2,
+                inp: 2,
+                w: vals(4, 0.1),
+            }),
+        )];
+        let refs: Vec<&Affine> = nodes.iter().collect();
+        let f = fold(&refs);
+        assert_eq!(f[0].rel, 0.0);
+        assert_eq!(fold_slack(&f[0].op, f[0].rel), 0.0);
+    }
 }

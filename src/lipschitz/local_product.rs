@@ -9,7 +9,7 @@
 //! output z_j of each affine segment, |z_j(x) − z_j(x₀)| ≤ ε·r_j with r_j the smaller of the
 //! row's dual norm × the prefix's masked product and Σᵢ|a_ji|·(the same bound of input i).
 
-use super::global::{fold, head_norm, op_norm};
+use super::global::{fold, fold_slack, head_norm, op_norm};
 use super::masked_norm::{masked_head, masked_norm, row_dual_norms};
 use super::operator_norm::NormBudget;
 use crate::bounds::ibp::{Trace, ibp, ibp_node};
@@ -234,6 +234,8 @@ struct Pos {
 struct Pending {
     path: Vec<u32>,
     ops: Vec<LinearOp>,
+    /// Per op: the fold's relative entry rounding (`global::Folded::rel`).
+    rel: Vec<f64>,
     cols: Option<Vec<bool>>,
     lip_in: f64,
 }
@@ -349,7 +351,9 @@ impl Ctx {
                     live(c)
                 );
             }
-            lip = next_up(lip * cap.min(masked));
+            // The fold rounded the op's entries: its exact norm is within the slack.
+            let slack = fold_slack(op, p.rel[k]);
+            lip = next_up(lip * next_up(cap.min(masked) + slack));
         }
         lip
     }
@@ -396,14 +400,25 @@ impl Ctx {
         // Route 1: row dual norm of the last op × the earlier ops' factors × the prefix bound.
         let mut pre = lip_abs_in;
         for (k, op) in p.ops[..n - 1].iter().enumerate() {
-            pre = next_up(pre * self.cap(&p.path, k, op, false));
+            let slack = fold_slack(op, p.rel[k]);
+            pre = next_up(pre * next_up(self.cap(&p.path, k, op, false) + slack));
         }
         let cols = if n == 1 { p.cols.as_deref() } else { None };
-        let rd = row_dual_norms(&p.ops[n - 1], cols, self.norm);
-        // Route 2: the coordinate bounds pushed through |A|.
+        let last_slack = fold_slack(&p.ops[n - 1], p.rel[n - 1]);
+        let rd: Vec<f64> = row_dual_norms(&p.ops[n - 1], cols, self.norm)
+            .into_iter()
+            .map(|r| {
+                if last_slack > 0.0 {
+                    next_up(r + last_slack)
+                } else {
+                    r
+                }
+            })
+            .collect();
+        // Route 2: the coordinate bounds pushed through |A| (the exact |A| ≤ (1 + rel)|Â|).
         let mut v = coord.to_vec();
-        for op in &p.ops {
-            let e = dot_err(op.map().fan_in() + 1);
+        for (op, rel) in p.ops.iter().zip(&p.rel) {
+            let e = dot_err(op.map().fan_in() + 1) + 2.0 * rel;
             v = op
                 .map()
                 .apply(&v, true)
@@ -464,9 +479,11 @@ impl Ctx {
                         seg.push(a);
                         j += 1;
                     }
+                    let (ops, rel) = fold(&seg).into_iter().map(|f| (f.op, f.rel)).unzip();
                     let p = Pending {
                         path: sub(i as u32),
-                        ops: fold(&seg).into_iter().map(|(_, op)| op).collect(),
+                        ops,
+                        rel,
                         cols: pos.mask.take(),
                         lip_in: pos.lip,
                     };

@@ -3,7 +3,9 @@
 //! certified radii (theory.md §1–2; proofs in proofs/lipschitz_*.md).
 
 pub mod global;
+pub mod gradient_zonotope;
 pub mod operator_norm;
+pub mod pool_pairs;
 
 pub use crate::bounds::{Ball, Norm};
 pub use global::{GlobalBound, global_bound};

@@ -157,17 +157,18 @@ impl<'a> Analyser<'a> {
         if o.has(Method::Local) || o.has(Method::Radius) {
             check_query(self.net, ball, o.temperature)?;
             let t = memo.trace(ball.eps)?;
-            out.fastlip = Some(
-                fastlip_on(
-                    self.net,
-                    &t.0,
-                    t.1.clone(),
-                    ball.norm,
-                    o.temperature,
-                    o.head(),
-                )?
-                .value,
-            );
+            let fl = fastlip_on(
+                self.net,
+                &t.0,
+                t.1.clone(),
+                ball.norm,
+                o.temperature,
+                o.head(),
+            )?;
+            // Bounds that also use the ball (pool_pairs.rs): min of sound bounds.
+            let ball_bound =
+                super::pool_pairs::ball_local_bound(self.net, ball, &t.0, &t.1, o.temperature);
+            out.fastlip = Some(fl.value.min(ball_bound.unwrap_or(f64::INFINITY)));
         }
         if o.has(Method::Jacobian) && !out.best().is_some_and(|b| b <= enough) {
             if let Some(why) = unsupported(self.net) {

@@ -9,6 +9,7 @@
 use super::cholesky_certificate::{spectral_from_gram_by_cholesky, spectral_upper_by_cholesky};
 use super::global::fold;
 use super::masked_norm::{CHOLESKY_GRAM_SIDE, MASKED_MAX_NNZ, conv_row, sparse_gram};
+use super::pool_pairs::PoolPairs;
 use crate::bounds::ibp::Trace;
 use crate::bounds::net::{Affine, LinearOp, Net, Node};
 use crate::bounds::round::{dot_err, next_up, widen_up};
@@ -31,11 +32,19 @@ struct Gate {
 struct Stage {
     /// The segment's folded ops (usually one).
     ops: Vec<LinearOp>,
+    /// Per op: the fold's relative entry rounding (`global::Folded::rel`).
+    rel: Vec<f64>,
     gate: Option<Gate>,
 }
 
 /// A ReLU (at node `r`, optional) followed by a 2×2 max-pool (node `p`, optional) as a [`Gate`].
-fn gate(nodes: &[Node], traces: &[Trace], r: Option<usize>, p: Option<usize>) -> Option<Gate> {
+fn gate(
+    nodes: &[Node],
+    traces: &[Trace],
+    r: Option<usize>,
+    p: Option<usize>,
+    pairs: Option<&PoolPairs>,
+) -> Option<Gate> {
     let dim = traces[r.or(p)?].input().len();
     let alive = |i: usize| {
         r.is_none_or(|r| {
@@ -54,13 +63,17 @@ fn gate(nodes: &[Node], traces: &[Trace], r: Option<usize>, p: Option<usize>) ->
                 return None;
             }
             let pb = traces[p].input();
+            // Pairwise candidates at the first pool (pool_pairs.rs), intersected with the box's.
+            let pair = pairs.filter(|q| q.node == p).map(|q| &q.cands);
             let live = nodes[p]
                 .pool_windows()
                 .iter()
-                .map(|win| {
+                .enumerate()
+                .map(|(w, win)| {
                     max_pool::candidates(pb, win)
                         .into_iter()
                         .filter(|&i| alive(i))
+                        .filter(|i| pair.is_none_or(|c| c.get(w).is_none_or(|c| c.contains(i))))
                         .collect()
                 })
                 .collect();
@@ -71,7 +84,7 @@ fn gate(nodes: &[Node], traces: &[Trace], r: Option<usize>, p: Option<usize>) ->
 
 /// The chain of a sequential network (affine segments folded to one op each, gates between);
 /// `None` for any other structure.
-fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
+fn stages(net: &Net, traces: &[Trace], pairs: Option<&PoolPairs>) -> Option<Vec<Stage>> {
     let nodes = &net.nodes;
     let mut out = Vec::new();
     let mut i = 0;
@@ -81,7 +94,8 @@ fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
             seg.push(a);
             i += 1;
         }
-        let ops: Vec<LinearOp> = fold(&seg).into_iter().map(|(_, op)| op).collect();
+        let (ops, rel): (Vec<LinearOp>, Vec<f64>) =
+            fold(&seg).into_iter().map(|f| (f.op, f.rel)).unzip();
         if ops.is_empty()
             || !ops.iter().all(|op| {
                 matches!(
@@ -93,7 +107,11 @@ fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
             return None;
         }
         if i == nodes.len() {
-            out.push(Stage { ops, gate: None });
+            out.push(Stage {
+                ops,
+                rel,
+                gate: None,
+            });
             return Some(out);
         }
         let r = matches!(nodes[i], Node::Relu).then_some(i);
@@ -102,12 +120,16 @@ fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
         if r.is_none() && p.is_none() {
             return None;
         }
-        let g = gate(nodes, traces, r, p)?;
+        let g = gate(nodes, traces, r, p, pairs)?;
         i = p.map_or(j, |p| p + 1);
         if !matches!(nodes.get(i), Some(Node::Affine(_))) {
             return None;
         }
-        out.push(Stage { ops, gate: Some(g) });
+        out.push(Stage {
+            ops,
+            rel,
+            gate: Some(g),
+        });
     }
     None
 }
@@ -334,9 +356,9 @@ fn sqrt_up(x: f64) -> f64 {
 }
 
 /// A certified ‖diag(rw) A diag(cw)‖₂ restricted to the rows with rw > 0 and columns with cw > 0
-/// (cw = fl(1/s) stands for the exact 1/s: the entries' rounding is added), or the head's
-/// largest scaled row ℓ2 norm when `head`.
-fn weighted_norm(op: &LinearOp, rw: &[f64], cw: &[f64], head: bool) -> f64 {
+/// (cw = fl(1/s) stands for the exact 1/s: the entries' rounding is added, and `rel`, the fold's
+/// relative rounding of the op's entries), or the head's largest scaled row ℓ2 norm when `head`.
+fn weighted_norm(op: &LinearOp, rw: &[f64], cw: &[f64], head: bool, rel: f64) -> f64 {
     // The live rows as sparse (compact column, value) lists.
     let mut col_ix = vec![usize::MAX; cw.len()];
     let mut n_c = 0;
@@ -379,7 +401,7 @@ fn weighted_norm(op: &LinearOp, rw: &[f64], cw: &[f64], head: bool) -> f64 {
             .iter()
             .map(|v| sq(v))
             .fold(0.0, crate::bounds::round::max_nan);
-        return next_up(sqrt_up(m) * (1.0 + 4.0 * f64::EPSILON) + tiny);
+        return next_up(sqrt_up(m) * (1.0 + 4.0 * f64::EPSILON + 2.0 * rel) + tiny);
     }
     let n_r = rows.len();
     if n_r == 0 || n_c == 0 {
@@ -403,18 +425,30 @@ fn weighted_norm(op: &LinearOp, rw: &[f64], cw: &[f64], head: bool) -> f64 {
         let (g, terms) = sparse_gram(rows, n_r, n_c);
         spectral_from_gram_by_cholesky(&g, terms, frob2)
     };
-    // Each scaled entry a·r·fl(1/s) is within relative γ₃ of the exact a·r/s: the exact scaled
-    // matrix is within 4ε‖R̂‖_F of the computed one.
-    next_up(v.min(frob) + next_up(4.0 * f64::EPSILON * frob) + tiny)
+    // Each scaled entry a·r·fl(1/s) is within relative γ₃ of the exact a·r/s, and the folded
+    // entry a within relative `rel` of the exact composition's: the exact scaled matrix is within
+    // (4ε + 2·rel)‖R̂‖_F of the computed one.
+    next_up(v.min(frob) + next_up((4.0 * f64::EPSILON + 2.0 * rel) * frob) + tiny)
 }
 
 /// The scaled product's value, or `None` when the network is not a chain of dense / conv layers
 /// and ReLU / 2×2 max-pool gates, or the norm is not ℓ2.
 pub fn scaled_product(net: &Net, traces: &[Trace], norm: Norm) -> Option<f64> {
+    scaled_product_with(net, traces, norm, None)
+}
+
+/// [`scaled_product`] with the first max-pool's candidates narrowed by `pairs`
+/// (`pool_pairs::pool_pairs` of the same ball).
+pub fn scaled_product_with(
+    net: &Net,
+    traces: &[Trace],
+    norm: Norm,
+    pairs: Option<&PoolPairs>,
+) -> Option<f64> {
     if norm != Norm::L2 || traces.len() != net.nodes.len() {
         return None;
     }
-    let st = stages(net, traces)?;
+    let st = stages(net, traces, pairs)?;
     // The value depends only on the network and the gates' live sets (exact key).
     let mut key = vec![super::local_product::net_id(net) as u32];
     for g in st.iter().filter_map(|s| s.gate.as_ref()) {
@@ -455,7 +489,7 @@ fn scaled_value(st: &[Stage], in_dim: usize) -> Option<f64> {
         for (j, op) in stage.ops.iter().enumerate() {
             let (rw, cw) = &w[k][j];
             let head = stage.gate.is_none() && j + 1 == n_ops;
-            let f = weighted_norm(op, rw, cw, head);
+            let f = weighted_norm(op, rw, cw, head, stage.rel[j]);
             if std::env::var_os("OODCERT_PROBE_PRODUCT").is_some() {
                 eprintln!("probe scaled product: stage {k} op {j}: factor {f:.4e}");
             }
@@ -513,7 +547,7 @@ mod tests {
             .collect();
         let dense = DMatrix::from_fn(m, n, |i, j| a[i * n + j] * rw[i] * cw[j]);
         let exact = dense.singular_values().max();
-        let v = weighted_norm(&LinearOp::Conv(c.clone()), &rw, &cw, false);
+        let v = weighted_norm(&LinearOp::Conv(c.clone()), &rw, &cw, false, 0.0);
         assert!(v >= exact && v <= exact * 1.001, "{v} vs {exact}");
     }
 }

@@ -1,0 +1,150 @@
+//! Pairwise max-pool candidates at the first layer (the exact pairwise comparison of two affine
+//! functions over a norm ball, Hölder's equality case; proofs/lipschitz_pool_pairs.md): when
+//! the network starts with affine maps, an optional ReLU and a max-pool, window entry i can be
+//! an argmax of the pre-activations z = Mx + b somewhere on the ball only if, for every j in its
+//! window, (z_i − z_j)(x₀) + ε‖m_i − m_j‖_q ≥ 0 (q the dual norm). Individual boxes test
+//! hi_i ≥ lo_j, i.e. ε(‖m_i‖_q + ‖m_j‖_q) in place of ε‖m_i − m_j‖_q, which is never smaller.
+
+use super::global::fold;
+use super::masked_norm::conv_row;
+use crate::bounds::net::{Affine, LinearOp, Net, Node};
+use crate::bounds::{Ball, Norm};
+
+/// Candidate lists of the first max-pool's windows (each a subset of the window, in window
+/// order), for the pool at node index `node`.
+#[derive(Debug, Clone)]
+pub struct PoolPairs {
+    pub node: usize,
+    pub cands: Vec<Vec<usize>>,
+}
+
+/// A relative slack that covers every rounding of the test (the rows' fold rounding ≤ 2ε
+/// relative, z(x₀)'s forward pass and the dot products ≤ 10⁻¹² relative for these sizes).
+const SLACK: f64 = 1e-9;
+
+/// The pairwise candidates of the first max-pool when the network starts with affine nodes
+/// (folded into one dense or convolution map), an optional ReLU and a max-pool; `None`
+/// otherwise. With the pixel box the test is still sound (the box only shrinks the ball).
+pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
+    let nodes = &net.nodes;
+    let mut seg: Vec<&Affine> = Vec::new();
+    let mut i = 0;
+    while let Some(Node::Affine(a)) = nodes.get(i) {
+        seg.push(a);
+        i += 1;
+    }
+    if seg.is_empty() {
+        return None;
+    }
+    if matches!(nodes.get(i), Some(Node::Relu)) {
+        i += 1;
+    }
+    let pool = nodes.get(i).filter(|n| n.is_max_pool())?;
+    let folded = fold(&seg);
+    let x0 = &ball.center;
+    let in_dim = seg[0].op.map().in_dim();
+    if x0.len() != in_dim || x0.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    // z(x₀) through the unfolded nodes (biases included).
+    let mut z = x0.clone();
+    for a in &seg {
+        z = a.op.map().apply(&z, false);
+        if let Some(b) = &a.bias {
+            z.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+        }
+    }
+    if z.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let n_in = x0.len();
+    // Row r of the composed map: from the folded op when the fold gives one dense or conv op,
+    // else e_r pulled back through every op (Aᵀ applied in reverse order).
+    let row = |r: usize| -> Option<Vec<f64>> {
+        let mut v = vec![0.0; n_in];
+        match folded.as_slice() {
+            [f] if matches!(f.op, LinearOp::Dense(_) | LinearOp::Conv(_)) => match &f.op {
+                LinearOp::Dense(d) => v.copy_from_slice(d.row(r)),
+                LinearOp::Conv(c) => conv_row(c, r, |j, a| v[j] += a),
+                _ => return None,
+            },
+            _ => {
+                let mut e = vec![0.0; z.len()];
+                *e.get_mut(r)? = 1.0;
+                for a in seg.iter().rev() {
+                    e = a.op.map().apply_t(&e, false);
+                }
+                v = e;
+            }
+        }
+        (v.len() == n_in).then_some(v)
+    };
+    let dual = |v: &[f64]| match ball.norm {
+        Norm::L2 => v.iter().map(|x| x * x).sum::<f64>().sqrt(),
+        Norm::Linf => v.iter().map(|x| x.abs()).sum::<f64>(),
+    };
+    let abs_dot = |v: &[f64]| v.iter().zip(x0).map(|(a, b)| (a * b).abs()).sum::<f64>();
+    let eps = ball.eps;
+    let mut cands = Vec::new();
+    for win in pool.pool_windows() {
+        let rows: Vec<Vec<f64>> = win.iter().map(|&i| row(i)).collect::<Option<_>>()?;
+        let mags: Vec<f64> = rows.iter().map(|r| dual(r) * eps + abs_dot(r)).collect();
+        let keep: Vec<usize> = (0..win.len())
+            .filter(|&a| {
+                (0..win.len()).all(|b| {
+                    if a == b {
+                        return true;
+                    }
+                    let diff: Vec<f64> = rows[a].iter().zip(&rows[b]).map(|(p, q)| p - q).collect();
+                    let (za, zb) = (z[win[a]], z[win[b]]);
+                    let slack = SLACK * (1.0 + za.abs() + zb.abs() + mags[a] + mags[b]);
+                    let v = (za - zb) + eps * dual(&diff) + slack;
+                    // NaN keeps the entry.
+                    v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Less)
+                })
+            })
+            .map(|a| win[a])
+            .collect();
+        cands.push(keep);
+    }
+    Some(PoolPairs { node: i, cands })
+}
+
+/// The local bounds that use the ball itself, not only its boxes (min of the sound ones; `None`
+/// when none applies): the scaled product and the gradient zonotope with the first pool's
+/// pairwise candidates. `traces` and `logits` are `local::pre_bounds` of the same ball.
+pub fn ball_local_bound(
+    net: &Net,
+    ball: &Ball,
+    traces: &[crate::bounds::ibp::Trace],
+    logits: &crate::bounds::Interval,
+    temperature: f64,
+) -> Option<f64> {
+    let pairs = pool_pairs(net, ball);
+    let probe = std::env::var_os("OODCERT_PROBE_PRODUCT").is_some();
+    if probe {
+        if let Some(p) = &pairs {
+            let multi = p.cands.iter().filter(|c| c.len() > 1).count();
+            eprintln!(
+                "probe pool pairs: node {}: {multi} of {} windows with > 1 pairwise candidate",
+                p.node,
+                p.cands.len()
+            );
+        }
+    }
+    let sp = pairs
+        .as_ref()
+        .and_then(|p| super::scaled_product::scaled_product_with(net, traces, ball.norm, Some(p)));
+    let neg_p = super::local::neg_softmax_box(logits, temperature);
+    let zono =
+        super::gradient_zonotope::gradient_zonotope(net, traces, &neg_p, ball.norm, pairs.as_ref());
+    if probe {
+        eprintln!(
+            "probe ball bounds: scaled product with pairs {sp:?}, gradient zonotope {zono:?}"
+        );
+    }
+    match (sp, zono) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
