@@ -360,19 +360,21 @@ pub fn gradient_zonotope(
         if z.c.len() != traces[k].input().len() {
             return None;
         }
-        if std::env::var_os("OODCERT_PROBE_ZONO").is_some() {
+        if std::env::var_os("OODCERT_PROBE_PRODUCT").is_some() {
             let c2: f64 = z.c.iter().map(|x| x * x).sum();
             let f2: f64 = z.gens.iter().flat_map(|g| &g.v).map(|x| x * x).sum();
             let b2: f64 = z.beta.iter().map(|x| x * x).sum();
-            let bx = box_norm(&z, 2);
+            let c1: f64 = z.c.iter().map(|x| x.abs()).sum();
             eprintln!(
-                "zono node {k}: dim {} gens {} |c| {:.4e} frob(G) {:.4e} |beta| {:.4e} box {:.4e}",
+                "probe zonotope at node {k} input: dim {} gens {} |c|2 {:.4e} |G|F {:.4e} |beta|2 {:.4e} box l2 {:.4e}; |c|1 {:.4e} box l1 {:.4e}",
                 z.c.len(),
                 z.gens.len(),
                 c2.sqrt(),
                 f2.sqrt(),
                 b2.sqrt(),
-                bx
+                box_norm(&z, 2),
+                c1,
+                box_norm(&z, 1)
             );
         }
     }
