@@ -69,8 +69,9 @@ fn every_allowed_pattern_and_head_vertex_stays_below_the_zonotope() {
                     for pre in [PreBounds::Ibp, PreBounds::Crown { max_dim: 10_000 }] {
                         let (traces, logits) = pre_bounds(&net, &ball, pre).unwrap();
                         let neg_p = neg_softmax_box(&logits, 1.0);
-                        let zb = gradient_zonotope(&net, &traces, &neg_p, norm, None)
-                            .unwrap_or_else(|| panic!("{name}: a chain has a zonotope bound"));
+                        let zb =
+                            gradient_zonotope(&net, &traces, &neg_p, norm, None, f64::INFINITY)
+                                .unwrap_or_else(|| panic!("{name}: a chain has a zonotope bound"));
                         let k = net.num_classes;
                         let verts = if k <= 4 { vertices(&neg_p) } else { Vec::new() };
                         assert!(
@@ -126,7 +127,7 @@ fn residual_nets_have_no_zonotope_bound() {
     let ball = Ball::new(vec![0.3; net.input_dim()], 0.05, Norm::L2, false).unwrap();
     let (traces, logits) = pre_bounds(&net, &ball, PreBounds::Ibp).unwrap();
     let neg_p = neg_softmax_box(&logits, 1.0);
-    assert!(gradient_zonotope(&net, &traces, &neg_p, Norm::L2, None).is_none());
+    assert!(gradient_zonotope(&net, &traces, &neg_p, Norm::L2, None, f64::INFINITY).is_none());
 }
 
 /// On a ball so small that every ReLU and pool window is decided, the only generators are the
@@ -143,7 +144,8 @@ fn stable_balls_give_the_centre_gradient() {
                 let ball = Ball::new(x.clone(), 1e-9, norm, false).unwrap();
                 let (traces, logits) = pre_bounds(&net, &ball, PreBounds::Ibp).unwrap();
                 let neg_p = neg_softmax_box(&logits, 1.0);
-                let zb = gradient_zonotope(&net, &traces, &neg_p, norm, None).unwrap();
+                let zb =
+                    gradient_zonotope(&net, &traces, &neg_p, norm, None, f64::INFINITY).unwrap();
                 let exact = norm.dual_norm(&g0);
                 assert!(
                     zb >= exact && zb <= exact * (1.0 + 1e-4) + 1e-9,
@@ -168,7 +170,8 @@ fn the_zonotope_beats_the_product_on_some_l2_balls() {
                 let (traces, logits) =
                     pre_bounds(&net, &ball, PreBounds::Crown { max_dim: 10_000 }).unwrap();
                 let neg_p = neg_softmax_box(&logits, 1.0);
-                let zb = gradient_zonotope(&net, &traces, &neg_p, Norm::L2, None).unwrap();
+                let zb = gradient_zonotope(&net, &traces, &neg_p, Norm::L2, None, f64::INFINITY)
+                    .unwrap();
                 let lp = masked_product(&net, &traces, Norm::L2).unwrap().unwrap();
                 cases += 1;
                 if zb < lp.total {
@@ -183,8 +186,8 @@ fn the_zonotope_beats_the_product_on_some_l2_balls() {
 
 /// The first pool's pairwise candidates (src/lipschitz/pool_pairs.rs) contain the argmax of the
 /// pre-activations of every window at every sampled point of the ball, are never more than the
-/// box's candidates, and are fewer somewhere; the bounds that use them (`ball_local_bound`)
-/// stay above every sampled gradient norm.
+/// box's candidates, and are fewer somewhere; the zonotope that uses them (`ball_local_bound`)
+/// stays above every sampled gradient norm.
 #[test]
 fn pairwise_pool_candidates_contain_every_sampled_argmax() {
     use oodcert::bounds::Node;
@@ -219,7 +222,8 @@ fn pairwise_pool_candidates_contain_every_sampled_argmax() {
                     } else {
                         pp.node
                     };
-                    let bound = ball_local_bound(&net, &ball, &traces, &logits, 1.0).unwrap();
+                    let bound = ball_local_bound(&net, &ball, &traces, &logits, 1.0, f64::INFINITY)
+                        .unwrap();
                     let mut r = rng(5200 + seed);
                     for _ in 0..2000 {
                         let p = sample_ball(&ball, &mut r);

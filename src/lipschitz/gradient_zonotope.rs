@@ -310,7 +310,8 @@ fn gate_back(z: Zono, wins: &[Window], n_in: usize) -> Option<Zono> {
 
 /// The certified bound on sup ‖∇ₓS‖_q (q dual to `norm`) over the ball whose node input boxes
 /// are `traces` (from `local::pre_bounds`), with ∂S/∂f in the box `neg_p` and the first pool's
-/// candidates narrowed by `pairs` (`pool_pairs::pool_pairs` of the same ball); `None` for networks
+/// candidates narrowed by `pairs` (`pool_pairs::pool_pairs` of the same ball); the ℓ2 radius is
+/// skipped when it cannot be below `cutoff` (a bound known already; +∞ for none); `None` for networks
 /// with nodes other than affine maps, ReLU and max-pool (residual blocks, concatenations).
 pub fn gradient_zonotope(
     net: &Net,
@@ -318,6 +319,7 @@ pub fn gradient_zonotope(
     neg_p: &Interval,
     norm: Norm,
     pairs: Option<&PoolPairs>,
+    cutoff: f64,
 ) -> Option<f64> {
     let nodes = &net.nodes;
     if traces.len() != nodes.len() || neg_p.lo.iter().chain(&neg_p.hi).any(|v| !v.is_finite()) {
@@ -380,7 +382,17 @@ pub fn gradient_zonotope(
     }
     Some(match norm {
         Norm::Linf => box_norm(&z, 1),
-        Norm::L2 => box_norm(&z, 2).min(l2_radius(&z)),
+        Norm::L2 => {
+            // sup_t ‖c + Gt‖ ≥ ‖G‖_F (the mean of ‖c + Gt‖² over t ∈ {±1}^m is ‖c‖² + ‖G‖²_F),
+            // so the radius cannot beat a known bound below that: skip its Gram.
+            let f2: f64 = z.gens.iter().flat_map(|g| &g.v).map(|x| x * x).sum();
+            let bx = box_norm(&z, 2);
+            if f2.sqrt() * (1.0 - 1e-9) >= cutoff.min(bx) {
+                bx
+            } else {
+                bx.min(l2_radius(&z))
+            }
+        }
     })
 }
 

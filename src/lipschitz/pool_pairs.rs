@@ -110,41 +110,37 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
     Some(PoolPairs { node: i, cands })
 }
 
-/// The local bounds that use the ball itself, not only its boxes (min of the sound ones; `None`
-/// when none applies): the scaled product and the gradient zonotope with the first pool's
-/// pairwise candidates. `traces` and `logits` are `local::pre_bounds` of the same ball.
+/// The gradient zonotope with the first pool's pairwise candidates (the local bound that uses
+/// the ball itself, not only its boxes); `None` when it does not apply. `traces` and `logits` are
+/// `local::pre_bounds` of the same ball; `cutoff`, a sound bound already known (the zonotope's ℓ2
+/// radius is skipped when it cannot be below it).
 pub fn ball_local_bound(
     net: &Net,
     ball: &Ball,
     traces: &[crate::bounds::ibp::Trace],
     logits: &crate::bounds::Interval,
     temperature: f64,
+    cutoff: f64,
 ) -> Option<f64> {
+    let t0 = std::time::Instant::now();
     let pairs = pool_pairs(net, ball);
-    let probe = std::env::var_os("OODCERT_PROBE_PRODUCT").is_some();
-    if probe {
-        if let Some(p) = &pairs {
-            let multi = p.cands.iter().filter(|c| c.len() > 1).count();
-            eprintln!(
-                "probe pool pairs: node {}: {multi} of {} windows with > 1 pairwise candidate",
-                p.node,
-                p.cands.len()
-            );
-        }
-    }
-    let sp = pairs
-        .as_ref()
-        .and_then(|p| super::scaled_product::scaled_product_with(net, traces, ball.norm, Some(p)));
     let neg_p = super::local::neg_softmax_box(logits, temperature);
-    let zono =
-        super::gradient_zonotope::gradient_zonotope(net, traces, &neg_p, ball.norm, pairs.as_ref());
-    if probe {
+    let zono = super::gradient_zonotope::gradient_zonotope(
+        net,
+        traces,
+        &neg_p,
+        ball.norm,
+        pairs.as_ref(),
+        cutoff,
+    );
+    if std::env::var_os("OODCERT_PROBE_PRODUCT").is_some() {
+        let multi = pairs
+            .as_ref()
+            .map(|p| p.cands.iter().filter(|c| c.len() > 1).count());
         eprintln!(
-            "probe ball bounds: scaled product with pairs {sp:?}, gradient zonotope {zono:?}"
+            "probe ball bound: windows with > 1 pairwise candidate {multi:?}, gradient zonotope {zono:?} ({:.2} s)",
+            t0.elapsed().as_secs_f64()
         );
     }
-    match (sp, zono) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
+    zono
 }

@@ -166,8 +166,14 @@ impl<'a> Analyser<'a> {
                 o.head(),
             )?;
             // Bounds that also use the ball (pool_pairs.rs): min of sound bounds.
-            let ball_bound =
-                super::pool_pairs::ball_local_bound(self.net, ball, &t.0, &t.1, o.temperature);
+            let ball_bound = super::pool_pairs::ball_local_bound(
+                self.net,
+                ball,
+                &t.0,
+                &t.1,
+                o.temperature,
+                fl.value,
+            );
             out.fastlip = Some(fl.value.min(ball_bound.unwrap_or(f64::INFINITY)));
         }
         if o.has(Method::Jacobian) && !out.best().is_some_and(|b| b <= enough) {

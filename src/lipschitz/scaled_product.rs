@@ -9,7 +9,6 @@
 use super::cholesky_certificate::{spectral_from_gram_by_cholesky, spectral_upper_by_cholesky};
 use super::global::fold;
 use super::masked_norm::{CHOLESKY_GRAM_SIDE, MASKED_MAX_NNZ, conv_row, sparse_gram};
-use super::pool_pairs::PoolPairs;
 use crate::bounds::ibp::Trace;
 use crate::bounds::net::{Affine, LinearOp, Net, Node};
 use crate::bounds::round::{dot_err, next_up, widen_up};
@@ -38,13 +37,7 @@ struct Stage {
 }
 
 /// A ReLU (at node `r`, optional) followed by a 2×2 max-pool (node `p`, optional) as a [`Gate`].
-fn gate(
-    nodes: &[Node],
-    traces: &[Trace],
-    r: Option<usize>,
-    p: Option<usize>,
-    pairs: Option<&PoolPairs>,
-) -> Option<Gate> {
+fn gate(nodes: &[Node], traces: &[Trace], r: Option<usize>, p: Option<usize>) -> Option<Gate> {
     let dim = traces[r.or(p)?].input().len();
     let alive = |i: usize| {
         r.is_none_or(|r| {
@@ -63,17 +56,13 @@ fn gate(
                 return None;
             }
             let pb = traces[p].input();
-            // Pairwise candidates at the first pool (pool_pairs.rs), intersected with the box's.
-            let pair = pairs.filter(|q| q.node == p).map(|q| &q.cands);
             let live = nodes[p]
                 .pool_windows()
                 .iter()
-                .enumerate()
-                .map(|(w, win)| {
+                .map(|win| {
                     max_pool::candidates(pb, win)
                         .into_iter()
                         .filter(|&i| alive(i))
-                        .filter(|i| pair.is_none_or(|c| c.get(w).is_none_or(|c| c.contains(i))))
                         .collect()
                 })
                 .collect();
@@ -84,7 +73,7 @@ fn gate(
 
 /// The chain of a sequential network (affine segments folded to one op each, gates between);
 /// `None` for any other structure.
-fn stages(net: &Net, traces: &[Trace], pairs: Option<&PoolPairs>) -> Option<Vec<Stage>> {
+fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
     let nodes = &net.nodes;
     let mut out = Vec::new();
     let mut i = 0;
@@ -120,7 +109,7 @@ fn stages(net: &Net, traces: &[Trace], pairs: Option<&PoolPairs>) -> Option<Vec<
         if r.is_none() && p.is_none() {
             return None;
         }
-        let g = gate(nodes, traces, r, p, pairs)?;
+        let g = gate(nodes, traces, r, p)?;
         i = p.map_or(j, |p| p + 1);
         if !matches!(nodes.get(i), Some(Node::Affine(_))) {
             return None;
@@ -434,21 +423,10 @@ fn weighted_norm(op: &LinearOp, rw: &[f64], cw: &[f64], head: bool, rel: f64) ->
 /// The scaled product's value, or `None` when the network is not a chain of dense / conv layers
 /// and ReLU / 2×2 max-pool gates, or the norm is not ℓ2.
 pub fn scaled_product(net: &Net, traces: &[Trace], norm: Norm) -> Option<f64> {
-    scaled_product_with(net, traces, norm, None)
-}
-
-/// [`scaled_product`] with the first max-pool's candidates narrowed by `pairs`
-/// (`pool_pairs::pool_pairs` of the same ball).
-pub fn scaled_product_with(
-    net: &Net,
-    traces: &[Trace],
-    norm: Norm,
-    pairs: Option<&PoolPairs>,
-) -> Option<f64> {
     if norm != Norm::L2 || traces.len() != net.nodes.len() {
         return None;
     }
-    let st = stages(net, traces, pairs)?;
+    let st = stages(net, traces)?;
     // The value depends only on the network and the gates' live sets (exact key).
     let mut key = vec![super::local_product::net_id(net) as u32];
     for g in st.iter().filter_map(|s| s.gate.as_ref()) {
