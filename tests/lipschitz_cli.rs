@@ -225,8 +225,8 @@ fn lipschitz_cli_recurjac_column() {
 }
 
 /// `--methods …,bab --bab-max-domains N`: the upper_bab, bab_lower and bab_domains columns;
-/// PGD lower ≤ BaB ≤ RecurJac (the root is RecurJac on the same boxes), upper_local = the
-/// minimum, the domain budget respected; and the same run twice gives the same BaB columns.
+/// PGD lower ≤ BaB ≤ RecurJac (the root is RecurJac on the same boxes), PGD lower ≤ upper_local
+/// ≤ both (it is the minimum of every requested bound), the domain budget respected; and the same run twice gives the same BaB columns.
 #[test]
 fn lipschitz_cli_bab_column() {
     let dir = tempfile::tempdir().unwrap();
@@ -261,7 +261,10 @@ fn lipschitz_cli_bab_column() {
         let f = |n: &str| -> f64 { r[at(n)].parse().unwrap() };
         assert!(f("lower_pgd") <= f("bab_lower") && f("bab_lower") <= f("upper_bab"));
         assert!(f("upper_bab") <= f("upper_recurjac") * (1.0 + 1e-12));
-        assert_eq!(f("upper_local"), f("upper_bab").min(f("upper_recurjac")));
+        // The minimum of every requested bound: the local stage's own bounds (the gradient
+        // zonotope) can be below both.
+        assert!(f("upper_local") <= f("upper_bab").min(f("upper_recurjac")));
+        assert!(f("upper_local") >= f("lower_pgd"));
         assert!(f("bab_domains") <= 41.0);
     }
     let s = std::fs::read_to_string(dir.path().join("a/summary.csv")).unwrap();
