@@ -21,6 +21,8 @@ pub struct PoolPairs {
 /// A relative slack that covers every rounding of the test (the rows' fold rounding ≤ 2ε
 /// relative, z(x₀)'s forward pass and the dot products ≤ 10⁻¹² relative for these sizes).
 const SLACK: f64 = 1e-9;
+/// Multiply-adds beyond which the test is skipped (`None`).
+const MAX_WORK: f64 = 2e9;
 
 /// The pairwise candidates of the first max-pool when the network starts with affine nodes
 /// (folded into one dense or convolution map), an optional ReLU and a max-pool; `None`
@@ -58,6 +60,21 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
         return None;
     }
     let n_in = x0.len();
+    // Work guard: every ordered pair of a window costs a dense difference of two rows, and rows
+    // pulled back through unfolded ops a full adjoint pass each.
+    let wins = pool.pool_windows();
+    let pairs: f64 = wins.iter().map(|w| (w.len() * w.len()) as f64).sum();
+    let entries: usize = wins.iter().map(Vec::len).sum();
+    let pass: f64 = if folded.len() == 1 {
+        0.0
+    } else {
+        seg.iter()
+            .map(|a| (a.op.map().out_dim() * a.op.map().fan_in().max(1)) as f64)
+            .sum()
+    };
+    if pairs * n_in as f64 + entries as f64 * pass > MAX_WORK {
+        return None;
+    }
     // Row r of the composed map: from the folded op when the fold gives one dense or conv op,
     // else e_r pulled back through every op (Aᵀ applied in reverse order).
     let row = |r: usize| -> Option<Vec<f64>> {
@@ -86,7 +103,7 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
     let abs_dot = |v: &[f64]| v.iter().zip(x0).map(|(a, b)| (a * b).abs()).sum::<f64>();
     let eps = ball.eps;
     let mut cands = Vec::new();
-    for win in pool.pool_windows() {
+    for win in wins {
         let rows: Vec<Vec<f64>> = win.iter().map(|&i| row(i)).collect::<Option<_>>()?;
         let mags: Vec<f64> = rows.iter().map(|r| dual(r) * eps + abs_dot(r)).collect();
         let keep: Vec<usize> = (0..win.len())
