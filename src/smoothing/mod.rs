@@ -16,6 +16,7 @@ pub mod mean_bounds;
 pub mod merge;
 pub mod noise;
 pub mod noise_v2;
+pub mod noise_v2_checked;
 pub mod normal;
 pub mod output;
 pub mod philox;
