@@ -9,6 +9,7 @@ pub mod calibrate;
 pub mod clip;
 pub mod cohen;
 pub mod curves;
+pub mod dense_mc;
 pub mod engine;
 pub mod lemma;
 pub mod manifest;
