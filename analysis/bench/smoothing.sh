@@ -10,7 +10,8 @@
 # none; an absent one is trained for 50 quick.toml steps: throughput does not depend on the
 # weights), MODELS ("mlp lenet"), LAYOUTS ("v1 v2"), K (images, 2), N (10⁵), BATCH (1000),
 # REPS (2), OUT (runs/bench/smoothing), OODCERT_BIN (default target/release/oodcert, built if
-# absent), OODCERT_DATA (MNIST, as for oodcert).
+# absent), OODCERT_BASE (optional: another oodcert binary, e.g. an older build, run with layout
+# v2 in the same interleaved repetitions as "oodcert-base-v2"), OODCERT_DATA (MNIST, as for oodcert).
 set -euo pipefail
 PY="${1:-${PYTHON:-python3}}"
 cd "$(dirname "$0")/../.."
@@ -24,6 +25,11 @@ SRC_BIN=${OODCERT_BIN:-target/release/oodcert}
 [ -x "$SRC_BIN" ] || cargo build --release
 mkdir -p "$OUT"
 BIN="$OUT/oodcert"; cp "$SRC_BIN" "$BIN.tmp" && mv "$BIN.tmp" "$BIN"
+VARIANTS=""; for layout in $LAYOUTS; do VARIANTS="$VARIANTS $layout:$BIN"; done
+if [ -n "${OODCERT_BASE:-}" ]; then
+  cp "$OODCERT_BASE" "$OUT/oodcert-base.tmp" && mv "$OUT/oodcert-base.tmp" "$OUT/oodcert-base"
+  VARIANTS="$VARIANTS base-v2:$OUT/oodcert-base"
+fi
 model_of() {  # model_of mlp|lenet: a model file, trained briefly when absent
   local m=$1 f
   if [ "$m" = mlp ]; then f=$MLP_MODEL; else f=$LENET_MODEL; fi
@@ -43,21 +49,31 @@ col() {  # col FILE NAME: the sum of column NAME of a CSV (with a header)
 field() { sed -n "s/.*$2: //p" "$1"; }
 echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)  host: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+[ -n "${OODCERT_BASE:-}" ] && echo "oodcert-base $(sha256sum "$OUT/oodcert-base" | cut -c1-16) ($OODCERT_BASE)"
 echo "oodcert $(sha256sum "$BIN" | cut -c1-16) (candle $(grep -A1 'name = "candle-core"' Cargo.lock | sed -n 's/version = "\(.*\)"/\1/p')), $("$PY" -c 'import torch; print("torch", torch.__version__)')"
 echo "workload: first $K mnist:test images x (n0=$N0 + n=$N) noisy copies, sigma=$SIGMA, batch $BATCH, 2 threads, gamma/clip fixed (no calibration)"
 for m in $MODELS; do echo "model $m: $(model_of "$m")"; done
 for rep in $(seq 1 "$REPS"); do
   for m in $MODELS; do
     MODEL=$(model_of "$m")
-    for layout in $LAYOUTS; do
+    for variant in $VARIANTS; do
+      layout=${variant%%:*}; vbin=${variant#*:}; vlayout=${layout#base-}
       d="$OUT/oodcert-$m-$layout-$rep"; rm -rf "$d"
-      RAYON_NUM_THREADS=2 /usr/bin/time -v -o "$OUT/time-oodcert-$m-$layout-$rep.txt" "$BIN" certify --model "$MODEL" \
+      RAYON_NUM_THREADS=2 /usr/bin/time -v -o "$OUT/time-oodcert-$m-$layout-$rep.txt" "$vbin" certify --model "$MODEL" \
         --data mnist:test --limit "$K" --subset first --sigma $SIGMA --n0 $N0 --n "$N" --batch "$BATCH" \
-        --gamma $GAMMA --clip $CLIP --gamma-smoothed $GAMMA_S --noise-layout "$layout" --out "$d" 2>/dev/null
+        --gamma $GAMMA --clip $CLIP --gamma-smoothed $GAMMA_S --noise-layout "$vlayout" --out "$d" 2>/dev/null
       mc=$(col "$d/certify.csv" time)
       t="$OUT/time-oodcert-$m-$layout-$rep.txt"
       echo "$m oodcert-$layout rep $rep: Monte Carlo ${mc}s (sum of certify.csv time), $(awk -v p=$((K * (N0 + N))) -v s="$mc" 'BEGIN { printf "%.0f", p / s }') passes/s; wall $(field "$t" 'Elapsed (wall clock) time (h:mm:ss or m:ss)'); max RSS $(field "$t" 'Maximum resident set size (kbytes)') kB; counts n: $(awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "count") c = i; next } { printf "%s ", $c }' "$d/certify.csv")"
     done
+    if [ -n "${OODCERT_BASE:-}" ]; then  # certify.csv of the two builds, the time column left out
+      strip() { awk -F, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "time") c = i } { $c = ""; print }' OFS=, "$1"; }
+      if [ "$(strip "$OUT/oodcert-$m-v2-$rep/certify.csv")" = "$(strip "$OUT/oodcert-$m-base-v2-$rep/certify.csv")" ]; then
+        echo "$m rep $rep: certify.csv of oodcert-v2 and oodcert-base-v2 identical apart from the time column"
+      else
+        echo "$m rep $rep: certify.csv of oodcert-v2 and oodcert-base-v2 DIFFER"
+      fi
+    fi
     t="$OUT/time-torch-$m-$rep.txt"
     if ! /usr/bin/time -v -o "$t" "$PY" analysis/bench/smoothing_torch.py "$MODEL" --limit "$K" --n0 $N0 --n "$N" \
       --sigma $SIGMA --gamma=$GAMMA --clip=$CLIP --batch "$BATCH" --threads 2 --check "$d/certify.csv" \

@@ -408,10 +408,7 @@ mod tests {
                 tuned_sure += usize::from(tuned);
             }
         }
-        assert!(
-            sure > 400_000 && tuned_sure > 20_000,
-            "{sure} {tuned_sure}"
-        );
+        assert!(sure > 400_000 && tuned_sure > 20_000, "{sure} {tuned_sure}");
     }
 
     /// The AVX-512, AVX2 and portable chunks give the same values and decisions.
