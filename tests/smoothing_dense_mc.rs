@@ -56,16 +56,27 @@ fn fused_dense_loop_matches_the_tensor_path_bit_for_bit() {
         (Arch::Mlp { hidden: vec![32] }, [3, 8, 8], 5, 300),
     ];
     for (arch, shape, k, n) in cases {
-        let m = model(arch, shape, k, DType::F32);
+        let plain = model(arch.clone(), shape, k, DType::F32);
+        // DOS's (K+1)-output view: same weights, the last output marked as the absent class.
+        let dos = model(arch, shape, k, DType::F32)
+            .into_absent_class()
+            .unwrap();
         let d: usize = shape.iter().product();
         let x: Vec<f32> = (0..d).map(|i| ((i * 37) % 101) as f32 / 100.0).collect();
         for (kind, t) in [
             (ScoreKind::Energy, 1.0),
             (ScoreKind::Energy, 2.0),
             (ScoreKind::Msp, 1.0),
+            (ScoreKind::AbsentClass, 1.0),
+            (ScoreKind::AbsentClass, 2.0),
         ] {
+            let m = if kind == ScoreKind::AbsentClass {
+                &dos
+            } else {
+                &plain
+            };
             let fused = ModelScorer {
-                model: &m,
+                model: m,
                 device: Device::Cpu,
                 kind,
                 temperature: t,
@@ -81,6 +92,18 @@ fn fused_dense_loop_matches_the_tensor_path_bit_for_bit() {
             for layout in [NoiseLayout::V1, NoiseLayout::V2] {
                 let key = NoiseKey::with_layout(11, "toy:test", layout);
                 let want = run(&tensor, &key, &x, n, 1000);
+                // The tensor path's GEMMs run on rayon's pool; its bits must not depend on the
+                // thread count, or the fused (single-threaded) loop could not match them.
+                for threads in [1, 3] {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let again = pool.install(|| run(&tensor, &key, &x, n, 1000));
+                    assert_eq!(again, want, "tensor path, {threads} threads, {layout:?}");
+                    let fused_t = pool.install(|| run(&fused, &key, &x, n, 128));
+                    assert_eq!(fused_t, want, "fused path, {threads} threads, {layout:?}");
+                }
                 for batch in [1000, 128, 77, 1] {
                     if batch == 1 && n > 300 {
                         continue;
