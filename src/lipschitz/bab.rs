@@ -5,6 +5,7 @@
 //! domain with the largest bound is split next (best first). Anytime: the bound is valid
 //! whenever the search stops. Proof: proofs/lipschitz_bab.md.
 
+pub mod box_quadratic_dual;
 pub mod domain;
 pub mod emptiness;
 pub mod pattern_gram;
