@@ -9,10 +9,12 @@ use crate::bounds::round::{ABS_FLOOR, dot_err, next_down, next_up, widen_up};
 use crate::lipschitz::cholesky_certificate::lambda_max_by_cholesky;
 use nalgebra::DMatrix;
 
-/// Weight-update rounds (each a warm-started power iteration).
+/// Weight-update rounds (each a warm-started Lanczos estimate of the top eigenpair).
 const ROUNDS: usize = 40;
-/// Power steps per round.
-const POWER: usize = 15;
+/// Lanczos steps per round.
+const LANCZOS: usize = 20;
+/// The damping exponent of the multiplicative weight update.
+const STEP: f64 = 0.25;
 
 /// A certified upper bound of max over the θ box of ‖g̃ + Ẽθ‖₂² (+∞ when it cannot be certified)
 /// and the diagonal d used (d_0 for the constant, d_a for θ_a; Σ d·λ is the bound's main part,
@@ -91,27 +93,69 @@ fn centred_matrix(x: &Expansion) -> Option<(Vec<f64>, Vec<f64>)> {
     Some((mm, me))
 }
 
-/// A Rayleigh quotient of the symmetric `a` (row-major, side w) by power steps from `v`
-/// (updated in place to the last iterate, unit length).
-fn power(a: &[f64], w: usize, v: &mut [f64], steps: usize) -> f64 {
-    let mut y = vec![0.0; w];
-    let mut lam = 0.0;
-    for _ in 0..steps {
-        for (i, yi) in y.iter_mut().enumerate() {
-            *yi = a[i * w..(i + 1) * w]
-                .iter()
-                .zip(v.iter())
-                .map(|(p, q)| p * q)
-                .sum();
-        }
-        lam = v.iter().zip(&y).map(|(p, q)| p * q).sum();
-        let ny = y.iter().map(|q| q * q).sum::<f64>().sqrt();
-        if !(ny.is_finite() && ny > 0.0) {
-            return lam;
-        }
-        v.iter_mut().zip(&y).for_each(|(p, q)| *p = q / ny);
+/// The top Ritz pair of the symmetric `a` (row-major, side w) from `steps` Lanczos steps with
+/// full reorthogonalisation started at `v`; `v` becomes the Ritz vector (unit length). An
+/// estimate only: the certificate does not depend on it.
+fn top_eigen(a: &[f64], w: usize, v: &mut [f64], steps: usize) -> f64 {
+    let k = steps.min(w).max(1);
+    let nv = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if !(nv.is_finite() && nv > 0.0) {
+        return 0.0;
     }
-    lam
+    let mut q: Vec<Vec<f64>> = vec![v.iter().map(|x| x / nv).collect()];
+    let (mut alpha, mut beta) = (Vec::with_capacity(k), Vec::with_capacity(k));
+    for j in 0..k {
+        let qj = &q[j];
+        let mut z: Vec<f64> = (0..w)
+            .map(|i| {
+                a[i * w..(i + 1) * w]
+                    .iter()
+                    .zip(qj)
+                    .map(|(p, r)| p * r)
+                    .sum()
+            })
+            .collect();
+        alpha.push(qj.iter().zip(&z).map(|(p, r)| p * r).sum::<f64>());
+        // Full reorthogonalisation against every earlier vector (twice is enough).
+        for _ in 0..2 {
+            for qi in &q {
+                let c: f64 = qi.iter().zip(&z).map(|(p, r)| p * r).sum();
+                z.iter_mut().zip(qi).for_each(|(p, r)| *p -= c * r);
+            }
+        }
+        let b = z.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if j + 1 == k || !(b.is_finite() && b > 1e-12 * alpha[0].abs().max(f64::MIN_POSITIVE)) {
+            break;
+        }
+        beta.push(b);
+        q.push(z.iter().map(|x| x / b).collect());
+    }
+    let m = alpha.len();
+    let t = DMatrix::<f64>::from_fn(m, m, |i, j| {
+        if i == j {
+            alpha[i]
+        } else if i + 1 == j {
+            beta[i]
+        } else if j + 1 == i {
+            beta[j]
+        } else {
+            0.0
+        }
+    });
+    let e = nalgebra::SymmetricEigen::new(t);
+    let top = (0..m)
+        .max_by(|&x, &y| e.eigenvalues[x].total_cmp(&e.eigenvalues[y]))
+        .unwrap_or(0);
+    v.iter_mut().for_each(|x| *x = 0.0);
+    for (i, qi) in q.iter().enumerate().take(m) {
+        let s = e.eigenvectors[(i, top)];
+        v.iter_mut().zip(qi).for_each(|(p, r)| *p += s * r);
+    }
+    let nv = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if nv > 0.0 {
+        v.iter_mut().for_each(|x| *x /= nv);
+    }
+    e.eigenvalues[top]
 }
 
 /// D^{-1/2} M D^{-1/2}, row-major.
@@ -152,9 +196,9 @@ pub fn box_quadratic_dual(x: &Expansion) -> DualBound {
     let mut d: Vec<f64> = rows.iter().map(|v| v.max(floor)).collect();
     let mut v = vec![1.0 / (w as f64).sqrt(); w];
     let mut best = (f64::INFINITY, d.clone());
-    for round in 0..ROUNDS {
+    for _ in 0..ROUNDS {
         let a = scaled(&mm, &d);
-        let lam = power(&a, w, &mut v, if round == 0 { 4 * POWER } else { POWER });
+        let lam = top_eigen(&a, w, &mut v, LANCZOS);
         let s: f64 = d.iter().sum();
         let f = lam * s;
         if f < best.0 {
@@ -163,7 +207,7 @@ pub fn box_quadratic_dual(x: &Expansion) -> DualBound {
         // Towards v_i² = d_i / s: grow d_i where the worst direction leans on it, else shrink.
         for (di, vi) in d.iter_mut().zip(&v) {
             let ratio = (s * vi * vi / *di).clamp(0.25, 4.0);
-            *di = (*di * ratio.sqrt()).max(floor);
+            *di = (*di * ratio.powf(STEP)).max(floor);
         }
     }
     let d = best.1;
