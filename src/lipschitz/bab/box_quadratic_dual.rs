@@ -211,8 +211,12 @@ pub fn box_quadratic_dual(x: &Expansion) -> DualBound {
         }
     }
     let d = best.1;
-    // Certify with w_i = 1/√d_i (any positive floats are valid weights).
+    // Certify with w_i = 1/√d_i (any positive floats are valid weights; anything else, e.g. a
+    // d_i that overflowed, gives no certificate).
     let wt: Vec<f64> = d.iter().map(|v| 1.0 / v.sqrt()).collect();
+    if !wt.iter().all(|v| v.is_finite() && *v > 0.0) {
+        return fail;
+    }
     let mut a = DMatrix::<f64>::zeros(w, w);
     let mut fro2 = 0.0;
     for i in 0..w {
