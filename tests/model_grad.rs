@@ -840,14 +840,15 @@ fn randomise_batch_norms(model: &Model, seed: u64) {
 }
 
 /// The same for ResNet-18 (BatchNorm, identity and downsampling BasicBlocks, global average
-/// pooling; small 8×8 inputs): the explicit input gradient equals autograd's in evaluation mode
-/// (running statistics) and in training mode (through the batch mean and variance), and so do
-/// the weight gradients of a penalty on it, every trainable tensor compared.
+/// pooling; 12×12 inputs, so that the last stage is 2×2 and the pooling's 1/(h·w) matters): the
+/// explicit input gradient equals autograd's in evaluation mode (running statistics) and in
+/// training mode (through the batch mean and variance), and so do the weight gradients of a
+/// penalty on it, every trainable tensor compared.
 #[test]
 fn resnet_explicit_input_vjp_equals_autograd_in_train_and_eval_mode() {
     enable_double_backprop();
     let model = Model::init(
-        spec(Arch::Resnet18, [2, 8, 8], 3),
+        spec(Arch::Resnet18, [2, 12, 12], 3),
         &Device::Cpu,
         DType::F64,
         7,
@@ -862,7 +863,7 @@ fn resnet_explicit_input_vjp_equals_autograd_in_train_and_eval_mode() {
     );
     let mut r = rng(71);
     for train in [false, true] {
-        let x = var(&mut r, &[4, 2, 8, 8], 0.0, 1.0);
+        let x = var(&mut r, &[4, 2, 12, 12], 0.0, 1.0);
         let g = uniform(&mut r, &[4, 3], -1.0, 1.0);
         let trace = model.forward_traced(x.as_tensor(), train).unwrap();
         // Autograd: ∇ₓ⟨logits, g⟩ by a full reverse pass through the same forward graph.

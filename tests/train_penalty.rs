@@ -312,14 +312,14 @@ fn explicit_and_autograd_penalties_agree_with_their_weight_gradients() {
     }
 }
 
-/// The same on ResNet-18 (small 8×8 inputs, f64, BatchNorm in training mode as in a training
+/// The same on ResNet-18 (12×12 inputs, f64, BatchNorm in training mode as in a training
 /// step, random γ/β, identity and downsampling blocks): the penalty and the gradient of every
 /// trainable tensor by the explicit input gradient equal those of autograd's second-order route.
 #[test]
 fn resnet_explicit_and_autograd_penalties_agree_with_their_weight_gradients() {
     let spec = ModelSpec {
         arch: Arch::Resnet18,
-        input_shape: [1, 8, 8],
+        input_shape: [1, 12, 12],
         num_classes: 3,
         mean: vec![0.4],
         std: vec![0.3],
@@ -344,8 +344,8 @@ fn resnet_explicit_and_autograd_penalties_agree_with_their_weight_gradients() {
     }
     let n = 6;
     let x = Tensor::from_vec(
-        common::splitmix_unit(15, n * 64),
-        (n, 1, 8, 8),
+        common::splitmix_unit(15, n * 144),
+        (n, 1, 12, 12),
         &Device::Cpu,
     )
     .unwrap();
