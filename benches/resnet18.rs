@@ -1,8 +1,8 @@
 //! ResNet-18 (32×32 CIFAR variant, 3×32×32 inputs) on the CPU, f32: inference throughput at a
 //! batch (eval mode, `Classifier::logits_no_grad`), the time of one cross-entropy SGD training step
 //! or of one exact GReg step (the trainer's `graph_step`: half the batch ID, half outliers, CE +
-//! 0.1·L_S + L_∇ with ∇ₓS by autograd and the penalty on every row, on the second-order thread as
-//! `oodcert train` runs it), for one process whose peak memory `/usr/bin/time -v` can measure. The
+//! 0.1·L_S + L_∇ with the penalty on every row, ∇ₓS as `oodcert train` gets it: the explicit input
+//! gradient, first order, since BatchNorm and BasicBlock have rules), for one process whose peak memory `/usr/bin/time -v` can measure. The
 //! PyTorch side is `analysis/bench/inference_torch.py --resnet18`; both in one go:
 //! `analysis/bench/inference.sh`.
 //!
@@ -142,8 +142,9 @@ fn main() {
                 n_low: batch - n_in,
                 n_high: 0,
             };
-            assert!(needs_second_order(&terms, &model));
-            second_order::run(true, || {
+            // As the trainer: on a thread of its own only when the step differentiates a reverse
+            // pass (not for ResNet-18 on the CPU since its explicit input gradient).
+            second_order::run(needs_second_order(&terms, &model), || {
                 for i in 0..=reps {
                     let t = Instant::now();
                     let r = graph_step(&terms, &model, &input, false)?;

@@ -123,7 +123,17 @@ pub fn score_batch(
     kind: ScoreKind,
     temperature: f64,
 ) -> Result<Vec<f64>> {
-    let logits = model.logits_no_grad(x)?;
+    score_logits(model, model.logits_no_grad(x)?, kind, temperature)
+}
+
+/// The scores of a batch of `model`'s logits `(n, K)` (what [`score_batch`] does after the
+/// forward pass).
+pub fn score_logits(
+    model: &dyn Classifier,
+    logits: Tensor,
+    kind: ScoreKind,
+    temperature: f64,
+) -> Result<Vec<f64>> {
     check_finite_logits(&logits)?;
     let logits = scored_logits(model, logits, kind)?;
     to_f64_vec(&score(&logits, kind, temperature)?)

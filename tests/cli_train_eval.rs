@@ -3,7 +3,10 @@
 //! and eval's outputs agreeing with `oodcert metrics`.
 
 mod common;
+use candle_core::{DType, Device};
 use common::{BIN, lcg, ok, s, write_idx};
+use oodcert::model::arch::GraphLayer;
+use oodcert::model::{Arch, Model, ModelSpec};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -249,8 +252,8 @@ fn greg_penalty_is_active_and_the_closed_form_needs_no_second_order() {
 }
 
 /// `oodcert train` with `CANDLE_GRAD_DO_NOT_DETACH` unset (as users run it): second-order
-/// gradients only on the thread of a penalty by autograd (`train::second_order`), every other
-/// step first order. Each run gives the bits of the same run with second order on every thread
+/// gradients only on the thread of a penalty by autograd (`train::second_order`; here an imported
+/// graph with a general max-pool), every other step first order (ResNet-18's penalty included). Each run gives the bits of the same run with second order on every thread
 /// (set to 1), and the autograd penalty refuses to run with it off (set to 0); CE trains then.
 #[test]
 fn second_order_gradients_only_where_the_penalty_needs_them() {
@@ -288,12 +291,62 @@ fn second_order_gradients_only_where_the_penalty_needs_them() {
             );
         }
     };
-    // ResNet-18 (BatchNorm, residual blocks: no explicit input gradient): the penalty by autograd,
-    // on the second-order thread; the MLP on the graph route: the explicit input gradient, first
-    // order on the main thread.
+    // An imported graph with a 3×3 max-pool (no explicit input-gradient rule): the penalty by
+    // autograd, on the second-order thread. ResNet-18 (BatchNorm, residual blocks) and the MLP on
+    // the graph route: the explicit input gradient, first order on the main thread.
+    let graph_spec = ModelSpec {
+        arch: Arch::Graph {
+            name: "pooled".into(),
+            layers: vec![
+                GraphLayer::Conv {
+                    name: "c".into(),
+                    c_in: 1,
+                    c_out: 4,
+                    kernel: [3, 3],
+                    stride: 1,
+                    padding: 1,
+                    bias: true,
+                },
+                GraphLayer::Relu,
+                GraphLayer::MaxPool {
+                    kernel: [3, 3],
+                    stride: [2, 2],
+                    pad: [1, 1],
+                },
+                GraphLayer::Flatten,
+                GraphLayer::Linear {
+                    name: "fc".into(),
+                    in_features: 4 * 6 * 6,
+                    out_features: 2,
+                    bias: true,
+                },
+            ],
+        },
+        input_shape: [1, 12, 12],
+        num_classes: 2,
+        mean: vec![0.5],
+        std: vec![0.25],
+    };
+    let pooled = t.path().join("pooled.safetensors");
+    let pooled_model = Model::init(graph_spec, &Device::Cpu, DType::F32, 4).unwrap();
+    assert!(!pooled_model.has_explicit_input_vjp());
+    pooled_model.save(&pooled).unwrap();
+    let init_from = format!("model.init_from=\"{}\"", pooled.display());
+    // (Margins that every auxiliary row of this untrained net meets: its penalty is active.)
+    let graph = [
+        "model.arch=\"graph\"",
+        "model.hidden=[]",
+        &init_from,
+        "loss.m_in=-1000",
+        "loss.m_out=-999",
+    ];
     let resnet = ["model.arch=\"resnet18\"", "model.hidden=[]"];
     let mlp_graph = ["train.backward=\"autograd\""];
-    for (name, set) in [("resnet", &resnet[..]), ("mlp-graph", &mlp_graph[..])] {
+    for (name, set) in [
+        ("graph", &graph[..]),
+        ("resnet", &resnet[..]),
+        ("mlp-graph", &mlp_graph[..]),
+    ] {
         let default = format!("{name}-default");
         let everywhere = format!("{name}-on");
         ok(&train(&default, None, set));
@@ -307,8 +360,11 @@ fn second_order_gradients_only_where_the_penalty_needs_them() {
             "{name}: the penalty is not active:\n{log}"
         );
     }
+    // ResNet-18's penalty needs no second-order gradients: off everywhere, the same bits.
+    ok(&train("resnet-off", Some("0"), &resnet));
+    same("resnet-off", "resnet-default");
     // Off everywhere: the autograd penalty refuses (exit 1, before any step)…
-    let o = train("resnet-off", Some("0"), &resnet);
+    let o = train("graph-off", Some("0"), &graph);
     assert_eq!(
         o.status.code(),
         Some(1),

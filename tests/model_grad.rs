@@ -747,8 +747,7 @@ fn candle_conv2d_fallback_path() {
 }
 
 /// The explicit input gradient (`ForwardTrace::input_vjp`) equals autograd's ∇ₓ⟨logits, g⟩, and
-/// so do the weight gradients of a penalty built on it (second order), for the MLP and LeNet;
-/// ResNet-18 (BatchNorm, residual blocks) reports that it has no explicit rule.
+/// so do the weight gradients of a penalty built on it (second order), for the MLP and LeNet.
 #[test]
 fn explicit_input_vjp_equals_autograd_to_second_order() {
     enable_double_backprop();
@@ -812,18 +811,113 @@ fn explicit_input_vjp_equals_autograd_to_second_order() {
         }
         assert!(compared >= 3, "only {compared} weights compared");
     }
-    let resnet = Model::init(
-        spec(Arch::Resnet18, [1, 8, 8], 3),
+}
+
+/// Randomises every BatchNorm's γ, β and running statistics (a fresh model has γ = 1, β = 0,
+/// μ = 0, σ² = 1, under which a wrong scale or shift in a rule would go unseen).
+fn randomise_batch_norms(model: &Model, seed: u64) {
+    let mut r = rng(seed);
+    let mut touched = 0;
+    for p in model.params() {
+        let n = &p.name;
+        let is_bn = n.contains(".bn") || n.starts_with("bn") || n.contains("shortcut.1");
+        let (lo, hi) = if !is_bn {
+            continue;
+        } else if n.ends_with(".weight") {
+            (0.5, 1.5)
+        } else if n.ends_with(".running_var") {
+            (0.5, 2.0)
+        } else {
+            (-0.3, 0.3)
+        };
+        p.var.set(&uniform(&mut r, p.var.dims(), lo, hi)).unwrap();
+        touched += 1;
+    }
+    assert!(
+        touched >= 4 * 20,
+        "only {touched} BatchNorm tensors randomised"
+    );
+}
+
+/// The same for ResNet-18 (BatchNorm, identity and downsampling BasicBlocks, global average
+/// pooling; 12×12 inputs, so that the last stage is 2×2 and the pooling's 1/(h·w) matters): the
+/// explicit input gradient equals autograd's in evaluation mode (running statistics) and in
+/// training mode (through the batch mean and variance), and so do the weight gradients of a
+/// penalty on it, every trainable tensor compared.
+#[test]
+fn resnet_explicit_input_vjp_equals_autograd_in_train_and_eval_mode() {
+    enable_double_backprop();
+    let model = Model::init(
+        spec(Arch::Resnet18, [2, 12, 12], 3),
         &Device::Cpu,
         DType::F64,
         7,
     )
     .unwrap();
-    assert!(!resnet.has_explicit_input_vjp());
-    let x = uniform(&mut rng(7), &[2, 1, 8, 8], 0.0, 1.0);
-    let trace = resnet.forward_traced(&x, false).unwrap();
-    let g = uniform(&mut rng(8), &[2, 3], -1.0, 1.0);
-    assert!(trace.input_vjp(&resnet, &g).is_err());
+    assert!(model.has_explicit_input_vjp());
+    randomise_batch_norms(&model, 70);
+    let names: Vec<String> = model.trainable_vars().into_iter().map(|(n, _)| n).collect();
+    assert!(
+        names.iter().any(|n| n.contains("shortcut.0")),
+        "no downsampling block"
+    );
+    let mut r = rng(71);
+    for train in [false, true] {
+        let x = var(&mut r, &[4, 2, 12, 12], 0.0, 1.0);
+        let g = uniform(&mut r, &[4, 3], -1.0, 1.0);
+        let trace = model.forward_traced(x.as_tensor(), train).unwrap();
+        // Autograd: ∇ₓ⟨logits, g⟩ by a full reverse pass through the same forward graph.
+        let auto = (&trace.logits * &g)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap()
+            .remove(x.as_tensor())
+            .unwrap();
+        let explicit = trace.input_vjp(&model, &g).unwrap();
+        let (a, e) = (values(&auto), values(&explicit));
+        let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        let err = a
+            .iter()
+            .zip(&e)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max);
+        assert!(
+            scale > 0.0 && err < 1e-10 * scale,
+            "train={train}: first order {err:e} of {scale:e}"
+        );
+        let pen = |t: &Tensor| t.sqr().unwrap().sum_all().unwrap();
+        let ga = pen(&auto).backward().unwrap();
+        let ge = pen(&explicit).backward().unwrap();
+        // A tensor off the input gradient's path (β, the classifier's bias) has no gradient on
+        // one route and none or zeros on the other: a missing gradient reads as zeros.
+        let mut nonzero = 0;
+        for (name, v) in model.trainable_vars() {
+            let len = v.elem_count();
+            let get = |gs: &candle_core::backprop::GradStore| {
+                gs.get(v.as_tensor()).map_or(vec![0.0; len], values)
+            };
+            let (a, e) = (get(&ga), get(&ge));
+            let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = a
+                .iter()
+                .zip(&e)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(
+                err <= 1e-9 * scale,
+                "train={train} {name}: second order {err:e} of {scale:e}"
+            );
+            nonzero += usize::from(scale > 0.0);
+        }
+        // Every conv and γ (20 + 20 + the classifier's weight) depends on the input gradient.
+        assert!(
+            nonzero >= 41,
+            "train={train}: only {nonzero} of {} nonzero",
+            names.len()
+        );
+    }
 }
 
 /// The layers of imported graphs (`oodcert import --onnx`): general max/avg pooling (strides,

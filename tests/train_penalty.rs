@@ -311,3 +311,90 @@ fn explicit_and_autograd_penalties_agree_with_their_weight_gradients() {
         }
     }
 }
+
+/// The same on ResNet-18 (12×12 inputs, f64, BatchNorm in training mode as in a training
+/// step, random γ/β, identity and downsampling blocks): the penalty and the gradient of every
+/// trainable tensor by the explicit input gradient equal those of autograd's second-order route.
+#[test]
+fn resnet_explicit_and_autograd_penalties_agree_with_their_weight_gradients() {
+    let spec = ModelSpec {
+        arch: Arch::Resnet18,
+        input_shape: [1, 12, 12],
+        num_classes: 3,
+        mean: vec![0.4],
+        std: vec![0.3],
+    };
+    let model = Model::init(spec, &Device::Cpu, DType::F64, 13).unwrap();
+    assert!(model.has_explicit_input_vjp());
+    let gammas = common::splitmix_unit(14, 4096);
+    for (i, p) in model.params().iter().enumerate() {
+        if p.name.contains("bn") || p.name.contains("shortcut.1") {
+            let len = p.var.elem_count();
+            let v: Vec<f64> = gammas
+                .iter()
+                .cycle()
+                .skip(i)
+                .take(len)
+                .map(|u| 0.5 + u)
+                .collect();
+            p.var
+                .set(&Tensor::from_vec(v, len, &Device::Cpu).unwrap())
+                .unwrap();
+        }
+    }
+    let n = 6;
+    let x = Tensor::from_vec(
+        common::splitmix_unit(15, n * 144),
+        (n, 1, 12, 12),
+        &Device::Cpu,
+    )
+    .unwrap();
+    for (form, norm) in [
+        (PenaltyForm::PerSample, PenaltyNorm::L2),
+        (PenaltyForm::GroupScaled, PenaltyNorm::L1),
+    ] {
+        let xv = Var::from_tensor(&x).unwrap();
+        let trace = model.forward_traced(xv.as_tensor(), true).unwrap();
+        let s = energy(&trace.logits, 1.0).unwrap();
+        let mut sv = s.to_vec1::<f64>().unwrap();
+        sv.sort_by(f64::total_cmp);
+        let mid = 0.5 * (sv[2] + sv[3]);
+        let run = |source| {
+            let p = grad_penalty(source, &s, 3, 3..n, mid, mid, form, norm).unwrap();
+            (
+                p.loss.to_scalar::<f64>().unwrap(),
+                p.loss.backward().unwrap(),
+                p.frac_in_masked + p.frac_aux_masked,
+            )
+        };
+        let (la, ga, fa) = run(InputGradient::Autograd(xv.as_tensor()));
+        let (le, ge, fe) = run(InputGradient::Explicit {
+            model: &model,
+            trace: &trace,
+            id_classes: 3,
+            temperature: 1.0,
+        });
+        assert!(fa > 0.0 && fa < 2.0, "the masks must be partial: {fa}");
+        assert_eq!(fa, fe);
+        assert!((la - le).abs() < 1e-10 * la, "{form:?}: {la} vs {le}");
+        let mut nonzero = 0;
+        for (name, v) in model.trainable_vars() {
+            let len = v.elem_count();
+            let get = |gs: &candle_core::backprop::GradStore| {
+                gs.get(v.as_tensor()).map_or(vec![0.0; len], |t| {
+                    t.flatten_all().unwrap().to_vec1::<f64>().unwrap()
+                })
+            };
+            let (a, e) = (get(&ga), get(&ge));
+            let scale = a.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+            let err = a
+                .iter()
+                .zip(&e)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f64::max);
+            assert!(err <= 1e-9 * scale, "{form:?} {name}: {err:e} of {scale:e}");
+            nonzero += usize::from(scale > 0.0);
+        }
+        assert!(nonzero >= 41, "{form:?}: only {nonzero} gradients nonzero");
+    }
+}

@@ -7,7 +7,7 @@
 # for its peak memory (max RSS), interleaved REPS times so that load hits both sides alike.
 # Usage (repository root): analysis/bench/inference.sh [python]   (a Python with torch; see analysis/bench/README.md)
 # Env: PARTS ("small resnet resnet-train resnet-greg"), RESNET_BATCH (500), TRAIN_BATCH (128),
-# GREG_BATCH (64; a ResNet-18 GReg step at 32 + 32 peaks at ~19 GB on the oodcert side), RUNS (timed
+# GREG_BATCH (64; a ResNet-18 GReg step at 32 + 32 peaks at ~4.8 GB on the oodcert side), RUNS (timed
 # runs per process, 3), REPS (2), RESNET_MODEL (a model file for the oodcert side; default: fresh weights).
 set -euo pipefail
 PY="${1:-${PYTHON:-python3}}"

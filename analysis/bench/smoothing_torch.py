@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """PyTorch side of analysis/bench/smoothing.sh: the Monte Carlo loop of randomized-smoothing
 certification done the way a PyTorch user would (Cohen et al. 2019's CERTIFY loop), on the same
-oodcert weights (MLP or LeNet) and the same images, to set beside `oodcert certify`'s noisy passes
-per second.
+oodcert weights (MLP, LeNet or ResNet-18) and the same images, to set beside `oodcert certify`'s
+noisy passes per second.
 
     python analysis/bench/smoothing_torch.py MODEL.safetensors --limit K --n0 N0 --n N --sigma S \
         --gamma G --batch B [--threads 2] [--check certify.csv]
@@ -11,7 +11,8 @@ Per image: n0 + n noisy copies x + σ·z (z ~ N(0, I) from torch.randn, f32), in
 forward pass, energy S = -logsumexp(logits), count S ≤ γ (decision "ID"), and the clipped
 score h = (clip(S, a, b) - a)/(b - a) summed (the score certificate's Monte Carlo mean), no grad,
 torch.set_num_threads(threads). Images: the first K of MNIST t10k ($OODCERT_DATA/mnist, else
-data/mnist; IDX), in [0,1]. Prints one JSON line: passes, seconds, passes_per_s, per-image counts;
+data/mnist; IDX), in [0,1]; with `--images FILE.npy`, the first K of a uint8 `(n, c, h, w)` NPY file
+divided by 255 (oodcert's `--data path:FILE.npy`, e.g. the 3×32×32 set a ResNet-18 reads). Prints one JSON line: passes, seconds, passes_per_s, per-image counts;
 with --check it first compares the images' indices and clean energies with the `idx` and `score`
 columns of oodcert's certify.csv (run with `--subset first`) and exits 1 before timing anything
 when they differ (other images or other weights: the comparison would be meaningless).
@@ -30,7 +31,7 @@ from safetensors.torch import load_file
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "analysis", "reference"))
-from export_pytorch import MLP, LeNet  # noqa: E402  (the modules whose names src/model/pytorch.rs maps)
+from export_pytorch import MLP, LeNet, ResNet18  # noqa: E402  (the modules whose names src/model/pytorch.rs maps)
 
 # Largest |clean energy difference| accepted between the two sides (f32 forward passes agree to
 # ~1e-5; other images or weights differ by ~0.1 or more).
@@ -46,6 +47,25 @@ def mnist_test(k):
     return torch.from_numpy(x[:k].astype(np.float32) / 255.0)
 
 
+def npy_images(path, k):
+    x = np.load(path, mmap_mode="r")
+    if x.dtype != np.uint8 or x.ndim != 4:
+        sys.exit(f"--images {path}: expected uint8 (n, c, h, w), got {x.dtype} {x.shape}")
+    return torch.from_numpy(np.ascontiguousarray(x[:k]).astype(np.float32) / 255.0)
+
+
+def pytorch_state(sd, kind):
+    """oodcert's names → the PyTorch modules' (src/model/pytorch.rs maps the other way)."""
+    if kind != "resnet18":
+        return sd
+    out = {}
+    for k, v in sd.items():
+        if k.startswith("linear."):
+            k = "fc." + k[len("linear."):]
+        out[k.replace(".shortcut.", ".downsample.")] = v
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("model")
@@ -59,19 +79,27 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--check", help="oodcert certify.csv to compare clean energies with")
+    p.add_argument("--images", help="uint8 (n, c, h, w) NPY file instead of MNIST t10k")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     with safe_open(a.model, "pt") as f:
         spec = json.loads(f.metadata()["oodcert.spec"])
-    kinds = {"mlp": MLP, "lenet": LeNet}
-    if spec["arch"]["kind"] not in kinds:
-        sys.exit(f"{a.model}: this benchmark covers the MLP and LeNet, got {spec['arch']['kind']}")
-    model = kinds[spec["arch"]["kind"]](spec)
-    model.load_state_dict(load_file(a.model), strict=True)
+    kinds = {"mlp": MLP, "lenet": LeNet, "resnet18": ResNet18}
+    kind = spec["arch"]["kind"]
+    if kind not in kinds:
+        sys.exit(f"{a.model}: this benchmark covers the MLP, LeNet and ResNet-18, got {kind}")
+    model = kinds[kind](spec)
+    missing, unexpected = model.load_state_dict(pytorch_state(load_file(a.model), kind), strict=False)
+    # (PyTorch's BatchNorm counts its batches; oodcert keeps no such counter.)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        sys.exit(f"{a.model}: missing {missing}, unexpected {unexpected}")
     model.eval()
     lo, hi = (float(v) for v in a.clip.split(","))
-    x = mnist_test(a.limit)
+    x = npy_images(a.images, a.limit) if a.images else mnist_test(a.limit)
+    if tuple(x.shape[1:]) != tuple(spec["input_shape"]):
+        sys.exit(f"images {tuple(x.shape[1:])} do not fit the model's input {spec['input_shape']}")
     out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "batch": a.batch}
     with torch.no_grad():
         clean = -torch.logsumexp(model(x), dim=1)

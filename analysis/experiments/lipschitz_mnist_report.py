@@ -5,10 +5,12 @@ Medians with distribution-free 95% confidence intervals from order statistics (t
 [x_(k), x_(n-k+1)] with k the largest index such that P(Bin(n, 1/2) < k) <= 0.025 covers the
 population median with probability >= 95% for any continuous distribution), and for the paired
 GReg-minus-energy radius differences the same interval on the differences (sign-test inversion).
-Standard library only. Writes papers/data/lipschitz_mnist_uncapped_*.csv and
-papers/data/lipschitz_mnist_uncapped_tables.md.
+Standard library only. Writes papers/data/NAME_*.csv and papers/data/NAME_tables.md, NAME from the
+environment (default lipschitz_mnist_uncapped; the RecurJac re-run used lipschitz_mnist_uncapped_recurjac).
 """
 import csv, math, os, shutil, sys
+
+NAME = os.environ.get("NAME", "lipschitz_mnist_uncapped")
 
 def read(path):
     with open(path, newline="") as f:
@@ -56,11 +58,11 @@ def main(out):
     data = os.path.join("papers", "data")
     os.makedirs(data, exist_ok=True)
     for v in runs:
-        shutil.copyfile(os.path.join(out, v, "lipschitz.csv"), os.path.join(data, f"lipschitz_mnist_uncapped_samples_{v}.csv"))
-        shutil.copyfile(os.path.join(out, v, "summary.csv"), os.path.join(data, f"lipschitz_mnist_uncapped_summary_{v}.csv"))
+        shutil.copyfile(os.path.join(out, v, "lipschitz.csv"), os.path.join(data, f"{NAME}_samples_{v}.csv"))
+        shutil.copyfile(os.path.join(out, v, "summary.csv"), os.path.join(data, f"{NAME}_summary_{v}.csv"))
         p = os.path.join(out, v, "verify", "verify_summary.csv")
         if os.path.exists(p):
-            shutil.copyfile(p, os.path.join(data, f"lipschitz_mnist_uncapped_verify_{v}.csv"))
+            shutil.copyfile(p, os.path.join(data, f"{NAME}_verify_{v}.csv"))
     quantities = [
         ("‖∇ₓS(x)‖₂ at the sample", "grad_norm"),
         ("PGD on ‖∇S‖ (lower)", "lower_pgd"),
@@ -102,7 +104,7 @@ def main(out):
         for r in ver[v]:
             lines.append(f"verify {v}: " + ", ".join(f"{k}={val}" for k, val in r.items()))
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(data, "lipschitz_mnist_uncapped_tables.md"), "w") as f:
+    with open(os.path.join(data, f"{NAME}_tables.md"), "w") as f:
         f.write(text)
     sys.stdout.write(text)
 

@@ -5,6 +5,7 @@
 //! domain with the largest bound is split next (best first). Anytime: the bound is valid
 //! whenever the search stops. Proof: proofs/lipschitz_bab.md.
 
+pub mod box_quadratic_dual;
 pub mod domain;
 pub mod emptiness;
 pub mod pattern_gram;
@@ -141,6 +142,20 @@ pub fn lipschitz_bab(
     cfg: &BabConfig,
     lower: f64,
 ) -> Result<BabBound> {
+    lipschitz_bab_capped(net, ball, temperature, cfg, lower, f64::INFINITY)
+}
+
+/// [`lipschitz_bab`] with `upper`, a certified bound of the same quantity on the whole ball
+/// already known to the caller (e.g. RecurJac's; +∞ if none), capping the root and so every
+/// domain (a cap by a valid bound of a superset keeps each domain's bound valid).
+pub fn lipschitz_bab_capped(
+    net: &Net,
+    ball: &Ball,
+    temperature: f64,
+    cfg: &BabConfig,
+    lower: f64,
+    upper: f64,
+) -> Result<BabBound> {
     crate::lipschitz::local::check_query(net, ball, temperature)?;
     check_config(cfg)?;
     let start = Instant::now();
@@ -181,8 +196,11 @@ pub fn lipschitz_bab(
     let mut closed = 0.0f64;
     let mut heap = BinaryHeap::new();
     match prob.root()? {
-        Outcome::Bounded(d) => {
+        Outcome::Bounded(mut d) => {
             out.root = d.ub;
+            if upper >= 0.0 {
+                d.ub = d.ub.min(upper);
+            }
             heap.push(ByBound(d));
         }
         // The ball is never empty (it holds its centre): an unsound box would land here.

@@ -3,7 +3,7 @@
 //! radii. A new local-bound method is a [`Method`] variant and one arm in [`Analyser::local`].
 //! The branch and bound runs on the ε-ball only; the radius search uses the other local bounds.
 
-use super::bab::{BabBound, lipschitz_bab};
+use super::bab::{BabBound, lipschitz_bab_capped};
 use super::ball_memo::BallMemo;
 use super::clever::clever;
 use super::cost_estimate;
@@ -233,12 +233,15 @@ impl<'a> Analyser<'a> {
         times.stages[stage::RECURJAC] += t.elapsed().as_secs_f64();
         let t = Instant::now();
         if let Some(lower) = bab_lower.filter(|_| o.has(Method::Bab)) {
-            out.bab = Some(lipschitz_bab(
+            // RecurJac's bound, when computed, caps the root (BaB then skips its own RecurJac).
+            let cap = out.recurjac.map_or(f64::INFINITY, |r| r.2);
+            out.bab = Some(lipschitz_bab_capped(
                 self.net,
                 ball,
                 o.temperature,
                 &o.bab(),
                 lower,
+                cap,
             )?);
         }
         times.stages[stage::BAB] += t.elapsed().as_secs_f64();

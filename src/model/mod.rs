@@ -45,4 +45,8 @@ pub trait Classifier: Send + Sync {
     fn logits_no_grad(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.logits(x)?.detach())
     }
+    /// The concrete [`Model`], when this classifier is one (fast paths that read its layers).
+    fn as_model(&self) -> Option<&Model> {
+        None
+    }
 }

@@ -221,6 +221,10 @@ impl Classifier for Model {
         &self.spec
     }
 
+    fn as_model(&self) -> Option<&Model> {
+        Some(self)
+    }
+
     fn has_absent_class(&self) -> bool {
         self.absent_class
     }

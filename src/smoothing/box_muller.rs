@@ -97,9 +97,17 @@ pub fn cos_sin_turns(w: u64) -> (f64, f64) {
 /// The Box–Muller pair of two 64-bit words: u₁ = [`unit_open_closed`]`(w1)`, angle 2π·k₂·2⁻⁵².
 #[inline(always)]
 pub fn pair(w1: u64, w2: u64) -> (f64, f64) {
-    let r = (-2.0 * ln(unit_open_closed(w1))).sqrt();
+    let (z0, z1, _, _) = pair_with_radius(w1, w2);
+    (z0, z1)
+}
+
+/// [`pair`] (the same bits), with the u₁ and the computed radius r = √(−2 ln u₁) it used.
+#[inline(always)]
+pub fn pair_with_radius(w1: u64, w2: u64) -> (f64, f64, f64, f64) {
+    let u1 = unit_open_closed(w1);
+    let r = (-2.0 * ln(u1)).sqrt();
     let (c, s) = cos_sin_turns(w2);
-    (r * c, r * s)
+    (r * c, r * s, u1, r)
 }
 
 #[cfg(test)]

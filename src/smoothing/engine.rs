@@ -4,6 +4,7 @@
 //! size or thread count; batches are filled in parallel (rayon) and scored one batch at a time,
 //! so memory is O(batch·d) whatever the number of copies.
 
+use super::dense_mc::DenseMc;
 use super::noise::NoiseKey;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
@@ -19,6 +20,12 @@ pub trait BatchScorer: Sync {
     fn dim(&self) -> usize;
     /// Scores of `count` inputs stored row-major in `x` (`count·dim` values).
     fn score_flat(&self, x: &[f32], count: usize) -> Result<Vec<f64>>;
+    /// The fused Monte Carlo loop of a dense ReLU network ([`DenseMc`]), with the score kind and
+    /// temperature, when this scorer has one (same scores as [`Self::score_flat`] on the noisy
+    /// copies, faster).
+    fn dense_mc(&self) -> Result<Option<(DenseMc<'_>, ScoreKind, f64)>> {
+        Ok(None)
+    }
 }
 
 /// A [`Classifier`] scored by [`score_batch`] on a device.
@@ -42,6 +49,10 @@ impl BatchScorer for ModelScorer<'_> {
         let [c, h, w] = self.model.spec().input_shape;
         let t = Tensor::from_slice(x, (count, c, h, w), &self.device)?;
         score_batch(self.model, &t, self.kind, self.temperature)
+    }
+
+    fn dense_mc(&self) -> Result<Option<(DenseMc<'_>, ScoreKind, f64)>> {
+        Ok(DenseMc::of(self.model, &self.device)?.map(|m| (m, self.kind, self.temperature)))
     }
 }
 
@@ -122,20 +133,26 @@ pub fn noisy_scores_checked(
         return Err(Error::BadInput("--batch must be at least 1".into()));
     }
     key.check_range(copies.end, d)?;
-    let mut buf = vec![0.0f32; batch.min((copies.end - copies.start) as usize) * d];
-    let mut exact = vec![true; batch.min((copies.end - copies.start) as usize)];
+    let dense = scorer.dense_mc()?;
+    let rows = batch.min((copies.end - copies.start) as usize);
+    let mut buf = vec![0.0f32; if dense.is_some() { 0 } else { rows * d }];
+    let mut exact = vec![true; rows];
     let mut start = copies.start;
     while start < copies.end {
         let count = ((copies.end - start) as usize).min(batch);
-        let chunk = &mut buf[..count * d];
-        chunk
-            .par_chunks_mut(d.max(1))
-            .zip(exact[..count].par_iter_mut())
-            .enumerate()
-            .for_each(|(j, (row, ok))| {
-                *ok = key.add_noise_checked(index, start + j as u64, sigma, x, row)
-            });
-        let s = scorer.score_flat(chunk, count)?;
+        let s = if let Some((mc, kind, t)) = &dense {
+            mc.noisy_batch(key, index, x, sigma, start, count, *kind, *t, &mut exact)?
+        } else {
+            let chunk = &mut buf[..count * d];
+            chunk
+                .par_chunks_mut(d.max(1))
+                .zip(exact[..count].par_iter_mut())
+                .enumerate()
+                .for_each(|(j, (row, ok))| {
+                    *ok = key.add_noise_checked(index, start + j as u64, sigma, x, row)
+                });
+            scorer.score_flat(chunk, count)?
+        };
         check_scores(&s, count)?;
         visit(&s, &exact[..count])?;
         progress.inc(count as u64);

@@ -141,7 +141,7 @@ impl NoiseKey {
     }
 
     /// The Philox key of layout v2: the first 8 key bytes as two u32 LE.
-    fn philox_key(&self) -> [u32; 2] {
+    pub(super) fn philox_key(&self) -> [u32; 2] {
         let k = &self.key;
         [
             u32::from_le_bytes([k[0], k[1], k[2], k[3]]),
@@ -178,7 +178,7 @@ impl NoiseKey {
         out: &mut [f32],
     ) -> bool {
         if self.layout == NoiseLayout::V2 {
-            return super::noise_v2::add_noise_checked(
+            return super::noise_v2_checked::add_noise_checked(
                 self.philox_key(),
                 index,
                 copy,

@@ -77,6 +77,21 @@ impl<'m> DenseNet<'m> {
             absent_class: model.has_absent_class(),
         })
     }
+
+    /// The linear layers, input first.
+    pub(crate) fn linears(&self) -> &[&'m Linear] {
+        &self.linears
+    }
+
+    /// Per-channel mean and std of the normalisation, and the pixels per channel.
+    pub(crate) fn normalisation(&self) -> (&'m [f32], &'m [f32], usize) {
+        (self.mean, self.std, self.plane)
+    }
+
+    /// The parameters' dtype.
+    pub(crate) fn dtype(&self) -> DType {
+        self.dtype
+    }
 }
 
 /// One step of L = CE + λ_S·L_S + λ_OE·L_OE + λ_∇·L_∇ (or DOS's objective) with every gradient in

@@ -160,8 +160,8 @@ pub fn graph_step(t: &LossTerms, model: &Model, b: &StepInput, stats: bool) -> R
         }
         None => absent.then_some(0.0),
     };
-    // Where ∇ₓS comes from: the explicit input gradient (MLP, LeNet on the CPU; the same tensor
-    // as autograd's, tests/train_penalty.rs) or a reverse pass of autograd.
+    // Where ∇ₓS comes from: the explicit input gradient (MLP, LeNet, ResNet-18 on the CPU; the
+    // same tensor as autograd's, tests/train_penalty.rs) or a reverse pass of autograd.
     let source = || -> Result<InputGradient<'_>> {
         Ok(if explicit {
             InputGradient::Explicit {

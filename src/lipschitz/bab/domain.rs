@@ -274,16 +274,24 @@ impl<'a> Problem<'a> {
         cap: f64,
     ) -> Result<(f64, Option<(usize, usize)>)> {
         // ℓ2: the pattern-Gram bound; in a child it replaces the costlier rules (the child keeps
-        // the parent's bound through the cap), at the root it is intersected with them.
+        // the parent's bound through the cap), at the root it is intersected with FastLip's.
         let gram = match &self.reference {
             Some(r) => pattern_gram_bound(self.net, dtraces, logits, self.temperature, r)?,
             None => None,
         };
-        if let Some(g) = gram.filter(|_| !root) {
-            return Ok((g.value.min(cap), g.pick));
+        if let Some(g) = gram {
+            if !root {
+                return Ok((g.value.min(cap), g.pick));
+            }
+            // At the root only FastLip besides it: RecurJac's rows cost about half of a 10 s
+            // budget on the 784-256-256-10 MLP and were 1.6–2× looser there (BENCHMARKS.md, LipBaB
+            // section); a caller that has RecurJac's bound passes it as the cap instead
+            // ([`super::lipschitz_bab_capped`]).
+            let (norm, t) = (self.ball.norm, self.temperature);
+            let f = fastlip_on(self.net, dtraces, logits.clone(), norm, t, Head::Simplex)?.value;
+            return Ok((g.value.min(f), g.pick));
         }
-        let (gv, pick) = gram.map_or((f64::INFINITY, None), |g| (g.value, g.pick));
-        Ok((self.other_bound(dtraces, logits, root, cap)?.min(gv), pick))
+        Ok((self.other_bound(dtraces, logits, root, cap)?, None))
     }
 
     /// The FastLip / RecurJac rule of a domain (see [`DomainRows`]).

@@ -96,9 +96,38 @@ pub struct GramBound {
     pub pick: Option<(usize, usize)>,
 }
 
+/// The expansion ∇S = g̃ + Σ_a θ_a ẽ_a + e of Claims 1 and 3 (proofs/lipschitz_pattern_gram.md),
+/// with the Gram matrix of (g̃, ẽ_1, …, ẽ_m) enclosed entrywise.
+pub struct Expansion {
+    /// The sign-uncertain neurons (node, index): the first `neurons.len()` variables θ.
+    pub neurons: Vec<(usize, usize)>,
+    /// The box of each θ_a (neurons first, then the K − 1 head variables).
+    pub ranges: Vec<(f64, f64)>,
+    /// Gram enclosure of the vectors v_0 = g̃, v_a = ẽ_a (a = 1..=m), row-major (m+1)²:
+    /// lo ≤ ⟨v_i, v_j⟩ ≤ hi exactly.
+    pub gram_lo: Vec<f64>,
+    pub gram_hi: Vec<f64>,
+    /// ‖e‖₂ rounded up: |∇S − (g̃ + Ẽθ)| ≤ e coordinate-wise for the exact θ.
+    pub err_norm: f64,
+}
+
+impl Expansion {
+    /// The number of variables m.
+    pub fn vars(&self) -> usize {
+        self.ranges.len()
+    }
+    /// The Gram enclosure of ⟨v_i, v_j⟩ (index 0 = g̃, a = ẽ_a).
+    pub fn gram(&self, i: usize, j: usize) -> (f64, f64) {
+        let n = self.ranges.len() + 1;
+        (self.gram_lo[i * n + j], self.gram_hi[i * n + j])
+    }
+}
+
 /// Certified upper bound of sup ‖∇ₓS‖₂ over the points whose node inputs lie in `dtraces` (a
 /// derivative view: only the ReLU derivative sets enter) and logits in `logits`; None for
 /// unsupported networks. `reference` fixes the pattern of the sign-uncertain neurons in g⁰.
+/// The smaller of the pairwise bound (Claim 2) and the diagonal dual bound
+/// ([`super::box_quadratic_dual`]).
 pub fn pattern_gram_bound(
     net: &Net,
     dtraces: &[Trace],
@@ -106,6 +135,38 @@ pub fn pattern_gram_bound(
     temperature: f64,
     reference: &Reference,
 ) -> Result<Option<GramBound>> {
+    let Some(x) = expansion(net, dtraces, logits, temperature, reference)? else {
+        return Ok(None);
+    };
+    let (q, score) = pairwise_square_bound(&x);
+    let dual = super::box_quadratic_dual::box_quadratic_dual(&x);
+    let q = q.min(dual.value);
+    let root = next_up(q.sqrt() * (1.0 + 4.0 * f64::EPSILON));
+    // Branching: the neuron whose share of the dual bound (its d_a) is largest, else the one
+    // whose pairwise terms add the most.
+    let share = if dual.d.len() == x.vars() + 1 {
+        dual.d[1..].to_vec()
+    } else {
+        score
+    };
+    let pick = (0..x.neurons.len())
+        .max_by(|&a, &b| share[a].total_cmp(&share[b]).then(b.cmp(&a)))
+        .map(|a| x.neurons[a]);
+    Ok(Some(GramBound {
+        value: next_up(root + x.err_norm),
+        pick,
+    }))
+}
+
+/// The expansion of the gradient over a domain (Claims 1 and 3); None for unsupported networks
+/// or when the Gram matrix would cost more than `MAX_WORK`.
+pub fn expansion(
+    net: &Net,
+    dtraces: &[Trace],
+    logits: &Interval,
+    temperature: f64,
+    reference: &Reference,
+) -> Result<Option<Expansion>> {
     if !supported(net) {
         return Ok(None);
     }
@@ -254,13 +315,46 @@ pub fn pattern_gram_bound(
         let slack = dot_err(n) * g + ABS_FLOOR;
         (next_down(s - slack), next_up(s + slack))
     };
+    let w = m + 1;
+    let (mut gram_lo, mut gram_hi) = (vec![0.0; w * w], vec![0.0; w * w]);
+    for a in 0..w {
+        let va = if a == 0 { &g0m } else { &em[a - 1] };
+        for b in a..w {
+            let vb = if b == 0 { &g0m } else { &em[b - 1] };
+            let (mut lo, hi) = dot(va, vb);
+            if a == b {
+                lo = lo.max(0.0); // a square sum
+            }
+            (gram_lo[a * w + b], gram_hi[a * w + b]) = (lo, hi);
+            (gram_lo[b * w + a], gram_hi[b * w + a]) = (lo, hi);
+        }
+    }
+    let e2 = err.iter().fold(0.0, |a, v| a + v * v);
+    let err_norm = next_up(next_up(e2 * (1.0 + dot_err(n))).sqrt() * (1.0 + 4.0 * f64::EPSILON));
+    Ok(Some(Expansion {
+        neurons: vars.iter().map(|v| (v.0, v.1)).collect(),
+        ranges,
+        gram_lo,
+        gram_hi,
+        err_norm: if err_norm.is_nan() {
+            f64::INFINITY
+        } else {
+            err_norm
+        },
+    }))
+}
+
+/// Claim 2: a certified upper bound of max over the θ box of ‖g̃ + Ẽθ‖₂², each term maximised
+/// on its own (+∞ on NaN), and each variable's share (its term plus half of each pair it is in).
+pub fn pairwise_square_bound(x: &Expansion) -> (f64, Vec<f64>) {
+    let m = x.vars();
+    let ranges = &x.ranges;
     let mut acc = Acc::default();
-    acc.add(dot(&g0m, &g0m).1);
+    acc.add(x.gram(0, 0).1);
     let mut score = vec![0.0f64; m];
     for a in 0..m {
-        let (hl, hh) = dot(&em[a], &g0m);
-        let (gl, gh) = dot(&em[a], &em[a]);
-        let gl = gl.max(0.0);
+        let (hl, hh) = x.gram(a + 1, 0);
+        let (gl, gh) = x.gram(a + 1, a + 1);
         let (tl, th) = ranges[a];
         // 2hθ + Gθ² is convex in θ (G ≥ 0) and bilinear in (h, G): a corner is the maximum.
         let mut best = f64::NEG_INFINITY;
@@ -274,7 +368,7 @@ pub fn pattern_gram_bound(
         acc.add(best);
         score[a] += best.max(0.0);
         for b in a + 1..m {
-            let (gl, gh) = dot(&em[a], &em[b]);
+            let (gl, gh) = x.gram(a + 1, b + 1);
             let (pl, ph) = prod(tl, th, ranges[b].0, ranges[b].1);
             let (_, top) = prod(gl, gh, pl, ph);
             acc.add(2.0 * top);
@@ -287,14 +381,5 @@ pub fn pattern_gram_bound(
         u if u.is_nan() => f64::INFINITY,
         u => u.max(0.0),
     };
-    let e2 = err.iter().fold(0.0, |a, v| a + v * v);
-    let e = next_up(next_up(e2 * (1.0 + dot_err(n))).sqrt() * (1.0 + 4.0 * f64::EPSILON));
-    let root = next_up(q.sqrt() * (1.0 + 4.0 * f64::EPSILON));
-    let pick = (0..vars.len())
-        .max_by(|&a, &b| score[a].total_cmp(&score[b]).then(b.cmp(&a)))
-        .map(|a| (vars[a].0, vars[a].1));
-    Ok(Some(GramBound {
-        value: next_up(root + e),
-        pick,
-    }))
+    (q, score)
 }

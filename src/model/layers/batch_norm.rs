@@ -122,6 +122,11 @@ impl BatchNorm2d {
     /// Normalises `(n, c, h, w)`; in training mode with batch statistics (and updates the running
     /// statistics, detached), otherwise with the running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.forward_traced(x, train)?.0)
+    }
+
+    /// [`Self::forward`], also returning what its input gradient needs ([`BnTrace::input_vjp`]).
+    pub fn forward_traced(&self, x: &Tensor, train: bool) -> Result<(Tensor, BnTrace)> {
         let (n, c, h, w) = x.dims4()?;
         if c != self.weight.dims()[0] {
             return Err(Error::BadInput(format!(
@@ -138,7 +143,13 @@ impl BatchNorm2d {
             let xhat = x
                 .broadcast_sub(&mean)?
                 .broadcast_div(&(var + self.eps)?.sqrt()?)?;
-            return Ok(xhat.broadcast_mul(&gamma)?.broadcast_add(&beta)?);
+            let y = xhat.broadcast_mul(&gamma)?.broadcast_add(&beta)?;
+            let trace = BnTrace::Eval {
+                gamma: self.weight.as_tensor().clone(),
+                running_var: self.running_var.as_tensor().clone(),
+                eps: self.eps,
+            };
+            return Ok((y, trace));
         }
         let count = n * h * w;
         if count < 2 {
@@ -164,7 +175,72 @@ impl BatchNorm2d {
         let new_var = ((self.running_var.as_detached_tensor() * (1.0 - m))? + (unbiased * m)?)?;
         self.running_mean.set(&new_mean)?;
         self.running_var.set(&new_var)?;
-        Ok(y)
+        let trace = BnTrace::Train {
+            scale,
+            centred,
+            var,
+            eps: self.eps,
+            inv_count,
+        };
+        Ok((y, trace))
+    }
+}
+
+/// What the input gradient of one BatchNorm forward pass reads. Every tensor is the forward
+/// pass's own (not detached), so the input gradient is differentiable in the weights of this and
+/// earlier layers, as autograd's is.
+#[derive(Debug, Clone)]
+pub enum BnTrace {
+    /// Evaluation mode: the fixed affine map with scale γ/√(σ²_run + ε).
+    Eval {
+        gamma: Tensor,
+        running_var: Tensor,
+        eps: f64,
+    },
+    /// Training mode: the batch statistics the pass normalised with.
+    Train {
+        /// s = γ/√(σ²_B + ε), `(c)`.
+        scale: Tensor,
+        /// x − μ_B, `(n, c, h, w)`.
+        centred: Tensor,
+        /// σ²_B (biased), `(c)`.
+        var: Tensor,
+        eps: f64,
+        /// 1/(n·h·w).
+        inv_count: f64,
+    },
+}
+
+impl BnTrace {
+    /// Jᵀg of the BatchNorm map for g shaped like its output. Evaluation mode: s ⊙ g with
+    /// s = γ/√(σ²_run + ε). Training mode, through the batch mean and variance as well (Ioffe &
+    /// Szegedy 2015, §3): s ⊙ (g − mean_c g − (x − μ_B) ⊙ mean_c(g ⊙ (x − μ_B)) / (σ²_B + ε)),
+    /// the means over the samples and positions of each channel.
+    pub fn input_vjp(&self, g: &Tensor) -> Result<Tensor> {
+        match self {
+            BnTrace::Eval {
+                gamma,
+                running_var,
+                eps,
+            } => {
+                let scale = gamma.div(&(running_var + *eps)?.sqrt()?)?;
+                Ok(scale_channels(g, &scale)?)
+            }
+            BnTrace::Train {
+                scale,
+                centred,
+                var,
+                eps,
+                inv_count,
+            } => {
+                let mean_g = (channel_sum(g)? * *inv_count)?;
+                let mean_gc = (channel_sum(&g.mul(centred)?)? * *inv_count)?;
+                let coef = mean_gc.div(&(var + *eps)?)?;
+                let inner =
+                    add_channel_bias(g, &mean_g.neg()?)?.sub(&scale_channels(centred, &coef)?)?;
+                Ok(scale_channels(&inner, scale)?)
+            }
+        }
     }
 }
 

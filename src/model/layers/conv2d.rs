@@ -2,7 +2,7 @@
 //! computed on the CPU as im2col + GEMM per sample, with its own first- and higher-order backward
 //! (see [`conv2d_auto`](super::conv2d_auto)).
 
-use super::conv_gemm::conv2d_auto;
+use super::conv_gemm::{ConvInputAdjoint, conv2d_auto};
 use crate::error::{Error, Result};
 use crate::model::init::Init;
 use crate::model::params::{ParamKind, ParamStore};
@@ -134,5 +134,18 @@ impl Conv2d {
             Some(b) => super::add_channel_bias(&y, b.as_tensor())?,
             None => y,
         })
+    }
+
+    /// Jᵀg for g shaped like the output of an `h × w` input: the transposed convolution of g by
+    /// W, differentiable in g and W (the bias does not enter).
+    pub fn input_vjp(&self, g: &Tensor, h: usize, w: usize) -> Result<Tensor> {
+        let op = ConvInputAdjoint {
+            stride: self.stride,
+            padding: self.padding,
+            h,
+            w,
+        };
+        Ok(g.contiguous()?
+            .apply_op2(&self.weight.as_tensor().contiguous()?, op)?)
     }
 }

@@ -1,9 +1,10 @@
 //! In-place CPU kernels for the evaluation-mode forward pass without autograd
 //! ([`super::inference`]): BatchNorm's eval affine map (Ioffe & Szegedy 2015, eq. of Alg. 1 with
-//! the running statistics), ReLU and the residual sum (He et al. 2016, eq. 1), each optionally
-//! followed by ReLU, overwriting a buffer the caller owns instead of allocating one per op.
+//! the running statistics), ReLU, a convolution's channel bias and the residual sum (He et al.
+//! 2016, eq. 1), each optionally followed by ReLU, overwriting a buffer the caller owns instead of allocating one per op.
 //! Every entry gets the same float operations in the same order as the candle ops they replace
-//! (`BatchNorm2d::forward(x, false)`, [`super::relu`], `y + s`), so results are bit-identical.
+//! (`BatchNorm2d::forward(x, false)`, [`super::relu`], `add_channel_bias`, `y + s`), so results
+//! are bit-identical.
 
 use super::cpu_op::CpuFloat;
 use candle_core::{CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor};
@@ -188,6 +189,70 @@ impl InplaceOp2 for AddInPlace {
             (CpuStorage::F32(y), CpuStorage::F32(s)) => add_run(y, l1, s, l2, self.relu),
             (CpuStorage::F64(y), CpuStorage::F64(s)) => add_run(y, l1, s, l2, self.relu),
             _ => candle_core::bail!("residual sum: f32 or f64 operands of one dtype only"),
+        }
+    }
+}
+
+/// y ← y + b_c per channel c of `(n, c, h, w)` (b of shape `(c)`), then max(·, 0) when `relu`:
+/// a convolution's bias, as `add_channel_bias` computes it, on the convolution's own output.
+#[derive(Debug, Clone, Copy)]
+pub struct ChannelBiasInPlace {
+    pub relu: bool,
+}
+
+fn channel_bias_run<T: CpuFloat>(
+    y: &mut [T],
+    ly: &Layout,
+    b: &[T],
+    lb: &Layout,
+    relu: bool,
+) -> candle_core::Result<()> {
+    let plane = match ly.shape().dims() {
+        &[_, c, h, w] if lb.shape().dims() == [c] => h * w,
+        d => candle_core::bail!(
+            "channel bias: (n, c, h, w) and (c) expected, got {d:?} and {:?}",
+            lb.shape().dims()
+        ),
+    };
+    let y = contiguous_mut(y, ly, "channel bias")?;
+    let b = match lb.contiguous_offsets() {
+        Some((s, e)) => &b[s..e],
+        None => candle_core::bail!("channel bias: the bias must be contiguous"),
+    };
+    if plane == 0 || b.is_empty() {
+        return Ok(());
+    }
+    let zero = T::default();
+    y.par_chunks_mut(plane).enumerate().for_each(|(i, p)| {
+        let bc = b[i % b.len()];
+        if relu {
+            for v in p.iter_mut() {
+                let s = *v + bc;
+                *v = if s <= zero { zero } else { s };
+            }
+        } else {
+            p.iter_mut().for_each(|v| *v += bc);
+        }
+    });
+    Ok(())
+}
+
+impl InplaceOp2 for ChannelBiasInPlace {
+    fn name(&self) -> &'static str {
+        "channel-bias-in-place"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        match (s1, s2) {
+            (CpuStorage::F32(y), CpuStorage::F32(b)) => channel_bias_run(y, l1, b, l2, self.relu),
+            (CpuStorage::F64(y), CpuStorage::F64(b)) => channel_bias_run(y, l1, b, l2, self.relu),
+            _ => candle_core::bail!("channel bias: f32 or f64 operands of one dtype only"),
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Same float operations in the same order as [`super::forward_layers`] with `train = false`:
 //! the results are bit-identical, only time and memory differ.
 
-use super::in_place::{AddInPlace, BnEvalInPlace, ReluInPlace};
+use super::in_place::{AddInPlace, BnEvalInPlace, ChannelBiasInPlace, ReluInPlace};
 use super::{BasicBlock, BatchNorm2d, Conv2d, Layer, add_channel_bias, conv2d_auto};
 use crate::error::Result;
 use candle_core::{DType, Tensor};
@@ -34,6 +34,29 @@ fn conv(c: &Conv2d, x: &Tensor) -> Result<Tensor> {
         Some(b) => add_channel_bias(&y, &b.detach())?,
         None => y,
     })
+}
+
+/// W ⋆ x + b, then ReLU when `relu`, the bias (and ReLU) added in place on the convolution's
+/// fresh output on the CPU; returns whether the ReLU was applied.
+fn conv_bias_relu(c: &Conv2d, x: &Tensor, relu: bool) -> Result<(Act, bool)> {
+    let y = Act {
+        t: conv2d_auto(x, &c.weight().detach(), c.stride(), c.padding())?,
+        owned: true,
+    };
+    match c.bias() {
+        Some(b) if y.in_place_ok() && b.dtype() == y.t.dtype() => {
+            y.t.inplace_op2(&b.detach(), &ChannelBiasInPlace { relu })?;
+            Ok((y, relu))
+        }
+        Some(b) => Ok((
+            Act {
+                t: add_channel_bias(&y.t, &b.detach())?,
+                owned: true,
+            },
+            false,
+        )),
+        None => Ok((y, false)),
+    }
 }
 
 /// BatchNorm in eval mode, then ReLU when `relu`; in place when `x` is ours.
@@ -114,10 +137,11 @@ pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
     while i < layers.len() {
         let next_is_relu = matches!(layers.get(i + 1), Some(Layer::Relu));
         h = match &layers[i] {
-            Layer::Conv2d(c) => Act {
-                t: conv(c, &h.t)?,
-                owned: true,
-            },
+            Layer::Conv2d(c) => {
+                let (y, relu_done) = conv_bias_relu(c, &h.t, next_is_relu)?;
+                i += usize::from(relu_done);
+                y
+            }
             Layer::BatchNorm2d(bn) => {
                 i += usize::from(next_is_relu);
                 batch_norm(bn, h, next_is_relu)?

@@ -21,8 +21,8 @@ mod residual_block;
 mod window_pool;
 mod zero_pad;
 
-pub use basic_block::BasicBlock;
-pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm2d};
+pub use basic_block::{BasicBlock, BlockTrace};
+pub use batch_norm::{BN_EPS, BN_MOMENTUM, BatchNorm2d, BnTrace};
 pub use channel_bias::{AddChannelBias, ChannelSum, add_channel_bias};
 pub use channel_scale::{ChannelScale, scale_channels};
 pub use concat_block::ConcatBlock;

@@ -1,0 +1,176 @@
+//! The Monte Carlo loop of a dense ReLU network on the CPU (`Normalize → Flatten → Linear (→ ReLU →
+//! Linear)*`, f32) with the noise fused into the forward pass: each rayon task takes a block of
+//! [`DENSE_ROWS`] noisy copies, draws and checks their noise (`NoiseKey::add_noise_checked`),
+//! normalises them and runs the layers' GEMMs on its own thread into its own buffers — no tensor,
+//! no allocation per op, no hand-off between thread pools. The float operations are those of
+//! `infer_layers` (normalise, GEMMs of exactly [`DENSE_ROWS`] rows with the same kernel, bias,
+//! ReLU), so the logits, and the scores computed from them as before, have the same bits
+//! (tested against the tensor path in `tests/smoothing_dense_mc.rs`).
+
+use super::noise::NoiseKey;
+use crate::error::{Error, Result};
+use crate::model::Classifier;
+use crate::model::layers::DENSE_ROWS;
+use crate::model::layers::gemm::{Mat, gemm_into};
+use crate::model::layers::relu::relu_in_place;
+use crate::score::{ScoreKind, score_logits};
+use crate::train::dense_step::DenseNet;
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+
+/// One linear layer's parameters, copied once per Monte Carlo run.
+struct Dense {
+    /// W, `(out, in)` row-major.
+    w: Vec<f32>,
+    /// b, `(out)`, if any.
+    b: Option<Vec<f32>>,
+    inp: usize,
+    out: usize,
+}
+
+/// A dense ReLU network read off a model for the fused Monte Carlo loop.
+pub struct DenseMc<'m> {
+    model: &'m dyn Classifier,
+    mean: Vec<f32>,
+    std: Vec<f32>,
+    plane: usize,
+    layers: Vec<Dense>,
+}
+
+/// Per-task buffers (the block's noisy inputs, then activations), reused across blocks.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    a: Vec<f32>,
+}
+
+impl<'m> DenseMc<'m> {
+    /// The model as a dense ReLU network in f32 on the CPU, if it is one.
+    pub fn of(model: &'m dyn Classifier, device: &Device) -> Result<Option<Self>> {
+        let Some(m) = model.as_model() else {
+            return Ok(None);
+        };
+        let Some(net) = DenseNet::of(m) else {
+            return Ok(None);
+        };
+        if !device.is_cpu() || net.dtype() != DType::F32 {
+            return Ok(None);
+        }
+        let (mean, std, plane) = net.normalisation();
+        let mut layers = Vec::new();
+        for l in net.linears() {
+            layers.push(Dense {
+                w: l.weight().flatten_all()?.to_vec1::<f32>()?,
+                b: l.bias().map(|b| b.to_vec1::<f32>()).transpose()?,
+                inp: l.in_features(),
+                out: l.out_features(),
+            });
+        }
+        Ok(Some(DenseMc {
+            model,
+            mean: mean.to_vec(),
+            std: std.to_vec(),
+            plane,
+            layers,
+        }))
+    }
+
+    /// Values per input.
+    fn dim(&self) -> usize {
+        self.layers[0].inp
+    }
+
+    /// Logits per copy.
+    fn classes(&self) -> usize {
+        self.layers.last().map_or(0, |l| l.out)
+    }
+
+    /// Scores of copies `start..start + count` of sample `index` (input `x`) and, per copy,
+    /// whether its noise is exact: the engine's `noisy_scores_checked` for one batch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn noisy_batch(
+        &self,
+        key: &NoiseKey,
+        index: u64,
+        x: &[f32],
+        sigma: f64,
+        start: u64,
+        count: usize,
+        kind: ScoreKind,
+        temperature: f64,
+        exact: &mut [bool],
+    ) -> Result<Vec<f64>> {
+        let (d, k) = (self.dim(), self.classes());
+        if x.len() != d || exact.len() < count {
+            return Err(Error::Internal(
+                "dense Monte Carlo: sizes do not match".into(),
+            ));
+        }
+        let mut logits = vec![0.0f32; count * k];
+        logits
+            .par_chunks_mut(DENSE_ROWS * k)
+            .zip(exact[..count].par_chunks_mut(DENSE_ROWS))
+            .enumerate()
+            .try_for_each_init(Scratch::default, |s, (blk, (lg, ex))| {
+                let first = start + (blk * DENSE_ROWS) as u64;
+                self.block(s, key, index, x, sigma, first, lg, ex)
+            })?;
+        let t = Tensor::from_vec(logits, (count, k), &Device::Cpu)?;
+        score_logits(self.model, t, kind, temperature)
+    }
+
+    /// One block of `ex.len()` ≤ [`DENSE_ROWS`] copies from copy `first`: noise and exactness
+    /// into `ex`, logits into `lg`; the rows past the block's copies are zeros (GEMM rows are
+    /// independent, so they change nothing).
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        s: &mut Scratch,
+        key: &NoiseKey,
+        index: u64,
+        x: &[f32],
+        sigma: f64,
+        first: u64,
+        lg: &mut [f32],
+        ex: &mut [bool],
+    ) -> Result<()> {
+        let d = self.dim();
+        let rows = ex.len();
+        s.x.resize(DENSE_ROWS * d, 0.0);
+        s.x[rows * d..].fill(0.0);
+        for (j, (row, ok)) in s.x.chunks_exact_mut(d).zip(ex.iter_mut()).enumerate() {
+            *ok = key.add_noise_checked(index, first + j as u64, sigma, x, row);
+            // Normalise as the tensor path does: (x − mean[c]) / std[c], two f32 roundings.
+            for (ch, plane) in row.chunks_mut(self.plane).enumerate() {
+                let (m, sd) = (self.mean[ch], self.std[ch]);
+                for v in plane {
+                    *v = (*v - m) / sd;
+                }
+            }
+        }
+        // Activations alternate between two buffers; `h` ends holding the logits.
+        let (mut h, mut o) = (std::mem::take(&mut s.x), std::mem::take(&mut s.a));
+        let last = self.layers.len() - 1;
+        for (i, l) in self.layers.iter().enumerate() {
+            o.resize(DENSE_ROWS * l.out, 0.0);
+            let lhs = Mat::row_major(&h[..DENSE_ROWS * l.inp], DENSE_ROWS, l.inp);
+            let w = Mat::row_major(&l.w, l.out, l.inp).t();
+            gemm_into(&mut o, lhs, w, false, false)?;
+            if let Some(b) = &l.b {
+                for row in o.chunks_exact_mut(l.out) {
+                    for (v, bi) in row.iter_mut().zip(b) {
+                        *v += bi;
+                    }
+                }
+            }
+            if i < last {
+                relu_in_place(&mut o);
+            }
+            std::mem::swap(&mut h, &mut o);
+        }
+        let k = self.classes();
+        lg.copy_from_slice(&h[..rows * k]);
+        (s.x, s.a) = (h, o);
+        Ok(())
+    }
+}

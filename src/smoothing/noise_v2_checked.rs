@@ -1,0 +1,432 @@
+//! Layout v2's exactness check of the float32 noise coupling (proofs/smoothing_floating_point.md,
+//! "The fused check") fused into the vectorised generator: per pair a cheap bound η⁺ ≥
+//! `noise_v2::cell_error` from the u₁ and radius the generator already has, and per coordinate a
+//! branch-free sufficient test that implies `noise::rounds_to`; only the rare pairs it cannot settle
+//! are decided by the scalar check `noise_v2::pair_is_exact`, so every pair gets the scalar check's
+//! decision.
+
+use super::box_muller::pair_with_radius;
+use super::philox::philox4x32_10;
+
+/// Pairs per chunk.
+const CHUNK: usize = 32;
+/// The cell width 2⁻⁵² of layout v2's uniforms.
+const CELL: f64 = 1.0 / (1u64 << 52) as f64;
+
+/// An upper bound on `noise_v2::cell_error` of a pair whose computed uniform is `u1` = b and
+/// radius `r` = fl(√(−2 ln b)): with a = b − 2⁻⁵², r(a)² − r(b)² = 2 ln(b/a) ≤ 2⁻⁵¹/a = q, so
+/// D = r(a) − r(b) ≤ min(q / r(b), √q), and cell_error ≤ (1 + 10⁻¹²)(D + 1.6·10⁻¹⁴·r(a));
+/// we return 2D⁺ + 4·10⁻¹⁴·(r⁺ + D⁺) (+∞ when the cell reaches u₁ = 0, as cell_error does).
+#[inline(always)]
+pub(super) fn eta_upper(u1: f64, r: f64) -> f64 {
+    let a = u1 - CELL;
+    let q = 2.0 * CELL / a;
+    // r(b) ≥ |r|·(1 − 10⁻¹²); r = ±0 (u₁ = 1: √(−0) is −0) gives q / +0 = +∞ and the √q branch.
+    let r = r.abs();
+    let d = (q / (r * (1.0 - 1e-12))).min(q.sqrt());
+    let eta = 2.0 * d + 4e-14 * (r * (1.0 + 1e-12) + d);
+    if a > 0.0 { eta } else { f64::INFINITY }
+}
+
+/// A sufficient condition for `noise::rounds_to(x, σ, z, η, v)` with σ·η ≤ `spread`, where
+/// `sz` = fl(σz), `c` = fl(x + sz) and `v` = fl₃₂(c): v is a normal f32 that is not a power of
+/// two (so both neighbours lie 2h away, h = half its spacing) and |c − v| (exact, Sterbenz) plus a
+/// bound Δ on how far rounds_to's interval ends reach from c stays below h (a NaN or negative
+/// `spread` fails).
+#[inline(always)]
+pub(super) fn surely_rounds_to(x: f64, sz: f64, c: f64, v: f32, spread: f64) -> bool {
+    let bits = v.to_bits();
+    let e = (bits >> 23) & 0xff;
+    let usable = (e.wrapping_sub(1) < 254) & ((bits & 0x7f_ffff) != 0);
+    // h = 2^(e − 151): half the spacing of the f32 binade with biased exponent e.
+    let h = f64::from_bits((e as u64 + 872) << 52);
+    let delta = 1.02 * spread + 10.0 * f64::EPSILON * (x.abs() + sz.abs() + spread) + 1e-299;
+    usable & (spread >= 0.0) & ((c - v as f64).abs() + delta < h)
+}
+
+/// One chunk of pairs `first..first + CHUNK`: `out` = fl₃₂(x + σz) for the 2·CHUNK values and
+/// `sure[j]` whether both values of pair j pass [`surely_rounds_to`] with η⁺ = [`eta_upper`].
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn chunk_body(
+    key: [u32; 2],
+    index: u64,
+    copy: u32,
+    first: u32,
+    sigma: f64,
+    x: &[f32; 2 * CHUNK],
+    out: &mut [f32; 2 * CHUNK],
+    sure: &mut [bool; CHUNK],
+) {
+    let (lo, hi) = (index as u32, (index >> 32) as u32);
+    let (mut z0, mut z1, mut eta) = ([0.0f64; CHUNK], [0.0f64; CHUNK], [0.0f64; CHUNK]);
+    for j in 0..CHUNK {
+        let y = philox4x32_10([first.wrapping_add(j as u32), copy, lo, hi], key);
+        let w1 = ((y[1] as u64) << 32) | y[0] as u64;
+        let w2 = ((y[3] as u64) << 32) | y[2] as u64;
+        let (a, b, u1, r) = pair_with_radius(w1, w2);
+        (z0[j], z1[j], eta[j]) = (a, b, eta_upper(u1, r));
+    }
+    for j in 0..CHUNK {
+        let spread = sigma * eta[j];
+        let (x0, x1) = (x[2 * j] as f64, x[2 * j + 1] as f64);
+        let (s0, s1) = (sigma * z0[j], sigma * z1[j]);
+        let (c0, c1) = (x0 + s0, x1 + s1);
+        let (v0, v1) = (c0 as f32, c1 as f32);
+        out[2 * j] = v0;
+        out[2 * j + 1] = v1;
+        sure[j] =
+            surely_rounds_to(x0, s0, c0, v0, spread) & surely_rounds_to(x1, s1, c1, v1, spread);
+    }
+}
+
+/// [`chunk_body`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk_avx2(
+    key: [u32; 2],
+    index: u64,
+    copy: u32,
+    first: u32,
+    sigma: f64,
+    x: &[f32; 2 * CHUNK],
+    out: &mut [f32; 2 * CHUNK],
+    sure: &mut [bool; CHUNK],
+) {
+    chunk_body(key, index, copy, first, sigma, x, out, sure)
+}
+
+/// [`chunk_body`] compiled for AVX-512 (F, DQ, VL).
+///
+/// # Safety
+/// The CPU must support AVX-512 F, DQ and VL.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn chunk_avx512(
+    key: [u32; 2],
+    index: u64,
+    copy: u32,
+    first: u32,
+    sigma: f64,
+    x: &[f32; 2 * CHUNK],
+    out: &mut [f32; 2 * CHUNK],
+    sure: &mut [bool; CHUNK],
+) {
+    chunk_body(key, index, copy, first, sigma, x, out, sure)
+}
+
+/// One chunk, with AVX-512 or AVX2 when available (same arithmetic, same bits).
+#[allow(clippy::too_many_arguments)]
+fn chunk(
+    key: [u32; 2],
+    index: u64,
+    copy: u32,
+    first: u32,
+    sigma: f64,
+    x: &[f32; 2 * CHUNK],
+    out: &mut [f32; 2 * CHUNK],
+    sure: &mut [bool; CHUNK],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx512f")
+        && std::arch::is_x86_feature_detected!("avx512dq")
+        && std::arch::is_x86_feature_detected!("avx512vl")
+    {
+        // SAFETY: AVX-512 F, DQ and VL support was just detected.
+        unsafe { chunk_avx512(key, index, copy, first, sigma, x, out, sure) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 support was just detected.
+        unsafe { chunk_avx2(key, index, copy, first, sigma, x, out, sure) };
+        return;
+    }
+    chunk_body(key, index, copy, first, sigma, x, out, sure)
+}
+
+/// Writes `x + σ·z` into `out` exactly as `noise_v2::add_noise` does and passes `decide(m, ok)`
+/// for every value pair m: ok is the decision of the scalar check `noise_v2::pair_is_exact`,
+/// taken from the vectorised sufficient test when it passes and from the scalar check otherwise.
+fn add_noise_deciding(
+    key: [u32; 2],
+    index: u64,
+    copy: u64,
+    sigma: f64,
+    x: &[f32],
+    out: &mut [f32],
+    mut decide: impl FnMut(usize, bool),
+) {
+    let d = x.len().min(out.len());
+    let pairs = d.div_ceil(2);
+    assert!(
+        copy < 1 << 32 && pairs as u64 <= 1 << 32,
+        "noise layout v2: counters out of range (NoiseKey::check_range guards every run)"
+    );
+    let (mut xb, mut ob, mut sure) = ([0.0f32; 2 * CHUNK], [0.0f32; 2 * CHUNK], [false; CHUNK]);
+    for m0 in (0..pairs).step_by(CHUNK) {
+        let (v0, v1) = (2 * m0, (2 * (m0 + CHUNK)).min(d));
+        let len = v1 - v0;
+        xb[..len].copy_from_slice(&x[v0..v1]);
+        xb[len..].fill(0.0);
+        chunk(
+            key,
+            index,
+            copy as u32,
+            m0 as u32,
+            sigma,
+            &xb,
+            &mut ob,
+            &mut sure,
+        );
+        out[v0..v1].copy_from_slice(&ob[..len]);
+        for (j, &s) in sure.iter().enumerate().take(pairs - m0) {
+            let m = m0 + j;
+            // A padded second value (odd d) only makes the sufficient test stricter.
+            let ok = s || {
+                let e = (2 * m + 2).min(d);
+                super::noise_v2::pair_is_exact(
+                    key,
+                    index,
+                    copy,
+                    m as u32,
+                    sigma,
+                    &x[2 * m..e],
+                    &out[2 * m..e],
+                )
+            };
+            decide(m, ok);
+        }
+    }
+}
+
+/// `noise_v2::add_noise`, and whether the copy is *exact* — the decision of
+/// `noise_v2::add_noise_checked_scalar`, pair by pair, at the cost of the vectorised generator.
+pub fn add_noise_checked(
+    key: [u32; 2],
+    index: u64,
+    copy: u64,
+    sigma: f64,
+    x: &[f32],
+    out: &mut [f32],
+) -> bool {
+    let mut exact = true;
+    add_noise_deciding(key, index, copy, sigma, x, out, |_, ok| exact &= ok);
+    exact
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::box_muller::unit_open_closed;
+    use super::super::noise::sigma_onto_midpoint;
+    use super::super::noise_v2::{add_noise, cell_error, pair_is_exact};
+    use super::*;
+    use rand::{RngCore, SeedableRng};
+
+    const KEY: [u32; 2] = [0x0dd_cafe, 0x5eed_0015];
+
+    /// The fused check and the scalar one decide ≥ 10⁶ pairs alike, one by one, and write the
+    /// same bits. Copies mix MNIST-like pixels (zeros, ones, grey levels), and σ is tuned per copy
+    /// so that one value sits on, or a chosen number of f64 ulps off, an f32 rounding midpoint —
+    /// the decision boundary of both checks; the test also insists that the scalar check rejects
+    /// many of those and that the sufficient test leaves a few to the scalar path.
+    #[test]
+    fn fused_and_scalar_checks_agree_pair_by_pair() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(15);
+        let d = 785; // odd: the last pair has one value
+        let mut x = vec![0.0f32; d];
+        let (mut out_f, mut out_s) = (vec![0.0f32; d], vec![0.0f32; d]);
+        let mut z = vec![0.0f64; d];
+        let (mut pairs, mut rejected, mut fallbacks, mut copies_inexact) = (0usize, 0, 0, 0);
+        for copy in 0..2600u64 {
+            let index = copy % 7 + (copy % 3) * (1 << 33);
+            for xi in x.iter_mut() {
+                let w = rng.next_u64();
+                *xi = match w % 4 {
+                    0 => 0.0,
+                    1 => 1.0,
+                    _ => ((w >> 40) as f32) / (1u64 << 24) as f32,
+                };
+            }
+            let mut sigma = [0.12, 0.25, 0.5, 1.0][(copy % 4) as usize];
+            let t = (copy / 4) % 5;
+            if t > 0 {
+                // Tune σ so that value i lands on (t = 1) or near (t = 2..4) a rounding midpoint.
+                super::super::noise_v2::fill(KEY, index, copy, &mut z);
+                let i = (rng.next_u64() % d as u64) as usize;
+                if z[i].abs() > 0.05 {
+                    let s_mid = sigma_onto_midpoint(x[i], sigma, z[i]);
+                    let ulps = [0.0, 0.0, 8.0, 30.0, 90.0][t as usize];
+                    let c = x[i] as f64 + s_mid * z[i];
+                    let sign = if rng.next_u64() % 2 == 0 { 1.0 } else { -1.0 };
+                    sigma = s_mid + sign * ulps * c.abs() * f64::EPSILON / z[i];
+                }
+            }
+            let exact_s = super::super::noise_v2::add_noise_checked_scalar(
+                KEY, index, copy, sigma, &x, &mut out_s,
+            );
+            let mut exact_f = true;
+            add_noise_deciding(KEY, index, copy, sigma, &x, &mut out_f, |m, ok| {
+                let e = (2 * m + 2).min(d);
+                let want = pair_is_exact(
+                    KEY,
+                    index,
+                    copy,
+                    m as u32,
+                    sigma,
+                    &x[2 * m..e],
+                    &out_s[2 * m..e],
+                );
+                assert_eq!(ok, want, "copy {copy} pair {m} σ {sigma}");
+                pairs += 1;
+                rejected += usize::from(!want);
+                exact_f &= ok;
+            });
+            assert_eq!(
+                out_f.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                out_s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "copy {copy}"
+            );
+            assert_eq!(exact_f, exact_s, "copy {copy}");
+            assert_eq!(
+                add_noise_checked(KEY, index, copy, sigma, &x, &mut out_f),
+                exact_s
+            );
+            copies_inexact += usize::from(!exact_s);
+            // Pairs that the sufficient test leaves to the scalar check.
+            let mut xb = [0.0f32; 2 * CHUNK];
+            let (mut ob, mut sure) = ([0.0f32; 2 * CHUNK], [false; CHUNK]);
+            for m0 in (0..d.div_ceil(2)).step_by(CHUNK) {
+                let (v0, v1) = (2 * m0, (2 * (m0 + CHUNK)).min(d));
+                xb[..v1 - v0].copy_from_slice(&x[v0..v1]);
+                xb[v1 - v0..].fill(0.0);
+                chunk_body(
+                    KEY,
+                    index,
+                    copy as u32,
+                    m0 as u32,
+                    sigma,
+                    &xb,
+                    &mut ob,
+                    &mut sure,
+                );
+                fallbacks += sure
+                    .iter()
+                    .take(d.div_ceil(2) - m0)
+                    .filter(|s| !**s)
+                    .count();
+            }
+        }
+        assert!(pairs >= 1_000_000, "{pairs}");
+        assert!(
+            rejected >= 300 && copies_inexact >= 300,
+            "{rejected} {copies_inexact}"
+        );
+        assert!(fallbacks > rejected, "{fallbacks} {rejected}");
+        assert!(fallbacks < pairs / 200, "{fallbacks} of {pairs}");
+    }
+
+    /// η⁺ bounds the scalar cell bound for every kind of u₁: next to 1 (r ≈ 0, where the √q branch
+    /// holds), in the far tail (u₁ a few cells, r ≈ 8.5), on every binade edge and at random.
+    #[test]
+    fn eta_upper_bounds_the_cell_error() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(16);
+        let top = (1u64 << 52) - 1;
+        let mut ks: Vec<u64> = (0..200_000).chain(top - 200_000..=top).collect();
+        for b in 0..52 {
+            for o in 0..64 {
+                ks.push(((1u64 << b) + o).saturating_sub(32).min(top));
+            }
+        }
+        ks.extend((0..1_000_000).map(|_| rng.next_u64() >> 12));
+        let (mut worst, mut loosest, mut checked) = (f64::INFINITY, 0.0f64, 0usize);
+        for k in ks {
+            let w1 = k << 12 | (rng.next_u64() & 0xfff);
+            let u1 = unit_open_closed(w1);
+            let (_, _, u, r) = pair_with_radius(w1, rng.next_u64());
+            assert_eq!(u, u1);
+            let (s, f) = (cell_error(w1), eta_upper(u1, r));
+            if s.is_infinite() {
+                assert!(f.is_infinite(), "k {k}");
+                continue;
+            }
+            assert!(f >= s, "k {k}: η⁺ {f} < cell_error {s}");
+            worst = worst.min(f / s);
+            loosest = loosest.max(f / s);
+            checked += 1;
+        }
+        // η⁺ stays within a small factor (the fallbacks stay rare).
+        assert!(
+            worst >= 1.0 && loosest <= 8.0 && checked > 1_400_000,
+            "{worst} {loosest} {checked}"
+        );
+    }
+
+    /// The sufficient test implies the scalar rounds_to at the word level, with adversarial words
+    /// (tails, u₁ next to 1) and values on or a few ulps off rounding midpoints, for unit and
+    /// 0–255 pixel scales and σ down to 0.01 (where the f64 rounding slack dominates σ·η).
+    #[test]
+    fn surely_rounds_to_implies_rounds_to() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(17);
+        let (mut sure, mut tuned_sure) = (0usize, 0usize);
+        for t in 0..1_000_000u64 {
+            let w1 = match t % 5 {
+                0 => u64::MAX - (rng.next_u64() >> (12 + (t / 5 % 40))),
+                1 => rng.next_u64() >> (12 + (t / 5 % 40)),
+                _ => rng.next_u64(),
+            };
+            let (z0, _, u1, r) = pair_with_radius(w1, rng.next_u64());
+            // Pixels in [0, 1] and, where the f64 rounding slack outweighs σ·η, in [0, 256).
+            let x = match t % 3 {
+                0 => 0.0,
+                1 => ((rng.next_u64() >> 40) as f32) / (1u64 << 24) as f32,
+                _ => ((rng.next_u64() >> 40) as f32) / (1u64 << 16) as f32,
+            };
+            let mut sigma = [0.12, 0.25, 0.5, 1.0, 0.01][(t / 7 % 5) as usize];
+            let tuned = t % 2 == 0 && z0.abs() > 1e-3;
+            if tuned {
+                let s = sigma_onto_midpoint(x, sigma, z0);
+                let c = x as f64 + s * z0;
+                let ulps = (rng.next_u64() % 200) as f64 - 100.0;
+                sigma = s + ulps * c.abs() * f64::EPSILON / z0;
+            }
+            let (sz, eta) = (sigma * z0, eta_upper(u1, r));
+            let c = x as f64 + sz;
+            let v = c as f32;
+            if surely_rounds_to(x as f64, sz, c, v, sigma * eta) {
+                let e = cell_error(w1);
+                assert!(
+                    e.is_finite() && super::super::noise::rounds_to(x as f64, sigma, z0, e, v),
+                    "w1 {w1:#x} x {x} σ {sigma}"
+                );
+                sure += 1;
+                tuned_sure += usize::from(tuned);
+            }
+        }
+        assert!(sure > 400_000 && tuned_sure > 20_000, "{sure} {tuned_sure}");
+    }
+
+    /// The AVX-512, AVX2 and portable chunks give the same values and decisions.
+    #[test]
+    fn vector_and_portable_chunks_agree() {
+        let x: [f32; 2 * CHUNK] = std::array::from_fn(|i| (i % 7) as f32 / 6.0);
+        let (mut ob, mut sb) = ([0.0f32; 2 * CHUNK], [false; CHUNK]);
+        for (index, copy, first) in [(0u64, 0u32, 0u32), (u64::MAX, u32::MAX, 96), (12, 7, 32)] {
+            chunk_body(KEY, index, copy, first, 0.25, &x, &mut ob, &mut sb);
+            let (mut o, mut s) = ([0.0f32; 2 * CHUNK], [false; CHUNK]);
+            chunk(KEY, index, copy, first, 0.25, &x, &mut o, &mut s);
+            assert_eq!(o.map(f32::to_bits), ob.map(f32::to_bits));
+            assert_eq!(s, sb);
+            if first == 0 {
+                let mut plain = [0.0f32; 2 * CHUNK];
+                add_noise(KEY, index, copy as u64, 0.25, &x, &mut plain);
+                assert_eq!(o.map(f32::to_bits), plain.map(f32::to_bits));
+            }
+        }
+    }
+}
