@@ -267,9 +267,10 @@ fn bad_input_exits_2_with_one_line() {
     let (rb, ra) = rows();
     let b = certify_run(d.path(), "energy", &rb, 0.25);
     let a = certify_run(d.path(), "greg", &ra, 0.25);
-    // Another image in place of idx 101; another σ; a duplicate image.
+    // Another image (idx 111, same label and place in the sorted list) in place of idx 110;
+    // another label for idx 101; another σ; a duplicate image.
     let mut moved = ra.clone();
-    moved[0].0 = 999;
+    moved[9].0 = 111;
     let other = certify_run(d.path(), "moved", &moved, 0.25);
     let sigma = certify_run(d.path(), "sigma", &ra, 0.5);
     let mut relabel = ra.clone();

@@ -129,20 +129,23 @@ for stage in $STAGES; do
         wait
         ;;
       claims)
+        sb=$(smooth_runs --paired-baseline energy "$s") sa=$(smooth_runs --paired-arm greg "$s")
+        lb=$(lip_runs --paired-baseline energy "$s") la=$(lip_runs --paired-arm greg "$s")
         for cert in radius radius_score; do
-          # shellcheck disable=SC2046
-          "$BIN" claims --baseline energy --arm greg --radius "$cert" \
-            $(smooth_runs --paired-baseline energy "$s") $(smooth_runs --paired-arm greg "$s") \
+          if [ -z "$sb" ]; then echo "claims: no smoothing slice finished by both arms" >&2; break; fi
+          # shellcheck disable=SC2086
+          "$BIN" claims --baseline energy --arm greg --radius "$cert" $sb $sa \
             --out "$OUT/claims/smoothing-$cert-s$s"
         done
         for cert in radius_bound_prop radius_lipschitz; do
-          # shellcheck disable=SC2046
-          "$BIN" claims --baseline energy --arm greg --radius "$cert" \
-            $(lip_runs --paired-baseline energy "$s") $(lip_runs --paired-arm greg "$s") \
+          if [ -z "$lb" ]; then echo "claims: no Lipschitz slice finished by both arms" >&2; break; fi
+          # shellcheck disable=SC2086
+          "$BIN" claims --baseline energy --arm greg --radius "$cert" $lb $la \
             --out "$OUT/claims/lipschitz-$cert-s$s"
         done
         mkdir -p papers/data/radii_open_set
         for c in "$OUT"/claims/*-s"$s"; do
+          [ -f "$c/paired_claims.csv" ] || continue
           for f in paired_claims.csv paired_curves.csv; do
             cp "$c/$f" "papers/data/radii_open_set/$(basename "$c")_$f"
           done
