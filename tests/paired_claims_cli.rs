@@ -14,6 +14,9 @@ const CERTIFY_HEADER: &str = "idx,label,predict,radius,correct,dataset,is_id,rad
 /// One certify row: (idx, label, predict, radius, is_id, radius_score).
 type Row = (u64, i64, i64, f64, bool, f64);
 
+/// A bad-input case: baseline runs, arm runs, extra flags, the expected message.
+type Case<'a> = (Vec<&'a Path>, Vec<&'a Path>, Vec<&'a str>, &'a str);
+
 /// A certify run folder with `rows` (datasets mnist:test#0-5 for ID, #6-9 for OOD) and a manifest
 /// whose config holds σ = `sigma`.
 fn certify_run(dir: &Path, name: &str, rows: &[Row], sigma: f64) -> PathBuf {
@@ -286,7 +289,7 @@ fn bad_input_exits_2_with_one_line() {
     let empty = d.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let out = d.path().join("o");
-    let cases: Vec<(Vec<&Path>, Vec<&Path>, Vec<&str>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (vec![&b], vec![&other], vec![], "not on the same images"),
         (
             vec![&b],
