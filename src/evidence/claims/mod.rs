@@ -2,9 +2,14 @@
 //! 95 % t interval, the difference to the baseline with a 95 % Welch interval, the exact two-sided
 //! rank-sum test, and a verdict by the rule of [`Verdict::decide`]. Input: a benchmark's
 //! `metrics_all.csv` (arm, seed, ood, one column per metric); output: `claims.csv`, `claims.md`.
+//! Paired radius comparisons of two models on the same images: [`paired`].
 
 pub mod output;
+pub mod paired;
+pub mod paired_output;
+pub mod paired_runs;
 pub mod rank_test;
+pub mod signed_rank;
 pub mod t_interval;
 
 pub use rank_test::{RankTest, exact_rank_test};
