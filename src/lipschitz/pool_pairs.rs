@@ -19,7 +19,8 @@ pub struct PoolPairs {
 }
 
 /// A relative slack that covers every rounding of the test (the rows' fold rounding ≤ 2ε
-/// relative, z(x₀)'s forward pass and the dot products ≤ 10⁻¹² relative for these sizes).
+/// relative, z(x₀)'s forward pass relative to its magnitude and the dot products: ≤ 10⁻¹²
+/// relative for these sizes).
 const SLACK: f64 = 1e-9;
 /// Multiply-adds beyond which the test is skipped (`None`).
 const MAX_WORK: f64 = 2e9;
@@ -48,15 +49,20 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
     if x0.len() != in_dim || x0.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    // z(x₀) through the unfolded nodes (biases included).
+    // z(x₀) through the unfolded nodes (biases included), and beside it the magnitude
+    // |A_L|⋯(|A_1||x₀| + |b_1|)⋯ + |b_L| that bounds every intermediate sum's size, so the
+    // forward pass's rounding is covered whatever the intermediate values (proof, "Rounding").
     let mut z = x0.clone();
+    let mut zmag: Vec<f64> = x0.iter().map(|v| v.abs()).collect();
     for a in &seg {
         z = a.op.map().apply(&z, false);
+        zmag = a.op.map().apply(&zmag, true);
         if let Some(b) = &a.bias {
             z.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+            zmag.iter_mut().zip(b).for_each(|(v, b)| *v += b.abs());
         }
     }
-    if z.iter().any(|v| !v.is_finite()) {
+    if z.iter().chain(&zmag).any(|v| !v.is_finite()) {
         return None;
     }
     let n_in = x0.len();
@@ -114,7 +120,8 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
                     }
                     let diff: Vec<f64> = rows[a].iter().zip(&rows[b]).map(|(p, q)| p - q).collect();
                     let (za, zb) = (z[win[a]], z[win[b]]);
-                    let slack = SLACK * (1.0 + za.abs() + zb.abs() + mags[a] + mags[b]);
+                    let fwd = zmag[win[a]] + zmag[win[b]];
+                    let slack = SLACK * (1.0 + za.abs() + zb.abs() + mags[a] + mags[b] + fwd);
                     let v = (za - zb) + eps * dual(&diff) + slack;
                     // NaN keeps the entry.
                     v.partial_cmp(&0.0) != Some(std::cmp::Ordering::Less)
