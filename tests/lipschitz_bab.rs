@@ -13,7 +13,7 @@ use oodcert::bounds::{Ball, Net, Norm};
 use oodcert::error::Error;
 use oodcert::lipschitz::bab::domain::{ACTIVE, Domain, FREE, INACTIVE, Outcome, Problem, state};
 use oodcert::lipschitz::bab::point_grad::score_grad;
-use oodcert::lipschitz::bab::{BabConfig, DomainRows, lipschitz_bab};
+use oodcert::lipschitz::bab::{BabConfig, DomainRows, lipschitz_bab, lipschitz_bab_capped};
 use oodcert::lipschitz::empirical::{GradOracle, PgdConfig, lower_by_pgd, sample_ball};
 use rand::Rng;
 
@@ -480,4 +480,42 @@ fn probe_bab_on_a_trained_model() {
     }
     ratios.sort_by(f64::total_cmp);
     eprintln!("median upper/pgd {:.4}", ratios[ratios.len() / 2]);
+}
+
+/// A finite cap (a valid bound of the whole ball, as RecurJac's is) caps the result and keeps it
+/// sound: on enumerable nets the capped search still ends at the exact constant, never above the
+/// cap; a cap below a gradient norm found in the ball is refused, not certified.
+#[test]
+fn capped_bab_stays_between_the_exact_constant_and_the_cap() {
+    let mut checked = 0;
+    for seed in 0..6u64 {
+        let net = dense_2d(&[6, 5], 1, 300 + seed);
+        let mut r = rng(400 + seed);
+        let x = random_image(2, &mut r);
+        for norm in [Norm::L2, Norm::Linf] {
+            let ball = Ball::new(x.clone(), 0.5 + 0.5 * r.random::<f64>(), norm, false).unwrap();
+            let exact = exact_constant(&net, &ball);
+            let free = lipschitz_bab(&net, &ball, 1.0, &cfg(1), 0.0).unwrap();
+            // Caps: the exact constant (rounded up), and halfway between it and the root bound.
+            for cap in [exact * (1.0 + 1e-9), 0.5 * (exact + free.root)] {
+                let b = lipschitz_bab_capped(&net, &ball, 1.0, &cfg(1_000_000), 0.0, cap).unwrap();
+                assert!(
+                    b.upper <= cap && b.upper >= exact * (1.0 - 1e-6),
+                    "seed {seed} {norm:?}: capped {} exact {exact} cap {cap}",
+                    b.upper
+                );
+                checked += 1;
+            }
+            // The search's lower bound starts at the centre's gradient norm at least.
+            let at_centre = norm.dual_norm(&score_grad(&net, &x, 1.0).unwrap());
+            if at_centre > 0.0 {
+                let bad = lipschitz_bab_capped(&net, &ball, 1.0, &cfg(10), 0.0, 0.5 * at_centre);
+                assert!(
+                    matches!(bad, Err(Error::Internal(_))),
+                    "seed {seed} {norm:?}: a cap below the constant was accepted: {bad:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(checked, 24);
 }

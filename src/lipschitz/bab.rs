@@ -179,6 +179,13 @@ pub fn lipschitz_bab_capped(
         cfg.recurjac_max_work,
         cfg.rows,
     )?;
+    // A cap below a gradient norm seen at a point of the ball is not a bound of this ball (a
+    // caller's bound for another ball, norm or temperature): refuse rather than certify it.
+    if upper < lb * (1.0 - 1e-9) {
+        return Err(Error::Internal(format!(
+            "BaB: the supplied cap {upper} is below the gradient norm {lb} found in the ball"
+        )));
+    }
     let mut out = BabBound {
         upper: f64::INFINITY,
         lower: lb,
