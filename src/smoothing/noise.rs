@@ -295,11 +295,15 @@ pub(super) fn candidates(x: f64, sigma: f64, z: f64, eta: f64, max: usize) -> Op
     let mut out = vec![a];
     let mut v = a;
     while v.to_bits() != b.to_bits() {
-        // −0 → +0 → the smallest subnormal: both zeros are candidates.
-        v = if v.to_bits() == (-0.0f32).to_bits() {
+        // The next f32 up (v finite, below b): −0 → +0 → the smallest subnormal, so both zeros
+        // are candidates; otherwise one step of the magnitude's bits.
+        let bits = v.to_bits();
+        v = if bits == (-0.0f32).to_bits() {
             0.0
+        } else if v.is_sign_negative() {
+            f32::from_bits(bits - 1)
         } else {
-            v.next_up()
+            f32::from_bits(bits + 1)
         };
         out.push(v);
         if out.len() > max {
