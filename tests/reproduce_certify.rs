@@ -360,3 +360,50 @@ fn both_noise_layouts_reproduce_and_runs_from_before_v2_replay_as_v1() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("v9"));
 }
+
+#[test]
+fn runs_from_before_coupling_replay_with_count_against() {
+    let d = tempfile::tempdir().unwrap();
+    let model = tiny_model(d.path());
+    let manifest = |dir: &Path| std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let csv = |dir: &Path| std::fs::read(dir.join("certify.csv")).unwrap();
+    // The default rule is recorded; count-against writes no field (the bytes of older runs).
+    let (new, old) = (d.path().join("new"), d.path().join("old"));
+    ok(&oodcert(&certify(&model, &new, false), &[]));
+    assert!(manifest(&new).contains("\"coupling\": \"candidates\""));
+    let mut a = certify(&model, &old, false);
+    a.extend(["--coupling".into(), "count-against".into()]);
+    ok(&oodcert(&a, &[]));
+    assert!(!manifest(&old).contains("coupling"));
+    // A run recorded before --coupling (no flag, no config.coupling) replays under
+    // count-against, every output bit for bit, although candidates is now the default.
+    edit_json(&old.join("provenance.json"), |p| {
+        let argv = p["argv"].as_array_mut().unwrap();
+        let at = argv.iter().position(|x| x == "--coupling").unwrap();
+        argv.drain(at..at + 2);
+        p["config"].as_object_mut().unwrap().remove("coupling");
+    });
+    for (run, name) in [(&old, "again-old"), (&new, "again-new")] {
+        let again = d.path().join(name);
+        let out = ok(&reproduce(&run.join("manifest.json"), &again));
+        assert!(out.contains("reproduced bit for bit"), "{out}");
+        assert_eq!(csv(run), csv(&again));
+        assert_eq!(manifest(run), manifest(&again));
+    }
+    // A record whose command line names another rule, or a rule this version does not know.
+    edit_json(&old.join("provenance.json"), |p| {
+        let argv = p["argv"].as_array_mut().unwrap();
+        argv.extend(["--coupling".into(), "candidates".into()]);
+    });
+    refused(
+        &reproduce(&old.join("manifest.json"), &d.path().join("x1")),
+        "--coupling count-against",
+    );
+    edit_json(&new.join("provenance.json"), |p| {
+        p["config"]["coupling"] = "guess".into();
+    });
+    refused(
+        &reproduce(&new.join("manifest.json"), &d.path().join("x2")),
+        "does not know",
+    );
+}

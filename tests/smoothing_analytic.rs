@@ -118,6 +118,7 @@ fn linear_score_certificates_are_sound_and_tight() {
         alpha: ALPHA,
         batch: 512,
         noise: oodcert::smoothing::noise::NoiseLayout::V1,
+        coupling: oodcert::smoothing::coupling::Coupling::Candidates,
     };
     let key = NoiseKey::new(11, "linear:test");
     let fresh = NoiseKey::new(12, "linear:fresh");

@@ -6,6 +6,7 @@ use indicatif::ProgressBar;
 use oodcert::data::Dataset;
 use oodcert::smoothing::calibrate::Calibration;
 use oodcert::smoothing::clip::ClipRange;
+use oodcert::smoothing::coupling::Coupling;
 use oodcert::smoothing::engine::FnScorer;
 use oodcert::smoothing::manifest::{CertifyManifest, DatasetEntry, FORMAT, RunConfig, conventions};
 use oodcert::smoothing::merge::merge;
@@ -58,6 +59,7 @@ fn params(batch: usize, noise: NoiseLayout) -> SmoothingParams {
         alpha: 0.01,
         batch,
         noise,
+        coupling: Coupling::Candidates,
     }
 }
 
@@ -142,6 +144,7 @@ fn manifest(sets: &[CertifySet<'_>], noise: NoiseLayout, shard: Option<Shard>) -
         model_spec: serde_json::Value::Null,
         device: "cpu".into(),
         noise_layout: noise.describe().into(),
+        coupling: Coupling::Candidates.manifest_field(),
         conventions: conventions(),
         total_samples: sets.iter().map(|s| s.data.len().min(7) as u64).sum(),
         shard,
@@ -308,6 +311,16 @@ fn merge_one_layout(noise: NoiseLayout) {
     let e = err(&[dirs[0].clone(), mixed, dirs[2].clone()]);
     assert!(
         e.contains("in its noise layout") && e.contains("--noise-layout"),
+        "{e}"
+    );
+    // A shard recorded under the other coupling rule (absent = count-against).
+    let rule = tmp.path().join("rule");
+    let mut m = manifest(&sets, noise, Some(s1));
+    m.coupling = None;
+    write_run(&rule, &run(&sets, noise, 100, Some(s1)), &m).unwrap();
+    let e = err(&[dirs[0].clone(), rule, dirs[2].clone()]);
+    assert!(
+        e.contains("in its coupling rule") && e.contains("--coupling"),
         "{e}"
     );
     // A shard whose rows are not its slice.

@@ -9,6 +9,7 @@ use crate::model::{Classifier, Model};
 use crate::score::ScoreKind;
 use crate::smoothing::calibrate::{CalibrationSpec, GammaSource, calibrate};
 use crate::smoothing::clip::ClipRange;
+use crate::smoothing::coupling::Coupling;
 use crate::smoothing::engine::{ModelScorer, progress_bar};
 use crate::smoothing::manifest::{
     CANDLE_VERSION, CertifyManifest, DatasetEntry, FORMAT, OUTPUT_FILES, PROVENANCE, RunConfig,
@@ -68,6 +69,12 @@ pub struct Args {
     /// before v2). Recorded in manifest.json; `reproduce` replays a run's own layout.
     #[arg(long, value_enum, default_value_t = NoiseLayout::V2)]
     pub noise_layout: NoiseLayout,
+    /// How copies that fail the float32 coupling check count: candidates (a copy whose ambiguous
+    /// coordinates each round to one of a few adjacent f32 values, ≤ 16 candidate inputs in all,
+    /// gets the score interval over them) or count-against (every such copy counts against every
+    /// bound; runs made before the flag). Recorded in manifest.json; `reproduce` replays a run's own rule.
+    #[arg(long, value_enum, default_value_t = Coupling::Candidates)]
+    pub coupling: Coupling,
     /// Detector score (larger = more OOD).
     #[arg(long, value_enum, default_value_t = ScoreKind::Energy)]
     pub score: ScoreKind,
@@ -190,6 +197,7 @@ pub fn run(a: Args) -> Result<()> {
         alpha: a.alpha,
         batch: a.batch,
         noise: a.noise_layout,
+        coupling: a.coupling,
     };
     params.check()?;
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
@@ -359,6 +367,7 @@ pub fn run(a: Args) -> Result<()> {
             .map_err(|e| Error::Internal(format!("serialising the model spec: {e}")))?,
         device: crate::device::describe(&device),
         noise_layout: a.noise_layout.describe().to_string(),
+        coupling: a.coupling.manifest_field(),
         conventions: {
             let mut c = conventions();
             if stratified {
@@ -402,6 +411,7 @@ pub fn run(a: Args) -> Result<()> {
         "run": &manifest.config,
         "shard": manifest.shard,
         "noise_layout": a.noise_layout.name(),
+        "coupling": a.coupling.name(),
     });
     write_provenance(&a.out, "certify", config, &manifest, t0)?;
     eprintln!(

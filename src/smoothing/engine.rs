@@ -4,6 +4,7 @@
 //! size or thread count; batches are filled in parallel (rayon) and scored one batch at a time,
 //! so memory is O(batch·d) whatever the number of copies.
 
+use super::coupling::Coupling;
 use super::dense_mc::DenseMc;
 use super::noise::NoiseKey;
 use crate::error::{Error, Result};
@@ -159,6 +160,48 @@ pub fn noisy_scores_checked(
         start += count as u64;
     }
     Ok(())
+}
+
+/// [`noisy_scores_checked`], passing per copy, besides its score v, an interval that contains
+/// the score at the coupled ideal input fl₃₂(x + σZ): [v, v] for an exact copy, else
+/// [`Coupling::inexact_interval`] (a function of the copy's own noise only, whatever the batch).
+#[allow(clippy::too_many_arguments)]
+pub fn noisy_score_intervals(
+    scorer: &dyn BatchScorer,
+    key: &NoiseKey,
+    index: u64,
+    x: &[f32],
+    sigma: f64,
+    copies: Range<u64>,
+    batch: usize,
+    coupling: Coupling,
+    progress: &ProgressBar,
+    mut visit: impl FnMut(&[f64], &[(f64, f64)]) -> Result<()>,
+) -> Result<()> {
+    let mut next = copies.start;
+    let mut iv = Vec::new();
+    noisy_scores_checked(
+        scorer,
+        key,
+        index,
+        x,
+        sigma,
+        copies,
+        batch,
+        progress,
+        |s, exact| {
+            iv.clear();
+            for (j, (&v, &ok)) in s.iter().zip(exact).enumerate() {
+                iv.push(if ok {
+                    (v, v)
+                } else {
+                    coupling.inexact_interval(scorer, key, index, next + j as u64, sigma, x, v)?
+                });
+            }
+            next += s.len() as u64;
+            visit(s, &iv)
+        },
+    )
 }
 
 fn check_scores(s: &[f64], count: usize) -> Result<()> {

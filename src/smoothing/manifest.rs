@@ -87,6 +87,10 @@ pub struct CertifyManifest {
     pub model_spec: serde_json::Value,
     pub device: String,
     pub noise_layout: String,
+    /// The rule for copies that fail the coupling check; absent = count-against (runs made
+    /// before the field, whose bytes it keeps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coupling: Option<super::coupling::Coupling>,
     pub conventions: Vec<String>,
     /// Samples in the whole run (all shards).
     pub total_samples: u64,

@@ -63,6 +63,18 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
                 short(&reference.noise_layout)
             )));
         }
+        if plain.coupling != reference.coupling {
+            let name = |c: Option<super::coupling::Coupling>| {
+                c.unwrap_or(super::coupling::Coupling::CountAgainst).name()
+            };
+            return Err(Error::BadInput(format!(
+                "{}: manifest differs from {}'s in its coupling rule ({} vs {}): re-run the shards with one --coupling",
+                dir.display(),
+                parts[0].2.display(),
+                name(plain.coupling),
+                name(reference.coupling)
+            )));
+        }
         if plain != reference {
             return Err(Error::BadInput(format!(
                 "{}: manifest differs from {}'s beyond the shard field (different config, data, model, calibration or version)",

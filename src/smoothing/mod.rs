@@ -8,6 +8,7 @@ pub mod box_muller;
 pub mod calibrate;
 pub mod clip;
 pub mod cohen;
+pub mod coupling;
 pub mod curves;
 pub mod dense_mc;
 pub mod engine;

@@ -157,10 +157,17 @@ pub(super) fn pair_is_exact(
     xs: &[f32],
     vs: &[f32],
 ) -> bool {
+    let (z, eta) = pair_z_eta(key, index, copy, m);
+    super::noise::pair_is_exact(xs, vs, sigma, z, eta)
+}
+
+/// The scalar z of value pair `m` of copy `copy` of sample `index` (Philox words, [`pair`]) and
+/// the bound [`cell_error`] on |Z − z|, as [`pair_is_exact`] uses them.
+pub(super) fn pair_z_eta(key: [u32; 2], index: u64, copy: u64, m: u32) -> ((f64, f64), f64) {
     let y = philox4x32_10([m, copy as u32, index as u32, (index >> 32) as u32], key);
     let w1 = ((y[1] as u64) << 32) | y[0] as u64;
     let w2 = ((y[3] as u64) << 32) | y[2] as u64;
-    super::noise::pair_is_exact(xs, vs, sigma, pair(w1, w2), cell_error(w1))
+    (pair(w1, w2), cell_error(w1))
 }
 
 /// A bound η on |Z − z| for the ideal Gaussian Z of the words' cell and the computed z of

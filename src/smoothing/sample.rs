@@ -4,7 +4,8 @@
 
 use super::clip::ClipRange;
 use super::cohen::{Decision, certify_from_counts, guess_from_counts, predict_from_counts};
-use super::engine::{BatchScorer, noisy_scores, noisy_scores_checked};
+use super::coupling::Coupling;
+use super::engine::{BatchScorer, noisy_score_intervals, noisy_scores};
 use super::lemma::{radius_above, radius_below};
 use super::mean_bounds::{cdf_lower, cdf_upper, compensated_sum, hoeffding_lower, hoeffding_upper};
 use super::noise::{NoiseKey, NoiseLayout};
@@ -27,6 +28,8 @@ pub struct SmoothingParams {
     pub batch: usize,
     /// Noise layout (`--noise-layout`).
     pub noise: NoiseLayout,
+    /// How copies that fail the float32 coupling check count (`--coupling`).
+    pub coupling: Coupling,
 }
 
 impl SmoothingParams {
@@ -114,15 +117,17 @@ pub fn certify_sample(
             Ok(())
         },
     )?;
-    // Copies that are not certainly fl₃₂(x + σZ) of the coupled ideal Gaussian
-    // (proofs/smoothing_floating_point.md) count against every bound: they are neither ID nor
-    // OOD in the counts, and take the clip's far end in each one-sided score bound.
+    // Each copy carries an interval [lo, hi] that contains the score at the coupled ideal input
+    // fl₃₂(x + σZ) (proofs/smoothing_floating_point.md): [v, v] when exact, the hull of the
+    // candidate inputs' scores when resolved, [−∞, +∞] otherwise. A copy counts as ID only when
+    // hi is ID and as OOD only when lo is OOD, and takes to_unit(lo) in the lower score bounds
+    // and to_unit(hi) in the upper ones (to_unit is monotone, ±∞ ↦ 0, 1).
     let (mut est_id, mut sure_id, mut sure_ood) = (0u64, 0u64, 0u64);
     let mut h = Vec::with_capacity(p.n as usize);
     let mut h_for_lo = Vec::with_capacity(p.n as usize);
     let mut h_for_hi = Vec::with_capacity(p.n as usize);
     let copies = p.n0..p.n0 + p.n;
-    noisy_scores_checked(
+    noisy_score_intervals(
         scorer,
         s.key,
         s.index,
@@ -130,17 +135,16 @@ pub fn certify_sample(
         p.sigma,
         copies,
         p.batch,
+        p.coupling,
         progress,
-        |sc, exact| {
-            for (&v, &ok) in sc.iter().zip(exact) {
-                let id = !crate::score::is_ood(v, th.gamma);
-                est_id += u64::from(id);
-                sure_id += u64::from(id && ok);
-                sure_ood += u64::from(!id && ok);
-                let u = th.clip.to_unit(v);
-                h.push(u);
-                h_for_lo.push(if ok { u } else { 0.0 });
-                h_for_hi.push(if ok { u } else { 1.0 });
+        |sc, iv| {
+            for (&v, &(lo, hi)) in sc.iter().zip(iv) {
+                est_id += u64::from(!crate::score::is_ood(v, th.gamma));
+                sure_id += u64::from(!crate::score::is_ood(hi, th.gamma));
+                sure_ood += u64::from(crate::score::is_ood(lo, th.gamma));
+                h.push(th.clip.to_unit(v));
+                h_for_lo.push(th.clip.to_unit(lo));
+                h_for_hi.push(th.clip.to_unit(hi));
             }
             Ok(())
         },

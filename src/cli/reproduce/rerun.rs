@@ -143,6 +143,7 @@ fn replay(prov: &Path, m: &Manifest, out: &Path) -> Result<()> {
     }
     if m.command == "certify" {
         pin_noise_layout(prov, &m.config, &mut args)?;
+        pin_coupling(prov, &m.config, &mut args)?;
     }
     if let Some(cwd) = &m.cwd {
         std::env::set_current_dir(cwd)
@@ -229,6 +230,47 @@ fn pin_noise_layout(prov: &Path, config: &serde_json::Value, args: &mut Vec<Stri
                     "records noise layout {} but its command line says --noise-layout {g}: edit the command line to --noise-layout {}",
                     layout.name(),
                     layout.name()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Appends `--coupling` of the recorded rule to a certify command line `args`: the provenance's
+/// `config.coupling`, count-against when absent (runs made before the flag), refusing a command
+/// line that names another rule or a rule this version does not know.
+fn pin_coupling(prov: &Path, config: &serde_json::Value, args: &mut Vec<String>) -> Result<()> {
+    use crate::smoothing::coupling::Coupling;
+    let rule = match &config["coupling"] {
+        serde_json::Value::Null => Coupling::CountAgainst,
+        v => [Coupling::CountAgainst, Coupling::Candidates]
+            .into_iter()
+            .find(|c| v.as_str() == Some(c.name()))
+            .ok_or_else(|| {
+                Error::bad_file(
+                    prov,
+                    format!("records coupling rule {v}, which this oodcert does not know (count-against, candidates): reproduce it with the oodcert version that wrote it"),
+                )
+            })?,
+    };
+    let given = args.iter().enumerate().find_map(|(i, x)| {
+        if x == "--coupling" {
+            args.get(i + 1).cloned()
+        } else {
+            x.strip_prefix("--coupling=").map(str::to_string)
+        }
+    });
+    match given {
+        None => args.extend(["--coupling".to_string(), rule.name().to_string()]),
+        Some(g) if g == rule.name() => {}
+        Some(g) => {
+            return Err(Error::bad_file(
+                prov,
+                format!(
+                    "records coupling rule {} but its command line says --coupling {g}: edit the command line to --coupling {}",
+                    rule.name(),
+                    rule.name()
                 ),
             ));
         }
