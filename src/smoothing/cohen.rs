@@ -108,10 +108,66 @@ pub fn predict_from_counts(id_hits: u64, n: u64, alpha: f64) -> Result<(Option<D
     Ok((decision, p_value))
 }
 
+/// PREDICT when some of the `n` copies are undecided (neither surely ID nor surely OOD: copies of
+/// the float32 coupling that could not be resolved). The side is the majority of `est_id` (every
+/// copy's own outcome); the test counts the undecided copies *against* that side (`sure_id` ID
+/// hits, or n − `sure_ood`). A decision for the other side would count them *for* it, so it is
+/// replaced by an abstention: every returned decision is backed by surely-decided copies only.
+pub fn predict_with_undecided(
+    est_id: u64,
+    sure_id: u64,
+    sure_ood: u64,
+    n: u64,
+    alpha: f64,
+) -> Result<(Option<Decision>, f64)> {
+    let side = if 2 * est_id >= n {
+        Decision::Id
+    } else {
+        Decision::Ood
+    };
+    let id_for_test = if side == Decision::Id {
+        sure_id
+    } else {
+        n - sure_ood
+    };
+    let (test, p_value) = predict_from_counts(id_for_test, n, alpha)?;
+    Ok((test.filter(|d| *d == side), p_value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::smoothing::normal::phi;
+
+    /// Undecided copies never count for the returned side: 400 undecided of 1000 with 300 sure on
+    /// each side is no decision (the old rule returned OOD from n − sure_id = 700), while a real
+    /// majority of sure copies on either side still decides.
+    #[test]
+    fn predict_with_undecided_never_counts_undecided_copies_for_its_answer() {
+        let (d, _) = predict_with_undecided(500, 300, 300, 1000, 0.001).unwrap();
+        assert_eq!(d, None);
+        let (d, _) = predict_with_undecided(499, 300, 300, 1000, 0.001).unwrap();
+        assert_eq!(d, None);
+        assert_eq!(
+            predict_with_undecided(900, 890, 100, 1000, 0.001)
+                .unwrap()
+                .0,
+            Some(Decision::Id)
+        );
+        assert_eq!(
+            predict_with_undecided(100, 110, 880, 1000, 0.001)
+                .unwrap()
+                .0,
+            Some(Decision::Ood)
+        );
+        // Without undecided copies it is PREDICT itself.
+        for id in [0u64, 400, 480, 520, 600, 1000] {
+            assert_eq!(
+                predict_with_undecided(id, id, 1000 - id, 1000, 0.001).unwrap(),
+                predict_from_counts(id, 1000, 0.001).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn certify_matches_hand_computation() {

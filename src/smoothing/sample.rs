@@ -3,7 +3,7 @@
 //! (Hoeffding and CDF-based, Kumar et al. 2020) and the Φ⁻¹-Lipschitz radii (theory.md §3–4).
 
 use super::clip::ClipRange;
-use super::cohen::{Decision, certify_from_counts, guess_from_counts, predict_from_counts};
+use super::cohen::{Decision, certify_from_counts, guess_from_counts, predict_with_undecided};
 use super::coupling::Coupling;
 use super::engine::{BatchScorer, noisy_score_intervals, noisy_scores};
 use super::lemma::{radius_above, radius_below};
@@ -158,13 +158,8 @@ pub fn certify_sample(
         sure_ood
     };
     let cert = certify_from_counts(guess, count, p.n, p.alpha, p.sigma)?;
-    // PREDICT's majority count, inexact copies counted against the majority.
-    let id_for_test = if 2 * est_id >= p.n {
-        sure_id
-    } else {
-        p.n - sure_ood
-    };
-    let (test, p_value) = predict_from_counts(id_for_test, p.n, p.alpha)?;
+    // PREDICT, undecided copies counted against the majority (and never for the answer).
+    let (test, p_value) = predict_with_undecided(est_id, sure_id, sure_ood, p.n, p.alpha)?;
 
     let mean = compensated_sum(h.iter().copied()) / h.len() as f64;
     let (hl_h, hh_h) = (
