@@ -227,7 +227,9 @@ impl NoiseKey {
             for k in 2 * m..(2 * m + 2).min(d) {
                 let zk = if k == 2 * m { z.0 } else { z.1 };
                 let c = candidates(x[k] as f64, sigma, zk, eta, max)?;
-                c.contains(&out[k]).then_some(())?;
+                c.iter()
+                    .any(|v| v.to_bits() == out[k].to_bits())
+                    .then_some(())?;
                 if c.len() > 1 {
                     inputs = inputs.saturating_mul(c.len());
                     (inputs <= max).then_some(())?;
@@ -289,7 +291,8 @@ pub(super) fn candidates(x: f64, sigma: f64, z: f64, eta: f64, max: usize) -> Op
     if !(a.is_finite() && b.is_finite()) {
         return None;
     }
-    if a == b {
+    // Bits, not ==: −0 and +0 are two candidates.
+    if a.to_bits() == b.to_bits() {
         return Some(vec![a]);
     }
     let mut out = vec![a];
@@ -521,7 +524,10 @@ mod tests {
             for i in 0..=200 {
                 let zeta = z - eta + 2.0 * eta * i as f64 / 200.0;
                 let y = (x as f64 + sigma * zeta) as f32;
-                assert!(c.contains(&y), "x {x} z {z} η {eta}: {y} not in {c:?}");
+                assert!(
+                    c.iter().any(|v| v.to_bits() == y.to_bits()),
+                    "x {x} z {z} η {eta}: {y} not in {c:?}"
+                );
             }
             multi += usize::from(c.len() > 2);
             longest = longest.max(c.len());
@@ -530,6 +536,10 @@ mod tests {
             }
         }
         assert!(multi > 1000 && longest > 4, "{multi} {longest}");
+        // An enclosure that rounds to −0 below and +0 above lists both zeros.
+        let c = candidates(0.0, 1e-46, 0.0, 1.0, 64).unwrap();
+        let bits: Vec<u32> = c.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(bits, vec![(-0.0f32).to_bits(), 0.0f32.to_bits()]);
     }
 
     #[test]
