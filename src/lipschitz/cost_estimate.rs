@@ -76,6 +76,8 @@ mod tests {
             seed: 0,
             bab_budget: 10.0,
             bab_max_domains: None,
+            pattern_steps: 40,
+            pattern_restarts: 4,
         }
     }
 
