@@ -272,11 +272,11 @@ impl<'a> Analyser<'a> {
         let sg = self.oracle.score_grads(std::slice::from_ref(&x))?;
         if first {
             cost_estimate::warn_if_long(
-                "PGD and CLEVER",
+                "PGD, CLEVER and the pattern search",
                 cost_estimate::gradient_count(o),
                 "one gradient",
                 t.elapsed().as_secs_f64(),
-                "--pgd-steps/--pgd-restarts, --clever-batches/--clever-samples or --methods without clever",
+                "--pgd-steps/--pgd-restarts, --clever-batches/--clever-samples, --pattern-steps/--pattern-restarts or --methods without clever",
             );
         }
         let (score, g) = sg
