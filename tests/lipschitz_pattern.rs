@@ -341,3 +341,106 @@ fn zero_pattern_restarts_is_bad_input() {
     assert!(err.contains("--pattern-restarts"), "{err}");
     assert!(!dir.path().join("o").exists());
 }
+
+/// Probe (ignored): on a trained model, the ReLUs whose sign at the pattern search's best point
+/// differs from the centre's, per ReLU layer, against the units the certified pre-activation
+/// boxes leave sign-uncertain (`local::pre_bounds`, CROWN); and the ratio of the search's value
+/// to PGD's. `OODCERT_PROBE_MODEL=/work/bench/lenet.safetensors OODCERT_DATA=/work/bench/data
+/// OODCERT_PROBE_NORM=linf OODCERT_PROBE_EPS=0.005 cargo test --release --test lipschitz_pattern
+/// probe -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn probe_flipped_units_at_the_best_point() {
+    use oodcert::bounds::ibp::Trace;
+    use oodcert::lipschitz::local::{PreBounds, pre_bounds};
+    let Ok(path) = std::env::var("OODCERT_PROBE_MODEL") else {
+        eprintln!("set OODCERT_PROBE_MODEL");
+        return;
+    };
+    let norm = match std::env::var("OODCERT_PROBE_NORM").as_deref() {
+        Ok("l2") => Norm::L2,
+        _ => Norm::Linf,
+    };
+    let eps: f64 = std::env::var("OODCERT_PROBE_EPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.005);
+    let dev = candle_core::Device::Cpu;
+    let m = oodcert::model::Model::load_energy_of_as(
+        &path,
+        &dev,
+        oodcert::score::ScoreKind::Energy,
+        "--score",
+        candle_core::DType::F64,
+    )
+    .unwrap();
+    let net = Net::from_model(&m).unwrap();
+    let data = oodcert::data::load_as(
+        "mnist:test",
+        &oodcert::data::default_data_dir(),
+        net.input_shape,
+    )
+    .unwrap();
+    let oracle = GradOracle {
+        model: &m,
+        temperature: 1.0,
+        batch: 256,
+    };
+    // The inputs of the ReLU nodes (a chain) at x.
+    let relu_inputs = |x: &[f64]| -> Vec<Vec<f64>> {
+        let mut v = x.to_vec();
+        let mut out = Vec::new();
+        for node in &net.nodes {
+            if matches!(node, Node::Relu) {
+                out.push(v.clone());
+            }
+            v = oodcert::bounds::net::forward_nodes(std::slice::from_ref(node), v).unwrap();
+        }
+        out
+    };
+    for i in 0..5 {
+        let x: Vec<f64> = data.image(i).iter().map(|&v| v as f64).collect();
+        let ball = Ball::new(x.clone(), eps, norm, false).unwrap();
+        let mut r = rng(i as u64);
+        let pgd = lower_by_pgd(&oracle, &ball, &PgdConfig::default(), &mut r).unwrap();
+        let p =
+            lower_by_pattern(&oracle, &net, &ball, 1.0, &PatternConfig::default(), &mut r).unwrap();
+        let (traces, _) = pre_bounds(&net, &ball, PreBounds::Crown { max_dim: 4096 }).unwrap();
+        let boxes: Vec<_> = net
+            .nodes
+            .iter()
+            .zip(&traces)
+            .filter(|(n, _)| matches!(n, Node::Relu))
+            .map(|(_, t)| match t {
+                Trace::Leaf(b) => b.clone(),
+                _ => panic!("chain nets only"),
+            })
+            .collect();
+        let (zc, zp) = (relu_inputs(&x), relu_inputs(&p.point));
+        let mut line = format!(
+            "image {i}: pattern {:.4} pgd {pgd:.4} ratio {:.3}; per ReLU layer flipped at the point / uncertain in the boxes (on→off, off→on):",
+            p.value,
+            p.value / pgd
+        );
+        for ((a, b), bx) in zc.iter().zip(&zp).zip(&boxes) {
+            let on_off = a
+                .iter()
+                .zip(b)
+                .filter(|(a, b)| **a > 0.0 && **b <= 0.0)
+                .count();
+            let off_on = a
+                .iter()
+                .zip(b)
+                .filter(|(a, b)| **a <= 0.0 && **b > 0.0)
+                .count();
+            let unc = bx
+                .lo
+                .iter()
+                .zip(&bx.hi)
+                .filter(|(l, h)| **l < 0.0 && **h > 0.0)
+                .count();
+            line += &format!(" {}/{unc} ({on_off}, {off_on})", on_off + off_on);
+        }
+        eprintln!("{line}");
+    }
+}
