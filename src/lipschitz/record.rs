@@ -8,7 +8,7 @@ use crate::evidence::{fmt_f64, record_csv};
 use std::path::Path;
 
 /// The columns of `lipschitz.csv`, in order.
-pub const COLUMNS: [&str; 26] = [
+pub const COLUMNS: [&str; 27] = [
     "index",
     "label",
     "is_id",
@@ -35,6 +35,7 @@ pub const COLUMNS: [&str; 26] = [
     "bab_domains",
     "f32_err_bound",
     "f32_undecided",
+    "lower_pattern",
 ];
 
 /// The analysis of one sample (a column is `None`, written empty, when its method did not run).
@@ -93,6 +94,8 @@ pub struct LipschitzRecord {
     /// True when the exact margin does not exceed E at the centre: the float32 detector may
     /// decide either way, both radii are 0 (radius runs).
     pub f32_undecided: Option<bool>,
+    /// Max of ‖∇S‖_q found by the pattern search (surrogate ascent; a point of the ball).
+    pub lower_pattern: Option<f64>,
 }
 
 /// A float as written in the CSV.
@@ -106,6 +109,20 @@ fn opt(v: Option<f64>) -> String {
 }
 
 impl LipschitzRecord {
+    /// The largest gradient norm any empirical lower-bound method found at a point of the ball
+    /// (centre, sampling, PGD, pattern search; CLEVER is an estimate and left out).
+    pub fn lower_best(&self) -> Option<f64> {
+        [
+            self.grad_norm,
+            self.lower_sample,
+            self.lower_pgd,
+            self.lower_pattern,
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::max)
+    }
+
     /// The row's fields as text, in [`COLUMNS`] order.
     pub fn fields(&self) -> Vec<String> {
         vec![
@@ -135,6 +152,7 @@ impl LipschitzRecord {
             self.bab_domains.map_or(String::new(), |d| d.to_string()),
             opt(self.f32_err_bound),
             self.f32_undecided.map_or(String::new(), |b| b.to_string()),
+            opt(self.lower_pattern),
         ]
     }
 }
@@ -183,6 +201,7 @@ pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
             bab_domains: r.opt("bab_domains")?,
             f32_err_bound: r.opt("f32_err_bound")?,
             f32_undecided: r.opt("f32_undecided")?,
+            lower_pattern: r.opt("lower_pattern")?,
         })
     })
 }
