@@ -444,3 +444,50 @@ fn probe_flipped_units_at_the_best_point() {
         eprintln!("{line}");
     }
 }
+
+/// On MNIST-like centres (float32 k/255 pixels) and the benchmarked ℓ∞ ε = 0.005, an iterate
+/// clamped to the rounded c ± ε lies an ulp outside the ball for most pixel values; the search
+/// must pull it back, so no point it reads is outside the ball (it used to drop ~9 of 10
+/// iterates there, review 2026-12-06) and its best point is not merely a starting point.
+#[test]
+fn linf_iterates_on_the_edge_of_a_pixel_ball_stay_in_the_ball() {
+    let net = tiny_lenet(990);
+    let n = net.input_dim();
+    // Every pixel a nonzero k/255 in f32, as a decoded image is.
+    let x: Vec<f64> = (0..n)
+        .map(|i| ((1 + (i * 37) % 254) as f32 / 255.0) as f64)
+        .collect();
+    let pattern = PatternConfig {
+        steps: 20,
+        restarts: 2,
+        ..PatternConfig::default()
+    };
+    for unit in [false, true] {
+        let ball = Ball::new(x.clone(), 0.005, Norm::Linf, unit).unwrap();
+        let mut r = rng(991);
+        let true_norms = |xs: &[Vec<f64>]| {
+            xs.iter()
+                .map(|x| Ok(Norm::Linf.dual_norm(&score_grad(&net, x, 1.0)?)))
+                .collect()
+        };
+        let p = pattern_ascent(true_norms, &net, &ball, 1.0, &pattern, &mut r).unwrap();
+        assert_eq!(
+            p.rejected, 0,
+            "box {unit}: {} of {} points outside",
+            p.rejected, p.points
+        );
+        assert_eq!(p.points, 2 * 21);
+        assert!(ball.contains(&p.point));
+        // The sign steps reach the edge: the best point has coordinates at distance ε.
+        let at_edge = p
+            .point
+            .iter()
+            .zip(&x)
+            .filter(|(a, c)| (*a - *c).abs() > 0.999 * 0.005)
+            .count();
+        assert!(
+            at_edge > n / 2,
+            "box {unit}: only {at_edge} of {n} coordinates at the edge"
+        );
+    }
+}

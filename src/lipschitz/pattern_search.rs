@@ -7,8 +7,9 @@
 //! gradient oracle at an iterate x that lies in the ball: never above the true local constant.
 
 use super::empirical::{GradOracle, ascent_step, norm_direction, restart_points, sample_ball};
-use crate::bounds::Ball;
 use crate::bounds::net::{Net, Node};
+use crate::bounds::round::{next_down, next_up};
+use crate::bounds::{Ball, Norm};
 use crate::error::{Error, Result};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -49,6 +50,22 @@ pub struct PatternLower {
     pub value: f64,
     pub point: Vec<f64>,
     pub points: usize,
+    /// Points read that were not in the ball (so not counted); 0 unless rounding misbehaves.
+    pub rejected: usize,
+}
+
+/// After [`Ball::project`]: an ℓ∞ coordinate clamped to the rounded c ± ε can lie an ulp outside
+/// (|x − c| > ε in f64, which `Ball::contains` rejects); each such coordinate moves one ulp at a
+/// time towards c until it is inside. ℓ2 projections already shrink with a margin.
+fn pull_inside(ball: &Ball, x: &mut [f64]) {
+    if ball.norm != Norm::Linf {
+        return;
+    }
+    for (v, &c) in x.iter_mut().zip(&ball.center) {
+        while (*v - c).abs() > ball.eps {
+            *v = if *v > c { next_down(*v) } else { next_up(*v) };
+        }
+    }
 }
 
 /// softplus_τ(z) = τ·ln(1 + e^{z/τ}) (τ = 0: ReLU).
@@ -312,12 +329,15 @@ pub fn pattern_ascent(
         value: f64::NEG_INFINITY,
         point: ball.center.clone(),
         points: 0,
+        rejected: 0,
     };
     let mut read = |xs: &[Vec<f64>], best: &mut PatternLower| -> Result<()> {
         for (x, n) in xs.iter().zip(true_norms(xs)?) {
             best.points += 1;
             // Only points of the ball count (the projection keeps them there; checked anyway).
-            if n > best.value && ball.contains(x) {
+            if !ball.contains(x) {
+                best.rejected += 1;
+            } else if n > best.value {
                 best.value = n;
                 best.point = x.clone();
             }
@@ -325,6 +345,7 @@ pub fn pattern_ascent(
         Ok(())
     };
     let mut xs = restart_points(ball, cfg.restarts.max(1), rng);
+    xs.iter_mut().for_each(|x| pull_inside(ball, x));
     read(&xs, &mut best)?;
     if ball.eps == 0.0 || cfg.steps == 0 {
         return Ok(best);
@@ -367,6 +388,7 @@ pub fn pattern_ascent(
             let step = ascent_step(&hv, ball.norm, alpha);
             x.iter_mut().zip(&step).for_each(|(x, s)| *x += s);
             ball.project(x);
+            pull_inside(ball, x);
         }
         read(&xs, &mut best)?;
     }

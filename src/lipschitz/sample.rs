@@ -318,9 +318,10 @@ impl<'a> Analyser<'a> {
             )?;
             eprintln!(
                 "oodcert lipschitz: pattern search, sample {index}: {:.6e} at a point of the ball \
-                 ({} points read, {:.2} s; PGD {})",
+                 ({} points read, {} outside the ball, {:.2} s; PGD {})",
                 p.value,
                 p.points,
+                p.rejected,
                 t.elapsed().as_secs_f64(),
                 row.lower_pgd
                     .map_or("not run".into(), |v| format!("{v:.6e}")),
