@@ -75,6 +75,24 @@ impl<F: Fn(&[f32], usize) -> Result<Vec<f64>> + Sync> BatchScorer for FnScorer<F
     }
 }
 
+/// A dense ReLU network's [`DenseMc`] layers as a [`BatchScorer`]: the model's own scores, bit for
+/// bit, without building tensors per layer (for the candidate inputs of inexact copies).
+struct DenseRows<'a> {
+    mc: &'a DenseMc<'a>,
+    kind: ScoreKind,
+    temperature: f64,
+}
+
+impl BatchScorer for DenseRows<'_> {
+    fn dim(&self) -> usize {
+        self.mc.dim()
+    }
+
+    fn score_flat(&self, x: &[f32], count: usize) -> Result<Vec<f64>> {
+        self.mc.score_rows(x, count, self.kind, self.temperature)
+    }
+}
+
 /// Scores `x` itself (no noise) for a batch of inputs, checking the count and finiteness.
 pub fn clean_scores(scorer: &dyn BatchScorer, x: &[f32], count: usize) -> Result<Vec<f64>> {
     let s = scorer.score_flat(x, count)?;
@@ -180,6 +198,17 @@ pub fn noisy_score_intervals(
 ) -> Result<()> {
     let mut next = copies.start;
     let mut iv = Vec::new();
+    // Candidate inputs go through the dense loop's layers when the scorer has them.
+    let dense = scorer.dense_mc()?;
+    let rows = dense.as_ref().map(|(mc, kind, t)| DenseRows {
+        mc,
+        kind: *kind,
+        temperature: *t,
+    });
+    let candidates: &dyn BatchScorer = match &rows {
+        Some(r) => r,
+        None => scorer,
+    };
     noisy_scores_checked(
         scorer,
         key,
@@ -195,7 +224,15 @@ pub fn noisy_score_intervals(
                 iv.push(if ok {
                     (v, v)
                 } else {
-                    coupling.inexact_interval(scorer, key, index, next + j as u64, sigma, x, v)?
+                    coupling.inexact_interval(
+                        candidates,
+                        key,
+                        index,
+                        next + j as u64,
+                        sigma,
+                        x,
+                        v,
+                    )?
                 });
             }
             next += s.len() as u64;
