@@ -6,7 +6,7 @@
 //! `infer_layers` (normalise, GEMMs of exactly [`DENSE_ROWS`] rows with the same kernel, bias,
 //! ReLU), so the logits, and the scores computed from them as before, have the same bits
 //! (tested against the tensor path in `tests/smoothing_dense_mc.rs`). Where the CPU has AVX-512
-//! the GEMMs run on W packed once per run (`model::layers::dense_gemm`: the `gemm` crate's
+//! the GEMMs of long runs use W packed once (`model::layers::dense_gemm`: the `gemm` crate's
 //! summation order, operation for operation, so again the same bits; only a block's own rows are
 //! computed). The few candidate inputs of copies that fail the coupling check are scored through
 //! the same layers ([`DenseMc::score_rows`]).
@@ -78,19 +78,32 @@ impl<'m> DenseMc<'m> {
                 out: l.out_features(),
             });
         }
-        let packed = layers
-            .iter()
-            .map(|l| PackedLinear::new(&l.w, l.out, l.inp, DENSE_ROWS))
-            .collect::<Option<Vec<_>>>()
-            .map(|layers| Packed { layers });
         Ok(Some(DenseMc {
             model,
             mean: mean.to_vec(),
             std: std.to_vec(),
             plane,
             layers,
-            packed,
+            packed: None,
         }))
+    }
+
+    /// The same loop with W packed for the AVX-512 kernel when the CPU has it and every layer's
+    /// shapes allow it (same bits; packing costs about as much as the kernel saves on ~10³
+    /// copies of the MLP, so the engine packs for longer runs only).
+    pub fn packed(mut self) -> Self {
+        self.packed = self
+            .layers
+            .iter()
+            .map(|l| PackedLinear::new(&l.w, l.out, l.inp, DENSE_ROWS))
+            .collect::<Option<Vec<_>>>()
+            .map(|layers| Packed { layers });
+        self
+    }
+
+    /// Whether the layers run on the packed AVX-512 kernel.
+    pub fn uses_packed_kernel(&self) -> bool {
+        self.packed.is_some()
     }
 
     /// Values per input.

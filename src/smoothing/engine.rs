@@ -75,6 +75,21 @@ impl<F: Fn(&[f32], usize) -> Result<Vec<f64>> + Sync> BatchScorer for FnScorer<F
     }
 }
 
+/// Copies from which a call packs a dense net's weights for the AVX-512 kernel
+/// ([`DenseMc::packed`]).
+const PACK_MIN_COPIES: u64 = 2048;
+
+/// The scorer's [`DenseMc`], packed when `copies` is long enough to repay it.
+fn dense_for(
+    scorer: &dyn BatchScorer,
+    copies: Range<u64>,
+) -> Result<Option<(DenseMc<'_>, ScoreKind, f64)>> {
+    let long = copies.end.saturating_sub(copies.start) >= PACK_MIN_COPIES;
+    Ok(scorer
+        .dense_mc()?
+        .map(|(mc, kind, t)| (if long { mc.packed() } else { mc }, kind, t)))
+}
+
 /// A dense ReLU network's [`DenseMc`] layers as a [`BatchScorer`]: the model's own scores, bit for
 /// bit, without building tensors per layer (for the candidate inputs of inexact copies).
 struct DenseRows<'a> {
@@ -139,6 +154,36 @@ pub fn noisy_scores_checked(
     copies: Range<u64>,
     batch: usize,
     progress: &ProgressBar,
+    visit: impl FnMut(&[f64], &[bool]) -> Result<()>,
+) -> Result<()> {
+    let dense = dense_for(scorer, copies.clone())?;
+    scores_checked_with(
+        scorer,
+        dense.as_ref(),
+        key,
+        index,
+        x,
+        sigma,
+        copies,
+        batch,
+        progress,
+        visit,
+    )
+}
+
+/// [`noisy_scores_checked`] with the scorer's [`DenseMc`] already built (W is copied and packed
+/// once per call of the public functions, not once per use).
+#[allow(clippy::too_many_arguments)]
+fn scores_checked_with(
+    scorer: &dyn BatchScorer,
+    dense: Option<&(DenseMc<'_>, ScoreKind, f64)>,
+    key: &NoiseKey,
+    index: u64,
+    x: &[f32],
+    sigma: f64,
+    copies: Range<u64>,
+    batch: usize,
+    progress: &ProgressBar,
     mut visit: impl FnMut(&[f64], &[bool]) -> Result<()>,
 ) -> Result<()> {
     let d = scorer.dim();
@@ -152,14 +197,13 @@ pub fn noisy_scores_checked(
         return Err(Error::BadInput("--batch must be at least 1".into()));
     }
     key.check_range(copies.end, d)?;
-    let dense = scorer.dense_mc()?;
     let rows = batch.min((copies.end - copies.start) as usize);
     let mut buf = vec![0.0f32; if dense.is_some() { 0 } else { rows * d }];
     let mut exact = vec![true; rows];
     let mut start = copies.start;
     while start < copies.end {
         let count = ((copies.end - start) as usize).min(batch);
-        let s = if let Some((mc, kind, t)) = &dense {
+        let s = if let Some((mc, kind, t)) = dense {
             mc.noisy_batch(key, index, x, sigma, start, count, *kind, *t, &mut exact)?
         } else {
             let chunk = &mut buf[..count * d];
@@ -199,7 +243,7 @@ pub fn noisy_score_intervals(
     let mut next = copies.start;
     let mut iv = Vec::new();
     // Candidate inputs go through the dense loop's layers when the scorer has them.
-    let dense = scorer.dense_mc()?;
+    let dense = dense_for(scorer, copies.clone())?;
     let rows = dense.as_ref().map(|(mc, kind, t)| DenseRows {
         mc,
         kind: *kind,
@@ -209,8 +253,9 @@ pub fn noisy_score_intervals(
         Some(r) => r,
         None => scorer,
     };
-    noisy_scores_checked(
+    scores_checked_with(
         scorer,
+        dense.as_ref(),
         key,
         index,
         x,

@@ -97,18 +97,23 @@ impl PackedLinear {
             panels.push((o, v));
             o += v * LANES;
         }
-        let mut offsets = Vec::new();
-        let mut data = Vec::new();
+        let padded = panels.last().map_or(0, |&(o, v)| o + v * LANES);
+        let mut offsets = Vec::with_capacity(blocks.len() * panels.len());
+        let mut data = vec![0.0f32; inp * padded];
+        let mut at = 0;
         for &(k0, kl) in &blocks {
             for &(o0, v) in &panels {
-                offsets.push(data.len());
+                offsets.push(at);
                 let width = v * LANES;
-                for d in k0..k0 + kl {
-                    for j in 0..width {
-                        let o = o0 + j;
-                        data.push(if o < out { w[o * inp + d] } else { 0.0 });
+                // Row o of W (contiguous in d) becomes column o − o0 of the panel; the columns
+                // past `out` stay zero.
+                for (j, o) in (o0..out.min(o0 + width)).enumerate() {
+                    let row = &w[o * inp + k0..o * inp + k0 + kl];
+                    for (dst, &wv) in data[at + j..].iter_mut().step_by(width).zip(row) {
+                        *dst = wv;
                     }
                 }
+                at += kl * width;
             }
         }
         Some(PackedLinear {
