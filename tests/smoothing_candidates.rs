@@ -287,7 +287,8 @@ fn intervals_do_not_depend_on_batch_threads_or_split() {
     }
 }
 
-/// The fused dense loop gives the tensor path's intervals bit for bit under both rules.
+/// The fused dense loop gives the tensor path's intervals bit for bit under both rules, with the
+/// weights packed for the AVX-512 kernel (3000 copies) and without (1500).
 #[test]
 fn fused_dense_path_gives_the_tensor_paths_intervals() {
     let spec = ModelSpec {
@@ -330,6 +331,33 @@ fn fused_dense_path_gives_the_tensor_paths_intervals() {
                 };
                 assert_eq!(bits(&got), bits(&want), "{layout:?} {rule:?} batch {batch}");
             }
+            // Below the engine's packing threshold (2048 copies) the dense loop keeps the
+            // `gemm` crate's kernel for its batches and its candidates: the same intervals.
+            let short = intervals(&fused, &key, &x, 0..1500, 1000, rule);
+            let (s, iv) = (&want.0[..1500], &want.1[..1500]);
+            assert_eq!(
+                short.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{layout:?} {rule:?} unpacked"
+            );
+            assert_eq!(
+                short
+                    .1
+                    .iter()
+                    .flat_map(|(l, h)| [l.to_bits(), h.to_bits()])
+                    .collect::<Vec<_>>(),
+                iv.iter()
+                    .flat_map(|(l, h)| [l.to_bits(), h.to_bits()])
+                    .collect::<Vec<_>>(),
+                "{layout:?} {rule:?} unpacked"
+            );
+            // The prefix holds inexact copies (the same under both rules), so the candidate
+            // scoring is exercised there too.
+            let inexact = iv.iter().filter(|(l, _)| l.is_infinite()).count();
+            assert!(
+                rule != Coupling::CountAgainst || inexact >= 1,
+                "{layout:?}: no inexact copy in 1500"
+            );
         }
     }
 }
