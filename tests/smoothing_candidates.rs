@@ -145,7 +145,7 @@ fn certify_sample_counts_a_flipping_copy_for_neither_side() {
     let key = NoiseKey::with_layout(5, "mnist:test", NoiseLayout::V2);
     let (n0, n) = (10u64, 20_000u64);
     // Copies that fail the check; for the resolvable ones, their first ambiguous coordinate k and
-    // its largest candidate b: the flip scorer says OOD (+1) exactly when r[k] is b.
+    // its largest candidate b: the flip scorer gives the minority side exactly when r[k] is b.
     let mut out = vec![0.0f32; D];
     let (mut inexact, mut unresolved) = (0u64, 0u64);
     let mut flips: Vec<(usize, u32)> = Vec::new();
@@ -167,88 +167,98 @@ fn certify_sample_counts_a_flipping_copy_for_neither_side() {
         flips.len() >= 20 && unresolved < inexact,
         "{flips:?} {unresolved}"
     );
-    let flip = FnScorer {
-        dim: D,
-        f: |r: &[f32], count: usize| {
-            Ok((0..count)
-                .map(|i| {
-                    let row = &r[i * D..(i + 1) * D];
-                    let hit = flips.iter().any(|&(k, b)| row[k].to_bits() == b);
-                    if hit { 1.0 } else { -1.0 }
-                })
-                .collect())
-        },
-    };
-    let constant = FnScorer {
-        dim: D,
-        f: |_: &[f32], count: usize| Ok(vec![-1.0; count]),
-    };
-    let th = Thresholds {
-        gamma: 0.0,
-        gamma_smoothed: 0.0,
-        clip: ClipRange::new(-2.0, 2.0).unwrap(),
-    };
-    let bar = ProgressBar::hidden();
-    let run = |scorer: &dyn BatchScorer, coupling: Coupling| {
-        let p = SmoothingParams {
-            sigma: 0.25,
-            n0,
-            n,
-            alpha: 0.001,
-            batch: 1000,
-            noise: NoiseLayout::V2,
-            coupling,
+    // Both majorities: ID (score −1, the flip coordinate's b says OOD) and OOD (+1, b says ID).
+    for id_majority in [true, false] {
+        let base = if id_majority { -1.0 } else { 1.0 };
+        let flip = FnScorer {
+            dim: D,
+            f: |r: &[f32], count: usize| {
+                Ok((0..count)
+                    .map(|i| {
+                        let row = &r[i * D..(i + 1) * D];
+                        let hit = flips.iter().any(|&(k, b)| row[k].to_bits() == b);
+                        if hit { -base } else { base }
+                    })
+                    .collect())
+            },
         };
-        let s = SampleRef {
-            dataset: "mnist:test",
-            key: &key,
-            index: 3,
-            label: 0,
-            is_id: true,
-            x: &x,
-            clean_score: -1.0,
+        let constant = FnScorer {
+            dim: D,
+            f: |_: &[f32], count: usize| Ok(vec![base; count]),
         };
-        certify_sample(scorer, &p, &th, s, &bar).unwrap()
-    };
-    // What the engine says of each copy: ID for sure only when the whole interval is ID.
-    let (scores, iv) = intervals(&flip, &key, &x, n0..n0 + n, 1000, Coupling::Candidates);
-    let sure_id = iv.iter().filter(|(_, hi)| *hi <= 0.0).count() as u64;
-    let point_id = scores.iter().filter(|&&v| v <= 0.0).count() as u64;
-    let straddling = iv
-        .iter()
-        .filter(|(lo, hi)| lo.is_finite() && *lo <= 0.0 && *hi > 0.0)
-        .count() as u64;
-    let sure_ood = iv.iter().filter(|(lo, _)| *lo > 0.0).count() as u64;
-    assert!(
-        straddling >= flips.len() as u64,
-        "{straddling} {}",
-        flips.len()
-    );
-    assert!(
-        point_id > sure_id,
-        "the copies' own scores must differ from their intervals here"
-    );
+        let th = Thresholds {
+            gamma: 0.0,
+            gamma_smoothed: 0.0,
+            clip: ClipRange::new(-2.0, 2.0).unwrap(),
+        };
+        let bar = ProgressBar::hidden();
+        let run = |scorer: &dyn BatchScorer, coupling: Coupling| {
+            let p = SmoothingParams {
+                sigma: 0.25,
+                n0,
+                n,
+                alpha: 0.001,
+                batch: 1000,
+                noise: NoiseLayout::V2,
+                coupling,
+            };
+            let s = SampleRef {
+                dataset: "mnist:test",
+                key: &key,
+                index: 3,
+                label: 0,
+                is_id: id_majority,
+                x: &x,
+                clean_score: base,
+            };
+            certify_sample(scorer, &p, &th, s, &bar).unwrap()
+        };
+        // What the engine says of each copy: sure ID only when the whole interval is ID (hi ≤ γ),
+        // sure OOD only when it is OOD (lo > γ).
+        let (scores, iv) = intervals(&flip, &key, &x, n0..n0 + n, 1000, Coupling::Candidates);
+        let sure_id = iv.iter().filter(|(_, hi)| *hi <= 0.0).count() as u64;
+        let sure_ood = iv.iter().filter(|(lo, _)| *lo > 0.0).count() as u64;
+        let (sure_major, sure_minor) = if id_majority {
+            (sure_id, sure_ood)
+        } else {
+            (sure_ood, sure_id)
+        };
+        let point_major = scores.iter().filter(|&&v| v == base).count() as u64;
+        let straddling = iv
+            .iter()
+            .filter(|(lo, hi)| lo.is_finite() && *lo <= 0.0 && *hi > 0.0)
+            .count() as u64;
+        assert!(
+            straddling >= flips.len() as u64,
+            "{straddling} {}",
+            flips.len()
+        );
+        assert!(
+            point_major > sure_major,
+            "the copies' own scores must differ from their intervals here"
+        );
 
-    let flipped = run(&flip, Coupling::Candidates);
-    assert_eq!(flipped.predict, 1, "ID");
-    assert_eq!(flipped.count, sure_id);
-    assert_eq!(flipped.count, n - straddling - unresolved - sure_ood);
-    // Count-against leaves every inexact copy out; candidates with a constant score settle all
-    // resolvable ones; the flip scorer's straddling copies stay out under candidates too.
-    assert_eq!(run(&constant, Coupling::CountAgainst).count, n - inexact);
-    assert_eq!(run(&constant, Coupling::Candidates).count, n - unresolved);
-    assert!(flipped.count < n - unresolved);
-    // PREDICT answers ID (no copy is sure OOD) and CERTIFY's bound is the one of its count.
-    assert_eq!(flipped.predict_test, 1);
-    let want = oodcert::smoothing::cohen::certify_from_counts(
-        oodcert::smoothing::cohen::Decision::Id,
-        flipped.count,
-        n,
-        0.001,
-        0.25,
-    )
-    .unwrap();
-    assert_eq!(flipped.p_lo.to_bits(), want.p_lo.to_bits());
+        let flipped = run(&flip, Coupling::Candidates);
+        let (code, side) = if id_majority {
+            (1, oodcert::smoothing::cohen::Decision::Id)
+        } else {
+            (0, oodcert::smoothing::cohen::Decision::Ood)
+        };
+        assert_eq!(flipped.predict, code, "majority ID: {id_majority}");
+        assert_eq!(flipped.count, sure_major);
+        assert_eq!(flipped.count, n - straddling - unresolved - sure_minor);
+        // Count-against leaves every inexact copy out; candidates with a constant score settle
+        // all resolvable ones; the flip scorer's straddling copies stay out under candidates too.
+        assert_eq!(run(&constant, Coupling::CountAgainst).count, n - inexact);
+        assert_eq!(run(&constant, Coupling::Candidates).count, n - unresolved);
+        assert!(flipped.count < n - unresolved);
+        // PREDICT answers the majority and CERTIFY's bound is the one of its count.
+        assert_eq!(flipped.predict_test, code);
+        let want =
+            oodcert::smoothing::cohen::certify_from_counts(side, flipped.count, n, 0.001, 0.25)
+                .unwrap();
+        assert_eq!(flipped.p_lo.to_bits(), want.p_lo.to_bits());
+    }
 }
 
 /// Intervals do not depend on the batch size, the thread count or how the copies are split,

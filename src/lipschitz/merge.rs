@@ -73,10 +73,19 @@ fn read_part(dir: &PathBuf) -> Result<Part<'_>> {
     let global_path = dir.join("global.json");
     let global = std::fs::read(&global_path)
         .map_err(|e| Error::io(format!("reading {}", global_path.display()), e))?;
+    let rows = record::read_csv(&dir.join("lipschitz.csv"))?;
+    // A shard whose manifest records the pattern search must carry its column in every row (a
+    // file with the column stripped would otherwise read as one from before it existed).
+    if !manifest.config["pattern"].is_null() && rows.iter().any(|r| r.lower_pattern.is_none()) {
+        return Err(Error::BadInput(format!(
+            "{}: its manifest records the pattern search but lipschitz.csv lacks lower_pattern values; re-run the shard",
+            dir.display()
+        )));
+    }
     Ok(Part {
         dir,
         shard,
-        rows: record::read_csv(&dir.join("lipschitz.csv"))?,
+        rows,
         times: read_times(&dir.join("summary.csv"))?,
         global,
         manifest,

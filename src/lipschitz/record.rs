@@ -157,12 +157,28 @@ impl LipschitzRecord {
     }
 }
 
+/// The columns of a run's `lipschitz.csv`: all of [`COLUMNS`] when the pattern search ran (some
+/// row has `lower_pattern`), else the 26 of the files written before it existed, so such runs
+/// keep their bytes (and `reproduce` of older runs stays bit for bit).
+pub fn columns_of(records: &[LipschitzRecord]) -> &'static [&'static str] {
+    if records.iter().any(|r| r.lower_pattern.is_some()) {
+        &COLUMNS
+    } else {
+        &COLUMNS[..COLUMNS.len() - 1]
+    }
+}
+
 /// The bytes of a `lipschitz.csv` holding `records`.
 pub fn to_csv_bytes(records: &[LipschitzRecord]) -> Result<Vec<u8>> {
+    let cols = columns_of(records);
     record_csv::to_bytes(
         "lipschitz.csv",
-        &COLUMNS,
-        records.iter().map(LipschitzRecord::fields),
+        cols,
+        records.iter().map(|r| {
+            let mut f = r.fields();
+            f.truncate(cols.len());
+            f
+        }),
     )
 }
 
@@ -248,6 +264,13 @@ mod tests {
             read_csv(&p)
         };
         assert_eq!(read("now.csv", &text).unwrap(), vec![rec.clone()]);
+        // Without the pattern search a run writes the 26 columns of the older files.
+        let plain = LipschitzRecord {
+            lower_pattern: None,
+            ..rec.clone()
+        };
+        let bytes = to_csv_bytes(std::slice::from_ref(&plain)).unwrap();
+        assert_eq!(String::from_utf8(bytes).unwrap(), drop_last(1));
         let old = LipschitzRecord {
             lower_pattern: None,
             ..rec.clone()

@@ -116,7 +116,17 @@ pub fn to_csv_bytes(rows: &[LipschitzRecord], times: &Timings) -> Result<Vec<u8>
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(["quantity", "n", "mean", "median"])
         .map_err(err)?;
+    // The pattern search's rows only when it ran (runs without it keep their older bytes).
+    let pattern = rows.iter().any(|r| r.lower_pattern.is_some());
+    let pattern_only = [
+        "lower_pattern",
+        "lower_best",
+        "tightness_local_over_best_lower",
+    ];
     for (name, v) in quantities(rows) {
+        if !pattern && pattern_only.contains(&name) {
+            continue;
+        }
         let mean = if v.is_empty() {
             f64::NAN
         } else {
@@ -133,6 +143,9 @@ pub fn to_csv_bytes(rows: &[LipschitzRecord], times: &Timings) -> Result<Vec<u8>
     }
     let n = rows.len().max(1) as f64;
     for (name, t) in STAGES.iter().zip(times.stages) {
+        if !pattern && *name == "pattern" {
+            continue;
+        }
         w.write_record([
             format!("seconds_per_sample_{name}"),
             rows.len().to_string(),
