@@ -158,8 +158,8 @@ impl<'a> CutBall<'a> {
                 moved = moved.max(dt.abs() / (t.abs() + m.abs()));
                 mgm = quad + 2.0 * t * gm + a * t * t;
                 mp = lin + t * p[j];
-                for l in 0..k {
-                    gmu[l] += dt * self.gram[l * k + j];
+                for (l, g) in gmu.iter_mut().enumerate() {
+                    *g += dt * self.gram[l * k + j];
                 }
                 mu[j] = t;
             }
@@ -198,8 +198,8 @@ impl<'a> CutBall<'a> {
                     let dt = t - m;
                     mgm = quad + 2.0 * t * gm + a * t * t;
                     mp = lin + t * p[j];
-                    for l in 0..k {
-                        gmu[l] += dt * self.gram[l * k + j];
+                    for (l, g) in gmu.iter_mut().enumerate() {
+                        *g += dt * self.gram[l * k + j];
                     }
                     mu[j] = t;
                 }
@@ -222,11 +222,11 @@ impl<'a> CutBall<'a> {
         let mut delta = vec![0.0; n];
         for i in 0..n {
             let (mut s, mut mag, mut spread) = (lam[i], lam[i].abs(), 0.0);
-            for j in 0..k {
-                let t = mu[j] * self.b[j][i];
+            for ((m, b), r) in mu.iter().zip(&self.b).zip(&self.rad) {
+                let t = m * b[i];
                 s -= t;
                 mag += t.abs();
-                spread += mu[j] * self.rad[j][i];
+                spread += m * r[i];
             }
             v[i] = s;
             // |exact (λ − Σμsa)ᵢ − vᵢ| ≤ rounding of the sum + the enclosures' radii.
@@ -242,12 +242,8 @@ impl<'a> CutBall<'a> {
         let ball = next_up(next_up(eps * nv) + next_up(eps * nd));
         // Σμₖsₖcₖ ≤ Σ μₖ·(cₖ.hi if sₖ > 0 else −cₖ.lo).
         let (mut cs, mut cmag) = (0.0, 0.0);
-        for j in 0..k {
-            let t = if self.s[j] > 0.0 {
-                mu[j] * self.c[j].1
-            } else {
-                -(mu[j] * self.c[j].0)
-            };
+        for ((m, c), sj) in mu.iter().zip(&self.c).zip(&self.s) {
+            let t = if *sj > 0.0 { m * c.1 } else { -(m * c.0) };
             cs += t;
             cmag += t.abs();
         }
