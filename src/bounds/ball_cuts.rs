@@ -266,16 +266,16 @@ mod tests {
     }
 
     /// Unit disc at 0, cut x₁ ≥ 0.5 (s = +1, a = e₁, c = −0.5): the minimum of x₁ over the cut
-    /// disc is 0.5 (the ball alone gives −1); of x₂ it is −1 (the cut does not bind); of
-    /// −x₁ − x₂ it is −√2 (the optimum (1,1)/√2 satisfies the cut). The bound is sound and
-    /// within 1e-9 of each exact value.
+    /// disc is 0.5 (the ball alone gives −1); of x₂ it is −√0.75 (the chord's end; the ball alone
+    /// gives −1); of −x₁ − x₂ it is −√2 and of −x₁ it is −1 (the optima satisfy the cut). The
+    /// bound is sound and within 1e-9 of each exact value.
     #[test]
     fn one_cut_on_the_unit_disc_is_exact() {
         let ball = Ball::new(vec![0.0, 0.0], 1.0, Norm::L2, false).unwrap();
         let cb = CutBall::new(&ball, &[cut(&[1.0, 0.0], -0.5, 1.0)]);
         for (lam, exact) in [
             ([1.0, 0.0], 0.5),
-            ([0.0, 1.0], -1.0),
+            ([0.0, 1.0], -(0.75f64.sqrt())),
             ([-1.0, -1.0], -(2f64.sqrt())),
             ([-1.0, 0.0], -1.0),
         ] {
