@@ -119,6 +119,7 @@ impl<'a> CutBall<'a> {
         // without limit), small enough to keep the f64 arithmetic meaningful.
         let gmax = self.gram.iter().fold(1e-300f64, |a, g| a.max(g.abs()));
         let cap = 1e6 * (l2.sqrt() + 1.0) / gmax.sqrt();
+        let mut converged = false;
         for _ in 0..SWEEPS {
             let mut moved = 0.0f64;
             for j in 0..k {
@@ -164,8 +165,14 @@ impl<'a> CutBall<'a> {
                 mu[j] = t;
             }
             if moved < 1e-9 {
+                converged = true;
                 break;
             }
+        }
+        // Converged away from v = 0, where the norm is smooth: coordinate-wise optimal there is
+        // optimal (a concave function, differentiable at the point, box constraints).
+        if converged && l2 - 2.0 * mp + mgm > 1e-4 * l2 {
+            return mu;
         }
         // Where the maximiser has λ = Σμₖbₖ (a vertex of the cuts inside the ball) the norm is
         // not smooth and the exact steps stall: continue on the smooth majorant
@@ -218,20 +225,26 @@ impl<'a> CutBall<'a> {
         let n = lam.len();
         let k = self.len();
         let ek = dot_err(k + 1);
-        let mut v = vec![0.0; n];
-        let mut delta = vec![0.0; n];
-        for i in 0..n {
-            let (mut s, mut mag, mut spread) = (lam[i], lam[i].abs(), 0.0);
-            for ((m, b), r) in mu.iter().zip(&self.b).zip(&self.rad) {
-                let t = m * b[i];
-                s -= t;
-                mag += t.abs();
-                spread += m * r[i];
+        let mut v = lam.to_vec();
+        let mut mag: Vec<f64> = lam.iter().map(|x| x.abs()).collect();
+        let mut spread = vec![0.0; n];
+        for ((&m, b), r) in mu.iter().zip(&self.b).zip(&self.rad) {
+            if m == 0.0 {
+                continue;
             }
-            v[i] = s;
-            // |exact (λ − Σμsa)ᵢ − vᵢ| ≤ rounding of the sum + the enclosures' radii.
-            delta[i] = next_up(ek * mag + next_up(spread * (1.0 + ek)) + ABS_FLOOR);
+            for i in 0..n {
+                let t = m * b[i];
+                v[i] -= t;
+                mag[i] += t.abs();
+                spread[i] += m * r[i];
+            }
         }
+        // |exact (λ − Σμsa)ᵢ − vᵢ| ≤ rounding of the sum + the enclosures' radii.
+        let delta: Vec<f64> = mag
+            .iter()
+            .zip(&spread)
+            .map(|(g, p)| next_up(ek * g + next_up(p * (1.0 + ek)) + ABS_FLOOR))
+            .collect();
         let x0 = &self.ball.center;
         let en = dot_err(n);
         let dot: f64 = lam.iter().zip(x0).map(|(a, x)| a * x).sum();
