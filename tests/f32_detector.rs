@@ -466,6 +466,8 @@ fn run_config(dir: &Path, mpath: std::path::PathBuf) -> oodcert::lipschitz::Conf
             seed: 3,
             bab_budget: 10.0,
             bab_max_domains: None,
+            pattern_steps: 40,
+            pattern_restarts: 4,
         },
     }
 }

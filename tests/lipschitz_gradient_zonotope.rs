@@ -260,3 +260,44 @@ fn pairwise_pool_candidates_contain_every_sampled_argmax() {
     eprintln!("pairwise candidates fewer than the box's on {fewer} of {windows} windows");
     assert!(fewer > 0 && windows > 100);
 }
+
+/// The ℓ2 shortcut (skip the Gram when ‖G‖_F already reaches the known bound) never changes the
+/// bound that matters, min(zonotope, known): with a cutoff c, min(Z(c), c) = min(Z(∞), c), and it
+/// does fire on some balls (Z(c) > Z(∞) there), so a shortcut taken too eagerly fails this.
+#[test]
+fn the_cutoff_shortcut_never_changes_the_min_with_the_known_bound() {
+    let mut fired = 0;
+    let mut checked = 0;
+    for seed in 0..4u64 {
+        // The small nets only (the 28×28 candle LeNet's 784-side Gram takes seconds per call).
+        for (name, net) in nets(seed).into_iter().filter(|(n, _)| n != "candle lenet") {
+            let mut r = rng(6100 + seed);
+            let x = random_image(net.input_dim(), &mut r);
+            for eps in [0.01, 0.05, 0.2, 0.6, 1.5] {
+                let ball = Ball::new(x.clone(), eps, Norm::L2, seed % 2 == 1).unwrap();
+                let (traces, logits) = pre_bounds(&net, &ball, PreBounds::Ibp).unwrap();
+                let neg_p = neg_softmax_box(&logits, 1.0);
+                let z =
+                    |c: f64| gradient_zonotope(&net, &traces, &neg_p, Norm::L2, None, c).unwrap();
+                let full = z(f64::INFINITY);
+                for f in [0.05, 0.3, 0.7, 0.95, 1.0, 1.05, 1.3, 3.0] {
+                    let c = full * f;
+                    let got = z(c);
+                    assert!(got >= full, "{name} eps {eps}: {got} < {full}");
+                    fired += usize::from(got > full);
+                    let (a, b) = (got.min(c), full.min(c));
+                    assert!(
+                        (a - b).abs() <= 1e-8 * b,
+                        "{name} seed {seed} eps {eps} cutoff {c}: min {a} vs {b} (Z(∞) = {full}, Z(c) = {got})"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    eprintln!("shortcut fired on {fired} of {checked}");
+    assert!(
+        fired >= 10,
+        "the shortcut fired only {fired} times of {checked}"
+    );
+}

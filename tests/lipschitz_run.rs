@@ -40,6 +40,7 @@ fn config(dir: &Path, out: &str) -> Config {
                 Method::Global,
                 Method::Radius,
                 Method::Recurjac,
+                Method::Pattern,
             ],
             score: oodcert::score::ScoreKind::Energy,
             temperature: 1.0,
@@ -58,6 +59,8 @@ fn config(dir: &Path, out: &str) -> Config {
             seed: 3,
             bab_budget: 10.0,
             bab_max_domains: None,
+            pattern_steps: 40,
+            pattern_restarts: 4,
         },
     }
 }
@@ -95,6 +98,18 @@ fn lipschitz_csv_and_summary_hold_the_exact_f64() {
     for (a, b) in rows.iter().zip(&back) {
         assert_eq!(floats(a), floats(b), "row {}", a.index);
         assert!(a.upper_recurjac.is_some() && a.radius_lipschitz.is_some());
+        // The pattern search's value is a gradient norm at a point of the ball: below every
+        // certified bound of the same ball, and the best lower bound is the largest of them.
+        let pat = a.lower_pattern.unwrap();
+        let best = a.lower_best().unwrap();
+        assert!(best >= pat && best >= a.lower_pgd.unwrap());
+        for up in [a.upper_local, a.upper_recurjac, a.upper_global] {
+            assert!(
+                best <= up.unwrap(),
+                "row {}: lower {best} > {up:?}",
+                a.index
+            );
+        }
         // The search starts from the ε-ball's certificate with the best local bound (RecurJac
         // included), so it never ends below radius_at_eps.
         assert!(a.radius_lipschitz >= a.radius_at_eps, "row {}", a.index);
@@ -117,6 +132,8 @@ fn lipschitz_csv_and_summary_hold_the_exact_f64() {
         let col: fn(&LipschitzRecord) -> Option<f64> = match &rec[0] {
             "upper_local" => |r| r.upper_local,
             "lower_pgd" => |r| r.lower_pgd,
+            "lower_pattern" => |r| r.lower_pattern,
+            "lower_best" => |r| r.lower_best(),
             "radius_lipschitz" => |r| r.radius_lipschitz,
             "radius_bound_prop" => |r| r.radius_bound_prop,
             "upper_recurjac" => |r| r.upper_recurjac,
@@ -131,7 +148,7 @@ fn lipschitz_csv_and_summary_hold_the_exact_f64() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 5);
+    assert_eq!(checked, 7);
 }
 
 /// The summary without its wall-clock `seconds_*` rows.

@@ -368,13 +368,25 @@ fn runs_from_before_coupling_replay_with_count_against() {
     let manifest = |dir: &Path| std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     let csv = |dir: &Path| std::fs::read(dir.join("certify.csv")).unwrap();
     // The default rule is recorded; count-against writes no field (the bytes of older runs).
+    // n = 20 000 copies of 64 pixels for each of 10 samples: enough coordinates (~1.3·10⁷) for
+    // some copies to fail the float32 coupling check, so the two rules' outputs differ.
     let (new, old) = (d.path().join("new"), d.path().join("old"));
-    ok(&oodcert(&certify(&model, &new, false), &[]));
+    let more_copies = |mut a: Vec<String>| {
+        let at = a.iter().position(|x| x == "--n").unwrap();
+        a[at + 1] = "20000".into();
+        a
+    };
+    ok(&oodcert(&more_copies(certify(&model, &new, false)), &[]));
     assert!(manifest(&new).contains("\"coupling\": \"candidates\""));
-    let mut a = certify(&model, &old, false);
+    let mut a = more_copies(certify(&model, &old, false));
     a.extend(["--coupling".into(), "count-against".into()]);
     ok(&oodcert(&a, &[]));
     assert!(!manifest(&old).contains("coupling"));
+    assert_ne!(
+        csv(&new),
+        csv(&old),
+        "the rules must give different certificates on this data, or the replay below proves nothing"
+    );
     // A run recorded before --coupling (no flag, no config.coupling) replays under
     // count-against, every output bit for bit, although candidates is now the default.
     edit_json(&old.join("provenance.json"), |p| {

@@ -7,9 +7,11 @@ use candle_core::{DType, Device};
 use indicatif::ProgressBar;
 use oodcert::model::{Arch, Model, ModelSpec};
 use oodcert::score::ScoreKind;
+use oodcert::smoothing::clip::ClipRange;
 use oodcert::smoothing::coupling::Coupling;
 use oodcert::smoothing::engine::{BatchScorer, FnScorer, ModelScorer, noisy_score_intervals};
 use oodcert::smoothing::noise::{NoiseKey, NoiseLayout};
+use oodcert::smoothing::sample::{SampleRef, SmoothingParams, Thresholds, certify_sample};
 use std::ops::Range;
 
 const D: usize = 784;
@@ -133,6 +135,122 @@ fn a_decision_that_flips_between_candidates_stays_undecided() {
     }
 }
 
+/// Through `certify_sample` itself (CERTIFY's count, PREDICT): a copy whose decision flips
+/// between its candidates counts for neither side, so the count is the number of copies whose
+/// whole interval is ID — not the number whose own noisy input scored ID, and not n minus the
+/// inexact copies (count-against), which the resolved copies with agreeing candidates beat.
+#[test]
+fn certify_sample_counts_a_flipping_copy_for_neither_side() {
+    let x = image();
+    let key = NoiseKey::with_layout(5, "mnist:test", NoiseLayout::V2);
+    let (n0, n) = (10u64, 20_000u64);
+    // Copies that fail the check; for the resolvable ones, their first ambiguous coordinate k and
+    // its largest candidate b: the flip scorer says OOD (+1) exactly when r[k] is b.
+    let mut out = vec![0.0f32; D];
+    let (mut inexact, mut unresolved) = (0u64, 0u64);
+    let mut flips: Vec<(usize, u32)> = Vec::new();
+    for copy in n0..n0 + n {
+        if key.add_noise_checked(3, copy, 0.25, &x, &mut out) {
+            continue;
+        }
+        inexact += 1;
+        match key.ambiguities(3, copy, 0.25, &x, &out, 16) {
+            None => unresolved += 1,
+            Some(amb) => {
+                if let Some((k, c)) = amb.first() {
+                    flips.push((*k, c[c.len() - 1].to_bits()));
+                }
+            }
+        }
+    }
+    assert!(
+        flips.len() >= 20 && unresolved < inexact,
+        "{flips:?} {unresolved}"
+    );
+    let flip = FnScorer {
+        dim: D,
+        f: |r: &[f32], count: usize| {
+            Ok((0..count)
+                .map(|i| {
+                    let row = &r[i * D..(i + 1) * D];
+                    let hit = flips.iter().any(|&(k, b)| row[k].to_bits() == b);
+                    if hit { 1.0 } else { -1.0 }
+                })
+                .collect())
+        },
+    };
+    let constant = FnScorer {
+        dim: D,
+        f: |_: &[f32], count: usize| Ok(vec![-1.0; count]),
+    };
+    let th = Thresholds {
+        gamma: 0.0,
+        gamma_smoothed: 0.0,
+        clip: ClipRange::new(-2.0, 2.0).unwrap(),
+    };
+    let bar = ProgressBar::hidden();
+    let run = |scorer: &dyn BatchScorer, coupling: Coupling| {
+        let p = SmoothingParams {
+            sigma: 0.25,
+            n0,
+            n,
+            alpha: 0.001,
+            batch: 1000,
+            noise: NoiseLayout::V2,
+            coupling,
+        };
+        let s = SampleRef {
+            dataset: "mnist:test",
+            key: &key,
+            index: 3,
+            label: 0,
+            is_id: true,
+            x: &x,
+            clean_score: -1.0,
+        };
+        certify_sample(scorer, &p, &th, s, &bar).unwrap()
+    };
+    // What the engine says of each copy: ID for sure only when the whole interval is ID.
+    let (scores, iv) = intervals(&flip, &key, &x, n0..n0 + n, 1000, Coupling::Candidates);
+    let sure_id = iv.iter().filter(|(_, hi)| *hi <= 0.0).count() as u64;
+    let point_id = scores.iter().filter(|&&v| v <= 0.0).count() as u64;
+    let straddling = iv
+        .iter()
+        .filter(|(lo, hi)| lo.is_finite() && *lo <= 0.0 && *hi > 0.0)
+        .count() as u64;
+    let sure_ood = iv.iter().filter(|(lo, _)| *lo > 0.0).count() as u64;
+    assert!(
+        straddling >= flips.len() as u64,
+        "{straddling} {}",
+        flips.len()
+    );
+    assert!(
+        point_id > sure_id,
+        "the copies' own scores must differ from their intervals here"
+    );
+
+    let flipped = run(&flip, Coupling::Candidates);
+    assert_eq!(flipped.predict, 1, "ID");
+    assert_eq!(flipped.count, sure_id);
+    assert_eq!(flipped.count, n - straddling - unresolved - sure_ood);
+    // Count-against leaves every inexact copy out; candidates with a constant score settle all
+    // resolvable ones; the flip scorer's straddling copies stay out under candidates too.
+    assert_eq!(run(&constant, Coupling::CountAgainst).count, n - inexact);
+    assert_eq!(run(&constant, Coupling::Candidates).count, n - unresolved);
+    assert!(flipped.count < n - unresolved);
+    // PREDICT answers ID (no copy is sure OOD) and CERTIFY's bound is the one of its count.
+    assert_eq!(flipped.predict_test, 1);
+    let want = oodcert::smoothing::cohen::certify_from_counts(
+        oodcert::smoothing::cohen::Decision::Id,
+        flipped.count,
+        n,
+        0.001,
+        0.25,
+    )
+    .unwrap();
+    assert_eq!(flipped.p_lo.to_bits(), want.p_lo.to_bits());
+}
+
 /// Intervals do not depend on the batch size, the thread count or how the copies are split,
 /// for both layouts; some copies are resolved to a proper interval.
 #[test]
@@ -169,7 +287,8 @@ fn intervals_do_not_depend_on_batch_threads_or_split() {
     }
 }
 
-/// The fused dense loop gives the tensor path's intervals bit for bit under both rules.
+/// The fused dense loop gives the tensor path's intervals bit for bit under both rules, with the
+/// weights packed for the AVX-512 kernel (3000 copies) and without (1500).
 #[test]
 fn fused_dense_path_gives_the_tensor_paths_intervals() {
     let spec = ModelSpec {
@@ -212,6 +331,33 @@ fn fused_dense_path_gives_the_tensor_paths_intervals() {
                 };
                 assert_eq!(bits(&got), bits(&want), "{layout:?} {rule:?} batch {batch}");
             }
+            // Below the engine's packing threshold (2048 copies) the dense loop keeps the
+            // `gemm` crate's kernel for its batches and its candidates: the same intervals.
+            let short = intervals(&fused, &key, &x, 0..1500, 1000, rule);
+            let (s, iv) = (&want.0[..1500], &want.1[..1500]);
+            assert_eq!(
+                short.0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{layout:?} {rule:?} unpacked"
+            );
+            assert_eq!(
+                short
+                    .1
+                    .iter()
+                    .flat_map(|(l, h)| [l.to_bits(), h.to_bits()])
+                    .collect::<Vec<_>>(),
+                iv.iter()
+                    .flat_map(|(l, h)| [l.to_bits(), h.to_bits()])
+                    .collect::<Vec<_>>(),
+                "{layout:?} {rule:?} unpacked"
+            );
+            // The prefix holds inexact copies (the same under both rules), so the candidate
+            // scoring is exercised there too.
+            let inexact = iv.iter().filter(|(l, _)| l.is_infinite()).count();
+            assert!(
+                rule != Coupling::CountAgainst || inexact >= 1,
+                "{layout:?}: no inexact copy in 1500"
+            );
         }
     }
 }

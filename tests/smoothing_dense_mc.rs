@@ -51,7 +51,8 @@ fn fused_dense_loop_matches_the_tensor_path_bit_for_bit() {
             },
             [1, 28, 28],
             10,
-            700u64,
+            // ≥ the engine's 2048 copies from which the weights are packed (AVX-512 kernel).
+            2100u64,
         ),
         (Arch::Mlp { hidden: vec![32] }, [3, 8, 8], 5, 300),
     ];
@@ -137,4 +138,37 @@ fn fused_path_is_taken_only_for_dense_f32_nets() {
     assert!(scorer(&model(mlp.clone(), [1, 6, 6], 4, DType::F32)));
     assert!(!scorer(&model(mlp, [1, 6, 6], 4, DType::F64)));
     assert!(!scorer(&model(Arch::Lenet, [1, 28, 28], 10, DType::F32)));
+}
+
+/// Where the CPU has AVX-512, the MLP's loop runs on the packed kernel once packed (so the test
+/// above compares that kernel, at 2100 copies, with the tensor path), and not before.
+#[test]
+fn the_packed_kernel_applies_to_the_mlp_where_the_cpu_has_it() {
+    let m = model(
+        Arch::Mlp {
+            hidden: vec![256, 256],
+        },
+        [1, 28, 28],
+        10,
+        DType::F32,
+    );
+    let scorer = ModelScorer {
+        model: &m,
+        device: Device::Cpu,
+        kind: ScoreKind::Energy,
+        temperature: 1.0,
+    };
+    let (mc, _, _) = scorer.dense_mc().unwrap().unwrap();
+    assert!(!mc.uses_packed_kernel());
+    let avx512 = {
+        #[cfg(target_arch = "x86_64")]
+        {
+            std::arch::is_x86_feature_detected!("avx512f")
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    };
+    assert_eq!(mc.packed().uses_packed_kernel(), avx512);
 }

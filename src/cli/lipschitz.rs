@@ -98,6 +98,12 @@ pub struct Args {
     /// Branch and bound: at most N domains per sample (default: no limit).
     #[arg(long)]
     pub bab_max_domains: Option<usize>,
+    /// Pattern search (`--methods …,pattern`): ascent steps per restart and restarts (each step
+    /// costs three surrogate gradients on the host and one oracle gradient per restart).
+    #[arg(long, default_value_t = 40)]
+    pub pattern_steps: usize,
+    #[arg(long, default_value_t = 4)]
+    pub pattern_restarts: usize,
     /// Bound the local gradient with the box ∩ simplex softmax head (K backward passes).
     #[arg(long)]
     pub simplex: bool,
@@ -155,6 +161,8 @@ pub fn run(a: Args) -> Result<()> {
             seed: a.seed,
             bab_budget: a.bab_budget,
             bab_max_domains: a.bab_max_domains,
+            pattern_steps: a.pattern_steps,
+            pattern_restarts: a.pattern_restarts,
         },
     };
     crate::lipschitz::run(&cfg).map(|_| ())

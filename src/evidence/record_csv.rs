@@ -67,6 +67,19 @@ pub fn read<T>(
     path: &Path,
     columns: &[&'static str],
     mismatch: &str,
+    record: impl FnMut(&Row) -> Result<T>,
+) -> Result<Vec<T>> {
+    read_prefix(path, columns, columns.len(), mismatch, record)
+}
+
+/// [`read`] for a schema that grew at its end: the header may be `columns[..k]` for any
+/// `k ≥ min_columns` (a file written before the last columns existed), and each absent column
+/// reads as an empty cell (`Row::opt` gives `None`), so such columns must be optional ones.
+pub fn read_prefix<T>(
+    path: &Path,
+    columns: &[&'static str],
+    min_columns: usize,
+    mismatch: &str,
     mut record: impl FnMut(&Row) -> Result<T>,
 ) -> Result<Vec<T>> {
     let mut r = csv::Reader::from_path(path)
@@ -75,7 +88,8 @@ pub fn read<T>(
         .headers()
         .map_err(|e| Error::bad_file(path, format!("no header row: {e}")))?
         .clone();
-    if headers.iter().collect::<Vec<_>>() != columns {
+    let k = headers.len();
+    if k < min_columns || k > columns.len() || headers.iter().ne(columns[..k].iter().copied()) {
         return Err(Error::bad_file(path, mismatch));
     }
     let mut out = Vec::new();
@@ -85,7 +99,11 @@ pub fn read<T>(
         let row = Row {
             path,
             line,
-            cells: columns.iter().copied().zip(rec.iter()).collect(),
+            cells: columns
+                .iter()
+                .copied()
+                .zip(rec.iter().chain(std::iter::repeat("")))
+                .collect(),
         };
         out.push(record(&row)?);
     }

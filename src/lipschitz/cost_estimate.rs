@@ -8,8 +8,10 @@ use super::options::{Method, Options};
 /// Estimates above this many seconds per sample are warned about.
 pub const LONG_SECONDS: f64 = 120.0;
 
-/// Gradient evaluations of the requested PGD and CLEVER per sample: PGD's steps + 1 rounds of
-/// `restarts` gradients and 2·`restarts` finite-difference probes, CLEVER's batches × samples.
+/// Gradient evaluations of the requested PGD, CLEVER and pattern search per sample: PGD's
+/// steps + 1 rounds of `restarts` gradients and 2·`restarts` finite-difference probes, CLEVER's
+/// batches × samples, the pattern search's (4·steps + 1)·restarts (oracle and host surrogate
+/// gradients alike).
 pub fn gradient_count(o: &Options) -> usize {
     let mut n = 0;
     if o.has(Method::Pgd) {
@@ -19,6 +21,12 @@ pub fn gradient_count(o: &Options) -> usize {
     if o.has(Method::Clever) {
         let c = o.clever();
         n += c.batches * c.per_batch;
+    }
+    if o.has(Method::Pattern) {
+        // One oracle gradient per restart and step (and at the starts), three host surrogate
+        // gradients per restart and step (counted as gradients: about the same work).
+        let p = o.pattern();
+        n += (4 * p.steps + 1) * p.restarts.max(1);
     }
     n
 }
@@ -76,6 +84,8 @@ mod tests {
             seed: 0,
             bab_budget: 10.0,
             bab_max_domains: None,
+            pattern_steps: 40,
+            pattern_restarts: 4,
         }
     }
 
@@ -90,6 +100,8 @@ mod tests {
         // ε = 0.01 doubling to 0.08: 3 doublings.
         assert_eq!(radius_balls(&o, 0.08), 2 * (1 + 3 + o.radius_iters));
         assert_eq!(radius_balls(&o, 0.011), 2 * (2 + o.radius_iters));
+        let with = opts(vec![Method::Pattern]);
+        assert_eq!(gradient_count(&with), (4 * 40 + 1) * 4);
         let none = opts(vec![Method::Local]);
         assert_eq!(gradient_count(&none), 0);
         assert_eq!(radius_balls(&none, 1.0), 0);

@@ -132,7 +132,7 @@ impl Default for PgdConfig {
 }
 
 /// ∂‖g‖_q/∂g (q = 2: g/‖g‖₂; q = 1: sign g).
-fn norm_direction(g: &[f64], norm: Norm) -> Vec<f64> {
+pub(crate) fn norm_direction(g: &[f64], norm: Norm) -> Vec<f64> {
     match norm {
         Norm::L2 => {
             let n = g.iter().map(|v| v * v).sum::<f64>().sqrt();
@@ -158,7 +158,7 @@ fn norm_direction(g: &[f64], norm: Norm) -> Vec<f64> {
 }
 
 /// PGD starting points: the centre, then `restarts − 1` uniform points of the ball.
-fn restart_points(ball: &Ball, restarts: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
+pub(crate) fn restart_points(ball: &Ball, restarts: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f64>> {
     (0..restarts)
         .map(|i| {
             if i == 0 {
@@ -172,7 +172,7 @@ fn restart_points(ball: &Ball, restarts: usize, rng: &mut ChaCha8Rng) -> Vec<Vec
 
 /// The steepest-ascent step of length `alpha` along `v` for the ball's norm: α·v/‖v‖₂ (ℓ2) or
 /// α·sign(v) (ℓ∞); a negative `alpha` descends.
-fn ascent_step(v: &[f64], norm: Norm, alpha: f64) -> Vec<f64> {
+pub(crate) fn ascent_step(v: &[f64], norm: Norm, alpha: f64) -> Vec<f64> {
     match norm {
         Norm::L2 => {
             let n = v

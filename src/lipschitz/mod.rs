@@ -26,6 +26,7 @@ pub mod merge;
 pub mod nelder_mead;
 pub mod options;
 pub mod output;
+pub mod pattern_search;
 pub mod radius;
 pub mod record;
 pub mod recurjac;

@@ -7,6 +7,7 @@ use crate::lipschitz::bab::BabConfig;
 use crate::lipschitz::clever::CleverConfig;
 use crate::lipschitz::empirical::PgdConfig;
 use crate::lipschitz::local::{Head, PreBounds};
+use crate::lipschitz::pattern_search::PatternConfig;
 use crate::score::ScoreKind;
 use serde::Serialize;
 
@@ -39,6 +40,11 @@ pub enum Method {
     /// pattern-Gram bound per domain; else RecurJac where supported, else FastLip box ∩ simplex);
     /// not in the default set. Its bound enters `upper_local`.
     Bab,
+    /// Empirical lower bound stronger than PGD: ascent on the gradient norm of a smoothed
+    /// surrogate (sigmoid ReLU derivatives, softmax pool selections, τ annealed to 0), the true
+    /// ‖∇S‖_q read at every iterate in the ball (`lipschitz::pattern_search`); not in the
+    /// default set. Column `lower_pattern`.
+    Pattern,
 }
 
 impl Method {
@@ -108,6 +114,10 @@ pub struct Options {
     pub bab_budget: f64,
     /// Branch and bound: most domains per sample (None: no limit; the deterministic budget).
     pub bab_max_domains: Option<usize>,
+    /// Pattern search (`--methods …,pattern`): ascent steps per restart.
+    pub pattern_steps: usize,
+    /// Pattern search: restarts (the centre, then uniform points of the ball).
+    pub pattern_restarts: usize,
 }
 
 impl Options {
@@ -167,6 +177,11 @@ impl Options {
         if self.bab_max_domains == Some(0) {
             return Err(Error::BadInput(
                 "--bab-max-domains must be ≥ 1 (leave it out for no limit)".into(),
+            ));
+        }
+        if self.has(Method::Pattern) && self.pattern_restarts == 0 {
+            return Err(Error::BadInput(
+                "--pattern-restarts must be ≥ 1 (or leave pattern out of --methods)".into(),
             ));
         }
         if self.has(Method::Pgd) && self.pgd_restarts == 0 {
@@ -234,6 +249,15 @@ impl Options {
         PgdConfig {
             steps: self.pgd_steps,
             restarts: self.pgd_restarts,
+            ..Default::default()
+        }
+    }
+
+    /// The pattern search's configuration.
+    pub fn pattern(&self) -> PatternConfig {
+        PatternConfig {
+            steps: self.pattern_steps,
+            restarts: self.pattern_restarts,
             ..Default::default()
         }
     }

@@ -8,7 +8,7 @@ use crate::evidence::{fmt_f64, record_csv};
 use std::path::Path;
 
 /// The columns of `lipschitz.csv`, in order.
-pub const COLUMNS: [&str; 26] = [
+pub const COLUMNS: [&str; 27] = [
     "index",
     "label",
     "is_id",
@@ -35,6 +35,7 @@ pub const COLUMNS: [&str; 26] = [
     "bab_domains",
     "f32_err_bound",
     "f32_undecided",
+    "lower_pattern",
 ];
 
 /// The analysis of one sample (a column is `None`, written empty, when its method did not run).
@@ -93,6 +94,8 @@ pub struct LipschitzRecord {
     /// True when the exact margin does not exceed E at the centre: the float32 detector may
     /// decide either way, both radii are 0 (radius runs).
     pub f32_undecided: Option<bool>,
+    /// Max of ‖∇S‖_q found by the pattern search (surrogate ascent; a point of the ball).
+    pub lower_pattern: Option<f64>,
 }
 
 /// A float as written in the CSV.
@@ -106,6 +109,20 @@ fn opt(v: Option<f64>) -> String {
 }
 
 impl LipschitzRecord {
+    /// The largest gradient norm any empirical lower-bound method found at a point of the ball
+    /// (centre, sampling, PGD, pattern search; CLEVER is an estimate and left out).
+    pub fn lower_best(&self) -> Option<f64> {
+        [
+            self.grad_norm,
+            self.lower_sample,
+            self.lower_pgd,
+            self.lower_pattern,
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::max)
+    }
+
     /// The row's fields as text, in [`COLUMNS`] order.
     pub fn fields(&self) -> Vec<String> {
         vec![
@@ -135,6 +152,7 @@ impl LipschitzRecord {
             self.bab_domains.map_or(String::new(), |d| d.to_string()),
             opt(self.f32_err_bound),
             self.f32_undecided.map_or(String::new(), |b| b.to_string()),
+            opt(self.lower_pattern),
         ]
     }
 }
@@ -154,7 +172,8 @@ pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
         "columns are not those of lipschitz.csv ({}); was it written by another version?",
         COLUMNS.join(",")
     );
-    record_csv::read(path, &COLUMNS, &mismatch, |r| {
+    // Files written before `lower_pattern` (26 columns) read with it empty.
+    record_csv::read_prefix(path, &COLUMNS, COLUMNS.len() - 1, &mismatch, |r| {
         let rule = r.get("recurjac_rule")?;
         Ok(LipschitzRecord {
             index: r.parse("index")?,
@@ -183,6 +202,66 @@ pub fn read_csv(path: &Path) -> Result<Vec<LipschitzRecord>> {
             bab_domains: r.opt("bab_domains")?,
             f32_err_bound: r.opt("f32_err_bound")?,
             f32_undecided: r.opt("f32_undecided")?,
+            lower_pattern: r.opt("lower_pattern")?,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file from before `lower_pattern` (26 columns) reads with it empty and otherwise equal;
+    /// a file missing more columns, or with a renamed one, is refused.
+    #[test]
+    fn files_from_before_the_pattern_column_read_and_others_are_refused() {
+        let rec = LipschitzRecord {
+            index: 4,
+            label: 7,
+            is_id: true,
+            score: -12.5,
+            threshold: -10.0,
+            norm: "l2".into(),
+            ball: "l2".into(),
+            eps: 0.1,
+            grad_norm: Some(3.0),
+            upper_bab: Some(5.0),
+            bab_domains: Some(12),
+            f32_undecided: Some(false),
+            lower_pattern: Some(3.5),
+            ..Default::default()
+        };
+        let d = tempfile::tempdir().unwrap();
+        let text = String::from_utf8(to_csv_bytes(std::slice::from_ref(&rec)).unwrap()).unwrap();
+        // Drops the last `k` columns of every line (no cell holds a comma here).
+        let drop_last = |k: usize| -> String {
+            text.lines()
+                .map(|l| {
+                    let f: Vec<&str> = l.split(',').collect();
+                    f[..f.len() - k].join(",") + "\n"
+                })
+                .collect()
+        };
+        let read = |name: &str, body: &str| {
+            let p = d.path().join(name);
+            std::fs::write(&p, body).unwrap();
+            read_csv(&p)
+        };
+        assert_eq!(read("now.csv", &text).unwrap(), vec![rec.clone()]);
+        let old = LipschitzRecord {
+            lower_pattern: None,
+            ..rec.clone()
+        };
+        assert_eq!(read("old.csv", &drop_last(1)).unwrap(), vec![old]);
+        for (name, body) in [
+            ("older.csv", drop_last(2)),
+            (
+                "renamed.csv",
+                text.replacen("lower_pattern", "lower_other", 1),
+            ),
+        ] {
+            let e = read(name, &body).unwrap_err().to_string();
+            assert!(e.contains("columns are not those"), "{name}: {e}");
+        }
+    }
 }

@@ -12,6 +12,7 @@ use super::f32_margin::{bound_prop_decides, centre_margin, f32_margin};
 use super::jacobian_lbp::{LbpConfig, jacobian_lbp_on};
 use super::local::{check_query, fastlip_on};
 use super::options::{Method, Options};
+use super::pattern_search::lower_by_pattern;
 use super::radius::{lipschitz_radius, search_radius_from};
 use super::record::LipschitzRecord;
 use super::recurjac::{recurjac_on, unsupported};
@@ -31,6 +32,10 @@ pub fn sample_rng(seed: u64, index: usize) -> ChaCha8Rng {
     rng.set_stream(index as u64);
     rng
 }
+
+/// XORed into the seed of the pattern search's stream, so adding `pattern` to `--methods`
+/// leaves every other method's draws as they were.
+const PATTERN_STREAM_KEY: u64 = 0x7061_7474_6572_6e00;
 
 /// What every sample of a run shares: the network, its gradient oracle, the options, γ and the
 /// global bound.
@@ -267,11 +272,11 @@ impl<'a> Analyser<'a> {
         let sg = self.oracle.score_grads(std::slice::from_ref(&x))?;
         if first {
             cost_estimate::warn_if_long(
-                "PGD and CLEVER",
+                "PGD, CLEVER and the pattern search",
                 cost_estimate::gradient_count(o),
                 "one gradient",
                 t.elapsed().as_secs_f64(),
-                "--pgd-steps/--pgd-restarts, --clever-batches/--clever-samples or --methods without clever",
+                "--pgd-steps/--pgd-restarts, --clever-batches/--clever-samples, --pattern-steps/--pattern-restarts or --methods without clever",
             );
         }
         let (score, g) = sg
@@ -300,14 +305,38 @@ impl<'a> Analyser<'a> {
         }
         times.stages[stage::PGD] += t.elapsed().as_secs_f64();
         let t = Instant::now();
+        if o.has(Method::Pattern) {
+            // Its own stream: the PGD, sampling and CLEVER draws stay those of earlier runs.
+            let mut prng = sample_rng(o.seed ^ PATTERN_STREAM_KEY, index);
+            let p = lower_by_pattern(
+                &self.oracle,
+                self.net,
+                &ball,
+                o.temperature,
+                &o.pattern(),
+                &mut prng,
+            )?;
+            eprintln!(
+                "oodcert lipschitz: pattern search, sample {index}: {:.6e} at a point of the ball \
+                 ({} points read, {} outside the ball, {:.2} s; PGD {})",
+                p.value,
+                p.points,
+                p.rejected,
+                t.elapsed().as_secs_f64(),
+                row.lower_pgd
+                    .map_or("not run".into(), |v| format!("{v:.6e}")),
+            );
+            row.lower_pattern = Some(p.value);
+        }
+        times.stages[stage::PATTERN] += t.elapsed().as_secs_f64();
+        let t = Instant::now();
         if o.has(Method::Clever) {
             let fit = clever(&self.oracle, &ball, &o.clever(), rng)?;
             row.clever = Some(fit.estimate);
             row.clever_ks = Some(fit.ks_stat);
         }
         times.stages[stage::CLEVER] += t.elapsed().as_secs_f64();
-        let found = [row.grad_norm, row.lower_sample, row.lower_pgd];
-        let lower = found.into_iter().flatten().fold(0.0, f64::max);
+        let lower = row.lower_best().unwrap_or(0.0).max(0.0);
         let memo = BallMemo::new(
             self.net,
             self.detector,

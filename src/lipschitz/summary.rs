@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::evidence::fmt_f64;
 
 /// The timed stages, in the order of their `seconds_per_sample_*` rows.
-pub const STAGES: [&str; 8] = [
+pub const STAGES: [&str; 9] = [
     "sample",
     "pgd",
     "clever",
@@ -16,13 +16,14 @@ pub const STAGES: [&str; 8] = [
     "radius_bound_prop",
     "recurjac",
     "bab",
+    "pattern",
 ];
 
 /// Wall-clock seconds of a run: per stage (summed over samples) and the global bound's.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Timings {
     /// Seconds per stage of [`STAGES`], summed over the samples.
-    pub stages: [f64; 8],
+    pub stages: [f64; 9],
     /// Seconds of the global bound (computed once).
     pub global_once: f64,
 }
@@ -37,6 +38,7 @@ pub mod stage {
     pub const RADIUS_BOUND_PROP: usize = 5;
     pub const RECURJAC: usize = 6;
     pub const BAB: usize = 7;
+    pub const PATTERN: usize = 8;
 }
 
 /// The median (NaN for no values).
@@ -60,6 +62,9 @@ fn quantities(rows: &[LipschitzRecord]) -> Vec<(&'static str, Vec<f64>)> {
         ("grad_norm", col(|r| r.grad_norm)),
         ("lower_sample", col(|r| r.lower_sample)),
         ("lower_pgd", col(|r| r.lower_pgd)),
+        ("lower_pattern", col(|r| r.lower_pattern)),
+        // The largest gradient norm any empirical method found in the ball (a lower bound).
+        ("lower_best", col(LipschitzRecord::lower_best)),
         ("clever", col(|r| r.clever)),
         ("upper_local", col(|r| r.upper_local)),
         ("upper_recurjac", col(|r| r.upper_recurjac)),
@@ -70,6 +75,10 @@ fn quantities(rows: &[LipschitzRecord]) -> Vec<(&'static str, Vec<f64>)> {
         (
             "tightness_local_over_pgd",
             col(|r| Some(r.upper_local? / r.lower_pgd?)),
+        ),
+        (
+            "tightness_local_over_best_lower",
+            col(|r| Some(r.upper_local? / r.lower_best()?)),
         ),
         (
             "tightness_global_over_pgd",

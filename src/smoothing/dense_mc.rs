@@ -5,12 +5,17 @@
 //! no allocation per op, no hand-off between thread pools. The float operations are those of
 //! `infer_layers` (normalise, GEMMs of exactly [`DENSE_ROWS`] rows with the same kernel, bias,
 //! ReLU), so the logits, and the scores computed from them as before, have the same bits
-//! (tested against the tensor path in `tests/smoothing_dense_mc.rs`).
+//! (tested against the tensor path in `tests/smoothing_dense_mc.rs`). Where the CPU has AVX-512
+//! the GEMMs of long runs use W packed once (`model::layers::dense_gemm`: the `gemm` crate's
+//! summation order, operation for operation, so again the same bits; only a block's own rows are
+//! computed). The few candidate inputs of copies that fail the coupling check are scored through
+//! the same layers ([`DenseMc::score_rows`]).
 
 use super::noise::NoiseKey;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
 use crate::model::layers::DENSE_ROWS;
+use crate::model::layers::dense_gemm::PackedLinear;
 use crate::model::layers::gemm::{Mat, gemm_into};
 use crate::model::layers::relu::relu_in_place;
 use crate::score::{ScoreKind, score_logits};
@@ -28,6 +33,12 @@ struct Dense {
     out: usize,
 }
 
+/// The layers' weights packed for the AVX-512 kernel (`model::layers::dense_gemm`: the same
+/// bits as `gemm_into`), when the CPU has it and every layer's shapes allow it.
+struct Packed {
+    layers: Vec<PackedLinear>,
+}
+
 /// A dense ReLU network read off a model for the fused Monte Carlo loop.
 pub struct DenseMc<'m> {
     model: &'m dyn Classifier,
@@ -35,6 +46,7 @@ pub struct DenseMc<'m> {
     std: Vec<f32>,
     plane: usize,
     layers: Vec<Dense>,
+    packed: Option<Packed>,
 }
 
 /// Per-task buffers (the block's noisy inputs, then activations), reused across blocks.
@@ -72,11 +84,30 @@ impl<'m> DenseMc<'m> {
             std: std.to_vec(),
             plane,
             layers,
+            packed: None,
         }))
     }
 
+    /// The same loop with W packed for the AVX-512 kernel when the CPU has it and every layer's
+    /// shapes allow it (same bits; packing costs about as much as the kernel saves on ~10³
+    /// copies of the MLP, so the engine packs for longer runs only).
+    pub fn packed(mut self) -> Self {
+        self.packed = self
+            .layers
+            .iter()
+            .map(|l| PackedLinear::new(&l.w, l.out, l.inp, DENSE_ROWS))
+            .collect::<Option<Vec<_>>>()
+            .map(|layers| Packed { layers });
+        self
+    }
+
+    /// Whether the layers run on the packed AVX-512 kernel.
+    pub fn uses_packed_kernel(&self) -> bool {
+        self.packed.is_some()
+    }
+
     /// Values per input.
-    fn dim(&self) -> usize {
+    pub fn dim(&self) -> usize {
         self.layers[0].inp
     }
 
@@ -140,13 +171,62 @@ impl<'m> DenseMc<'m> {
         s.x[rows * d..].fill(0.0);
         for (j, (row, ok)) in s.x.chunks_exact_mut(d).zip(ex.iter_mut()).enumerate() {
             *ok = key.add_noise_checked(index, first + j as u64, sigma, x, row);
-            // Normalise as the tensor path does: (x − mean[c]) / std[c], two f32 roundings.
-            for (ch, plane) in row.chunks_mut(self.plane).enumerate() {
-                let (m, sd) = (self.mean[ch], self.std[ch]);
-                for v in plane {
-                    *v = (*v - m) / sd;
-                }
+            self.normalise(row);
+        }
+        self.forward(s, rows, lg)
+    }
+
+    /// Normalises one input as the tensor path does: (x − mean[c]) / std[c], two f32 roundings.
+    fn normalise(&self, row: &mut [f32]) {
+        for (ch, plane) in row.chunks_mut(self.plane).enumerate() {
+            let (m, sd) = (self.mean[ch], self.std[ch]);
+            for v in plane {
+                *v = (*v - m) / sd;
             }
+        }
+    }
+
+    /// Scores of `count` inputs stored row-major in `x` (no noise): the tensor path's
+    /// `score_flat`, bit for bit, through this loop's layers (used for the few candidate inputs
+    /// of inexact copies, `Coupling::inexact_interval`).
+    pub fn score_rows(
+        &self,
+        x: &[f32],
+        count: usize,
+        kind: ScoreKind,
+        temperature: f64,
+    ) -> Result<Vec<f64>> {
+        let (d, k) = (self.dim(), self.classes());
+        if x.len() != count * d {
+            return Err(Error::Internal(
+                "dense Monte Carlo: sizes do not match".into(),
+            ));
+        }
+        let mut logits = vec![0.0f32; count * k];
+        let mut s = Scratch::default();
+        for (xs, lg) in x
+            .chunks(DENSE_ROWS * d)
+            .zip(logits.chunks_mut(DENSE_ROWS * k))
+        {
+            let rows = xs.len() / d;
+            s.x.resize(DENSE_ROWS * d, 0.0);
+            s.x[..xs.len()].copy_from_slice(xs);
+            s.x[xs.len()..].fill(0.0);
+            for row in s.x.chunks_exact_mut(d).take(rows) {
+                self.normalise(row);
+            }
+            self.forward(&mut s, rows, lg)?;
+        }
+        let t = Tensor::from_vec(logits, (count, k), &Device::Cpu)?;
+        score_logits(self.model, t, kind, temperature)
+    }
+
+    /// The layers on the normalised inputs in `s.x` (`DENSE_ROWS` rows, those past `rows`
+    /// zero): logits of the first `rows` into `lg`.
+    fn forward(&self, s: &mut Scratch, rows: usize, lg: &mut [f32]) -> Result<()> {
+        if let Some(p) = &self.packed {
+            self.layers_packed(p, s, rows, lg);
+            return Ok(());
         }
         // Activations alternate between two buffers; `h` ends holding the logits.
         let (mut h, mut o) = (std::mem::take(&mut s.x), std::mem::take(&mut s.a));
@@ -172,5 +252,36 @@ impl<'m> DenseMc<'m> {
         lg.copy_from_slice(&h[..rows * k]);
         (s.x, s.a) = (h, o);
         Ok(())
+    }
+
+    /// The layers of one block on the packed kernel: rows past `rows` are not computed (each
+    /// row's outputs depend on that row only), activations keep the panels' padded row stride.
+    fn layers_packed(&self, p: &Packed, s: &mut Scratch, rows: usize, lg: &mut [f32]) {
+        let (mut h, mut o) = (std::mem::take(&mut s.x), std::mem::take(&mut s.a));
+        let mut ld = self.dim();
+        let last = self.layers.len() - 1;
+        for (i, (l, pl)) in self.layers.iter().zip(&p.layers).enumerate() {
+            let ldo = pl.padded_out();
+            o.resize(DENSE_ROWS * ldo, 0.0);
+            pl.apply(rows, &h, ld, &mut o, ldo);
+            for row in o.chunks_exact_mut(ldo).take(rows) {
+                let row = &mut row[..l.out];
+                if let Some(b) = &l.b {
+                    for (v, bi) in row.iter_mut().zip(b) {
+                        *v += bi;
+                    }
+                }
+                if i < last {
+                    relu_in_place(row);
+                }
+            }
+            std::mem::swap(&mut h, &mut o);
+            ld = ldo;
+        }
+        let k = self.classes();
+        for (dst, src) in lg.chunks_exact_mut(k).zip(h.chunks_exact(ld)) {
+            dst.copy_from_slice(&src[..k]);
+        }
+        (s.x, s.a) = (h, o);
     }
 }

@@ -75,6 +75,39 @@ impl<F: Fn(&[f32], usize) -> Result<Vec<f64>> + Sync> BatchScorer for FnScorer<F
     }
 }
 
+/// Copies from which a call packs a dense net's weights for the AVX-512 kernel
+/// ([`DenseMc::packed`]).
+const PACK_MIN_COPIES: u64 = 2048;
+
+/// The scorer's [`DenseMc`], packed when `copies` is long enough to repay it.
+fn dense_for(
+    scorer: &dyn BatchScorer,
+    copies: Range<u64>,
+) -> Result<Option<(DenseMc<'_>, ScoreKind, f64)>> {
+    let long = copies.end.saturating_sub(copies.start) >= PACK_MIN_COPIES;
+    Ok(scorer
+        .dense_mc()?
+        .map(|(mc, kind, t)| (if long { mc.packed() } else { mc }, kind, t)))
+}
+
+/// A dense ReLU network's [`DenseMc`] layers as a [`BatchScorer`]: the model's own scores, bit for
+/// bit, without building tensors per layer (for the candidate inputs of inexact copies).
+struct DenseRows<'a> {
+    mc: &'a DenseMc<'a>,
+    kind: ScoreKind,
+    temperature: f64,
+}
+
+impl BatchScorer for DenseRows<'_> {
+    fn dim(&self) -> usize {
+        self.mc.dim()
+    }
+
+    fn score_flat(&self, x: &[f32], count: usize) -> Result<Vec<f64>> {
+        self.mc.score_rows(x, count, self.kind, self.temperature)
+    }
+}
+
 /// Scores `x` itself (no noise) for a batch of inputs, checking the count and finiteness.
 pub fn clean_scores(scorer: &dyn BatchScorer, x: &[f32], count: usize) -> Result<Vec<f64>> {
     let s = scorer.score_flat(x, count)?;
@@ -121,6 +154,36 @@ pub fn noisy_scores_checked(
     copies: Range<u64>,
     batch: usize,
     progress: &ProgressBar,
+    visit: impl FnMut(&[f64], &[bool]) -> Result<()>,
+) -> Result<()> {
+    let dense = dense_for(scorer, copies.clone())?;
+    scores_checked_with(
+        scorer,
+        dense.as_ref(),
+        key,
+        index,
+        x,
+        sigma,
+        copies,
+        batch,
+        progress,
+        visit,
+    )
+}
+
+/// [`noisy_scores_checked`] with the scorer's [`DenseMc`] already built (W is copied and packed
+/// once per call of the public functions, not once per use).
+#[allow(clippy::too_many_arguments)]
+fn scores_checked_with(
+    scorer: &dyn BatchScorer,
+    dense: Option<&(DenseMc<'_>, ScoreKind, f64)>,
+    key: &NoiseKey,
+    index: u64,
+    x: &[f32],
+    sigma: f64,
+    copies: Range<u64>,
+    batch: usize,
+    progress: &ProgressBar,
     mut visit: impl FnMut(&[f64], &[bool]) -> Result<()>,
 ) -> Result<()> {
     let d = scorer.dim();
@@ -134,14 +197,13 @@ pub fn noisy_scores_checked(
         return Err(Error::BadInput("--batch must be at least 1".into()));
     }
     key.check_range(copies.end, d)?;
-    let dense = scorer.dense_mc()?;
     let rows = batch.min((copies.end - copies.start) as usize);
     let mut buf = vec![0.0f32; if dense.is_some() { 0 } else { rows * d }];
     let mut exact = vec![true; rows];
     let mut start = copies.start;
     while start < copies.end {
         let count = ((copies.end - start) as usize).min(batch);
-        let s = if let Some((mc, kind, t)) = &dense {
+        let s = if let Some((mc, kind, t)) = dense {
             mc.noisy_batch(key, index, x, sigma, start, count, *kind, *t, &mut exact)?
         } else {
             let chunk = &mut buf[..count * d];
@@ -180,8 +242,20 @@ pub fn noisy_score_intervals(
 ) -> Result<()> {
     let mut next = copies.start;
     let mut iv = Vec::new();
-    noisy_scores_checked(
+    // Candidate inputs go through the dense loop's layers when the scorer has them.
+    let dense = dense_for(scorer, copies.clone())?;
+    let rows = dense.as_ref().map(|(mc, kind, t)| DenseRows {
+        mc,
+        kind: *kind,
+        temperature: *t,
+    });
+    let candidates: &dyn BatchScorer = match &rows {
+        Some(r) => r,
+        None => scorer,
+    };
+    scores_checked_with(
         scorer,
+        dense.as_ref(),
         key,
         index,
         x,
@@ -195,7 +269,15 @@ pub fn noisy_score_intervals(
                 iv.push(if ok {
                     (v, v)
                 } else {
-                    coupling.inexact_interval(scorer, key, index, next + j as u64, sigma, x, v)?
+                    coupling.inexact_interval(
+                        candidates,
+                        key,
+                        index,
+                        next + j as u64,
+                        sigma,
+                        x,
+                        v,
+                    )?
                 });
             }
             next += s.len() as u64;

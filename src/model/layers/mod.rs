@@ -9,6 +9,7 @@ mod concat_block;
 mod conv2d;
 mod conv_gemm;
 pub(crate) mod cpu_op;
+pub(crate) mod dense_gemm;
 pub(crate) mod gemm;
 mod im2col;
 mod in_place;
