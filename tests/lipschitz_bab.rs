@@ -451,6 +451,11 @@ fn probe_bab_on_a_trained_model() {
         let pgd = lower_by_pgd(&oracle, &ball, &pc, &mut r).unwrap();
         let c = BabConfig {
             budget_s: budget,
+            max_domains: env("OODCERT_PROBE_DOMAINS", "0")
+                .parse::<usize>()
+                .ok()
+                .filter(|&d| d > 0)
+                .unwrap_or(usize::MAX),
             recurjac_max_work: env("OODCERT_PROBE_RJ", "1e10").parse().ok(),
             crown_max_dim: env("OODCERT_PROBE_CROWN", "4096").parse().ok(),
             rows: match env("OODCERT_PROBE_ROWS", "all").as_str() {

@@ -354,16 +354,50 @@ pub fn crown_lower_path(
     lower_rows(path, ball, Rows::new(n, dim, queries.concat()))
 }
 
-fn lower_rows(path: &[(&[Node], &[Trace])], ball: &Ball, mut rows: Rows) -> Result<Vec<f64>> {
+fn lower_rows(path: &[(&[Node], &[Trace])], ball: &Ball, rows: Rows) -> Result<Vec<f64>> {
+    let bx = ball.unit_box.then(|| ball.to_box());
+    lower_rows_over(path, ball, rows, &|lam| {
+        ball.min_linear_in(lam, bx.as_ref())
+    })
+}
+
+/// [`crown_lower`] concretised over the ball cut by halfspaces that hold on the set of interest
+/// ([`super::ball_cuts`]): a lower bound of every point of the ball that satisfies the cuts.
+pub fn crown_lower_cut(
+    nodes: &[Node],
+    traces: &[Trace],
+    cut: &super::ball_cuts::CutBall,
+    queries: Vec<Vec<f64>>,
+) -> Result<Vec<f64>> {
+    let n = queries.len();
+    let dim = queries.first().map_or(0, |q| q.len());
+    if queries.iter().any(|q| q.len() != dim) {
+        return Err(Error::Internal(
+            "CROWN: query rows of different lengths".into(),
+        ));
+    }
+    let rows = Rows::new(n, dim, queries.concat());
+    lower_rows_over(&[(nodes, traces)], cut.ball, rows, &|lam| {
+        cut.min_linear(lam)
+    })
+}
+
+/// The rows walked back along `path`, then concretised by `min_lin` (a certified lower bound of
+/// λᵀx over the input set).
+fn lower_rows_over(
+    path: &[(&[Node], &[Trace])],
+    ball: &Ball,
+    mut rows: Rows,
+    min_lin: &dyn Fn(&[f64]) -> f64,
+) -> Result<Vec<f64>> {
     for (nodes, traces) in path {
         backward(nodes, traces, &mut rows)?;
     }
     rows.check("the network input", ball.center.len())?;
-    let bx = ball.unit_box.then(|| ball.to_box());
     Ok((0..rows.n)
         .map(|r| {
             let lam = &rows.lam[r * rows.dim..(r + 1) * rows.dim];
-            let lin = ball.min_linear_in(lam, bx.as_ref());
+            let lin = min_lin(lam);
             let v = lin + rows.c[r] - rows.slack[r];
             next_down(v - U2 * (lin.abs() + rows.c[r].abs() + rows.slack[r]) - ABS_FLOOR)
         })

@@ -20,6 +20,7 @@ pub use interval::Interval;
 pub use linear_map::LinearMap;
 pub use net::{Affine, LinearOp, Net, Node};
 pub mod ball;
+pub mod ball_cuts;
 pub mod ibp;
 pub mod max_pool;
 pub mod relu;

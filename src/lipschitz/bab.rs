@@ -10,6 +10,7 @@ pub mod domain;
 pub mod emptiness;
 pub mod pattern_gram;
 pub mod point_grad;
+pub mod split_cuts;
 
 use crate::bounds::{Ball, Net};
 use crate::error::{Error, Result};

@@ -8,7 +8,9 @@
 
 use super::emptiness;
 use super::pattern_gram::{self, Reference, pattern_gram_bound};
-use crate::bounds::crown::{crown_box, crown_lower};
+use super::split_cuts::{first_layer_cuts, first_relu};
+use crate::bounds::ball_cuts::CutBall;
+use crate::bounds::crown::{crown_box, crown_lower, crown_lower_cut};
 use crate::bounds::ibp::{Trace, ibp, ibp_node};
 use crate::bounds::softmax::{simplex_tighten, softmax_box};
 use crate::bounds::{Ball, Interval, Net, Node, Norm};
@@ -112,7 +114,7 @@ fn clamp(b: &mut Interval, s: &[i8]) -> bool {
 fn crown_tighten(
     prefix: &[Node],
     traces: &[Trace],
-    ball: &Ball,
+    cut: &CutBall,
     cur: &mut Interval,
     splits: &[i8],
     all: bool,
@@ -133,7 +135,11 @@ fn crown_tighten(
             e[j] = -1.0;
             q.push(e);
         }
-        let b = crown_lower(prefix, traces, ball, q)?;
+        let b = if cut.is_empty() {
+            crown_lower(prefix, traces, cut.ball, q)?
+        } else {
+            crown_lower_cut(prefix, traces, cut, q)?
+        };
         for (k, &j) in chunk.iter().enumerate() {
             let (lo, hi) = (b[2 * k], -b[2 * k + 1]);
             if lo.is_nan() || hi.is_nan() {
@@ -208,7 +214,15 @@ impl<'a> Problem<'a> {
         mut cur: Interval,
         parent: Option<&[Trace]>,
     ) -> Result<Option<Interval>> {
-        let crown_at_start = parent.is_none();
+        // The split cuts of the first ReLU layer (empty for ℓ∞ balls and other networks); a
+        // new cut there re-tightens its own node's boxes too.
+        let cuts = match parent {
+            Some(_) => first_layer_cuts(self, splits, traces)?,
+            None => Vec::new(),
+        };
+        let cut = CutBall::new(self.ball, &cuts);
+        let crown_at_start =
+            parent.is_none() || (!cut.is_empty() && first_relu(&self.net.nodes) == Some(start));
         let nodes = &self.net.nodes;
         traces.truncate(start);
         for (i, node) in nodes.iter().enumerate().skip(start) {
@@ -223,9 +237,7 @@ impl<'a> Problem<'a> {
                     .crown_max_dim
                     .is_some_and(|m| i > 0 && cur.len() <= m && (i > start || crown_at_start));
                 let all = parent.is_none();
-                if crown
-                    && !crown_tighten(&nodes[..i], traces, self.ball, &mut cur, &splits[i], all)?
-                {
+                if crown && !crown_tighten(&nodes[..i], traces, &cut, &mut cur, &splits[i], all)? {
                     return Ok(None);
                 }
                 if !clamp(&mut cur, &splits[i]) {
@@ -237,7 +249,24 @@ impl<'a> Problem<'a> {
             cur = next;
         }
         if self.crown_max_dim.is_some_and(|m| cur.len() <= m) {
-            let c = crown_box(nodes, traces, self.ball, cur.len())?;
+            let c = if cut.is_empty() {
+                crown_box(nodes, traces, self.ball, cur.len())?
+            } else {
+                let k = cur.len();
+                let mut q = Vec::with_capacity(2 * k);
+                for j in 0..k {
+                    let mut e = vec![0.0; k];
+                    e[j] = 1.0;
+                    q.push(e.clone());
+                    e[j] = -1.0;
+                    q.push(e);
+                }
+                let b = crown_lower_cut(nodes, traces, &cut, q)?;
+                Interval {
+                    lo: (0..k).map(|j| b[2 * j]).collect(),
+                    hi: (0..k).map(|j| -b[2 * j + 1]).collect(),
+                }
+            };
             return meet(&cur, &c);
         }
         Ok(Some(cur))
