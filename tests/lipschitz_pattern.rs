@@ -317,29 +317,31 @@ fn surrogate_gradient_at_zero_temperature_is_the_true_gradient() {
 
 /// `--pattern-restarts 0` with `pattern` in `--methods` is refused before anything is read.
 #[test]
-fn zero_pattern_restarts_is_bad_input() {
-    let dir = tempfile::tempdir().unwrap();
-    let o = std::process::Command::new(env!("CARGO_BIN_EXE_oodcert"))
-        .args([
-            "lipschitz",
-            "--model",
-            "/nonexistent/m.safetensors",
-            "--data",
-            "digits8:test",
-            "--methods",
-            "pgd,pattern",
-            "--pattern-restarts",
-            "0",
-            "--out",
-            dir.path().join("o").to_str().unwrap(),
-        ])
-        .env("OODCERT_NO_FETCH", "1")
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("--pattern-restarts"), "{err}");
-    assert!(!dir.path().join("o").exists());
+fn zero_pattern_restarts_or_steps_is_bad_input() {
+    for flag in ["--pattern-restarts", "--pattern-steps"] {
+        let dir = tempfile::tempdir().unwrap();
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_oodcert"))
+            .args([
+                "lipschitz",
+                "--model",
+                "/nonexistent/m.safetensors",
+                "--data",
+                "digits8:test",
+                "--methods",
+                "pgd,pattern",
+                flag,
+                "0",
+                "--out",
+                dir.path().join("o").to_str().unwrap(),
+            ])
+            .env("OODCERT_NO_FETCH", "1")
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{flag}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(flag), "{err}");
+        assert!(!dir.path().join("o").exists());
+    }
 }
 
 /// Probe (ignored): on a trained model, the ReLUs whose sign at the pattern search's best point

@@ -98,10 +98,11 @@ pub struct Args {
     /// Branch and bound: at most N domains per sample (default: no limit).
     #[arg(long)]
     pub bab_max_domains: Option<usize>,
-    /// Pattern search (`--methods …,pattern`): ascent steps per restart and restarts (each step
-    /// costs three surrogate gradients on the host and one oracle gradient per restart).
+    /// Pattern search (`--methods …,pattern`): ascent steps per restart (each step costs three
+    /// surrogate gradients on the host and one oracle gradient per restart).
     #[arg(long, default_value_t = 40)]
     pub pattern_steps: usize,
+    /// Pattern search: restarts (the centre, then uniform points of the ball).
     #[arg(long, default_value_t = 4)]
     pub pattern_restarts: usize,
     /// Bound the local gradient with the box ∩ simplex softmax head (K backward passes).

@@ -179,9 +179,9 @@ impl Options {
                 "--bab-max-domains must be ≥ 1 (leave it out for no limit)".into(),
             ));
         }
-        if self.has(Method::Pattern) && self.pattern_restarts == 0 {
+        if self.has(Method::Pattern) && (self.pattern_restarts == 0 || self.pattern_steps == 0) {
             return Err(Error::BadInput(
-                "--pattern-restarts must be ≥ 1 (or leave pattern out of --methods)".into(),
+                "--pattern-restarts and --pattern-steps must be ≥ 1 (or leave pattern out of --methods; without steps it is `sample`)".into(),
             ));
         }
         if self.has(Method::Pgd) && self.pgd_restarts == 0 {
