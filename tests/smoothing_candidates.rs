@@ -371,3 +371,96 @@ fn fused_dense_path_gives_the_tensor_paths_intervals() {
         }
     }
 }
+
+/// A batch's inexact copies have their candidate inputs scored in one call (not one call per
+/// copy), and the intervals equal those of batch 1, where each call holds one copy's candidates
+/// (the wavy score changes with every candidate, so resolved copies have lo < hi).
+#[test]
+fn a_batchs_candidates_are_scored_in_one_call() {
+    let x = image();
+    let calls = std::sync::Mutex::new(Vec::new());
+    let scorer = FnScorer {
+        dim: D,
+        f: |x: &[f32], count: usize| {
+            calls.lock().unwrap().push(count);
+            wavy(x, count)
+        },
+    };
+    let key = NoiseKey::with_layout(3, "mnist:test", NoiseLayout::V2);
+    let (n, batch) = (20_000u64, 4000usize);
+    let whole = intervals(&scorer, &key, &x, 0..n, batch, Coupling::Candidates);
+    let sizes = std::mem::take(&mut *calls.lock().unwrap());
+    let inexact = whole.1.iter().filter(|(lo, hi)| lo != hi).count();
+    let per_batch: Vec<usize> = whole
+        .1
+        .chunks(batch)
+        .map(|c| {
+            c.iter()
+                .filter(|(lo, hi)| lo != hi && lo.is_finite() && hi.is_finite())
+                .count()
+        })
+        .collect();
+    assert!(
+        per_batch.iter().any(|&k| k >= 2),
+        "no batch with two resolved inexact copies: {per_batch:?} ({inexact} in all)"
+    );
+    let candidate_calls = sizes.len() - (n as usize).div_ceil(batch);
+    let batches_with_inexact = per_batch.iter().filter(|&&k| k > 0).count();
+    assert_eq!(
+        candidate_calls, batches_with_inexact,
+        "calls {sizes:?}, inexact per batch {per_batch:?}"
+    );
+    let one = intervals(&scorer, &key, &x, 0..n, 1, Coupling::Candidates);
+    assert_eq!(one, whole);
+}
+
+/// On a convolutional net (the tensor path), each candidate row's score does not depend on the
+/// rows scored with it: the batched candidates give the intervals of scoring every row alone,
+/// bit for bit, under both layouts.
+#[test]
+fn lenet_candidates_scored_together_equal_each_row_alone() {
+    let spec = ModelSpec {
+        arch: Arch::Lenet,
+        input_shape: [1, 28, 28],
+        num_classes: 10,
+        mean: vec![0.13],
+        std: vec![0.31],
+    };
+    let model = Model::init(spec, &Device::Cpu, DType::F32, 11).unwrap();
+    let batched = ModelScorer {
+        model: &model,
+        device: Device::Cpu,
+        kind: ScoreKind::Energy,
+        temperature: 1.0,
+    };
+    assert!(batched.dense_mc().unwrap().is_none());
+    let rows = std::sync::atomic::AtomicUsize::new(0);
+    let alone = FnScorer {
+        dim: D,
+        f: |x: &[f32], count: usize| {
+            rows.fetch_add(count, std::sync::atomic::Ordering::Relaxed);
+            let mut s = Vec::with_capacity(count);
+            for row in x.chunks(D).take(count) {
+                s.extend(batched.score_flat(row, 1)?);
+            }
+            Ok(s)
+        },
+    };
+    let x = image();
+    for layout in [NoiseLayout::V1, NoiseLayout::V2] {
+        let key = NoiseKey::with_layout(5, "mnist:test", layout);
+        let n = 6000u64;
+        let got = intervals(&batched, &key, &x, 0..n, 2000, Coupling::Candidates);
+        rows.store(0, std::sync::atomic::Ordering::Relaxed);
+        let want = intervals(&alone, &key, &x, 0..n, 2000, Coupling::Candidates);
+        // Rows beyond the copies themselves are candidate inputs: at least two copies' worth.
+        let candidates = rows.load(std::sync::atomic::Ordering::Relaxed) - n as usize;
+        assert!(candidates >= 4, "{layout:?}: {candidates} candidate rows");
+        let bits = |v: &(Vec<f64>, Vec<(f64, f64)>)| {
+            let mut b: Vec<u64> = v.0.iter().map(|s| s.to_bits()).collect();
+            b.extend(v.1.iter().flat_map(|(l, h)| [l.to_bits(), h.to_bits()]));
+            b
+        };
+        assert_eq!(bits(&got), bits(&want), "{layout:?}");
+    }
+}

@@ -39,50 +39,102 @@ impl Coupling {
         (self != Coupling::CountAgainst).then_some(self)
     }
 
-    /// A score interval that contains the detector's score at the coupled ideal input
-    /// fl₃₂(x + σZ) of copy `copy`, whose noisy input scored `v` and failed the exactness check:
-    /// [−∞, +∞] under count-against or when unresolvable, else the hull of `v` and the scores of
-    /// all candidate inputs (every combination of the ambiguous coordinates' values, scored in
-    /// one call whose rows depend on the copy alone, so the result does not depend on the batch).
-    #[allow(clippy::too_many_arguments)]
-    pub fn inexact_interval(
+    /// Per inexact copy `(copy, v)` of sample `index` (its noisy input scored `v`), an interval
+    /// that contains the detector's score at the coupled ideal input fl₃₂(x + σZ): [−∞, +∞]
+    /// under count-against or when unresolvable, else the hull of `v` and the scores of all its
+    /// candidate inputs (every combination of the ambiguous coordinates' values). The candidate
+    /// inputs of all the copies are scored together, in calls of at most [`SCORE_ROWS`] rows
+    /// (one call per batch of a run, in practice); each row's score depends on that row alone
+    /// under the assumption every certificate makes (a row's float32 score does not depend on
+    /// the batch's shape), so the result is a function of each copy's own noise.
+    pub fn inexact_intervals(
         self,
         scorer: &dyn BatchScorer,
         key: &NoiseKey,
         index: u64,
-        copy: u64,
         sigma: f64,
         x: &[f32],
-        v: f64,
-    ) -> Result<(f64, f64)> {
+        copies: &[(u64, f64)],
+    ) -> Result<Vec<(f64, f64)>> {
         let unresolved = (f64::NEG_INFINITY, f64::INFINITY);
         if self == Coupling::CountAgainst {
-            return Ok(unresolved);
+            return Ok(vec![unresolved; copies.len()]);
         }
         let d = x.len();
+        if d == 0 {
+            return Err(Error::Internal("candidate inputs of an empty input".into()));
+        }
+        // Per copy, its candidate rows' range in `cand` (None: unresolved).
+        let mut spans = Vec::with_capacity(copies.len());
+        let mut cand: Vec<f32> = Vec::new();
         let mut row = vec![0.0f32; d];
-        key.add_noise(index, copy, sigma, x, &mut row);
-        let Some(amb) = key.ambiguities(index, copy, sigma, x, &row, MAX_CANDIDATES) else {
-            return Ok(unresolved);
-        };
-        let rows: usize = amb.iter().map(|(_, c)| c.len()).product();
-        let mut cand = Vec::with_capacity(rows * d);
-        for r in 0..rows {
-            let start = cand.len();
-            cand.extend_from_slice(&row);
-            // Mixed-radix digits of r pick one value per ambiguous coordinate.
-            let mut q = r;
-            for (k, c) in &amb {
-                cand[start + k] = c[q % c.len()];
-                q /= c.len();
+        for &(copy, _) in copies {
+            let first = cand.len() / d;
+            spans.push(
+                push_candidates(key, index, copy, sigma, x, &mut row, &mut cand)
+                    .map(|n| first..first + n),
+            );
+        }
+        let rows = cand.len() / d;
+        let mut scores = Vec::with_capacity(rows);
+        for chunk in cand.chunks(SCORE_ROWS * d) {
+            let count = chunk.len() / d;
+            let s = scorer.score_flat(chunk, count)?;
+            if s.len() != count {
+                return Err(Error::Internal(format!(
+                    "scorer returned {} scores for {count} candidate inputs",
+                    s.len()
+                )));
             }
+            scores.extend(s);
         }
-        let s = scorer.score_flat(&cand, rows)?;
-        if s.len() != rows || s.iter().any(|t| !t.is_finite()) {
-            return Err(Error::CheckFailed(format!(
-                "scores of the {rows} candidate inputs of copy {copy}: {s:?} (must be {rows} finite values)"
-            )));
-        }
-        Ok(s.iter().fold((v, v), |(lo, hi), &t| (lo.min(t), hi.max(t))))
+        copies
+            .iter()
+            .zip(spans)
+            .map(|(&(copy, v), span)| {
+                let Some(span) = span else {
+                    return Ok(unresolved);
+                };
+                let s = &scores[span];
+                if s.iter().any(|t| !t.is_finite()) {
+                    return Err(Error::CheckFailed(format!(
+                        "scores of the {} candidate inputs of copy {copy}: {s:?} (must be finite)",
+                        s.len()
+                    )));
+                }
+                Ok(s.iter().fold((v, v), |(lo, hi), &t| (lo.min(t), hi.max(t))))
+            })
+            .collect()
     }
+}
+
+/// The most candidate rows [`Coupling::inexact_intervals`] scores in one call.
+pub const SCORE_ROWS: usize = 1024;
+
+/// Appends the candidate inputs of copy `copy` to `cand` (row-major; `row` is scratch of `x.len()`
+/// values) and returns how many; `None` (nothing appended) when the copy is unresolvable.
+fn push_candidates(
+    key: &NoiseKey,
+    index: u64,
+    copy: u64,
+    sigma: f64,
+    x: &[f32],
+    row: &mut [f32],
+    cand: &mut Vec<f32>,
+) -> Option<usize> {
+    key.add_noise(index, copy, sigma, x, row);
+    let amb = key.ambiguities(index, copy, sigma, x, row, MAX_CANDIDATES)?;
+    let rows: usize = amb.iter().map(|(_, c)| c.len()).product();
+    cand.reserve(rows * row.len());
+    for r in 0..rows {
+        let start = cand.len();
+        cand.extend_from_slice(row);
+        // Mixed-radix digits of r pick one value per ambiguous coordinate.
+        let mut q = r;
+        for (k, c) in &amb {
+            cand[start + k] = c[q % c.len()];
+            q /= c.len();
+        }
+    }
+    Some(rows)
 }

@@ -188,7 +188,7 @@ impl<'m> DenseMc<'m> {
 
     /// Scores of `count` inputs stored row-major in `x` (no noise): the tensor path's
     /// `score_flat`, bit for bit, through this loop's layers (used for the few candidate inputs
-    /// of inexact copies, `Coupling::inexact_interval`).
+    /// of inexact copies, `Coupling::inexact_intervals`).
     pub fn score_rows(
         &self,
         x: &[f32],

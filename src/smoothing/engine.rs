@@ -226,7 +226,8 @@ fn scores_checked_with(
 
 /// [`noisy_scores_checked`], passing per copy, besides its score v, an interval that contains
 /// the score at the coupled ideal input fl₃₂(x + σZ): [v, v] for an exact copy, else
-/// [`Coupling::inexact_interval`] (a function of the copy's own noise only, whatever the batch).
+/// [`Coupling::inexact_intervals`] (a function of the copy's own noise only, whatever the batch;
+/// a batch's inexact copies have their candidate inputs scored in one call).
 #[allow(clippy::too_many_arguments)]
 pub fn noisy_score_intervals(
     scorer: &dyn BatchScorer,
@@ -242,6 +243,7 @@ pub fn noisy_score_intervals(
 ) -> Result<()> {
     let mut next = copies.start;
     let mut iv = Vec::new();
+    let mut inexact = Vec::new();
     // Candidate inputs go through the dense loop's layers when the scorer has them.
     let dense = dense_for(scorer, copies.clone())?;
     let rows = dense.as_ref().map(|(mc, kind, t)| DenseRows {
@@ -264,20 +266,26 @@ pub fn noisy_score_intervals(
         batch,
         progress,
         |s, exact| {
+            // The batch's inexact copies, their candidate inputs scored in one call.
+            inexact.clear();
+            inexact.extend(
+                s.iter()
+                    .zip(exact)
+                    .enumerate()
+                    .filter(|(_, (_, ok))| !**ok)
+                    .map(|(j, (&v, _))| (next + j as u64, v)),
+            );
+            let resolved =
+                coupling.inexact_intervals(candidates, key, index, sigma, x, &inexact)?;
+            let mut resolved = resolved.into_iter();
             iv.clear();
-            for (j, (&v, &ok)) in s.iter().zip(exact).enumerate() {
+            for (&v, &ok) in s.iter().zip(exact) {
                 iv.push(if ok {
                     (v, v)
                 } else {
-                    coupling.inexact_interval(
-                        candidates,
-                        key,
-                        index,
-                        next + j as u64,
-                        sigma,
-                        x,
-                        v,
-                    )?
+                    resolved.next().ok_or_else(|| {
+                        Error::Internal("an inexact copy lost its interval".into())
+                    })?
                 });
             }
             next += s.len() as u64;
