@@ -307,10 +307,10 @@ fn masked_product_never_exceeds_the_global_bound() {
 fn dead_network_has_zero_product() {
     let mut net = tiny_lenet(3);
     // Push every pre-activation of the first ReLU far below zero.
-    if let Node::Affine(a) = &mut net.nodes[1] {
-        if let LinearOp::Conv(_) = a.op {
-            a.bias = a.bias.as_ref().map(|b| b.iter().map(|_| -1e3).collect());
-        }
+    if let Node::Affine(a) = &mut net.nodes[1]
+        && let LinearOp::Conv(_) = a.op
+    {
+        a.bias = a.bias.as_ref().map(|b| b.iter().map(|_| -1e3).collect());
     }
     let mut r = rng(5);
     let ball = Ball::new(random_image(net.input_dim(), &mut r), 0.1, Norm::L2, false).unwrap();

@@ -94,7 +94,7 @@ fn bn_rule(bn: &BatchNorm2d, len: usize) -> Result<F32Rule> {
     let mu = host(bn.running_mean())?;
     let var = host(bn.running_var())?;
     let c = w.len();
-    if c == 0 || len % c != 0 {
+    if c == 0 || !len.is_multiple_of(c) {
         return Err(Error::Internal(format!(
             "{}: {c} channels for {len} entries",
             bn.name()

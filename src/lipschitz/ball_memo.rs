@@ -63,10 +63,10 @@ impl<'a> BallMemo<'a> {
     /// The trace of `net` over B(x, r).
     pub fn trace(&self, r: f64) -> Result<BallTrace> {
         let key = r.to_bits();
-        if let Some((k, t)) = self.last.borrow().as_ref() {
-            if *k == key {
-                return Ok(t.clone());
-            }
+        if let Some((k, t)) = self.last.borrow().as_ref()
+            && *k == key
+        {
+            return Ok(t.clone());
         }
         let t = Rc::new(pre_bounds(self.net, &self.ball(r), self.pre)?);
         *self.last.borrow_mut() = Some((key, t.clone()));

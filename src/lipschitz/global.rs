@@ -129,15 +129,14 @@ pub(crate) fn fold(affines: &[&Affine]) -> Vec<Folded> {
         match &a.op {
             LinearOp::Diag(d) => {
                 // After a dense/conv core: absorb as a row scaling when possible.
-                if pending.is_none() {
-                    if let Some((name, last, n)) = out.last_mut() {
-                        if let Some(folded) = scale_rows(last, &d.scale) {
-                            *last = folded;
-                            *name = format!("{name}+{}", a.name);
-                            *n += 1;
-                            continue;
-                        }
-                    }
+                if pending.is_none()
+                    && let Some((name, last, n)) = out.last_mut()
+                    && let Some(folded) = scale_rows(last, &d.scale)
+                {
+                    *last = folded;
+                    *name = format!("{name}+{}", a.name);
+                    *n += 1;
+                    continue;
                 }
                 pending = Some(match pending.take() {
                     Some((n, s, r)) => (

@@ -491,14 +491,14 @@ impl Ctx {
                         (Some(_), Some(c)) => Some(self.seg_rows(&p, next_up(base * pos.lip), c)),
                         _ => None,
                     };
-                    if let (Some(eps), Some(r), Some(c)) = (tight, &coord, centre) {
-                        if j < n {
-                            bx = bx.intersect(traces[j].input()).intersect(&lip_box(
-                                c[j].input(),
-                                r,
-                                eps,
-                            ));
-                        }
+                    if let (Some(eps), Some(r), Some(c)) = (tight, &coord, centre)
+                        && j < n
+                    {
+                        bx = bx.intersect(traces[j].input()).intersect(&lip_box(
+                            c[j].input(),
+                            r,
+                            eps,
+                        ));
                     }
                     if j == n {
                         let tail = Tail::Pending(p);

@@ -355,10 +355,10 @@ mod tests {
         let op = LinearOp::Conv(c.clone());
         for seed in 0..6u64 {
             let rows: Vec<bool> = (0..c.out_dim())
-                .map(|i| (i as u64 * 7 + seed) % 3 != 0)
+                .map(|i| !(i as u64 * 7 + seed).is_multiple_of(3))
                 .collect();
             let cols: Vec<bool> = (0..c.in_dim())
-                .map(|i| (i as u64 * 5 + seed * 3) % (2 + seed) != 0)
+                .map(|i| !(i as u64 * 5 + seed * 3).is_multiple_of(2 + seed))
                 .collect();
             let exact = dense_ref(&c, &rows, &cols);
             let v = masked_norm(&op, Some(&rows), Some(&cols), Norm::L2);

@@ -169,11 +169,11 @@ fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
                     return None;
                 }
                 obj += sigma.ln();
-                if j + 1 == n_ops {
-                    if let Some(g) = &stage.gate {
-                        for (m, l) in u_mass[k].iter_mut().zip(&g.live) {
-                            *m = l.iter().map(|&i| u2.get(i).copied().unwrap_or(0.0)).sum();
-                        }
+                if j + 1 == n_ops
+                    && let Some(g) = &stage.gate
+                {
+                    for (m, l) in u_mass[k].iter_mut().zip(&g.live) {
+                        *m = l.iter().map(|&i| u2.get(i).copied().unwrap_or(0.0)).sum();
                     }
                 }
                 if j == 0 && k > 0 && v_mass[k - 1].len() == v2.len() {

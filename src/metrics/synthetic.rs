@@ -18,7 +18,7 @@ const TWO_POW_MINUS_53: f64 = 1.0 / 9_007_199_254_740_992.0;
 /// with `levels = Some(L)` it is the integer (h >> 11) mod L plus ⌊L/4⌋ for OOD (heavy ties).
 pub fn hashed_sample(i: u64, levels: Option<u64>) -> (f64, bool) {
     let h = splitmix64(i);
-    let is_id = h % 4 != 0;
+    let is_id = !h.is_multiple_of(4);
     let bits = h >> 11;
     let score = match levels {
         None => bits as f64 * TWO_POW_MINUS_53 + if is_id { 0.0 } else { 0.5 },

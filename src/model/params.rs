@@ -137,21 +137,21 @@ impl ParamStore {
 
     /// All parameters in creation order; an error if the tensors held names nobody asked for.
     pub fn finish(self) -> Result<Vec<NamedParam>> {
-        if let Source::Tensors { map, origin } = &self.source {
-            if !map.is_empty() {
-                let mut names: Vec<&String> = map.keys().collect();
-                names.sort();
-                let shown: Vec<&str> = names.iter().take(5).map(|s| s.as_str()).collect();
-                return Err(Error::bad_file(
-                    origin,
-                    format!(
-                        "{} unexpected tensor(s) not used by the model spec: {}{}",
-                        names.len(),
-                        shown.join(", "),
-                        if names.len() > 5 { ", …" } else { "" }
-                    ),
-                ));
-            }
+        if let Source::Tensors { map, origin } = &self.source
+            && !map.is_empty()
+        {
+            let mut names: Vec<&String> = map.keys().collect();
+            names.sort();
+            let shown: Vec<&str> = names.iter().take(5).map(|s| s.as_str()).collect();
+            return Err(Error::bad_file(
+                origin,
+                format!(
+                    "{} unexpected tensor(s) not used by the model spec: {}{}",
+                    names.len(),
+                    shown.join(", "),
+                    if names.len() > 5 { ", …" } else { "" }
+                ),
+            ));
         }
         Ok(self.params)
     }

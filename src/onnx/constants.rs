@@ -109,10 +109,10 @@ pub fn read_tensor(t: &TensorProto) -> Result<Const> {
             "holds {len} values for dims {dims:?} ({numel} expected)"
         )));
     }
-    if let ConstData::F32(v) = &data {
-        if let Some(x) = v.iter().find(|x| !x.is_finite()) {
-            return Err(bad(format!("contains a non-finite value ({x})")));
-        }
+    if let ConstData::F32(v) = &data
+        && let Some(x) = v.iter().find(|x| !x.is_finite())
+    {
+        return Err(bad(format!("contains a non-finite value ({x})")));
     }
     Ok(Const { dims, data })
 }

@@ -94,12 +94,12 @@ pub fn import_onnx(path: &Path, opts: &ImportOptions) -> Result<Model> {
             ));
         }
     };
-    if let Some(want) = opts.num_classes {
-        if want != k {
-            return Err(bad(format!(
-                "the graph gives {k} logits, --num-classes says {want}"
-            )));
-        }
+    if let Some(want) = opts.num_classes
+        && want != k
+    {
+        return Err(bad(format!(
+            "the graph gives {k} logits, --num-classes says {want}"
+        )));
     }
     let name = opts.name.clone().unwrap_or_else(|| {
         path.file_stem()

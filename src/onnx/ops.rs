@@ -185,13 +185,13 @@ impl OnnxGraph<'_> {
                  VALID)"
             )));
         }
-        if let Some(k) = a.get("kernel_shape") {
-            if k.ints != [kh as i64, kw as i64] {
-                return Err(Error::BadInput(format!(
-                    "{lab}: kernel_shape {:?} differs from the weight's {kh}×{kw}",
-                    k.ints
-                )));
-            }
+        if let Some(k) = a.get("kernel_shape")
+            && k.ints != [kh as i64, kw as i64]
+        {
+            return Err(Error::BadInput(format!(
+                "{lab}: kernel_shape {:?} differs from the weight's {kh}×{kw}",
+                k.ints
+            )));
         }
         let s = a.sizes("strides", 2, 1)?;
         if s[0] != s[1] || s[0] == 0 {

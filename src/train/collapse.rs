@@ -144,7 +144,7 @@ impl CollapseMonitor {
 
     /// Whether the 1-based `step` is a check step.
     pub fn due(&self, step: usize) -> bool {
-        self.window > 0 && step > self.warmup && step % CHECK_EVERY == 0
+        self.window > 0 && step > self.warmup && step.is_multiple_of(CHECK_EVERY)
     }
 
     /// Records a check at `step` with learning rate `lr`; an error (exit 1) once `window`

@@ -61,7 +61,7 @@ impl<'m> DenseNet<'m> {
             }
         }
         // Ends in a Linear: an odd number of layers after the flatten.
-        if (layers.len() - 2) % 2 == 0 {
+        if (layers.len() - 2).is_multiple_of(2) {
             return None;
         }
         let [c, h, w] = model.spec().input_shape;

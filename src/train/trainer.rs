@@ -184,17 +184,17 @@ pub fn train(cfg: &TrainConfig, opts: &TrainOptions) -> Result<TrainOutcome> {
     let mut opt = Optimizer::new(&cfg.optim, model.trainable_vars());
     let mut start = 0;
     let mut collapse_window = Vec::new();
-    if opts.resume {
-        if let Some(r) = checkpoint::load(&opts.out, &csha, &opts.device)? {
-            copy_weights(&r.model, &model)?;
-            opt.load_state(&r.optim_state, r.step as u64)?;
-            start = r.step;
-            collapse_window = r.collapse_window;
-            eprintln!(
-                "oodcert: resuming {} at step {start}/{total}",
-                opts.out.display()
-            );
-        }
+    if opts.resume
+        && let Some(r) = checkpoint::load(&opts.out, &csha, &opts.device)?
+    {
+        copy_weights(&r.model, &model)?;
+        opt.load_state(&r.optim_state, r.step as u64)?;
+        start = r.step;
+        collapse_window = r.collapse_window;
+        eprintln!(
+            "oodcert: resuming {} at step {start}/{total}",
+            opts.out.display()
+        );
     }
     let terms = LossTerms::from_config(cfg)?;
     // The closed-form step where it applies (dense ReLU nets on the CPU) unless the config asks

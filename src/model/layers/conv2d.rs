@@ -37,13 +37,13 @@ impl Conv2d {
         if stride == 0 {
             return Err(Error::BadInput(format!("{name}: stride must be > 0")));
         }
-        if let Some(b) = &bias {
-            if b.dims() != [out] {
-                return Err(Error::BadInput(format!(
-                    "{name}.bias has shape {:?}, expected [{out}]",
-                    b.dims()
-                )));
-            }
+        if let Some(b) = &bias
+            && b.dims() != [out]
+        {
+            return Err(Error::BadInput(format!(
+                "{name}.bias has shape {:?}, expected [{out}]",
+                b.dims()
+            )));
         }
         Ok(Self {
             name,

@@ -23,13 +23,13 @@ impl Linear {
                 weight.dims()
             ))
         })?;
-        if let Some(b) = &bias {
-            if b.dims() != [out] {
-                return Err(Error::BadInput(format!(
-                    "{name}.bias has shape {:?}, expected [{out}]",
-                    b.dims()
-                )));
-            }
+        if let Some(b) = &bias
+            && b.dims() != [out]
+        {
+            return Err(Error::BadInput(format!(
+                "{name}.bias has shape {:?}, expected [{out}]",
+                b.dims()
+            )));
         }
         Ok(Self { name, weight, bias })
     }
