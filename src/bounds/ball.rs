@@ -39,14 +39,21 @@ impl Norm {
         }
     }
 
-    /// ‖v‖_q of the dual norm, rounded up (used on certified bounds).
+    /// ‖v‖_q of the dual norm, rounded up (used on certified bounds). For ℓ2 the squares of
+    /// entries below ≈ 10⁻¹⁵⁴ lose relative precision (subnormal) or vanish: √n·2⁻⁵¹⁰ bounds
+    /// what they can miss (each |xᵢ| < 2⁻⁵¹¹ whose square is lost or inexact contributes at most
+    /// 2⁻¹⁰²² to ‖v‖², plus the subnormal rounding of at most 2⁻¹⁰⁷⁴ per square).
     pub fn dual_norm_up(self, v: &[f64]) -> f64 {
         let n = v.len();
         let raw = match self {
             Norm::L2 => v.iter().map(|x| x * x).sum::<f64>().sqrt(),
             Norm::Linf => v.iter().map(|x| x.abs()).sum::<f64>(),
         };
-        super::round::widen_up(raw, super::round::dot_err(n))
+        let tiny = match self {
+            Norm::L2 => (n as f64).sqrt() * 2f64.powi(-510),
+            Norm::Linf => 0.0,
+        };
+        super::round::widen_up(raw + tiny, super::round::dot_err(n))
     }
 
     /// ‖v‖_q of the dual norm (plain, for empirical values).

@@ -89,7 +89,9 @@ impl<'a> CutBall<'a> {
     /// and the Lagrangian bound with the multipliers found by [`Self::multipliers`].
     pub fn min_linear(&self, lam: &[f64]) -> f64 {
         let plain = self.ball.min_linear_in(lam, self.unit_box.as_ref());
-        if self.is_empty() {
+        // A non-finite λ (a corrupted bound upstream) gets the ball's own bound, which carries
+        // the NaN or infinity on to the caller's check.
+        if self.is_empty() || !lam.iter().all(|v| v.is_finite()) {
             return plain;
         }
         let mu = self.multipliers(lam);
@@ -220,10 +222,14 @@ impl<'a> CutBall<'a> {
     }
 
     /// The Lagrangian bound λᵀx₀ − ε‖λ − Σμₖsₖaₖ‖₂ − Σμₖsₖcₖ for every aₖ, cₖ in their
-    /// enclosures, rounded down.
+    /// enclosures, rounded down; −∞ unless every μₖ is finite and ≥ 0 (weak duality needs
+    /// μ ≥ 0) and there is one per cut.
     pub fn certified(&self, lam: &[f64], mu: &[f64]) -> f64 {
         let n = lam.len();
         let k = self.len();
+        if mu.len() != k || !mu.iter().all(|m| m.is_finite() && *m >= 0.0) {
+            return f64::NEG_INFINITY;
+        }
         let ek = dot_err(k + 1);
         let mut v = lam.to_vec();
         let mut mag: Vec<f64> = lam.iter().map(|x| x.abs()).collect();
@@ -276,6 +282,27 @@ mod tests {
             c: (c, c),
             s,
         }
+    }
+
+    /// Review findings: a NaN λ gets the ball's own bound instead of a panic (the multipliers'
+    /// cap would be NaN), `certified` refuses negative or non-finite multipliers (weak duality
+    /// needs μ ≥ 0: μ = −1 would claim −0.5 for min −x₁ over the disc cut by x₁ ≥ 0.5, where the
+    /// minimum is −1), and a λ whose squares underflow still gets a bound below the exact one.
+    #[test]
+    fn nan_lambda_negative_multipliers_and_tiny_lambda() {
+        let ball = Ball::new(vec![0.0, 0.0], 1.0, Norm::L2, false).unwrap();
+        let cb = CutBall::new(&ball, &[cut(&[1.0, 0.0], -0.5, 1.0)]);
+        assert!(cb.min_linear(&[f64::NAN, 1.0]).is_nan());
+        assert_eq!(cb.certified(&[-1.0, 0.0], &[-1.0]), f64::NEG_INFINITY);
+        assert_eq!(cb.certified(&[-1.0, 0.0], &[f64::NAN]), f64::NEG_INFINITY);
+        assert_eq!(cb.certified(&[-1.0, 0.0], &[]), f64::NEG_INFINITY);
+        assert!(cb.certified(&[-1.0, 0.0], &[0.5]) <= -1.0);
+        let lam = [1e-160, 1e-160];
+        let plain = ball.min_linear_in(&lam, None);
+        assert!(plain <= -(2f64.sqrt()) * 1e-160, "{plain:e}");
+        let cb = CutBall::new(&ball, &[cut(&[1.0, 0.0], 0.5, 1.0)]); // x₁ ≥ −0.5
+        let v = cb.min_linear(&lam);
+        assert!(v <= -(0.5 + 0.75f64.sqrt()) * 1e-160, "{v:e}");
     }
 
     /// Unit disc at 0, cut x₁ ≥ 0.5 (s = +1, a = e₁, c = −0.5): the minimum of x₁ over the cut
