@@ -524,3 +524,47 @@ fn capped_bab_stays_between_the_exact_constant_and_the_cap() {
     }
     assert_eq!(checked, 24);
 }
+
+/// The two children of a domain are bounded on two threads; the search (its bound, lower bound
+/// and domain counts) is the same bit for bit on one thread and on three, ℓ2 (pattern-Gram rule,
+/// split cuts) and ℓ∞, at a deterministic domain budget.
+#[test]
+fn bab_does_not_depend_on_the_thread_count() {
+    let (mut runs, mut branched) = (0, 0);
+    for seed in 0..2u64 {
+        for (name, net) in nets(seed) {
+            let n = net.input_dim();
+            let mut r = rng(900 + seed);
+            for (norm, eps, unit) in [(Norm::L2, 0.5, false), (Norm::Linf, 0.1, true)] {
+                let ball = Ball::new(random_image(n, &mut r), eps, norm, unit).unwrap();
+                let run = |threads: usize| {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let b = pool
+                        .install(|| lipschitz_bab(&net, &ball, 1.0, &cfg(60), 0.0))
+                        .unwrap();
+                    (
+                        b.upper.to_bits(),
+                        b.lower.to_bits(),
+                        b.domains,
+                        b.open,
+                        b.leaves,
+                        b.pruned_by_lower,
+                        b.empty_by_bounds,
+                        b.empty_by_dual,
+                    )
+                };
+                let one = run(1);
+                runs += 1;
+                branched += usize::from(one.2 > 1);
+                assert_eq!(run(3), one, "{name} {norm:?}");
+            }
+        }
+    }
+    assert!(
+        branched * 2 >= runs,
+        "only {branched} of {runs} searches branched"
+    );
+}

@@ -6,6 +6,7 @@
 //! whenever the search stops. Proof: proofs/lipschitz_bab.md.
 
 pub mod box_quadratic_dual;
+pub mod column_cache;
 pub mod domain;
 pub mod emptiness;
 pub mod pattern_gram;
@@ -228,9 +229,15 @@ pub fn lipschitz_bab_capped(
             closed = closed.max(d.ub);
             continue;
         };
-        for st in [ACTIVE, INACTIVE] {
+        // The two children are bounded on two threads (each a pure function of the parent and
+        // its split), then taken in the fixed order active, inactive: the search is the same.
+        let (active, inactive) = rayon::join(
+            || prob.child(&d, i, j, ACTIVE),
+            || prob.child(&d, i, j, INACTIVE),
+        );
+        for child in [active, inactive] {
             out.domains += 1;
-            match prob.child(&d, i, j, st)? {
+            match child? {
                 Outcome::EmptyByBounds => out.empty_by_bounds += 1,
                 Outcome::EmptyByDual => out.empty_by_dual += 1,
                 Outcome::Bounded(c) if c.ub < lb => {

@@ -17,7 +17,6 @@ use crate::bounds::{Ball, Interval, Net, Node, Norm};
 use crate::error::{Error, Result};
 use crate::lipschitz::local::{Head, fastlip_heads_on, fastlip_on, grad_backward};
 use crate::lipschitz::recurjac::{recurjac_energy_on, recurjac_on, unsupported};
-use std::collections::HashMap;
 
 /// A neuron left to the relaxation (split states are `i8`: FREE, ACTIVE or INACTIVE).
 pub const FREE: i8 = 0;
@@ -59,7 +58,7 @@ pub struct Problem<'a> {
     /// network the rule does not handle).
     reference: Option<Reference>,
     /// Exact affine rows of pre-activations whose prefix has no ReLU (domain-independent).
-    pub(crate) row_cache: std::cell::RefCell<HashMap<(usize, usize), Interval>>,
+    pub(crate) row_cache: super::column_cache::ColumnCache,
 }
 
 /// A domain: split states per top-level node (empty for non-ReLU nodes and untouched ReLUs),

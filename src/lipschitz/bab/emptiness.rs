@@ -49,7 +49,7 @@ fn constraints(p: &Problem, splits: &[Vec<i8>], dtraces: &[Trace]) -> Result<Vec
                     let row = if relu_seen {
                         None
                     } else {
-                        p.row_cache.borrow().get(&(i, j)).cloned()
+                        p.row_cache.get((i, j))
                     };
                     let row = match row {
                         Some(r) => r,
@@ -58,7 +58,7 @@ fn constraints(p: &Problem, splits: &[Vec<i8>], dtraces: &[Trace]) -> Result<Vec
                             e[j] = 1.0;
                             let r = grad_backward(&nodes[..i], &dtraces[..i], Interval::point(&e))?;
                             if !relu_seen {
-                                p.row_cache.borrow_mut().insert((i, j), r.clone());
+                                p.row_cache.insert((i, j), r.clone());
                             }
                             r
                         }

@@ -11,16 +11,16 @@ use crate::bounds::softmax::{max_linear_box_simplex, simplex_tighten, softmax_bo
 use crate::bounds::{Interval, Net, Node, relu::derivative_set};
 use crate::error::{Error, Result};
 use crate::lipschitz::local::grad_backward;
-use std::cell::RefCell;
-use std::collections::HashMap;
 
 /// The reference point of the expansion: the centre's ReLU signs (per top-level ReLU node,
 /// None for other nodes) and its softmax p⁰.
 pub struct Reference {
     pub relu_positive: Vec<Option<Vec<bool>>>,
     pub p: Vec<f64>,
-    /// Columns of neurons whose prefix has no ReLU (the same in every domain), by (node, index).
-    cache: RefCell<HashMap<(usize, usize), Interval>>,
+    /// Columns of neurons whose prefix has no ReLU (the same in every domain), by (node, index);
+    /// shared by the threads that bound sibling domains (a column is a pure function of its key,
+    /// so which thread fills it changes nothing).
+    cache: super::column_cache::ColumnCache,
 }
 
 impl Reference {
@@ -248,15 +248,13 @@ pub fn expansion(
         let mut e = vec![0.0; rview[i].input().len()];
         e[j] = 1.0;
         let fixed = !nodes[..i].iter().any(|n| matches!(n, Node::Relu));
-        let cached = fixed
-            .then(|| reference.cache.borrow().get(&(i, j)).cloned())
-            .flatten();
+        let cached = fixed.then(|| reference.cache.get((i, j))).flatten();
         let col = match cached {
             Some(c) => c,
             None => {
                 let c = grad_backward(&nodes[..i], &rview[..i], Interval::point(&e))?;
                 if fixed {
-                    reference.cache.borrow_mut().insert((i, j), c.clone());
+                    reference.cache.insert((i, j), c.clone());
                 }
                 c
             }

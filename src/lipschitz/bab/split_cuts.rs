@@ -47,14 +47,14 @@ pub(crate) fn first_layer_cuts(
         if st != ACTIVE && st != INACTIVE {
             continue;
         }
-        let cached = p.row_cache.borrow().get(&(i0, j)).cloned();
+        let cached = p.row_cache.get((i0, j));
         let a = match cached {
             Some(r) => r,
             None => {
                 let mut e = vec![0.0; s.len()];
                 e[j] = 1.0;
                 let r = grad_backward(&nodes[..i0], &traces[..i0], Interval::point(&e))?;
-                p.row_cache.borrow_mut().insert((i0, j), r.clone());
+                p.row_cache.insert((i0, j), r.clone());
                 r
             }
         };
