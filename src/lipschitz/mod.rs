@@ -16,6 +16,7 @@ pub mod clever;
 pub mod cost_estimate;
 pub mod empirical;
 pub mod f32_margin;
+pub mod grad_backward_batch;
 pub mod jacobian_lbp;
 pub mod jacobian_ops;
 pub mod jacobian_recursion;

@@ -10,7 +10,7 @@ use crate::bounds::round::{ABS_FLOOR, dot_err, next_down, next_up};
 use crate::bounds::softmax::{max_linear_box_simplex, simplex_tighten, softmax_box};
 use crate::bounds::{Interval, Net, Node, relu::derivative_set};
 use crate::error::{Error, Result};
-use crate::lipschitz::local::grad_backward;
+use crate::lipschitz::grad_backward_batch::grad_backward_many;
 
 /// The reference point of the expansion: the centre's ReLU signs (per top-level ReLU node,
 /// None for other nodes) and its softmax p⁰.
@@ -203,14 +203,18 @@ pub fn expansion(
         }
         // s: the gradient box at this ReLU's output, from the box head and from the class rows
         // combined over p ∈ box ∩ simplex, intersected.
-        let s_box = grad_backward(&nodes[i + 1..], &dtraces[i + 1..], neg_p.clone())?;
-        let rows = (0..k)
+        let mut seeds: Vec<Interval> = (0..k)
             .map(|c| {
                 let mut e = vec![0.0; k];
                 e[c] = 1.0;
-                grad_backward(&nodes[i + 1..], &dtraces[i + 1..], Interval::point(&e))
+                Interval::point(&e)
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
+        seeds.push(neg_p.clone());
+        let mut rows = grad_backward_many(&nodes[i + 1..], &dtraces[i + 1..], seeds)?;
+        let s_box = rows
+            .pop()
+            .ok_or_else(|| Error::Internal("pattern Gram: no gradient box".into()))?;
         for &j in &unstable {
             let ca: Vec<f64> = rows.iter().map(|r| -r.lo[j]).collect();
             let cb: Vec<f64> = rows.iter().map(|r| r.hi[j]).collect();
@@ -242,43 +246,80 @@ pub fn expansion(
     if m_all * m_all * n as f64 > MAX_WORK {
         return Ok(None);
     }
-    let mut cols: Vec<Interval> = Vec::with_capacity(vars.len() + k);
+    let mut cols: Vec<Option<Interval>> = Vec::with_capacity(vars.len() + k);
     let mut ranges: Vec<(f64, f64)> = Vec::with_capacity(vars.len() + k);
-    for &(i, j, tl, th) in &vars {
-        let mut e = vec![0.0; rview[i].input().len()];
-        e[j] = 1.0;
+    // Columns of fixed prefixes come from the cache; the others are pulled back node by node, all
+    // of a node's columns in one batch.
+    let mut pending: Vec<(usize, Vec<usize>)> = Vec::new();
+    for (a, &(i, j, tl, th)) in vars.iter().enumerate() {
         let fixed = !nodes[..i].iter().any(|n| matches!(n, Node::Relu));
         let cached = fixed.then(|| reference.cache.get((i, j))).flatten();
-        let col = match cached {
-            Some(c) => c,
-            None => {
-                let c = grad_backward(&nodes[..i], &rview[..i], Interval::point(&e))?;
-                if fixed {
-                    reference.cache.insert((i, j), c.clone());
-                }
-                c
+        if cached.is_none() {
+            match pending.last_mut() {
+                Some((node, list)) if *node == i => list.push(a),
+                _ => pending.push((i, vec![a])),
             }
-        };
-        cols.push(col);
+        }
+        cols.push(cached);
         ranges.push((tl, th));
     }
+    for (i, list) in pending {
+        let width = rview[i].input().len();
+        let seeds = list
+            .iter()
+            .map(|&a| {
+                let mut e = vec![0.0; width];
+                e[vars[a].1] = 1.0;
+                Interval::point(&e)
+            })
+            .collect();
+        let fixed = !nodes[..i].iter().any(|n| matches!(n, Node::Relu));
+        for (&a, c) in list
+            .iter()
+            .zip(grad_backward_many(&nodes[..i], &rview[..i], seeds)?)
+        {
+            if fixed {
+                reference.cache.insert((i, vars[a].1), c.clone());
+            }
+            cols[a] = Some(c);
+        }
+    }
+    let mut cols = cols
+        .into_iter()
+        .collect::<Option<Vec<Interval>>>()
+        .ok_or_else(|| Error::Internal("pattern Gram: a column was not computed".into()))?;
     // Head: −C q with q = p − p⁰, Σ q = 0, so −C q = Σ_{c≠y} q_c·(−C(e_c − e_y)); y is the class
     // whose box is widest (its variable drops out).
     let y = (0..k)
         .max_by(|&a, &b| (p.hi[a] - p.lo[a]).total_cmp(&(p.hi[b] - p.lo[b])))
         .unwrap_or(0);
-    for c in (0..k).filter(|&c| c != y) {
-        let mut e = vec![0.0; k];
-        e[c] = -1.0;
-        e[y] = 1.0;
-        cols.push(grad_backward(nodes, &rview, Interval::point(&e))?);
+    // The head columns, g⁰ and (for the rounding of Σp⁰) −C e_y, pulled back in one batch.
+    let heads: Vec<usize> = (0..k).filter(|&c| c != y).collect();
+    let mut seeds: Vec<Interval> = heads
+        .iter()
+        .map(|&c| {
+            let mut e = vec![0.0; k];
+            e[c] = -1.0;
+            e[y] = 1.0;
+            Interval::point(&e)
+        })
+        .collect();
+    let neg_p0: Vec<f64> = reference.p.iter().map(|v| -v).collect();
+    seeds.push(Interval::point(&neg_p0));
+    let mut e = vec![0.0; k];
+    e[y] = -1.0;
+    seeds.push(Interval::point(&e));
+    let mut pulled = grad_backward_many(nodes, &rview, seeds)?;
+    let missing = || Error::Internal("pattern Gram: a head column was not computed".into());
+    let cy = pulled.pop().ok_or_else(missing)?;
+    let g0 = pulled.pop().ok_or_else(missing)?;
+    for (&c, col) in heads.iter().zip(pulled) {
+        cols.push(col);
         ranges.push((
             next_down(p.lo[c] - reference.p[c]),
             next_up(p.hi[c] - reference.p[c]),
         ));
     }
-    let neg_p0: Vec<f64> = reference.p.iter().map(|v| -v).collect();
-    let g0 = grad_backward(nodes, &rview, Interval::point(&neg_p0))?;
     // Midpoints carry the quadratic form; radii go to a separate triangle-inequality term.
     let (g0m, g0r) = g0.center_radius();
     let mut em = Vec::with_capacity(cols.len());
@@ -296,9 +337,6 @@ pub fn expansion(
         let s0: f64 = reference.p.iter().sum();
         let mag: f64 = reference.p.iter().map(|v| v.abs()).sum();
         let delta = next_up((1.0 - s0).abs() + dot_err(k) * (mag + 1.0) + ABS_FLOOR);
-        let mut e = vec![0.0; k];
-        e[y] = -1.0;
-        let cy = grad_backward(nodes, &rview, Interval::point(&e))?;
         for (ek, a) in err.iter_mut().zip(cy.abs_max()) {
             *ek = next_up(*ek + next_up(a * delta));
         }
