@@ -197,8 +197,8 @@ mod tests {
                             }
                         };
                     }
-                    for i in 0..n {
-                        assert!(got.lo[i] <= v[i] && v[i] <= got.hi[i], "seed {seed} {i}");
+                    for (i, vi) in v.iter().enumerate() {
+                        assert!(got.lo[i] <= *vi && *vi <= got.hi[i], "seed {seed} {i}");
                     }
                 }
             }
