@@ -11,6 +11,7 @@ use crate::bounds::softmax::{max_linear_box_simplex, simplex_tighten, softmax_bo
 use crate::bounds::{Interval, Net, Node, relu::derivative_set};
 use crate::error::{Error, Result};
 use crate::lipschitz::grad_backward_batch::grad_backward_many;
+use crate::model::layers::gemm::{Mat, gemm_into};
 
 /// The reference point of the expansion: the centre's ReLU signs (per top-level ReLU node,
 /// None for other nodes) and its softmax p⁰.
@@ -342,22 +343,36 @@ pub fn expansion(
         }
     }
     let m = em.len();
-    let dot = |a: &[f64], b: &[f64]| -> (f64, f64) {
-        let (mut s, mut g) = (0.0, 0.0);
-        for (x, y) in a.iter().zip(b) {
-            s += x * y;
-            g += (x * y).abs();
-        }
-        let slack = dot_err(n) * g + ABS_FLOOR;
-        (next_down(s - slack), next_up(s + slack))
-    };
+    // The Gram matrix of (g̃, ẽ_1, …, ẽ_m) and of their absolute values, as two GEMMs: every entry
+    // is a sum of n products in some order, within γ_n·Σ|xy| of its exact value (any order, with
+    // or without FMA), and the computed Σ|xy| is at least (1 − γ_n) of its exact value, so the
+    // slack dot_err(n)·Σ|xy| covers the error.
     let w = m + 1;
+    let mut rows = Vec::with_capacity(w * n);
+    rows.extend_from_slice(&g0m);
+    for e in &em {
+        rows.extend_from_slice(e);
+    }
+    if rows.len() != w * n {
+        return Err(Error::Internal(
+            "pattern Gram: a column of the wrong length".into(),
+        ));
+    }
+    let abs_rows: Vec<f64> = rows.iter().map(|v| v.abs()).collect();
+    let gram_of = |r: &[f64]| -> Result<Vec<f64>> {
+        let mut dst = vec![0.0; w * w];
+        let a = Mat::row_major(r, w, n);
+        gemm_into(&mut dst, a, a.t(), false, false)?;
+        Ok(dst)
+    };
+    let (sums, mags) = (gram_of(&rows)?, gram_of(&abs_rows)?);
     let (mut gram_lo, mut gram_hi) = (vec![0.0; w * w], vec![0.0; w * w]);
     for a in 0..w {
-        let va = if a == 0 { &g0m } else { &em[a - 1] };
         for b in a..w {
-            let vb = if b == 0 { &g0m } else { &em[b - 1] };
-            let (mut lo, hi) = dot(va, vb);
+            // The upper triangle's entry for both: the GEMM need not make the two equal.
+            let (s, g) = (sums[a * w + b], mags[a * w + b]);
+            let slack = dot_err(n) * g + ABS_FLOOR;
+            let (mut lo, hi) = (next_down(s - slack), next_up(s + slack));
             if a == b {
                 lo = lo.max(0.0); // a square sum
             }
