@@ -15,14 +15,14 @@
 //! one output, m′·n′ ≤ 256: its gemv, gevv and horizontal kernels) are refused here
 //! ([`PackedLinear::new`] returns `None`) and go through `gemm_into` as before.
 
-// The AVX-512 intrinsics are stable since Rust 1.89, as are the `avx512*` target features that
-// `smoothing::noise_v2` already enables, so the crate needs 1.89 whatever `rust-version` says;
-// raising that field turns on newer clippy lints across the crate, which is left to a separate
-// change.
-#![allow(clippy::incompatible_msrv)]
+// The AVX-512 intrinsics and `avx512*` target features are stable since Rust 1.89, the crate's
+// `rust-version`.
 
+use super::gemm::{Mat, gemm_into};
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// f32 lanes of one AVX-512 register.
 const LANES: usize = 16;
@@ -122,14 +122,66 @@ impl PackedLinear {
                 at += kl * width;
             }
         }
-        Some(PackedLinear {
+        let packed = PackedLinear {
             inp,
             rows,
             blocks,
             panels,
             offsets,
             data,
-        })
+        };
+        packed.agrees_with_gemm(w, out).then_some(packed)
+    }
+
+    /// Whether the kernel gives `gemm_into`'s bits on this shape, checked on a probe input once per
+    /// process and shape (the order of the sums is a function of the shape and the CPU): a guard
+    /// against a `gemm` release or build (e.g. its `x86-v4` feature) that sums another way than
+    /// the module docs describe. A mismatch sends the dense loop back to `gemm_into`.
+    fn agrees_with_gemm(&self, w: &[f32], out: usize) -> bool {
+        static CHECKED: OnceLock<Mutex<HashMap<(usize, usize, usize), bool>>> = OnceLock::new();
+        let key = (self.rows, self.inp, out);
+        let cache = CHECKED.get_or_init(Default::default);
+        let known = cache.lock().ok().and_then(|c| c.get(&key).copied());
+        if let Some(ok) = known {
+            return ok;
+        }
+        let ok = self.matches_gemm(w, out);
+        if let Ok(mut c) = cache.lock() {
+            c.insert(key, ok);
+        }
+        ok
+    }
+
+    /// The kernel's and `gemm_into`'s outputs, bit for bit, on a probe of `rows` rows with values
+    /// of mixed sign and magnitude (a different order of the sums shows in the bits).
+    fn matches_gemm(&self, w: &[f32], out: usize) -> bool {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let x: Vec<f32> = (0..self.rows * self.inp)
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+                (2.0 * u - 1.0) * [1.0, 1e-3, 37.0, 0.25][(state >> 20) as usize % 4]
+            })
+            .collect();
+        let mut want = vec![0.0f32; self.rows * out];
+        let lhs = Mat::row_major(&x, self.rows, self.inp);
+        let rhs = Mat::row_major(w, out, self.inp).t();
+        if gemm_into(&mut want, lhs, rhs, false, false).is_err() {
+            return false;
+        }
+        let ld = self.padded_out();
+        let mut got = vec![0.0f32; self.rows * ld];
+        self.apply(self.rows, &x, self.inp, &mut got, ld);
+        got.chunks_exact(ld)
+            .zip(want.chunks_exact(out))
+            .all(|(g, w)| {
+                g[..out]
+                    .iter()
+                    .zip(w)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            })
     }
 
     /// Outputs per row including the panels' padding: the least row stride of `dst`.
@@ -260,7 +312,6 @@ unsafe fn tile<const R: usize, const V: usize>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::layers::gemm::{Mat, gemm_into};
 
     /// A deterministic stream of test values: mostly in [−1, 1), with exact zeros, tiny and
     /// large magnitudes mixed in (so that −0 products, cancellation and blocks of very different
@@ -361,5 +412,25 @@ mod tests {
         }
         let blocks = gemm_k_blocks(128, 784, 256).unwrap();
         assert_eq!(blocks.iter().map(|b| b.1).sum::<usize>(), 784);
+    }
+
+    /// The guard against another summation order: the packed layer matches `gemm_into` on its
+    /// probe, and a layer whose largest packed weight is off by one ulp does not.
+    #[test]
+    fn the_gemm_agreement_check_catches_a_different_sum() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512");
+            return;
+        }
+        let (out, inp, rows) = (70, 300, 64);
+        let mut v = Values(5);
+        let w: Vec<f32> = (0..out * inp).map(|_| v.next()).collect();
+        let mut p = PackedLinear::new(&w, out, inp, rows).expect("a supported shape");
+        assert!(p.matches_gemm(&w, out));
+        let i = (0..p.data.len())
+            .max_by(|&a, &b| p.data[a].abs().total_cmp(&p.data[b].abs()))
+            .unwrap();
+        p.data[i] = f32::from_bits(p.data[i].to_bits() + 1);
+        assert!(!p.matches_gemm(&w, out));
     }
 }
