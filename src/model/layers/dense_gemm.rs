@@ -74,6 +74,9 @@ pub(crate) fn available() -> bool {
     }
 }
 
+/// The self-check's verdict per shape `(rows, inp, out)` ([`PackedLinear::new`]).
+type Verdicts = HashMap<(usize, usize, usize), bool>;
+
 /// A linear layer's W (`out × inp`, row-major) packed for a fixed number of rows per call: per
 /// depth block, per panel of outputs, `[depth][panel width]` with zeros past `out`.
 pub(crate) struct PackedLinear {
@@ -138,7 +141,7 @@ impl PackedLinear {
     /// against a `gemm` release or build (e.g. its `x86-v4` feature) that sums another way than
     /// the module docs describe. A mismatch sends the dense loop back to `gemm_into`.
     fn agrees_with_gemm(&self, w: &[f32], out: usize) -> bool {
-        static CHECKED: OnceLock<Mutex<HashMap<(usize, usize, usize), bool>>> = OnceLock::new();
+        static CHECKED: OnceLock<Mutex<Verdicts>> = OnceLock::new();
         let key = (self.rows, self.inp, out);
         let cache = CHECKED.get_or_init(Default::default);
         let known = cache.lock().ok().and_then(|c| c.get(&key).copied());
