@@ -95,7 +95,9 @@ fn centred_matrix(x: &Expansion) -> Option<(Vec<f64>, Vec<f64>)> {
 
 /// xᵀy with eight independent partial sums (so the compiler can vectorise it; f64 sums are not
 /// reassociated otherwise). Only the heuristic search for the weights uses it: the certified
-/// value is computed apart, with its own rounding bounds.
+/// value is computed apart, with its own rounding bounds. Not `cholesky_certificate`'s
+/// four-accumulator dot: that one fixes the certificate's bits, and sharing it here cost 15–20 %
+/// of the BaB domains per 10 s on 3 of 5 images (measured).
 #[inline]
 fn dot(x: &[f64], y: &[f64]) -> f64 {
     let mut acc = [0.0f64; 8];

@@ -251,10 +251,15 @@ pub fn expansion(
     let mut ranges: Vec<(f64, f64)> = Vec::with_capacity(vars.len() + k);
     // Columns of fixed prefixes come from the cache; the others are pulled back node by node, all
     // of a node's columns in one batch.
+    // A node's columns are the same in every domain when no ReLU comes before it.
+    let first_relu = nodes
+        .iter()
+        .position(|n| matches!(n, Node::Relu))
+        .unwrap_or(nodes.len());
+    let fixed = |i: usize| i <= first_relu;
     let mut pending: Vec<(usize, Vec<usize>)> = Vec::new();
     for (a, &(i, j, tl, th)) in vars.iter().enumerate() {
-        let fixed = !nodes[..i].iter().any(|n| matches!(n, Node::Relu));
-        let cached = fixed.then(|| reference.cache.get((i, j))).flatten();
+        let cached = fixed(i).then(|| reference.cache.get((i, j))).flatten();
         if cached.is_none() {
             match pending.last_mut() {
                 Some((node, list)) if *node == i => list.push(a),
@@ -274,12 +279,11 @@ pub fn expansion(
                 Interval::point(&e)
             })
             .collect();
-        let fixed = !nodes[..i].iter().any(|n| matches!(n, Node::Relu));
         for (&a, c) in list
             .iter()
             .zip(grad_backward_many(&nodes[..i], &rview[..i], seeds)?)
         {
-            if fixed {
+            if fixed(i) {
                 reference.cache.insert((i, vars[a].1), c.clone());
             }
             cols[a] = Some(c);
