@@ -351,7 +351,7 @@ fn zero_pattern_restarts_or_steps_is_bad_input() {
 /// OODCERT_PROBE_NORM=linf OODCERT_PROBE_EPS=0.005 cargo test --release --test lipschitz_pattern
 /// probe -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "probe on a trained model (OODCERT_PROBE_MODEL), run by hand"]
 fn probe_flipped_units_at_the_best_point() {
     use oodcert::bounds::ibp::Trace;
     use oodcert::lipschitz::local::{PreBounds, pre_bounds};
