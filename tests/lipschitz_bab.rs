@@ -568,3 +568,41 @@ fn bab_does_not_depend_on_the_thread_count() {
         "only {branched} of {runs} searches branched"
     );
 }
+
+/// Issue #11 item 3 in general, not only on chosen nets: on 300 random 2-input, one-logit dense
+/// nets (one to three hidden layers, ℓ2 and ℓ∞ balls) every completed search equals the exact
+/// constant of the region enumeration to 1e-6 relative (an absolute 1e-100 where the exact
+/// constant is 0: rounding's floor). Before the phase-I emptiness solve (`bab::emptiness`), leaves
+/// whose cuts were only jointly infeasible escaped the multiplier game and about 1 % of these
+/// runs ended above the exact constant (seeds 1076, 1249, 1250 of this range).
+#[test]
+fn bab_is_exact_on_300_random_2d_nets() {
+    let mut runs = 0;
+    for seed in 1000..1300u64 {
+        let hidden: &[usize] = match seed % 3 {
+            0 => &[10],
+            1 => &[7, 6],
+            _ => &[6, 5, 4],
+        };
+        let net = dense_2d(hidden, 1, 100 + seed);
+        let mut r = rng(200 + seed);
+        let x = random_image(2, &mut r);
+        for norm in [Norm::L2, Norm::Linf] {
+            let eps = 0.4 + 0.6 * r.random::<f64>();
+            let ball = Ball::new(x.clone(), eps, norm, false).unwrap();
+            let exact = exact_constant(&net, &ball);
+            let b = lipschitz_bab(&net, &ball, 1.0, &cfg(1_000_000), 0.0).unwrap();
+            assert_eq!(
+                b.open, 0,
+                "seed {seed} {norm:?}: the search did not complete"
+            );
+            assert!(
+                (b.upper - exact).abs() <= 1e-6 * exact + 1e-100,
+                "seed {seed} {norm:?}: BaB {} exact {exact} ({b:?})",
+                b.upper
+            );
+            runs += 1;
+        }
+    }
+    assert_eq!(runs, 600);
+}
