@@ -1,5 +1,6 @@
 //! Noise of randomized smoothing: `add_noise` of one MNIST-sized copy (784 values) under layouts
-//! v1 (ChaCha20, libm Box–Muller) and v2 (Philox4x32-10, vectorised Box–Muller), one thread.
+//! v1 (ChaCha20, libm Box–Muller) and v2 (Philox4x32-10, vectorised Box–Muller), one thread, with
+//! and without the exactness check of the float32 coupling (`add_noise_checked`, what certify runs).
 //! Run: cargo bench --bench noise
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -20,6 +21,12 @@ fn bench_noise(c: &mut Criterion) {
             b.iter(|| {
                 copy = (copy + 1) % (1 << 20);
                 key.add_noise(3, black_box(copy), 0.25, black_box(&x), &mut out)
+            })
+        });
+        group.bench_function(format!("{}_checked", layout.name()), |b| {
+            b.iter(|| {
+                copy = (copy + 1) % (1 << 20);
+                key.add_noise_checked(3, black_box(copy), 0.25, black_box(&x), &mut out)
             })
         });
     }
