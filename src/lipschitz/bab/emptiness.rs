@@ -293,7 +293,7 @@ fn nnls(ete: &[f64], ete_rhs: &[f64], m: usize) -> Vec<f64> {
                 }
                 break;
             };
-            entered = false;
+            let first_solve = std::mem::replace(&mut entered, false);
             if z.iter().all(|&v| v > 0.0) {
                 u.iter_mut().for_each(|v| *v = 0.0);
                 set.iter().zip(&z).for_each(|(&k, &v)| u[k] = v);
@@ -321,6 +321,11 @@ fn nnls(ete: &[f64], ete_rhs: &[f64], m: usize) -> Vec<f64> {
             if let Some(k) = first {
                 u[k] = 0.0;
                 passive[k] = false;
+                // The entering column itself left at once (its w_j > 0 said it should not, up to
+                // rounding): bar it, or the outer loop would pick it again and cycle.
+                if first_solve && k == j && alpha == 0.0 {
+                    barred[j] = true;
+                }
             }
             if !passive.iter().any(|&p| p) {
                 break;

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Issue #14 item 3: guaranteed AUROC / FPR95 of the MNIST-open-set LeNets under CROWN bounds, every
+# seed of each arm (papers/benchmarks.md, "Guaranteed AUROC"): OOD = the held-out digits
+# mnist:test#6-9 scored by the certified lower bound of S over the ℓ∞ ball, ID = mnist:test#0-5 by
+# the clean score (clean-id) or its certified upper bound (certified-id); LIMIT (50) stratified
+# images per set (subset seed 0), ε in EPS (0.001,0.003,0.01). Writes $OUT/ARM-sSEED/ (oodcert's
+# bounds.csv, guaranteed.csv, manifest.json) and $OUT/guaranteed_linf_crown.csv (one table: arm,
+# seed, then guaranteed.csv's columns), the file papers/data/benchmarks/mnist-open-set/ keeps.
+#   bash analysis/experiments/guaranteed_open_set.sh        # each model skips finished work
+# Env: CAMPAIGN (runs/benchmarks/mnist-open-set: the models ARM-sSEED/model.safetensors, from
+#      `bash analysis/experiments/benchmark.sh mnist-open-set`), OUT (runs/experiments/guaranteed_open_set),
+#      ARMS ("energy greg"), SEEDS ("0 1 2 3 4"), LIMIT (50), EPS, BOUNDS (crown), BIN (a private
+#      copy of target/release/oodcert). One thread per model, JOBS (1) models at a time.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CAMPAIGN=${CAMPAIGN:-runs/benchmarks/mnist-open-set}
+OUT=${OUT:-runs/experiments/guaranteed_open_set}
+ARMS=${ARMS:-energy greg}
+SEEDS=${SEEDS:-0 1 2 3 4}
+LIMIT=${LIMIT:-50}
+EPS=${EPS:-0.001,0.003,0.01}
+BOUNDS=${BOUNDS:-crown}
+JOBS=${JOBS:-1}
+mkdir -p "$OUT"
+if [ -z "${BIN:-}" ]; then
+  [ -x target/release/oodcert ] || cargo build --release
+  BIN="$OUT/oodcert"
+  [ -x "$BIN" ] || { cp target/release/oodcert "$BIN.tmp" && mv "$BIN.tmp" "$BIN"; }
+fi
+sha256sum "$BIN" >&2
+
+one() {  # one ARM SEED: the guaranteed curves of one model (skipped when finished)
+  local arm=$1 seed=$2 d="$OUT/$1-s$2" model="$CAMPAIGN/$1-s$2/model.safetensors"
+  [ -f "$model" ] || { echo "guaranteed_open_set.sh: no model $model (run analysis/experiments/benchmark.sh mnist-open-set first)" >&2; return 2; }
+  [ -f "$d/guaranteed.csv" ] && return 0
+  local t0=$SECONDS
+  RAYON_NUM_THREADS=1 "$BIN" guaranteed --model "$model" --id 'mnist:test#0-5' --ood 'mnist:test#6-9' \
+    --norm linf --eps "$EPS" --bounds "$BOUNDS" --limit "$LIMIT" --out "$d" 2>>"$OUT/log.txt"
+  echo "$arm seed $seed: $((SECONDS - t0)) s" >&2
+}
+
+pids=()
+for arm in $ARMS; do
+  for seed in $SEEDS; do
+    one "$arm" "$seed" &
+    pids+=($!)
+    if [ "${#pids[@]}" -ge "$JOBS" ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi
+  done
+done
+for p in "${pids[@]}"; do wait "$p"; done
+
+tmp="$OUT/guaranteed_linf_$BOUNDS.csv.tmp"
+echo "arm,seed,$(head -1 "$OUT/$(set -- $ARMS; echo "$1")-s$(set -- $SEEDS; echo "$1")/guaranteed.csv")" > "$tmp"
+for arm in $ARMS; do
+  for seed in $SEEDS; do
+    tail -n +2 "$OUT/$arm-s$seed/guaranteed.csv" | sed "s/^/$arm,$seed,/" >> "$tmp"
+  done
+done
+mv "$tmp" "$OUT/guaranteed_linf_$BOUNDS.csv"
+echo "wrote $OUT/guaranteed_linf_$BOUNDS.csv" >&2
