@@ -162,14 +162,12 @@ fn cfg(max_domains: usize) -> BabConfig {
     }
 }
 
-/// Issue #11 item 3: on dense nets with 2 inputs and one logit (S = −f, so ∇S is constant on
-/// every activation region and the exact constant is the maximum over the regions that meet the
-/// ball), the completed BaB bound equals the exact local constant to 1e-6 relative — ℓ2 and ℓ∞,
-/// one to three hidden layers, with CROWN + RecurJac and with IBP + FastLip only.
-#[test]
-fn bab_equals_the_exact_constant_on_enumerated_2d_nets() {
-    let mut strictly_tighter = 0;
-    for seed in 0..12u64 {
+/// The enumerated 2-D cases of the exactness tests, per seed: a one-logit dense net with one to
+/// three hidden layers (by seed mod 3), a centre, and for ℓ2 then ℓ∞ a ball of radius in
+/// [0.4, 1) with its exact constant: (seed, ball, net, exact).
+fn enumerated_2d_cases(seeds: std::ops::Range<u64>) -> Vec<(u64, Ball, Net, f64)> {
+    let mut cases = Vec::new();
+    for seed in seeds {
         let hidden: &[usize] = match seed % 3 {
             0 => &[10],
             1 => &[7, 6],
@@ -182,33 +180,47 @@ fn bab_equals_the_exact_constant_on_enumerated_2d_nets() {
             let eps = 0.4 + 0.6 * r.random::<f64>();
             let ball = Ball::new(x.clone(), eps, norm, false).unwrap();
             let exact = exact_constant(&net, &ball);
-            let mut c = cfg(1_000_000);
-            if seed % 4 == 1 {
-                c.crown_max_dim = None;
-                c.recurjac_max_work = None;
-            }
-            let b = lipschitz_bab(&net, &ball, 1.0, &c, 0.0).unwrap();
-            assert!(
-                (b.upper - exact).abs() <= 1e-6 * exact,
-                "seed {seed} {norm:?}: BaB {} exact {exact} ({b:?})",
-                b.upper
-            );
-            eprintln!(
-                "seed {seed} {norm:?} exact {exact:.6} upper {:.6} root {:.4} lower {:.6} dom {} leaves {} pl {} eb {} ed {} open {}",
-                b.upper,
-                b.root,
-                b.lower,
-                b.domains,
-                b.leaves,
-                b.pruned_by_lower,
-                b.empty_by_bounds,
-                b.empty_by_dual,
-                b.open
-            );
-            assert!(b.lower <= exact * (1.0 + 1e-9) && b.root >= b.upper);
-            if b.root > exact * (1.0 + 1e-3) {
-                strictly_tighter += 1;
-            }
+            cases.push((seed, ball, net.clone(), exact));
+        }
+    }
+    cases
+}
+
+/// Issue #11 item 3: on dense nets with 2 inputs and one logit (S = −f, so ∇S is constant on
+/// every activation region and the exact constant is the maximum over the regions that meet the
+/// ball), the completed BaB bound equals the exact local constant to 1e-6 relative — ℓ2 and ℓ∞,
+/// one to three hidden layers, with CROWN + RecurJac and with IBP + FastLip only.
+#[test]
+fn bab_equals_the_exact_constant_on_enumerated_2d_nets() {
+    let mut strictly_tighter = 0;
+    for (seed, ball, net, exact) in enumerated_2d_cases(0..12) {
+        let norm = ball.norm;
+        let mut c = cfg(1_000_000);
+        if seed % 4 == 1 {
+            c.crown_max_dim = None;
+            c.recurjac_max_work = None;
+        }
+        let b = lipschitz_bab(&net, &ball, 1.0, &c, 0.0).unwrap();
+        assert!(
+            (b.upper - exact).abs() <= 1e-6 * exact,
+            "seed {seed} {norm:?}: BaB {} exact {exact} ({b:?})",
+            b.upper
+        );
+        eprintln!(
+            "seed {seed} {norm:?} exact {exact:.6} upper {:.6} root {:.4} lower {:.6} dom {} leaves {} pl {} eb {} ed {} open {}",
+            b.upper,
+            b.root,
+            b.lower,
+            b.domains,
+            b.leaves,
+            b.pruned_by_lower,
+            b.empty_by_bounds,
+            b.empty_by_dual,
+            b.open
+        );
+        assert!(b.lower <= exact * (1.0 + 1e-9) && b.root >= b.upper);
+        if b.root > exact * (1.0 + 1e-3) {
+            strictly_tighter += 1;
         }
     }
     // The enumeration is not trivially reached by the unsplit bound.
@@ -578,31 +590,19 @@ fn bab_does_not_depend_on_the_thread_count() {
 #[test]
 fn bab_is_exact_on_300_random_2d_nets() {
     let mut runs = 0;
-    for seed in 1000..1300u64 {
-        let hidden: &[usize] = match seed % 3 {
-            0 => &[10],
-            1 => &[7, 6],
-            _ => &[6, 5, 4],
-        };
-        let net = dense_2d(hidden, 1, 100 + seed);
-        let mut r = rng(200 + seed);
-        let x = random_image(2, &mut r);
-        for norm in [Norm::L2, Norm::Linf] {
-            let eps = 0.4 + 0.6 * r.random::<f64>();
-            let ball = Ball::new(x.clone(), eps, norm, false).unwrap();
-            let exact = exact_constant(&net, &ball);
-            let b = lipschitz_bab(&net, &ball, 1.0, &cfg(1_000_000), 0.0).unwrap();
-            assert_eq!(
-                b.open, 0,
-                "seed {seed} {norm:?}: the search did not complete"
-            );
-            assert!(
-                (b.upper - exact).abs() <= 1e-6 * exact + 1e-100,
-                "seed {seed} {norm:?}: BaB {} exact {exact} ({b:?})",
-                b.upper
-            );
-            runs += 1;
-        }
+    for (seed, ball, net, exact) in enumerated_2d_cases(1000..1300) {
+        let norm = ball.norm;
+        let b = lipschitz_bab(&net, &ball, 1.0, &cfg(1_000_000), 0.0).unwrap();
+        assert_eq!(
+            b.open, 0,
+            "seed {seed} {norm:?}: the search did not complete"
+        );
+        assert!(
+            (b.upper - exact).abs() <= 1e-6 * exact + 1e-100,
+            "seed {seed} {norm:?}: BaB {} exact {exact} ({b:?})",
+            b.upper
+        );
+        runs += 1;
     }
     assert_eq!(runs, 600);
 }
