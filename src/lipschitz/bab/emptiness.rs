@@ -212,20 +212,19 @@ fn phase_one(cs: &[Constraint], eps: f64, norm: Norm) -> Option<Vec<f64>> {
     if norm == Norm::Linf && n > PHASE_ONE_LINF_MAX_DIM {
         return None;
     }
-    let mut a: Vec<Vec<f64>> = Vec::with_capacity(m);
-    let (mut h, mut scale) = (Vec::with_capacity(m), Vec::with_capacity(m));
+    // Rows of E: the m cuts first (then, for ℓ∞, the box's faces), with their h in `rhs`.
+    let mut rows: Vec<Vec<f64>> = Vec::with_capacity(m);
+    let (mut rhs, mut scale) = (Vec::with_capacity(m), Vec::with_capacity(m));
     for con in cs {
         let row: Vec<f64> = (0..n)
             .map(|k| con.s * (0.5 * con.a.lo[k] + 0.5 * con.a.hi[k]))
             .collect();
         let q = row.iter().map(|v| v * v).sum::<f64>().sqrt();
         let k = if q > 0.0 { 1.0 / q } else { 1.0 };
-        a.push(row.iter().map(|v| v * k).collect());
-        h.push(-con.s * (0.5 * con.c.0 + 0.5 * con.c.1) * k);
+        rows.push(row.iter().map(|v| v * k).collect());
+        rhs.push(-con.s * (0.5 * con.c.0 + 0.5 * con.c.1) * k);
         scale.push(k);
     }
-    let mut rows = a.clone();
-    let mut rhs = h.clone();
     if norm == Norm::Linf {
         for k in 0..n {
             for sign in [1.0, -1.0] {
@@ -254,10 +253,11 @@ fn phase_one(cs: &[Constraint], eps: f64, norm: Norm) -> Option<Vec<f64>> {
     let mut u = nnls(&ete, &rhs, t);
     u.truncate(m);
     let mut g = vec![0.0; n];
-    for (uj, row) in u.iter().zip(&a) {
+    // u now holds the cuts' multipliers only, so the zips stop at the m cut rows.
+    for (uj, row) in u.iter().zip(&rows) {
         g.iter_mut().zip(row).for_each(|(g, r)| *g += uj * r);
     }
-    let phi = -u.iter().zip(&h).map(|(uj, hj)| uj * hj).sum::<f64>() + eps * norm.dual_norm(&g);
+    let phi = -u.iter().zip(&rhs).map(|(uj, hj)| uj * hj).sum::<f64>() + eps * norm.dual_norm(&g);
     (phi < 0.0).then(|| u.iter().zip(&scale).map(|(l, k)| l * k).collect())
 }
 
