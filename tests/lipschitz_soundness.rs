@@ -252,3 +252,73 @@ fn timing_probe() {
     let _ = net.forward(&ball.center).unwrap();
     eprintln!("host forward {:?}", t.elapsed());
 }
+
+/// The gradient oracle's batches are sized by the forward activations per point
+/// (`activation_len`, counted by hand here for a LeNet), fit the memory budget (a ResNet-18 at
+/// 3×32×32 gets fewer than 256 points, an MLP keeps 256), and the batch size never changes a
+/// score or a gradient bit.
+#[test]
+fn gradient_batches_fit_the_memory_budget_and_leave_results_unchanged() {
+    use oodcert::bounds::net::activation_len;
+    use oodcert::lipschitz::empirical::{
+        BYTES_PER_ACTIVATION, GRAD_MEMORY_BUDGET, batch_for_budget,
+    };
+    // LeNet on 1×12×12, 4 classes: normalisation 144; conv1 (pad 2) 6×12×12 = 864, ReLU 864,
+    // pool 6×6×6 = 216; conv2 (5×5) 16×2×2 = 64, ReLU 64, pool 16; fc 120 + 120, 84 + 84, 4.
+    let (_, lenet) = model(Arch::Lenet, [1, 12, 12], 4, 3);
+    let want = 144 + 864 + 864 + 216 + 64 + 64 + 16 + 120 + 120 + 84 + 84 + 4;
+    assert_eq!(activation_len(&lenet.nodes, 144).unwrap(), want);
+
+    for len in [1usize, 1000, 1_600_000, 10_000_000, usize::MAX / 2] {
+        for cap in [1usize, 64, 256] {
+            let b = batch_for_budget(len, cap);
+            assert!((1..=cap).contains(&b), "len {len} cap {cap}: batch {b}");
+            let bytes = |n: usize| (n as u128) * (len as u128) * BYTES_PER_ACTIVATION as u128;
+            assert!(
+                b == 1 || bytes(b) <= GRAD_MEMORY_BUDGET as u128,
+                "len {len}: {b} overflows"
+            );
+            assert!(
+                b == cap || bytes(b + 1) > GRAD_MEMORY_BUDGET as u128,
+                "len {len}: {b} too small"
+            );
+        }
+    }
+
+    let (mlp, _) = model(
+        Arch::Mlp {
+            hidden: vec![256, 256],
+        },
+        [1, 28, 28],
+        10,
+        4,
+    );
+    assert_eq!(GradOracle::new(&mlp, 1.0, 256).batch, 256);
+    let (big, big_net) = model(Arch::Resnet18, [3, 32, 32], 10, 5);
+    let len = activation_len(&big_net.nodes, 3 * 32 * 32).unwrap();
+    assert!(
+        len > 1_000_000,
+        "ResNet-18 at 32×32 keeps {len} values per point"
+    );
+    let sized = GradOracle::new(&big, 1.0, 256);
+    assert_eq!(sized.batch, batch_for_budget(len, 256));
+    assert!(sized.batch < 256, "ResNet-18 batch {}", sized.batch);
+
+    // Chunking never changes a result: one batch of 7 points against batches of 3 and of 1.
+    let (res, _) = model(Arch::Resnet18, [3, 8, 8], 4, 6);
+    let mut r = rng(7);
+    let xs: Vec<Vec<f64>> = (0..7).map(|_| random_image(3 * 8 * 8, &mut r)).collect();
+    let grads = |batch: usize| {
+        GradOracle {
+            model: &res,
+            temperature: 1.5,
+            batch,
+        }
+        .score_grads(&xs)
+        .unwrap()
+    };
+    let whole = grads(7);
+    assert_eq!(whole.len(), 7);
+    assert_eq!(grads(3), whole);
+    assert_eq!(grads(1), whole);
+}

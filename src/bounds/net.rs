@@ -150,6 +150,32 @@ impl Node {
     }
 }
 
+/// How many values one input's forward pass through `nodes` produces: every node's output,
+/// branches of residual blocks and concatenations included — what an autograd pass keeps per
+/// point, so what sizes the gradient oracle's batches (`lipschitz::empirical::GradOracle`).
+pub fn activation_len(nodes: &[Node], mut dim: usize) -> Result<usize> {
+    let mut total = 0usize;
+    for node in nodes {
+        let out = out_dim(std::slice::from_ref(node), dim)?;
+        total = total.saturating_add(out);
+        match node {
+            Node::Residual { main, shortcut } => {
+                total = total
+                    .saturating_add(activation_len(main, dim)?)
+                    .saturating_add(activation_len(shortcut, dim)?);
+            }
+            Node::Concat { branches } => {
+                for b in branches {
+                    total = total.saturating_add(activation_len(b, dim)?);
+                }
+            }
+            _ => {}
+        }
+        dim = out;
+    }
+    Ok(total)
+}
+
 /// The output length of `nodes` fed by vectors of length `dim`, or an error where a node does
 /// not fit its input (the shapes a concatenation splits its output by).
 pub fn out_dim(nodes: &[Node], mut dim: usize) -> Result<usize> {

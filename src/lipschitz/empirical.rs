@@ -20,6 +20,41 @@ pub struct GradOracle<'a> {
     pub batch: usize,
 }
 
+/// Memory one batch of the gradient oracle may take: the points' forward activations, their
+/// gradients and the ops' temporaries, estimated as [`BYTES_PER_ACTIVATION`] bytes per value of
+/// `bounds::net::activation_len` (f64 autograd). 2 GiB keeps DenseNet-BC and ResNet-18 at 32×32
+/// well inside a 24 GiB machine beside the bounds' own memory.
+pub const GRAD_MEMORY_BUDGET: usize = 2 << 30;
+/// Bytes per forward value in an f64 autograd pass: the value, its gradient, and one temporary.
+pub const BYTES_PER_ACTIVATION: usize = 3 * 8;
+
+impl<'a> GradOracle<'a> {
+    /// An oracle whose batches hold at most `max_batch` points and fit [`GRAD_MEMORY_BUDGET`]
+    /// (at least one point). The batch depends only on the model, never on the machine, so
+    /// runs stay reproducible; models the bounds cannot lower (no `Net`) keep `max_batch`.
+    pub fn new(model: &'a Model, temperature: f64, max_batch: usize) -> Self {
+        let batch = crate::bounds::Net::from_model(model)
+            .and_then(|net| {
+                let [c, h, w] = net.input_shape;
+                crate::bounds::net::activation_len(&net.nodes, c * h * w)
+            })
+            .map(|len| batch_for_budget(len, max_batch))
+            .unwrap_or(max_batch.max(1));
+        GradOracle {
+            model,
+            temperature,
+            batch,
+        }
+    }
+}
+
+/// The largest batch ≤ `max_batch` (and ≥ 1) whose estimated autograd memory,
+/// `activation_len` values per point at [`BYTES_PER_ACTIVATION`] each, fits [`GRAD_MEMORY_BUDGET`].
+pub fn batch_for_budget(activation_len: usize, max_batch: usize) -> usize {
+    let per_point = activation_len.max(1).saturating_mul(BYTES_PER_ACTIVATION);
+    (GRAD_MEMORY_BUDGET / per_point).clamp(1, max_batch.max(1))
+}
+
 impl GradOracle<'_> {
     /// (S(x), ∇ₓS(x)) for each point (flattened `(c, h, w)`).
     pub fn score_grads(&self, xs: &[Vec<f64>]) -> Result<Vec<(f64, Vec<f64>)>> {

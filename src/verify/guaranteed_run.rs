@@ -52,11 +52,7 @@ pub fn verify_guaranteed_run(
     )?;
     let model32 = Model::load(&model_path, &Device::Cpu)?;
     let shape = model.spec().input_shape;
-    let oracle = GradOracle {
-        model: &model,
-        temperature,
-        batch: 64,
-    };
+    let oracle = GradOracle::new(&model, temperature, 64);
     let f32_scores = |pts: &[Vec<f32>]| -> Result<Vec<f64>> {
         let flat: Vec<f32> = pts.iter().flatten().copied().collect();
         let x = Tensor::from_vec(

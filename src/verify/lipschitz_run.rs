@@ -72,11 +72,7 @@ pub fn verify_lipschitz_run(
         data_root,
         model.spec().input_shape,
     )?;
-    let oracle = GradOracle {
-        model: &model,
-        temperature,
-        batch: 64,
-    };
+    let oracle = GradOracle::new(&model, temperature, 64);
     // The float32 detector the radii certify (proofs/f32_detector.md), as `oodcert eval` runs it.
     let (model32, kind32) = match kind {
         ScoreKind::AbsentClass => (Model::load_full(&model_path, &Device::Cpu)?, kind),

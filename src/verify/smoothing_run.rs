@@ -109,11 +109,7 @@ pub fn verify_certify_run(
         }
         sets.insert(d.name.clone(), ds);
     }
-    let oracle = GradOracle {
-        model: &model,
-        temperature: c.temperature,
-        batch: 64,
-    };
+    let oracle = GradOracle::new(&model, c.temperature, 64);
     let cal = &man.calibration;
     let gamma = cal.gamma;
     let [ch, h, w] = shape;
