@@ -16,7 +16,8 @@
 #              LIP_ITERS (4) bisection steps, LIP_BOUNDS (crown), methods local,global,radius
 #              (FastLip + global bound for the Lipschitz route; minutes per image on the loaded
 #              2-core machine, hence the small LIMIT), in LIP_SHARDS (4) slices per set, run
-#              ID 0, OOD 0, ID 1, … so a run stopped early leaves balanced slices;
+#              ID 0, OOD 0, ID 1, … so a run stopped early leaves balanced slices (LIP_SLICES
+#              "k …": only those slices, e.g. slice 0 of every seed first);
 #   claims     the paired tests: one folder per (seed, certificate) under $OUT/claims/, from every
 #              smoothing slice both arms finished; their
 #              paired_claims.csv and paired_curves.csv copied to papers/data/radii_open_set/.
@@ -88,9 +89,11 @@ smooth_runs() { # FLAG ARM SEED
 }
 
 # Lipschitz slices: LIP_SHARDS (4) slices of each set's LIP_LIMIT images, run ID 0, OOD 0, ID 1, …
+# (LIP_SLICES "k k …" runs, and pairs, exactly those slice numbers instead: e.g. slice 0 of every
+# seed first, for a breadth-first campaign).
 lip_order() {
   local k
-  for ((k = 0; k < LIP_SHARDS; k++)); do echo "id/$k ood/$k"; done
+  for k in ${LIP_SLICES:-$(seq 0 $((LIP_SHARDS - 1)))}; do echo "id/$k ood/$k"; done
 }
 
 lipschitz() { # ARM SEED

@@ -3,8 +3,9 @@
 //! proofs/lipschitz_scaled_product.md): on a chain J = A_L G_{L−1} A_{L−1} ⋯ G_1 A_1 whose gates
 //! G_k (ReLU, ReLU + 2×2 max-pool) satisfy S_k G_k = G_k S'_k for a positive scaling S_k per
 //! gate output (S'_k repeats it over the window), ‖J‖_{2→∞} ≤ ‖A_L S⁻¹_{L−1}‖_{2→∞} ·
-//! ∏ ‖S'_k M A_k M S⁻¹_{k−1}‖₂ with the masks of the masked product. Scalings are powers of two
-//! (exact), chosen by balancing the prefix rows and suffix columns at the boxes' midpoint pattern.
+//! ∏ ‖S'_k M A_k M S⁻¹_{k−1}‖₂ with the masks of the masked product. Scalings are positive reals
+//! exp(·) chosen by a gradient search on Σ log ‖·‖; any positive scaling is sound, and each scaled
+//! entry's rounding is covered by a 4ε·‖R̂‖_F slack per factor (the proof's "Floating point").
 
 use super::cholesky_certificate::{spectral_from_gram_by_cholesky, spectral_upper_by_cholesky};
 use super::global::fold;
