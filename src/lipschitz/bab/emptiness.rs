@@ -123,6 +123,28 @@ enum Search {
     Undecided,
 }
 
+/// The cuts at their boxes' midpoints, s·(a_mid·x + c_mid), each scaled by k = 1/`length`(row)
+/// (k = 1 for a zero row): the scaled rows, the scaled offsets s·c_mid·k and the k's that turn
+/// multipliers of the scaled cuts back into multipliers of the cuts. `search` measures rows in
+/// the ball's dual norm, `phase_one` in ℓ2.
+fn midpoint_rows(
+    cs: &[Constraint],
+    length: impl Fn(&[f64]) -> f64,
+) -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>) {
+    let (mut rows, mut offsets, mut scale) = (Vec::new(), Vec::new(), Vec::new());
+    for con in cs {
+        let row: Vec<f64> = (0..con.a.lo.len())
+            .map(|k| con.s * (0.5 * con.a.lo[k] + 0.5 * con.a.hi[k]))
+            .collect();
+        let q = length(&row);
+        let k = if q > 0.0 { 1.0 / q } else { 1.0 };
+        rows.push(row.iter().map(|v| v * k).collect());
+        offsets.push(con.s * (0.5 * con.c.0 + 0.5 * con.c.1) * k);
+        scale.push(k);
+    }
+    (rows, offsets, scale)
+}
+
 /// Multipliers λ ≥ 0 for a certificate, searched in f64 on the midpoints as a zero-sum game:
 /// λ (on the simplex, over the constraints scaled to ‖a_j‖_q = 1) plays multiplicative weights
 /// against the ball's best response x = x₀ + ε·v; the value min_λ max_x Σ λ_j h_j(x) is < 0
@@ -133,18 +155,7 @@ enum Search {
 fn search(cs: &[Constraint], eps: f64, norm: Norm) -> Search {
     let m = cs.len();
     let n = cs[0].a.len();
-    let mid = |b: &Interval, k: usize| 0.5 * b.lo[k] + 0.5 * b.hi[k];
-    let mut a: Vec<Vec<f64>> = Vec::with_capacity(m);
-    let mut c: Vec<f64> = Vec::with_capacity(m);
-    let mut scale: Vec<f64> = Vec::with_capacity(m);
-    for con in cs {
-        let row: Vec<f64> = (0..n).map(|k| con.s * mid(&con.a, k)).collect();
-        let q = norm.dual_norm(&row);
-        let k = if q > 0.0 { 1.0 / q } else { 1.0 };
-        a.push(row.iter().map(|v| v * k).collect());
-        c.push(con.s * (0.5 * con.c.0 + 0.5 * con.c.1) * k);
-        scale.push(k);
-    }
+    let (a, c, scale) = midpoint_rows(cs, |row| norm.dual_norm(row));
     let unscale = |lam: &[f64]| lam.iter().zip(&scale).map(|(l, k)| l * k).collect();
     let mut lam = vec![1.0 / m as f64; m];
     let mut vbar = vec![0.0; n];
@@ -213,18 +224,9 @@ fn phase_one(cs: &[Constraint], eps: f64, norm: Norm) -> Option<Vec<f64>> {
         return None;
     }
     // Rows of E: the m cuts first (then, for ℓ∞, the box's faces), with their h in `rhs`.
-    let mut rows: Vec<Vec<f64>> = Vec::with_capacity(m);
-    let (mut rhs, mut scale) = (Vec::with_capacity(m), Vec::with_capacity(m));
-    for con in cs {
-        let row: Vec<f64> = (0..n)
-            .map(|k| con.s * (0.5 * con.a.lo[k] + 0.5 * con.a.hi[k]))
-            .collect();
-        let q = row.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let k = if q > 0.0 { 1.0 / q } else { 1.0 };
-        rows.push(row.iter().map(|v| v * k).collect());
-        rhs.push(-con.s * (0.5 * con.c.0 + 0.5 * con.c.1) * k);
-        scale.push(k);
-    }
+    let (mut rows, c, scale) =
+        midpoint_rows(cs, |row| row.iter().map(|v| v * v).sum::<f64>().sqrt());
+    let mut rhs: Vec<f64> = c.iter().map(|c| -c).collect();
     if norm == Norm::Linf {
         for k in 0..n {
             for sign in [1.0, -1.0] {
