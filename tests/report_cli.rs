@@ -1144,3 +1144,112 @@ fn eval_run_with_an_unlabelled_id_set_is_reported() {
     ]);
     assert_bad_input(&o, &["column 'id_accuracy'"]);
 }
+
+/// A paired_claims.csv with every column `oodcert claims --paired-*` writes (the header comes from
+/// the crate, so the format cannot drift from what the report reads): ID images supported, OOD
+/// undecided.
+fn paired_claims_file(dir: &Path) -> PathBuf {
+    use oodcert::evidence::claims::paired_output::CLAIM_COLUMNS;
+    let value = |set: &str, c: &str| -> String {
+        let id = set == "ID";
+        match c {
+            "set" => set.into(),
+            "datasets" => (if id { "mnist:test" } else { "textures:test" }).into(),
+            "column" => "radius_bound_prop".into(),
+            "baseline" => "energy".into(),
+            "arm" => "greg".into(),
+            "n" => "20".into(),
+            "baseline_median" => (if id { "0.449" } else { "0" }).into(),
+            "arm_median" => (if id { "0.5717" } else { "0" }).into(),
+            "diff_median" => (if id { "0.0989" } else { "0" }).into(),
+            "diff_median_lo" => (if id { "0.0524" } else { "-inf" }).into(),
+            "diff_median_hi" => (if id { "0.2358" } else { "inf" }).into(),
+            "larger" => (if id { "16" } else { "2" }).into(),
+            "smaller" => (if id { "3" } else { "2" }).into(),
+            "equal" => (if id { "1" } else { "16" }).into(),
+            "signed_rank_p" => (if id { "0.0047149658203125" } else { "1" }).into(),
+            "verdict" => (if id { "supported" } else { "undecided" }).into(),
+            "rule" => "\"per image, a rule\"".into(),
+            _ => "0.5".into(),
+        }
+    };
+    let mut t = CLAIM_COLUMNS.join(",") + "\n";
+    for set in ["ID", "OOD"] {
+        let row: Vec<String> = CLAIM_COLUMNS.iter().map(|c| value(set, c)).collect();
+        t.push_str(&(row.join(",") + "\n"));
+    }
+    let p = dir.join("paired-x/paired_claims.csv");
+    write(&p, &t);
+    p
+}
+
+#[test]
+fn paired_claims_get_their_own_verdict_table_after_the_seeds_table() {
+    let d = tempfile::tempdir().unwrap();
+    let runs = d.path().join("runs");
+    synthetic_runs(&runs);
+    let (seeds, paired) = (claims_file(d.path()), paired_claims_file(d.path()));
+    let out = d.path().join("out");
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--claims",
+        paired.to_str().unwrap(),
+        seeds.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    let sum = html.find("<section id=\"summary\">").unwrap();
+    let summary = &html[sum..html.find("<section id=\"conventions\">").unwrap()];
+    // Two tables: the seeds' (2 claims) first, then the paired one (2 claims).
+    assert_eq!(summary.matches("<table class=\"verdicts\">").count(), 2);
+    assert_eq!(summary.matches("<tr>").count(), 6, "{summary}");
+    let paired_at = summary.find("Paired radius claims").unwrap();
+    assert!(summary.find(">near<").unwrap() < paired_at);
+    let p = &summary[paired_at..];
+    assert!(p.contains("arm − baseline: median [95 % sign-test CI]"));
+    assert!(p.contains(">paired-x</a>"), "labelled by the file's folder");
+    let (id, ood) = (p.find(">ID<").unwrap(), p.find(">OOD<").unwrap());
+    assert!(id < ood);
+    assert!(p[id..ood].contains("energy 0.4490"));
+    assert!(p[id..ood].contains("0.0989 [0.0524, 0.2358]"));
+    assert!(p[id..ood].contains("16 / 3 / 1"));
+    assert!(p[id..ood].contains("0.0047"));
+    assert!(p[id..ood].contains("<strong>supported</strong>"));
+    assert!(p[ood..].contains("0.0000 [-inf, inf]"));
+    assert!(p[ood..].contains(">undecided<"));
+    assert!(summary.contains("4 claims: 2 supported, 1 contradicted, 1 undecided."));
+    assert_links_resolve(&out, &parse_page(&out.join("index.html")));
+    // report.md: both tables, each delimiter row as wide as its header.
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    let summary_md = &md[md.find("## Summary").unwrap()..md.find("## Conventions").unwrap()];
+    let lines: Vec<&str> = summary_md.lines().collect();
+    let mut tables = 0;
+    for (k, l) in lines.iter().enumerate() {
+        if l.starts_with("|---") {
+            tables += 1;
+            let head = lines[k - 1];
+            let cells = |s: &str| s.trim().trim_matches('|').split('|').count();
+            assert_eq!(cells(l), cells(head), "delimiter row {l} under {head}");
+            assert_eq!(cells(lines[k + 1]), cells(head), "first row of {head}");
+        }
+    }
+    assert_eq!(tables, 2);
+    // A paired file that lacks a column: exit 2, one line naming it.
+    let text = std::fs::read_to_string(&paired).unwrap();
+    let bad = d.path().join("bad/paired_claims.csv");
+    write(&bad, &text.replacen("smaller", "fewer", 1));
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--claims",
+        bad.to_str().unwrap(),
+        "--out",
+        d.path().join("o2").to_str().unwrap(),
+    ]);
+    assert_bad_input(&o, &["paired_claims.csv", "missing column 'smaller'"]);
+}

@@ -11,8 +11,9 @@ pub struct Args {
     /// Run folders, or parents holding run folders (searched up to 4 levels deep).
     #[arg(long, required = true, num_args = 1..)]
     pub runs: Vec<PathBuf>,
-    /// claims.csv files of `oodcert claims` (one per benchmark): the verdict table that opens the
-    /// report.
+    /// Files of `oodcert claims`: claims.csv (across seeds, one per benchmark) and
+    /// paired_claims.csv (paired radii, `--paired-baseline/--paired-arm`): the verdict tables that
+    /// open the report.
     #[arg(long, num_args = 1..)]
     pub claims: Vec<PathBuf>,
     /// Output folder: built beside it and swapped in whole, so it holds exactly this report. An

@@ -25,7 +25,8 @@ use std::path::{Path, PathBuf};
 /// Writes the report for the runs under `roots` into `out` (replacing an earlier report there,
 /// see folder.rs); returns the files written, relative to `out` (`tables/*.csv`, `latex/*.tex`,
 /// `plots/*.{svg,png}`, `report.md`, `index.html`, `report_manifest.json`).
-/// `claims` are `claims.csv` files of `oodcert claims`, shown as the summary's verdict table.
+/// `claims` are `claims.csv` and `paired_claims.csv` files of `oodcert claims`, shown as the
+/// summary's verdict tables.
 pub fn build_report(roots: &[PathBuf], claims: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     let t0 = std::time::Instant::now();
     let runs = discover(roots)?;

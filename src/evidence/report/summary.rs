@@ -1,5 +1,6 @@
-//! The report's opening summary (issue #14 item 6): the verdict table of the claims files given
-//! with `--claims` (written by `oodcert claims`) and one headline figure, the certified rate vs
+//! The report's opening summary (issue #14 item 6): the verdict tables of the claims files given
+//! with `--claims` (written by `oodcert claims`: `claims.csv` across seeds, `paired_claims.csv` of a
+//! paired radius comparison) and one headline figure, the certified rate vs
 //! radius of every certify run on one axes (energy vs GReg when those are the runs), falling back
 //! to the bound-propagation radii of the Lipschitz runs when there is no certify run.
 
@@ -12,6 +13,7 @@ use super::tables::{curves_file, read_curves};
 use crate::error::{Error, Result};
 use crate::evidence::CsvTable;
 use crate::evidence::claims::RULE;
+use crate::evidence::claims::paired::PAIRED_RULE;
 use std::path::{Path, PathBuf};
 
 /// Stem of the headline figure below the report folder.
@@ -38,21 +40,54 @@ pub const CLAIM_COLUMNS: [&str; 17] = [
     "verdict",
 ];
 
-/// A `claims.csv` given with `--claims`, with the label it is shown under.
+/// Columns a paired claims file must have (a subset of
+/// `evidence::claims::paired_output::CLAIM_COLUMNS`); told from a `claims.csv` by `signed_rank_p`.
+pub const PAIRED_CLAIM_COLUMNS: [&str; 15] = [
+    "set",
+    "column",
+    "baseline",
+    "arm",
+    "n",
+    "baseline_median",
+    "arm_median",
+    "diff_median",
+    "diff_median_lo",
+    "diff_median_hi",
+    "larger",
+    "smaller",
+    "equal",
+    "signed_rank_p",
+    "verdict",
+];
+
+/// A claims file given with `--claims`, with the label it is shown under.
 #[derive(Debug, Clone)]
 pub struct ClaimsFile {
     /// The benchmark's name: the folder holding `claims/claims.csv` (else the file's folder).
     pub label: String,
     pub table: CsvTable,
+    /// A paired radius comparison (`paired_claims.csv`) rather than a comparison across seeds.
+    pub paired: bool,
 }
 
 impl ClaimsFile {
     /// Reads and checks a claims file; a missing column or a non-number is a `BadFile` error.
     pub fn read(path: &Path) -> Result<ClaimsFile> {
         let table = CsvTable::read(path)?;
-        for c in CLAIM_COLUMNS {
-            let numeric = !matches!(c, "ood" | "metric" | "baseline" | "arm" | "verdict");
-            if numeric {
+        let paired = table.col("signed_rank_p").is_ok();
+        let (columns, text): (&[&str], [&str; 5]) = if paired {
+            (
+                &PAIRED_CLAIM_COLUMNS,
+                ["set", "column", "baseline", "arm", "verdict"],
+            )
+        } else {
+            (
+                &CLAIM_COLUMNS,
+                ["ood", "metric", "baseline", "arm", "verdict"],
+            )
+        };
+        for &c in columns {
+            if !text.contains(&c) {
                 table.require_numeric(c, false)?;
             } else {
                 table.col(c)?;
@@ -79,7 +114,11 @@ impl ClaimsFile {
             None => None,
         }
         .unwrap_or_else(|| path.display().to_string());
-        Ok(ClaimsFile { label, table })
+        Ok(ClaimsFile {
+            label,
+            table,
+            paired,
+        })
     }
 
     fn get(&self, r: usize, c: &str) -> &str {
@@ -275,46 +314,151 @@ pub const VERDICT_HEAD: [&str; 9] = [
     "verdict",
 ];
 
+/// A radius in pixel units.
+fn radius(x: f64) -> String {
+    format!("{x:.4}")
+}
+
+/// A p-value: four decimals, or two significant digits below 10⁻³.
+fn p_value(p: f64) -> String {
+    if p > 0.0 && p < 1e-3 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.4}")
+    }
+}
+
+/// One paired claim's cells as text, in [`PAIRED_HEAD`] order.
+fn paired_cells(f: &ClaimsFile, r: usize) -> Vec<String> {
+    let median = |m: &str| {
+        format!(
+            "{} {}",
+            f.get(r, m),
+            radius(f.num(r, &format!("{m}_median")))
+        )
+    };
+    vec![
+        f.label.clone(),
+        f.get(r, "set").to_string(),
+        f.get(r, "column").to_string(),
+        f.get(r, "n").to_string(),
+        median("baseline"),
+        median("arm"),
+        format!(
+            "{} [{}, {}]",
+            radius(f.num(r, "diff_median")),
+            radius(f.num(r, "diff_median_lo")),
+            radius(f.num(r, "diff_median_hi"))
+        ),
+        format!(
+            "{} / {} / {}",
+            f.get(r, "larger"),
+            f.get(r, "smaller"),
+            f.get(r, "equal")
+        ),
+        p_value(f.num(r, "signed_rank_p")),
+        f.get(r, "verdict").to_string(),
+    ]
+}
+
+/// The paired verdict table's columns.
+pub const PAIRED_HEAD: [&str; 10] = [
+    "comparison",
+    "images",
+    "certificate",
+    "pairs",
+    "baseline: median radius",
+    "arm: median radius",
+    "arm − baseline: median [95 % sign-test CI]",
+    "arm larger / smaller / equal",
+    "signed-rank p",
+    "verdict",
+];
+
+/// The rows of one kind of claims file: (link to the file, cells), the first cell linked, the
+/// last the verdict.
+fn verdict_rows(
+    out: &Path,
+    s: &Summary,
+    claims_paths: &[PathBuf],
+    paired: bool,
+) -> Result<Vec<(String, Vec<String>)>> {
+    let mut rows = Vec::new();
+    for (f, path) in s.claims.iter().zip(claims_paths) {
+        if f.paired != paired {
+            continue;
+        }
+        let link = rel_link(out, path)?;
+        for r in 0..f.table.rows.len() {
+            let cells = if paired {
+                paired_cells(f, r)
+            } else {
+                verdict_cells(f, r).to_vec()
+            };
+            rows.push((link.clone(), cells));
+        }
+    }
+    Ok(rows)
+}
+
+/// A verdict table in HTML: the first three columns and the verdict as text, the rest as numbers.
+fn verdict_table_html(head: &[&str], rows: &[(String, Vec<String>)]) -> String {
+    let last = head.len() - 1;
+    let mut o = String::from("<table class=\"verdicts\">\n<thead><tr>");
+    for (k, h) in head.iter().enumerate() {
+        let class = if k < 3 || k == last {
+            " class=\"t\""
+        } else {
+            ""
+        };
+        o.push_str(&format!("<th{class}>{}</th>", escape(h)));
+    }
+    o.push_str("</tr></thead>\n<tbody>\n");
+    for (link, c) in rows {
+        let v = &c[last];
+        let verdict = if v == "undecided" {
+            escape(v)
+        } else {
+            format!("<strong>{}</strong>", escape(v))
+        };
+        o.push_str(&format!(
+            "<tr><td class=\"t\"><a href=\"{}\">{}</a></td><td class=\"t\">{}</td><td class=\"t\">{}</td>",
+            escape(link),
+            escape(&c[0]),
+            escape(&c[1]),
+            escape(&c[2]),
+        ));
+        for x in &c[3..last] {
+            o.push_str(&format!("<td class=\"n\">{}</td>", escape(x)));
+        }
+        o.push_str(&format!(
+            "<td class=\"t {}\">{verdict}</td></tr>\n",
+            escape(v)
+        ));
+    }
+    o.push_str("</tbody>\n</table>\n");
+    o
+}
+
 /// The summary as the first `<section>` of `index.html`.
 pub fn html(out: &Path, runs: &[Run], s: &Summary, claims_paths: &[PathBuf]) -> Result<String> {
     let mut o = String::from("<section id=\"summary\">\n<h2>Summary</h2>\n");
     if s.claims.is_empty() {
         o.push_str("<p>No claims file was given (<code>oodcert report --claims claims.csv</code>, written by <code>oodcert claims</code>), so no verdicts are shown.</p>\n");
     } else {
-        o.push_str(&format!("<p>Verdict rule: {}</p>\n", escape(RULE)));
-        o.push_str("<table class=\"verdicts\">\n<thead><tr>");
-        for (k, h) in VERDICT_HEAD.iter().enumerate() {
-            let class = if k < 3 || k == 8 { " class=\"t\"" } else { "" };
-            o.push_str(&format!("<th{class}>{}</th>", escape(h)));
+        let seeds = verdict_rows(out, s, claims_paths, false)?;
+        if !seeds.is_empty() {
+            o.push_str(&format!("<p>Verdict rule: {}</p>\n", escape(RULE)));
+            o.push_str(&verdict_table_html(&VERDICT_HEAD, &seeds));
         }
-        o.push_str("</tr></thead>\n<tbody>\n");
-        for (f, path) in s.claims.iter().zip(claims_paths) {
-            let link = rel_link(out, path)?;
-            for r in 0..f.table.rows.len() {
-                let c = verdict_cells(f, r);
-                let v = &c[8];
-                let verdict = if v == "undecided" {
-                    escape(v)
-                } else {
-                    format!("<strong>{}</strong>", escape(v))
-                };
-                o.push_str(&format!(
-                    "<tr><td class=\"t\"><a href=\"{}\">{}</a></td><td class=\"t\">{}</td><td class=\"t\">{}</td>",
-                    escape(&link),
-                    escape(&c[0]),
-                    escape(&c[1]),
-                    escape(&c[2]),
-                ));
-                for x in &c[3..8] {
-                    o.push_str(&format!("<td class=\"n\">{}</td>", escape(x)));
-                }
-                o.push_str(&format!(
-                    "<td class=\"t {}\">{verdict}</td></tr>\n",
-                    escape(v)
-                ));
-            }
+        let paired = verdict_rows(out, s, claims_paths, true)?;
+        if !paired.is_empty() {
+            o.push_str(&format!(
+                "<p>Paired radius claims (one pair of radii per image). Verdict rule: {}</p>\n",
+                escape(PAIRED_RULE)
+            ));
+            o.push_str(&verdict_table_html(&PAIRED_HEAD, &paired));
         }
-        o.push_str("</tbody>\n</table>\n");
         let all: Vec<&str> = s
             .claims
             .iter()
@@ -350,30 +494,40 @@ pub fn markdown(out: &Path, runs: &[Run], s: &Summary, claims_paths: &[PathBuf])
     if s.claims.is_empty() {
         o.push_str("No claims file was given (`oodcert report --claims claims.csv`), so no verdicts are shown.\n\n");
     } else {
-        o.push_str(&format!("Verdict rule: {RULE}\n\n"));
-        o.push_str(&format!(
-            "| {} |\n|{}\n",
-            VERDICT_HEAD.join(" | "),
-            "---|".repeat(8)
-        ));
-        for (f, path) in s.claims.iter().zip(claims_paths) {
-            let link = rel_link(out, path)?;
-            for r in 0..f.table.rows.len() {
-                let c = verdict_cells(f, r);
-                let v = if c[8] == "undecided" {
-                    c[8].clone()
+        let table = |o: &mut String, head: &[&str], rows: &[(String, Vec<String>)]| {
+            let last = head.len() - 1;
+            o.push_str(&format!(
+                "| {} |\n|{}\n",
+                head.join(" | "),
+                "---|".repeat(head.len())
+            ));
+            for (link, c) in rows {
+                let v = if c[last] == "undecided" {
+                    c[last].clone()
                 } else {
-                    format!("**{}**", c[8])
+                    format!("**{}**", c[last])
                 };
-                let mid: Vec<String> = c[1..8].iter().map(|x| cell(x)).collect();
+                let mid: Vec<String> = c[1..last].iter().map(|x| cell(x)).collect();
                 o.push_str(&format!(
                     "| [{}]({link}) | {} | {v} |\n",
                     cell(&c[0]),
                     mid.join(" | ")
                 ));
             }
+            o.push('\n');
+        };
+        let seeds = verdict_rows(out, s, claims_paths, false)?;
+        if !seeds.is_empty() {
+            o.push_str(&format!("Verdict rule: {RULE}\n\n"));
+            table(&mut o, &VERDICT_HEAD, &seeds);
         }
-        o.push('\n');
+        let paired = verdict_rows(out, s, claims_paths, true)?;
+        if !paired.is_empty() {
+            o.push_str(&format!(
+                "Paired radius claims (one pair of radii per image). Verdict rule: {PAIRED_RULE}\n\n"
+            ));
+            table(&mut o, &PAIRED_HEAD, &paired);
+        }
     }
     if let Some(p) = &s.headline {
         let mut src = Vec::new();
