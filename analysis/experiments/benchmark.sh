@@ -6,6 +6,9 @@
 # $OUT/metrics_all.csv (arm, seed, ood, fpr95, auroc, aupr_in, aupr_out, id_accuracy, n_id, n_ood;
 # seed "-" for the CE start point) and the verdicts of `oodcert claims` in $OUT/claims/.
 #   bash analysis/experiments/benchmark.sh mnist-open-set
+# Wall time on 2 cores: about 40 min for the 8 arms × 5 seeds of one benchmark (each LeNet stage
+# 12–55 s, each evaluation 10–40 s, one thread per run; measured on cores loaded 8–16 by other
+# jobs, papers/benchmarks.md); ARMS="energy greg" about a quarter of that.
 # Env: OUT (default runs/benchmarks/NAME), SEEDS (default "0 1 2 3 4"), ARMS (default: every arm,
 #      ce-ft energy greg energy-plus greg-plus dos greg-l0.1 greg-l10; papers/benchmarks.md),
 #      STEPS (a --max-steps for every training stage, for smoke runs), LIMIT (eval --limit, default 0 =

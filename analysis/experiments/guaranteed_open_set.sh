@@ -7,6 +7,8 @@
 # bounds.csv, guaranteed.csv, manifest.json) and $OUT/guaranteed_linf_crown.csv (one table: arm,
 # seed, then guaranteed.csv's columns), the file papers/data/benchmarks/mnist-open-set/ keeps.
 #   bash analysis/experiments/guaranteed_open_set.sh        # each model skips finished work
+# Wall time on 2 idle cores: about 10 min (113–131 s per model with CROWN on one core, two models
+# at a time, 10 models; papers/benchmarks.md, 2026-12-06 20:06–20:20 UTC).
 # Env: CAMPAIGN (runs/benchmarks/mnist-open-set: the models ARM-sSEED/model.safetensors, from
 #      `bash analysis/experiments/benchmark.sh mnist-open-set`), OUT (runs/experiments/guaranteed_open_set),
 #      ARMS ("energy greg"), SEEDS ("0 1 2 3 4"), LIMIT (50), EPS, BOUNDS (crown), BIN (a private

@@ -4,6 +4,9 @@
 # the paired test of `oodcert claims --paired-baseline/--paired-arm` (exact Wilcoxon signed-rank,
 # sign test, median difference with its sign-test interval; ID and OOD images separately).
 #   bash analysis/experiments/radii_open_set.sh            # all stages; each skips finished work
+# Wall time on 2 idle cores, per seed: smoothing of 200 + 200 images per model ≈ 45 min (the two
+# models in parallel, one core each); Lipschitz radii at LIP_LIMIT=200 LIP_SHARDS=8 ≈ 91 min
+# (≈ 12 s per image and model; papers/radii_open_set.md); claims seconds.
 # Stages (STAGES, default "smoothing lipschitz claims"):
 #   smoothing  `oodcert certify` at n = N (100 000), σ = SIGMA (0.25), n0 = 100, α = 0.001, on LIMIT
 #              (200) stratified images of each set (subset seed 0), γ/clip/γ' calibrated on 1000

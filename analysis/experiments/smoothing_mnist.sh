@@ -3,6 +3,8 @@
 # MLP (no penalty) and the GReg one (λ_∇ = 1), both seed 0 of analysis/experiments/greg_mnist.sh (run
 # it first, or this script runs it for the two models), at σ ∈ {0.12, 0.25, 0.5}.
 #   bash analysis/experiments/smoothing_mnist.sh
+# Wall time on 2 cores: 77 min for the six runs at N=100000 with calibration (cores loaded 7–10 by
+# other jobs; papers/smoothing_mnist.md); minutes at the default N=2000.
 # Subset: the first LIMIT (200) images of mnist:test (ID) and of animal-mnist:test (OOD: the only one
 # of our six OOD sets the models do not already separate perfectly); n0 = 100, n = N (2000), α = 0.001;
 # γ from clean scores of the first 1000 mnist:train images, clip [a, b] from noisy ID (a) and noisy
