@@ -136,7 +136,7 @@ pub fn exact_constant(net: &Net, ball: &Ball) -> f64 {
                             .enumerate()
                             .map(|(k, s)| ([s * rows[k][0], s * rows[k][1]], s * c[k]))
                             .unzip(),
-                        _ => panic!("dense nets only"),
+                        _ => panic!("dense and diagonal affine maps and ReLU only"),
                     };
                     *rows = nr;
                     *c = nc;
@@ -165,7 +165,7 @@ pub fn exact_constant(net: &Net, ball: &Ball) -> f64 {
                     pieces = next;
                 }
             }
-            _ => panic!("dense nets only"),
+            _ => panic!("dense and diagonal affine maps and ReLU only"),
         }
     }
     pieces

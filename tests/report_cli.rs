@@ -1252,4 +1252,16 @@ fn paired_claims_get_their_own_verdict_table_after_the_seeds_table() {
         d.path().join("o2").to_str().unwrap(),
     ]);
     assert_bad_input(&o, &["paired_claims.csv", "missing column 'smaller'"]);
+    // Without its p column it is still read as a paired file (by `set`) and the error says so.
+    write(&bad, &text.replacen("signed_rank_p", "p", 1));
+    let o = oodcert(&[
+        "report",
+        "--runs",
+        runs.to_str().unwrap(),
+        "--claims",
+        bad.to_str().unwrap(),
+        "--out",
+        d.path().join("o3").to_str().unwrap(),
+    ]);
+    assert_bad_input(&o, &["paired_claims.csv", "missing column 'signed_rank_p'"]);
 }

@@ -3,7 +3,7 @@
 //! projected gradient ascent on ‖∇ₓS‖_q with restarts. Every value is a gradient norm at a point
 //! of the ball, so it can never exceed the true local constant.
 
-use crate::bounds::{Ball, Norm};
+use crate::bounds::{Ball, Net, Norm};
 use crate::error::{Error, Result};
 use crate::model::{Classifier, Model};
 use crate::score::{ScoreKind, score_and_input_grad};
@@ -33,13 +33,39 @@ impl<'a> GradOracle<'a> {
     /// (at least one point). The batch depends only on the model, never on the machine, so
     /// runs stay reproducible; models the bounds cannot lower (no `Net`) keep `max_batch`.
     pub fn new(model: &'a Model, temperature: f64, max_batch: usize) -> Self {
-        let batch = crate::bounds::Net::from_model(model)
-            .and_then(|net| {
-                let [c, h, w] = net.input_shape;
-                crate::bounds::net::activation_len(&net.nodes, c * h * w)
-            })
-            .map(|len| batch_for_budget(len, max_batch))
-            .unwrap_or(max_batch.max(1));
+        match crate::bounds::Net::from_model(model) {
+            Ok(net) => Self::for_net(model, &net, temperature, max_batch),
+            Err(e) => {
+                eprintln!(
+                    "oodcert: warning: cannot size the gradient batches by memory ({e}); using {max_batch} points per batch"
+                );
+                GradOracle {
+                    model,
+                    temperature,
+                    batch: max_batch.max(1),
+                }
+            }
+        }
+    }
+
+    /// [`GradOracle::new`] for a model already lowered to `net`.
+    pub fn for_net(model: &'a Model, net: &Net, temperature: f64, max_batch: usize) -> Self {
+        let [c, h, w] = net.input_shape;
+        let batch = match crate::bounds::net::activation_len(&net.nodes, c * h * w) {
+            Ok(len) => batch_for_budget(len, max_batch),
+            Err(e) => {
+                eprintln!(
+                    "oodcert: warning: cannot size the gradient batches by memory ({e}); using {max_batch} points per batch"
+                );
+                max_batch.max(1)
+            }
+        };
+        if batch < max_batch {
+            eprintln!(
+                "oodcert: gradients in batches of {batch} points (the {} GiB memory budget of the gradient oracle)",
+                GRAD_MEMORY_BUDGET >> 30
+            );
+        }
         GradOracle {
             model,
             temperature,

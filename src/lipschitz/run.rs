@@ -110,14 +110,7 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
     ];
     let (data, data_indices, id_val) = (data_subset.data, data_subset.indices, id_val_subset.data);
     let is_id = !cfg.is_ood && base_name(&cfg.data) == base_name(&id_val_spec);
-    let oracle = GradOracle::new(&model, o.temperature, 256);
-    if oracle.batch < 256 {
-        eprintln!(
-            "oodcert lipschitz: gradients in batches of {} points (the {} GiB memory budget of the gradient oracle)",
-            oracle.batch,
-            crate::lipschitz::empirical::GRAD_MEMORY_BUDGET >> 30
-        );
-    }
+    let oracle = GradOracle::for_net(&model, &net, o.temperature, 256);
     let mut val_scores = Vec::with_capacity(id_val.len());
     for start in (0..id_val.len()).step_by(500) {
         let idx: Vec<usize> = (start..(start + 500).min(id_val.len())).collect();

@@ -5,7 +5,8 @@
 //! gate output (S'_k repeats it over the window), ‖J‖_{2→∞} ≤ ‖A_L S⁻¹_{L−1}‖_{2→∞} ·
 //! ∏ ‖S'_k M A_k M S⁻¹_{k−1}‖₂ with the masks of the masked product. Scalings are positive reals
 //! exp(·) chosen by a gradient search on Σ log ‖·‖; any positive scaling is sound, and each scaled
-//! entry's rounding is covered by a 4ε·‖R̂‖_F slack per factor (the proof's "Floating point").
+//! entry's rounding is covered by a (4ε + 2·rel)·‖R̂‖_F slack per factor, rel the rounding of the
+//! folded layers (the proof's "Floating point"; proofs/lipschitz_operator_norms.md, "Folding").
 
 use super::cholesky_certificate::{spectral_from_gram_by_cholesky, spectral_upper_by_cholesky};
 use super::global::fold;

@@ -41,7 +41,8 @@ pub const CLAIM_COLUMNS: [&str; 17] = [
 ];
 
 /// Columns a paired claims file must have (a subset of
-/// `evidence::claims::paired_output::CLAIM_COLUMNS`); told from a `claims.csv` by `signed_rank_p`.
+/// `evidence::claims::paired_output::CLAIM_COLUMNS`); told from a `claims.csv` by `signed_rank_p`
+/// or `set`.
 pub const PAIRED_CLAIM_COLUMNS: [&str; 15] = [
     "set",
     "column",
@@ -74,7 +75,8 @@ impl ClaimsFile {
     /// Reads and checks a claims file; a missing column or a non-number is a `BadFile` error.
     pub fn read(path: &Path) -> Result<ClaimsFile> {
         let table = CsvTable::read(path)?;
-        let paired = table.col("signed_rank_p").is_ok();
+        // A paired file names its image set `set`; a file across seeds names its OOD set `ood`.
+        let paired = table.col("signed_rank_p").is_ok() || table.col("set").is_ok();
         let (columns, text): (&[&str], [&str; 5]) = if paired {
             (
                 &PAIRED_CLAIM_COLUMNS,
