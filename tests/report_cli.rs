@@ -893,6 +893,20 @@ fn run_report(runs: &[&Path], out: &Path) -> Output {
     oodcert(&refs)
 }
 
+/// `oodcert report --runs RUNS --claims CLAIMS… --out OUT`.
+fn report_with_claims(runs: &Path, claims: &[&Path], out: &Path) -> Output {
+    let mut args = vec![
+        "report".to_string(),
+        "--runs".into(),
+        runs.display().to_string(),
+    ];
+    args.push("--claims".into());
+    args.extend(claims.iter().map(|c| c.display().to_string()));
+    args.extend(["--out".into(), out.display().to_string()]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    oodcert(&refs)
+}
+
 #[test]
 fn rerun_over_fewer_runs_leaves_no_stale_files() {
     let d = tempfile::tempdir().unwrap();
@@ -1021,15 +1035,7 @@ fn summary_opens_the_page_with_verdicts_and_the_headline_figure() {
     synthetic_runs(&runs);
     let claims = claims_file(d.path());
     let out = d.path().join("out");
-    let o = oodcert(&[
-        "report",
-        "--runs",
-        runs.to_str().unwrap(),
-        "--claims",
-        claims.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = report_with_claims(&runs, &[&claims], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     let (sum, conv) = (
@@ -1089,15 +1095,7 @@ fn summary_opens_the_page_with_verdicts_and_the_headline_figure() {
     // A file that is not a claims table: exit 2, one line.
     let bad = d.path().join("bad.csv");
     write(&bad, "ood,metric\nx,fpr95\n");
-    let o = oodcert(&[
-        "report",
-        "--runs",
-        runs.to_str().unwrap(),
-        "--claims",
-        bad.to_str().unwrap(),
-        "--out",
-        d.path().join("o2").to_str().unwrap(),
-    ]);
+    let o = report_with_claims(&runs, &[&bad], &d.path().join("o2"));
     assert_bad_input(&o, &["bad.csv", "missing column 'baseline'"]);
 }
 
@@ -1190,16 +1188,7 @@ fn paired_claims_get_their_own_verdict_table_after_the_seeds_table() {
     synthetic_runs(&runs);
     let (seeds, paired) = (claims_file(d.path()), paired_claims_file(d.path()));
     let out = d.path().join("out");
-    let o = oodcert(&[
-        "report",
-        "--runs",
-        runs.to_str().unwrap(),
-        "--claims",
-        paired.to_str().unwrap(),
-        seeds.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = report_with_claims(&runs, &[&paired, &seeds], &out);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let html = std::fs::read_to_string(out.join("index.html")).unwrap();
     let sum = html.find("<section id=\"summary\">").unwrap();
@@ -1242,26 +1231,10 @@ fn paired_claims_get_their_own_verdict_table_after_the_seeds_table() {
     let text = std::fs::read_to_string(&paired).unwrap();
     let bad = d.path().join("bad/paired_claims.csv");
     write(&bad, &text.replacen("smaller", "fewer", 1));
-    let o = oodcert(&[
-        "report",
-        "--runs",
-        runs.to_str().unwrap(),
-        "--claims",
-        bad.to_str().unwrap(),
-        "--out",
-        d.path().join("o2").to_str().unwrap(),
-    ]);
+    let o = report_with_claims(&runs, &[&bad], &d.path().join("o2"));
     assert_bad_input(&o, &["paired_claims.csv", "missing column 'smaller'"]);
     // Without its p column it is still read as a paired file (by `set`) and the error says so.
     write(&bad, &text.replacen("signed_rank_p", "p", 1));
-    let o = oodcert(&[
-        "report",
-        "--runs",
-        runs.to_str().unwrap(),
-        "--claims",
-        bad.to_str().unwrap(),
-        "--out",
-        d.path().join("o3").to_str().unwrap(),
-    ]);
+    let o = report_with_claims(&runs, &[&bad], &d.path().join("o3"));
     assert_bad_input(&o, &["paired_claims.csv", "missing column 'signed_rank_p'"]);
 }

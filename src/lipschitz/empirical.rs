@@ -33,25 +33,19 @@ impl<'a> GradOracle<'a> {
     /// (at least one point). The batch depends only on the model, never on the machine, so
     /// runs stay reproducible; models the bounds cannot lower (no `Net`) keep `max_batch`.
     pub fn new(model: &'a Model, temperature: f64, max_batch: usize) -> Self {
-        match crate::bounds::Net::from_model(model) {
-            Ok(net) => Self::for_net(model, &net, temperature, max_batch),
-            Err(e) => {
-                eprintln!(
-                    "oodcert: warning: cannot size the gradient batches by memory ({e}); using {max_batch} points per batch"
-                );
-                GradOracle {
-                    model,
-                    temperature,
-                    batch: max_batch.max(1),
-                }
-            }
-        }
+        let len = crate::bounds::Net::from_model(model).and_then(|net| forward_len(&net));
+        Self::sized(model, temperature, max_batch, len)
     }
 
     /// [`GradOracle::new`] for a model already lowered to `net`.
     pub fn for_net(model: &'a Model, net: &Net, temperature: f64, max_batch: usize) -> Self {
-        let [c, h, w] = net.input_shape;
-        let batch = match crate::bounds::net::activation_len(&net.nodes, c * h * w) {
+        Self::sized(model, temperature, max_batch, forward_len(net))
+    }
+
+    /// The oracle for a network with `len` forward values per point (an error keeps `max_batch`,
+    /// with a warning); says so on stderr when the budget shrinks the batch.
+    fn sized(model: &'a Model, temperature: f64, max_batch: usize, len: Result<usize>) -> Self {
+        let batch = match len {
             Ok(len) => batch_for_budget(len, max_batch),
             Err(e) => {
                 eprintln!(
@@ -72,6 +66,12 @@ impl<'a> GradOracle<'a> {
             batch,
         }
     }
+}
+
+/// `bounds::net::activation_len` of the whole network on its input.
+fn forward_len(net: &Net) -> Result<usize> {
+    let [c, h, w] = net.input_shape;
+    crate::bounds::net::activation_len(&net.nodes, c * h * w)
 }
 
 /// The largest batch ≤ `max_batch` (and ≥ 1) whose estimated autograd memory,
