@@ -189,7 +189,9 @@ fn convolution_of_a_sample_does_not_depend_on_its_batch() {
 
 /// The evaluation forward of one image does not depend on the batch it is in (batch sizes below,
 /// at and above the GEMM kernels' small-shape threshold, and the image at every position of its
-/// batch): certify's counts, eval's scores and every CSV are then independent of `--batch`.
+/// batch): certify's counts, eval's scores and every CSV are then independent of `--batch`. The
+/// batches of 283 and 300 take the packed dense kernel on a CPU with AVX-512
+/// (`inference::PACK_FROM_ROWS`), the others candle's GEMMs: equal bits tie the two.
 #[test]
 fn no_grad_logits_do_not_depend_on_the_batch() {
     let cases = [

@@ -101,9 +101,18 @@ fn basic_block(b: &BasicBlock, x: &Tensor) -> Result<Act> {
 /// (tests/model_inference.rs; the convolutions' rule is `MIN_COLS` in conv_gemm.rs).
 pub const DENSE_ROWS: usize = 128;
 
+/// Batches from which [`linear_packed`] packs W once instead of letting every chunk's GEMM pack
+/// it (a performance choice only: both paths give the same bits).
+const PACK_FROM_ROWS: usize = 2 * DENSE_ROWS;
+
 /// x Wᵀ + b in chunks of [`DENSE_ROWS`] rows (see there).
 fn linear_fixed_rows(l: &super::Linear, x: &Tensor) -> Result<Tensor> {
     let n = x.dim(0)?;
+    if n >= PACK_FROM_ROWS
+        && let Some(y) = linear_packed(l, x)?
+    {
+        return Ok(y);
+    }
     if n == DENSE_ROWS || n == 0 {
         return l.forward(x);
     }
@@ -125,6 +134,89 @@ fn linear_fixed_rows(l: &super::Linear, x: &Tensor) -> Result<Tensor> {
         start += len;
     }
     Ok(Tensor::cat(&outs, 0)?)
+}
+
+/// [`linear_fixed_rows`] of an f32 CPU batch on the AVX-512 kernel with W packed once
+/// (`dense_gemm::PackedLinear`: the `gemm` crate's summation order for calls of [`DENSE_ROWS`]
+/// rows, checked against it once per shape), the chunks on the rayon pool, the bias added after
+/// the product as `Linear::forward` adds it: the same bits as the chunked candle path
+/// (tests/model_inference.rs). `None` where the kernel does not apply (no AVX-512, another
+/// dtype or device, a shape the crate sums another way).
+fn linear_packed(l: &super::Linear, x: &Tensor) -> Result<Option<Tensor>> {
+    use rayon::prelude::*;
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() != 2 {
+        return Ok(None);
+    }
+    let (n, inp, out) = (x.dim(0)?, l.in_features(), l.out_features());
+    if x.dim(1)? != inp || !super::dense_gemm::available() {
+        return Ok(None);
+    }
+    let w = l.weight().detach().flatten_all()?.to_vec1::<f32>()?;
+    let Some(packed) = super::dense_gemm::PackedLinear::new(&w, out, inp, DENSE_ROWS) else {
+        return Ok(None);
+    };
+    let bias = l.bias().map(|b| b.detach().to_vec1::<f32>()).transpose()?;
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let ld = packed.padded_out();
+    let mut y = vec![0.0f32; n * out];
+    y.par_chunks_mut(DENSE_ROWS * out)
+        .zip(xs.par_chunks(DENSE_ROWS * inp))
+        .for_each_init(
+            || vec![0.0f32; DENSE_ROWS * ld],
+            |buf, (yc, xc)| {
+                let rows = xc.len() / inp;
+                packed.apply(rows, xc, inp, buf, ld);
+                for (dst, src) in yc.chunks_exact_mut(out).zip(buf.chunks_exact(ld)) {
+                    dst.copy_from_slice(&src[..out]);
+                    if let Some(b) = &bias {
+                        for (v, bi) in dst.iter_mut().zip(b) {
+                            *v += bi;
+                        }
+                    }
+                }
+            },
+        );
+    Ok(Some(Tensor::from_vec(y, (n, out), x.device())?))
+}
+
+/// `Normalize::forward` of a CPU `(n, c, h, w)` batch in one pass over its values, image planes
+/// on the rayon pool: (x − μ_c) / σ_c with μ_c and σ_c in x's dtype, the subtraction and the
+/// division each rounded once as candle's broadcast ops round them, so the bits are the same;
+/// it spares two full-size tensors and candle's CPU thread pool, whose workers spin at a barrier
+/// beside the GEMMs' threads (a third of the MLP's evaluation time on 2 cores).
+fn normalise_cpu(nz: &super::Normalize, x: &Tensor) -> Result<Tensor> {
+    use rayon::prelude::*;
+    fn planes<T: Copy + Send + Sync>(
+        v: &mut [T],
+        plane: usize,
+        c: usize,
+        f: impl Fn(T, usize) -> T + Sync,
+    ) {
+        v.par_chunks_mut(plane.max(1))
+            .enumerate()
+            .for_each(|(i, p)| p.iter_mut().for_each(|e| *e = f(*e, i % c)));
+    }
+    let (_, c, hh, ww) = x.dims4()?;
+    let (mean, std) = (nz.mean(), nz.std());
+    if c != mean.len() {
+        return Ok(nz.forward(x)?);
+    }
+    let plane = hh * ww;
+    match x.dtype() {
+        DType::F32 => {
+            let mut v = x.flatten_all()?.to_vec1::<f32>()?;
+            planes(&mut v, plane, c, |e, ch| (e - mean[ch]) / std[ch]);
+            Ok(Tensor::from_vec(v, x.dims(), x.device())?)
+        }
+        DType::F64 => {
+            let mut v = x.flatten_all()?.to_vec1::<f64>()?;
+            planes(&mut v, plane, c, |e, ch| {
+                (e - f64::from(mean[ch])) / f64::from(std[ch])
+            });
+            Ok(Tensor::from_vec(v, x.dims(), x.device())?)
+        }
+        _ => Ok(nz.forward(x)?),
+    }
 }
 
 /// Applies `layers` in evaluation mode to `x`, values only: the result carries no gradient.
@@ -151,6 +243,10 @@ pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
                 h
             }
             Layer::BasicBlock(b) => basic_block(b, &h.t)?,
+            Layer::Normalize(nz) if h.t.device().is_cpu() && h.t.rank() == 4 => Act {
+                t: normalise_cpu(nz, &h.t)?,
+                owned: true,
+            },
             Layer::Linear(l) => Act {
                 t: linear_fixed_rows(l, &h.t)?.detach(),
                 owned: true,
