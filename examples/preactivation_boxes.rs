@@ -1,11 +1,14 @@
-//! How loose are the certified pre-activation boxes of a ReLU network over a ball? For each ReLU
-//! node: how many of its inputs the CROWN boxes (`bounds::crown::crown_trace`, as `oodcert
-//! lipschitz --bounds crown` uses them, without the `--crown-max-dim` cap) leave sign-uncertain,
-//! how many are *seen* to change sign at sampled points of the ball (a lower bound on the truly
-//! unstable ones), and the width of the certified box over the sampled range (median and 90th
-//! percentile: an upper bound on the looseness, since sampling only reaches inside the true
-//! range). Points: vertices of the ball's bounding box (∩ [0, 1] with `box`) and uniform points in
-//! it; ℓ∞ only (the box is the ball). Used in BENCHMARKS.md ("Issue 11's targets").
+//! How loose are the certified pre-activation boxes of a ReLU network over a ball, and how much
+//! of a local Lipschitz bound's slack do they cause? For each ReLU node: how many of its inputs
+//! the CROWN boxes (`bounds::crown::crown_trace`, as `oodcert lipschitz --bounds crown` uses them,
+//! without the `--crown-max-dim` cap) leave sign-uncertain, how many are *seen* to change sign in
+//! the ball, and the summed widths of both. "Seen" ranges come from sampled points (vertices and
+//! uniform points of the ball's box) widened by sign-gradient ascent per neuron and direction:
+//! points of the ball, so they lie inside the true ranges. Then RecurJac's bound on the certified
+//! boxes, and — not a certificate, a what-if — on the same boxes with the ReLU inputs after the
+//! first ReLU layer and the logits replaced by the seen ranges: about what exact boxes would give.
+//! ℓ∞ only (the box is the ball, ∩ [0, 1] with `box`); Affine, ReLU and max-pool nodes. Used in
+//! BENCHMARKS.md ("Issue 11's targets").
 //!
 //! Run: cargo run --release --example preactivation_boxes -- MODEL DATA EPS [box] [IMAGES] [SAMPLES]
 //! e.g. `… -- lenet.safetensors mnist:test 0.005 box 2 3000` (data from `OODCERT_DATA`).
@@ -51,9 +54,20 @@ fn main() -> Result<()> {
     let relus: Vec<usize> = (0..net.nodes.len())
         .filter(|&i| matches!(net.nodes[i], Node::Relu))
         .collect();
-    println!(
-        "image,node,inputs,crown_unstable,sampled_unstable,width_ratio_median,width_ratio_p90"
-    );
+    if net
+        .nodes
+        .iter()
+        .any(|n| !matches!(n, Node::Affine(_) | Node::Relu) && !n.is_max_pool())
+    {
+        return Err(Error::BadInput(
+            "this diagnostic handles Affine, ReLU and max-pool nodes only (no residual or concatenation blocks)".into(),
+        ));
+    }
+    let Some(&first_relu) = relus.first() else {
+        return Err(Error::BadInput("the network has no ReLU".into()));
+    };
+    let mut what_if = Vec::new();
+    println!("image,node,inputs,crown_unstable,seen_unstable,crown_width,seen_width");
     for img in 0..images.min(ds.labels.len()) {
         let x: Vec<f64> = ds.images[img * d..(img + 1) * d]
             .iter()
@@ -62,52 +76,206 @@ fn main() -> Result<()> {
         let ball = Ball::new(x, eps, Norm::Linf, unit_box)?;
         let (traces, _) = oodcert::bounds::crown::crown_trace(&net.nodes, &ball, usize::MAX)?;
         let cube = ball.to_box();
-        // Sampled range [lo, hi] of every ReLU node's input.
-        let mut ranges: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(img as u64);
-        for s in 0..samples {
-            let mut cur: Vec<f64> = (0..d)
-                .map(|i| {
-                    let t: f64 = if s % 2 == 0 {
-                        f64::from(u8::from(rng.random::<bool>()))
-                    } else {
-                        rng.random()
-                    };
-                    cube.lo[i] + t * (cube.hi[i] - cube.lo[i])
-                })
-                .collect();
-            let mut k = 0;
-            for (i, node) in net.nodes.iter().enumerate() {
-                if relus.contains(&i) {
-                    if ranges.len() == k {
-                        ranges.push((cur.clone(), cur.clone()));
-                    }
-                    let (lo, hi) = &mut ranges[k];
-                    for (j, &v) in cur.iter().enumerate() {
-                        lo[j] = lo[j].min(v);
-                        hi[j] = hi[j].max(v);
-                    }
-                    k += 1;
-                }
-                cur = forward_nodes(std::slice::from_ref(node), cur)?;
-            }
-        }
-        for (&i, (lo, hi)) in relus.iter().zip(&ranges) {
+        let mut seen = sampled_ranges(&net, &cube, samples, img as u64)?;
+        ascent_ranges(&net, &cube, &ball.center, &mut seen)?;
+        for &i in &relus {
             let Trace::Leaf(b) = &traces[i] else { continue };
-            let n = b.lo.len();
-            let unstable =
-                |l: &[f64], h: &[f64]| (0..n).filter(|&j| l[j] < 0.0 && h[j] > 0.0).count();
-            let mut ratios: Vec<f64> = (0..n)
-                .map(|j| (b.hi[j] - b.lo[j]) / (hi[j] - lo[j]).max(1e-12))
-                .collect();
-            ratios.sort_by(f64::total_cmp);
+            let (lo, hi) = &seen[i];
+            let unstable = |l: &[f64], h: &[f64]| {
+                l.iter()
+                    .zip(h)
+                    .filter(|(l, h)| **l < 0.0 && **h > 0.0)
+                    .count()
+            };
+            let width = |l: &[f64], h: &[f64]| l.iter().zip(h).map(|(l, h)| h - l).sum::<f64>();
             println!(
-                "{img},{i},{n},{},{},{:.3},{:.3}",
+                "{img},{i},{},{},{},{:.3},{:.3}",
+                lo.len(),
                 unstable(&b.lo, &b.hi),
                 unstable(lo, hi),
-                ratios[n / 2],
-                ratios[n * 9 / 10]
+                width(&b.lo, &b.hi),
+                width(lo, hi)
             );
+        }
+        what_if.push(what_if_recurjac(&net, &ball, &seen, first_relu)?);
+    }
+    // Not certificates: RecurJac on the certified boxes, and on the same boxes with every ReLU
+    // input after the first ReLU layer (and the logits) replaced by its seen range.
+    println!("image,recurjac_certified,recurjac_seen_relu_boxes");
+    for (img, (a, b)) in what_if.iter().enumerate() {
+        println!("{img},{a:.2},{b:.2}");
+    }
+    Ok(())
+}
+
+/// The range of every node's input (and of the logits, last) over `samples` points of the box:
+/// vertices and uniform points, alternately.
+fn sampled_ranges(
+    net: &Net,
+    cube: &oodcert::bounds::Interval,
+    samples: usize,
+    seed: u64,
+) -> Result<Vec<(Vec<f64>, Vec<f64>)>> {
+    let mut ranges: Vec<(Vec<f64>, Vec<f64>)> = Vec::new();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    for s in 0..samples {
+        let x: Vec<f64> = (0..cube.lo.len())
+            .map(|i| {
+                let t: f64 = if s % 2 == 0 {
+                    f64::from(u8::from(rng.random::<bool>()))
+                } else {
+                    rng.random()
+                };
+                cube.lo[i] + t * (cube.hi[i] - cube.lo[i])
+            })
+            .collect();
+        for (k, a) in forward_trace(&net.nodes, &x)?.into_iter().enumerate() {
+            if ranges.len() == k {
+                ranges.push((a.clone(), a));
+                continue;
+            }
+            let (lo, hi) = &mut ranges[k];
+            for (j, v) in a.into_iter().enumerate() {
+                lo[j] = lo[j].min(v);
+                hi[j] = hi[j].max(v);
+            }
+        }
+    }
+    Ok(ranges)
+}
+
+/// RecurJac's value on the certified boxes, and with the boxes of the ReLU inputs after
+/// `first_relu` and of the logits replaced by `seen`.
+fn what_if_recurjac(
+    net: &Net,
+    ball: &Ball,
+    seen: &[(Vec<f64>, Vec<f64>)],
+    first_relu: usize,
+) -> Result<(f64, f64)> {
+    use oodcert::bounds::Interval;
+    use oodcert::lipschitz::local::{PreBounds, pre_bounds};
+    use oodcert::lipschitz::recurjac::recurjac_on;
+    let (traces, logits) = pre_bounds(
+        net,
+        ball,
+        PreBounds::Crown {
+            max_dim: usize::MAX,
+        },
+    )?;
+    let certified = recurjac_on(net, &traces, logits, Norm::Linf, 1.0, 1e10)?.value;
+    let mut t = traces;
+    for (i, tr) in t.iter_mut().enumerate().skip(first_relu + 1) {
+        if matches!(net.nodes[i], Node::Relu) {
+            let (lo, hi) = &seen[i];
+            *tr = Trace::Leaf(Interval::new(lo.clone(), hi.clone())?);
+        }
+    }
+    let (lo, hi) = &seen[net.nodes.len()];
+    let logits = Interval::new(lo.clone(), hi.clone())?;
+    Ok((
+        certified,
+        recurjac_on(net, &t, logits, Norm::Linf, 1.0, 1e10)?.value,
+    ))
+}
+
+/// Inputs of every node (and the output, last) at x.
+fn forward_trace(nodes: &[Node], x: &[f64]) -> Result<Vec<Vec<f64>>> {
+    let mut acts = vec![x.to_vec()];
+    for n in nodes {
+        let next = forward_nodes(
+            std::slice::from_ref(n),
+            acts.last().cloned().unwrap_or_default(),
+        )?;
+        acts.push(next);
+    }
+    Ok(acts)
+}
+
+/// ∂(g · input of node t)/∂x at the point whose trace is `acts`.
+fn backprop(nodes: &[Node], acts: &[Vec<f64>], t: usize, mut g: Vec<f64>) -> Vec<f64> {
+    for k in (0..t).rev() {
+        g = match &nodes[k] {
+            Node::Affine(a) => a.op.map().apply_t(&g, false),
+            Node::Relu => g
+                .iter()
+                .zip(&acts[k])
+                .map(|(gi, z)| if *z > 0.0 { *gi } else { 0.0 })
+                .collect(),
+            n if n.is_max_pool() => {
+                let mut back = vec![0.0; acts[k].len()];
+                for (o, w) in n.pool_windows().iter().enumerate() {
+                    let arg = w
+                        .iter()
+                        .copied()
+                        .max_by(|&a, &b| acts[k][a].total_cmp(&acts[k][b]))
+                        .unwrap_or(0);
+                    back[arg] += g[o];
+                }
+                back
+            }
+            _ => unreachable!("main refuses other nodes"),
+        };
+    }
+    g
+}
+
+/// Widens `ranges` at every ReLU input and at the logits by sign-gradient
+/// ascent per neuron and direction from x0 over the box `cube` (vertices; a lower bound on the
+/// true range, usually much closer to it than random points).
+fn ascent_ranges(
+    net: &Net,
+    cube: &oodcert::bounds::Interval,
+    x0: &[f64],
+    ranges: &mut [(Vec<f64>, Vec<f64>)],
+) -> Result<()> {
+    use rayon::prelude::*;
+    let nodes = &net.nodes;
+    let mut targets: Vec<usize> = (0..nodes.len())
+        .filter(|&i| matches!(nodes[i], Node::Relu))
+        .collect();
+    targets.push(nodes.len());
+    for t in targets {
+        let n = ranges[t].0.len();
+        let found: Vec<(usize, f64)> = (0..2 * n)
+            .into_par_iter()
+            .map(|q| -> Result<(usize, f64)> {
+                let (j, s) = (q / 2, if q % 2 == 0 { 1.0 } else { -1.0 });
+                let mut x = x0.to_vec();
+                let mut best = f64::NEG_INFINITY;
+                for _ in 0..8 {
+                    let acts = forward_trace(&nodes[..t], &x)?;
+                    best = best.max(s * acts[t][j]);
+                    let mut e = vec![0.0; n];
+                    e[j] = s;
+                    let g = backprop(nodes, &acts, t, e);
+                    let next: Vec<f64> = (0..x.len())
+                        .map(|i| {
+                            if g[i] > 0.0 {
+                                cube.hi[i]
+                            } else if g[i] < 0.0 {
+                                cube.lo[i]
+                            } else {
+                                x[i]
+                            }
+                        })
+                        .collect();
+                    if next == x {
+                        break;
+                    }
+                    x = next;
+                }
+                let acts = forward_trace(&nodes[..t], &x)?;
+                Ok((q, best.max(s * acts[t][j])))
+            })
+            .collect::<Result<_>>()?;
+        let (lo, hi) = &mut ranges[t];
+        for (q, v) in found {
+            let j = q / 2;
+            if q.is_multiple_of(2) {
+                hi[j] = hi[j].max(v);
+            } else {
+                lo[j] = lo[j].min(-v);
+            }
         }
     }
     Ok(())
