@@ -329,6 +329,30 @@ fn lipschitz_cli_shards_merge_and_reproduce() {
     let o = lip("s2", &["--shard", "2/2"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!dir.path().join("s2").exists());
+    // A shard edited after its run: refused by the SHA-256 its manifest records.
+    std::fs::create_dir(dir.path().join("e1")).unwrap();
+    for f in [
+        "lipschitz.csv",
+        "global.json",
+        "summary.csv",
+        "manifest.json",
+    ] {
+        std::fs::copy(dir.path().join("s1").join(f), dir.path().join("e1").join(f)).unwrap();
+    }
+    let csv = read("e1/lipschitz.csv");
+    std::fs::write(
+        dir.path().join("e1/lipschitz.csv"),
+        csv.replacen(",linf,", ",linf, ", 1),
+    )
+    .unwrap();
+    let o = oodcert(&["merge", "--out", "edited", "s0", "e1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("lipschitz.csv is not the file its run wrote"),
+        "{err}"
+    );
+    assert!(!dir.path().join("edited").exists());
     ok(oodcert(&[
         "reproduce",
         "--manifest",

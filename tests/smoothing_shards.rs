@@ -483,6 +483,32 @@ fn cli_shards_under_slurm_and_kubernetes_merge_to_the_single_run() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("shard 1/3 is missing"));
+    // A shard whose certify.csv was edited after its run (one radius raised, the manifest
+    // untouched) is refused by the SHA-256 its provenance.json records, and nothing is written.
+    let s1 = tmp.path().join("s1").join("certify.csv");
+    let text = std::fs::read_to_string(&s1).unwrap();
+    let line = text.lines().nth(1).unwrap().to_string();
+    let mut cells: Vec<String> = line.split(',').map(str::to_string).collect();
+    cells[3] = format!("{}", cells[3].parse::<f64>().unwrap() + 0.3);
+    std::fs::write(&s1, text.replacen(&line, &cells.join(","), 1)).unwrap();
+    let o = oodcert(
+        &[
+            "merge",
+            "--out",
+            &out("edited"),
+            &out("s0"),
+            &out("s1"),
+            &out("s2"),
+        ],
+        &[],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("certify.csv is not the file its run wrote"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!tmp.path().join("edited").exists());
     let mut bad = base(&out("x"));
     bad.extend(["--shard".into(), "3/3".into()]);
     let refs: Vec<&str> = bad.iter().map(String::as_str).collect();
@@ -493,4 +519,20 @@ fn cli_shards_under_slurm_and_kubernetes_merge_to_the_single_run() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// n0 + n is refused when it overflows or passes 2⁵³ (it once wrapped to a few copies and then
+/// panicked allocating); 2⁵³ itself is accepted.
+#[test]
+fn copy_counts_that_overflow_are_refused() {
+    let with = |n0: u64, n: u64| SmoothingParams {
+        n0,
+        n,
+        ..params(100, NoiseLayout::V2)
+    };
+    assert!(with(1, (1 << 53) - 1).check().is_ok());
+    for (n0, n) in [(20, u64::MAX - 15), (u64::MAX, 1), (1, 1 << 53)] {
+        let e = with(n0, n).check().unwrap_err().to_string();
+        assert!(e.contains("at most 2^53"), "{e}");
+    }
 }

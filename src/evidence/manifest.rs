@@ -129,6 +129,27 @@ pub fn with_invocation<T>(argv: Vec<String>, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Checks that the files `names` in `dir` still have the SHA-256 that the run's record
+/// `dir/record` (a [`Manifest`]) lists among its outputs: merging a shard whose result file was
+/// edited or damaged after its run would pass the damage on into the merged "single run". Files
+/// the record does not list, and a missing record (runs of older versions), are not checked.
+pub fn check_recorded_outputs(dir: &Path, record: &str, names: &[&str]) -> Result<()> {
+    let path = dir.join(record);
+    if !path.is_file() {
+        return Ok(());
+    }
+    let recorded = Manifest::read(&path)?;
+    for (name, want) in &recorded.outputs {
+        if names.contains(&name.as_str()) && sha256_file(&dir.join(name))? != *want {
+            return Err(Error::BadInput(format!(
+                "{}: {name} is not the file its run wrote (its SHA-256 differs from the one {record} records): re-run this shard",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// SHA-256 (hex) of a file's bytes, streamed.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path)

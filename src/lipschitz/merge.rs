@@ -56,6 +56,11 @@ fn read_times(path: &Path) -> Result<Timings> {
 
 fn read_part(dir: &PathBuf) -> Result<Part<'_>> {
     let mpath = dir.join("manifest.json");
+    crate::evidence::manifest::check_recorded_outputs(
+        dir,
+        "manifest.json",
+        &["lipschitz.csv", "global.json"],
+    )?;
     let manifest = Manifest::read(&mpath)?;
     if manifest.command != "lipschitz" {
         return Err(Error::BadInput(format!(

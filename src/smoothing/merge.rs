@@ -6,6 +6,7 @@ use super::manifest::CertifyManifest;
 use super::output::write_run;
 use super::record::{CertifyRecord, read_csv};
 use crate::error::{Error, Result};
+use crate::evidence::manifest::check_recorded_outputs;
 use std::path::{Path, PathBuf};
 
 /// Reads, checks and merges `shards` into `out`.
@@ -17,6 +18,11 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
     }
     let mut parts: Vec<(CertifyManifest, Vec<CertifyRecord>, &PathBuf)> = Vec::new();
     for dir in shards {
+        check_recorded_outputs(
+            dir,
+            super::manifest::PROVENANCE,
+            &["certify.csv", "manifest.json"],
+        )?;
         let m = CertifyManifest::read(&dir.join("manifest.json"))?;
         let r = read_csv(&dir.join("certify.csv"))?;
         parts.push((m, r, dir));

@@ -13,6 +13,10 @@ use super::record::CertifyRecord;
 use crate::error::{Error, Result};
 use indicatif::ProgressBar;
 
+/// The most noisy copies per sample, n0 + n: 2⁵³, so that every count converts to f64 exactly
+/// (Clopper–Pearson and the score bounds compute in f64).
+pub const MAX_COPIES: u64 = 1 << 53;
+
 /// The Monte Carlo parameters of a certification run.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SmoothingParams {
@@ -44,6 +48,12 @@ impl SmoothingParams {
         if self.n0 == 0 || self.n == 0 {
             return Err(Error::BadInput(format!(
                 "--n0 and --n must be at least 1, got {} and {}",
+                self.n0, self.n
+            )));
+        }
+        if self.n0.checked_add(self.n).is_none_or(|t| t > MAX_COPIES) {
+            return Err(Error::BadInput(format!(
+                "--n0 + --n must be at most 2^53 (counts stay exact in f64), got {} + {}",
                 self.n0, self.n
             )));
         }
