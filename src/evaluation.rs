@@ -63,11 +63,11 @@ pub fn score_dataset(
     for chunk in all.chunks(batch) {
         let x = d.batch(chunk, device)?;
         let logits = model.logits_no_grad(&x)?;
-        score::check_finite_logits(&logits).map_err(|e| {
-            Error::CheckFailed(format!(
-                "{} (dataset {}, from index {})",
-                e, d.name, chunk[0]
-            ))
+        score::check_finite_logits(&logits).map_err(|e| match e {
+            Error::BadInput(m) => {
+                Error::BadInput(format!("{m} (dataset {}, from index {})", d.name, chunk[0]))
+            }
+            other => other,
         })?;
         let s = score::score(
             &score::scored_logits(model, logits.clone(), kind)?,

@@ -180,13 +180,14 @@ pub fn per_sample_norm(g: &Tensor, q: f64) -> Result<Vec<f64>> {
     Ok(v.to_vec1::<f64>()?)
 }
 
-/// Errors with the offending sample when any logit is NaN or ±∞.
+/// Errors with the offending sample when any logit is NaN or ±∞: the model file cannot score
+/// that input, which is bad input (exit 2), not a failed certificate.
 pub fn check_finite_logits(logits: &Tensor) -> Result<()> {
     let v = logits.to_dtype(DType::F64)?.to_vec2::<f64>()?;
     for (i, row) in v.iter().enumerate() {
         if let Some(k) = row.iter().position(|z| !z.is_finite()) {
-            return Err(Error::CheckFailed(format!(
-                "model produced a non-finite logit ({}) for sample {i} of the batch, class {k}",
+            return Err(Error::BadInput(format!(
+                "model produced a non-finite logit ({}) for sample {i} of the batch, class {k}; check the model's weights and normalisation",
                 row[k]
             )));
         }
@@ -295,7 +296,9 @@ mod tests {
     #[test]
     fn nan_logits_are_reported() {
         let z = Tensor::new(&[[1.0f32, f32::NAN]], &Device::Cpu).unwrap();
-        let err = check_finite_logits(&z).unwrap_err().to_string();
+        let err = check_finite_logits(&z).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+        let err = err.to_string();
         assert!(err.contains("sample 0") && err.contains("class 1"), "{err}");
     }
 

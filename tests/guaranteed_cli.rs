@@ -250,7 +250,7 @@ fn reproduce_replays_a_guaranteed_run_bit_for_bit() {
     assert!((0..diff.rows.len()).all(|r| diff.cell(r, ci) == "yes"));
     // A recorded hash that the replay does not match: reported, exit 1.
     let m = out.join("manifest.json");
-    let sha = oodcert::evidence::sha256_file(&out.join("guaranteed.csv")).unwrap();
+    let sha = oodcert::evidence::sha256_file(out.join("guaranteed.csv")).unwrap();
     let text = std::fs::read_to_string(&m).unwrap();
     assert!(text.contains(&sha));
     std::fs::write(&m, text.replace(&sha, &"0".repeat(64))).unwrap();

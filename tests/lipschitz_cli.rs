@@ -329,6 +329,33 @@ fn lipschitz_cli_shards_merge_and_reproduce() {
     let o = lip("s2", &["--shard", "2/2"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(!dir.path().join("s2").exists());
+    // An --out holding another command's run is refused before anything is written.
+    let before = read("s0/lipschitz.csv");
+    let o = oodcert(&[
+        "certify",
+        "--model",
+        mpath.to_str().unwrap(),
+        "--data",
+        "digits8:test",
+        "--sigma",
+        "0.25",
+        "--out",
+        "s0",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("holds the output of `oodcert lipschitz`"),
+        "{err}"
+    );
+    assert_eq!(read("s0/lipschitz.csv"), before);
+    assert!(!dir.path().join("s0/certify.csv").exists());
+    std::fs::create_dir(dir.path().join("c")).unwrap();
+    std::fs::write(dir.path().join("c/certify.csv"), "idx\n").unwrap();
+    let o = lip("c", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds the output of `oodcert certify`"));
+    assert!(!dir.path().join("c/lipschitz.csv").exists());
     // A shard edited after its run: refused by the SHA-256 its manifest records.
     std::fs::create_dir(dir.path().join("e1")).unwrap();
     for f in [

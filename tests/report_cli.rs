@@ -257,7 +257,7 @@ fn summary_numbers_match_their_sources() {
     assert_eq!(get(&h, lfw, "fpr95"), "0.0015");
     assert_eq!(get(&h, lfw, "auroc"), "0.99875");
     assert_eq!(get(&h, lfw, "run"), EVAL);
-    let sha = oodcert::evidence::sha256_file(&runs.join(EVAL).join("manifest.json")).unwrap();
+    let sha = oodcert::evidence::sha256_file(runs.join(EVAL).join("manifest.json")).unwrap();
     assert_eq!(get(&h, lfw, "manifest_sha256"), sha);
 
     let (h, rows) = read_csv(&out.join("tables/train_summary.csv"));
@@ -550,7 +550,7 @@ fn markdown_links_resolve_and_every_number_is_linked() {
         1,
         "convention once"
     );
-    let sha = oodcert::evidence::sha256_file(&runs.join("cert/manifest.json")).unwrap();
+    let sha = oodcert::evidence::sha256_file(runs.join("cert/manifest.json")).unwrap();
     assert!(md.contains(&sha));
 }
 
@@ -814,7 +814,7 @@ fn html_page_is_valid_self_contained_and_its_links_resolve() {
     );
     for (f, sha) in &m.outputs {
         assert_eq!(
-            &oodcert::evidence::sha256_file(&out.join(f)).unwrap(),
+            &oodcert::evidence::sha256_file(out.join(f)).unwrap(),
             sha,
             "{f}"
         );

@@ -200,6 +200,7 @@ pub fn run(a: Args) -> Result<()> {
         coupling: a.coupling,
     };
     params.check()?;
+    crate::evidence::manifest::check_out_dir(&a.out, "certify")?;
     let shard = a.shard.as_deref().map(Shard::parse).transpose()?;
     let clip_quantiles = pair(&a.clip_quantiles, "clip-quantiles")?;
     let (qa, qb) = clip_quantiles;

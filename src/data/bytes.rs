@@ -53,8 +53,10 @@ pub fn sha256_concat_hex<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Strin
     hex::encode(h.finalize())
 }
 
-/// Lower-case hex SHA-256 of a file's bytes, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
+/// Lower-case hex SHA-256 of a file's bytes, streamed (the one implementation: `model` and
+/// `evidence` re-export it).
+pub fn sha256_file(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
     let mut f = std::fs::File::open(path)
         .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
     let mut h = Sha256::new();

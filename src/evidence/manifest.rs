@@ -4,8 +4,6 @@
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::io::Read;
 use std::path::Path;
 
 /// A dataset as used by a run.
@@ -87,7 +85,7 @@ impl Manifest {
 
     /// Records an output file of the run (its SHA-256 is read from disk).
     pub fn add_output(&mut self, dir: &Path, name: &str) -> Result<()> {
-        let h = sha256_file(&dir.join(name))?;
+        let h = sha256_file(dir.join(name))?;
         self.outputs.push((name.to_string(), h));
         Ok(())
     }
@@ -129,6 +127,36 @@ pub fn with_invocation<T>(argv: Vec<String>, f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// The command whose run `dir` holds, if any: `certify` or `lipschitz` by their result files,
+/// else the `command` of a provenance record (`provenance.json` or a [`Manifest`]-form
+/// `manifest.json`).
+fn occupant(dir: &Path) -> Option<String> {
+    for (file, command) in [("certify.csv", "certify"), ("lipschitz.csv", "lipschitz")] {
+        if dir.join(file).is_file() {
+            return Some(command.to_string());
+        }
+    }
+    ["provenance.json", "manifest.json"]
+        .iter()
+        .map(|f| dir.join(f))
+        .filter(|p| p.is_file())
+        .find_map(|p| Manifest::read(&p).ok().map(|m| m.command))
+}
+
+/// Refuses to write a `command` run into `dir` when `dir` holds the run of another command (its
+/// files would stay beside the new ones, and `verify`, `merge` or `report` would read a mixed
+/// directory). A missing or empty directory, or one holding an earlier run of `command`
+/// (which is overwritten), is fine.
+pub fn check_out_dir(dir: &Path, command: &str) -> Result<()> {
+    match occupant(dir) {
+        Some(other) if other != command => Err(Error::BadInput(format!(
+            "{} holds the output of `oodcert {other}`; give `oodcert {command}` another --out",
+            dir.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Checks that the files `names` in `dir` still have the SHA-256 that the run's record
 /// `dir/record` (a [`Manifest`]) lists among its outputs: merging a shard whose result file was
 /// edited or damaged after its run would pass the damage on into the merged "single run". Files
@@ -140,7 +168,7 @@ pub fn check_recorded_outputs(dir: &Path, record: &str, names: &[&str]) -> Resul
     }
     let recorded = Manifest::read(&path)?;
     for (name, want) in &recorded.outputs {
-        if names.contains(&name.as_str()) && sha256_file(&dir.join(name))? != *want {
+        if names.contains(&name.as_str()) && sha256_file(dir.join(name))? != *want {
             return Err(Error::BadInput(format!(
                 "{}: {name} is not the file its run wrote (its SHA-256 differs from the one {record} records): re-run this shard",
                 dir.display()
@@ -150,23 +178,7 @@ pub fn check_recorded_outputs(dir: &Path, record: &str, names: &[&str]) -> Resul
     Ok(())
 }
 
-/// SHA-256 (hex) of a file's bytes, streamed.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f
-            .read(&mut buf)
-            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
+pub use crate::data::bytes::sha256_file;
 
 /// The git revision of the source tree this binary was built from, and whether it had changes.
 fn git_state() -> (String, bool) {

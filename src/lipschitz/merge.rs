@@ -107,6 +107,7 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<Vec<LipschitzRecord>> {
             "merge needs at least one shard directory".into(),
         ));
     }
+    crate::evidence::manifest::check_out_dir(out, "lipschitz")?;
     let mut parts = shards.iter().map(read_part).collect::<Result<Vec<_>>>()?;
     let first = &parts[0];
     let (reference, count) = (identity(&first.manifest), first.shard.count);

@@ -79,6 +79,7 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
     let started = Instant::now();
     let o = &cfg.options;
     o.check()?;
+    crate::evidence::manifest::check_out_dir(&cfg.out, "lipschitz")?;
     let methods = o.methods();
     let device = Device::Cpu;
     let model = Model::load_energy_of_as(&cfg.model, &device, o.score, "--score", DType::F64)?;

@@ -8,9 +8,8 @@ use crate::error::{Error, Result};
 use candle_core::safetensors::Load;
 use candle_core::{DType, Device, Tensor};
 use safetensors::SafeTensors;
-use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// Metadata key holding the format tag.
@@ -41,22 +40,7 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Hex SHA-256 of a file's bytes (streamed).
-pub fn sha256_file(path: impl AsRef<Path>) -> Result<String> {
-    let path = path.as_ref();
-    let ctx = || format!("reading {}", path.display());
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(ctx(), e))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(|e| Error::io(ctx(), e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
+pub use crate::data::bytes::sha256_file;
 
 /// The error for PyTorch pickle checkpoints, which we refuse to read.
 fn pickle_refusal(path: &Path) -> Error {

@@ -16,6 +16,7 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
             "merge needs at least one shard directory".into(),
         ));
     }
+    crate::evidence::manifest::check_out_dir(out, "certify")?;
     let mut parts: Vec<(CertifyManifest, Vec<CertifyRecord>, &PathBuf)> = Vec::new();
     for dir in shards {
         check_recorded_outputs(

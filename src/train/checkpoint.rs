@@ -73,8 +73,8 @@ pub fn save(
     })?;
     let latest = Latest {
         step,
-        model_sha256: sha256_file(&dir.join(&model_file))?,
-        optim_sha256: sha256_file(&dir.join(&optim_file))?,
+        model_sha256: sha256_file(dir.join(&model_file))?,
+        optim_sha256: sha256_file(dir.join(&optim_file))?,
         model_file,
         optim_file,
         config_sha256: config_sha256.to_string(),
