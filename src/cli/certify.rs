@@ -271,15 +271,15 @@ pub fn run(a: Args) -> Result<()> {
             .id_val
             .clone()
             .unwrap_or_else(|| crate::data::class_filter::train_split_of(&a.data));
+        let sub = a
+            .subset
+            .apply(load(&name)?, a.cal_limit as usize, "--cal-limit")?;
         eprintln!(
             "certify: ID validation set {name} ({} images, {} subset)",
-            a.cal_limit,
+            sub.data.len(),
             a.subset.rule.name()
         );
-        Some(
-            a.subset
-                .apply(load(&name)?, a.cal_limit as usize, "--cal-limit")?,
-        )
+        Some(sub)
     } else {
         None
     };
