@@ -40,6 +40,9 @@ fn main() -> Result<()> {
     let (model_path, data): (String, String) = (arg(&args, 1, None)?, arg(&args, 2, None)?);
     let eps: f64 = arg(&args, 3, None)?;
     let (images, samples): (usize, usize) = (arg(&args, 4, Some(2))?, arg(&args, 5, Some(3000))?);
+    if samples == 0 {
+        return Err(Error::BadInput("SAMPLES must be at least 1".into()));
+    }
     let model = Model::load_energy_of_as(
         &model_path,
         &candle_core::Device::Cpu,

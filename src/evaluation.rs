@@ -153,6 +153,7 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
     let t0 = std::time::Instant::now();
     score::check_temperature(cfg.temperature)?;
     cfg.rule.validate()?;
+    crate::evidence::manifest::check_out_dir(&cfg.out, "eval")?;
     if cfg.ood.is_empty() {
         return Err(Error::BadInput(
             "eval needs at least one OOD set (--ood)".into(),

@@ -133,6 +133,7 @@ pub fn guaranteed_curves(rows: &[SampleBounds], eps: &[f64]) -> Result<Vec<Guara
 pub fn run(cfg: &GuaranteedConfig) -> Result<Vec<GuaranteedRow>> {
     let t0 = std::time::Instant::now();
     crate::score::check_temperature(cfg.temperature)?;
+    crate::evidence::manifest::check_out_dir(&cfg.out, "guaranteed")?;
     if cfg.ood.is_empty() {
         return Err(Error::BadInput(
             "guaranteed needs at least one --ood set".into(),

@@ -187,7 +187,7 @@ pub fn check_finite_logits(logits: &Tensor) -> Result<()> {
     for (i, row) in v.iter().enumerate() {
         if let Some(k) = row.iter().position(|z| !z.is_finite()) {
             return Err(Error::BadInput(format!(
-                "model produced a non-finite logit ({}) for sample {i} of the batch, class {k}; check the model's weights and normalisation",
+                "model produced a non-finite logit ({}) for sample {i} of the batch, class {k}: the model cannot score this input (check its weights and normalisation)",
                 row[k]
             )));
         }

@@ -356,6 +356,28 @@ fn lipschitz_cli_shards_merge_and_reproduce() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("holds the output of `oodcert certify`"));
     assert!(!dir.path().join("c/lipschitz.csv").exists());
+    // A folder known only by its provenance record (here a bare one, as an older version might
+    // have written it): lipschitz and merge refuse it; merging again into the merge's own
+    // folder is fine.
+    std::fs::create_dir(dir.path().join("ev")).unwrap();
+    std::fs::write(
+        dir.path().join("ev/manifest.json"),
+        r#"{"command": "eval"}"#,
+    )
+    .unwrap();
+    let o = lip("ev", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds the output of `oodcert eval`"));
+    let o = oodcert(&["merge", "--out", "ev", "s0", "s1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("holds the output of `oodcert eval`"));
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("ev")).unwrap().count(),
+        1,
+        "nothing written"
+    );
+    ok(oodcert(&["merge", "--out", "all", "s0", "s1"]));
+    assert_eq!(read("one/lipschitz.csv"), read("all/lipschitz.csv"));
     // A shard edited after its run: refused by the SHA-256 its manifest records.
     std::fs::create_dir(dir.path().join("e1")).unwrap();
     for f in [

@@ -390,7 +390,7 @@ pub fn run(a: Args) -> Result<()> {
         a.batch,
         rayon::current_num_threads()
     );
-    let bar = progress_bar(mine * (a.n0 + a.n), "certify");
+    let bar = progress_bar(mine.saturating_mul(a.n0 + a.n), "certify");
     let chosen: Vec<Vec<u64>> = chosen
         .iter()
         .map(|c| c.iter().map(|&i| i as u64).collect())

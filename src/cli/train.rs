@@ -68,6 +68,7 @@ pub fn run_config(
     quiet: bool,
 ) -> Result<PathBuf> {
     let t0 = Instant::now();
+    crate::evidence::manifest::check_out_dir(out, "train")?;
     let opts = TrainOptions {
         out: out.to_path_buf(),
         data_root: data_root.to_path_buf(),

@@ -127,11 +127,18 @@ pub fn with_invocation<T>(argv: Vec<String>, f: impl FnOnce() -> T) -> T {
     out
 }
 
-/// The command whose run `dir` holds, if any: `certify` or `lipschitz` by their result files,
-/// else the `command` of a provenance record (`provenance.json` or a [`Manifest`]-form
-/// `manifest.json`).
+/// The command whose run `dir` holds, if any: by the result files each command writes, else by
+/// the `command` field of a provenance record (`provenance.json`, or a [`Manifest`]-form
+/// `manifest.json`; only that field is read, so a record of another oodcert version counts too).
 fn occupant(dir: &Path) -> Option<String> {
-    for (file, command) in [("certify.csv", "certify"), ("lipschitz.csv", "lipschitz")] {
+    const MARKERS: [(&str, &str); 5] = [
+        ("certify.csv", "certify"),
+        ("lipschitz.csv", "lipschitz"),
+        ("guaranteed.csv", "guaranteed"),
+        ("metrics.csv", "eval"),
+        ("train_log.csv", "train"),
+    ];
+    for (file, command) in MARKERS {
         if dir.join(file).is_file() {
             return Some(command.to_string());
         }
@@ -140,7 +147,10 @@ fn occupant(dir: &Path) -> Option<String> {
         .iter()
         .map(|f| dir.join(f))
         .filter(|p| p.is_file())
-        .find_map(|p| Manifest::read(&p).ok().map(|m| m.command))
+        .find_map(|p| {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
+            v.get("command")?.as_str().map(str::to_string)
+        })
 }
 
 /// Refuses to write a `command` run into `dir` when `dir` holds the run of another command (its
