@@ -178,12 +178,7 @@ impl<'m> DenseMc<'m> {
 
     /// Normalises one input as the tensor path does: (x − mean[c]) / std[c], two f32 roundings.
     fn normalise(&self, row: &mut [f32]) {
-        for (ch, plane) in row.chunks_mut(self.plane).enumerate() {
-            let (m, sd) = (self.mean[ch], self.std[ch]);
-            for v in plane {
-                *v = (*v - m) / sd;
-            }
-        }
+        crate::model::layers::normalise_image(row, self.plane, &self.mean, &self.std);
     }
 
     /// Scores of `count` inputs stored row-major in `x` (no noise): the tensor path's

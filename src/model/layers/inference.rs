@@ -185,34 +185,27 @@ fn linear_packed(l: &super::Linear, x: &Tensor) -> Result<Option<Tensor>> {
 /// it spares two full-size tensors and candle's CPU thread pool, whose workers spin at a barrier
 /// beside the GEMMs' threads (a third of the MLP's evaluation time on 2 cores).
 fn normalise_cpu(nz: &super::Normalize, x: &Tensor) -> Result<Tensor> {
+    use super::normalise_image;
     use rayon::prelude::*;
-    fn planes<T: Copy + Send + Sync>(
-        v: &mut [T],
-        plane: usize,
-        c: usize,
-        f: impl Fn(T, usize) -> T + Sync,
-    ) {
-        v.par_chunks_mut(plane.max(1))
-            .enumerate()
-            .for_each(|(i, p)| p.iter_mut().for_each(|e| *e = f(*e, i % c)));
-    }
     let (_, c, hh, ww) = x.dims4()?;
     let (mean, std) = (nz.mean(), nz.std());
     if c != mean.len() {
         return nz.forward(x);
     }
-    let plane = hh * ww;
+    let (plane, image) = (hh * ww, (c * hh * ww).max(1));
     match x.dtype() {
         DType::F32 => {
             let mut v = x.flatten_all()?.to_vec1::<f32>()?;
-            planes(&mut v, plane, c, |e, ch| (e - mean[ch]) / std[ch]);
+            v.par_chunks_mut(image)
+                .for_each(|im| normalise_image(im, plane, mean, std));
             Ok(Tensor::from_vec(v, x.dims(), x.device())?)
         }
         DType::F64 => {
             let mut v = x.flatten_all()?.to_vec1::<f64>()?;
-            planes(&mut v, plane, c, |e, ch| {
-                (e - f64::from(mean[ch])) / f64::from(std[ch])
-            });
+            let mean: Vec<f64> = mean.iter().map(|&m| f64::from(m)).collect();
+            let std: Vec<f64> = std.iter().map(|&s| f64::from(s)).collect();
+            v.par_chunks_mut(image)
+                .for_each(|im| normalise_image(im, plane, &mean, &std));
             Ok(Tensor::from_vec(v, x.dims(), x.device())?)
         }
         _ => nz.forward(x),

@@ -34,6 +34,7 @@ pub use inference::{DENSE_ROWS, infer_layers};
 pub use linear::Linear;
 pub use max_pool::{MaxGather2, MaxPool2Op, MaxUnpool2, max_pool2, max_pool2_hw, max_unpool2};
 pub use normalize::Normalize;
+pub(crate) use normalize::normalise_image;
 pub use relu::{ReluMask, ReluOp, relu, relu_mask};
 pub use residual_block::ResidualBlock;
 pub use window_pool::{PoolKind, WindowPool};

@@ -3,6 +3,20 @@
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 
+/// (x − μ_c) / σ_c in place over one image's consecutive channel planes of `plane` values: the
+/// subtraction and the division each rounded once, as [`Normalize::forward`]'s broadcast ops
+/// round them (the CPU evaluation forward and the dense Monte Carlo loop both use it).
+pub(crate) fn normalise_image<T>(image: &mut [T], plane: usize, mean: &[T], std: &[T])
+where
+    T: Copy + std::ops::Sub<Output = T> + std::ops::Div<Output = T>,
+{
+    for ((p, &m), &s) in image.chunks_mut(plane.max(1)).zip(mean).zip(std) {
+        for v in p {
+            *v = (*v - m) / s;
+        }
+    }
+}
+
 /// Per-channel affine normalisation of `(n, c, h, w)` inputs: y = (x − μ_c) / σ_c.
 #[derive(Debug, Clone)]
 pub struct Normalize {
