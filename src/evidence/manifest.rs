@@ -168,15 +168,15 @@ pub fn check_out_dir(dir: &Path, command: &str) -> Result<()> {
 }
 
 /// Checks that the files `names` in `dir` still have the SHA-256 that the run's record
-/// `dir/record` (a [`Manifest`]) lists among its outputs: merging a shard whose result file was
-/// edited or damaged after its run would pass the damage on into the merged "single run". Files
-/// the record does not list, and a missing record (runs of older versions), are not checked.
-pub fn check_recorded_outputs(dir: &Path, record: &str, names: &[&str]) -> Result<()> {
-    let path = dir.join(record);
-    if !path.is_file() {
-        return Ok(());
-    }
-    let recorded = Manifest::read(&path)?;
+/// `recorded` (read from `dir/record`) lists among its outputs: merging a shard whose result
+/// file was edited or damaged after its run would pass the damage on into the merged "single
+/// run". Files the record does not list are not checked.
+pub fn check_recorded_outputs(
+    dir: &Path,
+    record: &str,
+    recorded: &Manifest,
+    names: &[&str],
+) -> Result<()> {
     for (name, want) in &recorded.outputs {
         if names.contains(&name.as_str()) && sha256_file(dir.join(name))? != *want {
             return Err(Error::BadInput(format!(

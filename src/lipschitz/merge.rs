@@ -56,12 +56,13 @@ fn read_times(path: &Path) -> Result<Timings> {
 
 fn read_part(dir: &PathBuf) -> Result<Part<'_>> {
     let mpath = dir.join("manifest.json");
+    let manifest = Manifest::read(&mpath)?;
     crate::evidence::manifest::check_recorded_outputs(
         dir,
         "manifest.json",
+        &manifest,
         &["lipschitz.csv", "global.json"],
     )?;
-    let manifest = Manifest::read(&mpath)?;
     if manifest.command != "lipschitz" {
         return Err(Error::BadInput(format!(
             "{}: not a `oodcert lipschitz` shard (its manifest records `{}`)",

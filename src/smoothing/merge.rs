@@ -2,7 +2,7 @@
 //! refusing shards whose manifests differ (beyond the shard field), a missing or repeated shard,
 //! or a shard whose rows are not exactly its slice of the sample list.
 
-use super::manifest::CertifyManifest;
+use super::manifest::{CertifyManifest, PROVENANCE};
 use super::output::write_run;
 use super::record::{CertifyRecord, read_csv};
 use crate::error::{Error, Result};
@@ -19,11 +19,17 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
     crate::evidence::manifest::check_out_dir(out, "certify")?;
     let mut parts: Vec<(CertifyManifest, Vec<CertifyRecord>, &PathBuf)> = Vec::new();
     for dir in shards {
-        check_recorded_outputs(
-            dir,
-            super::manifest::PROVENANCE,
-            &["certify.csv", "manifest.json"],
-        )?;
+        // A shard of an older version has no provenance record, so nothing to check it against.
+        let record = dir.join(PROVENANCE);
+        if record.is_file() {
+            let recorded = crate::evidence::Manifest::read(&record)?;
+            check_recorded_outputs(
+                dir,
+                PROVENANCE,
+                &recorded,
+                &["certify.csv", "manifest.json"],
+            )?;
+        }
         let m = CertifyManifest::read(&dir.join("manifest.json"))?;
         let r = read_csv(&dir.join("certify.csv"))?;
         parts.push((m, r, dir));
