@@ -172,3 +172,32 @@ fn the_packed_kernel_applies_to_the_mlp_where_the_cpu_has_it() {
     };
     assert_eq!(mc.packed().uses_packed_kernel(), avx512);
 }
+
+/// The fused loop is pipelined (batch b + 1 computed while batch b is visited); a visit that fails
+/// still stops it at once with its own error: no later batch is visited, and the batches before
+/// it were visited in copy order.
+#[test]
+fn a_failing_visit_stops_the_pipelined_loop_with_its_error() {
+    let m = model(Arch::Mlp { hidden: vec![8] }, [1, 6, 6], 3, DType::F32);
+    let scorer = ModelScorer {
+        model: &m,
+        device: Device::Cpu,
+        kind: ScoreKind::Energy,
+        temperature: 1.0,
+    };
+    let key = NoiseKey::with_layout(0, "test", NoiseLayout::V2);
+    let x = vec![0.5f32; 36];
+    let bar = ProgressBar::hidden();
+    let mut seen = Vec::new();
+    let err = noisy_scores_checked(&scorer, &key, 3, &x, 0.25, 0..50, 10, &bar, |sc, _| {
+        seen.push(sc.len());
+        if seen.len() == 2 {
+            return Err(oodcert::error::Error::CheckFailed("visit 2".into()));
+        }
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(err.to_string().contains("visit 2"), "{err}");
+    assert_eq!(seen, [10, 10]);
+    assert_eq!(bar.position(), 10);
+}

@@ -116,10 +116,11 @@ impl<'m> DenseMc<'m> {
         self.layers.last().map_or(0, |l| l.out)
     }
 
-    /// Scores of copies `start..start + count` of sample `index` (input `x`) and, per copy,
-    /// whether its noise is exact: the engine's `noisy_scores_checked` for one batch.
+    /// The logits `(count, classes)` of copies `start..start + count` of sample `index` and, per
+    /// copy, whether its noise is exact (blocks of [`DENSE_ROWS`] copies on rayon): with
+    /// [`Self::scores_of_logits`], the engine's `noisy_scores_checked` for one batch.
     #[allow(clippy::too_many_arguments)]
-    pub fn noisy_batch(
+    pub fn noisy_logits(
         &self,
         key: &NoiseKey,
         index: u64,
@@ -127,10 +128,8 @@ impl<'m> DenseMc<'m> {
         sigma: f64,
         start: u64,
         count: usize,
-        kind: ScoreKind,
-        temperature: f64,
         exact: &mut [bool],
-    ) -> Result<Vec<f64>> {
+    ) -> Result<Vec<f32>> {
         let (d, k) = (self.dim(), self.classes());
         if x.len() != d || exact.len() < count {
             return Err(Error::Internal(
@@ -146,7 +145,19 @@ impl<'m> DenseMc<'m> {
                 let first = start + (blk * DENSE_ROWS) as u64;
                 self.block(s, key, index, x, sigma, first, lg, ex)
             })?;
-        let t = Tensor::from_vec(logits, (count, k), &Device::Cpu)?;
+        Ok(logits)
+    }
+
+    /// The scores of `count` rows of logits from [`Self::noisy_logits`] (the tensor path's
+    /// `score_logits`, so the same bits).
+    pub fn scores_of_logits(
+        &self,
+        logits: Vec<f32>,
+        count: usize,
+        kind: ScoreKind,
+        temperature: f64,
+    ) -> Result<Vec<f64>> {
+        let t = Tensor::from_vec(logits, (count, self.classes()), &Device::Cpu)?;
         score_logits(self.model, t, kind, temperature)
     }
 

@@ -2,7 +2,9 @@
 //!
 //! Copy c of sample i always gets the noise of [`NoiseKey::add_noise`]`(i, c)`, whatever the batch
 //! size or thread count; batches are filled in parallel (rayon) and scored one batch at a time,
-//! so memory is O(batch·d) whatever the number of copies.
+//! so memory is O(batch·d) whatever the number of copies. The fused dense loop overlaps the
+//! scoring and visit of one batch with the computation of the next ([`DenseMc`]), with the same
+//! results in the same order.
 
 use super::coupling::Coupling;
 use super::dense_mc::DenseMc;
@@ -127,7 +129,7 @@ pub fn noisy_scores(
     copies: Range<u64>,
     batch: usize,
     progress: &ProgressBar,
-    mut visit: impl FnMut(&[f64]) -> Result<()>,
+    mut visit: impl FnMut(&[f64]) -> Result<()> + Send,
 ) -> Result<()> {
     noisy_scores_checked(
         scorer,
@@ -154,7 +156,7 @@ pub fn noisy_scores_checked(
     copies: Range<u64>,
     batch: usize,
     progress: &ProgressBar,
-    visit: impl FnMut(&[f64], &[bool]) -> Result<()>,
+    visit: impl FnMut(&[f64], &[bool]) -> Result<()> + Send,
 ) -> Result<()> {
     let dense = dense_for(scorer, copies.clone())?;
     scores_checked_with(
@@ -184,7 +186,7 @@ fn scores_checked_with(
     copies: Range<u64>,
     batch: usize,
     progress: &ProgressBar,
-    mut visit: impl FnMut(&[f64], &[bool]) -> Result<()>,
+    mut visit: impl FnMut(&[f64], &[bool]) -> Result<()> + Send,
 ) -> Result<()> {
     let d = scorer.dim();
     if x.len() != d {
@@ -197,29 +199,79 @@ fn scores_checked_with(
         return Err(Error::BadInput("--batch must be at least 1".into()));
     }
     key.check_range(copies.end, d)?;
+    if let Some(dense) = dense {
+        return dense_pipeline(dense, key, index, x, sigma, copies, batch, progress, visit);
+    }
     let rows = batch.min((copies.end - copies.start) as usize);
-    let mut buf = vec![0.0f32; if dense.is_some() { 0 } else { rows * d }];
+    let mut buf = vec![0.0f32; rows * d];
     let mut exact = vec![true; rows];
     let mut start = copies.start;
     while start < copies.end {
         let count = ((copies.end - start) as usize).min(batch);
-        let s = if let Some((mc, kind, t)) = dense {
-            mc.noisy_batch(key, index, x, sigma, start, count, *kind, *t, &mut exact)?
-        } else {
-            let chunk = &mut buf[..count * d];
-            chunk
-                .par_chunks_mut(d.max(1))
-                .zip(exact[..count].par_iter_mut())
-                .enumerate()
-                .for_each(|(j, (row, ok))| {
-                    *ok = key.add_noise_checked(index, start + j as u64, sigma, x, row)
-                });
-            scorer.score_flat(chunk, count)?
-        };
+        let chunk = &mut buf[..count * d];
+        chunk
+            .par_chunks_mut(d.max(1))
+            .zip(exact[..count].par_iter_mut())
+            .enumerate()
+            .for_each(|(j, (row, ok))| {
+                *ok = key.add_noise_checked(index, start + j as u64, sigma, x, row)
+            });
+        let s = scorer.score_flat(chunk, count)?;
         check_scores(&s, count)?;
         visit(&s, &exact[..count])?;
         progress.inc(count as u64);
         start += count as u64;
+    }
+    Ok(())
+}
+
+/// One batch of the dense loop whose logits are computed and whose visit is pending.
+struct Pending {
+    logits: Vec<f32>,
+    exact: Vec<bool>,
+}
+
+/// [`scores_checked_with`] on the fused dense loop, pipelined: while the rayon blocks compute the
+/// logits of batch b + 1, one thread scores batch b and runs `visit` on it (which, for
+/// certification, scores the batch's inexact copies' candidates). Batches are computed,
+/// scored and visited in copy order, each a function of its own copies only, so the results are
+/// those of the sequential loop; an error of visit b is reported before one of batch b + 1.
+#[allow(clippy::too_many_arguments)]
+fn dense_pipeline(
+    (mc, kind, t): &(DenseMc<'_>, ScoreKind, f64),
+    key: &NoiseKey,
+    index: u64,
+    x: &[f32],
+    sigma: f64,
+    copies: Range<u64>,
+    batch: usize,
+    progress: &ProgressBar,
+    mut visit: impl FnMut(&[f64], &[bool]) -> Result<()> + Send,
+) -> Result<()> {
+    let compute = |start: u64| -> Result<Option<Pending>> {
+        let count = (copies.end.saturating_sub(start) as usize).min(batch);
+        if count == 0 {
+            return Ok(None);
+        }
+        let mut exact = vec![true; count];
+        let logits = mc.noisy_logits(key, index, x, sigma, start, count, &mut exact)?;
+        Ok(Some(Pending { logits, exact }))
+    };
+    let mut finish = |p: Pending| -> Result<()> {
+        let count = p.exact.len();
+        let s = mc.scores_of_logits(p.logits, count, *kind, *t)?;
+        check_scores(&s, count)?;
+        visit(&s, &p.exact)?;
+        progress.inc(count as u64);
+        Ok(())
+    };
+    let mut next = copies.start;
+    let mut pending = compute(next)?;
+    while let Some(p) = pending {
+        next += p.exact.len() as u64;
+        let (done, ahead) = rayon::join(|| finish(p), || compute(next));
+        done?;
+        pending = ahead?;
     }
     Ok(())
 }
@@ -239,7 +291,7 @@ pub fn noisy_score_intervals(
     batch: usize,
     coupling: Coupling,
     progress: &ProgressBar,
-    mut visit: impl FnMut(&[f64], &[(f64, f64)]) -> Result<()>,
+    mut visit: impl FnMut(&[f64], &[(f64, f64)]) -> Result<()> + Send,
 ) -> Result<()> {
     let mut next = copies.start;
     let mut iv = Vec::new();

@@ -171,21 +171,36 @@ fn add_noise_deciding(
     let (mut xb, mut ob, mut sure) = ([0.0f32; 2 * CHUNK], [0.0f32; 2 * CHUNK], [false; CHUNK]);
     for m0 in (0..pairs).step_by(CHUNK) {
         let (v0, v1) = (2 * m0, (2 * (m0 + CHUNK)).min(d));
-        let len = v1 - v0;
-        xb[..len].copy_from_slice(&x[v0..v1]);
-        xb[len..].fill(0.0);
-        chunk(
-            key,
-            index,
-            copy as u32,
-            m0 as u32,
-            sigma,
-            &xb,
-            &mut ob,
-            &mut sure,
-        );
-        out[v0..v1].copy_from_slice(&ob[..len]);
-        for (j, &s) in sure.iter().enumerate().take(pairs - m0) {
+        let full = (&x[v0..v1])
+            .try_into()
+            .ok()
+            .zip((&mut out[v0..v1]).try_into().ok());
+        if let Some((xs, os)) = full {
+            // A whole chunk: straight from x into out.
+            chunk(key, index, copy as u32, m0 as u32, sigma, xs, os, &mut sure);
+        } else {
+            // The last, partial chunk goes through zero-padded buffers.
+            let len = v1 - v0;
+            xb[..len].copy_from_slice(&x[v0..v1]);
+            xb[len..].fill(0.0);
+            chunk(
+                key,
+                index,
+                copy as u32,
+                m0 as u32,
+                sigma,
+                &xb,
+                &mut ob,
+                &mut sure,
+            );
+            out[v0..v1].copy_from_slice(&ob[..len]);
+        }
+        let n = CHUNK.min(pairs - m0);
+        if sure[..n].iter().all(|&s| s) {
+            (m0..m0 + n).for_each(|m| decide(m, true));
+            continue;
+        }
+        for (j, &s) in sure[..n].iter().enumerate() {
             let m = m0 + j;
             // A padded second value (odd d) only makes the sufficient test stricter.
             let ok = s || {
