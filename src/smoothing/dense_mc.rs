@@ -14,10 +14,10 @@
 use super::noise::NoiseKey;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
-use crate::model::layers::DENSE_ROWS;
 use crate::model::layers::dense_gemm::PackedLinear;
 use crate::model::layers::gemm::{Mat, gemm_into};
 use crate::model::layers::relu::relu_in_place;
+use crate::model::layers::{DENSE_ROWS, add_bias};
 use crate::score::{ScoreKind, score_logits};
 use crate::train::dense_step::DenseNet;
 use candle_core::{DType, Device, Tensor};
@@ -243,11 +243,7 @@ impl<'m> DenseMc<'m> {
             let w = Mat::row_major(&l.w, l.out, l.inp).t();
             gemm_into(&mut o, lhs, w, false, false)?;
             if let Some(b) = &l.b {
-                for row in o.chunks_exact_mut(l.out) {
-                    for (v, bi) in row.iter_mut().zip(b) {
-                        *v += bi;
-                    }
-                }
+                o.chunks_exact_mut(l.out).for_each(|row| add_bias(row, b));
             }
             if i < last {
                 relu_in_place(&mut o);
@@ -273,9 +269,7 @@ impl<'m> DenseMc<'m> {
             for row in o.chunks_exact_mut(ldo).take(rows) {
                 let row = &mut row[..l.out];
                 if let Some(b) = &l.b {
-                    for (v, bi) in row.iter_mut().zip(b) {
-                        *v += bi;
-                    }
+                    add_bias(row, b);
                 }
                 if i < last {
                     relu_in_place(row);

@@ -169,9 +169,7 @@ fn linear_packed(l: &super::Linear, x: &Tensor) -> Result<Option<Tensor>> {
                 for (dst, src) in yc.chunks_exact_mut(out).zip(buf.chunks_exact(ld)) {
                     dst.copy_from_slice(&src[..out]);
                     if let Some(b) = &bias {
-                        for (v, bi) in dst.iter_mut().zip(b) {
-                            *v += bi;
-                        }
+                        super::add_bias(dst, b);
                     }
                 }
             },

@@ -90,3 +90,12 @@ impl Linear {
         })
     }
 }
+
+/// Adds the bias to one output row in place (y += b, one f32 addition per entry, as the tensor
+/// path's broadcast add after the GEMM): the loops that run the GEMM themselves use it.
+#[inline]
+pub fn add_bias(row: &mut [f32], b: &[f32]) {
+    for (v, bi) in row.iter_mut().zip(b) {
+        *v += bi;
+    }
+}

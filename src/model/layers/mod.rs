@@ -31,7 +31,7 @@ pub use conv_gemm::{Conv2dOp, ConvInputAdjoint, ConvWeightAdjoint, conv2d_auto};
 pub use conv2d::Conv2d;
 pub use im2col::{ConvGeometry, col2im_sample, im2col_sample};
 pub use inference::{DENSE_ROWS, infer_layers};
-pub use linear::Linear;
+pub use linear::{Linear, add_bias};
 pub use max_pool::{MaxGather2, MaxPool2Op, MaxUnpool2, max_pool2, max_pool2_hw, max_unpool2};
 pub use normalize::Normalize;
 pub(crate) use normalize::normalise_image;
