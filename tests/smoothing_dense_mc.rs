@@ -94,7 +94,8 @@ fn fused_dense_loop_matches_the_tensor_path_bit_for_bit() {
                 let key = NoiseKey::with_layout(11, "toy:test", layout);
                 let want = run(&tensor, &key, &x, n, 1000);
                 // The tensor path's GEMMs run on rayon's pool; its bits must not depend on the
-                // thread count, or the fused (single-threaded) loop could not match them.
+                // thread count, or the fused loop (each block's GEMMs on one thread) could not
+                // match them.
                 for threads in [1, 3] {
                     let pool = rayon::ThreadPoolBuilder::new()
                         .num_threads(threads)
@@ -185,6 +186,10 @@ fn a_failing_visit_stops_the_pipelined_loop_with_its_error() {
         kind: ScoreKind::Energy,
         temperature: 1.0,
     };
+    assert!(
+        scorer.dense_mc().unwrap().is_some(),
+        "the fused loop must be the one tested"
+    );
     let key = NoiseKey::with_layout(0, "test", NoiseLayout::V2);
     let x = vec![0.5f32; 36];
     let bar = ProgressBar::hidden();

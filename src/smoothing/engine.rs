@@ -236,6 +236,8 @@ struct Pending {
 /// certification, scores the batch's inexact copies' candidates). Batches are computed,
 /// scored and visited in copy order, each a function of its own copies only, so the results are
 /// those of the sequential loop; an error of visit b is reported before one of batch b + 1.
+/// `visit` runs on a rayon worker, not on the caller's thread (hence `Send`): it must not rely
+/// on the caller's thread-locals.
 #[allow(clippy::too_many_arguments)]
 fn dense_pipeline(
     (mc, kind, t): &(DenseMc<'_>, ScoreKind, f64),

@@ -346,6 +346,65 @@ mod tests {
         assert!(fallbacks < pairs / 200, "{fallbacks} of {pairs}");
     }
 
+    /// Every input length cuts the copy into whole chunks (taken straight from x into out) and
+    /// at most one partial, padded chunk: lengths below, at and around the chunk's 64 values,
+    /// odd and even, give the scalar check's bits and pair-by-pair decisions, with σ tuned onto
+    /// a rounding midpoint in some copies so that both decisions occur.
+    #[test]
+    fn every_length_gives_the_scalar_bits_and_decisions() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(18);
+        let (mut pairs, mut rejected) = (0usize, 0usize);
+        for d in [0usize, 1, 2, 63, 64, 65, 127, 128, 129, 192] {
+            let mut z = vec![0.0f64; d];
+            for copy in 0..400u64 {
+                let x: Vec<f32> = (0..d)
+                    .map(|_| ((rng.next_u64() >> 40) as f32) / (1u64 << 24) as f32)
+                    .collect();
+                let mut sigma = 0.25;
+                if copy % 2 == 1 && d > 0 {
+                    super::super::noise_v2::fill(KEY, 9, copy, &mut z);
+                    let i = (rng.next_u64() % d as u64) as usize;
+                    if z[i].abs() > 0.05 {
+                        sigma = sigma_onto_midpoint(x[i], sigma, z[i]);
+                    }
+                }
+                let (mut out_f, mut out_s) = (vec![0.0f32; d], vec![0.0f32; d]);
+                let exact_s = super::super::noise_v2::add_noise_checked_scalar(
+                    KEY, 9, copy, sigma, &x, &mut out_s,
+                );
+                let mut seen = Vec::new();
+                add_noise_deciding(KEY, 9, copy, sigma, &x, &mut out_f, |m, ok| {
+                    let e = (2 * m + 2).min(d);
+                    let want = pair_is_exact(
+                        KEY,
+                        9,
+                        copy,
+                        m as u32,
+                        sigma,
+                        &x[2 * m..e],
+                        &out_s[2 * m..e],
+                    );
+                    assert_eq!(ok, want, "d {d} copy {copy} pair {m}");
+                    rejected += usize::from(!want);
+                    seen.push(m);
+                });
+                assert_eq!(seen, (0..d.div_ceil(2)).collect::<Vec<_>>(), "d {d}");
+                assert_eq!(
+                    out_f.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    out_s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "d {d} copy {copy}"
+                );
+                assert_eq!(
+                    add_noise_checked(KEY, 9, copy, sigma, &x, &mut out_f),
+                    exact_s,
+                    "d {d} copy {copy}"
+                );
+                pairs += seen.len();
+            }
+        }
+        assert!(pairs > 100_000 && rejected >= 100, "{pairs} {rejected}");
+    }
+
     /// η⁺ bounds the scalar cell bound for every kind of u₁: next to 1 (r ≈ 0, where the √q branch
     /// holds), in the far tail (u₁ a few cells, r ≈ 8.5), on every binade edge and at random.
     #[test]
