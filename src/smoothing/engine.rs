@@ -2,9 +2,9 @@
 //!
 //! Copy c of sample i always gets the noise of [`NoiseKey::add_noise`]`(i, c)`, whatever the batch
 //! size or thread count; batches are filled in parallel (rayon) and scored one batch at a time,
-//! so memory is O(batch·d) whatever the number of copies. The fused dense loop overlaps the
-//! scoring and visit of one batch with the computation of the next ([`DenseMc`]), with the same
-//! results in the same order.
+//! so memory is O(batch·d) whatever the number of copies. On the CPU the scoring and visit of
+//! one batch overlap the computation of the next (the noise, or for dense nets the fused noise
+//! and layers of [`DenseMc`]), with the same results in the same order.
 
 use super::coupling::Coupling;
 use super::dense_mc::DenseMc;
@@ -28,6 +28,11 @@ pub trait BatchScorer: Sync {
     /// copies, faster).
     fn dense_mc(&self) -> Result<Option<(DenseMc<'_>, ScoreKind, f64)>> {
         Ok(None)
+    }
+    /// Whether [`Self::score_flat`] may run on a rayon worker beside the filling of the next
+    /// batch (true for host-side scorers; a GPU device keeps its calls on the caller's thread).
+    fn overlaps(&self) -> bool {
+        true
     }
 }
 
@@ -56,6 +61,10 @@ impl BatchScorer for ModelScorer<'_> {
 
     fn dense_mc(&self) -> Result<Option<(DenseMc<'_>, ScoreKind, f64)>> {
         Ok(DenseMc::of(self.model, &self.device)?.map(|m| (m, self.kind, self.temperature)))
+    }
+
+    fn overlaps(&self) -> bool {
+        self.device.is_cpu()
     }
 }
 
@@ -199,83 +208,104 @@ fn scores_checked_with(
         return Err(Error::BadInput("--batch must be at least 1".into()));
     }
     key.check_range(copies.end, d)?;
-    if let Some(dense) = dense {
-        return dense_pipeline(dense, key, index, x, sigma, copies, batch, progress, visit);
-    }
-    let rows = batch.min((copies.end - copies.start) as usize);
-    let mut buf = vec![0.0f32; rows * d];
-    let mut exact = vec![true; rows];
-    let mut start = copies.start;
-    while start < copies.end {
-        let count = ((copies.end - start) as usize).min(batch);
-        let chunk = &mut buf[..count * d];
-        chunk
-            .par_chunks_mut(d.max(1))
-            .zip(exact[..count].par_iter_mut())
-            .enumerate()
-            .for_each(|(j, (row, ok))| {
-                *ok = key.add_noise_checked(index, start + j as u64, sigma, x, row)
-            });
-        let s = scorer.score_flat(chunk, count)?;
-        check_scores(&s, count)?;
-        visit(&s, &exact[..count])?;
-        progress.inc(count as u64);
-        start += count as u64;
-    }
-    Ok(())
-}
-
-/// One batch of the dense loop whose logits are computed and whose visit is pending.
-struct Pending {
-    logits: Vec<f32>,
-    exact: Vec<bool>,
-}
-
-/// [`scores_checked_with`] on the fused dense loop, pipelined: while the rayon blocks compute the
-/// logits of batch b + 1, one thread scores batch b and runs `visit` on it (which, for
-/// certification, scores the batch's inexact copies' candidates). Batches are computed,
-/// scored and visited in copy order, each a function of its own copies only, so the results are
-/// those of the sequential loop; an error of visit b is reported before one of batch b + 1.
-/// `visit` runs on a rayon worker, not on the caller's thread (hence `Send`): it must not rely
-/// on the caller's thread-locals.
-#[allow(clippy::too_many_arguments)]
-fn dense_pipeline(
-    (mc, kind, t): &(DenseMc<'_>, ScoreKind, f64),
-    key: &NoiseKey,
-    index: u64,
-    x: &[f32],
-    sigma: f64,
-    copies: Range<u64>,
-    batch: usize,
-    progress: &ProgressBar,
-    mut visit: impl FnMut(&[f64], &[bool]) -> Result<()> + Send,
-) -> Result<()> {
-    let compute = |start: u64| -> Result<Option<Pending>> {
-        let count = (copies.end.saturating_sub(start) as usize).min(batch);
-        if count == 0 {
-            return Ok(None);
-        }
-        let mut exact = vec![true; count];
-        let logits = mc.noisy_logits(key, index, x, sigma, start, count, &mut exact)?;
-        Ok(Some(Pending { logits, exact }))
-    };
-    let mut finish = |p: Pending| -> Result<()> {
-        let count = p.exact.len();
-        let s = mc.scores_of_logits(p.logits, count, *kind, *t)?;
-        check_scores(&s, count)?;
-        visit(&s, &p.exact)?;
-        progress.inc(count as u64);
+    let mut finish = |s: Vec<f64>, exact: &[bool]| -> Result<()> {
+        check_scores(&s, exact.len())?;
+        visit(&s, exact)?;
+        progress.inc(exact.len() as u64);
         Ok(())
     };
-    let mut next = copies.start;
-    let mut pending = compute(next)?;
-    while let Some(p) = pending {
-        next += p.exact.len() as u64;
-        let (done, ahead) = rayon::join(|| finish(p), || compute(next));
-        done?;
-        pending = ahead?;
+    if let Some((mc, kind, t)) = dense {
+        // A batch is its logits (from the fused loop's rayon blocks) and exactness flags.
+        return pipelined(
+            copies,
+            batch,
+            true,
+            Default::default(),
+            |start, count, (logits, exact): &mut (Vec<f32>, Vec<bool>)| {
+                exact.clear();
+                exact.resize(count, true);
+                *logits = mc.noisy_logits(key, index, x, sigma, start, count, exact)?;
+                Ok(())
+            },
+            |(logits, exact), _| {
+                let s = mc.scores_of_logits(std::mem::take(logits), exact.len(), *kind, *t)?;
+                finish(s, exact)
+            },
+        );
     }
-    Ok(())
+    // A batch is its noisy inputs (rows filled on rayon) and exactness flags.
+    pipelined(
+        copies,
+        batch,
+        scorer.overlaps(),
+        Default::default(),
+        |start, count, (buf, exact): &mut (Vec<f32>, Vec<bool>)| {
+            buf.resize(count * d, 0.0);
+            exact.resize(count, true);
+            buf[..count * d]
+                .par_chunks_mut(d.max(1))
+                .zip(exact[..count].par_iter_mut())
+                .enumerate()
+                .for_each(|(j, (row, ok))| {
+                    *ok = key.add_noise_checked(index, start + j as u64, sigma, x, row)
+                });
+            Ok(())
+        },
+        |(buf, exact), count| {
+            finish(
+                scorer.score_flat(&buf[..count * d], count)?,
+                &exact[..count],
+            )
+        },
+    )
+}
+
+/// Runs the batches of `copies` (at most `batch` copies each) in copy order, pipelined: `fill`
+/// computes batch b + 1 into one slot while `drain` consumes batch b from the other (scores it
+/// and visits it), on two rayon tasks at once ([`rayon::join`]; `fill` itself may use the
+/// whole pool, and takes the threads `drain` leaves idle). Each batch is a function of its own
+/// copies only, so the results are those of the sequential loop; an error of batch b's drain is
+/// reported before one of batch b + 1's fill, and nothing is drained after a failure. `drain`
+/// runs on a rayon worker, not on the caller's thread (hence `Send`): it must not rely on the
+/// caller's thread-locals. Memory: two slots. Without `overlap`, batch b is drained before
+/// batch b + 1 is filled, all on the caller's thread but for `fill`'s own parallelism.
+fn pipelined<S: Send>(
+    copies: Range<u64>,
+    batch: usize,
+    overlap: bool,
+    slots: [S; 2],
+    fill: impl Fn(u64, usize, &mut S) -> Result<()> + Sync,
+    mut drain: impl FnMut(&mut S, usize) -> Result<()> + Send,
+) -> Result<()> {
+    let count_at = |start: u64| (copies.end.saturating_sub(start) as usize).min(batch);
+    let [mut cur, mut next] = slots;
+    let (mut start, mut count) = (copies.start, count_at(copies.start));
+    if count == 0 {
+        return Ok(());
+    }
+    fill(start, count, &mut cur)?;
+    loop {
+        let ahead = start + count as u64;
+        let ahead_count = count_at(ahead);
+        let fill_ahead = |next: &mut S| match ahead_count {
+            0 => Ok(()),
+            n => fill(ahead, n, next),
+        };
+        if overlap {
+            let (drained, filled) =
+                rayon::join(|| drain(&mut cur, count), || fill_ahead(&mut next));
+            drained?;
+            filled?;
+        } else {
+            drain(&mut cur, count)?;
+            fill_ahead(&mut next)?;
+        }
+        if ahead_count == 0 {
+            return Ok(());
+        }
+        std::mem::swap(&mut cur, &mut next);
+        (start, count) = (ahead, ahead_count);
+    }
 }
 
 /// [`noisy_scores_checked`], passing per copy, besides its score v, an interval that contains
