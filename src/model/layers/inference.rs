@@ -177,6 +177,141 @@ fn linear_packed(l: &super::Linear, x: &Tensor) -> Result<Option<Tensor>> {
     Ok(Some(Tensor::from_vec(y, (n, out), x.device())?))
 }
 
+/// One dense layer of [`dense_run_packed`]: W packed, the bias, the shape, and whether a ReLU
+/// follows it.
+struct PackedDense {
+    packed: super::dense_gemm::PackedLinear,
+    bias: Option<Vec<f32>>,
+    inp: usize,
+    out: usize,
+    relu: bool,
+}
+
+/// The number of layers from `layers[0]` that form a run `Linear (ReLU Linear)* ReLU?`.
+fn dense_run_len(layers: &[Layer]) -> usize {
+    let mut n = 0;
+    while let Some(Layer::Linear(_)) = layers.get(n) {
+        n += 1;
+        if !matches!(layers.get(n), Some(Layer::Relu)) {
+            break;
+        }
+        n += 1;
+    }
+    n
+}
+
+/// A run of dense layers (`run`, from [`dense_run_len`]) of an f32 CPU batch on the AVX-512
+/// kernel, each block of [`DENSE_ROWS`] rows through every layer of the run on one rayon task
+/// (its activations stay in the core's cache): per layer the same products as
+/// [`linear_packed`], the bias added after them and the ReLU by `relu_in_place`, as the
+/// layer-by-layer path does, so the same bits (tests/model_inference.rs). With `norm`, `x` is
+/// the `(n, c, h, w)` batch before `Normalize, Flatten`, and each block's images are first
+/// normalised by [`super::normalise_image`], as [`normalise_cpu`] does. `None` where the
+/// kernel does not apply to every layer.
+fn dense_run_packed(
+    norm: Option<&super::Normalize>,
+    run: &[Layer],
+    x: &Tensor,
+) -> Result<Option<Tensor>> {
+    use super::dense_gemm::{PackedLinear, available};
+    use super::relu::relu_in_place;
+    use rayon::prelude::*;
+    let rank = if norm.is_some() { 4 } else { 2 };
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() != rank || !available() {
+        return Ok(None);
+    }
+    let plane = x.dims()[rank - 2..].iter().product::<usize>();
+    if let Some(nz) = norm
+        && (x.dim(1)? != nz.mean().len() || nz.std().len() != nz.mean().len())
+    {
+        return Ok(None);
+    }
+    let mut layers: Vec<PackedDense> = Vec::new();
+    for (i, layer) in run.iter().enumerate() {
+        let Layer::Linear(l) = layer else { continue };
+        let (inp, out) = (l.in_features(), l.out_features());
+        let w = l.weight().detach().flatten_all()?.to_vec1::<f32>()?;
+        let Some(packed) = PackedLinear::new(&w, out, inp, DENSE_ROWS) else {
+            return Ok(None);
+        };
+        let bias = l.bias().map(|b| b.detach().to_vec1::<f32>()).transpose()?;
+        let relu = matches!(run.get(i + 1), Some(Layer::Relu));
+        layers.push(PackedDense {
+            packed,
+            bias,
+            inp,
+            out,
+            relu,
+        });
+    }
+    let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+        return Ok(None);
+    };
+    let (n, inp, out) = (x.dim(0)?, first.inp, last.out);
+    if inp == 0
+        || out == 0
+        || x.elem_count() != n * inp
+        || layers.windows(2).any(|p| p[0].out != p[1].inp)
+    {
+        return Ok(None);
+    }
+    let width = layers
+        .iter()
+        .map(|l| l.packed.padded_out())
+        .max()
+        .unwrap_or(0);
+    let xs = x.flatten_all()?.to_vec1::<f32>()?;
+    let mut y = vec![0.0f32; n * out];
+    y.par_chunks_mut(DENSE_ROWS * out)
+        .zip(xs.par_chunks(DENSE_ROWS * inp))
+        .for_each_init(
+            || {
+                let x_in = vec![0.0f32; if norm.is_some() { DENSE_ROWS * inp } else { 0 }];
+                let act = vec![0.0f32; DENSE_ROWS * width];
+                (x_in, act.clone(), act)
+            },
+            |(x_in, a, b), (yc, xc)| {
+                let rows = xc.len() / inp;
+                let xc = match norm {
+                    Some(nz) => {
+                        let x_in = &mut x_in[..xc.len()];
+                        x_in.copy_from_slice(xc);
+                        for im in x_in.chunks_exact_mut(inp.max(1)) {
+                            super::normalise_image(im, plane, nz.mean(), nz.std());
+                        }
+                        &*x_in
+                    }
+                    None => xc,
+                };
+                let mut ld = inp;
+                for (k, l) in layers.iter().enumerate() {
+                    let (packed, ldo) = (&l.packed, l.packed.padded_out());
+                    // The first layer reads the block's inputs, the others the last output.
+                    if k == 0 {
+                        packed.apply(rows, xc, ld, a, ldo);
+                    } else {
+                        packed.apply(rows, b, ld, a, ldo);
+                    }
+                    for row in a.chunks_exact_mut(ldo).take(rows) {
+                        let row = &mut row[..l.out];
+                        if let Some(bias) = &l.bias {
+                            super::add_bias(row, bias);
+                        }
+                        if l.relu {
+                            relu_in_place(row);
+                        }
+                    }
+                    std::mem::swap(a, b);
+                    ld = ldo;
+                }
+                for (dst, src) in yc.chunks_exact_mut(out).zip(b.chunks_exact(ld)) {
+                    dst.copy_from_slice(&src[..out]);
+                }
+            },
+        );
+    Ok(Some(Tensor::from_vec(y, (n, out), x.device())?))
+}
+
 /// `Normalize::forward` of a CPU `(n, c, h, w)` batch in one pass over its values, image planes
 /// on the rayon pool: (x − μ_c) / σ_c with μ_c and σ_c in x's dtype, the subtraction and the
 /// division each rounded once as candle's broadcast ops round them, so the bits are the same;
@@ -234,10 +369,32 @@ pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
                 h
             }
             Layer::BasicBlock(b) => basic_block(b, &h.t)?,
+            // Normalize, Flatten and a run of dense layers, fused (an MLP's whole forward).
+            Layer::Normalize(nz)
+                if h.t.rank() == 4
+                    && h.t.dim(0)? >= PACK_FROM_ROWS
+                    && matches!(layers.get(i + 1), Some(Layer::Flatten))
+                    && let run = dense_run_len(&layers[i + 2..])
+                    && run > 0
+                    && let Some(y) =
+                        dense_run_packed(Some(nz), &layers[i + 2..i + 2 + run], &h.t)? =>
+            {
+                i += run + 1;
+                Act { t: y, owned: true }
+            }
             Layer::Normalize(nz) if h.t.device().is_cpu() && h.t.rank() == 4 => Act {
                 t: normalise_cpu(nz, &h.t)?,
                 owned: true,
             },
+            Layer::Linear(_)
+                if h.t.dim(0)? >= PACK_FROM_ROWS
+                    && let run = dense_run_len(&layers[i..])
+                    && run > 1
+                    && let Some(y) = dense_run_packed(None, &layers[i..i + run], &h.t)? =>
+            {
+                i += run - 1;
+                Act { t: y, owned: true }
+            }
             Layer::Linear(l) => Act {
                 t: linear_fixed_rows(l, &h.t)?.detach(),
                 owned: true,
