@@ -14,8 +14,8 @@
 use super::noise::NoiseKey;
 use crate::error::{Error, Result};
 use crate::model::Classifier;
-use crate::model::layers::dense_gemm::PackedLinear;
 use crate::model::layers::gemm::{Mat, gemm_into};
+use crate::model::layers::packed_dense::{PackedDense, PackedRun};
 use crate::model::layers::relu::relu_in_place;
 use crate::model::layers::{DENSE_ROWS, add_bias};
 use crate::score::{ScoreKind, score_logits};
@@ -33,12 +33,6 @@ struct Dense {
     out: usize,
 }
 
-/// The layers' weights packed for the AVX-512 kernel (`model::layers::dense_gemm`: the same
-/// bits as `gemm_into`), when the CPU has it and every layer's shapes allow it.
-struct Packed {
-    layers: Vec<PackedLinear>,
-}
-
 /// A dense ReLU network read off a model for the fused Monte Carlo loop.
 pub struct DenseMc<'m> {
     model: &'m dyn Classifier,
@@ -46,7 +40,9 @@ pub struct DenseMc<'m> {
     std: Vec<f32>,
     plane: usize,
     layers: Vec<Dense>,
-    packed: Option<Packed>,
+    /// The layers on the packed AVX-512 kernel (the same bits as `gemm_into`), when the CPU
+    /// has it and every layer's shapes allow it.
+    packed: Option<PackedRun>,
 }
 
 /// Per-task buffers (the block's noisy inputs, then activations), reused across blocks.
@@ -54,6 +50,8 @@ pub struct DenseMc<'m> {
 struct Scratch {
     x: Vec<f32>,
     a: Vec<f32>,
+    /// The packed kernel's second activation buffer.
+    b: Vec<f32>,
 }
 
 impl<'m> DenseMc<'m> {
@@ -92,12 +90,14 @@ impl<'m> DenseMc<'m> {
     /// shapes allow it (same bits; packing costs about as much as the kernel saves on ~10³
     /// copies of the MLP, so the engine packs for longer runs only).
     pub fn packed(mut self) -> Self {
+        let last = self.layers.len().saturating_sub(1);
         self.packed = self
             .layers
             .iter()
-            .map(|l| PackedLinear::new(&l.w, l.out, l.inp, DENSE_ROWS))
+            .enumerate()
+            .map(|(i, l)| PackedDense::new(&l.w, l.b.clone(), l.out, l.inp, i < last))
             .collect::<Option<Vec<_>>>()
-            .map(|layers| Packed { layers });
+            .and_then(PackedRun::new);
         self
     }
 
@@ -231,7 +231,7 @@ impl<'m> DenseMc<'m> {
     /// zero): logits of the first `rows` into `lg`.
     fn forward(&self, s: &mut Scratch, rows: usize, lg: &mut [f32]) -> Result<()> {
         if let Some(p) = &self.packed {
-            self.layers_packed(p, s, rows, lg);
+            p.block(rows, &s.x, &mut s.a, &mut s.b, lg);
             return Ok(());
         }
         // Activations alternate between two buffers; `h` ends holding the logits.
@@ -254,34 +254,5 @@ impl<'m> DenseMc<'m> {
         lg.copy_from_slice(&h[..rows * k]);
         (s.x, s.a) = (h, o);
         Ok(())
-    }
-
-    /// The layers of one block on the packed kernel: rows past `rows` are not computed (each
-    /// row's outputs depend on that row only), activations keep the panels' padded row stride.
-    fn layers_packed(&self, p: &Packed, s: &mut Scratch, rows: usize, lg: &mut [f32]) {
-        let (mut h, mut o) = (std::mem::take(&mut s.x), std::mem::take(&mut s.a));
-        let mut ld = self.dim();
-        let last = self.layers.len() - 1;
-        for (i, (l, pl)) in self.layers.iter().zip(&p.layers).enumerate() {
-            let ldo = pl.padded_out();
-            o.resize(DENSE_ROWS * ldo, 0.0);
-            pl.apply(rows, &h, ld, &mut o, ldo);
-            for row in o.chunks_exact_mut(ldo).take(rows) {
-                let row = &mut row[..l.out];
-                if let Some(b) = &l.b {
-                    add_bias(row, b);
-                }
-                if i < last {
-                    relu_in_place(row);
-                }
-            }
-            std::mem::swap(&mut h, &mut o);
-            ld = ldo;
-        }
-        let k = self.classes();
-        for (dst, src) in lg.chunks_exact_mut(k).zip(h.chunks_exact(ld)) {
-            dst.copy_from_slice(&src[..k]);
-        }
-        (s.x, s.a) = (h, o);
     }
 }

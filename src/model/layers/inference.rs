@@ -101,18 +101,13 @@ fn basic_block(b: &BasicBlock, x: &Tensor) -> Result<Act> {
 /// (tests/model_inference.rs; the convolutions' rule is `MIN_COLS` in conv_gemm.rs).
 pub const DENSE_ROWS: usize = 128;
 
-/// Batches from which [`linear_packed`] packs W once instead of letting every chunk's GEMM pack
-/// it (a performance choice only: both paths give the same bits).
+/// Batches from which [`dense_run_packed`] packs W once instead of letting every chunk's GEMM
+/// pack it (a performance choice only: both paths give the same bits).
 const PACK_FROM_ROWS: usize = 2 * DENSE_ROWS;
 
 /// x Wᵀ + b in chunks of [`DENSE_ROWS`] rows (see there).
 fn linear_fixed_rows(l: &super::Linear, x: &Tensor) -> Result<Tensor> {
     let n = x.dim(0)?;
-    if n >= PACK_FROM_ROWS
-        && let Some(y) = linear_packed(l, x)?
-    {
-        return Ok(y);
-    }
     if n == DENSE_ROWS || n == 0 {
         return l.forward(x);
     }
@@ -136,57 +131,6 @@ fn linear_fixed_rows(l: &super::Linear, x: &Tensor) -> Result<Tensor> {
     Ok(Tensor::cat(&outs, 0)?)
 }
 
-/// [`linear_fixed_rows`] of an f32 CPU batch on the AVX-512 kernel with W packed once
-/// (`dense_gemm::PackedLinear`: the `gemm` crate's summation order for calls of [`DENSE_ROWS`]
-/// rows, checked against it once per shape), the chunks on the rayon pool, the bias added after
-/// the product as `Linear::forward` adds it: the same bits as the chunked candle path
-/// (tests/model_inference.rs). `None` where the kernel does not apply (no AVX-512, another
-/// dtype or device, a shape the crate sums another way).
-fn linear_packed(l: &super::Linear, x: &Tensor) -> Result<Option<Tensor>> {
-    use rayon::prelude::*;
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() != 2 {
-        return Ok(None);
-    }
-    let (n, inp, out) = (x.dim(0)?, l.in_features(), l.out_features());
-    if x.dim(1)? != inp || !super::dense_gemm::available() {
-        return Ok(None);
-    }
-    let w = l.weight().detach().flatten_all()?.to_vec1::<f32>()?;
-    let Some(packed) = super::dense_gemm::PackedLinear::new(&w, out, inp, DENSE_ROWS) else {
-        return Ok(None);
-    };
-    let bias = l.bias().map(|b| b.detach().to_vec1::<f32>()).transpose()?;
-    let xs = x.flatten_all()?.to_vec1::<f32>()?;
-    let ld = packed.padded_out();
-    let mut y = vec![0.0f32; n * out];
-    y.par_chunks_mut(DENSE_ROWS * out)
-        .zip(xs.par_chunks(DENSE_ROWS * inp))
-        .for_each_init(
-            || vec![0.0f32; DENSE_ROWS * ld],
-            |buf, (yc, xc)| {
-                let rows = xc.len() / inp;
-                packed.apply(rows, xc, inp, buf, ld);
-                for (dst, src) in yc.chunks_exact_mut(out).zip(buf.chunks_exact(ld)) {
-                    dst.copy_from_slice(&src[..out]);
-                    if let Some(b) = &bias {
-                        super::add_bias(dst, b);
-                    }
-                }
-            },
-        );
-    Ok(Some(Tensor::from_vec(y, (n, out), x.device())?))
-}
-
-/// One dense layer of [`dense_run_packed`]: W packed, the bias, the shape, and whether a ReLU
-/// follows it.
-struct PackedDense {
-    packed: super::dense_gemm::PackedLinear,
-    bias: Option<Vec<f32>>,
-    inp: usize,
-    out: usize,
-    relu: bool,
-}
-
 /// The number of layers from `layers[0]` that form a run `Linear (ReLU Linear)* ReLU?`.
 fn dense_run_len(layers: &[Layer]) -> usize {
     let mut n = 0;
@@ -201,23 +145,21 @@ fn dense_run_len(layers: &[Layer]) -> usize {
 }
 
 /// A run of dense layers (`run`, from [`dense_run_len`]) of an f32 CPU batch on the AVX-512
-/// kernel, each block of [`DENSE_ROWS`] rows through every layer of the run on one rayon task
-/// (its activations stay in the core's cache): per layer the same products as
-/// [`linear_packed`], the bias added after them and the ReLU by `relu_in_place`, as the
-/// layer-by-layer path does, so the same bits (tests/model_inference.rs). With `norm`, `x` is
-/// the `(n, c, h, w)` batch before `Normalize, Flatten`, and each block's images are first
-/// normalised by [`super::normalise_image`], as [`normalise_cpu`] does. `None` where the
-/// kernel does not apply to every layer.
+/// kernel ([`super::packed_dense::PackedRun`]: each block of [`DENSE_ROWS`] rows through every
+/// layer of the run on one rayon task, W packed once, the same bits as layer by layer:
+/// tests/model_inference.rs). With `norm`, `x` is the `(n, c, h, w)` batch before
+/// `Normalize, Flatten`, and each block's images are first normalised by
+/// [`super::normalise_image`], as [`normalise_cpu`] does. `None` where the kernel does not apply
+/// to every layer.
 fn dense_run_packed(
     norm: Option<&super::Normalize>,
     run: &[Layer],
     x: &Tensor,
 ) -> Result<Option<Tensor>> {
-    use super::dense_gemm::{PackedLinear, available};
-    use super::relu::relu_in_place;
+    use super::packed_dense::{PackedDense, PackedRun};
     use rayon::prelude::*;
     let rank = if norm.is_some() { 4 } else { 2 };
-    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() != rank || !available() {
+    if !x.device().is_cpu() || x.dtype() != DType::F32 || x.rank() != rank {
         return Ok(None);
     }
     let plane = x.dims()[rank - 2..].iter().product::<usize>();
@@ -226,87 +168,45 @@ fn dense_run_packed(
     {
         return Ok(None);
     }
-    let mut layers: Vec<PackedDense> = Vec::new();
+    let mut layers = Vec::new();
     for (i, layer) in run.iter().enumerate() {
         let Layer::Linear(l) = layer else { continue };
-        let (inp, out) = (l.in_features(), l.out_features());
         let w = l.weight().detach().flatten_all()?.to_vec1::<f32>()?;
-        let Some(packed) = PackedLinear::new(&w, out, inp, DENSE_ROWS) else {
-            return Ok(None);
-        };
         let bias = l.bias().map(|b| b.detach().to_vec1::<f32>()).transpose()?;
         let relu = matches!(run.get(i + 1), Some(Layer::Relu));
-        layers.push(PackedDense {
-            packed,
-            bias,
-            inp,
-            out,
-            relu,
-        });
+        let Some(layer) = PackedDense::new(&w, bias, l.out_features(), l.in_features(), relu)
+        else {
+            return Ok(None);
+        };
+        layers.push(layer);
     }
-    let (Some(first), Some(last)) = (layers.first(), layers.last()) else {
+    let Some(run) = PackedRun::new(layers) else {
         return Ok(None);
     };
-    let (n, inp, out) = (x.dim(0)?, first.inp, last.out);
-    if inp == 0
-        || out == 0
-        || x.elem_count() != n * inp
-        || layers.windows(2).any(|p| p[0].out != p[1].inp)
-    {
+    let (n, inp, out) = (x.dim(0)?, run.inp(), run.out());
+    if x.elem_count() != n * inp {
         return Ok(None);
     }
-    let width = layers
-        .iter()
-        .map(|l| l.packed.padded_out())
-        .max()
-        .unwrap_or(0);
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let mut y = vec![0.0f32; n * out];
     y.par_chunks_mut(DENSE_ROWS * out)
         .zip(xs.par_chunks(DENSE_ROWS * inp))
         .for_each_init(
-            || {
-                let x_in = vec![0.0f32; if norm.is_some() { DENSE_ROWS * inp } else { 0 }];
-                let act = vec![0.0f32; DENSE_ROWS * width];
-                (x_in, act.clone(), act)
-            },
+            || (Vec::new(), Vec::new(), Vec::new()),
             |(x_in, a, b), (yc, xc)| {
                 let rows = xc.len() / inp;
                 let xc = match norm {
                     Some(nz) => {
-                        let x_in = &mut x_in[..xc.len()];
-                        x_in.copy_from_slice(xc);
-                        for im in x_in.chunks_exact_mut(inp.max(1)) {
+                        x_in.clear();
+                        x_in.extend_from_slice(xc);
+                        for im in x_in.chunks_exact_mut(inp) {
                             super::normalise_image(im, plane, nz.mean(), nz.std());
                         }
-                        &*x_in
+                        &x_in[..]
                     }
                     None => xc,
                 };
-                let mut ld = inp;
-                for (k, l) in layers.iter().enumerate() {
-                    let (packed, ldo) = (&l.packed, l.packed.padded_out());
-                    // The first layer reads the block's inputs, the others the last output.
-                    if k == 0 {
-                        packed.apply(rows, xc, ld, a, ldo);
-                    } else {
-                        packed.apply(rows, b, ld, a, ldo);
-                    }
-                    for row in a.chunks_exact_mut(ldo).take(rows) {
-                        let row = &mut row[..l.out];
-                        if let Some(bias) = &l.bias {
-                            super::add_bias(row, bias);
-                        }
-                        if l.relu {
-                            relu_in_place(row);
-                        }
-                    }
-                    std::mem::swap(a, b);
-                    ld = ldo;
-                }
-                for (dst, src) in yc.chunks_exact_mut(out).zip(b.chunks_exact(ld)) {
-                    dst.copy_from_slice(&src[..out]);
-                }
+                run.block(rows, xc, a, b, yc);
             },
         );
     Ok(Some(Tensor::from_vec(y, (n, out), x.device())?))
@@ -389,7 +289,7 @@ pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
             Layer::Linear(_)
                 if h.t.dim(0)? >= PACK_FROM_ROWS
                     && let run = dense_run_len(&layers[i..])
-                    && run > 1
+                    && run > 0
                     && let Some(y) = dense_run_packed(None, &layers[i..i + run], &h.t)? =>
             {
                 i += run - 1;

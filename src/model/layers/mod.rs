@@ -17,6 +17,7 @@ mod inference;
 mod linear;
 mod max_pool;
 mod normalize;
+pub(crate) mod packed_dense;
 pub(crate) mod relu;
 mod residual_block;
 mod window_pool;
