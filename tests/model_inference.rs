@@ -244,3 +244,96 @@ fn no_grad_logits_do_not_depend_on_the_batch() {
         }
     }
 }
+
+/// Layer stacks the fused dense run must cover exactly as layer by layer (`infer_layers` on
+/// batches of 256, 300 and 600, which take the packed kernel on a CPU with AVX-512, against
+/// chunks of 100 on the layer-by-layer path): a trailing ReLU, a 2-output head the kernel
+/// refuses (the run stops before it), dense layers without bias and without a ReLU between,
+/// one Linear after Normalize (an MLP with no hidden layer), and the same without Normalize.
+#[test]
+fn fused_dense_runs_cover_exactly_their_layers() {
+    use candle_core::Var;
+    use oodcert::model::layers::{Layer, Linear, Normalize, infer_layers};
+    let dev = Device::Cpu;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(21);
+    let mut lin = |name: &str, i: usize, o: usize, bias: bool| {
+        let w: Vec<f32> = (0..i * o).map(|_| rng.random_range(-0.3..0.3)).collect();
+        let w = Var::from_tensor(&Tensor::from_vec(w, (o, i), &dev).unwrap()).unwrap();
+        let b = bias.then(|| {
+            let b: Vec<f32> = (0..o).map(|_| rng.random_range(-0.3..0.3)).collect();
+            Var::from_tensor(&Tensor::from_vec(b, o, &dev).unwrap()).unwrap()
+        });
+        Layer::Linear(Linear::new(name, w, b).unwrap())
+    };
+    let norm = || {
+        Layer::Normalize(
+            Normalize::new(
+                &[0.4, 0.5, 0.6],
+                &[0.2, 0.3, 0.25],
+                DType::F32,
+                &Device::Cpu,
+            )
+            .unwrap(),
+        )
+    };
+    let d = 3 * 5 * 6;
+    let stacks: Vec<(&str, Vec<Layer>)> = vec![
+        (
+            "trailing relu",
+            vec![
+                norm(),
+                Layer::Flatten,
+                lin("a", d, 40, true),
+                Layer::Relu,
+                lin("b", 40, 20, true),
+                Layer::Relu,
+            ],
+        ),
+        (
+            "2-output head",
+            vec![
+                norm(),
+                Layer::Flatten,
+                lin("a", d, 40, true),
+                Layer::Relu,
+                lin("b", 40, 30, true),
+                Layer::Relu,
+                lin("c", 30, 2, true),
+            ],
+        ),
+        (
+            "no bias, no relu between",
+            vec![
+                Layer::Flatten,
+                lin("a", d, 40, false),
+                lin("b", 40, 20, true),
+                Layer::Relu,
+                lin("c", 20, 10, false),
+            ],
+        ),
+        (
+            "one linear",
+            vec![norm(), Layer::Flatten, lin("a", d, 10, true)],
+        ),
+        (
+            "one linear, relu, no normalize",
+            vec![Layer::Flatten, lin("a", d, 40, true), Layer::Relu],
+        ),
+    ];
+    let x = input(600, [3, 5, 6], 22, DType::F32);
+    for (name, layers) in &stacks {
+        let parts: Vec<Tensor> = (0..600)
+            .step_by(100)
+            .map(|s| infer_layers(layers, &x.narrow(0, s, 100).unwrap()).unwrap())
+            .collect();
+        let reference = Tensor::cat(&parts, 0).unwrap();
+        for len in [256, 300, 600] {
+            let y = infer_layers(layers, &x.narrow(0, 0, len).unwrap()).unwrap();
+            assert_eq!(
+                bits(&y),
+                bits(&reference.narrow(0, 0, len).unwrap()),
+                "{name}: a batch of {len} vs chunks of 100"
+            );
+        }
+    }
+}

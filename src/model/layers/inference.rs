@@ -149,13 +149,15 @@ fn dense_run_len(layers: &[Layer]) -> usize {
 /// layer of the run on one rayon task, W packed once, the same bits as layer by layer:
 /// tests/model_inference.rs). With `norm`, `x` is the `(n, c, h, w)` batch before
 /// `Normalize, Flatten`, and each block's images are first normalised by
-/// [`super::normalise_image`], as [`normalise_cpu`] does. `None` where the kernel does not apply
-/// to every layer.
+/// [`super::normalise_image`], as [`normalise_cpu`] does. Where the kernel refuses a layer (e.g.
+/// a 2-class head: the crate sums small shapes another way) the run stops before it. Returns the
+/// output and the number of layers of `run` it covers; `None` where the kernel does not apply
+/// to the first layer.
 fn dense_run_packed(
     norm: Option<&super::Normalize>,
     run: &[Layer],
     x: &Tensor,
-) -> Result<Option<Tensor>> {
+) -> Result<Option<(Tensor, usize)>> {
     use super::packed_dense::{PackedDense, PackedRun};
     use rayon::prelude::*;
     let rank = if norm.is_some() { 4 } else { 2 };
@@ -168,7 +170,14 @@ fn dense_run_packed(
     {
         return Ok(None);
     }
-    let mut layers = Vec::new();
+    // The batch's shape first (cheap), then the weights.
+    let Some(Layer::Linear(first)) = run.first() else {
+        return Ok(None);
+    };
+    if x.elem_count() != x.dim(0)? * first.in_features() {
+        return Ok(None);
+    }
+    let (mut layers, mut covered) = (Vec::new(), 0);
     for (i, layer) in run.iter().enumerate() {
         let Layer::Linear(l) = layer else { continue };
         let w = l.weight().detach().flatten_all()?.to_vec1::<f32>()?;
@@ -176,17 +185,15 @@ fn dense_run_packed(
         let relu = matches!(run.get(i + 1), Some(Layer::Relu));
         let Some(layer) = PackedDense::new(&w, bias, l.out_features(), l.in_features(), relu)
         else {
-            return Ok(None);
+            break;
         };
         layers.push(layer);
+        covered = i + 1 + usize::from(relu);
     }
     let Some(run) = PackedRun::new(layers) else {
         return Ok(None);
     };
     let (n, inp, out) = (x.dim(0)?, run.inp(), run.out());
-    if x.elem_count() != n * inp {
-        return Ok(None);
-    }
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let mut y = vec![0.0f32; n * out];
     y.par_chunks_mut(DENSE_ROWS * out)
@@ -209,7 +216,7 @@ fn dense_run_packed(
                 run.block(rows, xc, a, b, yc);
             },
         );
-    Ok(Some(Tensor::from_vec(y, (n, out), x.device())?))
+    Ok(Some((Tensor::from_vec(y, (n, out), x.device())?, covered)))
 }
 
 /// `Normalize::forward` of a CPU `(n, c, h, w)` batch in one pass over its values, image planes
@@ -276,10 +283,10 @@ pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
                     && matches!(layers.get(i + 1), Some(Layer::Flatten))
                     && let run = dense_run_len(&layers[i + 2..])
                     && run > 0
-                    && let Some(y) =
+                    && let Some((y, covered)) =
                         dense_run_packed(Some(nz), &layers[i + 2..i + 2 + run], &h.t)? =>
             {
-                i += run + 1;
+                i += covered + 1;
                 Act { t: y, owned: true }
             }
             Layer::Normalize(nz) if h.t.device().is_cpu() && h.t.rank() == 4 => Act {
@@ -290,9 +297,10 @@ pub fn infer_layers(layers: &[Layer], x: &Tensor) -> Result<Tensor> {
                 if h.t.dim(0)? >= PACK_FROM_ROWS
                     && let run = dense_run_len(&layers[i..])
                     && run > 0
-                    && let Some(y) = dense_run_packed(None, &layers[i..i + run], &h.t)? =>
+                    && let Some((y, covered)) =
+                        dense_run_packed(None, &layers[i..i + run], &h.t)? =>
             {
-                i += run - 1;
+                i += covered - 1;
                 Act { t: y, owned: true }
             }
             Layer::Linear(l) => Act {
