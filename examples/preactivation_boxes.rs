@@ -15,10 +15,13 @@
 
 use oodcert::bounds::ball::{Ball, Norm};
 use oodcert::bounds::ibp::Trace;
-use oodcert::bounds::net::{Net, Node, forward_nodes};
+use oodcert::bounds::net::{Net, Node};
 use oodcert::error::{Error, Result};
-use oodcert::model::{Classifier, Model};
 use rand::{Rng, SeedableRng};
+
+#[path = "support/point_eval.rs"]
+mod point_eval;
+use point_eval::{backprop, forward_trace};
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: Option<T>) -> Result<T> {
     match args.get(i) {
@@ -43,39 +46,16 @@ fn main() -> Result<()> {
     if samples == 0 {
         return Err(Error::BadInput("SAMPLES must be at least 1".into()));
     }
-    let model = Model::load_energy_of_as(
-        &model_path,
-        &candle_core::Device::Cpu,
-        oodcert::score::ScoreKind::Energy,
-        "--score",
-        candle_core::DType::F64,
-    )?;
-    let net = Net::from_model(&model)?;
-    let shape = model.spec().input_shape;
-    let ds = oodcert::data::load_as(&data, &oodcert::data::default_data_dir(), shape)?;
-    let d = shape.iter().product::<usize>();
+    let (net, xs) = point_eval::load(&model_path, &data)?;
     let relus: Vec<usize> = (0..net.nodes.len())
         .filter(|&i| matches!(net.nodes[i], Node::Relu))
         .collect();
-    if net
-        .nodes
-        .iter()
-        .any(|n| !matches!(n, Node::Affine(_) | Node::Relu) && !n.is_max_pool())
-    {
-        return Err(Error::BadInput(
-            "this diagnostic handles Affine, ReLU and max-pool nodes only (no residual or concatenation blocks)".into(),
-        ));
-    }
     let Some(&first_relu) = relus.first() else {
         return Err(Error::BadInput("the network has no ReLU".into()));
     };
     let mut what_if = Vec::new();
     println!("image,node,inputs,crown_unstable,seen_unstable,crown_width,seen_width");
-    for img in 0..images.min(ds.labels.len()) {
-        let x: Vec<f64> = ds.images[img * d..(img + 1) * d]
-            .iter()
-            .map(|&v| v as f64)
-            .collect();
+    for (img, x) in xs.into_iter().take(images).enumerate() {
         let ball = Ball::new(x, eps, Norm::Linf, unit_box)?;
         let (traces, _) = oodcert::bounds::crown::crown_trace(&net.nodes, &ball, usize::MAX)?;
         let cube = ball.to_box();
@@ -179,47 +159,6 @@ fn what_if_recurjac(
         certified,
         recurjac_on(net, &t, logits, Norm::Linf, 1.0, 1e10)?.value,
     ))
-}
-
-/// Inputs of every node (and the output, last) at x.
-fn forward_trace(nodes: &[Node], x: &[f64]) -> Result<Vec<Vec<f64>>> {
-    let mut acts = vec![x.to_vec()];
-    for n in nodes {
-        let next = forward_nodes(
-            std::slice::from_ref(n),
-            acts.last().cloned().unwrap_or_default(),
-        )?;
-        acts.push(next);
-    }
-    Ok(acts)
-}
-
-/// ∂(g · input of node t)/∂x at the point whose trace is `acts`.
-fn backprop(nodes: &[Node], acts: &[Vec<f64>], t: usize, mut g: Vec<f64>) -> Vec<f64> {
-    for k in (0..t).rev() {
-        g = match &nodes[k] {
-            Node::Affine(a) => a.op.map().apply_t(&g, false),
-            Node::Relu => g
-                .iter()
-                .zip(&acts[k])
-                .map(|(gi, z)| if *z > 0.0 { *gi } else { 0.0 })
-                .collect(),
-            n if n.is_max_pool() => {
-                let mut back = vec![0.0; acts[k].len()];
-                for (o, w) in n.pool_windows().iter().enumerate() {
-                    let arg = w
-                        .iter()
-                        .copied()
-                        .max_by(|&a, &b| acts[k][a].total_cmp(&acts[k][b]))
-                        .unwrap_or(0);
-                    back[arg] += g[o];
-                }
-                back
-            }
-            _ => unreachable!("main refuses other nodes"),
-        };
-    }
-    g
 }
 
 /// Widens `ranges` at every ReLU input and at the logits by sign-gradient

@@ -16,10 +16,13 @@
 use oodcert::bounds::Interval;
 use oodcert::bounds::ball::{Ball, Norm};
 use oodcert::bounds::ibp::Trace;
-use oodcert::bounds::net::{Net, Node, forward_nodes};
+use oodcert::bounds::net::Node;
 use oodcert::error::{Error, Result};
 use oodcert::lipschitz::local::{Head, PreBounds, fastlip_on, pre_bounds};
-use oodcert::model::{Classifier, Model};
+
+#[path = "support/point_eval.rs"]
+mod point_eval;
+use point_eval::{backprop, forward_trace};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -37,35 +40,12 @@ fn main() -> Result<()> {
     let images: usize = args
         .get(5)
         .map_or(Ok(3), |s| s.parse().map_err(|_| usage()))?;
-    let model = Model::load_energy_of_as(
-        path,
-        &candle_core::Device::Cpu,
-        oodcert::score::ScoreKind::Energy,
-        "--score",
-        candle_core::DType::F64,
-    )?;
-    let net = Net::from_model(&model)?;
-    if net
-        .nodes
-        .iter()
-        .any(|n| !matches!(n, Node::Affine(_) | Node::Relu) && !n.is_max_pool())
-    {
-        return Err(Error::BadInput(
-            "this diagnostic handles Affine, ReLU and max-pool nodes only".into(),
-        ));
-    }
-    let shape = model.spec().input_shape;
-    let ds = oodcert::data::load_as(data, &oodcert::data::default_data_dir(), shape)?;
-    let d: usize = shape.iter().product();
+    let (net, xs) = point_eval::load(path, data)?;
     let bound = |t: &[Trace], logits: Interval| -> Result<f64> {
         Ok(fastlip_on(&net, t, logits, norm, 1.0, Head::Simplex)?.value)
     };
     println!("image,relu_node,inputs,unstable,mean_width,bound_with_layers_up_to_it_fixed");
-    for img in 0..images.min(ds.labels.len()) {
-        let x: Vec<f64> = ds.images[img * d..(img + 1) * d]
-            .iter()
-            .map(|&v| f64::from(v))
-            .collect();
+    for (img, x) in xs.into_iter().take(images).enumerate() {
         let ball = Ball::new(x.clone(), eps, norm, false)?;
         let (traces, logits) = pre_bounds(
             &net,
@@ -75,11 +55,7 @@ fn main() -> Result<()> {
             },
         )?;
         // The inputs of every node at the centre (and the logits, last).
-        let mut acts = vec![x];
-        for n in &net.nodes {
-            let next = forward_nodes(std::slice::from_ref(n), acts[acts.len() - 1].clone())?;
-            acts.push(next);
-        }
+        let acts = forward_trace(&net.nodes, &x)?;
         println!("{img},none,,,,{:.3}", bound(&traces, logits.clone())?);
         let mut fixed = traces.clone();
         for (i, n) in net.nodes.iter().enumerate() {
@@ -114,11 +90,11 @@ fn main() -> Result<()> {
                 let r: Vec<(f64, f64)> = (0..m)
                     .into_par_iter()
                     .map(|k| {
-                        let lo = -ascend(&net.nodes[..i], &acts[0], eps, k, -1.0);
-                        let hi = ascend(&net.nodes[..i], &acts[0], eps, k, 1.0);
-                        (lo, hi)
+                        let lo = -ascend(&net.nodes[..i], &acts[0], eps, k, -1.0)?;
+                        let hi = ascend(&net.nodes[..i], &acts[0], eps, k, 1.0)?;
+                        Ok((lo, hi))
                     })
-                    .collect();
+                    .collect::<Result<_>>()?;
                 let b = traces[i].input();
                 let lo: Vec<f64> = r.iter().map(|p| p.0).collect();
                 let hi: Vec<f64> = r.iter().map(|p| p.1).collect();
@@ -139,42 +115,16 @@ fn main() -> Result<()> {
 
 /// The largest s·z_k over the ℓ2 ball B(x0, eps) that 40 steps of normalised gradient ascent
 /// from x0 find (a point of the ball: a lower bound on the true maximum).
-fn ascend(nodes: &[Node], x0: &[f64], eps: f64, k: usize, s: f64) -> f64 {
+fn ascend(nodes: &[Node], x0: &[f64], eps: f64, k: usize, s: f64) -> Result<f64> {
     let mut x = x0.to_vec();
     let mut best = f64::NEG_INFINITY;
     for step in 0..40 {
-        let mut acts = vec![x.clone()];
-        for n in nodes {
-            let next = forward_nodes(std::slice::from_ref(n), acts[acts.len() - 1].clone())
-                .expect("forward");
-            acts.push(next);
-        }
+        let acts = forward_trace(nodes, &x)?;
         let out = &acts[nodes.len()];
         best = best.max(s * out[k]);
         let mut g = vec![0.0; out.len()];
         g[k] = s;
-        for j in (0..nodes.len()).rev() {
-            g = match &nodes[j] {
-                Node::Affine(a) => a.op.map().apply_t(&g, false),
-                Node::Relu => g
-                    .iter()
-                    .zip(&acts[j])
-                    .map(|(gi, z)| if *z > 0.0 { *gi } else { 0.0 })
-                    .collect(),
-                n => {
-                    let mut back = vec![0.0; acts[j].len()];
-                    for (o, w) in n.pool_windows().iter().enumerate() {
-                        let arg = w
-                            .iter()
-                            .copied()
-                            .max_by(|&a, &b| acts[j][a].total_cmp(&acts[j][b]))
-                            .unwrap_or(0);
-                        back[arg] += g[o];
-                    }
-                    back
-                }
-            };
-        }
+        let g = backprop(nodes, &acts, nodes.len(), g);
         let gn = g.iter().map(|v| v * v).sum::<f64>().sqrt();
         if gn == 0.0 {
             break;
@@ -195,5 +145,5 @@ fn ascend(nodes: &[Node], x0: &[f64], eps: f64, k: usize, s: f64) -> f64 {
             }
         }
     }
-    best
+    Ok(best)
 }
