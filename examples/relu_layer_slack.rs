@@ -44,7 +44,9 @@ fn main() -> Result<()> {
     let bound = |t: &[Trace], logits: Interval| -> Result<f64> {
         Ok(fastlip_on(&net, t, logits, norm, 1.0, Head::Simplex)?.value)
     };
-    println!("image,relu_node,inputs,unstable,mean_width,bound_with_layers_up_to_it_fixed");
+    println!(
+        "image,relu_node,inputs,unstable,mean_width,mean_centre_linear_width,bound_with_layers_up_to_it_fixed"
+    );
     for (img, x) in xs.into_iter().take(images).enumerate() {
         let ball = Ball::new(x.clone(), eps, norm, false)?;
         let (traces, logits) = pre_bounds(
@@ -56,7 +58,7 @@ fn main() -> Result<()> {
         )?;
         // The inputs of every node at the centre (and the logits, last).
         let acts = forward_trace(&net.nodes, &x)?;
-        println!("{img},none,,,,{:.3}", bound(&traces, logits.clone())?);
+        println!("{img},none,,,,,{:.3}", bound(&traces, logits.clone())?);
         let mut fixed = traces.clone();
         for (i, n) in net.nodes.iter().enumerate() {
             if !(matches!(n, Node::Relu) || n.is_max_pool()) {
@@ -70,13 +72,14 @@ fn main() -> Result<()> {
             let m = b.lo.len();
             let unstable = (0..m).filter(|&k| b.lo[k] < 0.0 && b.hi[k] > 0.0).count();
             let width = (0..m).map(|k| b.hi[k] - b.lo[k]).sum::<f64>() / m.max(1) as f64;
+            let linear = centre_linear_width(&net.nodes[..i], &acts, eps, norm);
             println!(
-                "{img},{i},{m},{unstable},{width:.3},{:.3}",
+                "{img},{i},{m},{unstable},{width:.3},{linear:.3},{:.3}",
                 bound(&fixed, logits.clone())?
             );
         }
         let at_centre = Interval::point(&acts[net.nodes.len()]);
-        println!("{img},all+logits,,,,{:.3}", bound(&fixed, at_centre)?);
+        println!("{img},all+logits,,,,,{:.3}", bound(&fixed, at_centre)?);
         // What-if: the boxes of the ReLU layers of at most 256 inputs replaced by the ranges
         // that ℓ_p-ball ascent per neuron sees (inside the true ranges: not a certificate).
         if norm == Norm::L2 {
@@ -101,11 +104,11 @@ fn main() -> Result<()> {
                 let un = (0..m).filter(|&k| lo[k] < 0.0 && hi[k] > 0.0).count();
                 let w = (0..m).map(|k| hi[k] - lo[k]).sum::<f64>() / m as f64;
                 let wb = (0..m).map(|k| b.hi[k] - b.lo[k]).sum::<f64>() / m as f64;
-                println!("{img},seen@{i},{m},{un},{w:.3} (certified {wb:.3}),");
+                println!("{img},seen@{i},{m},{un},{w:.3} (certified {wb:.3}),,");
                 seen[i] = Trace::Leaf(Interval::new(lo, hi)?);
             }
             println!(
-                "{img},seen_small_layers,,,,{:.3}",
+                "{img},seen_small_layers,,,,,{:.3}",
                 bound(&seen, logits.clone())?
             );
         }
@@ -146,4 +149,22 @@ fn ascend(nodes: &[Node], x0: &[f64], eps: f64, k: usize, s: f64) -> Result<f64>
         }
     }
     Ok(best)
+}
+
+/// The mean over the outputs of `nodes` of 2ε‖∇z_k(x₀)‖ (dual norm of the ball): the width each
+/// would have if the network were its linearisation at the centre (ReLU patterns and max-pool
+/// selections of x₀) — what remains of a box once every flip is accounted for at no cost.
+fn centre_linear_width(nodes: &[Node], acts: &[Vec<f64>], eps: f64, norm: Norm) -> f64 {
+    use rayon::prelude::*;
+    let m = acts[nodes.len()].len();
+    let total: f64 = (0..m)
+        .into_par_iter()
+        .map(|k| {
+            let mut e = vec![0.0; m];
+            e[k] = 1.0;
+            let g = backprop(nodes, acts, nodes.len(), e);
+            2.0 * eps * norm.dual_norm_up(&g.iter().map(|v| v.abs()).collect::<Vec<_>>())
+        })
+        .sum();
+    total / m.max(1) as f64
 }
