@@ -1,6 +1,7 @@
 //! Where a local Lipschitz bound's slack sits, ReLU layer by ReLU layer (a what-if, not a
 //! certificate). For each image: per ReLU node, its inputs, how many the certified boxes
-//! (`local::pre_bounds` with CROWN, no width cap) leave sign-uncertain and their mean width; then
+//! (`local::pre_bounds` with CROWN, no width cap) leave sign-uncertain, their mean width, and the
+//! mean width 2ε‖∇z_k(x₀)‖ they would have if the network were its linearisation at x₀; then
 //! the local bound `local::fastlip_on` (FastLip heads, masked and scaled products, split bound:
 //! the ℓ2 methods of `oodcert lipschitz`; not RecurJac, ℓ∞'s best) with the first k ReLU layers —
 //! and the max-pools among them — fixed at the centre's values, k = 0, 1, …, all, and finally
