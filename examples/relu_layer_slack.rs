@@ -7,7 +7,7 @@
 //! and the max-pools among them — fixed at the centre's values, k = 0, 1, …, all, and finally
 //! with the logits fixed too, which is ‖∇S(x₀)‖. The drop from one k to the next is what that
 //! layer's derivative uncertainty costs. For ℓ2 also the ranges that gradient ascent per neuron
-//! sees in the ball for the ReLU layers of at most 256 inputs (inside the true ranges), and the
+//! sees in the ball for the ReLU layers of at most `SEEN_MAX` (256) inputs (inside the true ranges), and the
 //! bound with those boxes in place of the certified ones: about what exact boxes would give.
 //! Used in BENCHMARKS.md ("Issue 11's targets").
 //!
@@ -41,6 +41,11 @@ fn main() -> Result<()> {
     let images: usize = args
         .get(5)
         .map_or(Ok(3), |s| s.parse().map_err(|_| usage()))?;
+    // SEEN_MAX: the widest ReLU layer whose seen ranges are searched (ascent per neuron).
+    let seen_max: usize = std::env::var("SEEN_MAX")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
     let (net, xs) = point_eval::load(path, data)?;
     let bound = |t: &[Trace], logits: Interval| -> Result<f64> {
         Ok(fastlip_on(&net, t, logits, norm, 1.0, Head::Simplex)?.value)
@@ -81,12 +86,12 @@ fn main() -> Result<()> {
         }
         let at_centre = Interval::point(&acts[net.nodes.len()]);
         println!("{img},all+logits,,,,,{:.3}", bound(&fixed, at_centre)?);
-        // What-if: the boxes of the ReLU layers of at most 256 inputs replaced by the ranges
+        // What-if: the boxes of the ReLU layers of at most `seen_max` inputs replaced by the ranges
         // that ℓ_p-ball ascent per neuron sees (inside the true ranges: not a certificate).
         if norm == Norm::L2 {
             let mut seen = traces.clone();
             for (i, n) in net.nodes.iter().enumerate() {
-                if !matches!(n, Node::Relu) || acts[i].len() > 256 {
+                if !matches!(n, Node::Relu) || acts[i].len() > seen_max {
                     continue;
                 }
                 let m = acts[i].len();
