@@ -26,7 +26,7 @@ impl PackedDense {
         inp: usize,
         relu: bool,
     ) -> Option<Self> {
-        if !super::dense_gemm::available() || bias.as_ref().is_some_and(|b| b.len() != out) {
+        if bias.as_ref().is_some_and(|b| b.len() != out) {
             return None;
         }
         let packed = PackedLinear::new(w, out, inp, super::DENSE_ROWS)?;
