@@ -239,7 +239,9 @@ impl NoiseKey {
             Some(())
         };
         if self.layout == NoiseLayout::V2 {
-            for m in 0..d.div_ceil(2) {
+            // Only the pairs whose lists can be more than [out[k]] (the others add nothing).
+            let key = self.philox_key();
+            for m in super::noise_v2_checked::pairs_to_examine(key, index, copy, sigma, x, out) {
                 let (z, eta) =
                     super::noise_v2::pair_z_eta(self.philox_key(), index, copy, m as u32);
                 visit(m, z, eta)?;
@@ -503,6 +505,79 @@ mod tests {
             listed >= 2000 && both_hit >= 500 && unresolved <= 10,
             "{listed} {both_hit} {unresolved}"
         );
+    }
+
+    /// Layout v2's `ambiguities` looks only at `noise_v2_checked::pairs_to_examine`; it answers
+    /// exactly as the scan of every pair (scalar z and η, `candidates` per value) it replaced, on
+    /// copies with σ tuned onto and near rounding midpoints (ambiguous pairs), zero pixels, a
+    /// value forced to ±0, to ∞ or to its f32 neighbour (a row that is not the copy's own), and
+    /// small `max` (refusals).
+    #[test]
+    fn v2_ambiguities_equal_the_full_scan() {
+        use rand::Rng;
+        let full = |k: &NoiseKey, copy: u64, sigma: f64, x: &[f32], out: &[f32], max: usize| {
+            let d = x.len();
+            let (mut found, mut inputs) = (Vec::new(), 1usize);
+            for m in 0..d.div_ceil(2) {
+                let ((z0, z1), eta) =
+                    super::super::noise_v2::pair_z_eta(k.philox_key(), 5, copy, m as u32);
+                for kk in 2 * m..(2 * m + 2).min(d) {
+                    let zk = if kk == 2 * m { z0 } else { z1 };
+                    let c = candidates(x[kk] as f64, sigma, zk, eta, max)?;
+                    c.iter().any(|v| v.to_bits() == out[kk].to_bits()).then_some(())?;
+                    if c.len() > 1 {
+                        inputs = inputs.saturating_mul(c.len());
+                        (inputs <= max).then_some(())?;
+                        found.push((kk, c));
+                    }
+                }
+            }
+            Some(found)
+        };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
+        let k = NoiseKey::with_layout(13, "ambiguities", NoiseLayout::V2);
+        let (mut listed, mut refused, mut same) = (0usize, 0usize, 0usize);
+        for copy in 0..4000u64 {
+            let d = [1usize, 7, 64, 129][(copy % 4) as usize];
+            let x: Vec<f32> = (0..d)
+                .map(|_| match rng.random_range(0..3) {
+                    0 => 0.0,
+                    1 => 1.0,
+                    _ => rng.random_range(0.0f32..1.0),
+                })
+                .collect();
+            let mut z = vec![0.0f64; d];
+            k.fill_standard_normal(5, copy, &mut z);
+            let i = rng.random_range(0..d);
+            let mut sigma = [0.12, 0.25, 0.5, 1.0][(copy / 4 % 4) as usize];
+            if copy % 3 != 0 && z[i].abs() > 0.05 {
+                let s = sigma_onto_midpoint(x[i], sigma, z[i]);
+                let c = x[i] as f64 + s * z[i];
+                let ulps = [0.0, 3.0, -3.0, 20.0][(copy / 16 % 4) as usize];
+                sigma = s + ulps * c.abs() * f64::EPSILON / z[i];
+            }
+            let mut out = vec![0.0f32; d];
+            k.add_noise(5, copy, sigma, &x, &mut out);
+            let j = rng.random_range(0..d);
+            match copy % 7 {
+                0 => out[j] = 0.0,
+                1 => out[j] = -0.0,
+                2 => out[j] = f32::INFINITY,
+                3 => out[j] = out[j].next_up(),
+                _ => {}
+            }
+            let max = [1usize, 2, 16, 1 << 20][(copy / 7 % 4) as usize];
+            let want = full(&k, copy, sigma, &x, &out, max);
+            let got = k.ambiguities(5, copy, sigma, &x, &out, max);
+            assert_eq!(got, want, "copy {copy} d {d} σ {sigma} max {max}");
+            match got {
+                Some(a) if !a.is_empty() => listed += 1,
+                Some(_) => same += 1,
+                None => refused += 1,
+            }
+        }
+        eprintln!("listed {listed}, refused {refused}, plain {same}");
+        assert!(listed >= 300 && refused >= 300 && same >= 300, "{listed} {refused} {same}");
     }
 
     /// `candidates` near 0, where the f32 grid is finer than the enclosure and a coordinate has

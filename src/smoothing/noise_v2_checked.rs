@@ -262,6 +262,44 @@ pub fn add_noise_checked(
     exact
 }
 
+/// The value pairs of a copy whose candidate lists (`noise::candidates`, with the scalar check's
+/// z and η) can differ from `[out[k]]`, in ascending order: every pair the scalar check does not
+/// call exact, and every pair with a value that is ±0, not finite, or not this copy's own noisy
+/// value. Any other pair has both enclosure ends rounding to its nonzero finite value v (the
+/// scalar check's `rounds_to`), so its list is exactly `[v]` and `NoiseKey::ambiguities` skips it
+/// without changing its answer: the scalar regeneration then runs on a handful of pairs instead
+/// of all of them.
+pub fn pairs_to_examine(
+    key: [u32; 2],
+    index: u64,
+    copy: u64,
+    sigma: f64,
+    x: &[f32],
+    out: &[f32],
+) -> Vec<usize> {
+    let d = x.len().min(out.len());
+    let mut own = vec![0.0f32; d];
+    let mut examine = Vec::new();
+    add_noise_deciding(key, index, copy, sigma, &x[..d], &mut own, |m, ok| {
+        if !ok {
+            examine.push(m);
+        }
+    });
+    let plain = |k: usize| {
+        let v = out[k];
+        v.is_finite() && v != 0.0 && v.to_bits() == own[k].to_bits()
+    };
+    let mut all = Vec::with_capacity(examine.len());
+    let mut flagged = examine.into_iter().peekable();
+    for m in 0..d.div_ceil(2) {
+        let bad = flagged.next_if_eq(&m).is_some();
+        if bad || !(2 * m..(2 * m + 2).min(d)).all(plain) {
+            all.push(m);
+        }
+    }
+    all
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::box_muller::unit_open_closed;
