@@ -45,6 +45,11 @@ pub struct DenseMc<'m> {
     packed: Option<PackedRun>,
 }
 
+thread_local! {
+    /// Each thread's [`Scratch`] for [`DenseMc::noisy_logits`].
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 /// Per-task buffers (the block's noisy inputs, then activations), reused across blocks.
 #[derive(Default)]
 struct Scratch {
@@ -141,9 +146,19 @@ impl<'m> DenseMc<'m> {
             .par_chunks_mut(DENSE_ROWS * k)
             .zip(exact[..count].par_chunks_mut(DENSE_ROWS))
             .enumerate()
-            .try_for_each_init(Scratch::default, |s, (blk, (lg, ex))| {
+            .try_for_each(|(blk, (lg, ex))| {
                 let first = start + (blk * DENSE_ROWS) as u64;
-                self.block(s, key, index, x, sigma, first, lg, ex)
+                // One scratch per worker thread, kept across batches: no 400 KB buffers
+                // allocated and zeroed per rayon split.
+                // (A nested call on the same thread, were a layer ever to run on rayon, gets a
+                // fresh one instead of a borrow panic.)
+                SCRATCH.with(|cell| match cell.try_borrow_mut() {
+                    Ok(mut s) => self.block(&mut s, key, index, x, sigma, first, lg, ex),
+                    Err(_) => {
+                        let mut s = Scratch::default();
+                        self.block(&mut s, key, index, x, sigma, first, lg, ex)
+                    }
+                })
             })?;
         Ok(logits)
     }

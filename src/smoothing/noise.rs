@@ -524,7 +524,9 @@ mod tests {
                 for kk in 2 * m..(2 * m + 2).min(d) {
                     let zk = if kk == 2 * m { z0 } else { z1 };
                     let c = candidates(x[kk] as f64, sigma, zk, eta, max)?;
-                    c.iter().any(|v| v.to_bits() == out[kk].to_bits()).then_some(())?;
+                    c.iter()
+                        .any(|v| v.to_bits() == out[kk].to_bits())
+                        .then_some(())?;
                     if c.len() > 1 {
                         inputs = inputs.saturating_mul(c.len());
                         (inputs <= max).then_some(())?;
@@ -577,7 +579,10 @@ mod tests {
             }
         }
         eprintln!("listed {listed}, refused {refused}, plain {same}");
-        assert!(listed >= 300 && refused >= 300 && same >= 300, "{listed} {refused} {same}");
+        assert!(
+            listed >= 300 && refused >= 300 && same >= 300,
+            "{listed} {refused} {same}"
+        );
     }
 
     /// `candidates` near 0, where the f32 grid is finer than the enclosure and a coordinate has
