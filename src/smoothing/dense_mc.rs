@@ -46,8 +46,17 @@ pub struct DenseMc<'m> {
 }
 
 thread_local! {
-    /// Each thread's [`Scratch`] for [`DenseMc::noisy_logits`].
+    /// Each thread's [`Scratch`] for [`DenseMc::noisy_logits`] and [`DenseMc::score_rows`].
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Runs `f` on this thread's [`Scratch`] (a nested call on the same thread, were a layer ever
+/// to run on rayon, gets a fresh one instead of a borrow panic).
+fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 /// Per-task buffers (the block's noisy inputs, then activations), reused across blocks.
@@ -150,15 +159,7 @@ impl<'m> DenseMc<'m> {
                 let first = start + (blk * DENSE_ROWS) as u64;
                 // One scratch per worker thread, kept across batches: no 400 KB buffers
                 // allocated and zeroed per rayon split.
-                // (A nested call on the same thread, were a layer ever to run on rayon, gets a
-                // fresh one instead of a borrow panic.)
-                SCRATCH.with(|cell| match cell.try_borrow_mut() {
-                    Ok(mut s) => self.block(&mut s, key, index, x, sigma, first, lg, ex),
-                    Err(_) => {
-                        let mut s = Scratch::default();
-                        self.block(&mut s, key, index, x, sigma, first, lg, ex)
-                    }
-                })
+                with_scratch(|s| self.block(s, key, index, x, sigma, first, lg, ex))
             })?;
         Ok(logits)
     }
@@ -224,20 +225,23 @@ impl<'m> DenseMc<'m> {
             ));
         }
         let mut logits = vec![0.0f32; count * k];
-        let mut s = Scratch::default();
-        for (xs, lg) in x
-            .chunks(DENSE_ROWS * d)
-            .zip(logits.chunks_mut(DENSE_ROWS * k))
-        {
-            let rows = xs.len() / d;
-            s.x.resize(DENSE_ROWS * d, 0.0);
-            s.x[..xs.len()].copy_from_slice(xs);
-            s.x[xs.len()..].fill(0.0);
-            for row in s.x.chunks_exact_mut(d).take(rows) {
-                self.normalise(row);
+        let run = |s: &mut Scratch| -> Result<()> {
+            for (xs, lg) in x
+                .chunks(DENSE_ROWS * d)
+                .zip(logits.chunks_mut(DENSE_ROWS * k))
+            {
+                let rows = xs.len() / d;
+                s.x.resize(DENSE_ROWS * d, 0.0);
+                s.x[..xs.len()].copy_from_slice(xs);
+                s.x[xs.len()..].fill(0.0);
+                for row in s.x.chunks_exact_mut(d).take(rows) {
+                    self.normalise(row);
+                }
+                self.forward(s, rows, lg)?;
             }
-            self.forward(&mut s, rows, lg)?;
-        }
+            Ok(())
+        };
+        with_scratch(run)?;
         let t = Tensor::from_vec(logits, (count, k), &Device::Cpu)?;
         score_logits(self.model, t, kind, temperature)
     }
