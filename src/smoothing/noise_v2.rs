@@ -1,7 +1,8 @@
 //! Noise layout v2 (`noise::NOISE_LAYOUT_V2`): value pair m of copy c of sample i is the
 //! Box–Muller pair (`box_muller::pair`) of the Philox4x32-10 block with counter (m, c, i mod 2³²,
-//! ⌊i/2³²⌋), so every value is computed on its own, in chunks of pairs without branches (AVX-512
-//! or AVX2 when the CPU has it; the arithmetic is the same either way, so are the bits).
+//! ⌊i/2³²⌋), so every value is computed on its own, in chunks of pairs without branches (AVX-512,
+//! with Philox's rounds in intrinsics (`philox::words_x8_avx512`), or AVX2 when the CPU has it;
+//! the arithmetic is the same either way, so are the bits).
 
 use super::box_muller::pair;
 use super::philox::philox4x32_10;
@@ -53,7 +54,13 @@ unsafe fn chunk_avx512(
     z0: &mut [f64],
     z1: &mut [f64],
 ) {
-    chunk_body(key, index, copy, first, z0, z1)
+    let (mut w1s, mut w2s) = ([0u64; CHUNK], [0u64; CHUNK]);
+    let ctr = [first, copy, index as u32, (index >> 32) as u32];
+    // SAFETY: this function's own target features include AVX-512 F.
+    unsafe { super::philox::words_x8_avx512(key, ctr, &mut w1s, &mut w2s) };
+    for (j, (a, b)) in z0[..CHUNK].iter_mut().zip(&mut z1[..CHUNK]).enumerate() {
+        (*a, *b) = pair(w1s[j], w2s[j]);
+    }
 }
 
 /// One chunk, with AVX-512 or AVX2 when available.

@@ -62,31 +62,34 @@ pub(super) fn surely_rounds_to(x: f64, sz: f64, c: f64, v: f32, spread: f64) -> 
     usable & (spread >= 0.0) & ((c - v as f64).abs() + delta < h)
 }
 
-/// One chunk of pairs `first..first + CHUNK`: `out` = fl₃₂(x + σz) for the 2·CHUNK values and
-/// `sure[j]` whether both values of pair j pass [`surely_rounds_to`] with η⁺ = [`eta_upper`].
+/// The Philox words of pairs `first..first + CHUNK` of copy `copy` of sample `index`.
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn chunk_body(
-    key: [u32; 2],
-    index: u64,
-    copy: u32,
-    first: u32,
-    sigma: f64,
-    x: &[f32; 2 * CHUNK],
-    out: &mut [f32; 2 * CHUNK],
-    sure: &mut [bool; CHUNK],
-) {
+fn words_body(key: [u32; 2], index: u64, copy: u32, first: u32) -> ([u64; CHUNK], [u64; CHUNK]) {
     let (lo, hi) = (index as u32, (index >> 32) as u32);
-    let (mut z0, mut z1, mut eta) = ([0.0f64; CHUNK], [0.0f64; CHUNK], [0.0f64; CHUNK]);
-    // Three stages (Philox words, then Box–Muller and η⁺, then the rounding test) rather than one
-    // loop: shorter dependency chains per stage, 11 % more Monte Carlo throughput on the MLP
-    // (BENCHMARKS.md, 2026-12-07 07:20–07:32 UTC), the same bits.
     let (mut w1s, mut w2s) = ([0u64; CHUNK], [0u64; CHUNK]);
     for j in 0..CHUNK {
         let y = philox4x32_10([first.wrapping_add(j as u32), copy, lo, hi], key);
         w1s[j] = ((y[1] as u64) << 32) | y[0] as u64;
         w2s[j] = ((y[3] as u64) << 32) | y[2] as u64;
     }
+    (w1s, w2s)
+}
+
+/// One chunk from its Philox words: `out` = fl₃₂(x + σz) for the 2·CHUNK values and `sure[j]`
+/// whether both values of pair j pass [`surely_rounds_to`] with η⁺ = [`eta_upper`]. Two stages
+/// after the words (Box–Muller with η⁺, then the rounding test) rather than one loop: shorter
+/// dependency chains per stage, 10 % more Monte Carlo throughput on the MLP (BENCHMARKS.md,
+/// 2026-12-07 07:20–07:32 UTC), the same bits.
+#[inline(always)]
+fn finish_body(
+    w1s: &[u64; CHUNK],
+    w2s: &[u64; CHUNK],
+    sigma: f64,
+    x: &[f32; 2 * CHUNK],
+    out: &mut [f32; 2 * CHUNK],
+    sure: &mut [bool; CHUNK],
+) {
+    let (mut z0, mut z1, mut eta) = ([0.0f64; CHUNK], [0.0f64; CHUNK], [0.0f64; CHUNK]);
     for j in 0..CHUNK {
         let (a, b, u1, r) = pair_with_radius(w1s[j], w2s[j]);
         (z0[j], z1[j], eta[j]) = (a, b, eta_upper(u1, r));
@@ -102,6 +105,23 @@ fn chunk_body(
         sure[j] =
             surely_rounds_to(x0, s0, c0, v0, spread) & surely_rounds_to(x1, s1, c1, v1, spread);
     }
+}
+
+/// One chunk of pairs `first..first + CHUNK` (the portable words and [`finish_body`]).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn chunk_body(
+    key: [u32; 2],
+    index: u64,
+    copy: u32,
+    first: u32,
+    sigma: f64,
+    x: &[f32; 2 * CHUNK],
+    out: &mut [f32; 2 * CHUNK],
+    sure: &mut [bool; CHUNK],
+) {
+    let (w1s, w2s) = words_body(key, index, copy, first);
+    finish_body(&w1s, &w2s, sigma, x, out, sure);
 }
 
 /// [`chunk_body`] compiled for AVX2.
@@ -141,7 +161,11 @@ unsafe fn chunk_avx512(
     out: &mut [f32; 2 * CHUNK],
     sure: &mut [bool; CHUNK],
 ) {
-    chunk_body(key, index, copy, first, sigma, x, out, sure)
+    let (mut w1s, mut w2s) = ([0u64; CHUNK], [0u64; CHUNK]);
+    let ctr = [first, copy, index as u32, (index >> 32) as u32];
+    // SAFETY: this function's own target features include AVX-512 F.
+    unsafe { super::philox::words_x8_avx512(key, ctr, &mut w1s, &mut w2s) };
+    finish_body(&w1s, &w2s, sigma, x, out, sure)
 }
 
 /// One chunk, with AVX-512 or AVX2 when available (same arithmetic, same bits).
