@@ -60,7 +60,7 @@ pub(super) unsafe fn words_x8_avx512<const N: usize>(
     w2: &mut [u64; N],
 ) {
     use std::arch::x86_64::*;
-    const { assert!(N % 8 == 0) };
+    const { assert!(N.is_multiple_of(8)) };
     let (m0, m1) = (_mm512_set1_epi64(M0 as i64), _mm512_set1_epi64(M1 as i64));
     let low = _mm512_set1_epi64(0xFFFF_FFFF);
     let lanes = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0);

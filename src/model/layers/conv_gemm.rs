@@ -14,10 +14,12 @@
 //! `conv2d` (see [`conv2d_auto`]).
 
 use super::cpu_op::{CpuFloat, dims4, dispatch2};
+use super::dense_gemm::LeftProduct;
 use super::gemm::{Mat, gemm_into};
 use super::im2col::{ConvGeometry, col2im_strided, im2col_strided};
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
+use std::any::TypeId;
 
 /// Samples per partial sum of the weight gradient (at least; rounded up to whole groups): fixed by
 /// the geometry, so that the summation order (and the result, bit for bit) does not depend on the
@@ -112,11 +114,21 @@ impl ConvShape {
     /// by side; zero columns for the other `nb − b`): `x` itself for one sample and a pointwise
     /// kernel, else im2col into `buf`.
     fn columns<'a, T: CpuFloat>(&self, x: &'a [T], nb: usize, buf: &'a mut Vec<T>) -> Mat<'a, T> {
+        self.columns_with_stride(x, nb, nb * self.positions(), buf)
+    }
+
+    /// [`Self::columns`] with rows of stride `ld` ≥ nb·positions (zeros past the samples).
+    fn columns_with_stride<'a, T: CpuFloat>(
+        &self,
+        x: &'a [T],
+        nb: usize,
+        ld: usize,
+        buf: &'a mut Vec<T>,
+    ) -> Mat<'a, T> {
         let (rows, p) = (self.g.rows(), self.positions());
-        if nb == 1 && self.is_pointwise() {
+        if nb == 1 && self.is_pointwise() && ld == p {
             return Mat::row_major(x, rows, p);
         }
-        let ld = nb * p;
         buf.resize(rows * ld, T::default());
         let b = x.len() / self.input_len().max(1);
         for (j, xb) in x.chunks(self.input_len().max(1)).enumerate() {
@@ -157,19 +169,106 @@ impl ConvShape {
 /// Scratch buffers of one worker: columns, a side-by-side operand, a GEMM result.
 type Scratch<T> = (Vec<T>, Vec<T>, Vec<T>);
 
+/// `x` as `f32` values when T is f32.
+fn as_f32<T: 'static>(x: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32 (the same TypeId), so the slice holds f32 values already.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(x.as_ptr().cast(), x.len()) })
+}
+
+/// [`as_f32`] for a mutable slice.
+fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: T is f32 (the same TypeId), so the slice holds f32 values already.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
+}
+
+/// One group's `W · im2col` on the AVX-512 left-product kernel (f32 only): the bits of the
+/// `gemm_into` call it replaces (`LeftProduct`), written as `(b, o, positions)` into `ys` for
+/// the group's `b` real samples. `false` (nothing written) when T is not f32.
+#[allow(clippy::too_many_arguments)]
+fn forward_group_left<T: CpuFloat>(
+    lp: &LeftProduct,
+    sh: ConvShape,
+    w: &[T],
+    xs: &[T],
+    nb: usize,
+    ys: &mut [T],
+    buf: &mut Vec<T>,
+    tmp: &mut Vec<T>,
+) -> bool {
+    let (p, o) = (sh.positions(), sh.o);
+    let (ld, ldc) = (LeftProduct::ld(nb * p), LeftProduct::padded_ld(nb * p));
+    let cols = sh.columns_with_stride(xs, nb, ldc, buf);
+    let (Some(w), Some(c)) = (as_f32(w), cols.as_slice().and_then(as_f32)) else {
+        return false;
+    };
+    if nb == 1 && ld == p && ys.len() == o * p {
+        // One sample whose plane fills whole registers: straight into y.
+        let Some(ys) = as_f32_mut(ys) else {
+            return false;
+        };
+        lp.apply(w, c, ldc, ys, ld);
+        return true;
+    }
+    tmp.resize(o * ld, T::default());
+    let (Some(d), Some(ys)) = (as_f32_mut(tmp), as_f32_mut(ys)) else {
+        return false;
+    };
+    lp.apply(w, c, ldc, d, ld);
+    // (o, nb·p) with row stride ld → (b, o, p).
+    for (j, yb) in ys.chunks_exact_mut(sh.output_len()).enumerate() {
+        for (oc, row) in yb.chunks_exact_mut(p).enumerate() {
+            row.copy_from_slice(&d[oc * ld + j * p..][..p]);
+        }
+    }
+    true
+}
+
 /// y_b = W · im2col(x_b) for every sample b, a group of samples per GEMM.
 fn conv_forward<T: CpuFloat>(sh: ConvShape, x: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
+    conv_forward_with(sh, x, w, true)
+}
+
+/// [`conv_forward`], with the left-product kernel where it applies (`left`) or every group
+/// through `gemm_into` (the reference the tests compare the kernel's bits with).
+fn conv_forward_with<T: CpuFloat>(
+    sh: ConvShape,
+    x: &[T],
+    w: &[T],
+    left: bool,
+) -> candle_core::Result<Vec<T>> {
     let wm = Mat::row_major(w, sh.o, sh.g.rows());
     let (ilen, olen, p, grp) = (sh.input_len(), sh.output_len(), sh.positions(), sh.group());
     let mut y = vec![T::default(); sh.g.n * olen];
     if olen == 0 || ilen == 0 {
         return Ok(y);
     }
+    // f32 on a CPU with AVX-512: the left-product kernel, planned per group width (the full
+    // groups' and the last one's) when it gives the crate's bits on these shapes.
+    let plans = if left && TypeId::of::<T>() == TypeId::of::<f32>() {
+        let (full, last) = (grp.min(sh.g.n), (sh.g.n + grp - 1) % grp + 1);
+        [full, last].map(|b| {
+            let nb = sh.padded(b);
+            (nb, LeftProduct::new(sh.o, sh.g.rows(), nb * p))
+        })
+    } else {
+        [(0, None), (0, None)]
+    };
     y.par_chunks_mut(olen * grp)
         .zip(x.par_chunks(ilen * grp))
         .try_for_each_init(Scratch::default, |(buf, _, tmp), (ys, xs)| {
             let b = xs.len() / ilen;
             let nb = sh.padded(b);
+            let plan = plans
+                .iter()
+                .find(|(w, _)| *w == nb)
+                .and_then(|(_, lp)| lp.as_ref());
+            if let Some(lp) = plan
+                && forward_group_left(lp, sh, w, xs, nb, ys, buf, tmp)
+            {
+                return Ok(());
+            }
             let cols = sh.columns(xs, nb, buf);
             if nb == 1 {
                 return gemm_into(ys, wm, cols, false, false);
@@ -483,4 +582,63 @@ pub fn conv2d_auto(
         candle_core::bail!("conv2d: stride must be > 0");
     }
     apply(x, w, Conv2dOp { stride, padding })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The left-product kernel gives the bits of the `gemm_into` groups it replaces, for LeNet's
+    /// and ResNet-18's kinds of layers (5×5, 3×3 padded, strided, 1×1 pointwise and strided,
+    /// planes from 32×32 down to 2×2, so groups of 1 to 64 samples) and batches with a full,
+    /// a partial and a single group; values of mixed sign and magnitude.
+    #[test]
+    fn left_product_kernel_has_the_bits_of_gemm_into() {
+        let mut state = 7u64;
+        let mut next = move || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+            (2.0 * u - 1.0) * [1.0, 1e-3, 37.0, 0.25][(state >> 20) as usize % 4]
+        };
+        // (c, h, o, k, stride, padding)
+        let layers = [
+            (1, 28, 6, 5, 1, 0),
+            (6, 12, 16, 5, 1, 0),
+            (3, 32, 64, 3, 1, 1),
+            (64, 8, 64, 3, 1, 1),
+            (64, 8, 128, 3, 2, 1),
+            (64, 8, 128, 1, 2, 0),
+            (128, 4, 128, 1, 1, 0),
+            (256, 2, 512, 3, 1, 1),
+            (40, 2, 24, 1, 1, 0),
+        ];
+        let mut kernel_used = 0;
+        for (c, h, o, k, stride, padding) in layers {
+            for n in [1usize, 7, 70] {
+                let sh = ConvShape::new([n, c, h, h], [o, c, k, k], stride, padding).unwrap();
+                let x: Vec<f32> = (0..n * c * h * h).map(|_| next()).collect();
+                let w: Vec<f32> = (0..o * c * k * k).map(|_| next()).collect();
+                let want = conv_forward_with(sh, &x, &w, false).unwrap();
+                let got = conv_forward_with(sh, &x, &w, true).unwrap();
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "c {c} h {h} o {o} k {k} stride {stride} padding {padding} n {n}"
+                );
+                let nb = sh.padded(sh.group().min(n));
+                kernel_used +=
+                    usize::from(LeftProduct::new(o, sh.g.rows(), nb * sh.positions()).is_some());
+            }
+        }
+        if super::super::dense_gemm::available() {
+            assert!(
+                kernel_used >= 20,
+                "the kernel ran on {kernel_used} of 27 shapes"
+            );
+        } else {
+            eprintln!("no AVX-512 on this CPU: the kernel did not run");
+        }
+    }
 }

@@ -142,32 +142,15 @@ impl PackedLinear {
     /// the module docs describe. A mismatch sends the dense loop back to `gemm_into`.
     fn agrees_with_gemm(&self, w: &[f32], out: usize) -> bool {
         static CHECKED: OnceLock<Mutex<Verdicts>> = OnceLock::new();
-        let key = (self.rows, self.inp, out);
-        let cache = CHECKED.get_or_init(Default::default);
-        let known = cache.lock().ok().and_then(|c| c.get(&key).copied());
-        if let Some(ok) = known {
-            return ok;
-        }
-        let ok = self.matches_gemm(w, out);
-        if let Ok(mut c) = cache.lock() {
-            c.insert(key, ok);
-        }
-        ok
+        verdict(&CHECKED, (self.rows, self.inp, out), || {
+            self.matches_gemm(w, out)
+        })
     }
 
     /// The kernel's and `gemm_into`'s outputs, bit for bit, on a probe of `rows` rows with values
     /// of mixed sign and magnitude (a different order of the sums shows in the bits).
     fn matches_gemm(&self, w: &[f32], out: usize) -> bool {
-        let mut state = 0x9e37_79b9_7f4a_7c15u64;
-        let x: Vec<f32> = (0..self.rows * self.inp)
-            .map(|_| {
-                state = state
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                let u = (state >> 40) as f32 / (1u64 << 24) as f32;
-                (2.0 * u - 1.0) * [1.0, 1e-3, 37.0, 0.25][(state >> 20) as usize % 4]
-            })
-            .collect();
+        let x = probe(self.rows * self.inp, 0x9e37_79b9_7f4a_7c15);
         let mut want = vec![0.0f32; self.rows * out];
         let lhs = Mat::row_major(&x, self.rows, self.inp);
         let rhs = Mat::row_major(w, out, self.inp).t();
@@ -233,12 +216,168 @@ impl PackedLinear {
                     let r = TILE_ROWS.min(rows - r0);
                     let xp = unsafe { x.as_ptr().add(r0 * ldx + k0) };
                     let dp = unsafe { dst.as_mut_ptr().add(r0 * ldd + o0) };
-                    unsafe { tile_dispatch(r, v, xp, ldx, w, kl, dp, ldd, first) };
+                    unsafe { tile_dispatch(r, v, xp, ldx, w, v * LANES, kl, dp, ldd, first) };
                     r0 += r;
                 }
             }
         }
     }
+}
+
+/// A left product `dst (out × n) = W (out × k) · C (k × n)` (a convolution's GEMM: C its column
+/// matrix) with the operations of `gemm_into` on that call, on the tile kernel and without
+/// packing: the crate sees m′ = n, n′ = out, and its depth blocks depend on the shapes alone
+/// (`gemm_k_blocks`, symmetric in m′ and n′). The kernel's rows are W's rows (read in place,
+/// broadcast) and its outputs run along C's rows (read in place, 16 columns per register), so
+/// every output is the crate's chain of FMAs over each block and the same block sums: the same
+/// bits, checked on a probe of the shape once per process.
+pub(crate) struct LeftProduct {
+    out: usize,
+    k: usize,
+    n: usize,
+    blocks: Vec<(usize, usize)>,
+}
+
+impl LeftProduct {
+    /// The row stride C and dst need: `n` rounded up to whole registers (the columns past `n`
+    /// are read and written, and ignored).
+    pub(crate) fn ld(n: usize) -> usize {
+        n.next_multiple_of(LANES)
+    }
+
+    /// A row stride for C of at least [`Self::ld`] that is not a multiple of 512 bytes: the
+    /// kernel reads one register-row of C per depth, and strides of 1–4 KiB would map all of
+    /// them to a few L1 sets.
+    pub(crate) fn padded_ld(n: usize) -> usize {
+        let ld = Self::ld(n);
+        if ld.is_multiple_of(128) {
+            ld + LANES
+        } else {
+            ld
+        }
+    }
+
+    /// The plan for these shapes, or `None` when the CPU lacks the kernel, the crate takes
+    /// another route, or the probe's bits differ from `gemm_into`'s.
+    pub(crate) fn new(out: usize, k: usize, n: usize) -> Option<Self> {
+        if !available() || out == 0 || k == 0 || n == 0 {
+            return None;
+        }
+        let plan = LeftProduct {
+            out,
+            k,
+            n,
+            blocks: gemm_k_blocks(out, k, n)?,
+        };
+        static CHECKED: OnceLock<Mutex<Verdicts>> = OnceLock::new();
+        verdict(&CHECKED, (out, k, n), || plan.matches_gemm()).then_some(plan)
+    }
+
+    /// The kernel's and `gemm_into`'s products, bit for bit, on probe operands.
+    fn matches_gemm(&self) -> bool {
+        let (w, c) = (probe(self.out * self.k, 1), probe(self.k * self.n, 2));
+        let mut want = vec![0.0f32; self.out * self.n];
+        let lhs = Mat::row_major(&w, self.out, self.k);
+        let rhs = Mat::row_major(&c, self.k, self.n);
+        if gemm_into(&mut want, lhs, rhs, false, false).is_err() {
+            return false;
+        }
+        let ld = Self::ld(self.n);
+        let mut cp = vec![0.0f32; self.k * ld];
+        for (dst, src) in cp.chunks_exact_mut(ld).zip(c.chunks_exact(self.n)) {
+            dst[..self.n].copy_from_slice(src);
+        }
+        let mut got = vec![0.0f32; self.out * ld];
+        self.apply(&w, &cp, ld, &mut got, ld);
+        got.chunks_exact(ld)
+            .zip(want.chunks_exact(self.n))
+            .all(|(g, w)| {
+                g[..self.n]
+                    .iter()
+                    .zip(w)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            })
+    }
+
+    /// `dst[o·ldd + q] = Σ_d W[o·k + d]·C[d·ldc + q]` for q < ld(n) (the crate's bits for q < n).
+    pub(crate) fn apply(&self, w: &[f32], c: &[f32], ldc: usize, dst: &mut [f32], ldd: usize) {
+        let ld = Self::ld(self.n);
+        assert!(
+            w.len() >= self.out * self.k
+                && ldc >= ld
+                && ldd >= ld
+                && c.len() >= (self.k - 1) * ldc + ld
+                && dst.len() >= (self.out - 1) * ldd + ld,
+            "left product: operand sizes"
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            assert!(available(), "left product: no AVX-512 on this CPU");
+            // SAFETY: the CPU has AVX-512F (checked above); tiles cover rows < out, depths < k
+            // and columns < ld(n), all inside the slices (sizes checked above).
+            unsafe { self.apply_avx512(w, c, ldc, dst, ldd) }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (w, c, dst);
+            unreachable!("left product: no kernel on this architecture");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,fma")]
+    unsafe fn apply_avx512(&self, w: &[f32], c: &[f32], ldc: usize, dst: &mut [f32], ldd: usize) {
+        let ld = Self::ld(self.n);
+        for (b, &(k0, kl)) in self.blocks.iter().enumerate() {
+            let mut q0 = 0;
+            while q0 < ld {
+                let v = ((ld - q0) / LANES).min(MAX_VECTORS);
+                let cp = unsafe { c.as_ptr().add(k0 * ldc + q0) };
+                let mut r0 = 0;
+                while r0 < self.out {
+                    let r = TILE_ROWS.min(self.out - r0);
+                    let wp = unsafe { w.as_ptr().add(r0 * self.k + k0) };
+                    let dp = unsafe { dst.as_mut_ptr().add(r0 * ldd + q0) };
+                    unsafe { tile_dispatch(r, v, wp, self.k, cp, ldc, kl, dp, ldd, b == 0) };
+                    r0 += r;
+                }
+                q0 += v * LANES;
+            }
+        }
+    }
+}
+
+/// The cached verdict for `key`, computed by `check` the first time (per process).
+fn verdict(
+    cache: &OnceLock<Mutex<Verdicts>>,
+    key: (usize, usize, usize),
+    check: impl FnOnce() -> bool,
+) -> bool {
+    let cache = cache.get_or_init(Default::default);
+    let known = cache.lock().ok().and_then(|c| c.get(&key).copied());
+    if let Some(ok) = known {
+        return ok;
+    }
+    let ok = check();
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, ok);
+    }
+    ok
+}
+
+/// `len` probe values of mixed sign and magnitude (a different order of the sums shows in the
+/// bits), from a seed.
+fn probe(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            let u = (state >> 40) as f32 / (1u64 << 24) as f32;
+            (2.0 * u - 1.0) * [1.0, 1e-3, 37.0, 0.25][(state >> 20) as usize % 4]
+        })
+        .collect()
 }
 
 /// Calls the tile kernel for `r` rows and `v` registers of outputs.
@@ -251,6 +390,7 @@ unsafe fn tile_dispatch(
     x: *const f32,
     ldx: usize,
     w: *const f32,
+    wd: usize,
     kl: usize,
     dst: *mut f32,
     ldd: usize,
@@ -260,9 +400,9 @@ unsafe fn tile_dispatch(
         ($($r:literal),*) => {
             match (r, v) {
                 $(
-                    ($r, 1) => unsafe { tile::<$r, 1>(x, ldx, w, kl, dst, ldd, first) },
-                    ($r, 2) => unsafe { tile::<$r, 2>(x, ldx, w, kl, dst, ldd, first) },
-                    ($r, 3) => unsafe { tile::<$r, 3>(x, ldx, w, kl, dst, ldd, first) },
+                    ($r, 1) => unsafe { tile::<$r, 1>(x, ldx, w, wd, kl, dst, ldd, first) },
+                    ($r, 2) => unsafe { tile::<$r, 2>(x, ldx, w, wd, kl, dst, ldd, first) },
+                    ($r, 3) => unsafe { tile::<$r, 3>(x, ldx, w, wd, kl, dst, ldd, first) },
                 )*
                 _ => unreachable!("dense gemm: tile shape"),
             }
@@ -271,7 +411,8 @@ unsafe fn tile_dispatch(
     go!(1, 2, 3, 4, 5, 6, 7, 8)
 }
 
-/// One tile: `R` rows × `V`·16 outputs over depths `0..kl` of a block. Each output's accumulator
+/// One tile: `R` rows × `V`·16 outputs over depths `0..kl` of a block (the weights of depth d at
+/// `w + d·wd`, V registers side by side). Each output's accumulator
 /// starts at +0 and takes one FMA per depth in order; the block's sum is stored (`first`) or
 /// added to dst with one rounding — the `gemm` crate's operations (module docs).
 #[cfg(target_arch = "x86_64")]
@@ -281,6 +422,7 @@ unsafe fn tile<const R: usize, const V: usize>(
     x: *const f32,
     ldx: usize,
     w: *const f32,
+    wd: usize,
     kl: usize,
     dst: *mut f32,
     ldd: usize,
@@ -290,7 +432,7 @@ unsafe fn tile<const R: usize, const V: usize>(
     for d in 0..kl {
         let mut wv = [_mm512_setzero_ps(); V];
         for (i, wi) in wv.iter_mut().enumerate() {
-            *wi = unsafe { _mm512_loadu_ps(w.add(d * V * LANES + i * LANES)) };
+            *wi = unsafe { _mm512_loadu_ps(w.add(d * wd + i * LANES)) };
         }
         for (row, a) in acc.iter_mut().enumerate() {
             let xb = _mm512_set1_ps(unsafe { *x.add(row * ldx + d) });
@@ -435,5 +577,63 @@ mod tests {
             .unwrap();
         p.data[i] = f32::from_bits(p.data[i].to_bits() + 1);
         assert!(!p.matches_gemm(&w, out));
+    }
+
+    /// The left product equals `gemm_into` bit for bit over shapes with one and several depth
+    /// blocks (k up to 1 300), widths that are and are not whole registers, and C and dst of
+    /// padded strides; shapes the crate sums by another route are refused.
+    #[test]
+    fn left_product_has_the_bits_of_gemm_into() {
+        if !available() {
+            eprintln!("no AVX-512 on this CPU: nothing to compare");
+            return;
+        }
+        let mut vals = Values(11);
+        let mut checked = 0;
+        for &(out, k, n) in &[
+            (6usize, 25usize, 576usize),
+            (16, 150, 80),
+            (64, 576, 1024),
+            (128, 1152, 68),
+            (512, 1300, 256),
+            (24, 40, 65),
+            (7, 3, 100),
+        ] {
+            let Some(lp) = LeftProduct::new(out, k, n) else {
+                panic!("shape ({out}, {k}, {n}) refused");
+            };
+            let w: Vec<f32> = (0..out * k).map(|_| vals.next()).collect();
+            let c: Vec<f32> = (0..k * n).map(|_| vals.next()).collect();
+            let mut want = vec![0.0f32; out * n];
+            let lhs = Mat::row_major(&w, out, k);
+            let rhs = Mat::row_major(&c, k, n);
+            gemm_into(&mut want, lhs, rhs, false, false).unwrap();
+            for ldc in [LeftProduct::ld(n), LeftProduct::padded_ld(n) + 32] {
+                let mut cp = vec![f32::NAN; k * ldc];
+                for (dst, src) in cp.chunks_exact_mut(ldc).zip(c.chunks_exact(n)) {
+                    dst[..n].copy_from_slice(src);
+                    dst[n..].fill(0.0);
+                }
+                let ldd = LeftProduct::ld(n) + 16;
+                let mut got = vec![f32::NAN; out * ldd];
+                lp.apply(&w, &cp, ldc, &mut got, ldd);
+                for o in 0..out {
+                    for q in 0..n {
+                        assert_eq!(
+                            got[o * ldd + q].to_bits(),
+                            want[o * n + q].to_bits(),
+                            "({out}, {k}, {n}) ldc {ldc} at ({o}, {q})"
+                        );
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 14);
+        assert!(
+            gemm_k_blocks(64, 1300, 100).unwrap().len() > 1,
+            "no multi-block shape"
+        );
+        assert!(LeftProduct::new(1, 50, 100).is_none() && LeftProduct::new(8, 2, 100).is_none());
     }
 }

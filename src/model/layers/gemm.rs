@@ -14,6 +14,12 @@ pub(crate) struct Mat<'a, T> {
 }
 
 impl<'a, T> Mat<'a, T> {
+    /// The values of a dense row-major matrix (row stride = columns), else `None`.
+    pub(crate) fn as_slice(&self) -> Option<&'a [T]> {
+        (self.cs == 1 && self.rs == self.cols && self.data.len() >= self.rows * self.cols)
+            .then(|| &self.data[..self.rows * self.cols])
+    }
+
     /// A row-major `rows × cols` matrix.
     pub(crate) fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
         Mat {
