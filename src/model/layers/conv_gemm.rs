@@ -148,21 +148,32 @@ impl ConvShape {
         nb: usize,
         buf: &'a mut Vec<T>,
     ) -> Mat<'a, T> {
+        self.side_by_side_with_stride(g, nb, nb * self.positions(), buf)
+    }
+
+    /// [`Self::side_by_side`] with rows of stride `ld` ≥ nb·positions (zeros past the samples).
+    fn side_by_side_with_stride<'a, T: CpuFloat>(
+        &self,
+        g: &'a [T],
+        nb: usize,
+        ld: usize,
+        buf: &'a mut Vec<T>,
+    ) -> Mat<'a, T> {
         let p = self.positions();
-        if nb == 1 {
+        if nb == 1 && ld == p {
             return Mat::row_major(g, self.o, p);
         }
-        buf.resize(self.o * nb * p, T::default());
+        buf.resize(self.o * ld, T::default());
         let b = g.len() / self.output_len().max(1);
         for (j, gb) in g.chunks(self.output_len().max(1)).enumerate() {
             for (oc, row) in gb.chunks_exact(p).enumerate() {
-                buf[(oc * nb + j) * p..][..p].copy_from_slice(row);
+                buf[oc * ld + j * p..][..p].copy_from_slice(row);
             }
         }
-        for row in buf.chunks_exact_mut(nb * p) {
+        for row in buf.chunks_exact_mut(ld) {
             row[b * p..].fill(T::default());
         }
-        Mat::row_major(buf, self.o, nb * p)
+        Mat::row_major(buf, self.o, ld)
     }
 }
 
@@ -181,6 +192,24 @@ fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
     // SAFETY: T is f32 (the same TypeId), so the slice holds f32 values already.
     (TypeId::of::<T>() == TypeId::of::<f32>())
         .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
+}
+
+/// `t[q·ldt + r] = a[r·cols + q]` (the transpose of the row-major `rows × cols` matrix `a`, rows
+/// of stride `ldt`), in 16 × 16 tiles so that both sides stay in cache.
+fn transpose_blocked(a: &[f32], rows: usize, cols: usize, t: &mut [f32], ldt: usize) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        let r1 = (r0 + B).min(rows);
+        for q0 in (0..cols).step_by(B) {
+            let q1 = (q0 + B).min(cols);
+            for r in r0..r1 {
+                let src = &a[r * cols + q0..r * cols + q1];
+                for (q, &v) in (q0..q1).zip(src) {
+                    t[q * ldt + r] = v;
+                }
+            }
+        }
+    }
 }
 
 /// One group's `W · im2col` on the AVX-512 left-product kernel (f32 only): the bits of the
@@ -288,17 +317,61 @@ fn conv_forward_with<T: CpuFloat>(
 
 /// dx_b = col2im(Wᵀ · g_b) for every sample b, a group of samples per GEMM.
 fn conv_input_adjoint<T: CpuFloat>(sh: ConvShape, g: &[T], w: &[T]) -> candle_core::Result<Vec<T>> {
+    conv_input_adjoint_with(sh, g, w, true)
+}
+
+/// [`conv_input_adjoint`], with the left-product kernel where it applies (`left`; f32 on AVX-512:
+/// Wᵀ materialised once, the gradients side by side as C) or every group through `gemm_into`.
+fn conv_input_adjoint_with<T: CpuFloat>(
+    sh: ConvShape,
+    g: &[T],
+    w: &[T],
+    left: bool,
+) -> candle_core::Result<Vec<T>> {
     let wt = Mat::row_major(w, sh.o, sh.g.rows()).t();
     let (ilen, olen, p, grp) = (sh.input_len(), sh.output_len(), sh.positions(), sh.group());
     let mut dx = vec![T::default(); sh.g.n * ilen];
     if olen == 0 || ilen == 0 {
         return Ok(dx);
     }
+    let k = sh.g.rows();
+    // Wᵀ (k × o) row-major and a plan per group width, on the kernel's path.
+    let kernel = as_f32(w).filter(|_| left && sh.g.n > 0).map(|w32| {
+        let mut wt_rows = vec![0.0f32; k * sh.o];
+        for (oc, row) in w32.chunks_exact(k).enumerate() {
+            for (r, &v) in row.iter().enumerate() {
+                wt_rows[r * sh.o + oc] = v;
+            }
+        }
+        let (full, last) = (grp.min(sh.g.n), (sh.g.n + grp - 1) % grp + 1);
+        let plans = [full, last].map(|b| {
+            let nb = sh.padded(b);
+            (nb, LeftProduct::new(k, sh.o, nb * p))
+        });
+        (wt_rows, plans)
+    });
     dx.par_chunks_mut(ilen * grp)
         .zip(g.par_chunks(olen * grp))
         .try_for_each_init(Scratch::default, |(cols, side, _), (dxs, gs)| {
             let b = gs.len() / olen;
             let nb = sh.padded(b);
+            if let Some((wt_rows, plans)) = &kernel
+                && let Some(lp) = plans
+                    .iter()
+                    .find(|(w, _)| *w == nb)
+                    .and_then(|(_, lp)| lp.as_ref())
+            {
+                let (ld, ldc) = (LeftProduct::ld(nb * p), LeftProduct::padded_ld(nb * p));
+                let gm = sh.side_by_side_with_stride(gs, nb, ldc, side);
+                cols.resize(k * ld, T::default());
+                if let (Some(c), Some(d)) = (gm.as_slice().and_then(as_f32), as_f32_mut(cols)) {
+                    lp.apply(wt_rows, c, ldc, d, ld);
+                    for (j, dxb) in dxs.chunks_exact_mut(ilen).enumerate() {
+                        col2im_strided(&sh.g, (sh.ho, sh.wo), &cols[j * p..], dxb, ld);
+                    }
+                    return Ok(());
+                }
+            }
             let gm = sh.side_by_side(gs, nb, side);
             if nb == 1 && sh.is_pointwise() {
                 return gemm_into(dxs, wt, gm, false, false);
@@ -321,23 +394,72 @@ fn conv_weight_adjoint<T: CpuFloat>(
     x: &[T],
     g: &[T],
 ) -> candle_core::Result<Vec<T>> {
+    conv_weight_adjoint_with(sh, x, g, true)
+}
+
+/// [`conv_weight_adjoint`], with the left-product kernel where it applies (`left`; f32 on
+/// AVX-512: the gradients side by side as W's rows, the columns transposed into C, the chunk's
+/// partial sum kept in a padded buffer) or every group through `gemm_into`.
+fn conv_weight_adjoint_with<T: CpuFloat>(
+    sh: ConvShape,
+    x: &[T],
+    g: &[T],
+    left: bool,
+) -> candle_core::Result<Vec<T>> {
     let wlen = sh.o * sh.g.rows();
     let (ilen, olen, grp) = (sh.input_len(), sh.output_len(), sh.group());
     let mut dw = vec![T::default(); wlen];
     if olen == 0 || ilen == 0 {
         return Ok(dw);
     }
+    let (k, p) = (sh.g.rows(), sh.positions());
+    let f32_left = left && TypeId::of::<T>() == TypeId::of::<f32>();
     let chunk = WEIGHT_GRAD_CHUNK.div_ceil(grp) * grp;
     let partials = x
         .par_chunks(ilen * chunk)
         .zip(g.par_chunks(olen * chunk))
         .map_init(Scratch::default, |(buf, side, _), (xs, gs)| {
             let mut part = vec![T::default(); wlen];
+            let (ld, ldc) = (LeftProduct::ld(k), LeftProduct::padded_ld(k));
+            // The chunk's sum on the kernel's path, (o × ld); None once a group cannot take it.
+            let mut padded: Option<Vec<f32>> = f32_left.then(|| vec![0.0f32; sh.o * ld]);
+            let mut ct: Vec<f32> = Vec::new();
             for (i, (xg, gg)) in xs.chunks(ilen * grp).zip(gs.chunks(olen * grp)).enumerate() {
                 let b = xg.len() / ilen;
                 let cols = sh.columns(xg, b, buf);
                 let gm = sh.side_by_side(gg, b, side);
+                if let Some(acc) = padded.as_mut() {
+                    let plan = LeftProduct::new(sh.o, b * p, k);
+                    let ops = (
+                        cols.as_slice().and_then(as_f32),
+                        gm.as_slice().and_then(as_f32),
+                    );
+                    if let (Some(lp), (Some(c), Some(gv))) = (plan, ops) {
+                        // C = colsᵀ: position q's k values in row q (stride ldc, zeros past k).
+                        ct.clear();
+                        ct.resize(b * p * ldc, 0.0);
+                        transpose_blocked(c, k, b * p, &mut ct, ldc);
+                        lp.apply_acc(gv, &ct, ldc, acc, ld, i > 0);
+                        continue;
+                    }
+                    // Not on the kernel after all: hand the sum so far to the generic path.
+                    if i > 0 {
+                        for (dst, src) in part.chunks_exact_mut(k).zip(acc.chunks_exact(ld)) {
+                            for (d, &s) in dst.iter_mut().zip(&src[..k]) {
+                                *d = T::of_f64(s as f64);
+                            }
+                        }
+                    }
+                    padded = None;
+                }
                 gemm_into(&mut part, gm, cols.t(), i > 0, false)?;
+            }
+            if let Some(acc) = padded {
+                for (dst, src) in part.chunks_exact_mut(k).zip(acc.chunks_exact(ld)) {
+                    for (d, &s) in dst.iter_mut().zip(&src[..k]) {
+                        *d = T::of_f64(s as f64);
+                    }
+                }
             }
             Ok(part)
         })
@@ -588,7 +710,8 @@ pub fn conv2d_auto(
 mod tests {
     use super::*;
 
-    /// The left-product kernel gives the bits of the `gemm_into` groups it replaces, for LeNet's
+    /// The left-product kernel gives the bits of the `gemm_into` groups it replaces (forward,
+    /// input adjoint and weight adjoint), for LeNet's
     /// and ResNet-18's kinds of layers (5×5, 3×3 padded, strided, 1×1 pointwise and strided,
     /// planes from 32×32 down to 2×2, so groups of 1 to 64 samples) and batches with a full,
     /// a partial and a single group; values of mixed sign and magnitude.
@@ -627,15 +750,37 @@ mod tests {
                     want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                     "c {c} h {h} o {o} k {k} stride {stride} padding {padding} n {n}"
                 );
+                let gy: Vec<f32> = (0..n * sh.output_len()).map(|_| next()).collect();
+                let (dx0, dx1) = (
+                    conv_input_adjoint_with(sh, &gy, &w, false).unwrap(),
+                    conv_input_adjoint_with(sh, &gy, &w, true).unwrap(),
+                );
+                assert_eq!(
+                    dx1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    dx0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "input adjoint: c {c} h {h} o {o} k {k} stride {stride} padding {padding} n {n}"
+                );
+                let (dw0, dw1) = (
+                    conv_weight_adjoint_with(sh, &x, &gy, false).unwrap(),
+                    conv_weight_adjoint_with(sh, &x, &gy, true).unwrap(),
+                );
+                assert_eq!(
+                    dw1.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    dw0.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "weight adjoint: c {c} h {h} o {o} k {k} stride {stride} padding {padding} n {n}"
+                );
                 let nb = sh.padded(sh.group().min(n));
-                kernel_used +=
-                    usize::from(LeftProduct::new(o, sh.g.rows(), nb * sh.positions()).is_some());
+                let (kk, np) = (sh.g.rows(), nb * sh.positions());
+                let bp = sh.group().min(n) * sh.positions();
+                kernel_used += usize::from(LeftProduct::new(o, kk, np).is_some());
+                kernel_used += usize::from(LeftProduct::new(kk, o, np).is_some());
+                kernel_used += usize::from(LeftProduct::new(o, bp, kk).is_some());
             }
         }
         if super::super::dense_gemm::available() {
             assert!(
-                kernel_used >= 20,
-                "the kernel ran on {kernel_used} of 27 shapes"
+                kernel_used >= 60,
+                "the kernel ran on {kernel_used} of 81 products"
             );
         } else {
             eprintln!("no AVX-512 on this CPU: the kernel did not run");

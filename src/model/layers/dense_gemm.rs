@@ -273,34 +273,51 @@ impl LeftProduct {
         verdict(&CHECKED, (out, k, n), || plan.matches_gemm()).then_some(plan)
     }
 
-    /// The kernel's and `gemm_into`'s products, bit for bit, on probe operands.
+    /// The kernel's and `gemm_into`'s products, bit for bit, on probe operands: once into a
+    /// fresh dst and once accumulated onto it.
     fn matches_gemm(&self) -> bool {
         let (w, c) = (probe(self.out * self.k, 1), probe(self.k * self.n, 2));
         let mut want = vec![0.0f32; self.out * self.n];
         let lhs = Mat::row_major(&w, self.out, self.k);
         let rhs = Mat::row_major(&c, self.k, self.n);
-        if gemm_into(&mut want, lhs, rhs, false, false).is_err() {
-            return false;
-        }
         let ld = Self::ld(self.n);
         let mut cp = vec![0.0f32; self.k * ld];
         for (dst, src) in cp.chunks_exact_mut(ld).zip(c.chunks_exact(self.n)) {
             dst[..self.n].copy_from_slice(src);
         }
         let mut got = vec![0.0f32; self.out * ld];
-        self.apply(&w, &cp, ld, &mut got, ld);
-        got.chunks_exact(ld)
-            .zip(want.chunks_exact(self.n))
-            .all(|(g, w)| {
-                g[..self.n]
-                    .iter()
-                    .zip(w)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
-            })
+        [false, true].into_iter().all(|accumulate| {
+            if gemm_into(&mut want, lhs, rhs, accumulate, false).is_err() {
+                return false;
+            }
+            self.apply_acc(&w, &cp, ld, &mut got, ld, accumulate);
+            got.chunks_exact(ld)
+                .zip(want.chunks_exact(self.n))
+                .all(|(g, w)| {
+                    g[..self.n]
+                        .iter()
+                        .zip(w)
+                        .all(|(a, b)| a.to_bits() == b.to_bits())
+                })
+        })
     }
 
     /// `dst[o·ldd + q] = Σ_d W[o·k + d]·C[d·ldc + q]` for q < ld(n) (the crate's bits for q < n).
     pub(crate) fn apply(&self, w: &[f32], c: &[f32], ldc: usize, dst: &mut [f32], ldd: usize) {
+        self.apply_acc(w, c, ldc, dst, ldd, false)
+    }
+
+    /// [`Self::apply`], adding the product to dst when `accumulate` (`gemm_into`'s flag: every
+    /// block's sum added with one rounding).
+    pub(crate) fn apply_acc(
+        &self,
+        w: &[f32],
+        c: &[f32],
+        ldc: usize,
+        dst: &mut [f32],
+        ldd: usize,
+        accumulate: bool,
+    ) {
         let ld = Self::ld(self.n);
         assert!(
             w.len() >= self.out * self.k
@@ -315,18 +332,26 @@ impl LeftProduct {
             assert!(available(), "left product: no AVX-512 on this CPU");
             // SAFETY: the CPU has AVX-512F (checked above); tiles cover rows < out, depths < k
             // and columns < ld(n), all inside the slices (sizes checked above).
-            unsafe { self.apply_avx512(w, c, ldc, dst, ldd) }
+            unsafe { self.apply_avx512(w, c, ldc, dst, ldd, accumulate) }
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
-            let _ = (w, c, dst);
+            let _ = (w, c, dst, accumulate);
             unreachable!("left product: no kernel on this architecture");
         }
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,fma")]
-    unsafe fn apply_avx512(&self, w: &[f32], c: &[f32], ldc: usize, dst: &mut [f32], ldd: usize) {
+    unsafe fn apply_avx512(
+        &self,
+        w: &[f32],
+        c: &[f32],
+        ldc: usize,
+        dst: &mut [f32],
+        ldd: usize,
+        accumulate: bool,
+    ) {
         let ld = Self::ld(self.n);
         for (b, &(k0, kl)) in self.blocks.iter().enumerate() {
             let mut q0 = 0;
@@ -338,7 +363,8 @@ impl LeftProduct {
                     let r = TILE_ROWS.min(self.out - r0);
                     let wp = unsafe { w.as_ptr().add(r0 * self.k + k0) };
                     let dp = unsafe { dst.as_mut_ptr().add(r0 * ldd + q0) };
-                    unsafe { tile_dispatch(r, v, wp, self.k, cp, ldc, kl, dp, ldd, b == 0) };
+                    let first = b == 0 && !accumulate;
+                    unsafe { tile_dispatch(r, v, wp, self.k, cp, ldc, kl, dp, ldd, first) };
                     r0 += r;
                 }
                 q0 += v * LANES;
