@@ -10,8 +10,10 @@
 //! Each op's backward is written with the other two (the adjoint identities above), so gradients
 //! of every order flow — the double backpropagation of the gradient penalty included — while no
 //! column matrix ever enters the autograd graph (candle's own CPU conv2d is a direct loop whose
-//! backward is ~9× slower than PyTorch: shared/spec/candle-notes.md). Other devices use candle's
-//! `conv2d` (see [`conv2d_auto`]).
+//! backward is ~9× slower than PyTorch: shared/spec/candle-notes.md). In f32 on a CPU with
+//! AVX-512 the three GEMMs run on the dense loop's tile kernel (`dense_gemm::LeftProduct`), in the
+//! `gemm` crate's order, so with `gemm_into`'s bits. Other devices use candle's `conv2d` (see
+//! [`conv2d_auto`]).
 
 use super::cpu_op::{CpuFloat, dims4, dispatch2};
 use super::dense_gemm::LeftProduct;
