@@ -368,6 +368,14 @@ fn conv_input_adjoint_with<T: CpuFloat>(
                 cols.resize(k * ld, T::default());
                 if let (Some(c), Some(d)) = (gm.as_slice().and_then(as_f32), as_f32_mut(cols)) {
                     lp.apply(wt_rows, c, ldc, d, ld);
+                    if nb == 1 && sh.is_pointwise() {
+                        // As the `gemm_into` path: the product is dx itself, copied rather than
+                        // summed onto +0 by col2im (which would turn a −0 into +0).
+                        for (dst, src) in dxs.chunks_exact_mut(p).zip(cols.chunks_exact(ld)) {
+                            dst.copy_from_slice(&src[..p]);
+                        }
+                        return Ok(());
+                    }
                     for (j, dxb) in dxs.chunks_exact_mut(ilen).enumerate() {
                         col2im_strided(&sh.g, (sh.ho, sh.wo), &cols[j * p..], dxb, ld);
                     }
@@ -711,6 +719,44 @@ pub fn conv2d_auto(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Products that underflow to −0: the kernel's input adjoint keeps the sign of zero as the
+    /// `gemm_into` path does, also for a pointwise layer with one sample per group, where that
+    /// path writes the product itself instead of summing it onto +0 (found in review: the kernel's
+    /// branch went through col2im and returned +0).
+    #[test]
+    fn left_product_kernel_keeps_negative_zeros() {
+        for (c, h, o, n) in [
+            (8usize, 16usize, 16usize, 1usize),
+            (8, 10, 16, 1),
+            (6, 12, 16, 3),
+        ] {
+            let sh = ConvShape::new([n, c, h, h], [o, c, 1, 1], 1, 0).unwrap();
+            let w = vec![-1e-10f32; o * c];
+            let gy = vec![1e-40f32; n * sh.output_len()];
+            let x = vec![1e-40f32; n * sh.input_len()];
+            let bits = |v: Vec<f32>| v.iter().map(|t| t.to_bits()).collect::<Vec<_>>();
+            let dx0 = bits(conv_input_adjoint_with(sh, &gy, &w, false).unwrap());
+            // One sample per group (n = 1, and the last sample of the 3): −0 from the direct
+            // write; samples summed by col2im: +0.
+            assert!(
+                dx0.contains(&0x8000_0000) && (n > 1 || dx0.iter().all(|&b| b == 0x8000_0000)),
+                "no −0 in the reference"
+            );
+            assert_eq!(
+                bits(conv_input_adjoint_with(sh, &gy, &w, true).unwrap()),
+                dx0
+            );
+            assert_eq!(
+                bits(conv_forward_with(sh, &x, &w, true).unwrap()),
+                bits(conv_forward_with(sh, &x, &w, false).unwrap())
+            );
+            assert_eq!(
+                bits(conv_weight_adjoint_with(sh, &x, &gy, true).unwrap()),
+                bits(conv_weight_adjoint_with(sh, &x, &gy, false).unwrap())
+            );
+        }
+    }
 
     /// The left-product kernel gives the bits of the `gemm_into` groups it replaces (forward,
     /// input adjoint and weight adjoint), for LeNet's
