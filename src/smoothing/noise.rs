@@ -221,42 +221,53 @@ impl NoiseKey {
         max: usize,
     ) -> Option<Vec<(usize, Vec<f32>)>> {
         let d = x.len().min(out.len());
-        let mut found = Vec::new();
-        let mut inputs = 1usize;
-        let mut visit = |m: usize, z: (f64, f64), eta: f64| -> Option<()> {
-            for k in 2 * m..(2 * m + 2).min(d) {
-                let zk = if k == 2 * m { z.0 } else { z.1 };
-                let c = candidates(x[k] as f64, sigma, zk, eta, max)?;
-                c.iter()
-                    .any(|v| v.to_bits() == out[k].to_bits())
-                    .then_some(())?;
-                if c.len() > 1 {
-                    inputs = inputs.saturating_mul(c.len());
-                    (inputs <= max).then_some(())?;
-                    found.push((k, c));
-                }
-            }
-            Some(())
-        };
         if self.layout == NoiseLayout::V2 {
             // Only the pairs whose lists can be more than [out[k]] (the others add nothing).
             let key = self.philox_key();
-            for m in super::noise_v2_checked::pairs_to_examine(key, index, copy, sigma, x, out) {
-                let (z, eta) =
-                    super::noise_v2::pair_z_eta(self.philox_key(), index, copy, m as u32);
-                visit(m, z, eta)?;
-            }
-        } else {
-            let mut rng = ChaCha20Rng::from_seed(self.key);
-            rng.set_stream(index);
-            rng.set_word_pos(4 * d.div_ceil(2) as u128 * copy as u128);
-            for m in 0..d.div_ceil(2) {
-                let (w1, w2) = (rng.next_u64(), rng.next_u64());
-                visit(m, box_muller(w1, w2), box_muller_cell_error(w1))?;
+            let pairs = super::noise_v2_checked::pairs_to_examine(key, index, copy, sigma, x, out);
+            let scan = pairs.into_iter().map(|m| {
+                let (z, eta) = super::noise_v2::pair_z_eta(key, index, copy, m as u32);
+                (m, z, eta)
+            });
+            return ambiguous_values(scan, sigma, &x[..d], &out[..d], max);
+        }
+        let mut rng = ChaCha20Rng::from_seed(self.key);
+        rng.set_stream(index);
+        rng.set_word_pos(4 * d.div_ceil(2) as u128 * copy as u128);
+        let scan = (0..d.div_ceil(2)).map(|m| {
+            let (w1, w2) = (rng.next_u64(), rng.next_u64());
+            (m, box_muller(w1, w2), box_muller_cell_error(w1))
+        });
+        ambiguous_values(scan, sigma, &x[..d], &out[..d], max)
+    }
+}
+
+/// [`NoiseKey::ambiguities`] from the scalar z and η of the pairs `scan` yields (in increasing
+/// pair order): per value of each pair its [`candidates`], which must hold `out[k]`; the values
+/// with several, while the product of their counts stays ≤ `max`.
+fn ambiguous_values(
+    scan: impl Iterator<Item = (usize, (f64, f64), f64)>,
+    sigma: f64,
+    x: &[f32],
+    out: &[f32],
+    max: usize,
+) -> Option<Vec<(usize, Vec<f32>)>> {
+    let (mut found, mut inputs) = (Vec::new(), 1usize);
+    for (m, z, eta) in scan {
+        for k in 2 * m..(2 * m + 2).min(x.len()) {
+            let zk = if k == 2 * m { z.0 } else { z.1 };
+            let c = candidates(x[k] as f64, sigma, zk, eta, max)?;
+            c.iter()
+                .any(|v| v.to_bits() == out[k].to_bits())
+                .then_some(())?;
+            if c.len() > 1 {
+                inputs = inputs.saturating_mul(c.len());
+                (inputs <= max).then_some(())?;
+                found.push((k, c));
             }
         }
-        Some(found)
     }
+    Some(found)
 }
 
 /// Whether every real x + σ·ζ with |ζ − z| ≤ η rounds to the f32 `v` (round to nearest is
@@ -402,12 +413,8 @@ mod tests {
     /// width), the ideal u₁ in (u₁ − cell, u₁] and u₂ in [u₂, u₂ + cell).
     fn pair_cell(k: &NoiseKey, index: u64, copy: u64, m: usize, d: usize) -> (f64, f64, f64) {
         if k.layout == NoiseLayout::V2 {
-            let y = super::super::philox::philox4x32_10(
-                [m as u32, copy as u32, index as u32, (index >> 32) as u32],
-                k.philox_key(),
-            );
-            let w1 = ((y[1] as u64) << 32) | y[0] as u64;
-            let w2 = ((y[3] as u64) << 32) | y[2] as u64;
+            let ctr = super::super::noise_v2::counter(m as u32, copy as u32, index);
+            let (w1, w2) = super::super::philox::words(ctr, k.philox_key());
             let cell = 1.0 / (1u64 << 52) as f64;
             let u1 = super::super::box_muller::unit_open_closed(w1);
             (u1, (w2 >> 12) as f64 * cell, cell)
@@ -516,25 +523,12 @@ mod tests {
     fn v2_ambiguities_equal_the_full_scan() {
         use rand::Rng;
         let full = |k: &NoiseKey, copy: u64, sigma: f64, x: &[f32], out: &[f32], max: usize| {
-            let d = x.len();
-            let (mut found, mut inputs) = (Vec::new(), 1usize);
-            for m in 0..d.div_ceil(2) {
-                let ((z0, z1), eta) =
+            let scan = (0..x.len().div_ceil(2)).map(|m| {
+                let (z, eta) =
                     super::super::noise_v2::pair_z_eta(k.philox_key(), 5, copy, m as u32);
-                for kk in 2 * m..(2 * m + 2).min(d) {
-                    let zk = if kk == 2 * m { z0 } else { z1 };
-                    let c = candidates(x[kk] as f64, sigma, zk, eta, max)?;
-                    c.iter()
-                        .any(|v| v.to_bits() == out[kk].to_bits())
-                        .then_some(())?;
-                    if c.len() > 1 {
-                        inputs = inputs.saturating_mul(c.len());
-                        (inputs <= max).then_some(())?;
-                        found.push((kk, c));
-                    }
-                }
-            }
-            Some(found)
+                (m, z, eta)
+            });
+            ambiguous_values(scan, sigma, x, out, max)
         };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(23);
         let k = NoiseKey::with_layout(13, "ambiguities", NoiseLayout::V2);
@@ -685,9 +679,7 @@ mod tests {
             }
             checked += 1;
             for m in 0..32usize {
-                let y = super::super::philox::philox4x32_10([m as u32, copy as u32, 7, 0], key);
-                let w1 = ((y[1] as u64) << 32) | y[0] as u64;
-                let w2 = ((y[3] as u64) << 32) | y[2] as u64;
+                let (w1, w2) = super::super::philox::words([m as u32, copy as u32, 7, 0], key);
                 let u1 = super::super::box_muller::unit_open_closed(w1);
                 let t = (w2 >> 12) as f64 * cell;
                 for (du, dt) in [(0.0, 0.0), (-cell, 0.0), (0.0, cell), (-cell, cell)] {

@@ -5,22 +5,32 @@
 //! the arithmetic is the same either way, so are the bits).
 
 use super::box_muller::pair;
-use super::philox::philox4x32_10;
+use super::philox::{words, words_n};
 
 /// Pairs per chunk.
-const CHUNK: usize = 32;
+pub(super) const CHUNK: usize = 32;
+
+/// The Philox counter of value pair `m` of copy `copy` of sample `index`: (m, copy, index mod
+/// 2³², ⌊index/2³²⌋).
+#[inline(always)]
+pub(super) fn counter(m: u32, copy: u32, index: u64) -> [u32; 4] {
+    [m, copy, index as u32, (index >> 32) as u32]
+}
+
+/// The Box–Muller pairs of the words `w1s`, `w2s` into `z0` (cos) and `z1` (sin).
+#[inline(always)]
+fn pairs_of(w1s: &[u64; CHUNK], w2s: &[u64; CHUNK], z0: &mut [f64], z1: &mut [f64]) {
+    for (j, (a, b)) in z0[..CHUNK].iter_mut().zip(&mut z1[..CHUNK]).enumerate() {
+        (*a, *b) = pair(w1s[j], w2s[j]);
+    }
+}
 
 /// The Gaussian pairs `first..first + CHUNK` of copy `copy` of sample `index`: cos values in
 /// `z0`, sin values in `z1`.
 #[inline(always)]
 fn chunk_body(key: [u32; 2], index: u64, copy: u32, first: u32, z0: &mut [f64], z1: &mut [f64]) {
-    let (lo, hi) = (index as u32, (index >> 32) as u32);
-    for (j, (a, b)) in z0[..CHUNK].iter_mut().zip(&mut z1[..CHUNK]).enumerate() {
-        let y = philox4x32_10([first.wrapping_add(j as u32), copy, lo, hi], key);
-        let w1 = ((y[1] as u64) << 32) | y[0] as u64;
-        let w2 = ((y[3] as u64) << 32) | y[2] as u64;
-        (*a, *b) = pair(w1, w2);
-    }
+    let (w1s, w2s) = words_n::<CHUNK>(key, counter(first, copy, index));
+    pairs_of(&w1s, &w2s, z0, z1);
 }
 
 /// [`chunk_body`] compiled for AVX2.
@@ -55,12 +65,10 @@ unsafe fn chunk_avx512(
     z1: &mut [f64],
 ) {
     let (mut w1s, mut w2s) = ([0u64; CHUNK], [0u64; CHUNK]);
-    let ctr = [first, copy, index as u32, (index >> 32) as u32];
+    let ctr = counter(first, copy, index);
     // SAFETY: this function's own target features include AVX-512 F.
     unsafe { super::philox::words_x8_avx512(key, ctr, &mut w1s, &mut w2s) };
-    for (j, (a, b)) in z0[..CHUNK].iter_mut().zip(&mut z1[..CHUNK]).enumerate() {
-        (*a, *b) = pair(w1s[j], w2s[j]);
-    }
+    pairs_of(&w1s, &w2s, z0, z1);
 }
 
 /// One chunk, with AVX-512 or AVX2 when available.
@@ -171,9 +179,7 @@ pub(super) fn pair_is_exact(
 /// The scalar z of value pair `m` of copy `copy` of sample `index` (Philox words, [`pair`]) and
 /// the bound [`cell_error`] on |Z − z|, as [`pair_is_exact`] uses them.
 pub(super) fn pair_z_eta(key: [u32; 2], index: u64, copy: u64, m: u32) -> ((f64, f64), f64) {
-    let y = philox4x32_10([m, copy as u32, index as u32, (index >> 32) as u32], key);
-    let w1 = ((y[1] as u64) << 32) | y[0] as u64;
-    let w2 = ((y[3] as u64) << 32) | y[2] as u64;
+    let (w1, w2) = words(counter(m, copy as u32, index), key);
     (pair(w1, w2), cell_error(w1))
 }
 
@@ -195,6 +201,7 @@ pub(super) fn cell_error(w1: u64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::philox::philox4x32_10;
     use super::*;
 
     /// The v2 cell bound at the word level: a value tuned onto an f32 rounding midpoint is never

@@ -6,10 +6,8 @@
 //! decision.
 
 use super::box_muller::pair_with_radius;
-use super::philox::philox4x32_10;
-
-/// Pairs per chunk.
-const CHUNK: usize = 32;
+use super::noise_v2::{CHUNK, counter};
+use super::philox::words_n;
 /// The cell width 2⁻⁵² of layout v2's uniforms.
 const CELL: f64 = 1.0 / (1u64 << 52) as f64;
 
@@ -62,19 +60,6 @@ pub(super) fn surely_rounds_to(x: f64, sz: f64, c: f64, v: f32, spread: f64) -> 
     usable & (spread >= 0.0) & ((c - v as f64).abs() + delta < h)
 }
 
-/// The Philox words of pairs `first..first + CHUNK` of copy `copy` of sample `index`.
-#[inline(always)]
-fn words_body(key: [u32; 2], index: u64, copy: u32, first: u32) -> ([u64; CHUNK], [u64; CHUNK]) {
-    let (lo, hi) = (index as u32, (index >> 32) as u32);
-    let (mut w1s, mut w2s) = ([0u64; CHUNK], [0u64; CHUNK]);
-    for j in 0..CHUNK {
-        let y = philox4x32_10([first.wrapping_add(j as u32), copy, lo, hi], key);
-        w1s[j] = ((y[1] as u64) << 32) | y[0] as u64;
-        w2s[j] = ((y[3] as u64) << 32) | y[2] as u64;
-    }
-    (w1s, w2s)
-}
-
 /// One chunk from its Philox words: `out` = fl₃₂(x + σz) for the 2·CHUNK values and `sure[j]`
 /// whether both values of pair j pass [`surely_rounds_to`] with η⁺ = [`eta_upper`]. Two stages
 /// after the words (Box–Muller with η⁺, then the rounding test) rather than one loop: shorter
@@ -120,7 +105,7 @@ fn chunk_body(
     out: &mut [f32; 2 * CHUNK],
     sure: &mut [bool; CHUNK],
 ) {
-    let (w1s, w2s) = words_body(key, index, copy, first);
+    let (w1s, w2s) = words_n::<CHUNK>(key, counter(first, copy, index));
     finish_body(&w1s, &w2s, sigma, x, out, sure);
 }
 
@@ -162,7 +147,7 @@ unsafe fn chunk_avx512(
     sure: &mut [bool; CHUNK],
 ) {
     let (mut w1s, mut w2s) = ([0u64; CHUNK], [0u64; CHUNK]);
-    let ctr = [first, copy, index as u32, (index >> 32) as u32];
+    let ctr = counter(first, copy, index);
     // SAFETY: this function's own target features include AVX-512 F.
     unsafe { super::philox::words_x8_avx512(key, ctr, &mut w1s, &mut w2s) };
     finish_body(&w1s, &w2s, sigma, x, out, sure)

@@ -38,9 +38,28 @@ pub fn philox4x32_10(ctr: [u32; 4], key: [u32; 2]) -> [u32; 4] {
     c
 }
 
-/// The two 64-bit words (y₁·2³² + y₀, y₃·2³² + y₂) of [`philox4x32_10`] for the counters
-/// (first + j mod 2³², copy, lo, hi), j = 0..N (N a multiple of 8), into `w1` and `w2`; the same
-/// bits as the scalar function.
+/// The two 64-bit words (y₁·2³² + y₀, y₃·2³² + y₂) of the block [`philox4x32_10`]`(ctr, key)`.
+#[inline(always)]
+pub fn words(ctr: [u32; 4], key: [u32; 2]) -> (u64, u64) {
+    let y = philox4x32_10(ctr, key);
+    (
+        ((y[1] as u64) << 32) | y[0] as u64,
+        ((y[3] as u64) << 32) | y[2] as u64,
+    )
+}
+
+/// The [`words`] of the N counters (first + j mod 2³², c₁, c₂, c₃), j = 0..N, for
+/// `ctr` = (first, c₁, c₂, c₃): first words in the first array, second words in the second.
+#[inline(always)]
+pub(super) fn words_n<const N: usize>(key: [u32; 2], ctr: [u32; 4]) -> ([u64; N], [u64; N]) {
+    let (mut w1, mut w2) = ([0u64; N], [0u64; N]);
+    for j in 0..N {
+        (w1[j], w2[j]) = words([ctr[0].wrapping_add(j as u32), ctr[1], ctr[2], ctr[3]], key);
+    }
+    (w1, w2)
+}
+
+/// [`words_n`] (N a multiple of 8) into `w1` and `w2`, the same bits, in AVX-512 intrinsics.
 ///
 /// Eight blocks per 512-bit register, one 32-bit word in the low half of each 64-bit lane:
 /// `vpmuludq` gives the full products, and the high halves come down by a dword shuffle rather
