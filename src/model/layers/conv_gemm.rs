@@ -112,6 +112,20 @@ impl ConvShape {
         }
     }
 
+    /// `plan(b)` for the two sample counts b of a batch's groups (the full groups' and the last
+    /// one's) when `left` and T is f32 (the left-product kernel's case), else no plans.
+    fn left_plans<T: 'static>(
+        &self,
+        left: bool,
+        plan: impl Fn(usize) -> (usize, Option<LeftProduct>),
+    ) -> GroupPlans {
+        if !left || TypeId::of::<T>() != TypeId::of::<f32>() || self.g.n == 0 {
+            return [(0, None), (0, None)];
+        }
+        let grp = self.group();
+        [grp.min(self.g.n), (self.g.n - 1) % grp + 1].map(plan)
+    }
+
     /// The column matrix `(c·kh·kw, nb·positions)` of the samples `x` (`b ≤ nb` of them, side
     /// by side; zero columns for the other `nb − b`): `x` itself for one sample and a pointwise
     /// kernel, else im2col into `buf`.
@@ -196,6 +210,28 @@ fn as_f32_mut<T: 'static>(x: &mut [T]) -> Option<&mut [f32]> {
         .then(|| unsafe { std::slice::from_raw_parts_mut(x.as_mut_ptr().cast(), x.len()) })
 }
 
+/// Left-product plans for the two group sizes of a batch (see [`ConvShape::left_plans`]), each
+/// under the key its group is looked up by ([`plan_for`]).
+type GroupPlans = [(usize, Option<LeftProduct>); 2];
+
+/// The plan stored under `key`, if any.
+fn plan_for(plans: &GroupPlans, key: usize) -> Option<&LeftProduct> {
+    plans
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, lp)| lp.as_ref())
+}
+
+/// `dst` (rows of `k`) = the first `k` values of each row of `src` (stride `ld`), as T (exact: T
+/// is f32 wherever the kernel ran).
+fn unpad_into<T: CpuFloat>(dst: &mut [T], src: &[f32], k: usize, ld: usize) {
+    for (d, s) in dst.chunks_exact_mut(k).zip(src.chunks_exact(ld)) {
+        for (dv, &sv) in d.iter_mut().zip(&s[..k]) {
+            *dv = T::of_f64(sv as f64);
+        }
+    }
+}
+
 /// `t[q·ldt + r] = a[r·cols + q]` (the transpose of the row-major `rows × cols` matrix `a`, rows
 /// of stride `ldt`), in 16 × 16 tiles so that both sides stay in cache.
 fn transpose_blocked(a: &[f32], rows: usize, cols: usize, t: &mut [f32], ldt: usize) {
@@ -275,27 +311,18 @@ fn conv_forward_with<T: CpuFloat>(
     if olen == 0 || ilen == 0 {
         return Ok(y);
     }
-    // f32 on a CPU with AVX-512: the left-product kernel, planned per group width (the full
-    // groups' and the last one's) when it gives the crate's bits on these shapes.
-    let plans = if left && TypeId::of::<T>() == TypeId::of::<f32>() {
-        let (full, last) = (grp.min(sh.g.n), (sh.g.n + grp - 1) % grp + 1);
-        [full, last].map(|b| {
-            let nb = sh.padded(b);
-            (nb, LeftProduct::new(sh.o, sh.g.rows(), nb * p))
-        })
-    } else {
-        [(0, None), (0, None)]
-    };
+    // f32 on a CPU with AVX-512: the left-product kernel, per padded group width, when it gives
+    // the crate's bits on these shapes.
+    let plans = sh.left_plans::<T>(left, |b| {
+        let nb = sh.padded(b);
+        (nb, LeftProduct::new(sh.o, sh.g.rows(), nb * p))
+    });
     y.par_chunks_mut(olen * grp)
         .zip(x.par_chunks(ilen * grp))
         .try_for_each_init(Scratch::default, |(buf, _, tmp), (ys, xs)| {
             let b = xs.len() / ilen;
             let nb = sh.padded(b);
-            let plan = plans
-                .iter()
-                .find(|(w, _)| *w == nb)
-                .and_then(|(_, lp)| lp.as_ref());
-            if let Some(lp) = plan
+            if let Some(lp) = plan_for(&plans, nb)
                 && forward_group_left(lp, sh, w, xs, nb, ys, buf, tmp)
             {
                 return Ok(());
@@ -338,15 +365,10 @@ fn conv_input_adjoint_with<T: CpuFloat>(
     }
     let k = sh.g.rows();
     // Wᵀ (k × o) row-major and a plan per group width, on the kernel's path.
-    let kernel = as_f32(w).filter(|_| left && sh.g.n > 0).map(|w32| {
+    let kernel = as_f32(w).filter(|_| left).map(|w32| {
         let mut wt_rows = vec![0.0f32; k * sh.o];
-        for (oc, row) in w32.chunks_exact(k).enumerate() {
-            for (r, &v) in row.iter().enumerate() {
-                wt_rows[r * sh.o + oc] = v;
-            }
-        }
-        let (full, last) = (grp.min(sh.g.n), (sh.g.n + grp - 1) % grp + 1);
-        let plans = [full, last].map(|b| {
+        transpose_blocked(w32, sh.o, k, &mut wt_rows, sh.o);
+        let plans = sh.left_plans::<T>(true, |b| {
             let nb = sh.padded(b);
             (nb, LeftProduct::new(k, sh.o, nb * p))
         });
@@ -358,10 +380,7 @@ fn conv_input_adjoint_with<T: CpuFloat>(
             let b = gs.len() / olen;
             let nb = sh.padded(b);
             if let Some((wt_rows, plans)) = &kernel
-                && let Some(lp) = plans
-                    .iter()
-                    .find(|(w, _)| *w == nb)
-                    .and_then(|(_, lp)| lp.as_ref())
+                && let Some(lp) = plan_for(plans, nb)
             {
                 let (ld, ldc) = (LeftProduct::ld(nb * p), LeftProduct::padded_ld(nb * p));
                 let gm = sh.side_by_side_with_stride(gs, nb, ldc, side);
@@ -423,7 +442,9 @@ fn conv_weight_adjoint_with<T: CpuFloat>(
         return Ok(dw);
     }
     let (k, p) = (sh.g.rows(), sh.positions());
-    let f32_left = left && TypeId::of::<T>() == TypeId::of::<f32>();
+    // Per group size b: the product's depth is the group's b·p positions.
+    let plans = sh.left_plans::<T>(left, |b| (b, LeftProduct::new(sh.o, b * p, k)));
+    let f32_left = plans.iter().any(|(_, lp)| lp.is_some());
     let chunk = WEIGHT_GRAD_CHUNK.div_ceil(grp) * grp;
     let partials = x
         .par_chunks(ilen * chunk)
@@ -439,7 +460,7 @@ fn conv_weight_adjoint_with<T: CpuFloat>(
                 let cols = sh.columns(xg, b, buf);
                 let gm = sh.side_by_side(gg, b, side);
                 if let Some(acc) = padded.as_mut() {
-                    let plan = LeftProduct::new(sh.o, b * p, k);
+                    let plan = plan_for(&plans, b);
                     let ops = (
                         cols.as_slice().and_then(as_f32),
                         gm.as_slice().and_then(as_f32),
@@ -454,22 +475,14 @@ fn conv_weight_adjoint_with<T: CpuFloat>(
                     }
                     // Not on the kernel after all: hand the sum so far to the generic path.
                     if i > 0 {
-                        for (dst, src) in part.chunks_exact_mut(k).zip(acc.chunks_exact(ld)) {
-                            for (d, &s) in dst.iter_mut().zip(&src[..k]) {
-                                *d = T::of_f64(s as f64);
-                            }
-                        }
+                        unpad_into(&mut part, acc, k, ld);
                     }
                     padded = None;
                 }
                 gemm_into(&mut part, gm, cols.t(), i > 0, false)?;
             }
             if let Some(acc) = padded {
-                for (dst, src) in part.chunks_exact_mut(k).zip(acc.chunks_exact(ld)) {
-                    for (d, &s) in dst.iter_mut().zip(&src[..k]) {
-                        *d = T::of_f64(s as f64);
-                    }
-                }
+                unpad_into(&mut part, &acc, k, ld);
             }
             Ok(part)
         })

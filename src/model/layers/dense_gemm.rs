@@ -160,14 +160,7 @@ impl PackedLinear {
         let ld = self.padded_out();
         let mut got = vec![0.0f32; self.rows * ld];
         self.apply(self.rows, &x, self.inp, &mut got, ld);
-        got.chunks_exact(ld)
-            .zip(want.chunks_exact(out))
-            .all(|(g, w)| {
-                g[..out]
-                    .iter()
-                    .zip(w)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
-            })
+        same_bits(&got, ld, &want, out)
     }
 
     /// Outputs per row including the panels' padding: the least row stride of `dst`.
@@ -291,14 +284,7 @@ impl LeftProduct {
                 return false;
             }
             self.apply_acc(&w, &cp, ld, &mut got, ld, accumulate);
-            got.chunks_exact(ld)
-                .zip(want.chunks_exact(self.n))
-                .all(|(g, w)| {
-                    g[..self.n]
-                        .iter()
-                        .zip(w)
-                        .all(|(a, b)| a.to_bits() == b.to_bits())
-                })
+            same_bits(&got, ld, &want, self.n)
         })
     }
 
@@ -371,6 +357,19 @@ impl LeftProduct {
             }
         }
     }
+}
+
+/// Whether the rows of `got` (stride `ld`, its first `cols` values) equal the rows of the
+/// dense `want` (`cols` per row), bit for bit.
+fn same_bits(got: &[f32], ld: usize, want: &[f32], cols: usize) -> bool {
+    got.chunks_exact(ld)
+        .zip(want.chunks_exact(cols))
+        .all(|(g, w)| {
+            g[..cols]
+                .iter()
+                .zip(w)
+                .all(|(a, b)| a.to_bits() == b.to_bits())
+        })
 }
 
 /// The cached verdict for `key`, computed by `check` the first time (per process).
