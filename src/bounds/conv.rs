@@ -77,6 +77,20 @@ impl Conv {
                             let xi = i * s + a - self.pad;
                             let in_row = c * hw_in + xi * self.w;
                             let out_row = o * hw_out + i * self.wo;
+                            if s == 1 && j1 > j0 {
+                                // Contiguous on both sides: the same updates in the same order,
+                                // as slices the compiler vectorises.
+                                let (x0, n) = (in_row + j0 + b - self.pad, j1 - j0);
+                                let (src, dst) = if transpose {
+                                    (&x[out_row + j0..out_row + j0 + n], x0)
+                                } else {
+                                    (&x[x0..x0 + n], out_row + j0)
+                                };
+                                for (d, v) in out[dst..dst + n].iter_mut().zip(src) {
+                                    *d += k * v;
+                                }
+                                continue;
+                            }
                             for j in j0..j1 {
                                 let xj = j * s + b - self.pad;
                                 if transpose {
