@@ -138,13 +138,39 @@ fn what_if_recurjac(
     use oodcert::bounds::Interval;
     use oodcert::lipschitz::local::{PreBounds, pre_bounds};
     use oodcert::lipschitz::recurjac::recurjac_on;
+    let iters: usize = std::env::var("ALPHA")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let t0 = std::time::Instant::now();
     let (traces, logits) = pre_bounds(
         net,
         ball,
-        PreBounds::Crown {
+        PreBounds::AlphaCrown {
             max_dim: usize::MAX,
+            iters,
         },
     )?;
+    eprintln!("pre_bounds {:.2} s", t0.elapsed().as_secs_f64());
+    for (i, t) in traces.iter().enumerate() {
+        if matches!(net.nodes[i], Node::Relu) {
+            let b = t.input();
+            eprintln!(
+                "node {i}: unstable {}",
+                (0..b.len())
+                    .filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0)
+                    .count()
+            );
+            if i >= 8 {
+                for j in (0..b.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0) {
+                    eprintln!(
+                        "   {j}: [{:.4}, {:.4}] seen [{:.4}, {:.4}]",
+                        b.lo[j], b.hi[j], seen[i].0[j], seen[i].1[j]
+                    );
+                }
+            }
+        }
+    }
     let certified = recurjac_on(net, &traces, logits, Norm::Linf, 1.0, 1e10)?.value;
     let mut t = traces;
     for (i, tr) in t.iter_mut().enumerate().skip(first_relu + 1) {

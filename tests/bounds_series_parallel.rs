@@ -14,7 +14,7 @@ mod lipschitz_common;
 use lipschitz_common::*;
 
 use oodcert::bounds::avg_pool::AvgPool;
-use oodcert::bounds::crown::{crown_box, crown_lower, crown_trace};
+use oodcert::bounds::crown::{CrownBudget, crown_box, crown_lower, crown_trace, crown_trace_with};
 use oodcert::bounds::dense::Dense;
 use oodcert::bounds::f32_forward::{F32Plan, f32_walk};
 use oodcert::bounds::ibp::{Trace, ibp};
@@ -486,6 +486,119 @@ fn ibp_and_crown_enclose_dense_samples() {
     assert!(
         tighter * 2 >= total,
         "CROWN tighter on {tighter} of {total}"
+    );
+}
+
+/// 1×7×7 → conv3 (3 ch, pad 1) → ReLU → max-pool k3 s2 p1 (overlapping, padded; 3×4×4) →
+/// conv3 (4 ch, pad 1) → ReLU → max-pool 2×2 (4×2×2) → dense 16 → 12 → ReLU → dense 12 → 3: a
+/// flat LeNet-like network on which α-CROWN optimises every kind of relaxation it has.
+fn flat_pool_net(seed: u64) -> Net {
+    let mut r = rng(seed);
+    let (c1, _) = conv(1, 3, 3, 1, 1, 7, &mut r);
+    let (c2, _) = conv(3, 4, 3, 1, 1, 4, &mut r);
+    let nodes = vec![
+        c1,
+        Node::Relu,
+        max_pool(geo(3, 7, 3, 2, 1)),
+        c2,
+        Node::Relu,
+        Node::MaxPool2 { c: 4, h: 4, w: 4 },
+        dense(16, 12, &mut r),
+        Node::Relu,
+        dense(12, 3, &mut r),
+    ];
+    Net {
+        input_shape: [1, 7, 7],
+        num_classes: 3,
+        nodes,
+    }
+}
+
+/// α-CROWN (optimised ReLU slopes and max-pool upper planes) on flat networks with overlapping,
+/// padded and 2×2 max-pools, average pools and padding: every node input box encloses 400
+/// samples of ℓ2 and ℓ∞ balls (± the pixel box) and PGD's extremes of every sign-uncertain ReLU
+/// input, and lies inside CROWN's box; on the LeNet-like net the sign-uncertain entries of the
+/// ReLU inputs after the first ReLU are ≥ 0.5 % narrower in sum than CROWN's (0.7–3.6 %) on
+/// every configuration.
+#[test]
+fn alpha_crown_boxes_enclose_samples_and_beat_crown() {
+    let (mut tighter, mut total) = (0, 0);
+    for seed in 0..3u64 {
+        for (name, net) in [
+            ("flat pools", flat_pool_net(40 + seed)),
+            ("pools", pool_net(50 + seed)),
+        ] {
+            let mut r = rng(60 + seed);
+            let x = random_image(net.input_dim(), &mut r);
+            for norm in [Norm::L2, Norm::Linf] {
+                let eps = if norm == Norm::L2 { 0.3 } else { 0.08 };
+                let ball = Ball::new(x.clone(), eps, norm, seed % 2 == 1).unwrap();
+                let what = format!("{name} seed {seed} {norm:?}");
+                let plain = CrownBudget::with_max_dim(10_000);
+                let alpha = CrownBudget {
+                    alpha_iters: 10,
+                    ..plain
+                };
+                let (tc, lc) = crown_trace_with(&net.nodes, &ball, &plain).unwrap();
+                let (ta, la) = crown_trace_with(&net.nodes, &ball, &alpha).unwrap();
+                for x in samples(&ball, 400, &mut r) {
+                    let z = check_inside(&net.nodes, &ta, x.clone(), &format!("α-CROWN {what}"));
+                    assert!(la.contains(&z), "α-CROWN logits {what}");
+                }
+                let (mut wa, mut wc) = (0.0, 0.0);
+                for (i, (a, c)) in ta.iter().zip(&tc).enumerate() {
+                    let (a, c) = (a.input(), c.input());
+                    for j in 0..a.len() {
+                        assert!(
+                            c.lo[j] <= a.lo[j] && a.hi[j] <= c.hi[j],
+                            "{what}: node {i} entry {j}: α-CROWN [{}, {}] outside CROWN [{}, {}]",
+                            a.lo[j],
+                            a.hi[j],
+                            c.lo[j],
+                            c.hi[j]
+                        );
+                    }
+                    if !matches!(net.nodes[i], Node::Relu) {
+                        continue;
+                    }
+                    if net.nodes[..i].iter().any(|n| matches!(n, Node::Relu)) {
+                        // The entries α-CROWN works on: sign-uncertain in CROWN's box.
+                        for j in (0..c.len()).filter(|&j| c.lo[j] < 0.0 && c.hi[j] > 0.0) {
+                            wa += a.hi[j] - a.lo[j];
+                            wc += c.hi[j] - c.lo[j];
+                        }
+                    }
+                    // PGD on both signs of every sign-uncertain entry of this ReLU input.
+                    let prefix = Net {
+                        nodes: net.nodes[..i].to_vec(),
+                        num_classes: a.len(),
+                        ..net.clone()
+                    };
+                    for j in (0..a.len()).filter(|&j| a.lo[j] < 0.0 && a.hi[j] > 0.0) {
+                        let mut e = vec![0.0; a.len()];
+                        e[j] = 1.0;
+                        let lo = pgd_min(&prefix, &ball, &e, x.clone(), 30);
+                        e[j] = -1.0;
+                        let hi = -pgd_min(&prefix, &ball, &e, x.clone(), 30);
+                        assert!(
+                            a.lo[j] <= lo && hi <= a.hi[j],
+                            "{what}: node {i} entry {j}: PGD [{lo}, {hi}] outside [{}, {}]",
+                            a.lo[j],
+                            a.hi[j]
+                        );
+                    }
+                }
+                assert!(la.lo.iter().zip(&lc.lo).all(|(a, c)| a >= c));
+                if name == "flat pools" {
+                    total += 1;
+                    tighter += usize::from(wa < 0.995 * wc);
+                }
+            }
+        }
+    }
+    assert!(
+        tighter == total,
+        "α-CROWN tighter on {tighter} of {total} configurations of the flat LeNet-like net"
     );
 }
 

@@ -482,6 +482,7 @@ fn probe_unstable_relus() {
         max_dim: 4096,
         max_work: f64::INFINITY,
         affine_chain: false,
+        alpha_iters: 0,
     };
     for (norm, eps) in [(Norm::L2, 0.1), (Norm::Linf, 0.005)] {
         for i in 0..5 {

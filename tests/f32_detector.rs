@@ -460,6 +460,7 @@ fn run_config(dir: &Path, mpath: std::path::PathBuf) -> oodcert::lipschitz::Conf
             radius_max: None,
             bounds: BoundsKind::Ibp,
             crown_max_dim: 4096,
+            alpha_iters: 0,
             recurjac_max_work: 1e10,
             jacobian_max_work: 3e9,
             simplex: false,

@@ -12,7 +12,7 @@ use oodcert::bounds::{Ball, Net, Norm};
 use oodcert::lipschitz::ball_memo::BallMemo;
 use oodcert::lipschitz::f32_margin::ball_error;
 use oodcert::lipschitz::local::{PreBounds, pre_bounds};
-use oodcert::lipschitz::radius::{energy_bounds_crown, energy_bounds_ibp};
+use oodcert::lipschitz::radius::{energy_bounds_crown, energy_bounds_ibp, energy_bounds_with};
 use oodcert::model::Arch;
 use oodcert::score::ScoreKind;
 
@@ -48,6 +48,7 @@ fn check(net: &Net, det: &F32Detector, shares: bool, norm: Norm, pre: PreBounds)
         let want = match pre {
             PreBounds::Ibp => energy_bounds_ibp(net, &ball, 1.0).unwrap(),
             PreBounds::Crown { max_dim } => energy_bounds_crown(net, &ball, 1.0, max_dim).unwrap(),
+            pre => energy_bounds_with(net, &ball, 1.0, pre).unwrap(),
         };
         let got = memo.energy_bounds(r).unwrap();
         assert_eq!(got.0.to_bits(), want.0.to_bits(), "S_lo at r = {r}");

@@ -53,6 +53,7 @@ fn config(dir: &Path, out: &str) -> Config {
             radius_max: None,
             bounds: BoundsKind::Crown,
             crown_max_dim: 4096,
+            alpha_iters: 0,
             recurjac_max_work: 1e10,
             jacobian_max_work: 3e9,
             simplex: false,

@@ -1,6 +1,8 @@
 //! CROWN (Zhang et al. 2018): backward linear relaxation. Query rows q at some node's output are
 //! carried backwards as linear lower bounds qᵀy ≥ λᵀh + c over every earlier node h, using each
-//! ReLU's and max-pool's relaxation on its (IBP or CROWN) pre-activation box, then concretised
+//! ReLU's and max-pool's relaxation on its (IBP or CROWN) pre-activation box (a window with
+//! several possible maxima: the chord upper plane, [`max_pool::upper_line`]; α-CROWN may mix in
+//! the facet, [`super::alpha_crown`]), then concretised
 //! over the ball (ℓ_p dual norm, and the [0,1] box when intersected). Upper bounds are lower
 //! bounds of −q. Pre-activation boxes of ReLU / max-pool inputs and the logits are tightened this
 //! way (IBP ∩ CROWN), also inside residual blocks: there the query is walked back through the
@@ -54,6 +56,9 @@ pub struct CrownBudget {
     pub max_dim: usize,
     pub max_work: f64,
     pub affine_chain: bool,
+    /// Adam steps of α-CROWN on the slopes, for the sign-uncertain entries of every ReLU input
+    /// box on a flat path (0: plain CROWN; [`super::alpha_crown`]).
+    pub alpha_iters: usize,
 }
 
 impl CrownBudget {
@@ -63,6 +68,7 @@ impl CrownBudget {
             max_dim,
             max_work: DEFAULT_MAX_WORK,
             affine_chain: true,
+            alpha_iters: 0,
         }
     }
 
@@ -78,22 +84,31 @@ impl CrownBudget {
 
 /// Linear lower bounds λᵀh + c − slack of `n` query rows (λ row-major, `dim` wide), carried
 /// backwards.
-struct Rows {
-    n: usize,
-    dim: usize,
-    lam: Vec<f64>,
-    c: Vec<f64>,
-    slack: Vec<f64>,
+pub(crate) struct Rows {
+    pub(crate) n: usize,
+    pub(crate) dim: usize,
+    pub(crate) lam: Vec<f64>,
+    pub(crate) c: Vec<f64>,
+    pub(crate) slack: Vec<f64>,
+    /// Per node index of a flat path, the rows' own relaxation parameters (α-CROWN), row-major:
+    /// a ReLU's lower slopes of its unstable entries (n × width), a max-pool's upper-plane mix θ
+    /// per window (n × windows); empty or `None`: CROWN's choices (adaptive slope, θ = 1).
+    pub(crate) slopes: Vec<Option<Vec<f64>>>,
+    /// When `Some`, filled per node index with the rows' coefficients at that ReLU's or
+    /// max-pool's output, before its relaxation (n × width): what α-CROWN's gradient needs.
+    pub(crate) record: Option<Vec<Option<Vec<f64>>>>,
 }
 
 impl Rows {
-    fn new(n: usize, dim: usize, lam: Vec<f64>) -> Rows {
+    pub(crate) fn new(n: usize, dim: usize, lam: Vec<f64>) -> Rows {
         Rows {
             n,
             dim,
             lam,
             c: vec![0.0; n],
             slack: vec![0.0; n],
+            slopes: Vec::new(),
+            record: None,
         }
     }
 
@@ -110,13 +125,13 @@ impl Rows {
     }
 }
 
-fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
+pub(crate) fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
     if nodes.len() != traces.len() {
         return Err(Error::Internal(
             "CROWN: trace does not match the nodes".into(),
         ));
     }
-    for (node, trace) in nodes.iter().zip(traces).rev() {
+    for (idx, (node, trace)) in nodes.iter().zip(traces).enumerate().rev() {
         let inp = trace.input();
         let m_in = inp.abs_max();
         match node {
@@ -147,12 +162,25 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                 let rel: Vec<(f64, f64, f64)> = (0..inp.len())
                     .map(|j| relu::relaxation(inp.lo[j], inp.hi[j]))
                     .collect();
+                if let Some(rec) = rows.record.as_mut() {
+                    rec.resize(rec.len().max(idx + 1), None);
+                    rec[idx] = Some(rows.lam.clone());
+                }
+                let own = rows.slopes.get(idx).and_then(|s| s.as_deref());
+                let d = inp.len();
                 for (r, lam) in rows.lam.chunks_exact_mut(rows.dim.max(1)).enumerate() {
                     let mut s = 0.0;
+                    let alpha = own.map(|a| &a[r * d..(r + 1) * d]);
                     for (j, &(al, au, bu)) in rel.iter().enumerate() {
                         let l = lam[j];
                         let nl = if l >= 0.0 {
-                            l * al
+                            // Any lower slope in [0, 1] bounds an unstable ReLU from below.
+                            match alpha {
+                                Some(a) if au > 0.0 && au < 1.0 && (0.0..=1.0).contains(&a[j]) => {
+                                    l * a[j]
+                                }
+                                _ => l * al,
+                            }
                         } else {
                             rows.c[r] += l * bu;
                             s += (l * bu).abs();
@@ -168,12 +196,17 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
             Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
                 let wins = node.pool_windows();
                 rows.check("max-pool", wins.len())?;
-                let info = pool_info(inp, &wins);
+                if let Some(rec) = rows.record.as_mut() {
+                    rec.resize(rec.len().max(idx + 1), None);
+                    rec[idx] = Some(rows.lam.clone());
+                }
+                let relax = max_pool::window_relaxations(inp, &wins);
                 let d_in = inp.len();
                 // With overlapping windows an input entry sums several λ_k (rounded): the form
                 // loses ≤ γ_cover Σ_k |λ_k| M at the entries it lands on.
                 let cover = node.max_pool_geometry().map_or(1, |g| g.max_cover());
                 let acc_err = if cover > 1 { 2.0 * dot_err(cover) } else { 0.0 };
+                let own = rows.slopes.get(idx).and_then(|s| s.as_deref());
                 let mut out = vec![0.0; rows.n * d_in];
                 for (r, (lam, nl)) in rows
                     .lam
@@ -182,20 +215,48 @@ fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Result<()> {
                     .enumerate()
                 {
                     let (mut s, mut landed) = (0.0, 0.0);
-                    for (k, (best, cand, hi)) in info.iter().enumerate() {
+                    let thetas = own.map(|p| &p[r * wins.len()..(r + 1) * wins.len()]);
+                    for (k, w) in relax.iter().enumerate() {
                         let l = lam[k];
                         if l >= 0.0 {
-                            nl[*best] += l; // max ≥ x_best
-                            landed += l * m_in[*best];
-                        } else if cand.len() == 1 {
-                            nl[cand[0]] += l; // max = x_cand on the whole box
-                            landed -= l * m_in[cand[0]];
+                            nl[w.best] += l; // max ≥ x_best
+                            landed += l * m_in[w.best];
+                        } else if w.cand.len() == 1 {
+                            nl[w.cand[0]] += l; // max = x_cand on the whole box
+                            landed -= l * m_in[w.cand[0]];
                         } else {
-                            rows.c[r] += l * hi; // max ≤ max hi
-                            s += (l * hi).abs();
+                            // max ≤ θ·(chord) + (1 − θ)·(facet) (max_pool::upper_line,
+                            // upper_facet), θ ∈ [0, 1]: α-CROWN's own, CROWN: θ = 1.
+                            let theta = thetas.map_or(1.0, |t| t[k]);
+                            let theta = if (0.0..=1.0).contains(&theta) {
+                                theta
+                            } else {
+                                1.0
+                            };
+                            let (m, a, b) = w.chord;
+                            let (f, cf) = &w.facet;
+                            if theta > 0.0 {
+                                let la = l * theta * a;
+                                if la != 0.0 {
+                                    nl[m] += la;
+                                    landed += la.abs() * m_in[m];
+                                    s += la.abs() * m_in[m];
+                                }
+                            }
+                            if theta < 1.0 {
+                                for &(i, fi) in f {
+                                    let lf = l * (1.0 - theta) * fi;
+                                    nl[i] += lf;
+                                    landed += lf.abs() * m_in[i];
+                                    s += lf.abs() * m_in[i];
+                                }
+                            }
+                            let cb = l * (theta * b + (1.0 - theta) * cf);
+                            rows.c[r] += cb;
+                            s += (l * b).abs() + (l * cf).abs();
                         }
                     }
-                    rows.slack[r] += U2 * (info.len() as f64 + 2.0) * (s + rows.c[r].abs())
+                    rows.slack[r] += U2 * (relax.len() as f64 + 8.0) * (s + rows.c[r].abs())
                         + acc_err * landed
                         + ABS_FLOOR;
                 }
@@ -572,6 +633,13 @@ fn trace_nodes(
                 if budget.allows(cur.len(), &path) {
                     cur = tighten(&cur, &crown_box_path(&path, ball, cur.len())?)?;
                     tight = true;
+                    if budget.alpha_iters > 0
+                        && outer.is_empty()
+                        && matches!(node, Node::Relu)
+                        && super::alpha_crown::applies(&nodes[..i])
+                    {
+                        cur = alpha_tighten(&nodes[..i], &traces, ball, cur, budget.alpha_iters)?;
+                    }
                 }
             }
         }
@@ -616,6 +684,39 @@ fn trace_nodes(
         prev_tight = tight;
     }
     Ok((traces, cur))
+}
+
+/// `cur` (the box of the output of the flat path `nodes`) with the bounds of its sign-uncertain
+/// entries raised by α-CROWN: lower bounds of z_j and of −z_j, in blocks of rows.
+fn alpha_tighten(
+    nodes: &[Node],
+    traces: &[Trace],
+    ball: &Ball,
+    cur: Interval,
+    iters: usize,
+) -> Result<Interval> {
+    let dim = cur.len();
+    let open: Vec<usize> = (0..dim)
+        .filter(|&j| cur.lo[j] < 0.0 && cur.hi[j] > 0.0)
+        .collect();
+    if open.is_empty() {
+        return Ok(cur);
+    }
+    let block = (block_units(nodes, traces, dim) / 4).max(1);
+    let mut better = cur.clone();
+    for part in open.chunks(block) {
+        let mut q = vec![0.0; 2 * part.len() * dim];
+        for (i, &j) in part.iter().enumerate() {
+            q[2 * i * dim + j] = 1.0;
+            q[(2 * i + 1) * dim + j] = -1.0;
+        }
+        let b = super::alpha_crown::alpha_lower(nodes, traces, ball, &q, 2 * part.len(), iters)?;
+        for (i, &j) in part.iter().enumerate() {
+            better.lo[j] = b[2 * i];
+            better.hi[j] = -b[2 * i + 1];
+        }
+    }
+    tighten(&cur, &better)
 }
 
 /// The intersection of two enclosures of the same set; an empty or NaN entry is an error (a

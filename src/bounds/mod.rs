@@ -27,6 +27,7 @@ pub mod relu;
 
 pub use ball::{Ball, Norm};
 pub use ibp::{Trace, ibp};
+pub mod alpha_crown;
 pub mod crown;
 pub mod energy;
 pub mod f32_detector;

@@ -83,6 +83,10 @@ pub struct Args {
     /// (2·10¹⁰ estimated multiply-adds per box; src/bounds/crown.rs).
     #[arg(long, default_value_t = 4096)]
     pub crown_max_dim: usize,
+    /// α-CROWN (`--bounds crown`): Adam steps on the ReLU slopes and max-pool upper planes of
+    /// every sign-uncertain ReLU input's bounds, on networks without residual blocks (0: CROWN).
+    #[arg(long, default_value_t = 0)]
+    pub alpha_iters: usize,
     /// RecurJac recurses at a level only if entries × multiply-adds of a forward pass of the rest
     /// of the network ≤ this (per top row); costlier levels use FastLip's step (sound, looser).
     #[arg(long, default_value_t = 1e10)]
@@ -156,6 +160,7 @@ pub fn run(a: Args) -> Result<()> {
             radius_max: a.radius_max,
             bounds: a.bounds,
             crown_max_dim: a.crown_max_dim,
+            alpha_iters: a.alpha_iters,
             recurjac_max_work: a.recurjac_max_work,
             jacobian_max_work: a.jacobian_max_work,
             simplex: a.simplex,

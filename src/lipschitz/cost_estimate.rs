@@ -78,6 +78,7 @@ mod tests {
             radius_max: None,
             bounds: super::super::options::BoundsKind::Crown,
             crown_max_dim: 4096,
+            alpha_iters: 0,
             recurjac_max_work: 1e10,
             jacobian_max_work: 3e9,
             simplex: false,

@@ -113,6 +113,9 @@ pub enum PreBounds {
     /// dimension ≤ `max_dim` within the default work budget, and the leading affine chain's
     /// exact ℓ_p-ball boxes at any width (`bounds::crown::crown_trace`).
     Crown { max_dim: usize },
+    /// [`PreBounds::Crown`] with the boxes of the ReLU inputs on a flat network tightened by
+    /// α-CROWN, `iters` Adam steps on the slopes (`bounds::alpha_crown`).
+    AlphaCrown { max_dim: usize, iters: usize },
 }
 
 /// The node input boxes and the logit box over the ball.
@@ -121,6 +124,13 @@ pub fn pre_bounds(net: &Net, ball: &Ball, pre: PreBounds) -> Result<(Vec<Trace>,
         PreBounds::Ibp => ibp(&net.nodes, ball.to_box())?,
         PreBounds::Crown { max_dim } => {
             crate::bounds::crown::crown_trace(&net.nodes, ball, max_dim)?
+        }
+        PreBounds::AlphaCrown { max_dim, iters } => {
+            let budget = crate::bounds::crown::CrownBudget {
+                alpha_iters: iters,
+                ..crate::bounds::crown::CrownBudget::with_max_dim(max_dim)
+            };
+            crate::bounds::crown::crown_trace_with(&net.nodes, ball, &budget)?
         }
     };
     super::local_product::lipschitz_boxes(net, ball, traces, logits)

@@ -102,6 +102,9 @@ pub struct Options {
     pub bounds: BoundsKind,
     /// CROWN tightens a layer's box only when it has at most this many entries.
     pub crown_max_dim: usize,
+    /// α-CROWN's Adam steps on the relaxations of a flat network's sign-uncertain ReLU inputs
+    /// (0: CROWN alone; `bounds::alpha_crown`).
+    pub alpha_iters: usize,
     /// RecurJac's per-level work limit (multiply-adds per top row).
     pub recurjac_max_work: f64,
     /// The Jacobian bound's budget for tightening gradient boxes (multiply-adds, all rows).
@@ -229,6 +232,10 @@ impl Options {
     pub fn pre(&self) -> PreBounds {
         match self.bounds {
             BoundsKind::Ibp => PreBounds::Ibp,
+            BoundsKind::Crown if self.alpha_iters > 0 => PreBounds::AlphaCrown {
+                max_dim: self.crown_max_dim,
+                iters: self.alpha_iters,
+            },
             BoundsKind::Crown => PreBounds::Crown {
                 max_dim: self.crown_max_dim,
             },

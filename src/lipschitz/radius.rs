@@ -131,7 +131,9 @@ pub fn energy_bounds_on(
 ) -> Result<(f64, f64)> {
     match pre {
         PreBounds::Ibp => Ok(energy_bounds(logits, temperature)),
-        PreBounds::Crown { .. } => energy_bounds_crown_on(net, ball, traces, logits, temperature),
+        PreBounds::Crown { .. } | PreBounds::AlphaCrown { .. } => {
+            energy_bounds_crown_on(net, ball, traces, logits, temperature)
+        }
     }
 }
 

@@ -188,7 +188,7 @@ pub fn run(cfg: &Config) -> Result<Vec<LipschitzRecord>> {
         "score": o.score.name(), "temperature": o.temperature, "threshold": gamma, "threshold_rule": "TPR 95% on ID validation (S <= gamma is ID)",
         "samples": o.samples, "pgd": o.pgd(), "clever": o.clever(), "radius_iters": o.radius_iters, "radius_max": radius_max,
         "local_head": if o.simplex { "box-simplex" } else { "box" },
-        "bounds": o.bounds, "crown_max_dim": o.crown_max_dim, "recurjac_max_work": o.recurjac_max_work, "jacobian_max_work": o.jacobian_max_work, "dtype": "f64",
+        "bounds": o.bounds, "crown_max_dim": o.crown_max_dim, "alpha_iters": o.alpha_iters, "recurjac_max_work": o.recurjac_max_work, "jacobian_max_work": o.jacobian_max_work, "dtype": "f64",
         "bab_budget_s": o.bab_budget, "bab_max_domains": o.bab_max_domains,
         "detector": "float32 (candle, any batch size); radii certify its decision: margin = exact-score enclosure minus f32_err_bound (proofs/f32_detector.md)",
         "recurjac": recurjac, "rng": "per sample: ChaCha8 keyed by seed, stream = original index",
