@@ -8,7 +8,8 @@
 //! boxes, and — not a certificate, a what-if — on the same boxes with the ReLU inputs after the
 //! first ReLU layer and the logits replaced by the seen ranges: about what exact boxes would give.
 //! ℓ∞ only (the box is the ball, ∩ [0, 1] with `box`); Affine, ReLU and max-pool nodes. Used in
-//! BENCHMARKS.md ("Issue 11's targets").
+//! BENCHMARKS.md ("Issue 11's targets"). `OODCERT_ALPHA_ITERS=N` takes RecurJac's certified boxes
+//! from α-CROWN with N steps (`--alpha-iters N`) instead of CROWN.
 //!
 //! Run: cargo run --release --example preactivation_boxes -- MODEL DATA EPS [box] [IMAGES] [SAMPLES]
 //! e.g. `… -- lenet.safetensors mnist:test 0.005 box 2 3000` (data from `OODCERT_DATA`).
@@ -138,39 +139,19 @@ fn what_if_recurjac(
     use oodcert::bounds::Interval;
     use oodcert::lipschitz::local::{PreBounds, pre_bounds};
     use oodcert::lipschitz::recurjac::recurjac_on;
-    let iters: usize = std::env::var("ALPHA")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let t0 = std::time::Instant::now();
-    let (traces, logits) = pre_bounds(
-        net,
-        ball,
-        PreBounds::AlphaCrown {
-            max_dim: usize::MAX,
-            iters,
-        },
-    )?;
-    eprintln!("pre_bounds {:.2} s", t0.elapsed().as_secs_f64());
-    for (i, t) in traces.iter().enumerate() {
-        if matches!(net.nodes[i], Node::Relu) {
-            let b = t.input();
-            eprintln!(
-                "node {i}: unstable {}",
-                (0..b.len())
-                    .filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0)
-                    .count()
-            );
-            if i >= 8 {
-                for j in (0..b.len()).filter(|&j| b.lo[j] < 0.0 && b.hi[j] > 0.0) {
-                    eprintln!(
-                        "   {j}: [{:.4}, {:.4}] seen [{:.4}, {:.4}]",
-                        b.lo[j], b.hi[j], seen[i].0[j], seen[i].1[j]
-                    );
-                }
-            }
-        }
-    }
+    let iters = match std::env::var("OODCERT_ALPHA_ITERS") {
+        Ok(v) => v.parse().map_err(|_| {
+            Error::BadInput(format!("OODCERT_ALPHA_ITERS must be a count, got {v:?}"))
+        })?,
+        Err(_) => 0,
+    };
+    let max_dim = usize::MAX;
+    let pre = if iters > 0 {
+        PreBounds::AlphaCrown { max_dim, iters }
+    } else {
+        PreBounds::Crown { max_dim }
+    };
+    let (traces, logits) = pre_bounds(net, ball, pre)?;
     let certified = recurjac_on(net, &traces, logits, Norm::Linf, 1.0, 1e10)?.value;
     let mut t = traces;
     for (i, tr) in t.iter_mut().enumerate().skip(first_relu + 1) {
