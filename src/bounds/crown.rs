@@ -251,7 +251,13 @@ pub(crate) fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Res
                                     s += lf.abs() * m_in[i];
                                 }
                             }
-                            let cb = l * (theta * b + (1.0 - theta) * cf);
+                            let cb = if theta == 1.0 {
+                                l * b
+                            } else if theta == 0.0 {
+                                l * cf
+                            } else {
+                                l * (theta * b + (1.0 - theta) * cf)
+                            };
                             rows.c[r] += cb;
                             s += (l * b).abs() + (l * cf).abs();
                         }

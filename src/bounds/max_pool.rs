@@ -94,12 +94,17 @@ pub fn upper_line(x: &Interval, cand: &[usize]) -> (usize, f64, f64) {
         .filter(|&&i| i != m)
         .map(|&i| x.hi[i])
         .fold(l, max_nan);
-    if !(l.is_finite() && u.is_finite() && u2.is_finite()) || u2 >= u || l >= u {
+    if !((u - l).is_finite() && (u - u2).is_finite()) || u2 >= u || l >= u {
         return (m, 0.0, hi);
     }
     let a = next_down((u - u2) / (u - l) * (1.0 - 4.0 * f64::EPSILON)).clamp(0.0, 1.0);
-    let b = u - a * u;
-    (m, a, next_up(b + 4.0 * f64::EPSILON * b.abs()))
+    // fl(a·u) and the subtraction each err by ≤ u_r of their magnitude.
+    let (au, b) = (a * u, u - a * u);
+    let b = next_up(b + 4.0 * f64::EPSILON * (b.abs() + au.abs()));
+    if !b.is_finite() {
+        return (m, 0.0, hi);
+    }
+    (m, a, b)
 }
 
 /// An upper plane of a window's maximum, M + Σ_{i∈cand} f_i (x_i − l_i) with M = max_win l and
@@ -131,13 +136,20 @@ pub fn upper_facet(x: &Interval, win: &[usize], cand: &[usize]) -> (Vec<(usize, 
         if u <= l || u <= m {
             continue; // x_i ≤ M on the box: no term needed
         }
+        if !(u - l).is_finite() {
+            return (Vec::new(), hi); // the slope would round to 0 (overflowed width)
+        }
         let fi = next_up((u - m) / (u - l) * (1.0 + 4.0 * f64::EPSILON));
         c -= fi * l;
         mag += (fi * l).abs();
         f.push((i, fi));
     }
     let err = super::round::dot_err(f.len() + 1) * mag;
-    (f, next_up(c + err + super::round::ABS_FLOOR))
+    let c = next_up(c + err + super::round::ABS_FLOOR);
+    if !c.is_finite() {
+        return (Vec::new(), hi);
+    }
+    (f, c)
 }
 
 /// a + b rounded down (exact when either is 0, the only case without window overlap).
@@ -275,5 +287,31 @@ mod tests {
             facet_tight += usize::from(!f.is_empty() && gap_f < 1e-9);
         }
         assert!(cases > 1000 && chord_tight * 2 > cases && facet_tight * 2 > cases);
+    }
+
+    /// Found in review: a window wider than f64's range made the facet's slope round to 0 (a
+    /// plane 1e-15 where the max is 1e308), and the chord's intercept missed the rounding of
+    /// a·u (a·u + b fell 5.5e-17 below u, checked here without rounding: a·u = p + e exactly).
+    #[test]
+    fn planes_survive_overflow_and_the_rounding_of_a_times_u() {
+        let x = Interval::new(vec![-1e308, 0.0], vec![1e308, 1.0]).unwrap();
+        let (f, c) = upper_facet(&x, &[0, 1], &[0, 1]);
+        let (m, a, b) = upper_line(&x, &[0, 1]);
+        for p in [[1e308, 0.0f64], [1e308, 1.0], [-1e308, 1.0], [-1e308, 0.0]] {
+            let mx = p[0].max(p[1]);
+            assert!(
+                f.iter().map(|&(i, fi)| fi * p[i]).sum::<f64>() + c >= mx,
+                "facet at {p:?}"
+            );
+            assert!(a * p[m] + b >= mx, "chord at {p:?}");
+        }
+        let (l, u) = (-0.559415810800574, -0.5001032070487941);
+        let x = Interval::new(vec![l, l - 1.0], vec![u, l]).unwrap();
+        let (m, a, b) = upper_line(&x, &[0, 1]);
+        assert_eq!(m, 0);
+        assert!(a > 0.99, "slope {a}");
+        let p = a * u;
+        let e = a.mul_add(u, -p);
+        assert!((p - u) + b + e >= 0.0, "a·u + b − u = {}", (p - u) + b + e);
     }
 }
