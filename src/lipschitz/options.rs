@@ -12,6 +12,10 @@ use crate::score::ScoreKind;
 use serde::Serialize;
 
 /// The per-sample methods.
+
+/// The most α-CROWN steps `--alpha-iters` accepts (each step walks every bound's rows once).
+pub const MAX_ALPHA_ITERS: usize = 1000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -185,6 +189,17 @@ impl Options {
         if self.has(Method::Pattern) && (self.pattern_restarts == 0 || self.pattern_steps == 0) {
             return Err(Error::BadInput(
                 "--pattern-restarts and --pattern-steps must be ≥ 1 (or leave pattern out of --methods; without steps it is `sample`)".into(),
+            ));
+        }
+        if self.alpha_iters > MAX_ALPHA_ITERS {
+            return Err(Error::BadInput(format!(
+                "--alpha-iters must be ≤ {MAX_ALPHA_ITERS}, got {} (10 is enough on LeNet: more steps changed no bound)",
+                self.alpha_iters
+            )));
+        }
+        if self.alpha_iters > 0 && self.bounds == BoundsKind::Ibp {
+            return Err(Error::BadInput(
+                "--alpha-iters optimises CROWN's relaxations: use it with --bounds crown (the default), or drop it".into(),
             ));
         }
         if self.has(Method::Pgd) && self.pgd_restarts == 0 {
