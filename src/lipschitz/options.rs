@@ -11,11 +11,10 @@ use crate::lipschitz::pattern_search::PatternConfig;
 use crate::score::ScoreKind;
 use serde::Serialize;
 
-/// The per-sample methods.
-
 /// The most α-CROWN steps `--alpha-iters` accepts (each step walks every bound's rows once).
 pub const MAX_ALPHA_ITERS: usize = 1000;
 
+/// The per-sample methods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
