@@ -12,7 +12,7 @@ use oodcert::lipschitz::empirical::{
     GradOracle, PgdConfig, extreme_score_by_pgd, lower_by_pgd, lower_by_sampling, sample_ball,
 };
 use oodcert::lipschitz::local::{Head, PreBounds, fastlip_with};
-use oodcert::lipschitz::radius::{energy_bounds_crown, energy_bounds_ibp};
+use oodcert::lipschitz::radius::{energy_bounds_crown, energy_bounds_ibp, energy_bounds_with};
 use oodcert::model::Arch;
 
 fn width(b: &oodcert::bounds::Interval) -> f64 {
@@ -85,6 +85,70 @@ fn crown_boxes_contain_samples_and_beat_ibp() {
             );
         }
     }
+}
+
+/// α-CROWN's S bounds (its boxes, and its tangent-plane query): sampled S and PGD's extremes of S
+/// stay inside, S_hi is never above CROWN's and strictly below it on most balls (LeNet and MLP,
+/// ℓ2 and ℓ∞, with and without the pixel box).
+#[test]
+fn alpha_crown_energy_bounds_hold_and_tighten() {
+    let (mut tighter, mut total) = (0, 0);
+    for (arch, shape) in [
+        (
+            Arch::Mlp {
+                hidden: vec![20, 16],
+            },
+            [1, 4, 4],
+        ),
+        (Arch::Lenet, [1, 12, 12]),
+    ] {
+        let (m, net) = model(arch.clone(), shape, 4, 71);
+        let oracle = GradOracle {
+            model: &m,
+            temperature: 1.0,
+            batch: 64,
+        };
+        let d: usize = shape.iter().product();
+        let mut r = rng(72);
+        for (norm, eps) in [(Norm::L2, 0.3), (Norm::Linf, 0.03)] {
+            for unit_box in [false, true] {
+                let ball = Ball::new(random_image(d, &mut r), eps, norm, unit_box).unwrap();
+                let crown = PreBounds::Crown { max_dim: 10_000 };
+                let alpha = PreBounds::AlphaCrown {
+                    max_dim: 10_000,
+                    iters: 10,
+                };
+                let (clo, chi) = energy_bounds_with(&net, &ball, 1.0, crown).unwrap();
+                let (lo, hi) = energy_bounds_with(&net, &ball, 1.0, alpha).unwrap();
+                let what = format!("{arch:?} {norm:?} box {unit_box}");
+                assert!(
+                    lo >= clo && hi <= chi,
+                    "{what}: α [{lo}, {hi}] vs CROWN [{clo}, {chi}]"
+                );
+                for p in (0..200).map(|_| sample_ball(&ball, &mut r)) {
+                    let s = oodcert::bounds::energy::energy(&net.forward(&p).unwrap(), 1.0);
+                    assert!(lo <= s && s <= hi, "{what}: S = {s} outside [{lo}, {hi}]");
+                }
+                let cfg = PgdConfig {
+                    steps: 20,
+                    restarts: 3,
+                    ..Default::default()
+                };
+                let smax = extreme_score_by_pgd(&oracle, &ball, true, &cfg, &mut r).unwrap();
+                let smin = extreme_score_by_pgd(&oracle, &ball, false, &cfg, &mut r).unwrap();
+                assert!(
+                    lo <= smin && smax <= hi,
+                    "{what}: PGD [{smin}, {smax}] outside [{lo}, {hi}]"
+                );
+                total += 1;
+                tighter += usize::from(hi < chi - 1e-9 * chi.abs().max(1.0));
+            }
+        }
+    }
+    assert!(
+        tighter * 2 > total,
+        "α-CROWN lowered S_hi on {tighter} of {total} balls"
+    );
 }
 
 #[test]

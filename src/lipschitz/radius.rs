@@ -131,8 +131,9 @@ pub fn energy_bounds_on(
 ) -> Result<(f64, f64)> {
     match pre {
         PreBounds::Ibp => Ok(energy_bounds(logits, temperature)),
-        PreBounds::Crown { .. } | PreBounds::AlphaCrown { .. } => {
-            energy_bounds_crown_on(net, ball, traces, logits, temperature)
+        PreBounds::Crown { .. } => energy_bounds_crown_on(net, ball, traces, logits, temperature),
+        PreBounds::AlphaCrown { iters, .. } => {
+            energy_bounds_tangent(net, ball, traces, logits, temperature, iters)
         }
     }
 }
@@ -146,6 +147,20 @@ pub fn energy_bounds_crown_on(
     logits: &crate::bounds::Interval,
     temperature: f64,
 ) -> Result<(f64, f64)> {
+    energy_bounds_tangent(net, ball, traces, logits, temperature, 0)
+}
+
+/// [`energy_bounds_crown_on`] with the tangent plane's CROWN query also bounded by α-CROWN with
+/// `alpha_iters` steps on a network without residual blocks (`bounds::alpha_crown`; 0: CROWN
+/// only); the larger of the two certified lower bounds is used.
+fn energy_bounds_tangent(
+    net: &Net,
+    ball: &Ball,
+    traces: &[crate::bounds::Trace],
+    logits: &crate::bounds::Interval,
+    temperature: f64,
+    alpha_iters: usize,
+) -> Result<(f64, f64)> {
     use crate::bounds::round::{dot_err, next_up};
     let (lo, hi) = energy_bounds(logits, temperature);
     let z0 = net.forward(&ball.center)?;
@@ -154,7 +169,12 @@ pub fn energy_bounds_crown_on(
         .map(|v| -v)
         .collect();
     let s0 = crate::bounds::energy::energy(&z0, temperature);
-    let low = crate::bounds::crown::crown_lower(&net.nodes, traces, ball, vec![p0.clone()])?[0];
+    let mut low = crate::bounds::crown::crown_lower(&net.nodes, traces, ball, vec![p0.clone()])?[0];
+    if alpha_iters > 0 && crate::bounds::alpha_crown::applies(&net.nodes) {
+        let nodes = &net.nodes;
+        let a = crate::bounds::alpha_crown::alpha_lower(nodes, traces, ball, &p0, 1, alpha_iters)?;
+        low = low.max(a[0]);
+    }
     // S(z₀) + p₀ᵀz₀ is computed in f64: widen by a generous relative allowance.
     let k = z0.len();
     let dot: f64 = p0.iter().zip(&z0).map(|(p, z)| p * z).sum();
