@@ -20,7 +20,7 @@
 //! concatenation) are optimised. Proof: proofs/lipschitz_crown.md, "α-CROWN".
 //!
 //! Cost (LeNet 28×28, ℓ∞ ε = 0.005 ∩ [0, 1], 10 steps): about 0.2 s per ball on 2 cores, most
-//! of it the 118 rows of the conv2 box; at ℓ2 ε = 0.1 (≈ 1 000 sign-uncertain conv2 entries)
+//! of it the 118 rows of the conv2 box; at ℓ2 ε = 0.1 (300–900 sign-uncertain conv2 entries)
 //! about 3 s per ball.
 
 use super::crown::{Rows, backward};
