@@ -26,12 +26,9 @@
 use super::crown::{Rows, backward};
 use super::ibp::Trace;
 use super::net::Node;
-use super::round::{ABS_FLOOR, next_down};
 use super::{Ball, Interval, Norm, max_pool, relu};
 use crate::error::{Error, Result};
 use rayon::prelude::*;
-
-const U2: f64 = 2.0 * f64::EPSILON;
 
 /// Adam's step size on the slopes (α-CROWN's default learning rate for α).
 const STEP: f64 = 0.1;
@@ -70,7 +67,7 @@ pub fn alpha_lower(
     }
     let bx = ball.to_box();
     let relax = relaxations(nodes, traces);
-    let mut alpha = initial_params(nodes, traces, n);
+    let mut alpha = initial_params(&relax, n);
     let mut m1: Vec<Option<Vec<f64>>> = alpha
         .iter()
         .map(|a| a.as_ref().map(|a| vec![0.0; a.len()]))
@@ -150,26 +147,14 @@ fn relaxations(nodes: &[Node], traces: &[Trace]) -> Vec<Relax> {
 }
 
 /// CROWN's own choices as α-CROWN parameters, per node (n rows each): the adaptive lower slope
-/// of every ReLU entry; per max-pool window θ = 1 (the chord) and all lower weight on the entry
-/// with the largest lower bound.
-fn initial_params(nodes: &[Node], traces: &[Trace], n: usize) -> Vec<Option<Vec<f64>>> {
-    nodes
+/// of every ReLU entry, and θ = 1 (the chord) per max-pool window.
+fn initial_params(relax: &[Relax], n: usize) -> Vec<Option<Vec<f64>>> {
+    relax
         .iter()
-        .zip(traces)
-        .map(|(node, t)| {
-            let inp = t.input();
-            match node {
-                Node::Relu => {
-                    let one: Vec<f64> = (0..inp.len())
-                        .map(|j| relu::relaxation(inp.lo[j], inp.hi[j]).0)
-                        .collect();
-                    Some(one.repeat(n))
-                }
-                Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
-                    Some(vec![1.0; n * node.pool_windows().len()])
-                }
-                _ => None,
-            }
+        .map(|r| match r {
+            Relax::Relu(lines) => Some(lines.iter().map(|l| l.0).collect::<Vec<_>>().repeat(n)),
+            Relax::Pool(wins) => Some(vec![1.0; n * wins.len()]),
+            Relax::None => None,
         })
         .collect()
 }
@@ -203,9 +188,7 @@ fn bounds_with(
     let bounds = (0..n)
         .map(|r| {
             let lam = &rows.lam[r * rows.dim..(r + 1) * rows.dim];
-            let lin = ball.min_linear_in(lam, Some(bx));
-            let v = lin + rows.c[r] - rows.slack[r];
-            next_down(v - U2 * (lin.abs() + rows.c[r].abs() + rows.slack[r]) - ABS_FLOOR)
+            rows.bound(r, ball.min_linear_in(lam, Some(bx)))
         })
         .collect();
     Ok((bounds, rows))
@@ -304,7 +287,7 @@ fn slope_gradient(
                     .iter()
                     .enumerate()
                     .map(|(j, &(al, au, bu))| {
-                        if au <= 0.0 || au >= 1.0 {
+                        if !relu::lower_slope_is_free(au) {
                             al * x[j]
                         } else if lam[j] >= 0.0 {
                             g[j] = lam[j] * x[j];
@@ -377,6 +360,26 @@ mod tests {
         Net::from_model(&m).unwrap()
     }
 
+    /// A random ball around a random 12×12 image, its box, the CROWN trace of `net` on it, and
+    /// `n` random query rows on the logits.
+    fn case(
+        net: &Net,
+        rng: &mut rand_chacha::ChaCha8Rng,
+        norm: Norm,
+        eps: f64,
+        unit_box: bool,
+        n: usize,
+    ) -> (Ball, Interval, Vec<Trace>, Vec<f64>) {
+        let x: Vec<f64> = (0..144).map(|_| rng.random::<f64>()).collect();
+        let ball = Ball::new(x, eps, norm, unit_box).unwrap();
+        let (traces, z) = crown_trace(&net.nodes, &ball, usize::MAX).unwrap();
+        let q = (0..n * z.len())
+            .map(|_| rng.random::<f64>() - 0.5)
+            .collect();
+        let bx = ball.to_box();
+        (ball, bx, traces, q)
+    }
+
     /// The analytic gradient of a row's bound (λ_j·ẑ_j for ReLU slopes, λ_k·(chord − facet) for
     /// a max-pool's θ) equals central finite differences of the certified bound itself, at
     /// random parameters, on ℓ∞ and ℓ2 balls.
@@ -386,22 +389,16 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(4);
         let (mut checked, mut nonzero) = (0, 0);
         for (norm, eps) in [(Norm::Linf, 0.04), (Norm::L2, 0.6)] {
-            let x: Vec<f64> = (0..144).map(|_| rng.random::<f64>()).collect();
-            let ball = Ball::new(x, eps, norm, true).unwrap();
-            let bx = ball.to_box();
-            let (traces, z) = crown_trace(&net.nodes, &ball, usize::MAX).unwrap();
             let n = 3;
-            let q: Vec<f64> = (0..n * z.len())
-                .map(|_| rng.random::<f64>() - 0.5)
-                .collect();
-            let mut alpha = initial_params(&net.nodes, &traces, n);
+            let (ball, bx, traces, q) = case(&net, &mut rng, norm, eps, true, n);
+            let relax = relaxations(&net.nodes, &traces);
+            let mut alpha = initial_params(&relax, n);
             // Random interior parameters: ReLU slopes and max-pool θ in (0, 1).
             for a in alpha.iter_mut().flatten() {
                 a.iter_mut().for_each(|v| *v = rng.random_range(0.1..0.9));
             }
             let (_, rows) =
                 bounds_with(&net.nodes, &traces, &ball, &bx, &q, n, &mut alpha, true).unwrap();
-            let relax = relaxations(&net.nodes, &traces);
             let grads = gradients(&net.nodes, &relax, &ball, &bx, &rows, &alpha).unwrap();
             let h = 1e-6;
             for (k, a) in alpha.clone().iter().enumerate() {
@@ -445,15 +442,10 @@ mod tests {
         let net = lenet(8);
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
         for (norm, eps) in [(Norm::Linf, 0.05), (Norm::L2, 0.8)] {
-            let x: Vec<f64> = (0..144).map(|_| rng.random::<f64>()).collect();
-            let ball = Ball::new(x, eps, norm, false).unwrap();
-            let bx = ball.to_box();
-            let (traces, z) = crown_trace(&net.nodes, &ball, usize::MAX).unwrap();
             let n = 4;
-            let q: Vec<f64> = (0..n * z.len())
-                .map(|_| rng.random::<f64>() - 0.5)
-                .collect();
-            let mut crown = initial_params(&net.nodes, &traces, n);
+            let (ball, bx, traces, q) = case(&net, &mut rng, norm, eps, false, n);
+            let k = q.len() / n;
+            let mut crown = initial_params(&relaxations(&net.nodes, &traces), n);
             let base = bounds_with(&net.nodes, &traces, &ball, &bx, &q, n, &mut crown, false)
                 .unwrap()
                 .0;
@@ -493,7 +485,7 @@ mod tests {
                     .0;
                 for v in &vals {
                     for r in 0..n {
-                        let y: f64 = q[r * z.len()..(r + 1) * z.len()]
+                        let y: f64 = q[r * k..(r + 1) * k]
                             .iter()
                             .zip(v)
                             .map(|(a, b)| a * b)

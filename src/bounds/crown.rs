@@ -100,6 +100,22 @@ pub(crate) struct Rows {
 }
 
 impl Rows {
+    /// With `record` on, keeps the rows' coefficients at node `idx`'s output (before its
+    /// relaxation).
+    fn record_at(&mut self, idx: usize) {
+        if let Some(rec) = self.record.as_mut() {
+            rec.resize(rec.len().max(idx + 1), None);
+            rec[idx] = Some(self.lam.clone());
+        }
+    }
+
+    /// Row `r`'s certified lower bound once walked to the input, given `lin`, a certified lower
+    /// bound of its λᵀx over the input set: lin + c − slack, rounded down.
+    pub(crate) fn bound(&self, r: usize, lin: f64) -> f64 {
+        let v = lin + self.c[r] - self.slack[r];
+        next_down(v - U2 * (lin.abs() + self.c[r].abs() + self.slack[r]) - ABS_FLOOR)
+    }
+
     pub(crate) fn new(n: usize, dim: usize, lam: Vec<f64>) -> Rows {
         Rows {
             n,
@@ -162,10 +178,7 @@ pub(crate) fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Res
                 let rel: Vec<(f64, f64, f64)> = (0..inp.len())
                     .map(|j| relu::relaxation(inp.lo[j], inp.hi[j]))
                     .collect();
-                if let Some(rec) = rows.record.as_mut() {
-                    rec.resize(rec.len().max(idx + 1), None);
-                    rec[idx] = Some(rows.lam.clone());
-                }
+                rows.record_at(idx);
                 let own = rows.slopes.get(idx).and_then(|s| s.as_deref());
                 let d = inp.len();
                 for (r, lam) in rows.lam.chunks_exact_mut(rows.dim.max(1)).enumerate() {
@@ -176,7 +189,10 @@ pub(crate) fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Res
                         let nl = if l >= 0.0 {
                             // Any lower slope in [0, 1] bounds an unstable ReLU from below.
                             match alpha {
-                                Some(a) if au > 0.0 && au < 1.0 && (0.0..=1.0).contains(&a[j]) => {
+                                Some(a)
+                                    if relu::lower_slope_is_free(au)
+                                        && (0.0..=1.0).contains(&a[j]) =>
+                                {
                                     l * a[j]
                                 }
                                 _ => l * al,
@@ -196,10 +212,7 @@ pub(crate) fn backward(nodes: &[Node], traces: &[Trace], rows: &mut Rows) -> Res
             Node::MaxPool2 { .. } | Node::MaxPool { .. } => {
                 let wins = node.pool_windows();
                 rows.check("max-pool", wins.len())?;
-                if let Some(rec) = rows.record.as_mut() {
-                    rec.resize(rec.len().max(idx + 1), None);
-                    rec[idx] = Some(rows.lam.clone());
-                }
+                rows.record_at(idx);
                 let relax = max_pool::window_relaxations(inp, &wins);
                 let d_in = inp.len();
                 // With overlapping windows an input entry sums several λ_k (rounded): the form
@@ -372,16 +385,15 @@ fn node_branches(node: &Node) -> usize {
 pub(crate) fn pool_info(inp: &Interval, wins: &[Vec<usize>]) -> Vec<(usize, Vec<usize>, f64)> {
     wins.iter()
         .map(|win| {
-            let best = win
-                .iter()
-                .copied()
-                .max_by(|&a, &b| inp.lo[a].total_cmp(&inp.lo[b]))
-                .unwrap_or(0);
             let hi = win
                 .iter()
                 .map(|&i| inp.hi[i])
                 .fold(f64::NEG_INFINITY, f64::max);
-            (best, max_pool::candidates(inp, win), hi)
+            (
+                max_pool::best_entry(inp, win),
+                max_pool::candidates(inp, win),
+                hi,
+            )
         })
         .collect()
 }
@@ -464,9 +476,7 @@ fn lower_rows_over(
     Ok((0..rows.n)
         .map(|r| {
             let lam = &rows.lam[r * rows.dim..(r + 1) * rows.dim];
-            let lin = min_lin(lam);
-            let v = lin + rows.c[r] - rows.slack[r];
-            next_down(v - U2 * (lin.abs() + rows.c[r].abs() + rows.slack[r]) - ABS_FLOOR)
+            rows.bound(r, min_lin(lam))
         })
         .collect())
 }
@@ -560,11 +570,7 @@ fn crown_box_path(path: &[(&[Node], &[Trace])], ball: &Ball, dim: usize) -> Resu
     for start in (0..dim).step_by(block) {
         let end = (start + block).min(dim);
         let k = end - start;
-        let mut q = vec![0.0; 2 * k * dim];
-        for (i, j) in (start..end).enumerate() {
-            q[2 * i * dim + j] = 1.0;
-            q[(2 * i + 1) * dim + j] = -1.0;
-        }
+        let q = signed_unit_rows(start..end, dim);
         let b = lower_rows(path, ball, Rows::new(2 * k, dim, q))?;
         for i in 0..k {
             lo.push(b[2 * i]);
@@ -572,6 +578,17 @@ fn crown_box_path(path: &[(&[Node], &[Trace])], ball: &Ball, dim: usize) -> Resu
         }
     }
     Ok(Interval { lo, hi })
+}
+
+/// The query rows e_j and −e_j (length `dim`) for each entry j, row-major: rows 2i and 2i + 1
+/// bound the i-th entry from below and above.
+fn signed_unit_rows(entries: impl ExactSizeIterator<Item = usize>, dim: usize) -> Vec<f64> {
+    let mut q = vec![0.0; 2 * entries.len() * dim];
+    for (i, j) in entries.enumerate() {
+        q[2 * i * dim + j] = 1.0;
+        q[(2 * i + 1) * dim + j] = -1.0;
+    }
+    q
 }
 
 /// IBP forward where the input box of every ReLU / max-pool (and the logits) of dimension
@@ -711,11 +728,7 @@ fn alpha_tighten(
     let block = (block_units(nodes, traces, dim) / 4).max(1);
     let mut better = cur.clone();
     for part in open.chunks(block) {
-        let mut q = vec![0.0; 2 * part.len() * dim];
-        for (i, &j) in part.iter().enumerate() {
-            q[2 * i * dim + j] = 1.0;
-            q[(2 * i + 1) * dim + j] = -1.0;
-        }
+        let q = signed_unit_rows(part.iter().copied(), dim);
         let b = super::alpha_crown::alpha_lower(nodes, traces, ball, &q, 2 * part.len(), iters)?;
         for (i, &j) in part.iter().enumerate() {
             better.lo[j] = b[2 * i];

@@ -43,15 +43,20 @@ pub struct WindowRelax {
     pub facet: (Vec<(usize, f64)>, f64),
 }
 
+/// The window's entry with the largest lower bound (the lower line max ≥ x_best; 0 for an empty
+/// window).
+pub fn best_entry(x: &Interval, win: &[usize]) -> usize {
+    win.iter()
+        .copied()
+        .max_by(|&a, &b| x.lo[a].total_cmp(&x.lo[b]))
+        .unwrap_or(0)
+}
+
 /// The relaxations of every window of `wins` on the box `x`.
 pub fn window_relaxations(x: &Interval, wins: &[Vec<usize>]) -> Vec<WindowRelax> {
     wins.iter()
         .map(|win| {
-            let best = win
-                .iter()
-                .copied()
-                .max_by(|&a, &b| x.lo[a].total_cmp(&x.lo[b]))
-                .unwrap_or(0);
+            let best = best_entry(x, win);
             let hi = win
                 .iter()
                 .map(|&i| x.hi[i])

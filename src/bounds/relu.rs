@@ -77,6 +77,12 @@ pub fn relaxation(l: f64, u: f64) -> (f64, f64, f64) {
     }
 }
 
+/// Whether the lower line of [`relaxation`] with upper slope `a_up` may take any slope in
+/// [0, 1] (α-CROWN): the entry is unstable (0 < a_up < 1); stable entries are exact.
+pub fn lower_slope_is_free(a_up: f64) -> bool {
+    a_up > 0.0 && a_up < 1.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
