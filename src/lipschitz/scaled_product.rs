@@ -16,10 +16,12 @@ use crate::bounds::net::{Affine, LinearOp, Net, Node};
 use crate::bounds::round::{dot_err, next_up, widen_up};
 use crate::bounds::{Norm, max_pool};
 
-/// Gradient steps of the scaling search and power iterations per factor and step (a heuristic:
-/// soundness does not depend on the scalings).
-const OPT_STEPS: usize = 40;
+/// Gradient steps of the scaling search, power iterations per factor and step, and the step
+/// size η_t = ETA0·DECAY^t (a heuristic: soundness does not depend on the scalings).
+const OPT_STEPS: usize = 200;
 const POWER_STEPS: usize = 6;
+const ETA0: f64 = 0.5;
+const DECAY: f64 = 0.985;
 /// |log s| ≤ this.
 const MAX_LOG: f64 = 20.0;
 
@@ -129,7 +131,9 @@ fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
 /// (Σ_k log ‖S'_k A_k S⁻¹_{k−1}‖ is convex in the log-scalings, Sezginer & Overton 1990): from
 /// S = I, normalised gradient steps ∂/∂log s_w = u_w² − v_w² (the mass of the top left singular
 /// vector of the factor before the gate on window w minus that of the right one after it),
-/// top singular pairs by warm-started power iterations. A heuristic: the caller certifies.
+/// top singular pairs by warm-started power iterations on the unscaled masked rows with the
+/// scalings applied in each product; the result is the mean of the second half's iterates
+/// (Polyak averaging). A heuristic: the caller certifies.
 fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
     let n_g = st.len() - 1;
     let dims: Vec<usize> = st[..n_g]
@@ -146,31 +150,51 @@ fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
                 .collect()
         })
         .collect();
-    let mut best = (f64::INFINITY, ls.clone());
+    // The masks (rows and columns of positive weight) do not depend on the positive scalings:
+    // the unscaled masked entries once, the scalings applied in every product.
+    let w1 = weights(
+        st,
+        &ls.iter().map(|v| vec![1.0; v.len()]).collect::<Vec<_>>(),
+        in_dim,
+    )?;
+    let pats: Vec<Vec<Rows>> = st
+        .iter()
+        .zip(&w1)
+        .map(|(stage, w)| {
+            stage
+                .ops
+                .iter()
+                .zip(w)
+                .map(|(op, (rw, cw))| sparse_rows(op, rw, cw))
+                .collect::<Option<Vec<_>>>()
+        })
+        .collect::<Option<_>>()?;
+    // The mean of the second half's iterates: the last iterate of a (sub)gradient method on this
+    // non-smooth objective oscillates, and the estimated objective is too noisy to pick one.
+    let mut avg: Vec<Vec<f64>> = ls.clone();
+    let mut n_avg = 0.0;
     for it in 0..OPT_STEPS {
         let s: Vec<Vec<f64>> = ls
             .iter()
             .map(|v| v.iter().map(|x| x.exp()).collect())
             .collect();
         let w = weights(st, &s, in_dim)?;
-        let mut obj = 0.0;
         let mut u_mass: Vec<Vec<f64>> = dims.iter().map(|&d| vec![0.0; d]).collect();
         let mut v_mass = u_mass.clone();
         for (k, stage) in st.iter().enumerate() {
             let n_ops = stage.ops.len();
-            for (j, op) in stage.ops.iter().enumerate() {
+            for j in 0..n_ops {
                 let (rw, cw) = &w[k][j];
-                let rows = sparse_rows(op, rw, cw)?;
+                let rows = &pats[k][j];
                 let head = stage.gate.is_none() && j + 1 == n_ops;
                 let (sigma, u2, v2) = if head {
-                    head_pair(&rows, cw.len())
+                    head_pair(rows, rw, cw)
                 } else {
-                    top_pair(&rows, rw.len(), &mut warm[k][j], POWER_STEPS)
+                    top_pair(rows, rw, cw, &mut warm[k][j], POWER_STEPS)
                 };
                 if sigma.is_nan() || sigma <= 0.0 || !sigma.is_finite() {
                     return None;
                 }
-                obj += sigma.ln();
                 if j + 1 == n_ops
                     && let Some(g) = &stage.gate
                 {
@@ -183,22 +207,31 @@ fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
                 }
             }
         }
-        if obj < best.0 {
-            best = (obj, ls.clone());
+        if 2 * it >= OPT_STEPS {
+            n_avg += 1.0;
+            for (a, l) in avg.iter_mut().zip(&ls) {
+                for (a, l) in a.iter_mut().zip(l) {
+                    *a += (l - *a) / n_avg;
+                }
+            }
         }
-        let eta = 0.5 * 0.93f64.powi(it as i32);
+        let eta = ETA0 * DECAY.powi(it as i32);
         for ((l, u), v) in ls.iter_mut().zip(&u_mass).zip(&v_mass) {
             for ((l, u), v) in l.iter_mut().zip(u).zip(v) {
                 let d = u + v;
                 if d > 0.0 {
-                    *l = (*l - eta * (u - v) / d).clamp(-MAX_LOG, MAX_LOG);
+                    *l -= eta * (u - v) / d;
                 }
             }
+            // One gate's scalings times a constant leave the product unchanged: keep their mean
+            // at 0 so that drift along that direction never reaches the clamp.
+            let mean = l.iter().sum::<f64>() / l.len().max(1) as f64;
+            l.iter_mut()
+                .for_each(|x| *x = (*x - mean).clamp(-MAX_LOG, MAX_LOG));
         }
     }
     Some(
-        best.1
-            .iter()
+        avg.iter()
             .map(|v| v.iter().map(|x| x.exp()).collect())
             .collect(),
     )
@@ -287,24 +320,41 @@ fn sparse_rows(op: &LinearOp, rw: &[f64], cw: &[f64]) -> Option<Vec<(usize, Vec<
     Some(rows)
 }
 
-/// Estimated top singular value of the sparse matrix, the squared top left singular vector per
-/// row index and the squared top right one per column (power iteration from `v`, updated).
+/// Masked rows of an op as (row, [(column, entry)]).
+type Rows = Vec<(usize, Vec<(usize, f64)>)>;
+
+/// Estimated top singular value of diag(rw)·A·diag(cw) for A the masked rows, the squared top
+/// left singular vector per row index and the squared top right one per column (power
+/// iteration from `v`, updated).
 fn top_pair(
-    rows: &[(usize, Vec<(usize, f64)>)],
-    n_out: usize,
+    rows: &Rows,
+    rw: &[f64],
+    cw: &[f64],
     v: &mut [f64],
     iters: usize,
 ) -> (f64, Vec<f64>, Vec<f64>) {
+    let n_out = rw.len();
     let mut y = vec![0.0; rows.len()];
-    for _ in 0..iters {
-        for (yi, (_, row)) in y.iter_mut().zip(rows) {
-            *yi = row.iter().map(|(j, a)| a * v[*j]).sum();
+    let mut cv = vec![0.0; v.len()];
+    let apply = |y: &mut [f64], v: &[f64], cv: &mut [f64]| {
+        for ((c, x), w) in cv.iter_mut().zip(v).zip(cw) {
+            *c = x * w;
         }
-        v.iter_mut().for_each(|x| *x = 0.0);
-        for (yi, (_, row)) in y.iter().zip(rows) {
+        for (yi, (r, row)) in y.iter_mut().zip(rows) {
+            *yi = rw[*r] * row.iter().map(|(j, a)| a * cv[*j]).sum::<f64>();
+        }
+    };
+    for _ in 0..iters {
+        apply(&mut y, v, &mut cv);
+        cv.iter_mut().for_each(|x| *x = 0.0);
+        for (yi, (r, row)) in y.iter().zip(rows) {
+            let t = rw[*r] * yi;
             for (j, a) in row {
-                v[*j] += a * yi;
+                cv[*j] += a * t;
             }
+        }
+        for ((x, c), w) in v.iter_mut().zip(&cv).zip(cw) {
+            *x = c * w;
         }
         let n = v.iter().map(|x| x * x).sum::<f64>().sqrt();
         if n.is_nan() || n <= 0.0 || !n.is_finite() {
@@ -312,9 +362,7 @@ fn top_pair(
         }
         v.iter_mut().for_each(|x| *x /= n);
     }
-    for (yi, (_, row)) in y.iter_mut().zip(rows) {
-        *yi = row.iter().map(|(j, a)| a * v[*j]).sum();
-    }
+    apply(&mut y, v, &mut cv);
     let sigma = y.iter().map(|x| x * x).sum::<f64>().sqrt();
     let mut u2 = vec![0.0; n_out];
     for (yi, (r, _)) in y.iter().zip(rows) {
@@ -323,25 +371,25 @@ fn top_pair(
     (sigma, u2, v.iter().map(|x| x * x).collect())
 }
 
-/// The head's largest row ℓ2 norm and the squared normalised entries of that row.
-fn head_pair(rows: &[(usize, Vec<(usize, f64)>)], n_in: usize) -> (f64, Vec<f64>, Vec<f64>) {
+/// The largest row ℓ2 norm of diag(rw)·A·diag(cw) and the squared normalised entries of that row.
+fn head_pair(rows: &Rows, rw: &[f64], cw: &[f64]) -> (f64, Vec<f64>, Vec<f64>) {
     let mut best = (0.0, 0usize);
-    for (k, (_, row)) in rows.iter().enumerate() {
-        let s: f64 = row.iter().map(|(_, a)| a * a).sum();
+    for (k, (r, row)) in rows.iter().enumerate() {
+        let s: f64 = row.iter().map(|(j, a)| (a * rw[*r] * cw[*j]).powi(2)).sum();
         if s > best.0 {
             best = (s, k);
         }
     }
-    let mut v2 = vec![0.0; n_in];
+    let mut v2 = vec![0.0; cw.len()];
     if best.0 > 0.0 {
+        let r = rows[best.1].0;
         for (j, a) in &rows[best.1].1 {
-            v2[*j] = a * a / best.0;
+            v2[*j] = (a * rw[r] * cw[*j]).powi(2) / best.0;
         }
     }
     (best.0.sqrt(), Vec::new(), v2)
 }
 
-/// √x rounded up.
 fn sqrt_up(x: f64) -> f64 {
     next_up(x.sqrt() * (1.0 + 2.0 * f64::EPSILON))
 }
