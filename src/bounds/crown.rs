@@ -380,24 +380,6 @@ fn node_branches(node: &Node) -> usize {
     }
 }
 
-/// Per max-pool window: the entry with the largest lower bound, the candidates for the
-/// maximum, and the largest upper bound.
-pub(crate) fn pool_info(inp: &Interval, wins: &[Vec<usize>]) -> Vec<(usize, Vec<usize>, f64)> {
-    wins.iter()
-        .map(|win| {
-            let hi = win
-                .iter()
-                .map(|&i| inp.hi[i])
-                .fold(f64::NEG_INFINITY, f64::max);
-            (
-                max_pool::best_entry(inp, win),
-                max_pool::candidates(inp, win),
-                hi,
-            )
-        })
-        .collect()
-}
-
 /// Certified lower bounds of qᵀ(output of `nodes`) over the ball, one per query row; `traces`
 /// are the nodes' input boxes (from IBP or [`crown_trace`]).
 pub fn crown_lower(
