@@ -221,3 +221,142 @@ fn the_scaling_search_finds_far_scalings() {
         "the scaled product is {worst}× the value at s = 1/a"
     );
 }
+
+/// The scaled product with the first max-pool narrowed to the pairwise candidates
+/// (`scaled_product_with`, used by `pool_pairs::ball_local_bound`) bounds every Jacobian row
+/// that the ball allows: every ReLU / max-pool pattern of the boxes whose first-pool selections
+/// are kept candidates or inactive entries (proofs/lipschitz_pool_pairs.md, Claim 2), and the
+/// exact rows at 1 000 sampled points; and it is below the box-narrowed scaled product on some
+/// balls.
+#[test]
+fn pairwise_narrowed_scaled_product_bounds_every_jacobian_row() {
+    use oodcert::lipschitz::pool_pairs::pool_pairs;
+    use oodcert::lipschitz::scaled_product::scaled_product_with;
+    let (mut checked, mut smaller, mut enumerated) = (0, 0, 0);
+    for seed in 0..6u64 {
+        for (name, net) in chains(seed) {
+            for ball in balls(&net, seed) {
+                let Some(pp) = pool_pairs(&net, &ball) else {
+                    continue;
+                };
+                let (traces, _) =
+                    pre_bounds(&net, &ball, PreBounds::Crown { max_dim: 10_000 }).unwrap();
+                let sp = scaled_product(&net, &traces, Norm::L2).unwrap();
+                let sp2 = scaled_product_with(&net, &traces, Norm::L2, Some(&pp)).unwrap();
+                checked += 1;
+                if sp2 < sp * (1.0 - 1e-9) {
+                    smaller += 1;
+                }
+                let k = net.num_classes;
+                let rows_below = |ch: &[Choice], what: &str| {
+                    for c in 0..k {
+                        let mut e = vec![0.0; k];
+                        e[c] = 1.0;
+                        let row = Norm::L2.dual_norm(&grad_for(&net, ch, &e));
+                        assert!(
+                            row <= sp2 * (1.0 + 1e-12),
+                            "{name} seed {seed} eps {}: {what} Jacobian row {c} norm {row} > narrowed scaled product {sp2}",
+                            ball.eps
+                        );
+                    }
+                };
+                // The first pool's choices: the first `Choice::Pool` in pre-order; the ReLU
+                // before it (if any) is the choice just before.
+                let realisable = |ch: &[Choice]| {
+                    let Some(p) = ch.iter().position(|c| matches!(c, Choice::Pool(_))) else {
+                        return true;
+                    };
+                    let Choice::Pool(sel) = &ch[p] else {
+                        unreachable!()
+                    };
+                    let relu = match p.checked_sub(1).map(|q| &ch[q]) {
+                        Some(Choice::Relu(d)) => Some(d),
+                        _ => None,
+                    };
+                    sel.iter().enumerate().all(|(w, &i)| {
+                        pp.cands[w].contains(&i) || relu.is_some_and(|d| d[i] == 0.0)
+                    })
+                };
+                let mut opts = Vec::new();
+                options(&net.nodes, &traces, &mut opts);
+                let n = for_each_pattern(&opts, 4096, |ch| {
+                    if realisable(ch) {
+                        rows_below(ch, "pattern");
+                    }
+                });
+                if n.is_some() {
+                    enumerated += 1;
+                }
+                let mut r = rng(6100 + seed);
+                for _ in 0..1000 {
+                    let p = sample_ball(&ball, &mut r);
+                    let mut rec = Vec::new();
+                    forward_record(&net.nodes, p, &mut rec);
+                    rows_below(&rec, "sampled");
+                }
+            }
+        }
+    }
+    eprintln!(
+        "narrowed scaled product: {checked} balls, {enumerated} enumerated, smaller on {smaller}"
+    );
+    assert!(
+        checked >= 30 && enumerated >= 10,
+        "{checked} balls, {enumerated} enumerated"
+    );
+    assert!(
+        smaller * 5 >= checked,
+        "smaller on only {smaller} of {checked} balls"
+    );
+}
+
+/// The tight chain above (dense diag(1, 2, 3, 5) → ReLU → one 2×2 max-pool window → dense with
+/// rows ±1), where the narrowed scaled product is exact: at a centre with all four
+/// pre-activations equal every entry stays a pairwise candidate and the value is 5; at a centre
+/// where entry 3 is 5.5ε below the others, the box still keeps it (5 + 1 ≥ 5.5 in units of ε)
+/// but the pairwise test drops it (√26 < 5.5), and the largest row the ball allows is 3.
+#[test]
+fn the_narrowed_scaled_product_is_exact_on_a_tight_chain() {
+    use oodcert::bounds::dense::Dense;
+    use oodcert::bounds::net::{Affine, LinearOp, Node};
+    use oodcert::lipschitz::pool_pairs::pool_pairs;
+    use oodcert::lipschitz::scaled_product::scaled_product_with;
+    let affine = |out: usize, inp: usize, w: Vec<f64>| {
+        Node::Affine(Affine {
+            name: "d".into(),
+            op: LinearOp::Dense(Dense { out, inp, w }),
+            bias: None,
+        })
+    };
+    let mut a = vec![0.0; 16];
+    for (i, d) in [1.0, 2.0, 3.0, 5.0].into_iter().enumerate() {
+        a[i * 4 + i] = d;
+    }
+    let net = Net {
+        input_shape: [1, 2, 2],
+        num_classes: 2,
+        nodes: vec![
+            affine(4, 4, a),
+            Node::Relu,
+            Node::MaxPool2 { c: 1, h: 2, w: 2 },
+            affine(2, 1, vec![1.0, -1.0]),
+        ],
+    };
+    let eps = 0.05;
+    for (x3, exact) in [(0.12, 5.0), ((0.6 - 5.5 * eps) / 5.0, 3.0)] {
+        let ball = Ball::new(vec![0.6, 0.3, 0.2, x3], eps, Norm::L2, false).unwrap();
+        let (traces, _) = pre_bounds(&net, &ball, PreBounds::Ibp).unwrap();
+        let pp = pool_pairs(&net, &ball).unwrap();
+        let sp = scaled_product(&net, &traces, Norm::L2).unwrap();
+        let sp2 = scaled_product_with(&net, &traces, Norm::L2, Some(&pp)).unwrap();
+        assert!(
+            (5.0..=5.0 * (1.0 + 1e-6)).contains(&sp),
+            "box-narrowed scaled product {sp}, exact 5"
+        );
+        assert!(
+            (exact..=exact * (1.0 + 1e-6)).contains(&sp2),
+            "pairwise-narrowed scaled product {sp2}, exact {exact} (kept {:?})",
+            pp.cands
+        );
+    }
+}

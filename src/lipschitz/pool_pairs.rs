@@ -134,8 +134,9 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
     Some(PoolPairs { node: i, cands })
 }
 
-/// The gradient zonotope with the first pool's pairwise candidates (the local bound that uses
-/// the ball itself, not only its boxes); `None` when it does not apply. `traces` and `logits` are
+/// The smaller of the gradient zonotope and the diagonally scaled product, both with the first
+/// pool's pairwise candidates (the local bounds that use the ball itself, not only its boxes);
+/// `None` when neither applies. `traces` and `logits` are
 /// `local::pre_bounds` of the same ball; `cutoff`, a sound bound already known (the zonotope's ℓ2
 /// radius is skipped when it cannot be below it).
 pub fn ball_local_bound(
@@ -157,14 +158,21 @@ pub fn ball_local_bound(
         pairs.as_ref(),
         cutoff,
     );
+    // The scaled product on the pairwise-narrowed live sets (ℓ2 chains only).
+    let scaled = pairs
+        .as_ref()
+        .and_then(|p| super::scaled_product::scaled_product_with(net, traces, ball.norm, Some(p)));
     if std::env::var_os("OODCERT_PROBE_PRODUCT").is_some() {
         let multi = pairs
             .as_ref()
             .map(|p| p.cands.iter().filter(|c| c.len() > 1).count());
         eprintln!(
-            "probe ball bound: windows with > 1 pairwise candidate {multi:?}, gradient zonotope {zono:?} ({:.2} s)",
+            "probe ball bound: windows with > 1 pairwise candidate {multi:?}, gradient zonotope {zono:?}, pairwise scaled product {scaled:?} ({:.2} s)",
             t0.elapsed().as_secs_f64()
         );
     }
-    zono
+    match (zono, scaled) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }

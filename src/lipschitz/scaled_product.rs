@@ -11,10 +11,12 @@
 use super::cholesky_certificate::{spectral_from_gram_by_cholesky, spectral_upper_by_cholesky};
 use super::global::fold;
 use super::masked_norm::{CHOLESKY_GRAM_SIDE, MASKED_MAX_NNZ, conv_row, sparse_gram};
+use super::pool_pairs::PoolPairs;
 use crate::bounds::ibp::Trace;
 use crate::bounds::net::{Affine, LinearOp, Net, Node};
 use crate::bounds::round::{dot_err, next_up, widen_up};
 use crate::bounds::{Norm, max_pool};
+use rayon::prelude::*;
 
 /// Gradient steps of the scaling search, power iterations per factor and step, and the step
 /// size η_t = ETA0·DECAY^t (a heuristic: soundness does not depend on the scalings).
@@ -40,8 +42,16 @@ struct Stage {
     gate: Option<Gate>,
 }
 
-/// A ReLU (at node `r`, optional) followed by a 2×2 max-pool (node `p`, optional) as a [`Gate`].
-fn gate(nodes: &[Node], traces: &[Trace], r: Option<usize>, p: Option<usize>) -> Option<Gate> {
+/// A ReLU (at node `r`, optional) followed by a 2×2 max-pool (node `p`, optional) as a [`Gate`];
+/// a window's live entries are also narrowed to `pairs`' candidates when `pairs` is the
+/// pairwise test of this pool (proofs/lipschitz_pool_pairs.md, Claim 2).
+fn gate(
+    nodes: &[Node],
+    traces: &[Trace],
+    r: Option<usize>,
+    p: Option<usize>,
+    pairs: Option<&PoolPairs>,
+) -> Option<Gate> {
     let dim = traces[r.or(p)?].input().len();
     let alive = |i: usize| {
         r.is_none_or(|r| {
@@ -60,13 +70,18 @@ fn gate(nodes: &[Node], traces: &[Trace], r: Option<usize>, p: Option<usize>) ->
                 return None;
             }
             let pb = traces[p].input();
-            let live = nodes[p]
-                .pool_windows()
+            let kept = pairs.filter(|q| q.node == p).map(|q| &q.cands);
+            let wins = nodes[p].pool_windows();
+            if kept.is_some_and(|k| k.len() != wins.len()) {
+                return None;
+            }
+            let live = wins
                 .iter()
-                .map(|win| {
+                .enumerate()
+                .map(|(w, win)| {
                     max_pool::candidates(pb, win)
                         .into_iter()
-                        .filter(|&i| alive(i))
+                        .filter(|&i| alive(i) && kept.is_none_or(|k| k[w].contains(&i)))
                         .collect()
                 })
                 .collect();
@@ -77,7 +92,7 @@ fn gate(nodes: &[Node], traces: &[Trace], r: Option<usize>, p: Option<usize>) ->
 
 /// The chain of a sequential network (affine segments folded to one op each, gates between);
 /// `None` for any other structure.
-fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
+fn stages(net: &Net, traces: &[Trace], pairs: Option<&PoolPairs>) -> Option<Vec<Stage>> {
     let nodes = &net.nodes;
     let mut out = Vec::new();
     let mut i = 0;
@@ -113,7 +128,7 @@ fn stages(net: &Net, traces: &[Trace]) -> Option<Vec<Stage>> {
         if r.is_none() && p.is_none() {
             return None;
         }
-        let g = gate(nodes, traces, r, p)?;
+        let g = gate(nodes, traces, r, p, pairs)?;
         i = p.map_or(j, |p| p + 1);
         if !matches!(nodes.get(i), Some(Node::Affine(_))) {
             return None;
@@ -141,14 +156,18 @@ fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
         .map(|s| s.gate.as_ref().map_or(0, |g| g.live.len()))
         .collect();
     let mut ls: Vec<Vec<f64>> = dims.iter().map(|&d| vec![0.0; d]).collect();
-    let mut warm: Vec<Vec<Vec<f64>>> = st
+    // One job per op: (stage, op, whether it is the head), and its warm-start vector.
+    let jobs: Vec<(usize, usize, bool)> = st
         .iter()
-        .map(|s| {
-            s.ops
-                .iter()
-                .map(|op| vec![1.0; op.map().in_dim()])
-                .collect()
+        .enumerate()
+        .flat_map(|(k, s)| {
+            let n = s.ops.len();
+            (0..n).map(move |j| (k, j, s.gate.is_none() && j + 1 == n))
         })
+        .collect();
+    let mut warm: Vec<Vec<f64>> = jobs
+        .iter()
+        .map(|&(k, j, _)| vec![1.0; st[k].ops[j].map().in_dim()])
         .collect();
     // The masks (rows and columns of positive weight) do not depend on the positive scalings:
     // the unscaled masked entries once, the scalings applied in every product.
@@ -181,30 +200,34 @@ fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
         let w = weights(st, &s, in_dim)?;
         let mut u_mass: Vec<Vec<f64>> = dims.iter().map(|&d| vec![0.0; d]).collect();
         let mut v_mass = u_mass.clone();
-        for (k, stage) in st.iter().enumerate() {
-            let n_ops = stage.ops.len();
-            for j in 0..n_ops {
+        // Every factor's top pair, the factors on the pool's threads (independent, so the same
+        // values whatever the threads).
+        let pairs: Vec<(f64, Vec<f64>, Vec<f64>)> = warm
+            .par_iter_mut()
+            .zip(&jobs)
+            .map(|(v, &(k, j, head))| {
                 let (rw, cw) = &w[k][j];
-                let rows = &pats[k][j];
-                let head = stage.gate.is_none() && j + 1 == n_ops;
-                let (sigma, u2, v2) = if head {
-                    head_pair(rows, rw, cw)
+                if head {
+                    head_pair(&pats[k][j], rw, cw)
                 } else {
-                    top_pair(rows, rw, cw, &mut warm[k][j], POWER_STEPS)
-                };
-                if sigma.is_nan() || sigma <= 0.0 || !sigma.is_finite() {
-                    return None;
+                    top_pair(&pats[k][j], rw, cw, v, POWER_STEPS)
                 }
-                if j + 1 == n_ops
-                    && let Some(g) = &stage.gate
-                {
-                    for (m, l) in u_mass[k].iter_mut().zip(&g.live) {
-                        *m = l.iter().map(|&i| u2.get(i).copied().unwrap_or(0.0)).sum();
-                    }
+            })
+            .collect();
+        for (&(k, j, _), (sigma, u2, v2)) in jobs.iter().zip(&pairs) {
+            if sigma.is_nan() || *sigma <= 0.0 || !sigma.is_finite() {
+                return None;
+            }
+            let stage = &st[k];
+            if j + 1 == stage.ops.len()
+                && let Some(g) = &stage.gate
+            {
+                for (m, l) in u_mass[k].iter_mut().zip(&g.live) {
+                    *m = l.iter().map(|&i| u2.get(i).copied().unwrap_or(0.0)).sum();
                 }
-                if j == 0 && k > 0 && v_mass[k - 1].len() == v2.len() {
-                    v_mass[k - 1].copy_from_slice(&v2);
-                }
+            }
+            if j == 0 && k > 0 && v_mass[k - 1].len() == v2.len() {
+                v_mass[k - 1].copy_from_slice(v2);
             }
         }
         if 2 * it >= OPT_STEPS {
@@ -473,10 +496,22 @@ fn weighted_norm(op: &LinearOp, rw: &[f64], cw: &[f64], head: bool, rel: f64) ->
 /// The scaled product's value, or `None` when the network is not a chain of dense / conv layers
 /// and ReLU / 2×2 max-pool gates, or the norm is not ℓ2.
 pub fn scaled_product(net: &Net, traces: &[Trace], norm: Norm) -> Option<f64> {
+    scaled_product_with(net, traces, norm, None)
+}
+
+/// [`scaled_product`] with the first max-pool's live entries narrowed to the pairwise
+/// candidates `pairs` of the same ball (`pool_pairs::pool_pairs`): the same claim on smaller
+/// live sets.
+pub fn scaled_product_with(
+    net: &Net,
+    traces: &[Trace],
+    norm: Norm,
+    pairs: Option<&PoolPairs>,
+) -> Option<f64> {
     if norm != Norm::L2 || traces.len() != net.nodes.len() {
         return None;
     }
-    let st = stages(net, traces)?;
+    let st = stages(net, traces, pairs)?;
     // The value depends only on the network and the gates' live sets (exact key).
     let mut key = vec![super::local_product::net_id(net) as u32];
     for g in st.iter().filter_map(|s| s.gate.as_ref()) {
