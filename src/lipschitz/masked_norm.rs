@@ -14,13 +14,18 @@ use crate::bounds::net::LinearOp;
 use crate::bounds::round::{dot_err, next_up, widen_up};
 use nalgebra::DMatrix;
 
-/// Largest Gram side (live rows or live columns, the smaller) whose eigenvalue we certify.
-/// (Certifying it costs ~15·side³ flops; 800 would lose LeNet's conv2 on some images: one of
-/// the benchmark's five went from 301 to 682.)
+/// Largest Gram side (live rows or live columns, the smaller) of a restricted dense layer whose
+/// eigenvalue we certify, and of a restricted convolution certified without the cheap routes'
+/// minimum (certifying costs ~15·side³ flops by the eigen-solver, side³/6 by Cholesky; without a
+/// certificate for conv2 one of LeNet's benchmark images went from 301 to 682).
 pub const MASKED_GRAM_SIDE: usize = 1024;
 /// Largest Gram side certified by a shifted Cholesky factorisation (`cholesky_certificate`,
 /// n³/6 multiply-adds: ResNet-18's stem, 3 072 inputs) when the side exceeds [`MASKED_GRAM_SIDE`].
 pub const CHOLESKY_GRAM_SIDE: usize = 4096;
+/// Largest Gram side of a restricted convolution certified by the eigen-solver route
+/// (`operator_norm::spectral_from_gram`, ~15·side³); larger sides use the Cholesky certificate
+/// (side³/6 plus a power iteration), whose bound exceeds λ_max by the power iteration's residual.
+pub const EIGEN_GRAM_SIDE: usize = 256;
 /// Largest number of stored non-zeros of the restricted matrix for the Gram route.
 pub const MASKED_MAX_NNZ: usize = 8_000_000;
 
@@ -269,7 +274,7 @@ fn conv_gram_norm(
     );
     let (g, terms) = sparse_gram(sparse, n_r, n_c);
     let side = g.nrows();
-    if side > MASKED_GRAM_SIDE {
+    if side > EIGEN_GRAM_SIDE {
         super::cholesky_certificate::spectral_from_gram_by_cholesky(&g, terms, frob2)
     } else {
         spectral_from_gram(&g, terms, frob2)
