@@ -360,3 +360,64 @@ fn the_narrowed_scaled_product_is_exact_on_a_tight_chain() {
         );
     }
 }
+
+/// Two dense layers that do not fold into one op before ReLU + max-pool, with weights of 10⁵ that
+/// cancel in the composed row (found by review): the pulled-back row of entry a errs by
+/// γ·|W₁|ᵀ|W₂ row| ≈ 10⁻⁵, more than its exact pairwise margin (3·10⁻⁶). The pairwise test must
+/// keep a (it is the unique argmax near x = 1), and the narrowed scaled product must stay above
+/// the Jacobian row there (it was 0.0023 against 1.0000074 before the pullback's magnitude entered
+/// the test's slack).
+#[test]
+fn pairwise_candidates_cover_the_rounding_of_unfolded_rows() {
+    use oodcert::bounds::dense::Dense;
+    use oodcert::bounds::net::{Affine, LinearOp, Node};
+    use oodcert::lipschitz::pool_pairs::pool_pairs;
+    use oodcert::lipschitz::scaled_product::scaled_product_with;
+    let dn = |out: usize, inp: usize, w: Vec<f64>, b: Option<Vec<f64>>| {
+        Node::Affine(Affine {
+            name: "d".into(),
+            op: LinearOp::Dense(Dense { out, inp, w }),
+            bias: b,
+        })
+    };
+    let (w1, w2) = (193842.13947367476f64, 128868.09890581686f64);
+    let (p, q) = (197679.52731536055f64, -297347.62000298727f64);
+    // The exact composed row of a (Python fractions), and that of b.
+    let ma_exact = 1.0000073903809634f64;
+    let d_exact = ma_exact - 1e-8 * w1;
+    let (eps, delta) = (1.0, 3e-6);
+    let ba = 1.0 - eps * d_exact + delta;
+    let net = Net {
+        input_shape: [1, 1, 1],
+        num_classes: 2,
+        nodes: vec![
+            dn(2, 1, vec![w1, w2], None),
+            dn(
+                4,
+                2,
+                vec![p, q, 1e-8, 0.0, 0.0, 0.0, 0.0, 0.0],
+                Some(vec![ba, 1.0, -1.0, -1.0]),
+            ),
+            Node::Relu,
+            Node::MaxPool2 { c: 1, h: 2, w: 2 },
+            dn(2, 1, vec![1.0, -1.0], None),
+        ],
+    };
+    let ball = Ball::new(vec![0.0], eps, Norm::L2, false).unwrap();
+    let pp = pool_pairs(&net, &ball).unwrap();
+    assert!(
+        pp.cands[0].contains(&0),
+        "entry 0 is the argmax near x = 1 but the pairwise test dropped it: {:?}",
+        pp.cands
+    );
+    let (traces, _) = pre_bounds(&net, &ball, PreBounds::Ibp).unwrap();
+    let sp2 = scaled_product_with(&net, &traces, Norm::L2, Some(&pp)).unwrap();
+    let x = 1.0 - delta / (2.0 * d_exact);
+    let mut rec = Vec::new();
+    forward_record(&net.nodes, vec![x], &mut rec);
+    let row = Norm::L2.dual_norm(&grad_for(&net, &rec, &[1.0, 0.0]));
+    assert!(
+        sp2 >= row,
+        "Jacobian row {row} > narrowed scaled product {sp2}"
+    );
+}

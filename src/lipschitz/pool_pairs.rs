@@ -22,6 +22,10 @@ pub struct PoolPairs {
 /// relative, z(x₀)'s forward pass relative to its magnitude and the dot products: ≤ 10⁻¹²
 /// relative for these sizes).
 const SLACK: f64 = 1e-9;
+/// The most affine nodes before the pool, and the largest fan-in / fan-out of one, for which
+/// [`SLACK`] covers the test's rounding.
+const MAX_DEPTH: usize = 10;
+const MAX_FAN: usize = 100_000;
 /// Multiply-adds beyond which the test is skipped (`None`).
 const MAX_WORK: f64 = 2e9;
 
@@ -36,7 +40,15 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
         seg.push(a);
         i += 1;
     }
-    if seg.is_empty() {
+    // The rounding argument (proof, "Rounding") assumes at most MAX_DEPTH affine nodes of
+    // fan-in and fan-out at most MAX_FAN.
+    if seg.is_empty()
+        || seg.len() > MAX_DEPTH
+        || seg.iter().any(|a| {
+            let m = a.op.map();
+            m.fan_in() > MAX_FAN || m.fan_out() > MAX_FAN
+        })
+    {
         return None;
     }
     if matches!(nodes.get(i), Some(Node::Relu)) {
@@ -74,33 +86,44 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
     let pass: f64 = if folded.len() == 1 {
         0.0
     } else {
-        seg.iter()
+        2.0 * seg
+            .iter()
             .map(|a| (a.op.map().out_dim() * a.op.map().fan_in().max(1)) as f64)
-            .sum()
+            .sum::<f64>()
     };
     if pairs * n_in as f64 + entries as f64 * pass > MAX_WORK {
         return None;
     }
-    // Row r of the composed map: from the folded op when the fold gives one dense or conv op,
-    // else e_r pulled back through every op (Aᵀ applied in reverse order).
-    let row = |r: usize| -> Option<Vec<f64>> {
+    // Row r of the composed map and a magnitude row ≥ |its entries| that bounds the rounding of
+    // computing it: from the folded op when the fold gives one dense or conv op (the magnitude
+    // is |row|: each entry is a few products, no sums), else e_r pulled back through every op
+    // (Aᵀ applied in reverse order) beside |A_1|ᵀ⋯|A_L|ᵀe_r, which bounds every partial sum of
+    // the pullback, so its rounding, whatever cancels (proof, "Rounding").
+    let row = |r: usize| -> Option<(Vec<f64>, Vec<f64>)> {
         let mut v = vec![0.0; n_in];
-        match folded.as_slice() {
-            [f] if matches!(f.op, LinearOp::Dense(_) | LinearOp::Conv(_)) => match &f.op {
-                LinearOp::Dense(d) => v.copy_from_slice(d.row(r)),
-                LinearOp::Conv(c) => conv_row(c, r, |j, a| v[j] += a),
-                _ => return None,
-            },
+        let vmag = match folded.as_slice() {
+            [f] if matches!(f.op, LinearOp::Dense(_) | LinearOp::Conv(_)) => {
+                match &f.op {
+                    LinearOp::Dense(d) => v.copy_from_slice(d.row(r)),
+                    LinearOp::Conv(c) => conv_row(c, r, |j, a| v[j] += a),
+                    _ => return None,
+                }
+                v.iter().map(|x| x.abs()).collect()
+            }
             _ => {
                 let mut e = vec![0.0; z.len()];
                 *e.get_mut(r)? = 1.0;
+                let mut m = e.clone();
                 for a in seg.iter().rev() {
                     e = a.op.map().apply_t(&e, false);
+                    m = a.op.map().apply_t(&m, true);
                 }
                 v = e;
+                m
             }
-        }
-        (v.len() == n_in).then_some(v)
+        };
+        (v.len() == n_in && vmag.len() == n_in && vmag.iter().all(|x| x.is_finite()))
+            .then_some((v, vmag))
     };
     let dual = |v: &[f64]| match ball.norm {
         Norm::L2 => v.iter().map(|x| x * x).sum::<f64>().sqrt(),
@@ -110,8 +133,17 @@ pub fn pool_pairs(net: &Net, ball: &Ball) -> Option<PoolPairs> {
     let eps = ball.eps;
     let mut cands = Vec::new();
     for win in wins {
-        let rows: Vec<Vec<f64>> = win.iter().map(|&i| row(i)).collect::<Option<_>>()?;
-        let mags: Vec<f64> = rows.iter().map(|r| dual(r) * eps + abs_dot(r)).collect();
+        let (rows, rmags): (Vec<Vec<f64>>, Vec<Vec<f64>>) = win
+            .iter()
+            .map(|&i| row(i))
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        let mags: Vec<f64> = rows
+            .iter()
+            .zip(&rmags)
+            .map(|(r, m)| dual(r) * eps + abs_dot(r) + dual(m) * eps)
+            .collect();
         let keep: Vec<usize> = (0..win.len())
             .filter(|&a| {
                 (0..win.len()).all(|b| {
