@@ -3,7 +3,7 @@
 //! box (the backward step of FastLip, Weng et al. 2018), both rounded outward.
 
 use super::interval::Interval;
-use super::round::{ABS_FLOOR, dot_err, next_down, next_up};
+use super::round::{ABS_FLOOR, dot_err, lift, next_down, next_up, off_the_subnormals};
 use crate::error::{Error, Result};
 
 /// A linear map A: R^in → R^out that can apply A, |A| (entrywise absolute value) and their
@@ -39,13 +39,19 @@ fn interval_image(
     n_terms: usize,
     apply: impl Fn(&[f64], bool) -> Vec<f64>,
 ) -> Interval {
-    let (c, r) = iv.center_radius();
+    let (c, r): (Vec<f64>, Vec<f64>) = {
+        let (c, r) = iv.center_radius();
+        c.into_iter()
+            .zip(r)
+            .map(|(c, r)| off_the_subnormals(c, r))
+            .unzip()
+    };
     let yc = apply(&c, false);
     let yr = apply(&r, true);
     let mag_in: Vec<f64> = c
         .iter()
         .zip(&r)
-        .map(|(c, r)| next_up(c.abs() + r))
+        .map(|(c, r)| lift(next_up(c.abs() + r)))
         .collect();
     let mag = apply(&mag_in, true);
     let e = dot_err(n_terms + 1);

@@ -12,7 +12,7 @@
 
 use crate::bounds::linear_map::adjoint_image;
 use crate::bounds::net::LinearOp;
-use crate::bounds::round::{ABS_FLOOR, dot_err, next_down, next_up};
+use crate::bounds::round::{ABS_FLOOR, dot_err, lift, next_down, next_up, off_the_subnormals};
 use crate::bounds::{Interval, Node, ibp::Trace, relu};
 use crate::error::{Error, Result};
 use crate::lipschitz::local::grad_backward;
@@ -77,9 +77,12 @@ fn dense_adjoint_many(d: &crate::bounds::dense::Dense, gs: &[Interval]) -> Resul
     );
     for g in gs {
         let (gc, gr) = g.center_radius();
-        mag_in.extend(gc.iter().zip(&gr).map(|(c, r)| next_up(c.abs() + r)));
-        c.extend(gc);
-        r.extend(gr);
+        for (&ci, &ri) in gc.iter().zip(&gr) {
+            let (ci, ri) = off_the_subnormals(ci, ri);
+            mag_in.push(lift(next_up(ci.abs() + ri)));
+            c.push(ci);
+            r.push(ri);
+        }
     }
     let wabs: Vec<f64> = d.w.iter().map(|w| w.abs()).collect();
     let w = Mat::row_major(&d.w, out, inp);
