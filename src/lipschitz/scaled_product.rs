@@ -202,7 +202,7 @@ fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
         let mut v_mass = u_mass.clone();
         // Every factor's top pair, the factors on the pool's threads (independent, so the same
         // values whatever the threads).
-        let pairs: Vec<(f64, Vec<f64>, Vec<f64>)> = warm
+        let tops: Vec<(f64, Vec<f64>, Vec<f64>)> = warm
             .par_iter_mut()
             .zip(&jobs)
             .map(|(v, &(k, j, head))| {
@@ -214,7 +214,7 @@ fn scalings(st: &[Stage], in_dim: usize) -> Option<Vec<Vec<f64>>> {
                 }
             })
             .collect();
-        for (&(k, j, _), (sigma, u2, v2)) in jobs.iter().zip(&pairs) {
+        for (&(k, j, _), (sigma, u2, v2)) in jobs.iter().zip(&tops) {
             if sigma.is_nan() || *sigma <= 0.0 || !sigma.is_finite() {
                 return None;
             }
