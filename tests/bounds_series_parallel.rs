@@ -49,20 +49,6 @@ fn geo(c: usize, h: usize, k: usize, s: usize, p: usize) -> PoolGeometry {
     }
 }
 
-fn max_pool(g: PoolGeometry) -> Node {
-    Node::MaxPool {
-        c: g.c,
-        h: g.h,
-        w: g.w,
-        kh: g.kh,
-        kw: g.kw,
-        sh: g.sh,
-        sw: g.sw,
-        ph: g.ph,
-        pw: g.pw,
-    }
-}
-
 fn linear(name: &str, op: LinearOp) -> Node {
     Node::Affine(Affine {
         name: name.into(),
@@ -83,7 +69,7 @@ fn concat_net(seed: u64) -> Net {
         Node::Concat {
             branches: vec![vec![], vec![c2, Node::Relu]],
         },
-        max_pool(geo(3, 5, 3, 2, 1)),
+        Node::from(geo(3, 5, 3, 2, 1)),
         dense(27, 3, &mut r),
     ];
     Net {
@@ -118,7 +104,7 @@ fn pool_net(seed: u64) -> Net {
                 right: 1,
             }),
         ),
-        max_pool(geo(2, 5, 2, 1, 0)),
+        Node::from(geo(2, 5, 2, 1, 0)),
         Node::Relu,
         linear(
             "avgpool2",
@@ -153,7 +139,7 @@ fn residual_concat_net(seed: u64) -> Net {
             branches: vec![
                 vec![],
                 vec![Node::Concat {
-                    branches: vec![vec![max_pool(geo(2, 4, 3, 1, 1))], vec![]],
+                    branches: vec![vec![Node::from(geo(2, 4, 3, 1, 1))], vec![]],
                 }],
             ],
         },
@@ -245,7 +231,7 @@ fn pool_and_pad_maps_match_their_definitions() {
         let x: Vec<f64> = (0..2 * h * w)
             .map(|_| r.random::<f64>() * 2.0 - 1.0)
             .collect();
-        let got = forward_nodes(&[max_pool(g)], x.clone()).unwrap();
+        let got = forward_nodes(&[Node::from(g)], x.clone()).unwrap();
         assert_eq!(got, pool_reference(&x, &g, "max"), "max-pool {g:?}");
         for include in [true, false] {
             let p = AvgPool::new(g, include).unwrap();
@@ -298,7 +284,7 @@ fn pool_and_pad_maps_match_their_definitions() {
 /// never a panic.
 #[test]
 fn invalid_pool_geometry_is_bad_input() {
-    let bad = max_pool(geo(1, 4, 2, 2, 2));
+    let bad = Node::from(geo(1, 4, 2, 2, 2));
     let net = Net {
         input_shape: [1, 4, 4],
         num_classes: 1,
@@ -499,7 +485,7 @@ fn flat_pool_net(seed: u64) -> Net {
     let nodes = vec![
         c1,
         Node::Relu,
-        max_pool(geo(3, 7, 3, 2, 1)),
+        Node::from(geo(3, 7, 3, 2, 1)),
         c2,
         Node::Relu,
         Node::MaxPool2 { c: 4, h: 4, w: 4 },
@@ -852,7 +838,7 @@ fn global_overlap_and_concat_factors_are_attained() {
     let net = Net {
         input_shape: [1, 3, 3],
         num_classes: 2,
-        nodes: vec![max_pool(geo(1, 3, 3, 1, 1)), ones_row(9, s)],
+        nodes: vec![Node::from(geo(1, 3, 3, 1, 1)), ones_row(9, s)],
     };
     let mut x = vec![0.0; 9];
     x[4] = 10.0;
@@ -1032,7 +1018,7 @@ fn f32_error_propagates_through_pools_and_concatenations() {
     let mut r = rng(7);
     let mut head = vec![dense(8, 32, &mut r)];
     to_f32(&mut head);
-    let pool = max_pool(geo(2, 4, 3, 1, 1));
+    let pool = Node::from(geo(2, 4, 3, 1, 1));
     let with = |tail: Node| Net {
         input_shape: [1, 2, 4],
         num_classes: 1,

@@ -150,6 +150,23 @@ impl Node {
     }
 }
 
+/// The general max-pool node of a window geometry (the inverse of [`Node::max_pool_geometry`]).
+impl From<PoolGeometry> for Node {
+    fn from(g: PoolGeometry) -> Node {
+        Node::MaxPool {
+            c: g.c,
+            h: g.h,
+            w: g.w,
+            kh: g.kh,
+            kw: g.kw,
+            sh: g.sh,
+            sw: g.sw,
+            ph: g.ph,
+            pw: g.pw,
+        }
+    }
+}
+
 /// How many values one input's forward pass through `nodes` produces: every node's output,
 /// branches of residual blocks and concatenations included — what an autograd pass keeps per
 /// point, so what sizes the gradient oracle's batches (`lipschitz::empirical::GradOracle`).

@@ -102,17 +102,7 @@ fn pool_node(p: &WindowPool, shape: &mut [usize; 3]) -> Result<Node> {
     let (ho, wo) = geo.out_hw()?;
     *shape = [c, ho, wo];
     Ok(match p.kind {
-        PoolKind::Max => Node::MaxPool {
-            c,
-            h,
-            w,
-            kh: geo.kh,
-            kw: geo.kw,
-            sh: geo.sh,
-            sw: geo.sw,
-            ph: geo.ph,
-            pw: geo.pw,
-        },
+        PoolKind::Max => Node::from(geo),
         // The model layer pads with zeros and divides by the kernel area.
         PoolKind::Avg => Node::Affine(Affine {
             name: "avg-pool".into(),
