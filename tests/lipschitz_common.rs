@@ -4,9 +4,33 @@
 use candle_core::{DType, Device};
 use oodcert::bounds::net::{LinearOp, Node};
 use oodcert::bounds::{Ball, Net, Norm};
+use oodcert::lipschitz::empirical::{GradOracle, PgdConfig, extreme_score_by_pgd};
 use oodcert::model::{Arch, Model, ModelSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// PGD's largest and smallest S over `ball` (`steps` steps, 3 restarts) lie in [lo, hi]: the
+/// attack side of every test of a certified S enclosure.
+pub fn assert_pgd_extremes_of_s_inside(
+    oracle: &GradOracle,
+    ball: &Ball,
+    steps: usize,
+    (lo, hi): (f64, f64),
+    r: &mut ChaCha8Rng,
+    what: &str,
+) {
+    let cfg = PgdConfig {
+        steps,
+        restarts: 3,
+        ..Default::default()
+    };
+    let smax = extreme_score_by_pgd(oracle, ball, true, &cfg, r).unwrap();
+    let smin = extreme_score_by_pgd(oracle, ball, false, &cfg, r).unwrap();
+    assert!(
+        lo <= smin && smax <= hi,
+        "{what}: PGD [{smin}, {smax}] outside [{lo}, {hi}]"
+    );
+}
 
 pub fn spec(arch: Arch, shape: [usize; 3], k: usize) -> ModelSpec {
     let c = shape[0];

@@ -9,7 +9,7 @@ use oodcert::bounds::crown::crown_trace;
 use oodcert::bounds::ibp::ibp;
 use oodcert::bounds::{Ball, Norm};
 use oodcert::lipschitz::empirical::{
-    GradOracle, PgdConfig, extreme_score_by_pgd, lower_by_pgd, lower_by_sampling, sample_ball,
+    GradOracle, PgdConfig, lower_by_pgd, lower_by_sampling, sample_ball,
 };
 use oodcert::lipschitz::local::{Head, PreBounds, fastlip_with};
 use oodcert::lipschitz::radius::{energy_bounds_crown, energy_bounds_ibp, energy_bounds_with};
@@ -72,17 +72,8 @@ fn crown_boxes_contain_samples_and_beat_ibp() {
             let (lo, hi) = energy_bounds_crown(&net, &ball, 1.0, max_dim).unwrap();
             let (ilo, ihi) = energy_bounds_ibp(&net, &ball, 1.0).unwrap();
             assert!(lo >= ilo && hi <= ihi);
-            let cfg = PgdConfig {
-                steps,
-                restarts: 3,
-                ..Default::default()
-            };
-            let smax = extreme_score_by_pgd(&oracle, &ball, true, &cfg, &mut r).unwrap();
-            let smin = extreme_score_by_pgd(&oracle, &ball, false, &cfg, &mut r).unwrap();
-            assert!(
-                lo <= smin && smax <= hi,
-                "{arch:?} {norm:?}: PGD [{smin}, {smax}] outside CROWN [{lo}, {hi}]"
-            );
+            let what = format!("{arch:?} {norm:?}, CROWN");
+            assert_pgd_extremes_of_s_inside(&oracle, &ball, steps, (lo, hi), &mut r, &what);
         }
     }
 }
@@ -129,17 +120,7 @@ fn alpha_crown_energy_bounds_hold_and_tighten() {
                     let s = oodcert::bounds::energy::energy(&net.forward(&p).unwrap(), 1.0);
                     assert!(lo <= s && s <= hi, "{what}: S = {s} outside [{lo}, {hi}]");
                 }
-                let cfg = PgdConfig {
-                    steps: 20,
-                    restarts: 3,
-                    ..Default::default()
-                };
-                let smax = extreme_score_by_pgd(&oracle, &ball, true, &cfg, &mut r).unwrap();
-                let smin = extreme_score_by_pgd(&oracle, &ball, false, &cfg, &mut r).unwrap();
-                assert!(
-                    lo <= smin && smax <= hi,
-                    "{what}: PGD [{smin}, {smax}] outside [{lo}, {hi}]"
-                );
+                assert_pgd_extremes_of_s_inside(&oracle, &ball, 20, (lo, hi), &mut r, &what);
                 total += 1;
                 tighter += usize::from(hi < chi - 1e-9 * chi.abs().max(1.0));
             }

@@ -51,17 +51,7 @@ fn energy_bounds_contain_sampled_and_attacked_scores() {
                 for (s, _) in oracle.score_grads(&pts).unwrap() {
                     assert!(lo <= s && s <= hi, "{s} outside [{lo}, {hi}]");
                 }
-                let cfg = PgdConfig {
-                    steps: 20,
-                    restarts: 3,
-                    ..Default::default()
-                };
-                let smax = extreme_score_by_pgd(&oracle, &ball, true, &cfg, &mut r).unwrap();
-                let smin = extreme_score_by_pgd(&oracle, &ball, false, &cfg, &mut r).unwrap();
-                assert!(
-                    lo <= smin && smax <= hi,
-                    "PGD [{smin}, {smax}] outside [{lo}, {hi}]"
-                );
+                assert_pgd_extremes_of_s_inside(&oracle, &ball, 20, (lo, hi), &mut r, "IBP");
             }
         }
     }

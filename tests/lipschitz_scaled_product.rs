@@ -11,6 +11,8 @@ use recurjac_nets::*;
 mod lipschitz_common;
 use lipschitz_common::*;
 
+use oodcert::bounds::dense::Dense;
+use oodcert::bounds::net::{Affine, LinearOp, Node};
 use oodcert::bounds::{Ball, Net, Norm};
 use oodcert::lipschitz::empirical::sample_ball;
 use oodcert::lipschitz::local::{PreBounds, pre_bounds};
@@ -32,6 +34,35 @@ fn chains(seed: u64) -> Vec<(String, Net)> {
         ));
     }
     v
+}
+
+/// A dense node x ↦ Wx + b (W row-major, `out` × `inp`).
+fn dense_node(out: usize, inp: usize, w: Vec<f64>, bias: Option<Vec<f64>>) -> Node {
+    Node::Affine(Affine {
+        name: "d".into(),
+        op: LinearOp::Dense(Dense { out, inp, w }),
+        bias,
+    })
+}
+
+/// dense diag(1, 2, 3, 5) → ReLU → one 2×2 max-pool window → dense 1 → 2 with rows ±1: the
+/// largest Jacobian row the pool can pick has ℓ2 norm 5 (entry 3), or the largest weight among
+/// the entries that can be the maximum.
+fn tight_chain() -> Net {
+    let mut a = vec![0.0; 16];
+    for (i, d) in [1.0, 2.0, 3.0, 5.0].into_iter().enumerate() {
+        a[i * 4 + i] = d;
+    }
+    Net {
+        input_shape: [1, 2, 2],
+        num_classes: 2,
+        nodes: vec![
+            dense_node(4, 4, a, None),
+            Node::Relu,
+            Node::MaxPool2 { c: 1, h: 2, w: 2 },
+            dense_node(2, 1, vec![1.0, -1.0], None),
+        ],
+    }
 }
 
 fn balls(net: &Net, seed: u64) -> Vec<Ball> {
@@ -129,29 +160,7 @@ fn residual_nets_and_linf_have_no_scaled_product() {
 /// entry), and the scaled product must be ≥ 5 and, here, equal to it.
 #[test]
 fn every_window_candidate_counts_and_the_bound_is_exact_on_a_tight_chain() {
-    use oodcert::bounds::dense::Dense;
-    use oodcert::bounds::net::{Affine, LinearOp, Node};
-    let affine = |out: usize, inp: usize, w: Vec<f64>| {
-        Node::Affine(Affine {
-            name: "d".into(),
-            op: LinearOp::Dense(Dense { out, inp, w }),
-            bias: None,
-        })
-    };
-    let mut a = vec![0.0; 16];
-    for (i, d) in [1.0, 2.0, 3.0, 5.0].into_iter().enumerate() {
-        a[i * 4 + i] = d;
-    }
-    let net = Net {
-        input_shape: [1, 2, 2],
-        num_classes: 2,
-        nodes: vec![
-            affine(4, 4, a),
-            Node::Relu,
-            Node::MaxPool2 { c: 1, h: 2, w: 2 },
-            affine(2, 1, vec![1.0, -1.0]),
-        ],
-    };
+    let net = tight_chain();
     let ball = Ball::new(vec![0.6, 0.3, 0.2, 0.12], 0.05, Norm::L2, false).unwrap();
     let (traces, _) = pre_bounds(&net, &ball, PreBounds::Ibp).unwrap();
     let sp = scaled_product(&net, &traces, Norm::L2).unwrap();
@@ -171,8 +180,6 @@ fn every_window_candidate_counts_and_the_bound_is_exact_on_a_tight_chain() {
 #[test]
 fn the_scaling_search_finds_far_scalings() {
     use nalgebra::DMatrix;
-    use oodcert::bounds::dense::Dense;
-    use oodcert::bounds::net::{Affine, LinearOp, Node};
     use rand::Rng;
     let n = 8;
     let a: Vec<f64> = (0..n).map(|i| 4f64.powi(i as i32)).collect();
@@ -186,13 +193,7 @@ fn the_scaling_search_finds_far_scalings() {
         let w2: Vec<f64> = (0..n * n).map(|k| g2[k] / a[k % n]).collect();
         let mut head = h.clone();
         head.extend(vec![0.0; n]);
-        let dense = |out: usize, w: Vec<f64>, b: f64| {
-            Node::Affine(Affine {
-                name: "d".into(),
-                op: LinearOp::Dense(Dense { out, inp: n, w }),
-                bias: Some(vec![b; out]),
-            })
-        };
+        let dense = |out: usize, w: Vec<f64>, b: f64| dense_node(out, n, w, Some(vec![b; out]));
         let net = Net {
             input_shape: [1, 2, 4],
             num_classes: 2,
@@ -317,31 +318,9 @@ fn pairwise_narrowed_scaled_product_bounds_every_jacobian_row() {
 /// but the pairwise test drops it (√26 < 5.5), and the largest row the ball allows is 3.
 #[test]
 fn the_narrowed_scaled_product_is_exact_on_a_tight_chain() {
-    use oodcert::bounds::dense::Dense;
-    use oodcert::bounds::net::{Affine, LinearOp, Node};
     use oodcert::lipschitz::pool_pairs::pool_pairs;
     use oodcert::lipschitz::scaled_product::scaled_product_with;
-    let affine = |out: usize, inp: usize, w: Vec<f64>| {
-        Node::Affine(Affine {
-            name: "d".into(),
-            op: LinearOp::Dense(Dense { out, inp, w }),
-            bias: None,
-        })
-    };
-    let mut a = vec![0.0; 16];
-    for (i, d) in [1.0, 2.0, 3.0, 5.0].into_iter().enumerate() {
-        a[i * 4 + i] = d;
-    }
-    let net = Net {
-        input_shape: [1, 2, 2],
-        num_classes: 2,
-        nodes: vec![
-            affine(4, 4, a),
-            Node::Relu,
-            Node::MaxPool2 { c: 1, h: 2, w: 2 },
-            affine(2, 1, vec![1.0, -1.0]),
-        ],
-    };
+    let net = tight_chain();
     let eps = 0.05;
     for (x3, exact) in [(0.12, 5.0), ((0.6 - 5.5 * eps) / 5.0, 3.0)] {
         let ball = Ball::new(vec![0.6, 0.3, 0.2, x3], eps, Norm::L2, false).unwrap();
@@ -369,17 +348,8 @@ fn the_narrowed_scaled_product_is_exact_on_a_tight_chain() {
 /// the test's slack).
 #[test]
 fn pairwise_candidates_cover_the_rounding_of_unfolded_rows() {
-    use oodcert::bounds::dense::Dense;
-    use oodcert::bounds::net::{Affine, LinearOp, Node};
     use oodcert::lipschitz::pool_pairs::pool_pairs;
     use oodcert::lipschitz::scaled_product::scaled_product_with;
-    let dn = |out: usize, inp: usize, w: Vec<f64>, b: Option<Vec<f64>>| {
-        Node::Affine(Affine {
-            name: "d".into(),
-            op: LinearOp::Dense(Dense { out, inp, w }),
-            bias: b,
-        })
-    };
     let (w1, w2) = (193842.13947367476f64, 128868.09890581686f64);
     let (p, q) = (197679.52731536055f64, -297347.62000298727f64);
     // The exact composed row of a (Python fractions), and that of b.
@@ -391,8 +361,8 @@ fn pairwise_candidates_cover_the_rounding_of_unfolded_rows() {
         input_shape: [1, 1, 1],
         num_classes: 2,
         nodes: vec![
-            dn(2, 1, vec![w1, w2], None),
-            dn(
+            dense_node(2, 1, vec![w1, w2], None),
+            dense_node(
                 4,
                 2,
                 vec![p, q, 1e-8, 0.0, 0.0, 0.0, 0.0, 0.0],
@@ -400,7 +370,7 @@ fn pairwise_candidates_cover_the_rounding_of_unfolded_rows() {
             ),
             Node::Relu,
             Node::MaxPool2 { c: 1, h: 2, w: 2 },
-            dn(2, 1, vec![1.0, -1.0], None),
+            dense_node(2, 1, vec![1.0, -1.0], None),
         ],
     };
     let ball = Ball::new(vec![0.0], eps, Norm::L2, false).unwrap();
