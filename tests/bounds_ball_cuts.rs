@@ -99,9 +99,17 @@ fn cut_disc_bound_is_sound_and_tight_against_enumerated_extreme_points() {
         let ball = Ball::new(x0.clone(), eps, Norm::L2, false).unwrap();
         let cuts = to_cuts(&cs);
         let cb = CutBall::new(&ball, &cuts);
-        let v = cb.min_linear(&lam);
+        // The batched rule (one row, its own GEMMs) is checked alongside: the smaller of the
+        // two must meet every assertion below.
+        let one = cb.min_linear(&lam);
+        let many = cb.min_linear_many(&lam, 1)[0];
+        assert!(
+            (many - one).abs() <= 1e-9 * (1.0 + one.abs()),
+            "{many} vs {one}"
+        );
+        let v = one.max(many);
         let plain = ball.min_linear_in(&lam, None);
-        assert!(v >= plain, "{v} < {plain}");
+        assert!(one.min(many) >= plain, "{one} / {many} < {plain}");
         let Some(exact) = exact_min_2d(&x0, eps, &cs, &lam) else {
             continue;
         };
@@ -174,7 +182,8 @@ fn cut_ball_bound_is_below_feasible_samples_in_50d_with_interval_rows() {
         let ball = Ball::new(x0.clone(), eps, Norm::L2, false).unwrap();
         let cb = CutBall::new(&ball, &cuts);
         let lam: Vec<f64> = (0..n).map(|_| r.random::<f64>() * 2.0 - 1.0).collect();
-        let v = cb.min_linear(&lam);
+        // The row rule and the batched one: the larger must be sound.
+        let v = cb.min_linear(&lam).max(cb.min_linear_many(&lam, 1)[0]);
         // Feasible points: the ball's minimiser direction and random directions, scaled onto
         // the sphere and inside it, kept when every exact cut holds.
         let ln = lam.iter().map(|v| v * v).sum::<f64>().sqrt();

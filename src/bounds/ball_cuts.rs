@@ -7,6 +7,7 @@
 use super::ball::{Ball, Norm};
 use super::interval::Interval;
 use super::round::{ABS_FLOOR, dot_err, next_down, next_up};
+use crate::model::layers::gemm::{Mat, gemm_into};
 
 /// The halfspace s·(aᵀ(x − x₀) + c) ≥ 0 with a and c known as outward-rounded enclosures.
 #[derive(Debug, Clone)]
@@ -28,9 +29,13 @@ const INNER: usize = 4;
 pub struct CutBall<'a> {
     pub ball: &'a Ball,
     /// sₖ·mid(aₖ), row-major k × n.
-    b: Vec<Vec<f64>>,
-    /// rad(aₖ) (rounded up).
-    rad: Vec<Vec<f64>>,
+    b: Vec<f64>,
+    /// |sₖ·mid(aₖ)|, row-major k × n (for the rounding bound of the batched rule).
+    b_abs: Vec<f64>,
+    /// rad(aₖ) (rounded up), row-major k × n.
+    rad: Vec<f64>,
+    /// The input dimension n.
+    n: usize,
     /// sₖ·mid(cₖ) for the search; the certified value uses the enclosures.
     gamma: Vec<f64>,
     c: Vec<(f64, f64)>,
@@ -44,22 +49,28 @@ impl<'a> CutBall<'a> {
     /// The cut ball; cuts are ignored on ℓ∞ balls (the bound falls back to the ball's).
     pub fn new(ball: &'a Ball, cuts: &[Cut]) -> CutBall<'a> {
         let cuts: &[Cut] = if ball.norm == Norm::L2 { cuts } else { &[] };
-        let mut b = Vec::with_capacity(cuts.len());
-        let mut rad = Vec::with_capacity(cuts.len());
-        for cut in cuts {
+        let n = ball.center.len();
+        // A cut of another dimension cannot be used: it is dropped (fewer cuts, a looser but
+        // valid bound).
+        let cuts: Vec<&Cut> = cuts.iter().filter(|c| c.a.len() == n).collect();
+        let mut b = Vec::with_capacity(cuts.len() * n);
+        let mut rad = Vec::with_capacity(cuts.len() * n);
+        for cut in &cuts {
             let (m, r) = cut.a.center_radius();
-            b.push(m.iter().map(|v| cut.s * v).collect::<Vec<f64>>());
-            rad.push(r);
+            b.extend(m.iter().map(|v| cut.s * v));
+            rad.extend(r);
         }
-        let k = b.len();
+        let k = cuts.len();
+        let row = |i: usize| &b[i * n..(i + 1) * n];
         let mut gram = vec![0.0; k * k];
         for i in 0..k {
             for j in i..k {
-                let g: f64 = b[i].iter().zip(&b[j]).map(|(u, v)| u * v).sum();
+                let g: f64 = row(i).iter().zip(row(j)).map(|(u, v)| u * v).sum();
                 gram[i * k + j] = g;
                 gram[j * k + i] = g;
             }
         }
+        let b_abs = b.iter().map(|v: &f64| v.abs()).collect();
         CutBall {
             ball,
             gamma: cuts
@@ -69,7 +80,9 @@ impl<'a> CutBall<'a> {
             c: cuts.iter().map(|c| c.c).collect(),
             s: cuts.iter().map(|c| c.s).collect(),
             b,
+            b_abs,
             rad,
+            n,
             gram,
             unit_box: ball.unit_box.then(|| ball.to_box()),
         }
@@ -77,7 +90,7 @@ impl<'a> CutBall<'a> {
 
     /// The number of cuts in use.
     pub fn len(&self) -> usize {
-        self.b.len()
+        self.gamma.len()
     }
 
     /// True when no cut is in use.
@@ -102,17 +115,112 @@ impl<'a> CutBall<'a> {
         if v.is_nan() { plain } else { plain.max(v) }
     }
 
+    /// [`Self::min_linear`] of every row of `lams` (row-major, `rows` rows of the input
+    /// dimension): the products of the rows with the cuts run as GEMMs (each entry a sum of k
+    /// products in some order, within the rounding bound [`Self::certified`] allows), the rest
+    /// row by row. NaN for every row when the lengths do not match.
+    pub fn min_linear_many(&self, lams: &[f64], rows: usize) -> Vec<f64> {
+        let (n, k) = (self.n, self.len());
+        if lams.len() != rows * n || n == 0 {
+            return vec![f64::NAN; rows];
+        }
+        let plain: Vec<f64> = lams
+            .chunks_exact(n)
+            .map(|l| self.ball.min_linear_in(l, self.unit_box.as_ref()))
+            .collect();
+        if k == 0 || rows == 0 {
+            return plain;
+        }
+        self.min_linear_gemm(lams, rows, plain)
+            .unwrap_or_else(|_| lams.chunks_exact(n).map(|l| self.min_linear(l)).collect())
+    }
+
+    fn min_linear_gemm(
+        &self,
+        lams: &[f64],
+        rows: usize,
+        mut out: Vec<f64>,
+    ) -> candle_core::Result<Vec<f64>> {
+        let (n, k) = (self.n, self.len());
+        let bm = Mat::row_major(&self.b, k, n);
+        // p = Λ Bᵀ: only the multipliers' search reads it.
+        let mut p = vec![0.0; rows * k];
+        gemm_into(&mut p, Mat::row_major(lams, rows, n), bm.t(), false, false)?;
+        // The rows whose multipliers are not all 0, and their multipliers.
+        let mut live = Vec::new();
+        let mut mus = Vec::new();
+        for (r, lam) in lams.chunks_exact(n).enumerate() {
+            if !lam.iter().all(|v| v.is_finite()) {
+                continue;
+            }
+            let l2: f64 = lam.iter().map(|v| v * v).sum();
+            let mu = self.multipliers_from(&p[r * k..(r + 1) * k], l2);
+            if mu.iter().all(|m| *m == 0.0) || !mu.iter().all(|m| m.is_finite() && *m >= 0.0) {
+                continue;
+            }
+            live.push(r);
+            mus.extend(mu);
+        }
+        let l = live.len();
+        if l == 0 {
+            return Ok(out);
+        }
+        let mm = Mat::row_major(&mus, l, k);
+        let (mut mb, mut mag, mut spread) = (vec![0.0; l * n], vec![0.0; l * n], vec![0.0; l * n]);
+        gemm_into(&mut mb, mm, bm, false, false)?;
+        gemm_into(
+            &mut mag,
+            mm,
+            Mat::row_major(&self.b_abs, k, n),
+            false,
+            false,
+        )?;
+        gemm_into(
+            &mut spread,
+            mm,
+            Mat::row_major(&self.rad, k, n),
+            false,
+            false,
+        )?;
+        for (t, &r) in live.iter().enumerate() {
+            let lam = &lams[r * n..(r + 1) * n];
+            let row = t * n..(t + 1) * n;
+            // v = λ − Σμb and mag = |λ| + Σμ|b|: one more rounding each on the GEMM's sum.
+            let v: Vec<f64> = lam
+                .iter()
+                .zip(&mb[row.clone()])
+                .map(|(a, b)| a - b)
+                .collect();
+            let g: Vec<f64> = lam
+                .iter()
+                .zip(&mag[row.clone()])
+                .map(|(a, b)| a.abs() + b)
+                .collect();
+            let mu = &mus[t * k..(t + 1) * k];
+            let c = self.certified_parts(lam, mu, &v, &g, &spread[row]);
+            if !c.is_nan() {
+                out[r] = out[r].max(c);
+            }
+        }
+        Ok(out)
+    }
+
     /// μ ≥ 0 maximising −ε‖λ − Σμₖbₖ‖₂ − Σμₖγₖ (the bound without λᵀx₀), by exact maximisation
     /// over one coordinate at a time (f64; only [`Self::certified`] decides soundness).
     pub fn multipliers(&self, lam: &[f64]) -> Vec<f64> {
-        let k = self.len();
-        let eps = self.ball.eps;
         let p: Vec<f64> = self
             .b
-            .iter()
+            .chunks_exact(self.n.max(1))
             .map(|b| b.iter().zip(lam).map(|(u, v)| u * v).sum())
             .collect();
         let l2: f64 = lam.iter().map(|v| v * v).sum();
+        self.multipliers_from(&p, l2)
+    }
+
+    /// [`Self::multipliers`] from pₖ = bₖᵀλ and ‖λ‖₂² (estimates: any values give valid μ ≥ 0).
+    fn multipliers_from(&self, p: &[f64], l2: f64) -> Vec<f64> {
+        let k = self.len();
+        let eps = self.ball.eps;
         let mut mu = vec![0.0; k];
         // Running Gμ, μᵀGμ and μᵀp: one coordinate update costs O(k).
         let mut gmu = vec![0.0; k];
@@ -230,11 +338,17 @@ impl<'a> CutBall<'a> {
         if mu.len() != k || !mu.iter().all(|m| m.is_finite() && *m >= 0.0) {
             return f64::NEG_INFINITY;
         }
-        let ek = dot_err(k + 1);
+        if n != self.n {
+            return f64::NEG_INFINITY;
+        }
         let mut v = lam.to_vec();
         let mut mag: Vec<f64> = lam.iter().map(|x| x.abs()).collect();
         let mut spread = vec![0.0; n];
-        for ((&m, b), r) in mu.iter().zip(&self.b).zip(&self.rad) {
+        for ((&m, b), r) in mu
+            .iter()
+            .zip(self.b.chunks_exact(n.max(1)))
+            .zip(self.rad.chunks_exact(n.max(1)))
+        {
             if m == 0.0 {
                 continue;
             }
@@ -245,19 +359,32 @@ impl<'a> CutBall<'a> {
                 spread[i] += m * r[i];
             }
         }
-        // |exact (λ − Σμsa)ᵢ − vᵢ| ≤ rounding of the sum + the enclosures' radii.
-        let delta: Vec<f64> = mag
-            .iter()
-            .zip(&spread)
-            .map(|(g, p)| next_up(ek * g + next_up(p * (1.0 + ek)) + ABS_FLOOR))
-            .collect();
-        let x0 = &self.ball.center;
+        self.certified_parts(lam, mu, &v, &mag, &spread)
+    }
+
+    /// The rest of [`Self::certified`] given v ≈ λ − Σμₖbₖ, mag ≈ |λ| + Σμₖ|bₖ| and spread ≈
+    /// Σμₖrad(aₖ), each computed in f64 by a sum of at most k + 1 terms in any order (so within
+    /// γ_{k+1}·mag of its exact value, and mag at least (1 − γ_{k+1}) of its own).
+    fn certified_parts(
+        &self,
+        lam: &[f64],
+        mu: &[f64],
+        v: &[f64],
+        mag: &[f64],
+        spread: &[f64],
+    ) -> f64 {
+        let n = lam.len();
+        let k = self.len();
+        let ek = dot_err(k + 1);
+        let [v2, g2, p2, dot, dmag] = row_sums(lam, &self.ball.center, v, mag, spread);
         let en = dot_err(n);
-        let dot: f64 = lam.iter().zip(x0).map(|(a, x)| a * x).sum();
-        let dmag: f64 = lam.iter().zip(x0).map(|(a, x)| (a * x).abs()).sum();
         let eps = self.ball.eps;
-        let nv = Norm::L2.dual_norm_up(&v);
-        let nd = Norm::L2.dual_norm_up(&delta);
+        let nv = l2_up(v2, n);
+        // |exact (λ − Σμsa)ᵢ − vᵢ| ≤ δᵢ = ek·magᵢ + (1 + ek)·spreadᵢ (the sum's rounding and the
+        // enclosures' radii) + a floor for underflow; ‖δ‖₂ by the triangle inequality.
+        let floor = next_up((n as f64).sqrt() * 1.000_001 * ABS_FLOOR);
+        let nd =
+            next_up(next_up(ek * l2_up(g2, n)) + next_up(next_up(1.0 + ek) * l2_up(p2, n)) + floor);
         let ball = next_up(next_up(eps * nv) + next_up(eps * nd));
         // Σμₖsₖcₖ ≤ Σ μₖ·(cₖ.hi if sₖ > 0 else −cₖ.lo).
         let (mut cs, mut cmag) = (0.0, 0.0);
@@ -270,6 +397,47 @@ impl<'a> CutBall<'a> {
         let raw = dot - ball - cup;
         next_down(raw - en * dmag - 2.0 * f64::EPSILON * (dot.abs() + ball + cup.abs()) - ABS_FLOOR)
     }
+}
+
+/// ‖·‖₂ rounded up from a float sum of n squares (in any order), as [`Norm::dual_norm_up`]
+/// bounds it: the sum's rounding (γ_n), the square root's, and the squares that underflowed.
+fn l2_up(sum_sq: f64, n: usize) -> f64 {
+    let tiny = (n as f64).sqrt() * 2f64.powi(-510);
+    super::round::widen_up(sum_sq.sqrt() + tiny, dot_err(n))
+}
+
+/// Σvᵢ², Σgᵢ², Σpᵢ², Σλᵢxᵢ and Σ|λᵢxᵢ| in one pass, four partial sums each (so the loop
+/// vectorises; the rounding bounds used on them hold for any order of summation).
+#[allow(clippy::needless_range_loop)] // five slices read at one index: plainer than a 5-way zip
+fn row_sums(lam: &[f64], x: &[f64], v: &[f64], g: &[f64], p: &[f64]) -> [f64; 5] {
+    let n = lam
+        .len()
+        .min(x.len())
+        .min(v.len())
+        .min(g.len())
+        .min(p.len());
+    let mut acc = [[0.0f64; 4]; 5];
+    let full = n / 4 * 4;
+    for b in (0..full).step_by(4) {
+        for l in 0..4 {
+            let i = b + l;
+            let ax = lam[i] * x[i];
+            acc[0][l] += v[i] * v[i];
+            acc[1][l] += g[i] * g[i];
+            acc[2][l] += p[i] * p[i];
+            acc[3][l] += ax;
+            acc[4][l] += ax.abs();
+        }
+    }
+    for i in full..n {
+        let ax = lam[i] * x[i];
+        acc[0][0] += v[i] * v[i];
+        acc[1][0] += g[i] * g[i];
+        acc[2][0] += p[i] * p[i];
+        acc[3][0] += ax;
+        acc[4][0] += ax.abs();
+    }
+    acc.map(|a| (a[0] + a[1]) + (a[2] + a[3]))
 }
 
 #[cfg(test)]
@@ -351,5 +519,94 @@ mod tests {
             cb.min_linear(&[0.0, 1.0]),
             linf.min_linear_in(&[0.0, 1.0], None)
         );
+    }
+
+    /// The batched rule against the row-by-row one and against sampled points of the cut ball:
+    /// on random balls (ℓ2, n = 7, with and without the pixel box), 3 random cuts through the
+    /// ball with enclosure radii, and 9 rows (one all zero, one with a NaN entry), every batched
+    /// bound is within 1e-9 relative of `min_linear`'s and below λᵀx at every sampled point that
+    /// satisfies every cut for every cut vector in its enclosure's centre; NaN stays NaN.
+    #[test]
+    fn min_linear_many_matches_the_row_rule_and_is_sound() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let n = 7;
+        for trial in 0..40 {
+            let center: Vec<f64> = (0..n).map(|_| rng.random_range(0.2..0.8)).collect();
+            let ball = Ball::new(center.clone(), 0.3, Norm::L2, trial % 2 == 0).unwrap();
+            let cuts: Vec<Cut> = (0..3)
+                .map(|_| {
+                    let a: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                    let r: Vec<f64> = (0..n).map(|_| rng.random_range(0.0..1e-3)).collect();
+                    let c = rng.random_range(-0.1..0.1);
+                    Cut {
+                        a: Interval {
+                            lo: a.iter().zip(&r).map(|(a, r)| a - r).collect(),
+                            hi: a.iter().zip(&r).map(|(a, r)| a + r).collect(),
+                        },
+                        c: (c - 1e-4, c + 1e-4),
+                        s: if rng.random_bool(0.5) { 1.0 } else { -1.0 },
+                    }
+                })
+                .collect();
+            let cb = CutBall::new(&ball, &cuts);
+            let rows = 9;
+            let mut lams: Vec<f64> = (0..rows * n).map(|_| rng.random_range(-2.0..2.0)).collect();
+            lams[n..2 * n].fill(0.0);
+            lams[2 * n + 3] = f64::NAN;
+            let many = cb.min_linear_many(&lams, rows);
+            assert_eq!(many.len(), rows);
+            for (r, lam) in lams.chunks_exact(n).enumerate() {
+                let one = cb.min_linear(lam);
+                if one.is_nan() {
+                    assert!(many[r].is_nan(), "row {r}: {} vs NaN", many[r]);
+                    continue;
+                }
+                let tol = 1e-9 * (1.0 + one.abs());
+                assert!(
+                    (many[r] - one).abs() <= tol,
+                    "trial {trial} row {r}: {} vs {one}",
+                    many[r]
+                );
+            }
+            // Sampled points of the cut ball (with the enclosures' centres).
+            for _ in 0..2000 {
+                let d: Vec<f64> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+                let nd = d.iter().map(|v| v * v).sum::<f64>().sqrt();
+                let t = 0.3 * rng.random_range(0.0f64..1.0).powf(1.0 / n as f64) / nd;
+                let x: Vec<f64> = center.iter().zip(&d).map(|(c, d)| c + t * d).collect();
+                if ball.unit_box && x.iter().any(|v| !(0.0..=1.0).contains(v)) {
+                    continue;
+                }
+                let inside = cuts.iter().all(|cut| {
+                    let (m, _) = cut.a.center_radius();
+                    let z: f64 = m
+                        .iter()
+                        .zip(&x)
+                        .zip(&center)
+                        .map(|((a, x), c)| a * (x - c))
+                        .sum();
+                    cut.s * (z + 0.5 * (cut.c.0 + cut.c.1)) >= 0.0
+                });
+                if !inside {
+                    continue;
+                }
+                for (r, lam) in lams.chunks_exact(n).enumerate() {
+                    if many[r].is_nan() {
+                        continue;
+                    }
+                    let v: f64 = lam.iter().zip(&x).map(|(a, b)| a * b).sum();
+                    assert!(
+                        many[r] <= v + 1e-12,
+                        "trial {trial} row {r}: bound {} above {v}",
+                        many[r]
+                    );
+                }
+            }
+        }
+        // Rows of the wrong length: NaN for every row, no panic.
+        let ball = Ball::new(vec![0.5; n], 0.3, Norm::L2, false).unwrap();
+        let cb = CutBall::new(&ball, &[]);
+        assert!(cb.min_linear_many(&[1.0; 5], 1).iter().all(|v| v.is_nan()));
     }
 }

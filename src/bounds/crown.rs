@@ -437,10 +437,15 @@ pub fn crown_lower_cut(
             "CROWN: query rows of different lengths".into(),
         ));
     }
-    let rows = Rows::new(n, dim, queries.concat());
-    lower_rows_over(&[(nodes, traces)], cut.ball, rows, &|lam| {
-        cut.min_linear(lam)
-    })
+    let mut rows = Rows::new(n, dim, queries.concat());
+    backward(nodes, traces, &mut rows)?;
+    rows.check("the network input", cut.ball.center.len())?;
+    let lin = cut.min_linear_many(&rows.lam, rows.n);
+    Ok(lin
+        .iter()
+        .enumerate()
+        .map(|(r, &v)| rows.bound(r, v))
+        .collect())
 }
 
 /// The rows walked back along `path`, then concretised by `min_lin` (a certified lower bound of
