@@ -11,7 +11,7 @@ use nalgebra::DMatrix;
 
 /// Weight-update rounds (each a warm-started Lanczos estimate of the top eigenpair). 20, not 40:
 /// on the GReg MLP's BaB the bound at an equal number of domains moved by ≤ 0.2 % from 10 to 200
-/// rounds, while the dual was a fifth of a domain's time at 40 (BENCHMARKS.md, LipBaB section).
+/// rounds, while the dual was a fifth of a domain's time at 40 (BENCHMARKS.md, "2026-12-07, 16:20 UTC").
 const ROUNDS: usize = 20;
 /// Lanczos steps per round.
 const LANCZOS: usize = 20;

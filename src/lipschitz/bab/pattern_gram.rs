@@ -92,8 +92,8 @@ fn prod(al: f64, ah: f64, bl: f64, bh: f64) -> (f64, f64) {
 pub struct GramBound {
     /// Certified upper bound of sup ‖∇ₓS‖₂.
     pub value: f64,
-    /// The sign-uncertain neuron (node, index) whose terms (its own and half of each pair it
-    /// is in) add the most to the bound: the branching choice.
+    /// The sign-uncertain neuron (node, index) to split next ([`branch_pick`]): the branching
+    /// choice.
     pub pick: Option<(usize, usize)>,
 }
 
@@ -163,8 +163,8 @@ pub fn pattern_gram_bound(
 /// min(−l, u)/(u − l) ∈ (0, ½] is the smaller side of its input box [l, u] in `dtraces`. A
 /// lopsided split leaves one small child, soon pruned or proven empty, and fixes the derivative
 /// in the other, which keeps most of the domain: on the GReg MLP (ℓ2 ε = 0.3, 800 domains) the
-/// median bound / PGD is 1.087 with both rules, 1.122 with the first-layer rule alone, 1.124
-/// with neither and 1.18 with the weight alone (BENCHMARKS.md, LipBaB section).
+/// median bound / PGD is 1.087 with both rules, 1.121 with the first-layer rule alone, 1.124
+/// with neither and 1.18 with the weight alone (BENCHMARKS.md, "2026-12-07, 16:20 UTC").
 pub fn branch_pick(
     neurons: &[(usize, usize)],
     share: &[f64],
