@@ -45,15 +45,13 @@ impl Norm {
     /// 2⁻¹⁰²² to ‖v‖², plus the subnormal rounding of at most 2⁻¹⁰⁷⁴ per square).
     pub fn dual_norm_up(self, v: &[f64]) -> f64 {
         let n = v.len();
-        let raw = match self {
-            Norm::L2 => v.iter().map(|x| x * x).sum::<f64>().sqrt(),
-            Norm::Linf => v.iter().map(|x| x.abs()).sum::<f64>(),
-        };
-        let tiny = match self {
-            Norm::L2 => (n as f64).sqrt() * 2f64.powi(-510),
-            Norm::Linf => 0.0,
-        };
-        super::round::widen_up(raw + tiny, super::round::dot_err(n))
+        match self {
+            Norm::L2 => l2_up(v.iter().map(|x| x * x).sum::<f64>(), n),
+            Norm::Linf => {
+                let raw = v.iter().map(|x| x.abs()).sum::<f64>();
+                super::round::widen_up(raw, super::round::dot_err(n))
+            }
+        }
     }
 
     /// ‖v‖_q of the dual norm (plain, for empirical values).
@@ -63,6 +61,14 @@ impl Norm {
             Norm::Linf => v.iter().map(|x| x.abs()).sum::<f64>(),
         }
     }
+}
+
+/// ‖v‖₂ rounded up from `sum_sq`, a float sum of the n squares vᵢ² in any order: the sum's
+/// rounding (γ_n), the square root's, and √n·2⁻⁵¹⁰ for the squares that underflowed (see
+/// [`Norm::dual_norm_up`], its ℓ2 case).
+pub(crate) fn l2_up(sum_sq: f64, n: usize) -> f64 {
+    let tiny = (n as f64).sqrt() * 2f64.powi(-510);
+    super::round::widen_up(sum_sq.sqrt() + tiny, super::round::dot_err(n))
 }
 
 /// B_p(center, ε) (∩ [0,1]^n when `unit_box`).

@@ -4,7 +4,7 @@
 //! Σμₖsₖcₖ. Any μ ≥ 0 gives a valid bound; μ is chosen by exact coordinate ascent in f64, and the
 //! final value is evaluated with outward rounding. Proof: proofs/lipschitz_bab.md, "Split cuts".
 
-use super::ball::{Ball, Norm};
+use super::ball::{Ball, Norm, l2_up};
 use super::interval::Interval;
 use super::round::{ABS_FLOOR, dot_err, next_down, next_up};
 use crate::model::layers::gemm::{Mat, gemm_into};
@@ -397,13 +397,6 @@ impl<'a> CutBall<'a> {
         let raw = dot - ball - cup;
         next_down(raw - en * dmag - 2.0 * f64::EPSILON * (dot.abs() + ball + cup.abs()) - ABS_FLOOR)
     }
-}
-
-/// ‖·‖₂ rounded up from a float sum of n squares (in any order), as [`Norm::dual_norm_up`]
-/// bounds it: the sum's rounding (γ_n), the square root's, and the squares that underflowed.
-fn l2_up(sum_sq: f64, n: usize) -> f64 {
-    let tiny = (n as f64).sqrt() * 2f64.powi(-510);
-    super::round::widen_up(sum_sq.sqrt() + tiny, dot_err(n))
 }
 
 /// Σvᵢ², Σgᵢ², Σpᵢ², Σλᵢxᵢ and Σ|λᵢxᵢ| in one pass, four partial sums each (so the loop
