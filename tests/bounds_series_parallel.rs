@@ -36,17 +36,7 @@ use rand_chacha::ChaCha8Rng;
 const PRES: [PreBounds; 2] = [PreBounds::Ibp, PreBounds::Crown { max_dim: 10_000 }];
 
 fn geo(c: usize, h: usize, k: usize, s: usize, p: usize) -> PoolGeometry {
-    PoolGeometry {
-        c,
-        h,
-        w: h,
-        kh: k,
-        kw: k,
-        sh: s,
-        sw: s,
-        ph: p,
-        pw: p,
-    }
+    PoolGeometry::square(c, h, h, k, s, p)
 }
 
 fn linear(name: &str, op: LinearOp) -> Node {

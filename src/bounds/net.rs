@@ -100,17 +100,7 @@ impl Node {
     /// None for other nodes.
     pub fn max_pool_geometry(&self) -> Option<PoolGeometry> {
         match *self {
-            Node::MaxPool2 { c, h, w } => Some(PoolGeometry {
-                c,
-                h,
-                w,
-                kh: 2,
-                kw: 2,
-                sh: 2,
-                sw: 2,
-                ph: 0,
-                pw: 0,
-            }),
+            Node::MaxPool2 { c, h, w } => Some(PoolGeometry::square(c, h, w, 2, 2, 0)),
             Node::MaxPool {
                 c,
                 h,

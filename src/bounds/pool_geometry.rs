@@ -19,6 +19,21 @@ pub struct PoolGeometry {
 }
 
 impl PoolGeometry {
+    /// A k × k kernel with stride s and padding p in both directions (the usual pool).
+    pub fn square(c: usize, h: usize, w: usize, k: usize, s: usize, p: usize) -> PoolGeometry {
+        PoolGeometry {
+            c,
+            h,
+            w,
+            kh: k,
+            kw: k,
+            sh: s,
+            sw: s,
+            ph: p,
+            pw: p,
+        }
+    }
+
     /// The output side (ho, wo), or a one-line error for a geometry no pool can have: zero
     /// kernel or stride, padding ≥ kernel (a window could hold padding only), kernel larger
     /// than the padded input.
@@ -109,17 +124,7 @@ mod tests {
     use super::*;
 
     fn geo(h: usize, k: usize, s: usize, p: usize) -> PoolGeometry {
-        PoolGeometry {
-            c: 2,
-            h,
-            w: h + 1,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            ph: p,
-            pw: p,
-        }
+        PoolGeometry::square(2, h, h + 1, k, s, p)
     }
 
     /// Windows against a direct enumeration of the padded kernel positions, output sizes against

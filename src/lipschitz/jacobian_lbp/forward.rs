@@ -530,17 +530,9 @@ mod tests {
     /// stride 2 with padding 1.
     fn overlapping_pool(k3: bool) -> Node {
         let (k, s, p) = if k3 { (3, 2, 1) } else { (2, 1, 0) };
-        Node::from(crate::bounds::pool_geometry::PoolGeometry {
-            c: 2,
-            h: 3,
-            w: 3,
-            kh: k,
-            kw: k,
-            sh: s,
-            sw: s,
-            ph: p,
-            pw: p,
-        })
+        Node::from(crate::bounds::pool_geometry::PoolGeometry::square(
+            2, 3, 3, k, s, p,
+        ))
     }
 
     /// Pass B's max-pool rule with the chord (max_pool::upper_line) instead of the constant max
