@@ -7,7 +7,7 @@ use oodcert::bounds::conv::Conv;
 use oodcert::bounds::diag::Diag;
 use oodcert::bounds::ibp::Trace;
 use oodcert::bounds::net::{Affine, LinearOp, Net, Node, out_dim};
-use oodcert::bounds::{Interval, max_pool, relu};
+use oodcert::bounds::{Interval, Norm, max_pool, relu};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -315,6 +315,21 @@ pub fn grad_for(net: &Net, choices: &[Choice], p: &[f64]) -> Vec<f64> {
     );
     assert_eq!(end, 0, "all choices consumed");
     g
+}
+
+/// The class c whose Jacobian row has the largest `norm` for the given choices, and that norm
+/// (every row is at most a bound iff this one is).
+pub fn largest_jacobian_row(net: &Net, choices: &[Choice], norm: Norm) -> (usize, f64) {
+    let k = net.num_classes;
+    (0..k)
+        .map(|c| {
+            let mut e = vec![0.0; k];
+            e[c] = 1.0;
+            (c, norm.dual_norm(&grad_for(net, choices, &e)))
+        })
+        .fold((0, f64::NEG_INFINITY), |a, b| {
+            if b.1 > a.1 || b.1.is_nan() { b } else { a }
+        })
 }
 
 /// S(x) = −logsumexp f(x) (T = 1) and its gradient −Jᵀ softmax(f(x)) at x.
