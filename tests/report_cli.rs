@@ -129,6 +129,15 @@ fn synthetic_runs(root: &Path) {
         cert.push_str(&format!("{i},-1,0,0.2,1,0,noise:test,0\n"));
     }
     write(&c.join("certify.csv"), &cert);
+    // Verified after the run (`oodcert verify` records the attacked file's SHA-256).
+    let sha = oodcert::evidence::sha256_file(c.join("certify.csv")).unwrap();
+    write(
+        &c.join("verify_summary.csv"),
+        &format!(
+            "{}\ncertify,false,8,1,2,true,4,5,certify.csv,{sha},40,5,0\n",
+            oodcert::verify::SUMMARY_COLUMNS.join(",")
+        ),
+    );
 
     // A guaranteed run (ℓ∞): GAUROC / GFPR95 at ε = 0 and 0.1, both variants.
     let g = root.join("guar");
@@ -163,6 +172,12 @@ fn synthetic_runs(root: &Path) {
     write(
         &l.join("lipschitz.csv"),
         "index,label,is_id,radius_lipschitz,radius_bound_prop\n0,1,true,0.5,0.25\n1,2,true,0,0.1\n",
+    );
+    // Verified by an oodcert that did not record what it attacked.
+    write(
+        &l.join("verify_summary.csv"),
+        "run_kind,deterministic,certificates,violations,allowed_violations,passed,median_attack_to_certified_radius,decisions_changed_by_attack\n\
+         lipschitz,true,3,0,0,true,NaN,0\n",
     );
 }
 
@@ -211,7 +226,15 @@ fn get<'a>(h: &[String], row: &'a [String], col: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no column {col}"))]
 }
 
-const KINDS: [&str; 5] = ["train", "eval", "certify", "guaranteed", "lipschitz"];
+/// The summary tables: one per run kind, and the verification table.
+const KINDS: [&str; 6] = [
+    "train",
+    "eval",
+    "certify",
+    "guaranteed",
+    "lipschitz",
+    "verify",
+];
 
 #[test]
 fn writes_every_output_kind() {
@@ -296,6 +319,34 @@ fn summary_numbers_match_their_sources() {
     );
     assert_eq!(get(&h, &rows[0], "eps"), "0.1");
     assert_eq!(get(&h, &rows[0], "ball"), "l2∩[0,1]");
+
+    // The verifications: the certify run's is of the run in the folder, the Lipschitz run's did
+    // not record what it attacked; the summary counts both (1 violation of 2 allowed).
+    let (h, rows) = read_csv(&out.join("tables/verify_summary.csv"));
+    let cols = [
+        "run",
+        "certificates",
+        "violations",
+        "allowed_violations",
+        "passed",
+    ];
+    let row = |r: &[String]| cols.map(|c| get(&h, r, c).to_string());
+    assert_eq!(row(&rows[0]), ["cert", "8", "1", "2", "true"]);
+    assert_eq!(row(&rows[1]), ["lip", "3", "0", "0", "true"]);
+    assert_eq!(get(&h, &rows[0], "status"), "current");
+    assert_eq!(get(&h, &rows[1], "status"), "not recorded");
+    assert_eq!(
+        get(&h, &rows[1], "median_attack_to_certified_radius"),
+        "NaN"
+    );
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains(
+            "attacked 11 certificates of 2 runs inside their certified radii: 1 violated (2 allowed"
+        ),
+        "{md}"
+    );
+    assert!(md.contains("1 of the counted verification(s) did not record"));
 
     let (h, rows) = read_csv(&out.join("tables/guaranteed_summary.csv"));
     assert_eq!(rows.len(), 4, "one row per ε and variant");
@@ -539,8 +590,8 @@ fn markdown_links_resolve_and_every_number_is_linked() {
             assert!(c.parse::<f64>().is_err(), "bare number {c} in: {line}");
         }
     }
-    // 6 runs + 2 + 2 + 3 + 4 + 8 table rows
-    assert_eq!(data_rows, 6 + 2 + 2 + 3 + 4 + 8);
+    // 6 runs + 2 verifications + 2 + 2 + 3 + 4 + 8 table rows
+    assert_eq!(data_rows, 6 + 2 + 2 + 2 + 3 + 4 + 8);
     assert!(
         md.contains("`0123456789abcdef0123456789abcdef01234567`"),
         "git revision listed"
@@ -580,7 +631,7 @@ fn output_is_deterministic() {
         }
     }
     files.push("report.md".into());
-    assert_eq!(files.len(), 5 + 5 + 16 + 1);
+    assert_eq!(files.len(), 6 + 6 + 16 + 1);
     for f in files {
         let a = std::fs::read(outs[0].join(&f)).unwrap();
         let b = std::fs::read(outs[1].join(&f)).unwrap();
@@ -753,6 +804,7 @@ fn html_page_is_valid_self_contained_and_its_links_resolve() {
             "summary",
             "conventions",
             "runs",
+            "verification",
             "kind-train",
             "kind-eval",
             "kind-certify",
@@ -778,11 +830,12 @@ fn html_page_is_valid_self_contained_and_its_links_resolve() {
     // The eight figures inline, as SVG (the Lipschitz radius distribution, the two guaranteed
     // curves and the summary's headline figure among them).
     assert_eq!(page.elements.iter().filter(|e| *e == "svg").count(), 8);
-    // Tables: runs + one per kind (no verdict table without --claims); rows as in report.md.
-    assert_eq!(page.elements.iter().filter(|e| *e == "table").count(), 6);
+    // Tables: runs, verifications and one per kind (no verdict table without --claims); rows
+    // as in report.md.
+    assert_eq!(page.elements.iter().filter(|e| *e == "table").count(), 7);
     assert_eq!(
         page.elements.iter().filter(|e| *e == "tr").count(),
-        6 + (6 + 2 + 2 + 3 + 4 + 8)
+        7 + (6 + 2 + 2 + 2 + 3 + 4 + 8)
     );
     let links = assert_links_resolve(&out, &page);
     assert!(links > 100, "{links} links");

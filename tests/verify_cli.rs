@@ -67,6 +67,41 @@ fn lipschitz_certificates_survive_attack_and_inflated_ones_do_not() {
         s[2].parse::<usize>().unwrap() > 0,
         "no certificate was attacked: {s:?}"
     );
+    // What was attacked and how: the run's certificate file with its SHA-256, the PGD settings.
+    let sha = oodcert::evidence::sha256_file(out.join("lipschitz.csv")).unwrap();
+    assert_eq!(
+        s[8..],
+        ["lipschitz.csv", sha.as_str(), "20", "3", "0"],
+        "{s:?}"
+    );
+    // The report shows it as a verification of the run in the folder.
+    let report = |t: &Path| -> (String, String) {
+        let rep = t.join("report");
+        let o = run(
+            &[
+                "report",
+                "--runs",
+                out.to_str().unwrap(),
+                "--out",
+                rep.to_str().unwrap(),
+            ],
+            t,
+        );
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let table = std::fs::read_to_string(rep.join("tables/verify_summary.csv")).unwrap();
+        let md = std::fs::read_to_string(rep.join("report.md")).unwrap();
+        (table.lines().nth(1).unwrap().to_string(), md)
+    };
+    let (row, md) = report(t.path());
+    let c: Vec<&str> = row.split(',').collect();
+    assert_eq!((c[0], c[3]), ("lip", s[2].as_str()), "{row}");
+    assert_eq!(c[4..7], ["0", "0", "true"], "{row}");
+    assert_eq!(c[9..], ["20", "3", "current"], "{row}");
+    assert!(
+        md.contains(&format!("attacked {} certificates of 1 runs", s[2])),
+        "{md}"
+    );
+    assert!(!md.contains("FAILED"), "{md}");
 
     // Claim radii 200× larger than certified: the attack must find decision changes.
     inflate(
@@ -74,6 +109,11 @@ fn lipschitz_certificates_survive_attack_and_inflated_ones_do_not() {
         &["radius_lipschitz", "radius_bound_prop"],
         200.0,
     );
+    // The run changed since it was verified: the report says so and does not count it.
+    let (row, md) = report(t.path());
+    assert!(row.ends_with("stale"), "{row}");
+    assert!(md.contains("attacked 0 certificates of 0 runs"), "{md}");
+    assert!(md.contains("Not counted: 1 verification(s)"), "{md}");
     let v = run(
         &[
             "verify",
@@ -93,6 +133,10 @@ fn lipschitz_certificates_survive_attack_and_inflated_ones_do_not() {
         String::from_utf8_lossy(&v.stdout)
     );
     assert!(summary(&out)[3].parse::<usize>().unwrap() > 0);
+    // A failed verification of the current run is named in the report's summary.
+    let (row, md) = report(t.path());
+    assert!(row.contains(",false,") && row.ends_with("current"), "{row}");
+    assert!(md.contains("FAILED: lip ("), "{md}");
 }
 
 #[test]

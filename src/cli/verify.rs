@@ -55,6 +55,9 @@ pub fn run(a: Args) -> Result<()> {
         step_frac: 2.5 / a.steps as f64,
         seed: a.seed,
     };
+    // The file the certificates come from, hashed before it is read, so the summary names what
+    // was attacked.
+    let prov = crate::verify::VerifyProvenance::of_run(&a.run, cfg)?;
     let (rows, summary) = if a.run.join("lipschitz.csv").exists() {
         verify_lipschitz_run(&a.run, a.model.as_deref(), &root, &cfg, a.limit)?
     } else if a.run.join("bounds.csv").exists() {
@@ -76,8 +79,14 @@ pub fn run(a: Args) -> Result<()> {
             a.run.display()
         )));
     };
+    let prov = prov.ok_or_else(|| {
+        Error::Internal(format!(
+            "{}: its certificate file went away while it was verified",
+            a.run.display()
+        ))
+    })?;
     let out = a.out.clone().unwrap_or_else(|| a.run.clone());
-    write_outputs(&out, &rows, &summary)?;
+    write_outputs(&out, &rows, &summary, &prov)?;
     println!(
         "{} certificates attacked, {} violated (allowed: {}{}); {} decisions changed by attacks beyond the radius (≤ 8×), median attack/certified radius {}",
         summary.certificates,

@@ -90,8 +90,62 @@ pub fn summarise(
     }
 }
 
+/// What a verification attacked and how: the run's certificate file (its name and SHA-256, so
+/// that `oodcert report` can tell a verification of this run from one of an earlier run written
+/// to the same folder) and the attack's settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyProvenance {
+    /// The run file the certificates were read from: `lipschitz.csv`, `certify.csv` or
+    /// `bounds.csv`.
+    pub source: &'static str,
+    /// SHA-256 of that file when it was read.
+    pub source_sha256: String,
+    pub attack: AttackConfig,
+}
+
+impl VerifyProvenance {
+    /// The certificate file of the run in `run` (the one `oodcert verify` reads) and its
+    /// SHA-256; `None` when the folder holds none of them.
+    pub fn of_run(run: &Path, attack: AttackConfig) -> Result<Option<Self>> {
+        let Some(source) = SOURCES.into_iter().find(|f| run.join(f).is_file()) else {
+            return Ok(None);
+        };
+        Ok(Some(VerifyProvenance {
+            source,
+            source_sha256: crate::evidence::sha256_file(run.join(source))?,
+            attack,
+        }))
+    }
+}
+
+/// The certificate files of the run kinds `oodcert verify` checks, in the order it looks for
+/// them (a lipschitz, a guaranteed, a certify run).
+pub const SOURCES: [&str; 3] = ["lipschitz.csv", "bounds.csv", "certify.csv"];
+
+/// The columns of `verify_summary.csv`, in order.
+pub const SUMMARY_COLUMNS: [&str; 13] = [
+    "run_kind",
+    "deterministic",
+    "certificates",
+    "violations",
+    "allowed_violations",
+    "passed",
+    "median_attack_to_certified_radius",
+    "decisions_changed_by_attack",
+    "source",
+    "source_sha256",
+    "attack_steps",
+    "attack_restarts",
+    "attack_seed",
+];
+
 /// Writes `verify.csv` and `verify_summary.csv` into `out` (atomically).
-pub fn write_outputs(out: &Path, rows: &[VerifyRow], s: &VerifySummary) -> Result<()> {
+pub fn write_outputs(
+    out: &Path,
+    rows: &[VerifyRow],
+    s: &VerifySummary,
+    prov: &VerifyProvenance,
+) -> Result<()> {
     let e = |e: csv::Error| Error::Internal(e.to_string());
     write_csv_atomic(&out.join("verify.csv"), |w| {
         w.write_record([
@@ -123,17 +177,7 @@ pub fn write_outputs(out: &Path, rows: &[VerifyRow], s: &VerifySummary) -> Resul
         Ok(())
     })?;
     write_csv_atomic(&out.join("verify_summary.csv"), |w| {
-        w.write_record([
-            "run_kind",
-            "deterministic",
-            "certificates",
-            "violations",
-            "allowed_violations",
-            "passed",
-            "median_attack_to_certified_radius",
-            "decisions_changed_by_attack",
-        ])
-        .map_err(e)?;
+        w.write_record(SUMMARY_COLUMNS).map_err(e)?;
         w.write_record([
             s.run_kind.to_string(),
             s.deterministic.to_string(),
@@ -143,6 +187,11 @@ pub fn write_outputs(out: &Path, rows: &[VerifyRow], s: &VerifySummary) -> Resul
             s.passed().to_string(),
             s.median_ratio.to_string(),
             s.changed.to_string(),
+            prov.source.to_string(),
+            prov.source_sha256.clone(),
+            prov.attack.steps.to_string(),
+            prov.attack.restarts.to_string(),
+            prov.attack.seed.to_string(),
         ])
         .map_err(e)?;
         Ok(())

@@ -1,6 +1,7 @@
 //! `index.html`: the report as one self-contained HTML5 page (UTF-8, no scripts, no external
 //! CSS, fonts or images) in an XHTML-compatible serialisation, so an XML parser reads it too.
-//! Sections mirror `report.md` (summary: verdicts and the headline figure; conventions, runs, one section per run kind with its table and
+//! Sections mirror `report.md` (summary: what the verifications found, verdicts and the headline
+//! figure; conventions, runs, the verification table, one section per run kind with its table and
 //! its figures, inlined SVG); every number links to its run's `manifest.json` and every row to
 //! the CSV it was read from. Every string from a CSV or manifest is escaped.
 
@@ -119,6 +120,13 @@ pub fn render(
     o.push_str(&super::summary::html(out, runs, summary, claims_paths)?);
     o.push_str("<nav><p>");
     let mut nav = vec![link("#conventions", "Conventions"), link("#runs", "Runs")];
+    let verified = &summary.verifications;
+    if !verified.is_empty() {
+        nav.push(link(
+            &format!("#{}", super::verification::SECTION_ID),
+            "Verification by attack",
+        ));
+    }
     for t in tables {
         nav.push(link(&format!("#{}", section_id(t.kind)), heading(t.kind)));
     }
@@ -130,6 +138,7 @@ pub fn render(
     }
     o.push_str("</ul>\n</section>\n");
     o.push_str(&runs_table(out, runs)?);
+    o.push_str(&super::verification::html(out, verified, runs)?);
     for t in tables {
         o.push_str(&kind_section(out, runs, t, plots)?);
     }

@@ -153,6 +153,11 @@ pub fn render(
             cell(r.oodcert_version.as_deref().unwrap_or("not recorded")),
         ));
     }
+    o.push_str(&super::verification::markdown(
+        out,
+        &summary.verifications,
+        runs,
+    )?);
     for t in tables {
         let name = t.kind.name();
         o.push_str(&format!(

@@ -1,6 +1,6 @@
 //! `oodcert report`: summary CSV tables, booktabs LaTeX tables, SVG/PNG figures, a Markdown
 //! report with provenance links and the same as one HTML page, from run folders (issue 6, item
-//! 2). The tables, LaTeX, figures and report.md are a pure function of the input files (same
+//! 2), with what `oodcert verify` found for them (verification.rs). The tables, LaTeX, figures and report.md are a pure function of the input files (same
 //! inputs, same bytes); index.html and report_manifest.json also record the command line.
 //! The folder is built beside `--out` and swapped in whole (folder.rs).
 
@@ -14,6 +14,7 @@ pub mod markdown;
 pub mod plots;
 pub mod summary;
 pub mod tables;
+pub mod verification;
 
 pub use discover::{Run, RunKind, discover};
 pub use tables::{SummaryTable, summary_tables};
@@ -50,6 +51,18 @@ pub fn build_report(roots: &[PathBuf], claims: &[PathBuf], out: &Path) -> Result
         written.push(format!("{}.png", p.stem));
     }
     let summary = summary::build(&runs, claims, dir)?;
+    let verified = &summary.verifications;
+    if !verified.is_empty() {
+        let csv = "tables/verify_summary.csv";
+        verification::write_csv(verified, &runs, &dir.join(csv))?;
+        written.push(csv.into());
+        let tex = "latex/verify_summary.tex";
+        write_atomic(
+            &dir.join(tex),
+            verification::latex(verified, &runs)?.as_bytes(),
+        )?;
+        written.push(tex.into());
+    }
     if let Some(p) = &summary.headline {
         written.push(format!("{}.svg", p.stem));
         written.push(format!("{}.png", p.stem));

@@ -138,9 +138,12 @@ pub struct Summary {
     pub claims: Vec<ClaimsFile>,
     /// The headline figure, when some run has certified radii.
     pub headline: Option<PlotFile>,
+    /// What `oodcert verify` found for the runs it checked ([`super::verification::collect`]).
+    pub verifications: Vec<super::verification::Verification>,
 }
 
-/// Reads the claims files and draws the headline figure into `<out>/plots/`.
+/// Reads the claims files and the runs' verifications, and draws the headline figure into
+/// `<out>/plots/`.
 pub fn build(runs: &[Run], claims: &[PathBuf], out: &Path) -> Result<Summary> {
     let claims = claims
         .iter()
@@ -149,6 +152,7 @@ pub fn build(runs: &[Run], claims: &[PathBuf], out: &Path) -> Result<Summary> {
     Ok(Summary {
         claims,
         headline: headline_plot(runs, out)?,
+        verifications: super::verification::collect(runs)?,
     })
 }
 
@@ -445,6 +449,13 @@ fn verdict_table_html(head: &[&str], rows: &[(String, Vec<String>)]) -> String {
 /// The summary as the first `<section>` of `index.html`.
 pub fn html(out: &Path, runs: &[Run], s: &Summary, claims_paths: &[PathBuf]) -> Result<String> {
     let mut o = String::from("<section id=\"summary\">\n<h2>Summary</h2>\n");
+    if let Some(v) = super::verification::sentence(&s.verifications, runs)? {
+        o.push_str(&format!(
+            "<p>{} <a href=\"#{}\">Verification by attack</a>.</p>\n",
+            super::html::escape(&v.replace('`', "")),
+            super::verification::SECTION_ID
+        ));
+    }
     if s.claims.is_empty() {
         o.push_str("<p>No claims file was given (<code>oodcert report --claims claims.csv</code>, written by <code>oodcert claims</code>), so no verdicts are shown.</p>\n");
     } else {
@@ -493,6 +504,9 @@ pub fn markdown(out: &Path, runs: &[Run], s: &Summary, claims_paths: &[PathBuf])
             .replace('<', "&lt;")
     };
     let mut o = String::from("## Summary\n\n");
+    if let Some(v) = super::verification::sentence(&s.verifications, runs)? {
+        o.push_str(&format!("{} See *Verification by attack*.\n\n", cell(&v)));
+    }
     if s.claims.is_empty() {
         o.push_str("No claims file was given (`oodcert report --claims claims.csv`), so no verdicts are shown.\n\n");
     } else {
