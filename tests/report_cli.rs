@@ -150,6 +150,14 @@ fn synthetic_runs(root: &Path) {
         &g.join("bounds.csv"),
         "spec,dataset,index,is_id,eps,score,lower,upper\nid,id,0,1,0,-3e0,-3e0,-3e0\n",
     );
+    let sha = oodcert::evidence::sha256_file(g.join("bounds.csv")).unwrap();
+    write(
+        &g.join("verify_summary.csv"),
+        &format!(
+            "{}\nguaranteed,true,2,0,0,true,1.25,2,bounds.csv,{sha},40,5,0\n",
+            oodcert::verify::SUMMARY_COLUMNS.join(",")
+        ),
+    );
     write(
         &g.join("guaranteed.csv"),
         "norm,eps,ood,variant,auroc,fpr95,n_id,n_ood\n\
@@ -320,8 +328,9 @@ fn summary_numbers_match_their_sources() {
     assert_eq!(get(&h, &rows[0], "eps"), "0.1");
     assert_eq!(get(&h, &rows[0], "ball"), "l2∩[0,1]");
 
-    // The verifications: the certify run's is of the run in the folder, the Lipschitz run's did
-    // not record what it attacked; the summary counts both (1 violation of 2 allowed).
+    // The verifications: the certify and guaranteed runs' are of the runs in the folders, the
+    // Lipschitz run's did not record what it attacked; the summary counts all three (1 violation
+    // of 2 allowed).
     let (h, rows) = read_csv(&out.join("tables/verify_summary.csv"));
     let cols = [
         "run",
@@ -332,21 +341,20 @@ fn summary_numbers_match_their_sources() {
     ];
     let row = |r: &[String]| cols.map(|c| get(&h, r, c).to_string());
     assert_eq!(row(&rows[0]), ["cert", "8", "1", "2", "true"]);
-    assert_eq!(row(&rows[1]), ["lip", "3", "0", "0", "true"]);
-    assert_eq!(get(&h, &rows[0], "status"), "current");
-    assert_eq!(get(&h, &rows[1], "status"), "not recorded");
+    assert_eq!(row(&rows[1]), ["guar", "2", "0", "0", "true"]);
+    assert_eq!(row(&rows[2]), ["lip", "3", "0", "0", "true"]);
+    let status: Vec<&str> = rows.iter().map(|r| get(&h, r, "status")).collect();
+    assert_eq!(status, ["current", "current", "not recorded"]);
     assert_eq!(
-        get(&h, &rows[1], "median_attack_to_certified_radius"),
+        get(&h, &rows[2], "median_attack_to_certified_radius"),
         "NaN"
     );
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        md.contains(
-            "attacked 11 certificates of 2 runs inside their certified radii: 1 violated (2 allowed"
-        ),
+        md.contains("oodcert verify attacked 13 certificates inside their certified radii (3 runs): 1 violated (2 allowed"),
         "{md}"
     );
-    assert!(md.contains("1 of the counted verification(s) did not record"));
+    assert!(md.contains("without a record of the certificate file they attacked (so possibly of an earlier run): 1 verification."));
 
     let (h, rows) = read_csv(&out.join("tables/guaranteed_summary.csv"));
     assert_eq!(rows.len(), 4, "one row per ε and variant");
@@ -590,8 +598,8 @@ fn markdown_links_resolve_and_every_number_is_linked() {
             assert!(c.parse::<f64>().is_err(), "bare number {c} in: {line}");
         }
     }
-    // 6 runs + 2 verifications + 2 + 2 + 3 + 4 + 8 table rows
-    assert_eq!(data_rows, 6 + 2 + 2 + 2 + 3 + 4 + 8);
+    // 6 runs + 3 verifications + 2 + 2 + 3 + 4 + 8 table rows
+    assert_eq!(data_rows, 6 + 3 + 2 + 2 + 3 + 4 + 8);
     assert!(
         md.contains("`0123456789abcdef0123456789abcdef01234567`"),
         "git revision listed"
@@ -835,7 +843,7 @@ fn html_page_is_valid_self_contained_and_its_links_resolve() {
     assert_eq!(page.elements.iter().filter(|e| *e == "table").count(), 7);
     assert_eq!(
         page.elements.iter().filter(|e| *e == "tr").count(),
-        7 + (6 + 2 + 2 + 2 + 3 + 4 + 8)
+        7 + (6 + 3 + 2 + 2 + 3 + 4 + 8)
     );
     let links = assert_links_resolve(&out, &page);
     assert!(links > 100, "{links} links");

@@ -59,6 +59,17 @@ impl RunKind {
         }
     }
 
+    /// The file holding the run's certificates, the one `oodcert verify` attacks (None for runs
+    /// without certificates).
+    pub fn certificate_csv(self) -> Option<&'static str> {
+        match self {
+            RunKind::Lipschitz => Some("lipschitz.csv"),
+            RunKind::Certify => Some("certify.csv"),
+            RunKind::Guaranteed => Some("bounds.csv"),
+            RunKind::Train | RunKind::Eval => None,
+        }
+    }
+
     /// The kind of the folder `dir` from its files, or `None` if it is not a run.
     pub fn detect(dir: &Path) -> Option<RunKind> {
         let has = |f: &str| dir.join(f).is_file();

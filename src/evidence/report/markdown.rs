@@ -43,7 +43,7 @@ pub fn encode(s: &str) -> String {
 }
 
 /// Text safe inside a Markdown table cell or list item (no pipes, emphasis or HTML).
-fn cell(s: &str) -> String {
+pub(super) fn cell(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('|', "\\|")
         .replace('*', "\\*")

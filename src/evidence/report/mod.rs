@@ -82,6 +82,16 @@ pub fn build_report(roots: &[PathBuf], claims: &[PathBuf], out: &Path) -> Result
             })
         })
         .collect();
+    let verified_json = summary
+        .verifications
+        .iter()
+        .map(|v| {
+            Ok(serde_json::json!({
+                "path": v.path.display().to_string(),
+                "sha256": crate::evidence::sha256_file(&v.path)?,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let claims_json = claims
         .iter()
         .map(|c| {
@@ -93,7 +103,8 @@ pub fn build_report(roots: &[PathBuf], claims: &[PathBuf], out: &Path) -> Result
         .collect::<Result<Vec<_>>>()?;
     let mut m = Manifest::new(
         "report",
-        serde_json::json!({ "runs": roots_text, "found": runs_json, "claims": claims_json }),
+        serde_json::json!({ "runs": roots_text, "found": runs_json, "claims": claims_json,
+            "verifications": verified_json }),
         "cpu",
     );
     let page = html::render(dir, &runs, &tables, &plots, &m, &summary, claims)?;

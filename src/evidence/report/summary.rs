@@ -452,7 +452,7 @@ pub fn html(out: &Path, runs: &[Run], s: &Summary, claims_paths: &[PathBuf]) -> 
     if let Some(v) = super::verification::sentence(&s.verifications, runs)? {
         o.push_str(&format!(
             "<p>{} <a href=\"#{}\">Verification by attack</a>.</p>\n",
-            super::html::escape(&v.replace('`', "")),
+            super::html::escape(&v),
             super::verification::SECTION_ID
         ));
     }
@@ -505,7 +505,10 @@ pub fn markdown(out: &Path, runs: &[Run], s: &Summary, claims_paths: &[PathBuf])
     };
     let mut o = String::from("## Summary\n\n");
     if let Some(v) = super::verification::sentence(&s.verifications, runs)? {
-        o.push_str(&format!("{} See *Verification by attack*.\n\n", cell(&v)));
+        o.push_str(&format!(
+            "{} See *Verification by attack*.\n\n",
+            super::markdown::cell(&v)
+        ));
     }
     if s.claims.is_empty() {
         o.push_str("No claims file was given (`oodcert report --claims claims.csv`), so no verdicts are shown.\n\n");

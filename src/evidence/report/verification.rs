@@ -6,8 +6,8 @@
 
 use super::discover::{Run, RunKind};
 use super::html::escape as html_escape;
-use super::latex::{escape as tex_escape, num};
-use super::markdown::rel_link;
+use super::latex::{Fmt, escape as tex_escape, num};
+use super::markdown::{cell, rel_link, show};
 use super::tables::{PROVENANCE, fmt_num};
 use crate::error::{Error, Result};
 use crate::evidence::{CsvTable, sha256_file, write_csv_atomic};
@@ -80,6 +80,9 @@ pub const COLUMNS: [&str; 9] = [
     "status",
 ];
 
+/// The largest count read (far above any run's; sums of counts cannot overflow).
+const MAX_COUNT: u64 = 1 << 40;
+
 /// The verifications of the runs that have one, in run order. A malformed `verify_summary.csv`
 /// is a `BadFile` error naming it.
 pub fn collect(runs: &[Run]) -> Result<Vec<Verification>> {
@@ -110,14 +113,13 @@ fn read(i: usize, run: &Run, path: &Path) -> Result<Verification> {
         ));
     }
     let count = |name: &str| -> Result<u64> {
-        let v = t.num(0, t.col(name)?)?;
-        if v.is_finite() && v >= 0.0 && v.fract() == 0.0 {
-            Ok(v as u64)
-        } else {
-            Err(Error::bad_file(
+        let v = t.cell(0, t.col(name)?);
+        match v.parse::<u64>() {
+            Ok(n) if n <= MAX_COUNT => Ok(n),
+            _ => Err(Error::bad_file(
                 path,
-                format!("column '{name}': {v} is not a count"),
-            ))
+                format!("column '{name}': '{v}' is not a count (0 to {MAX_COUNT})"),
+            )),
         }
     };
     let optional = |name: &str| -> Result<Option<u64>> {
@@ -147,8 +149,12 @@ fn read(i: usize, run: &Run, path: &Path) -> Result<Verification> {
                     ),
                 ));
             }
+            // The run's own kind of certificate file, as it is now (a hash in either case).
             let f = run.dir.join(source);
-            if f.is_file() && sha256_file(&f)? == sha {
+            if run.kind.certificate_csv() == Some(source)
+                && f.is_file()
+                && sha256_file(&f)?.eq_ignore_ascii_case(sha)
+            {
                 Status::Current
             } else {
                 Status::Stale
@@ -156,13 +162,24 @@ fn read(i: usize, run: &Run, path: &Path) -> Result<Verification> {
         }
         _ => Status::NotRecorded,
     };
+    // attack radius / certified radius: positive where an attack changed the decision, NaN where
+    // none did.
+    let median_ratio = t.num(0, t.col("median_attack_to_certified_radius")?)?;
+    if !(median_ratio.is_nan() || (median_ratio.is_finite() && median_ratio > 0.0)) {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "column 'median_attack_to_certified_radius': {median_ratio} is not a ratio of radii"
+            ),
+        ));
+    }
     Ok(Verification {
         run: i,
         path: path.to_path_buf(),
         certificates: count("certificates")?,
         violations: count("violations")?,
         allowed: count("allowed_violations")?,
-        median_ratio: t.num(0, t.col("median_attack_to_certified_radius")?)?,
+        median_ratio,
         changed: count("decisions_changed_by_attack")?,
         steps: optional("attack_steps")?,
         restarts: optional("attack_restarts")?,
@@ -211,7 +228,7 @@ pub fn write_csv(vs: &[Verification], runs: &[Run], path: &Path) -> Result<()> {
     })
 }
 
-/// The summary's sentence: how many certificates the current verifications attacked and how
+/// The summary's sentence (plain text): how many certificates the current verifications attacked and how
 /// many fell; the failed runs by name; stale and unrecorded verifications counted apart. `None`
 /// when no run was verified.
 pub fn sentence(vs: &[Verification], runs: &[Run]) -> Result<Option<String>> {
@@ -220,19 +237,25 @@ pub fn sentence(vs: &[Verification], runs: &[Run]) -> Result<Option<String>> {
     }
     let counted: Vec<&Verification> = vs.iter().filter(|v| v.status != Status::Stale).collect();
     let sum = |f: fn(&Verification) -> u64| counted.iter().map(|v| f(v)).sum::<u64>();
-    let mut s = format!(
-        "`oodcert verify` attacked {} certificates of {} runs inside their certified radii: {} violated",
-        sum(|v| v.certificates),
-        counted.len(),
-        sum(|v| v.violations)
-    );
-    let allowed = sum(|v| v.allowed);
-    if allowed > 0 {
-        s.push_str(&format!(
-            " ({allowed} allowed by the α budget of the randomized-smoothing certificates)"
-        ));
-    }
-    s.push('.');
+    let plural = |n: u64, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    let mut s = if counted.is_empty() {
+        "No current verification.".to_string()
+    } else {
+        let mut s = format!(
+            "oodcert verify attacked {} inside their certified radii ({}): {} violated",
+            plural(sum(|v| v.certificates), "certificate", "certificates"),
+            plural(counted.len() as u64, "run", "runs"),
+            sum(|v| v.violations)
+        );
+        let allowed = sum(|v| v.allowed);
+        if allowed > 0 {
+            s.push_str(&format!(
+                " ({allowed} allowed by the α budget of the randomized-smoothing certificates)"
+            ));
+        }
+        s.push('.');
+        s
+    };
     let failed: Vec<String> = counted
         .iter()
         .filter(|v| !v.passed())
@@ -252,14 +275,14 @@ pub fn sentence(vs: &[Verification], runs: &[Run]) -> Result<Option<String>> {
     let n = |st: Status| vs.iter().filter(|v| v.status == st).count();
     if n(Status::Stale) > 0 {
         s.push_str(&format!(
-            " Not counted: {} verification(s) of an earlier run in the same folder (stale: re-run `oodcert verify`).",
-            n(Status::Stale)
+            " Not counted: {} of a certificate file that has changed since (stale: re-run oodcert verify).",
+            plural(n(Status::Stale) as u64, "verification", "verifications")
         ));
     }
     if n(Status::NotRecorded) > 0 {
         s.push_str(&format!(
-            " {} of the counted verification(s) did not record which certificate file they attacked.",
-            n(Status::NotRecorded)
+            " Counted, but without a record of the certificate file they attacked (so possibly of an earlier run): {}.",
+            plural(n(Status::NotRecorded) as u64, "verification", "verifications")
         ));
     }
     Ok(Some(s))
@@ -286,24 +309,19 @@ fn attack_text(v: &Verification) -> String {
 
 fn ratio_text(v: &Verification) -> String {
     if v.median_ratio.is_finite() {
-        format!("{:.3}", v.median_ratio)
+        show(&fmt_num(v.median_ratio), Fmt::Num)
     } else {
         "—".into()
     }
 }
 
-const EXPLAIN: &str = "Each certificate attacked by PGD inside its certified radius, from the certified point (and beyond the radius, up to 8×, to see how far the attack had to go); a deterministic certificate (Lipschitz, bound propagation) admits no violation, a randomized-smoothing one holds with probability ≥ 1 − α, so its violations are counted against an α budget. Status: whether the verification is of the run now in the folder (SHA-256 of the attacked certificate file).";
+const EXPLAIN: &str = "oodcert verify attacks each certificate it checks with PGD inside the certified radius, from the certified point, and beyond the radius (up to 8×) to see how far an attack has to go (—: no attack changed the decision within 8×). A deterministic certificate (Lipschitz, bound propagation) admits no violation; a randomized-smoothing one holds with probability ≥ 1 − α, so its violations are counted against an α budget. Status: current when the attacked certificate file is the run's file now (same SHA-256); stale when that file has changed since (not counted); not recorded when the verification predates this record (counted; it may be of an earlier run). Only verifications written into the run's folder are found.";
 
 /// The Markdown section (empty when no run was verified).
 pub fn markdown(out: &Path, vs: &[Verification], runs: &[Run]) -> Result<String> {
     if vs.is_empty() {
         return Ok(String::new());
     }
-    let cell = |t: &str| {
-        t.replace('|', "\\|")
-            .replace('*', "\\*")
-            .replace('<', "&lt;")
-    };
     let mut o = format!(
         "\n## Verification by attack\n\n{EXPLAIN}\n\nFull table: [verify_summary.csv](tables/verify_summary.csv) · LaTeX: [verify_summary.tex](latex/verify_summary.tex)\n\n| {} | manifest |\n|{}---|\n",
         HEAD.join(" | "),
@@ -312,19 +330,22 @@ pub fn markdown(out: &Path, vs: &[Verification], runs: &[Run]) -> Result<String>
     for v in vs {
         let run = run_of(runs, v)?;
         let src = rel_link(out, &v.path)?;
-        let ratio = if v.median_ratio.is_finite() {
-            format!("[{}]({src})", ratio_text(v))
-        } else {
-            ratio_text(v)
+        let linked = |t: String| {
+            if t.chars().any(|c| c.is_ascii_digit()) {
+                format!("[{t}]({src})")
+            } else {
+                t
+            }
         };
         o.push_str(&format!(
-            "| {} | [{}]({src}) | [{}]({src}) | [{}]({src}) | {} | {ratio} | {} | {} | [manifest.json]({}) |\n",
+            "| {} | [{}]({src}) | [{}]({src}) | [{}]({src}) | {} | {} | {} | {} | [manifest.json]({}) |\n",
             cell(&run.label),
             v.certificates,
             v.violations,
             v.allowed,
             if v.passed() { "yes" } else { "**no**" },
-            attack_text(v),
+            linked(ratio_text(v)),
+            linked(attack_text(v)),
             v.status.name(),
             rel_link(out, &run.manifest_path())?,
         ));
@@ -364,11 +385,14 @@ pub fn html(out: &Path, vs: &[Verification], runs: &[Run]) -> Result<String> {
         let run = run_of(runs, v)?;
         let src = rel_link(out, &v.path)?;
         let manifest = rel_link(out, &run.manifest_path())?;
-        let ratio = if v.median_ratio.is_finite() {
-            link(&manifest, &ratio_text(v))
-        } else {
-            html_escape(&ratio_text(v))
+        let linked = |t: String| {
+            if t.chars().any(|c| c.is_ascii_digit()) {
+                link(&manifest, &t)
+            } else {
+                html_escape(&t)
+            }
         };
+        let ratio = linked(ratio_text(v));
         let (verdict, class) = if v.passed() {
             ("yes", "supported")
         } else {
@@ -380,7 +404,7 @@ pub fn html(out: &Path, vs: &[Verification], runs: &[Run]) -> Result<String> {
             link(&manifest, &v.certificates.to_string()),
             link(&manifest, &v.violations.to_string()),
             link(&manifest, &v.allowed.to_string()),
-            html_escape(&attack_text(v)),
+            linked(attack_text(v)),
             html_escape(v.status.name()),
             link(&src, FILE),
         ));
@@ -407,7 +431,7 @@ const TEX_HEAD: [&str; 8] = [
 /// The booktabs `tabular` (one row per verified run), ending with a newline.
 pub fn latex(vs: &[Verification], runs: &[Run]) -> Result<String> {
     let mut o = format!(
-        "% oodcert report: verify ({} rows); certificates attacked inside their radii by oodcert verify.\n\\begin{{tabular}}{{lrrrllll}}\n\\toprule\n",
+        "% oodcert report: verify ({} rows); certificates attacked inside their radii by oodcert verify.\n\\begin{{tabular}}{{lrrrlrll}}\n\\toprule\n",
         vs.len()
     );
     o.push_str(&format!("{} \\\\\n\\midrule\n", TEX_HEAD.join(" & ")));
@@ -498,7 +522,16 @@ mod tests {
         let unverified = run(d.path(), "unverified", RunKind::Lipschitz, "lipschitz.csv");
         let train = run(d.path(), "train", RunKind::Train, "train_log.csv");
         verified(&train, [9, 9, 0], "lipschitz.csv", None);
-        let runs = [current, stale, old, unverified, train];
+        // A certify run whose folder also holds a verified lipschitz.csv: not its certificates.
+        let other = run(d.path(), "other", RunKind::Certify, "certify.csv");
+        std::fs::write(other.dir.join("lipschitz.csv"), "x\n1\n").unwrap();
+        verified(
+            &other,
+            [6, 0, 0],
+            "lipschitz.csv",
+            Some(&sha(&other, "lipschitz.csv")),
+        );
+        let runs = [current, stale, old, unverified, train, other];
         let vs = collect(&runs).unwrap();
         let got: Vec<(usize, Status)> = vs.iter().map(|v| (v.run, v.status)).collect();
         assert_eq!(
@@ -506,26 +539,38 @@ mod tests {
             [
                 (0, Status::Current),
                 (1, Status::Stale),
-                (2, Status::NotRecorded)
+                (2, Status::NotRecorded),
+                (5, Status::Stale)
             ]
         );
         assert_eq!((vs[0].steps, vs[0].restarts), (Some(40), Some(5)));
         assert_eq!((vs[2].steps, vs[2].restarts), (None, None));
         let s = sentence(&vs, &runs).unwrap().unwrap();
-        assert!(
-            s.starts_with("`oodcert verify` attacked 14 certificates of 2 runs inside their certified radii: 0 violated."),
-            "{s}"
+        assert_eq!(
+            s,
+            "oodcert verify attacked 14 certificates inside their certified radii (2 runs): 0 violated. \
+             Not counted: 2 verifications of a certificate file that has changed since (stale: re-run oodcert verify). \
+             Counted, but without a record of the certificate file they attacked (so possibly of an earlier run): 1 verification."
         );
-        assert!(s.contains("Not counted: 1 verification(s)"), "{s}");
-        assert!(
-            s.contains("1 of the counted verification(s) did not record"),
-            "{s}"
-        );
-        assert!(!s.contains("FAILED"), "{s}");
         assert_eq!(sentence(&[], &runs).unwrap(), None);
-        // A recorded file that went away: stale too.
+        // The hash in either case; a recorded file that went away: stale, and nothing counted.
+        let own = sha(&runs[0], "lipschitz.csv");
+        let text = std::fs::read_to_string(runs[0].dir.join(FILE)).unwrap();
+        std::fs::write(
+            runs[0].dir.join(FILE),
+            text.replace(&own, &own.to_uppercase()),
+        )
+        .unwrap();
+        assert_eq!(collect(&runs).unwrap()[0].status, Status::Current);
         std::fs::remove_file(runs[0].dir.join("lipschitz.csv")).unwrap();
-        assert_eq!(collect(&runs).unwrap()[0].status, Status::Stale);
+        let vs = collect(&runs[..2]).unwrap();
+        assert_eq!(vs[0].status, Status::Stale);
+        assert!(
+            sentence(&vs, &runs)
+                .unwrap()
+                .unwrap()
+                .starts_with("No current verification. Not counted: 2 verifications")
+        );
     }
 
     /// Violations above the allowance name the run in the sentence and mark the row in every
@@ -533,7 +578,7 @@ mod tests {
     #[test]
     fn a_failed_verification_is_named() {
         let d = tempfile::tempdir().unwrap();
-        let a = run(d.path(), "smooth", RunKind::Certify, "certify.csv");
+        let a = run(d.path(), "smooth_&|<b>", RunKind::Certify, "certify.csv");
         verified(&a, [20, 3, 2], "certify.csv", Some(&sha(&a, "certify.csv")));
         let b = run(d.path(), "lip", RunKind::Lipschitz, "lipschitz.csv");
         verified(
@@ -551,21 +596,31 @@ mod tests {
         let s = sentence(&vs, &runs).unwrap().unwrap();
         assert!(s.contains(": 3 violated (2 allowed by the α budget"), "{s}");
         assert!(
-            s.ends_with(" FAILED: smooth (3 of 20 violated, 2 allowed)."),
+            s.ends_with(" FAILED: smooth_&|<b> (3 of 20 violated, 2 allowed)."),
             "{s}"
         );
+        // The label escaped in every format.
         let out = d.path();
+        let h = html(out, &vs, &runs).unwrap();
+        assert!(h.contains("<td class=\"t contradicted\">no</td>"), "{h}");
         assert!(
-            html(out, &vs, &runs)
-                .unwrap()
-                .contains("<td class=\"t contradicted\">no</td>")
+            h.contains("<td class=\"t\">smooth_&amp;|&lt;b&gt;</td>"),
+            "{h}"
         );
-        assert!(markdown(out, &vs, &runs).unwrap().contains("| **no** |"));
-        assert!(latex(&vs, &runs).unwrap().contains("\\textbf{no}"));
+        let md = markdown(out, &vs, &runs).unwrap();
+        assert!(md.contains("| smooth_&\\|&lt;b> | "), "{md}");
+        assert!(md.contains("| **no** |"), "{md}");
+        let tex = latex(&vs, &runs).unwrap();
+        assert!(tex.contains("\\textbf{no}"), "{tex}");
+        assert!(
+            tex.contains("smooth\\_\\&\\textbar{}\\textless{}b\\textgreater{} & 20"),
+            "{tex}"
+        );
     }
 
     /// A summary with other than one row, a source that is not a certificate file (never a path
-    /// outside the run), or a count that is not one: an error naming the file.
+    /// outside the run), a count that is not one (or absurdly large: sums cannot overflow), or a
+    /// radius ratio that is not positive or NaN: an error naming the file.
     #[test]
     fn malformed_summaries_are_errors_naming_the_file() {
         let d = tempfile::tempdir().unwrap();
@@ -576,6 +631,7 @@ mod tests {
         let row = |certs: &str, source: &str| {
             format!("lipschitz,true,{certs},0,0,true,2,1,{source},00,40,5,0\n")
         };
+        let ratio = |r: &str| format!("lipschitz,true,3,0,0,true,{r},1,lipschitz.csv,00,40,5,0\n");
         for (text, needle) in [
             (format!("{head}\n"), "expected one summary row, found 0"),
             (
@@ -600,8 +656,25 @@ mod tests {
             ),
             (
                 format!("{head}\n{}", row("x", "lipschitz.csv")),
-                "is not a number",
+                "is not a count",
             ),
+            (
+                format!("{head}\n{}", row("20000000000000000000", "lipschitz.csv")),
+                "is not a count",
+            ),
+            (
+                format!("{head}\n{}", row("2000000000000", "lipschitz.csv")),
+                "is not a count (0 to",
+            ),
+            (
+                format!("{head}\n{}", ratio("-2")),
+                "is not a ratio of radii",
+            ),
+            (
+                format!("{head}\n{}", ratio("inf")),
+                "is not a ratio of radii",
+            ),
+            (format!("{head}\n{}", ratio("")), "is not a number"),
         ] {
             std::fs::write(&path, text).unwrap();
             let e = collect(&runs).unwrap_err().to_string();
