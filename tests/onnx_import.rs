@@ -259,6 +259,50 @@ fn unsupported_graphs_exit_2_with_one_line_and_write_nothing() {
     assert!(!t.path().join("m").exists());
 }
 
+/// A pooling node with a zero stride (PyTorch cannot export one; written by editing the LeNet
+/// fixture's max-pools, then its average-pool twin) is exit 2 naming the node, not a division by
+/// zero.
+#[test]
+fn a_pool_with_a_zero_stride_is_refused() {
+    use oodcert::onnx::proto::ModelProto;
+    use prost::Message;
+    let t = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("lenet28.onnx")).unwrap();
+    for (op, strides) in [
+        ("MaxPool", [0, 0]),
+        ("MaxPool", [1, 0]),
+        ("AveragePool", [0, 2]),
+    ] {
+        let mut m = ModelProto::decode(bytes.as_slice()).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        let mut pools = 0;
+        for n in g
+            .node
+            .iter_mut()
+            .filter(|n| n.op_type.as_deref() == Some("MaxPool"))
+        {
+            n.op_type = Some(op.into());
+            let a = n
+                .attribute
+                .iter_mut()
+                .find(|a| a.name.as_deref() == Some("strides"))
+                .expect("the fixture's max-pools have strides");
+            a.ints = strides.to_vec();
+            pools += 1;
+        }
+        assert!(pools > 0);
+        let onnx = t.path().join("pool.onnx");
+        std::fs::write(&onnx, m.encode_to_vec()).unwrap();
+        let out = t.path().join("pool.safetensors");
+        let o = oodcert(&["import", "--onnx", s(&onnx), "--out", s(&out)], &[]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{op} {strides:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(op) && err.contains("strides"), "{err}");
+        assert!(!out.exists());
+    }
+}
+
 /// Runs `oodcert` with the whitespace-separated arguments of `line` (paths without spaces).
 fn cli(line: &str) -> String {
     let args: Vec<&str> = line.split_whitespace().collect();

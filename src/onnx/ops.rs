@@ -320,6 +320,11 @@ impl OnnxGraph<'_> {
             )));
         }
         let s = a.sizes("strides", 2, 1)?;
+        if s.contains(&0) {
+            return Err(Error::BadInput(format!(
+                "{lab}: strides {s:?} are not supported (strides > 0 on both axes)"
+            )));
+        }
         let p = pads4(&a.sizes("pads", 4, 0)?);
         let auto_pad = a.string("auto_pad", "NOTSET");
         if a.int("ceil_mode", 0) != 0
