@@ -105,6 +105,45 @@ fn lipschitz_certificates_survive_attack_and_inflated_ones_do_not() {
         "{md}"
     );
     assert!(!md.contains("FAILED"), "{md}");
+    // A damaged certificate file is exit 2 naming the cell, never a sample read under another
+    // sample's certificate (an index of NaN once attacked image 0) or a silently skipped radius.
+    for (col, val) in [
+        ("index", "NaN"),
+        ("index", "1.5"),
+        ("index", "-1"),
+        ("is_id", "NaN"),
+        ("score", "inf"),
+        ("radius_lipschitz", "-0.5"),
+    ] {
+        let bad = t.path().join("bad");
+        let _ = std::fs::remove_dir_all(&bad);
+        std::fs::create_dir(&bad).unwrap();
+        for e in std::fs::read_dir(&out).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_file() {
+                std::fs::copy(&p, bad.join(p.file_name().unwrap())).unwrap();
+            }
+        }
+        let text = std::fs::read_to_string(out.join("lipschitz.csv")).unwrap();
+        let mut lines: Vec<Vec<String>> = text
+            .lines()
+            .map(|l| l.split(',').map(String::from).collect())
+            .collect();
+        let c = lines[0].iter().position(|h| h == col).unwrap();
+        lines[1][c] = val.into();
+        let text: Vec<String> = lines.iter().map(|l| l.join(",")).collect();
+        std::fs::write(bad.join("lipschitz.csv"), text.join("\n") + "\n").unwrap();
+        let v = run(
+            &["verify", "--run", bad.to_str().unwrap(), "--steps", "2"],
+            t.path(),
+        );
+        let err = String::from_utf8_lossy(&v.stderr);
+        assert_eq!(v.status.code(), Some(2), "{col}={val}: {err}");
+        assert!(
+            err.contains("lipschitz.csv") && err.contains(&format!("row 2, column '{col}'")),
+            "{col}={val}: {err}"
+        );
+    }
 
     // Claim radii 200× larger than certified: the attack must find decision changes.
     inflate(

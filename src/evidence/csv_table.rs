@@ -84,6 +84,55 @@ impl CsvTable {
         })
     }
 
+    /// Cell `(row, col)` as a sample index: a non-negative integer written as one (`12`, not
+    /// `12.0`, `1e1`, `NaN` or `-1`), else an error.
+    pub fn index(&self, row: usize, col: usize) -> Result<u64> {
+        let s = self.cell(row, col);
+        s.parse::<u64>()
+            .map_err(|_| self.bad(row, col, &format!("'{s}' is not a sample index")))
+    }
+
+    /// Cell `(row, col)` as a flag: `1`/`true` or `0`/`false`, else an error.
+    pub fn flag(&self, row: usize, col: usize) -> Result<bool> {
+        match self.cell(row, col) {
+            "1" | "true" => Ok(true),
+            "0" | "false" => Ok(false),
+            s => Err(self.bad(row, col, &format!("'{s}' is not 0/1 or true/false"))),
+        }
+    }
+
+    /// Cell `(row, col)` as a finite number, else an error.
+    pub fn finite(&self, row: usize, col: usize) -> Result<f64> {
+        let v = self.num(row, col)?;
+        if v.is_finite() {
+            Ok(v)
+        } else {
+            Err(self.bad(row, col, &format!("{v} is not a finite number")))
+        }
+    }
+
+    /// Cell `(row, col)` as a radius: ≥ 0, or NaN for none, else an error.
+    pub fn radius(&self, row: usize, col: usize) -> Result<f64> {
+        let v = self.num(row, col)?;
+        if v.is_nan() || (v.is_finite() && v >= 0.0) {
+            Ok(v)
+        } else {
+            Err(self.bad(row, col, &format!("{v} is not a radius (≥ 0, or NaN)")))
+        }
+    }
+
+    /// The `BadFile` error for cell `(row, col)`.
+    fn bad(&self, row: usize, col: usize, what: &str) -> Error {
+        Error::bad_file(
+            &self.path,
+            format!(
+                "row {}, column '{}': {what}",
+                row + 2,
+                self.header.get(col).map_or("?", String::as_str)
+            ),
+        )
+    }
+
     /// Cell `(row, col)` as a number, or `None` when it is empty (an undefined value).
     pub fn opt_num(&self, row: usize, col: usize) -> Result<Option<f64>> {
         if self.cell(row, col).is_empty() {
@@ -124,5 +173,32 @@ mod tests {
         assert!(e.contains("missing column 'zz'"), "{e}");
         std::fs::write(&p, "a,b\n1\n").unwrap();
         assert!(CsvTable::read(&p).is_err());
+    }
+
+    /// Indices, flags, finite numbers and radii: what is one, and an error naming the cell for
+    /// what is not.
+    #[test]
+    fn strict_cells_accept_their_forms_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.csv");
+        std::fs::write(
+            &p,
+            "v\n12\n0\n1\ntrue\nfalse\n0.5\nNaN\ninf\n-1\n1.5\n1e1\n\n",
+        )
+        .unwrap();
+        let t = CsvTable::read(&p).unwrap();
+        let ok =
+            |f: &dyn Fn(usize) -> bool| (0..t.rows.len()).filter(|&r| f(r)).collect::<Vec<_>>();
+        assert_eq!(ok(&|r| t.index(r, 0).is_ok()), [0, 1, 2]);
+        assert_eq!(ok(&|r| t.flag(r, 0).is_ok()), [1, 2, 3, 4]);
+        assert_eq!(ok(&|r| t.finite(r, 0).is_ok()), [0, 1, 2, 5, 8, 9, 10]);
+        assert_eq!(ok(&|r| t.radius(r, 0).is_ok()), [0, 1, 2, 5, 6, 9, 10]);
+        assert_eq!(t.index(0, 0).unwrap(), 12);
+        assert!(t.flag(3, 0).unwrap() && !t.flag(1, 0).unwrap());
+        let e = t.index(6, 0).unwrap_err().to_string();
+        assert!(
+            e.contains("row 8, column 'v'") && e.contains("'NaN' is not a sample index"),
+            "{e}"
+        );
     }
 }

@@ -88,14 +88,14 @@ pub fn verify_guaranteed_run(
             sets.insert(spec.clone(), crate::data::load_as(&spec, data_root, shape)?);
         }
         let data = &sets[&spec];
-        let index = t.num(line, ci)? as usize;
+        let index = t.index(line, ci)? as usize;
         if index >= data.len() {
             return Err(Error::bad_file(
                 &t.path,
                 format!("row {}: index {index} beyond {}", line + 2, data.name),
             ));
         }
-        let is_id = matches!(t.cell(line, cid).trim(), "1" | "true");
+        let is_id = t.flag(line, cid)?;
         // OOD rows: the lower bound, attacked by lowering S; ID rows: the upper bound, by raising it.
         let (bound, increase) = if is_id {
             (t.num(line, chi)?, true)

@@ -102,20 +102,20 @@ pub fn verify_lipschitz_run(
         t.rows.len()
     };
     for line in 0..n_rows {
-        let index = t.num(line, ci)? as usize;
+        let index = t.index(line, ci)? as usize;
         if index >= data.len() {
             return Err(Error::bad_file(
                 &t.path,
                 format!("row {}: index {index} beyond {}", line + 2, data.name),
             ));
         }
-        let score = t.num(line, cs)?;
-        let is_id = matches!(t.cell(line, cid).trim(), "1" | "true");
+        let score = t.finite(line, cs)?;
+        let is_id = t.flag(line, cid)?;
         let center: Vec<f64> = data.image(index).iter().map(|&v| v as f64).collect();
         let id_side = !is_ood(score, gamma);
         let crosses = |s: f64| is_ood(s, gamma) == id_side;
         for (name, c) in cr {
-            let r = t.num(line, c)?;
+            let r = t.radius(line, c)?;
             // Zero (or NaN) radius: nothing certified, nothing to attack.
             if r.is_nan() || r <= 0.0 {
                 continue;

@@ -152,6 +152,13 @@ pub fn verify_certify_run(
     for line in 0..t.rows.len() {
         let (predict, radius, radius_score) =
             (t.num(line, cp)?, t.num(line, cr)?, t.num(line, crs)?);
+        // ≤ 0 (−1 by convention) or NaN: not certified; +∞ would be no radius to attack in.
+        if radius == f64::INFINITY || radius_score == f64::INFINITY {
+            return Err(Error::bad_file(
+                &t.path,
+                format!("row {}: an infinite certified radius", line + 2),
+            ));
+        }
         let detector_certified = radius > 0.0 && predict >= 0.0;
         let score_certified = radius_score > 0.0;
         if !detector_certified && !score_certified {
@@ -168,14 +175,14 @@ pub fn verify_certify_run(
                 format!("row {}: unknown dataset {dataset}", line + 2),
             )
         })?;
-        let index = t.num(line, cidx)? as u64;
+        let index = t.index(line, cidx)?;
         if index as usize >= ds.len() {
             return Err(Error::bad_file(
                 &t.path,
                 format!("row {}: index {index} out of range", line + 2),
             ));
         }
-        let is_id = t.num(line, cid)? == 1.0;
+        let is_id = t.flag(line, cid)?;
         let center: Vec<f64> = ds.image(index as usize).iter().map(|&v| v as f64).collect();
         let mut attack_cfg = *cfg;
         attack_cfg.seed = cfg.seed ^ index;
