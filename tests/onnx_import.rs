@@ -197,6 +197,44 @@ fn imported_model_file_round_trips() {
     let m64 = back.to_dtype(DType::F64).unwrap();
     let c = flat(&m64.logits(&r.input).unwrap());
     assert!(rel_diff(&c, &a) < 1e-5);
+
+    // A file whose stored layer list no longer fits together is refused at load with one line
+    // naming the layer: a conv's padding edited to a huge value (once a crash inside the
+    // convolution), or its output channels to one more than the next layer takes (once a shape
+    // mismatch deep in a GEMM, exit 1).
+    let bytes = std::fs::read(&p).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    for (key, bump, needle) in [
+        ("padding", 100_000u64, "values per sample"),
+        ("c_out", 1, "channels"),
+    ] {
+        let mut h = header.clone();
+        let spec_text = h["__metadata__"]["oodcert.spec"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut spec: serde_json::Value = serde_json::from_str(&spec_text).unwrap();
+        let conv = spec["arch"]["layers"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|l| l["op"] == "conv")
+            .expect("the fixture has a top-level conv");
+        conv[key] = (conv[key].as_u64().unwrap() + bump).into();
+        h["__metadata__"]["oodcert.spec"] = spec.to_string().into();
+        let hb = serde_json::to_vec(&h).unwrap();
+        let mut out = (hb.len() as u64).to_le_bytes().to_vec();
+        out.extend_from_slice(&hb);
+        out.extend_from_slice(&bytes[8 + n..]);
+        let bad = t.path().join("bad.safetensors");
+        std::fs::write(&bad, out).unwrap();
+        let e = Model::load(&bad, &Device::Cpu)
+            .err()
+            .expect("a misfit model loads")
+            .to_string();
+        assert!(e.contains(needle) && e.contains("model"), "{key}: {e}");
+    }
 }
 
 #[test]

@@ -6,6 +6,10 @@ use candle_core::{Device, Tensor};
 /// Label value for samples without a class (OOD sets, noise).
 pub const NO_LABEL: i64 = -1;
 
+/// The largest class index a dataset may hold (2¹⁷ − 1: ImageNet-21k has 21 841 classes), so a
+/// damaged label is an error rather than a classifier head too large to allocate.
+pub const MAX_LABEL: i64 = (1 << 17) - 1;
+
 /// A set of images with pixels in [0,1] (pixel units: every radius and ε refers to these values).
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -45,7 +49,8 @@ impl Dataset {
         &self.images[i * d..(i + 1) * d]
     }
 
-    /// Checks the invariants: sizes agree, every pixel finite and in [0,1], non-empty.
+    /// Checks the invariants: sizes agree, every pixel finite and in [0,1], labels at most
+    /// [`MAX_LABEL`], non-empty.
     pub fn validate(&self) -> Result<()> {
         if self.is_empty() {
             return Err(Error::BadInput(format!("dataset {} is empty", self.name)));
@@ -70,6 +75,12 @@ impl Dataset {
                 pos % self.dim(),
                 pos / self.dim(),
                 self.images[pos]
+            )));
+        }
+        if let Some(&l) = self.labels.iter().find(|&&l| l > MAX_LABEL) {
+            return Err(Error::BadInput(format!(
+                "dataset {}: label {l} is above {MAX_LABEL}; labels are class indices 0..K−1 (−1 for unlabelled images)",
+                self.name
             )));
         }
         Ok(())
@@ -121,6 +132,33 @@ impl Dataset {
             .iter()
             .copied()
             .max()
-            .map_or(0, |m| (m + 1).max(0) as usize)
+            .map_or(0, |m| m.saturating_add(1).max(0) as usize)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds(labels: &[i64]) -> Dataset {
+        Dataset {
+            name: "t:test".into(),
+            images: vec![0.5; labels.len()],
+            labels: labels.to_vec(),
+            shape: [1, 1, 1],
+            sha256: "s".into(),
+            selection: None,
+        }
+    }
+
+    /// A label above the cap (2⁴⁰ in a CSV once asked for a 2-PB classifier head) is an error
+    /// naming it; the largest i64 label does not overflow the class count.
+    #[test]
+    fn labels_above_the_cap_are_refused() {
+        assert!(ds(&[0, MAX_LABEL, NO_LABEL]).validate().is_ok());
+        let e = ds(&[0, 1 << 40]).validate().unwrap_err().to_string();
+        assert!(e.contains("label 1099511627776 is above 131071"), "{e}");
+        assert_eq!(ds(&[i64::MAX]).num_classes(), i64::MAX as usize);
+        assert_eq!(ds(&[NO_LABEL]).num_classes(), 0);
     }
 }

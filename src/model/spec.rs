@@ -23,6 +23,10 @@ pub enum Arch {
     },
 }
 
+/// The most values one input may have (2²⁴: a 4096×4096 grey image; CIFAR's are 3 072), so a
+/// damaged shape in a model file is an error, not an allocation that fails.
+pub const MAX_INPUT: usize = 1 << 24;
+
 /// Everything needed to rebuild a model and feed it pixels in [0,1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelSpec {
@@ -42,6 +46,15 @@ impl ModelSpec {
         if c == 0 || h == 0 || w == 0 {
             return Err(Error::BadInput(format!(
                 "model input shape {:?} has a zero dimension",
+                self.input_shape
+            )));
+        }
+        if c.checked_mul(h)
+            .and_then(|v| v.checked_mul(w))
+            .is_none_or(|n| n > MAX_INPUT)
+        {
+            return Err(Error::BadInput(format!(
+                "model input shape {:?} has more than {MAX_INPUT} values",
                 self.input_shape
             )));
         }
@@ -75,6 +88,15 @@ impl ModelSpec {
             Arch::Resnet18 if h < 8 || w < 8 => Err(Error::BadInput(format!(
                 "resnet18 needs inputs of at least 8×8, got {h}×{w}"
             ))),
+            Arch::Graph { layers, .. } => {
+                use super::arch::{Shape, output_shape};
+                match output_shape(layers, Shape::Spatial(self.input_shape))? {
+                    Shape::Flat(n) if n >= 2 => Ok(()),
+                    other => Err(Error::BadInput(format!(
+                        "model layers end in {other:?}, not in at least 2 logits: the model file is damaged or was not written by oodcert"
+                    ))),
+                }
+            }
             _ => Ok(()),
         }
     }

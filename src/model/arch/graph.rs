@@ -68,6 +68,200 @@ pub enum GraphLayer {
     },
 }
 
+/// The shape of one sample between layers: `(c, h, w)` or a flat vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Spatial([usize; 3]),
+    Flat(usize),
+}
+
+impl Shape {
+    fn elements(self) -> Option<usize> {
+        match self {
+            Shape::Spatial([c, h, w]) => c.checked_mul(h)?.checked_mul(w),
+            Shape::Flat(n) => Some(n),
+        }
+    }
+}
+
+/// The largest activation one sample may have at any layer (2²⁶ values, 256 MB in f32): far
+/// above the architectures oodcert runs (ResNet-18 at 32×32: 65 536), far below what would
+/// exhaust memory in a batch.
+pub const MAX_ACTIVATION: usize = 1 << 26;
+
+/// The output shape of `layers` on one `input` sample, checking that every layer fits the
+/// shape before it (channels, features, windows, branch shapes) and that no activation exceeds
+/// [`MAX_ACTIVATION`]: a model file whose layers do not fit together is a clear error at load,
+/// not a crash inside a convolution.
+pub fn output_shape(layers: &[GraphLayer], input: Shape) -> Result<Shape> {
+    let mut x = input;
+    for g in layers {
+        x = layer_shape(g, x)?;
+        if x.elements().is_none_or(|n| n == 0 || n > MAX_ACTIVATION) {
+            return Err(Error::BadInput(format!(
+                "model layers: {} gives an activation of shape {x:?}, not between 1 and {MAX_ACTIVATION} values per sample",
+                label(g)
+            )));
+        }
+    }
+    Ok(x)
+}
+
+fn label(g: &GraphLayer) -> String {
+    match g {
+        GraphLayer::Conv { name, .. }
+        | GraphLayer::BatchNorm { name, .. }
+        | GraphLayer::Linear { name, .. } => format!("layer {name}"),
+        other => format!("a {} layer", op_name(other)),
+    }
+}
+
+fn op_name(g: &GraphLayer) -> &'static str {
+    match g {
+        GraphLayer::Conv { .. } => "conv",
+        GraphLayer::BatchNorm { .. } => "batch-norm",
+        GraphLayer::Linear { .. } => "linear",
+        GraphLayer::Relu => "relu",
+        GraphLayer::Flatten => "flatten",
+        GraphLayer::GlobalAvgPool => "global-avg-pool",
+        GraphLayer::MaxPool { .. } => "max-pool",
+        GraphLayer::AvgPool { .. } => "avg-pool",
+        GraphLayer::Pad { .. } => "pad",
+        GraphLayer::Residual { .. } => "residual",
+        GraphLayer::Concat { .. } => "concat",
+    }
+}
+
+/// ⌊(n + 2p − k)/s⌋ + 1, or None when the window does not fit (or the sizes overflow).
+fn window_out(n: usize, k: usize, s: usize, p: usize) -> Option<usize> {
+    let padded = n.checked_add(p.checked_mul(2)?)?;
+    (s > 0 && k > 0 && padded >= k).then(|| (padded - k) / s + 1)
+}
+
+fn layer_shape(g: &GraphLayer, x: Shape) -> Result<Shape> {
+    let misfit = |what: String| {
+        Err(Error::BadInput(format!(
+            "model layers do not fit together: {} {what} (input {x:?}); the model file is damaged or was not written by oodcert",
+            label(g)
+        )))
+    };
+    let spatial = match x {
+        Shape::Spatial(s) => Some(s),
+        Shape::Flat(_) => None,
+    };
+    match (g, spatial) {
+        (
+            GraphLayer::Conv {
+                c_in,
+                c_out,
+                kernel,
+                stride,
+                padding,
+                ..
+            },
+            Some([c, h, w]),
+        ) => {
+            if c != *c_in {
+                return misfit(format!("expects {c_in} channels"));
+            }
+            match (
+                window_out(h, kernel[0], *stride, *padding),
+                window_out(w, kernel[1], *stride, *padding),
+            ) {
+                (Some(ho), Some(wo)) if *c_out > 0 => Ok(Shape::Spatial([*c_out, ho, wo])),
+                _ => misfit(format!(
+                    "(kernel {kernel:?}, stride {stride}, padding {padding}) does not fit"
+                )),
+            }
+        }
+        (GraphLayer::BatchNorm { channels, .. }, Some([c, _, _])) => {
+            if c == *channels {
+                Ok(x)
+            } else {
+                misfit(format!("expects {channels} channels"))
+            }
+        }
+        (
+            GraphLayer::Linear {
+                in_features,
+                out_features,
+                ..
+            },
+            None,
+        ) => {
+            if x == Shape::Flat(*in_features) && *out_features > 0 {
+                Ok(Shape::Flat(*out_features))
+            } else {
+                misfit(format!("expects {in_features} features"))
+            }
+        }
+        (GraphLayer::Relu, _) => Ok(x),
+        (GraphLayer::Flatten, _) => match x.elements() {
+            Some(n) => Ok(Shape::Flat(n)),
+            None => misfit("overflows".into()),
+        },
+        (GraphLayer::GlobalAvgPool, Some([c, _, _])) => Ok(Shape::Flat(c)),
+        (
+            GraphLayer::MaxPool {
+                kernel,
+                stride,
+                pad,
+            }
+            | GraphLayer::AvgPool {
+                kernel,
+                stride,
+                pad,
+            },
+            Some([c, h, w]),
+        ) => match (
+            window_out(h, kernel[0], stride[0], pad[0]),
+            window_out(w, kernel[1], stride[1], pad[1]),
+        ) {
+            (Some(ho), Some(wo)) if pad[0] < kernel[0] && pad[1] < kernel[1] => {
+                Ok(Shape::Spatial([c, ho, wo]))
+            }
+            _ => misfit(format!(
+                "(kernel {kernel:?}, stride {stride:?}, padding {pad:?}) does not fit"
+            )),
+        },
+        (GraphLayer::Pad { pads }, Some([c, h, w])) => {
+            let grow = |n: usize, a: usize, b: usize| n.checked_add(a)?.checked_add(b);
+            match (grow(h, pads[0], pads[2]), grow(w, pads[1], pads[3])) {
+                (Some(h), Some(w)) => Ok(Shape::Spatial([c, h, w])),
+                _ => misfit(format!("padding {pads:?} overflows")),
+            }
+        }
+        (GraphLayer::Residual { main, shortcut }, _) => {
+            let (m, s) = (output_shape(main, x)?, output_shape(shortcut, x)?);
+            if m == s {
+                Ok(m)
+            } else {
+                misfit(format!("adds a {m:?} main branch to a {s:?} shortcut"))
+            }
+        }
+        (GraphLayer::Concat { branches }, Some([_, h, w])) => {
+            let mut channels = 0usize;
+            for b in branches {
+                match output_shape(b, x)? {
+                    Shape::Spatial([c, bh, bw]) if (bh, bw) == (h, w) => {
+                        channels = channels.saturating_add(c);
+                    }
+                    other => {
+                        return misfit(format!(
+                            "concatenates a {other:?} branch (each branch must keep {h}×{w})"
+                        ));
+                    }
+                }
+            }
+            Ok(Shape::Spatial([channels, h, w]))
+        }
+        (_, None) => misfit("needs a (c, h, w) input".into()),
+        (GraphLayer::Linear { in_features, .. }, Some(_)) => misfit(format!(
+            "expects {in_features} flat features (flatten first)"
+        )),
+    }
+}
+
 /// Builds `layers` (after the model's `Normalize`), asking `store` for the parameters in order.
 pub(super) fn build(
     graph: &[GraphLayer],
@@ -177,4 +371,143 @@ fn build_layer(g: &GraphLayer, store: &mut ParamStore) -> Result<Layer> {
                 .collect::<Result<_>>()?,
         })),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conv(
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        padding: usize,
+    ) -> GraphLayer {
+        GraphLayer::Conv {
+            name: name.into(),
+            c_in,
+            c_out,
+            kernel: [k, k],
+            stride,
+            padding,
+            bias: true,
+        }
+    }
+
+    fn linear(name: &str, i: usize, o: usize) -> GraphLayer {
+        GraphLayer::Linear {
+            name: name.into(),
+            in_features: i,
+            out_features: o,
+            bias: true,
+        }
+    }
+
+    fn pool(k: usize, s: usize) -> GraphLayer {
+        GraphLayer::MaxPool {
+            kernel: [k, k],
+            stride: [s, s],
+            pad: [0, 0],
+        }
+    }
+
+    /// A LeNet-shaped graph with a residual and a concatenation: the shapes follow PyTorch's.
+    fn net() -> Vec<GraphLayer> {
+        vec![
+            conv("c1", 1, 6, 5, 1, 0),
+            GraphLayer::Relu,
+            pool(2, 2),
+            GraphLayer::Residual {
+                main: vec![
+                    conv("r", 6, 6, 3, 1, 1),
+                    GraphLayer::BatchNorm {
+                        name: "bn".into(),
+                        channels: 6,
+                    },
+                ],
+                shortcut: vec![],
+            },
+            GraphLayer::Concat {
+                branches: vec![vec![], vec![conv("b", 6, 4, 1, 1, 0)]],
+            },
+            GraphLayer::Pad { pads: [1, 0, 1, 0] },
+            GraphLayer::Flatten,
+            linear("fc", 10 * 14 * 12, 10),
+        ]
+    }
+
+    #[test]
+    fn shapes_follow_the_layers() {
+        let x = Shape::Spatial([1, 28, 28]);
+        assert_eq!(output_shape(&net(), x).unwrap(), Shape::Flat(10));
+        let gap = [
+            conv("c", 1, 8, 3, 2, 1),
+            GraphLayer::GlobalAvgPool,
+            linear("fc", 8, 3),
+        ];
+        assert_eq!(output_shape(&gap, x).unwrap(), Shape::Flat(3));
+    }
+
+    /// Each way a damaged layer list can misfit is an error naming the layer, never a shape
+    /// computed with an overflow or an activation too large to allocate.
+    #[test]
+    fn misfits_are_errors_naming_the_layer() {
+        let x = Shape::Spatial([1, 28, 28]);
+        let cases: Vec<(Vec<GraphLayer>, &str)> = vec![
+            (
+                vec![conv("c1", 3, 6, 5, 1, 0)],
+                "layer c1 expects 3 channels",
+            ),
+            (
+                vec![
+                    conv("c1", 1, 6, 5, 1, 1000),
+                    GraphLayer::Flatten,
+                    linear("fc", 338, 10),
+                ],
+                "layer fc expects 338 features",
+            ),
+            (vec![conv("c1", 1, 2, 5, 1, 100_000)], "not between 1 and"),
+            (vec![conv("c1", 1, 2, 5, 1, 1 << 63)], "does not fit"),
+            (vec![conv("c1", 1, 2, 5, 0, 0)], "does not fit"),
+            (vec![conv("c1", 1, 2, 29, 1, 0)], "does not fit"),
+            (vec![pool(2, 0)], "max-pool layer"),
+            (
+                vec![GraphLayer::Flatten, pool(2, 2)],
+                "needs a (c, h, w) input",
+            ),
+            (vec![linear("fc", 784, 10)], "flatten first"),
+            (
+                vec![GraphLayer::Residual {
+                    main: vec![conv("r", 1, 2, 3, 1, 1)],
+                    shortcut: vec![],
+                }],
+                "main branch to a",
+            ),
+            (
+                vec![GraphLayer::Concat {
+                    branches: vec![vec![], vec![pool(2, 2)]],
+                }],
+                "each branch must keep 28×28",
+            ),
+            (
+                vec![GraphLayer::Pad {
+                    pads: [usize::MAX, 0, 1, 0],
+                }],
+                "overflows",
+            ),
+            (
+                vec![GraphLayer::BatchNorm {
+                    name: "bn".into(),
+                    channels: 3,
+                }],
+                "layer bn expects 3 channels",
+            ),
+        ];
+        for (layers, needle) in cases {
+            let e = output_shape(&layers, x).unwrap_err().to_string();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
+    }
 }

@@ -6,7 +6,7 @@ mod lenet;
 mod mlp;
 mod resnet18;
 
-pub use graph::GraphLayer;
+pub use graph::{GraphLayer, MAX_ACTIVATION, Shape, output_shape};
 pub use lenet::lenet_flat_features;
 pub use resnet18::RESNET18_STAGES;
 
