@@ -415,6 +415,16 @@ fn lipschitz_cli_shards_merge_and_reproduce() {
         1,
         "nothing written"
     );
+    // A merge into one of its shards, and an --out that is a file (refused before any work).
+    let before = read("s0/lipschitz.csv");
+    let o = oodcert(&["merge", "--out", "s0", "s0", "s1"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is the shard s0"));
+    assert_eq!(read("s0/lipschitz.csv"), before);
+    std::fs::write(dir.path().join("afile"), "x").unwrap();
+    let o = lip("afile", &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--out afile is a file, not a folder"));
     ok(oodcert(&["merge", "--out", "all", "s0", "s1"]));
     assert_eq!(read("one/lipschitz.csv"), read("all/lipschitz.csv"));
     // A shard edited after its run: refused by the SHA-256 its manifest records.

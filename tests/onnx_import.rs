@@ -295,6 +295,16 @@ fn unsupported_graphs_exit_2_with_one_line_and_write_nothing() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("5 logits"));
     assert!(!t.path().join("m").exists());
+    // --out naming the ONNX file itself: refused, the source left as it was.
+    let src = t.path().join("src.onnx");
+    std::fs::copy(fixture("mlp.onnx"), &src).unwrap();
+    let o = oodcert(&["import", "--onnx", s(&src), "--out", s(&src)], &[]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is the ONNX file being imported"));
+    assert_eq!(
+        std::fs::read(&src).unwrap(),
+        std::fs::read(fixture("mlp.onnx")).unwrap()
+    );
 }
 
 /// A pooling node with a zero stride (PyTorch cannot export one; written by editing the LeNet

@@ -105,6 +105,23 @@ fn lipschitz_certificates_survive_attack_and_inflated_ones_do_not() {
         "{md}"
     );
     assert!(!md.contains("FAILED"), "{md}");
+    // An --out that holds another run is refused (its verify files would pass for that run's).
+    let other = t.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::write(other.join("certify.csv"), "idx\n").unwrap();
+    let v = run(
+        &[
+            "verify",
+            "--run",
+            out.to_str().unwrap(),
+            "--out",
+            other.to_str().unwrap(),
+        ],
+        t.path(),
+    );
+    assert_eq!(v.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&v.stderr).contains("holds the output of `oodcert certify`"));
+    assert!(!other.join("verify_summary.csv").exists());
     // A damaged certificate file is exit 2 naming the cell, never a sample read under another
     // sample's certificate (an index of NaN once attacked image 0) or a silently skipped radius.
     for (col, val) in [

@@ -49,6 +49,19 @@ pub fn run(a: Args) -> Result<()> {
             "--steps and --restarts must be at least 1".into(),
         ));
     }
+    // An --out elsewhere must not hold a run: its verify files would pass for that run's.
+    if let Some(out) = &a.out {
+        let same = matches!(
+            (std::fs::canonicalize(out), std::fs::canonicalize(&a.run)),
+            (Ok(x), Ok(y)) if x == y
+        );
+        if let (false, Some(other)) = (same, crate::evidence::manifest::occupant(out)) {
+            return Err(Error::BadInput(format!(
+                "--out {} holds the output of `oodcert {other}`; its verify files would pass for that run's: give another --out, or none (the run's own folder)",
+                out.display()
+            )));
+        }
+    }
     let cfg = AttackConfig {
         steps: a.steps,
         restarts: a.restarts,

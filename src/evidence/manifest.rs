@@ -130,7 +130,7 @@ pub fn with_invocation<T>(argv: Vec<String>, f: impl FnOnce() -> T) -> T {
 /// The command whose run `dir` holds, if any: by the result files each command writes, else by
 /// the `command` field of a provenance record (`provenance.json`, or a [`Manifest`]-form
 /// `manifest.json`; only that field is read, so a record of another oodcert version counts too).
-fn occupant(dir: &Path) -> Option<String> {
+pub fn occupant(dir: &Path) -> Option<String> {
     const MARKERS: [(&str, &str); 5] = [
         ("certify.csv", "certify"),
         ("lipschitz.csv", "lipschitz"),
@@ -158,12 +158,34 @@ fn occupant(dir: &Path) -> Option<String> {
 /// directory). A missing or empty directory, or one holding an earlier run of `command`
 /// (which is overwritten), is fine.
 pub fn check_out_dir(dir: &Path, command: &str) -> Result<()> {
+    // Checked now, not when the results are written at the end of the work.
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::BadInput(format!(
+            "--out {} is a file, not a folder; give `oodcert {command}` another --out",
+            dir.display()
+        )));
+    }
     match occupant(dir) {
         Some(other) if other != command => Err(Error::BadInput(format!(
             "{} holds the output of `oodcert {other}`; give `oodcert {command}` another --out",
             dir.display()
         ))),
         _ => Ok(()),
+    }
+}
+
+/// Refuses a merge whose `out` is one of its `shards` (the merged run would replace that
+/// shard's files while they are read).
+pub fn check_out_not_a_shard(out: &Path, shards: &[std::path::PathBuf]) -> Result<()> {
+    let canon = |p: &Path| std::fs::canonicalize(p).ok();
+    let o = canon(out);
+    match shards.iter().find(|s| o.is_some() && canon(s) == o) {
+        Some(s) => Err(Error::BadInput(format!(
+            "--out {} is the shard {}; merge into a new folder",
+            out.display(),
+            s.display()
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -109,6 +109,7 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<Vec<LipschitzRecord>> {
         ));
     }
     crate::evidence::manifest::check_out_dir(out, "lipschitz")?;
+    crate::evidence::manifest::check_out_not_a_shard(out, shards)?;
     let mut parts = shards.iter().map(read_part).collect::<Result<Vec<_>>>()?;
     let first = &parts[0];
     let (reference, count) = (identity(&first.manifest), first.shard.count);

@@ -131,6 +131,16 @@ pub fn import_onnx(path: &Path, opts: &ImportOptions) -> Result<Model> {
 
 /// Imports `onnx` and writes the model to `out` atomically; returns the model.
 pub fn import_to_file(onnx: &Path, out: &Path, opts: &ImportOptions) -> Result<Model> {
+    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same(onnx, out) {
+        return Err(Error::BadInput(format!(
+            "--out {} is the ONNX file being imported; write the model to another file",
+            out.display()
+        )));
+    }
     let m = import_onnx(onnx, opts)?;
     m.save(out)?;
     Ok(m)

@@ -17,6 +17,7 @@ pub fn merge(out: &Path, shards: &[PathBuf]) -> Result<()> {
         ));
     }
     crate::evidence::manifest::check_out_dir(out, "certify")?;
+    crate::evidence::manifest::check_out_not_a_shard(out, shards)?;
     let mut parts: Vec<(CertifyManifest, Vec<CertifyRecord>, &PathBuf)> = Vec::new();
     for dir in shards {
         // A shard of an older version has no provenance record, so nothing to check it against.
