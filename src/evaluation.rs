@@ -159,6 +159,10 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
             "eval needs at least one OOD set (--ood)".into(),
         ));
     }
+    if cfg.batch_size == 0 {
+        return Err(Error::BadInput("--batch-size must be at least 1".into()));
+    }
+
     crate::data::class_filter::check_disjoint(&cfg.id, &cfg.ood, "--ood")?;
     // DOS's absent-class score reads all K+1 outputs; every other score the K ID logits.
     let model = if cfg.score == ScoreKind::AbsentClass {
@@ -186,6 +190,13 @@ pub fn evaluate(cfg: &EvalConfig, device: &Device) -> Result<EvalReport> {
         cfg.ood.iter().map(|s| load(s)).collect::<Result<_>>()?;
     let id = &id_subset.data;
     let oods: Vec<&Dataset> = ood_subsets.iter().map(|s| &s.data).collect();
+    // By the sets' canonical names, so `noise-uniform` and `noise-uniform:test` are one set.
+    if let Some(i) = (0..oods.len()).find(|&i| oods[..i].iter().any(|d| d.name == oods[i].name)) {
+        return Err(Error::BadInput(format!(
+            "--ood lists {} twice ({}): give each OOD set once",
+            oods[i].name, cfg.ood[i]
+        )));
+    }
     let total: usize = id.len() + oods.iter().map(|d| d.len()).sum::<usize>();
     let pb = if cfg.progress {
         ProgressBar::new(total as u64)

@@ -1,7 +1,8 @@
 //! `oodcert claims` on hand-made `metrics_all.csv` files with known answers: a fully separated
 //! 5 vs 5 gives the exact p = 2/252 and a verdict in the right direction for a lower-is-better and
 //! a higher-is-better metric, tied sets are undecided, 3 seeds can never be decided, and bad
-//! input (missing arm, one seed, NaN, unknown metric, duplicate row) exits 2 with one line.
+//! input (missing arm, one seed, NaN or a rate outside [0, 1], unknown metric, duplicate row)
+//! exits 2 with one line.
 
 mod common;
 use common::{ok, oodcert, s};
@@ -175,6 +176,12 @@ fn bad_input_exits_2_with_one_line() {
         text.replacen("greg,2,near,0.802", "greg,2,near,NaN", 1),
     )
     .unwrap();
+    let over = d.path().join("over.csv");
+    std::fs::write(
+        &over,
+        text.replacen("greg,2,near,0.802", "greg,2,near,1.7", 1),
+    )
+    .unwrap();
     let dup = d.path().join("dup.csv");
     let extra = text.lines().last().unwrap().to_string();
     std::fs::write(&dup, format!("{text}{extra}\n")).unwrap();
@@ -193,7 +200,8 @@ fn bad_input_exits_2_with_one_line() {
             "expected one row",
         ),
         (m1, vec!["--arm", "greg"], "has 1 seed(s)"),
-        (nan, vec!["--arm", "greg"], "not a finite number"),
+        (nan, vec!["--arm", "greg"], "NaN is not a rate in [0, 1]"),
+        (over, vec!["--arm", "greg"], "1.7 is not a rate in [0, 1]"),
         (dup, vec!["--arm", "greg"], "appears twice"),
         (
             d.path().join("absent.csv"),

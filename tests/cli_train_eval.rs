@@ -556,6 +556,40 @@ fn eval_outputs_agree_with_the_metrics_command() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // A zero batch and an OOD set listed twice: exit 2 with one line, nothing written.
+    for (extra, needle) in [
+        (
+            ["--ood", "noise-uniform", "--batch-size", "0"],
+            "--batch-size must be at least 1",
+        ),
+        (
+            [
+                "--ood",
+                "noise-uniform,noise-gauss,noise-uniform:test",
+                "--batch-size",
+                "7",
+            ],
+            "twice (noise-uniform:test)",
+        ),
+    ] {
+        let out = t.path().join("ev_bad");
+        let mut args = vec![
+            "eval",
+            "--model",
+            s(&model),
+            "--id",
+            &spec,
+            "--out",
+            s(&out),
+        ];
+        args.extend(extra);
+        let o = oodcert(&args, t.path());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains(needle), "{needle}: {err}");
+        assert!(!out.exists());
+    }
 }
 
 #[test]

@@ -194,11 +194,12 @@ pub fn decide_claims(cfg: &ClaimsConfig) -> Result<Vec<Claim>> {
                 continue;
             }
             let v = t.num(r, cm)?;
-            if !v.is_finite() {
+            // Every claim metric is a rate.
+            if !(0.0..=1.0).contains(&v) {
                 return Err(Error::bad_file(
                     &t.path,
                     format!(
-                        "row {}, column '{metric}': {v} is not a finite number",
+                        "row {}, column '{metric}': {v} is not a rate in [0, 1]",
                         r + 2
                     ),
                 ));
