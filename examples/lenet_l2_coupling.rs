@@ -24,32 +24,18 @@ use oodcert::bounds::Interval;
 use oodcert::bounds::ball::{Ball, Norm};
 use oodcert::bounds::ibp::Trace;
 use oodcert::bounds::net::Node;
-use oodcert::error::{Error, Result};
+use oodcert::error::Result;
 use oodcert::lipschitz::local::{PreBounds, grad_backward, neg_softmax_box, pre_bounds};
 use rayon::prelude::*;
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/point_eval.rs"]
 mod point_eval;
-use point_eval::{backprop, forward_trace};
+use args::arg;
+use point_eval::{argmax, backprop, forward_trace};
 
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: Option<T>) -> Result<T> {
-    match args.get(i) {
-        Some(s) => s
-            .parse()
-            .map_err(|_| Error::BadInput(format!("argument {i}: cannot parse \"{s}\""))),
-        None => default.ok_or_else(|| {
-            Error::BadInput("usage: lenet_l2_coupling MODEL DATA EPS [IMAGES] [ROUNDS]".into())
-        }),
-    }
-}
-
-/// The window's argmax at the centre, ties to the last (as `point_eval::backprop`).
-fn argmax(z: &[f64], w: &[usize]) -> usize {
-    w.iter()
-        .copied()
-        .max_by(|&a, &b| z[a].total_cmp(&z[b]))
-        .unwrap_or(0)
-}
+const USAGE: &str = "usage: lenet_l2_coupling MODEL DATA EPS [IMAGES] [ROUNDS]";
 
 fn norm(v: &[f64]) -> f64 {
     v.iter().map(|a| a * a).sum::<f64>().sqrt()
@@ -75,21 +61,36 @@ fn jvp(nodes: &[Node], acts: &[Vec<f64>], t: usize, mut v: Vec<f64>) -> Vec<f64>
     v
 }
 
-/// ‖J_t‖₂ at the centre's pattern by 100 power iterations (an estimate from below).
-fn prefix_norm(nodes: &[Node], acts: &[Vec<f64>], t: usize) -> f64 {
-    let n = acts[0].len();
+/// ‖A‖₂ of a map on `n`-vectors by `iters` power iterations on AᵀA from a fixed start (an
+/// estimate from below); `a` applies A, `at` applies Aᵀ.
+fn power_norm(
+    n: usize,
+    iters: usize,
+    a: impl Fn(Vec<f64>) -> Vec<f64>,
+    at: impl Fn(Vec<f64>) -> Vec<f64>,
+) -> f64 {
     let mut u: Vec<f64> = (0..n)
         .map(|q| ((q * 7919 % 97) as f64 + 1.0) / 97.0)
         .collect();
     let mut s = 0.0;
-    for _ in 0..100 {
+    for _ in 0..iters {
         let nu = norm(&u);
-        u.iter_mut().for_each(|a| *a /= nu);
-        let f = jvp(nodes, acts, t, u.clone());
+        u.iter_mut().for_each(|x| *x /= nu);
+        let f = a(u);
         s = norm(&f);
-        u = backprop(nodes, acts, t, f);
+        u = at(f);
     }
     s
+}
+
+/// ‖J_t‖₂ at the centre's pattern by 100 power iterations (an estimate from below).
+fn prefix_norm(nodes: &[Node], acts: &[Vec<f64>], t: usize) -> f64 {
+    power_norm(
+        acts[0].len(),
+        100,
+        |u| jvp(nodes, acts, t, u),
+        |f| backprop(nodes, acts, t, f),
+    )
 }
 
 /// A variable θ of the expansion: its box and the seed of its column at the gate's input (unit
@@ -168,18 +169,12 @@ fn gates(
 fn op_norm(node: &Node) -> f64 {
     let Node::Affine(a) = node else { return 1.0 };
     let map = a.op.map();
-    let mut v: Vec<f64> = (0..map.in_dim())
-        .map(|i| ((i * 7919 % 97) as f64 + 1.0) / 97.0)
-        .collect();
-    let mut s = 0.0;
-    for _ in 0..200 {
-        let n = norm(&v);
-        v.iter_mut().for_each(|a| *a /= n);
-        let u = map.apply(&v, false);
-        s = norm(&u);
-        v = map.apply_t(&u, false);
-    }
-    s
+    power_norm(
+        map.in_dim(),
+        200,
+        |v| map.apply(&v, false),
+        |u| map.apply_t(&u, false),
+    )
 }
 
 /// The diagonal dual of max over the θ box of ‖g⁰ + Σ θ_a e_a‖² in the input space (an estimate:
@@ -235,9 +230,13 @@ fn diagonal_dual(g0: &[f64], vars: &[(f64, f64, Vec<f64>)], rounds: usize) -> f6
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (model, data): (String, String) = (arg(&args, 1, None)?, arg(&args, 2, None)?);
-    let eps: f64 = arg(&args, 3, None)?;
-    let (images, rounds): (usize, usize) = (arg(&args, 4, Some(5))?, arg(&args, 5, Some(40))?);
+    let (model, data): (String, String) =
+        (arg(&args, 1, None, USAGE)?, arg(&args, 2, None, USAGE)?);
+    let eps: f64 = arg(&args, 3, None, USAGE)?;
+    let (images, rounds): (usize, usize) = (
+        arg(&args, 4, Some(5), USAGE)?,
+        arg(&args, 5, Some(40), USAGE)?,
+    );
     let (net, xs) = point_eval::load(&model, &data)?;
     let nodes = &net.nodes;
     let ln = nodes.len();

@@ -20,30 +20,26 @@ use oodcert::bounds::net::{Net, Node};
 use oodcert::error::{Error, Result};
 use rand::{Rng, SeedableRng};
 
+#[path = "support/args.rs"]
+mod args;
 #[path = "support/point_eval.rs"]
 mod point_eval;
+use args::arg;
 use point_eval::{backprop, forward_trace};
 
-fn arg<T: std::str::FromStr>(args: &[String], i: usize, default: Option<T>) -> Result<T> {
-    match args.get(i) {
-        Some(s) => s
-            .parse()
-            .map_err(|_| Error::BadInput(format!("argument {i}: cannot parse \"{s}\""))),
-        None => default.ok_or_else(|| {
-            Error::BadInput(
-                "usage: preactivation_boxes MODEL DATA EPS [box] [IMAGES] [SAMPLES]".into(),
-            )
-        }),
-    }
-}
+const USAGE: &str = "usage: preactivation_boxes MODEL DATA EPS [box] [IMAGES] [SAMPLES]";
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().collect();
     let unit_box = args.iter().any(|a| a == "box");
     args.retain(|a| a != "box");
-    let (model_path, data): (String, String) = (arg(&args, 1, None)?, arg(&args, 2, None)?);
-    let eps: f64 = arg(&args, 3, None)?;
-    let (images, samples): (usize, usize) = (arg(&args, 4, Some(2))?, arg(&args, 5, Some(3000))?);
+    let (model_path, data): (String, String) =
+        (arg(&args, 1, None, USAGE)?, arg(&args, 2, None, USAGE)?);
+    let eps: f64 = arg(&args, 3, None, USAGE)?;
+    let (images, samples): (usize, usize) = (
+        arg(&args, 4, Some(2), USAGE)?,
+        arg(&args, 5, Some(3000), USAGE)?,
+    );
     if samples == 0 {
         return Err(Error::BadInput("SAMPLES must be at least 1".into()));
     }

@@ -52,6 +52,14 @@ pub fn forward_trace(nodes: &[Node], x: &[f64]) -> Result<Vec<Vec<f64>>> {
     Ok(acts)
 }
 
+/// The input of window `w` that a max-pool selects at `z` (ties to the last).
+pub fn argmax(z: &[f64], w: &[usize]) -> usize {
+    w.iter()
+        .copied()
+        .max_by(|&a, &b| z[a].total_cmp(&z[b]))
+        .unwrap_or(0)
+}
+
 /// ∂(g · input of node t)/∂x at the point whose trace is `acts`.
 pub fn backprop(nodes: &[Node], acts: &[Vec<f64>], t: usize, mut g: Vec<f64>) -> Vec<f64> {
     for k in (0..t).rev() {
@@ -65,12 +73,7 @@ pub fn backprop(nodes: &[Node], acts: &[Vec<f64>], t: usize, mut g: Vec<f64>) ->
             n if n.is_max_pool() => {
                 let mut back = vec![0.0; acts[k].len()];
                 for (o, w) in n.pool_windows().iter().enumerate() {
-                    let arg = w
-                        .iter()
-                        .copied()
-                        .max_by(|&a, &b| acts[k][a].total_cmp(&acts[k][b]))
-                        .unwrap_or(0);
-                    back[arg] += g[o];
+                    back[argmax(&acts[k], w)] += g[o];
                 }
                 back
             }
