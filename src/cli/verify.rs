@@ -51,10 +51,7 @@ pub fn run(a: Args) -> Result<()> {
     }
     // An --out elsewhere must not hold a run: its verify files would pass for that run's.
     if let Some(out) = &a.out {
-        let same = matches!(
-            (std::fs::canonicalize(out), std::fs::canonicalize(&a.run)),
-            (Ok(x), Ok(y)) if x == y
-        );
+        let same = crate::evidence::manifest::same_path(out, &a.run);
         if let (false, Some(other)) = (same, crate::evidence::manifest::occupant(out)) {
             return Err(Error::BadInput(format!(
                 "--out {} holds the output of `oodcert {other}`; its verify files would pass for that run's: give another --out, or none (the run's own folder)",

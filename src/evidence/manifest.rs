@@ -174,12 +174,18 @@ pub fn check_out_dir(dir: &Path, command: &str) -> Result<()> {
     }
 }
 
+/// Whether `a` and `b` both exist and name the same file or folder (links and `..` resolved).
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
 /// Refuses a merge whose `out` is one of its `shards` (the merged run would replace that
 /// shard's files while they are read).
 pub fn check_out_not_a_shard(out: &Path, shards: &[std::path::PathBuf]) -> Result<()> {
-    let canon = |p: &Path| std::fs::canonicalize(p).ok();
-    let o = canon(out);
-    match shards.iter().find(|s| o.is_some() && canon(s) == o) {
+    match shards.iter().find(|s| same_path(out, s)) {
         Some(s) => Err(Error::BadInput(format!(
             "--out {} is the shard {}; merge into a new folder",
             out.display(),

@@ -131,11 +131,7 @@ pub fn import_onnx(path: &Path, opts: &ImportOptions) -> Result<Model> {
 
 /// Imports `onnx` and writes the model to `out` atomically; returns the model.
 pub fn import_to_file(onnx: &Path, out: &Path, opts: &ImportOptions) -> Result<Model> {
-    let same = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same(onnx, out) {
+    if crate::evidence::manifest::same_path(onnx, out) {
         return Err(Error::BadInput(format!(
             "--out {} is the ONNX file being imported; write the model to another file",
             out.display()

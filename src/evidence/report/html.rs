@@ -93,7 +93,7 @@ pub fn inline_svg(path: &Path) -> Result<Option<String>> {
 }
 
 /// `<a href="…">text</a>` with both parts escaped.
-fn link(href: &str, text: &str) -> String {
+pub(super) fn link(href: &str, text: &str) -> String {
     format!("<a href=\"{}\">{}</a>", escape(href), escape(text))
 }
 

@@ -5,7 +5,7 @@
 //! file's current one (a run re-written into the same folder leaves the old verification behind).
 
 use super::discover::{Run, RunKind};
-use super::html::escape as html_escape;
+use super::html::{escape as html_escape, link};
 use super::latex::{Fmt, escape as tex_escape, num};
 use super::markdown::{cell, rel_link, show};
 use super::tables::{PROVENANCE, fmt_num};
@@ -358,13 +358,6 @@ pub fn html(out: &Path, vs: &[Verification], runs: &[Run]) -> Result<String> {
     if vs.is_empty() {
         return Ok(String::new());
     }
-    let link = |href: &str, text: &str| {
-        format!(
-            "<a href=\"{}\">{}</a>",
-            html_escape(href),
-            html_escape(text)
-        )
-    };
     let mut o = format!(
         "<section id=\"{}\">\n<h2>Verification by attack</h2>\n<p>{}</p>\n<p>Full table: {} · LaTeX: {}</p>\n<table>\n<thead><tr>",
         SECTION_ID,
