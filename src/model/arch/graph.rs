@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::model::init::Init;
 use crate::model::layers::{
     BatchNorm2d, ConcatBlock, Conv2d, Layer, Linear, PoolKind, ResidualBlock, WindowPool, ZeroPad,
+    window_out,
 };
 use crate::model::params::{ParamKind, ParamStore};
 use serde::{Deserialize, Serialize};
@@ -132,12 +133,6 @@ fn op_name(g: &GraphLayer) -> &'static str {
     }
 }
 
-/// ⌊(n + 2p − k)/s⌋ + 1, or None when the window does not fit (or the sizes overflow).
-fn window_out(n: usize, k: usize, s: usize, p: usize) -> Option<usize> {
-    let padded = n.checked_add(p.checked_mul(2)?)?;
-    (s > 0 && k > 0 && padded >= k).then(|| (padded - k) / s + 1)
-}
-
 fn layer_shape(g: &GraphLayer, x: Shape) -> Result<Shape> {
     let misfit = |what: String| {
         Err(Error::BadInput(format!(
@@ -168,7 +163,9 @@ fn layer_shape(g: &GraphLayer, x: Shape) -> Result<Shape> {
                 window_out(h, kernel[0], *stride, *padding),
                 window_out(w, kernel[1], *stride, *padding),
             ) {
-                (Some(ho), Some(wo)) if *c_out > 0 => Ok(Shape::Spatial([*c_out, ho, wo])),
+                (Some(ho), Some(wo)) if *c_out > 0 && !kernel.contains(&0) => {
+                    Ok(Shape::Spatial([*c_out, ho, wo]))
+                }
                 _ => misfit(format!(
                     "(kernel {kernel:?}, stride {stride}, padding {padding}) does not fit"
                 )),
@@ -213,14 +210,13 @@ fn layer_shape(g: &GraphLayer, x: Shape) -> Result<Shape> {
                 pad,
             },
             Some([c, h, w]),
-        ) => match (
-            window_out(h, kernel[0], stride[0], pad[0]),
-            window_out(w, kernel[1], stride[1], pad[1]),
-        ) {
-            (Some(ho), Some(wo)) if pad[0] < kernel[0] && pad[1] < kernel[1] => {
-                Ok(Shape::Spatial([c, ho, wo]))
-            }
-            _ => misfit(format!(
+        ) => match WindowPool::new(PoolKind::Max, *kernel, *stride, *pad)
+            .ok()
+            .and_then(|p| p.output_hw(h, w))
+        {
+            // The pool's own checks (kernel and stride > 0, padding < kernel) and output size.
+            Some((ho, wo)) => Ok(Shape::Spatial([c, ho, wo])),
+            None => misfit(format!(
                 "(kernel {kernel:?}, stride {stride:?}, padding {pad:?}) does not fit"
             )),
         },

@@ -120,11 +120,10 @@ impl Conv2d {
     /// Output spatial size for an `h × w` input: ⌊(h + 2p − k)/s⌋ + 1 (None if the kernel does not fit).
     pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let (kh, kw) = self.kernel_size();
-        let (hp, wp) = (h + 2 * self.padding, w + 2 * self.padding);
-        if hp < kh || wp < kw {
-            return None;
-        }
-        Some(((hp - kh) / self.stride + 1, (wp - kw) / self.stride + 1))
+        Some((
+            super::window_out(h, kh, self.stride, self.padding)?,
+            super::window_out(w, kw, self.stride, self.padding)?,
+        ))
     }
 
     /// W ⋆ x + b for `x` of shape `(n, in, h, w)`.

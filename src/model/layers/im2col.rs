@@ -38,13 +38,9 @@ impl ConvGeometry {
 
     /// Output size ⌊(h + 2p − kh)/s⌋ + 1 × ⌊(w + 2p − kw)/s⌋ + 1 (None if the kernel does not fit).
     pub fn output_hw(&self) -> Option<(usize, usize)> {
-        let (hp, wp) = (self.h + 2 * self.padding, self.w + 2 * self.padding);
-        if hp < self.kh || wp < self.kw || self.stride == 0 {
-            return None;
-        }
         Some((
-            (hp - self.kh) / self.stride + 1,
-            (wp - self.kw) / self.stride + 1,
+            super::window_out(self.h, self.kh, self.stride, self.padding)?,
+            super::window_out(self.w, self.kw, self.stride, self.padding)?,
         ))
     }
 

@@ -38,7 +38,7 @@ pub use normalize::Normalize;
 pub(crate) use normalize::normalise_image;
 pub use relu::{ReluMask, ReluOp, relu, relu_mask};
 pub use residual_block::ResidualBlock;
-pub use window_pool::{PoolKind, WindowPool};
+pub use window_pool::{PoolKind, WindowPool, window_out};
 pub use zero_pad::ZeroPad;
 
 use crate::error::Result;

@@ -27,6 +27,14 @@ pub struct WindowPool {
     pub pad: [usize; 2],
 }
 
+/// How many positions a window of size `k` takes with stride `s` along an axis of `n` padded by
+/// `p` on both sides: ⌊(n + 2p − k)/s⌋ + 1, or `None` when the window does not fit, the stride
+/// is 0 or the padded size overflows (pools, convolutions and the model file's shape check).
+pub fn window_out(n: usize, k: usize, s: usize, p: usize) -> Option<usize> {
+    let padded = n.checked_add(p.checked_mul(2)?)?;
+    (s > 0 && padded >= k).then(|| (padded - k) / s + 1)
+}
+
 impl WindowPool {
     /// Checks the geometry: kernel and stride > 0, padding < kernel (as ONNX and PyTorch require).
     pub fn new(
@@ -55,10 +63,7 @@ impl WindowPool {
 
     /// Output size ⌊(h + 2p − k)/s⌋ + 1 per axis, or `None` when the window does not fit.
     pub fn output_hw(&self, h: usize, w: usize) -> Option<(usize, usize)> {
-        let out = |n: usize, i: usize| {
-            let np = n + 2 * self.pad[i];
-            (np >= self.kernel[i]).then(|| (np - self.kernel[i]) / self.stride[i] + 1)
-        };
+        let out = |n: usize, i: usize| window_out(n, self.kernel[i], self.stride[i], self.pad[i]);
         Some((out(h, 0)?, out(w, 1)?))
     }
 
