@@ -6,7 +6,7 @@ use super::constants::{Attrs, Const};
 use super::graph::{OnnxGraph, SUPPORTED_OPS, Shape, label};
 use crate::error::{Error, Result};
 use crate::model::arch::GraphLayer;
-use crate::model::layers::BN_EPS;
+use crate::model::layers::{BN_EPS, window_out};
 
 /// What one converted node gives: its layers, its output tensor and the output shape.
 pub struct Converted {
@@ -206,13 +206,14 @@ impl OnnxGraph<'_> {
             layers.push(GraphLayer::Pad { pads: p });
             (hp, wp, padding) = (h + p[0] + p[2], w + p[1] + p[3], 0);
         }
-        let (hh, ww) = (hp + 2 * padding, wp + 2 * padding);
-        if hh < kh || ww < kw {
+        let (Some(ho), Some(wo)) = (
+            window_out(hp, kh, s[0], padding),
+            window_out(wp, kw, s[0], padding),
+        ) else {
             return Err(Error::BadInput(format!(
                 "{lab}: a {kh}×{kw} kernel does not fit the {h}×{w} input"
             )));
-        }
-        let (ho, wo) = ((hh - kh) / s[0] + 1, (ww - kw) / s[0] + 1);
+        };
         let name = self.fresh_name("conv");
         self.put(format!("{name}.weight"), &wd, wv)?;
         let bias = match self.nodes[i].input.get(2).filter(|s| !s.is_empty()) {
@@ -362,17 +363,16 @@ impl OnnxGraph<'_> {
                 [p[0], p[1]]
             }
         };
-        if pad[0] >= kernel[0]
-            || pad[1] >= kernel[1]
-            || hh + 2 * pad[0] < kernel[0]
-            || ww + 2 * pad[1] < kernel[1]
-        {
+        let out = |n, i: usize| {
+            (pad[i] < kernel[i])
+                .then(|| window_out(n, kernel[i], stride[i], pad[i]))
+                .flatten()
+        };
+        let (Some(ho), Some(wo)) = (out(hh, 0), out(ww, 1)) else {
             return Err(Error::BadInput(format!(
                 "{lab}: kernel {kernel:?} with padding {pad:?} does not fit the {h}×{w} input"
             )));
-        }
-        let ho = (hh + 2 * pad[0] - kernel[0]) / stride[0] + 1;
-        let wo = (ww + 2 * pad[1] - kernel[1]) / stride[1] + 1;
+        };
         layers.push(if is_max {
             GraphLayer::MaxPool {
                 kernel,
