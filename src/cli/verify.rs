@@ -65,36 +65,30 @@ pub fn run(a: Args) -> Result<()> {
         step_frac: 2.5 / a.steps as f64,
         seed: a.seed,
     };
-    // The file the certificates come from, hashed before it is read, so the summary names what
-    // was attacked.
-    let prov = crate::verify::VerifyProvenance::of_run(&a.run, cfg)?;
-    let (rows, summary) = if a.run.join("lipschitz.csv").exists() {
-        verify_lipschitz_run(&a.run, a.model.as_deref(), &root, &cfg, a.limit)?
-    } else if a.run.join("bounds.csv").exists() {
-        verify_guaranteed_run(&a.run, a.model.as_deref(), &root, &cfg, a.limit)?
-    } else if a.run.join("certify.csv").exists() {
-        let model = a.model.as_deref().ok_or_else(|| {
-            Error::BadInput(
-                "verifying a certify run needs --model (its manifest stores only the SHA-256)"
-                    .into(),
-            )
-        })?;
-        if a.n_fresh == 0 {
-            return Err(Error::BadInput("--n-fresh must be at least 1".into()));
-        }
-        verify_certify_run(&a.run, model, &root, &cfg, a.n_fresh, a.limit)?
-    } else {
+    // The file the certificates come from (it tells the run's kind), hashed before it is read, so
+    // the summary names what was attacked.
+    let Some(prov) = crate::verify::VerifyProvenance::of_run(&a.run, cfg)? else {
         return Err(Error::BadInput(format!(
             "{} holds no lipschitz.csv, certify.csv or bounds.csv: not a lipschitz, certify or guaranteed run",
             a.run.display()
         )));
     };
-    let prov = prov.ok_or_else(|| {
-        Error::Internal(format!(
-            "{}: its certificate file went away while it was verified",
-            a.run.display()
-        ))
-    })?;
+    let (rows, summary) = match prov.source {
+        "lipschitz.csv" => verify_lipschitz_run(&a.run, a.model.as_deref(), &root, &cfg, a.limit)?,
+        "bounds.csv" => verify_guaranteed_run(&a.run, a.model.as_deref(), &root, &cfg, a.limit)?,
+        _ => {
+            let model = a.model.as_deref().ok_or_else(|| {
+                Error::BadInput(
+                    "verifying a certify run needs --model (its manifest stores only the SHA-256)"
+                        .into(),
+                )
+            })?;
+            if a.n_fresh == 0 {
+                return Err(Error::BadInput("--n-fresh must be at least 1".into()));
+            }
+            verify_certify_run(&a.run, model, &root, &cfg, a.n_fresh, a.limit)?
+        }
+    };
     let out = a.out.clone().unwrap_or_else(|| a.run.clone());
     write_outputs(&out, &rows, &summary, &prov)?;
     println!(
